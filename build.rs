@@ -18,7 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Well-known types with serde support, so the CLI prints canonical proto3 JSON.
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
-        .compile_with_config(config, &[PathBuf::from(proto)], &[PathBuf::from("proto"), well_known])?;
+        .compile_with_config(
+            config,
+            &[PathBuf::from(proto)],
+            &[PathBuf::from("proto"), well_known],
+        )?;
 
     let descriptors = std::fs::read(&descriptor_path)?;
     pbjson_build::Builder::new()

@@ -100,7 +100,11 @@ mod tests {
     #[test]
     fn pii_never_prints_the_value() {
         let h = KeyedHasher::new(b"k".to_vec());
-        let shown = format!("{} {:?}", h.pii("jane@example.com"), h.pii("jane@example.com"));
+        let shown = format!(
+            "{} {:?}",
+            h.pii("jane@example.com"),
+            h.pii("jane@example.com")
+        );
         assert!(!shown.contains("jane"), "{shown}");
         assert!(shown.starts_with("h:"), "{shown}");
         assert_eq!(format!("{}", h.pii("a")).len(), 2 + LOG_PREFIX_LEN);

@@ -117,8 +117,9 @@ impl Email {
         EmailAddress::parse_with_options(&format!("{local}@{domain}"), options)
             .map_err(|e| map_crate_error(&e))?;
 
-        let ascii = idna::domain_to_ascii_strict(domain)
-            .map_err(|_| EmailError::InvalidDomain("not a valid (internationalised) domain name".into()))?;
+        let ascii = idna::domain_to_ascii_strict(domain).map_err(|_| {
+            EmailError::InvalidDomain("not a valid (internationalised) domain name".into())
+        })?;
         let (tld_less, tld) = ascii.rsplit_once('.').ok_or(EmailError::DomainWithoutTld)?;
         if tld_less.is_empty() || tld.is_empty() {
             return Err(EmailError::DomainWithoutTld);
@@ -177,7 +178,8 @@ impl Email {
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 fn map_crate_error(e: &email_address::Error) -> EmailError {
@@ -284,21 +286,65 @@ mod tests {
     fn valid_addresses_normalise() {
         // (input, address, canonical)
         let cases = [
-            ("jane.doe@example.com", "jane.doe@example.com", "jane.doe@example.com"),
-            ("  Jane.Doe@Example.COM \n", "Jane.Doe@example.com", "jane.doe@example.com"),
-            ("mailto:jane@example.com", "jane@example.com", "jane@example.com"),
-            ("MAILTO:jane@example.com?subject=hi", "jane@example.com", "jane@example.com"),
-            ("J.A.N.E+news@googlemail.com", "J.A.N.E+news@googlemail.com", "jane@gmail.com"),
-            ("jane.doe+x@gmail.com", "jane.doe+x@gmail.com", "janedoe@gmail.com"),
-            ("jane.doe+x@outlook.com", "jane.doe+x@outlook.com", "jane.doe@outlook.com"),
+            (
+                "jane.doe@example.com",
+                "jane.doe@example.com",
+                "jane.doe@example.com",
+            ),
+            (
+                "  Jane.Doe@Example.COM \n",
+                "Jane.Doe@example.com",
+                "jane.doe@example.com",
+            ),
+            (
+                "mailto:jane@example.com",
+                "jane@example.com",
+                "jane@example.com",
+            ),
+            (
+                "MAILTO:jane@example.com?subject=hi",
+                "jane@example.com",
+                "jane@example.com",
+            ),
+            (
+                "J.A.N.E+news@googlemail.com",
+                "J.A.N.E+news@googlemail.com",
+                "jane@gmail.com",
+            ),
+            (
+                "jane.doe+x@gmail.com",
+                "jane.doe+x@gmail.com",
+                "janedoe@gmail.com",
+            ),
+            (
+                "jane.doe+x@outlook.com",
+                "jane.doe+x@outlook.com",
+                "jane.doe@outlook.com",
+            ),
             ("jane+x@me.com", "jane+x@me.com", "jane@icloud.com"),
             // Unknown servers: a +tag may be a different mailbox, so it stays.
-            ("jane+x@example.com", "jane+x@example.com", "jane+x@example.com"),
-            ("o'brien@example.ie", "o'brien@example.ie", "o'brien@example.ie"),
+            (
+                "jane+x@example.com",
+                "jane+x@example.com",
+                "jane+x@example.com",
+            ),
+            (
+                "o'brien@example.ie",
+                "o'brien@example.ie",
+                "o'brien@example.ie",
+            ),
             ("a@b.co", "a@b.co", "a@b.co"),
             // IDN domain to punycode; UTF-8 local part (RFC 6531) accepted.
-            ("jürgen@bücher.de", "jürgen@xn--bcher-kva.de", "jürgen@xn--bcher-kva.de"),
-            ("用户@例子.广告", "用户@xn--fsqu00a.xn--4rr70v", "用户@xn--fsqu00a.xn--4rr70v"),
+            (
+                "jürgen@bücher.de",
+                "jürgen@xn--bcher-kva.de",
+                "jürgen@xn--bcher-kva.de",
+            ),
+            (
+                "用户@例子.广告",
+                "用户@xn--fsqu00a.xn--4rr70v",
+                "用户@xn--fsqu00a.xn--4rr70v",
+            ),
             ("jane@example.com.", "jane@example.com", "jane@example.com"),
         ];
         for (input, address, canonical) in cases {
@@ -318,7 +364,11 @@ mod tests {
     #[test]
     fn invalid_addresses_say_why() {
         let long_local = format!("{}@example.com", "a".repeat(65));
-        let long_total = format!("{}@{}.com", "a".repeat(64), vec!["b".repeat(60); 4].join("."));
+        let long_total = format!(
+            "{}@{}.com",
+            "a".repeat(64),
+            vec!["b".repeat(60); 4].join(".")
+        );
         let huge = "a".repeat(5000);
         let cases: Vec<(&str, EmailError)> = vec![
             ("", EmailError::Empty),
@@ -342,7 +392,11 @@ mod tests {
             (huge.as_str(), EmailError::TooLong(5000)),
         ];
         for (input, want) in cases {
-            assert_eq!(Email::parse(input).map(|e| e.address()), Err(want), "{input:?}");
+            assert_eq!(
+                Email::parse(input).map(|e| e.address()),
+                Err(want),
+                "{input:?}"
+            );
         }
     }
 

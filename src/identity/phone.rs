@@ -198,18 +198,95 @@ mod tests {
     fn valid_numbers_normalise_to_e164() {
         // (input, region, e164, valid, type, region code)
         let cases = [
-            ("+447400123456", None, "+447400123456", true, NumberType::Mobile, "GB"),
-            ("+44 7400 123456", None, "+447400123456", true, NumberType::Mobile, "GB"),
-            (" 07400 123456 ", gb(), "+447400123456", true, NumberType::Mobile, "GB"),
-            ("(020) 7946 0018", gb(), "+442079460018", true, NumberType::FixedLine, "GB"),
-            ("tel:+44-20-7946-0018", None, "+442079460018", true, NumberType::FixedLine, "GB"),
-            ("0800 890 567", gb(), "+44800890567", true, NumberType::TollFree, "GB"),
-            ("09065 123456", gb(), "+449065123456", true, NumberType::PremiumRate, "GB"),
-            ("056 1234 5678", gb(), "+445612345678", true, NumberType::Voip, "GB"),
-            ("+1 650-253-0000", None, "+16502530000", true, NumberType::FixedLineOrMobile, "US"),
-            ("+49 30 901820", None, "+4930901820", true, NumberType::FixedLine, "DE"),
+            (
+                "+447400123456",
+                None,
+                "+447400123456",
+                true,
+                NumberType::Mobile,
+                "GB",
+            ),
+            (
+                "+44 7400 123456",
+                None,
+                "+447400123456",
+                true,
+                NumberType::Mobile,
+                "GB",
+            ),
+            (
+                " 07400 123456 ",
+                gb(),
+                "+447400123456",
+                true,
+                NumberType::Mobile,
+                "GB",
+            ),
+            (
+                "(020) 7946 0018",
+                gb(),
+                "+442079460018",
+                true,
+                NumberType::FixedLine,
+                "GB",
+            ),
+            (
+                "tel:+44-20-7946-0018",
+                None,
+                "+442079460018",
+                true,
+                NumberType::FixedLine,
+                "GB",
+            ),
+            (
+                "0800 890 567",
+                gb(),
+                "+44800890567",
+                true,
+                NumberType::TollFree,
+                "GB",
+            ),
+            (
+                "09065 123456",
+                gb(),
+                "+449065123456",
+                true,
+                NumberType::PremiumRate,
+                "GB",
+            ),
+            (
+                "056 1234 5678",
+                gb(),
+                "+445612345678",
+                true,
+                NumberType::Voip,
+                "GB",
+            ),
+            (
+                "+1 650-253-0000",
+                None,
+                "+16502530000",
+                true,
+                NumberType::FixedLineOrMobile,
+                "US",
+            ),
+            (
+                "+49 30 901820",
+                None,
+                "+4930901820",
+                true,
+                NumberType::FixedLine,
+                "DE",
+            ),
             // Vanity letters are dialled digits (libphonenumber's rule).
-            ("+1 800 FLOWERS", None, "+18003569377", true, NumberType::TollFree, "US"),
+            (
+                "+1 800 FLOWERS",
+                None,
+                "+18003569377",
+                true,
+                NumberType::TollFree,
+                "US",
+            ),
         ];
         for (input, region, e164, valid, kind, code) in cases {
             let p = PhoneNumber::parse(input, region).unwrap_or_else(|e| panic!("{input:?}: {e}"));
@@ -242,10 +319,18 @@ mod tests {
             ("+999 1234 5678", None, PhoneError::InvalidCountryCode),
             ("+44 1", None, PhoneError::TooShort),
             (long.as_str(), None, PhoneError::TooLong(80)),
-            ("+44 7700 900123 4567 8901 2345", None, PhoneError::TooLongNumber),
+            (
+                "+44 7700 900123 4567 8901 2345",
+                None,
+                PhoneError::TooLongNumber,
+            ),
         ];
         for (input, region, want) in cases {
-            assert_eq!(PhoneNumber::parse(input, region).map(|p| p.e164().to_owned()), Err(want), "{input:?}");
+            assert_eq!(
+                PhoneNumber::parse(input, region).map(|p| p.e164().to_owned()),
+                Err(want),
+                "{input:?}"
+            );
         }
     }
 

@@ -1,0 +1,269 @@
+//! The command line: `serve`, `enrich`, `purposes`.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tonic::Request;
+use tonic_types::StatusExt;
+
+use crate::config::Config;
+use crate::enrich::Enricher;
+use crate::privacy::KeyedHasher;
+use crate::proto::v1 as pb;
+use crate::proto::v1::enrichment_server::Enrichment as _;
+use crate::purpose::LawfulBasis;
+use crate::server::{self, Application};
+use crate::service::EnrichmentService;
+use crate::{convert, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "enrichd",
+    version,
+    about = "Contact enrichment with provenance and GDPR flags"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gRPC server.
+    Serve(ServeArgs),
+    /// Enrich one email address or phone number and print the answer as JSON.
+    Enrich(EnrichArgs),
+    /// Print the declared purposes (the record of processing activities).
+    Purposes(ConfigArg),
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// Config file (TOML); the shipped defaults apply without one.
+    #[arg(long, env = "ENRICHD_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// gRPC address; overrides server.listen.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Prometheus metrics address; overrides server.metrics_listen.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Serve the sandbox catalog of fake people (arrives with the source catalog).
+    #[arg(long)]
+    sandbox: bool,
+}
+
+#[derive(Args)]
+#[group(id = "identifier", required = true, multiple = false)]
+struct IdentifierArgs {
+    /// Email address to enrich.
+    #[arg(long, group = "identifier")]
+    email: Option<String>,
+    /// Phone number to enrich (E.164, or national with --region).
+    #[arg(long, group = "identifier")]
+    phone: Option<String>,
+}
+
+#[derive(Args)]
+struct EnrichArgs {
+    #[command(flatten)]
+    identifier: IdentifierArgs,
+    /// Purpose id declared in the config (`enrichd purposes` lists them).
+    #[arg(long)]
+    purpose: String,
+    /// Art. 6(1) lawful basis.
+    #[arg(long, value_enum)]
+    basis: LawfulBasis,
+    /// Consent reference (required with --basis consent).
+    #[arg(long)]
+    consent_ref: Option<String>,
+    /// Legitimate-interest assessment reference (required with --basis legitimate_interests).
+    #[arg(long)]
+    lia_ref: Option<String>,
+    /// Contract reference (recorded with --basis contract).
+    #[arg(long)]
+    contract_ref: Option<String>,
+    /// Region for national phone numbers (ISO 3166-1 alpha-2, e.g. GB).
+    #[arg(long)]
+    region: Option<String>,
+    /// The person's name as you know it (compared with names found).
+    #[arg(long)]
+    name: Option<String>,
+    /// Correlation id echoed in the answer.
+    #[arg(long, default_value = "")]
+    request_id: String,
+    /// Call a running server ("host:port" or "http://host:port") instead of
+    /// running the pipeline in this process.
+    #[arg(long)]
+    remote: Option<String>,
+    /// Use the sandbox catalog (arrives with the source catalog).
+    #[arg(long)]
+    sandbox: bool,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Enrich(args) => enrich(args).await,
+            Command::Purposes(args) => purposes(args),
+        }
+    }
+}
+
+fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
+    Ok(Config::load(arg.config.as_deref())?)
+}
+
+/// The configured hash key, or a random one (with a warning for a server,
+/// whose keyed hashes outlive one call).
+fn hasher(config: &Config, long_running: bool) -> KeyedHasher {
+    match &config.privacy.hash_key {
+        Some(key) => KeyedHasher::new(key.as_bytes().to_vec()),
+        None => {
+            if long_running {
+                tracing::warn!(
+                    "privacy.hash_key is not set: using a random key, so keyed hashes of \
+                 identifiers change on every restart and differ across replicas"
+                );
+            }
+            KeyedHasher::random()
+        }
+    }
+}
+
+fn warn_sandbox(sandbox: bool) {
+    if sandbox {
+        tracing::warn!("--sandbox: the sandbox catalog is not built yet; running without sources");
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = load_config(&args.config)?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(metrics) = args.metrics_listen {
+        config.server.metrics_listen = Some(metrics);
+    }
+    telemetry::init_tracing(&config.log);
+    warn_sandbox(args.sandbox);
+    let hasher = hasher(&config, true);
+    let app = Application::build(config, hasher).await?;
+    app.run_until_stopped(server::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn enrich_request(args: &EnrichArgs) -> pb::EnrichRequest {
+    use pb::enrich_request::Identifier;
+    let identifier = match (&args.identifier.email, &args.identifier.phone) {
+        (Some(email), _) => Identifier::Email(email.clone()),
+        (None, Some(phone)) => Identifier::Phone(phone.clone()),
+        (None, None) => unreachable!("clap requires one identifier"),
+    };
+    pb::EnrichRequest {
+        request_id: args.request_id.clone(),
+        identifier: Some(identifier),
+        hints: Some(pb::Hints {
+            name: args.name.clone().unwrap_or_default(),
+            default_region: args.region.clone().unwrap_or_default(),
+        }),
+        purpose: args.purpose.clone(),
+        lawful_basis: convert::lawful_basis_to_proto(args.basis).into(),
+        evidence: Some(pb::BasisEvidence {
+            consent_ref: args.consent_ref.clone().unwrap_or_default(),
+            legitimate_interest_assessment_ref: args.lia_ref.clone().unwrap_or_default(),
+            contract_ref: args.contract_ref.clone().unwrap_or_default(),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn enrich(args: EnrichArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.config)?;
+    let mut log = config.log.clone();
+    if std::env::var_os("RUST_LOG").is_none() {
+        // Keep stdout for the answer and stderr quiet unless asked.
+        log.filter = "warn".into();
+    }
+    telemetry::init_tracing(&log);
+    warn_sandbox(args.sandbox);
+    let request = enrich_request(&args);
+    let result = match &args.remote {
+        Some(addr) => {
+            let endpoint = if addr.contains("://") {
+                addr.clone()
+            } else {
+                format!("http://{addr}")
+            };
+            let mut client = pb::enrichment_client::EnrichmentClient::connect(endpoint.clone())
+                .await
+                .with_context(|| format!("cannot connect to {endpoint}"))?;
+            client.enrich(request).await
+        }
+        None => {
+            let enricher = Enricher::build(&config, hasher(&config, false))?;
+            EnrichmentService::new(Arc::new(enricher))
+                .enrich(Request::new(request))
+                .await
+        }
+    };
+    match result {
+        Ok(response) => {
+            println!("{}", serde_json::to_string_pretty(response.get_ref())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(status) => {
+            eprintln!(
+                "error: {}: {}",
+                telemetry::code_name(status.code()),
+                status.message()
+            );
+            let details = status.get_error_details();
+            if let Some(bad) = details.bad_request() {
+                for v in &bad.field_violations {
+                    eprintln!("  field {}: {}", v.field, v.description);
+                }
+            }
+            if let Some(pre) = details.precondition_failure() {
+                for v in &pre.violations {
+                    eprintln!("  {} {}: {}", v.r#type, v.subject, v.description);
+                }
+            }
+            Ok(ExitCode::from(match status.code() {
+                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => 2,
+                _ => 1,
+            }))
+        }
+    }
+}
+
+fn purposes(args: ConfigArg) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args)?;
+    println!(
+        "{:<18} {:<44} {:<10} DESCRIPTION",
+        "PURPOSE", "LAWFUL BASES", "RETENTION"
+    );
+    for (id, p) in &config.purposes {
+        let bases: Vec<&str> = p.lawful_bases.iter().map(|b| b.as_str()).collect();
+        println!(
+            "{:<18} {:<44} {:<10} {}",
+            id,
+            bases.join(","),
+            format!("{}d", p.retention.as_secs() / 86_400),
+            p.description
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

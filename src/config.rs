@@ -1,0 +1,301 @@
+//! Configuration: the shipped defaults (`config/enrichd.toml`, built into the
+//! binary), then an optional file, then `ENRICHD__`-prefixed environment
+//! variables. `validate()` reports every problem at once.
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::Region;
+use crate::purpose::{LawfulBasis, PurposeConfig};
+use crate::reference::ReferencePaths;
+use crate::verify::DnsConfig;
+
+/// The shipped configuration: every key with its default and its comment.
+pub const SHIPPED: &str = include_str!("../config/enrichd.toml");
+
+/// Environment variables with this prefix override config keys;
+/// `__` separates sections (`ENRICHD__SERVER__LISTEN`).
+pub const ENV_PREFIX: &str = "ENRICHD__";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub privacy: PrivacyConfig,
+    pub dns: DnsConfig,
+    pub phone: PhoneConfig,
+    pub reference: ReferencePaths,
+    pub purposes: BTreeMap<String, PurposeConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    pub max_concurrent_requests: usize,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub max_request_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shed_retry_after: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PrivacyConfig {
+    #[serde(default)]
+    pub hash_key: Option<String>,
+}
+
+// The key is a secret: never print it.
+impl fmt::Debug for PrivacyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivacyConfig")
+            .field("hash_key", &self.hash_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PhoneConfig {
+    #[serde(default)]
+    pub default_region: Option<String>,
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problems):",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn one(problem: impl Into<String>) -> Self {
+        Self {
+            problems: vec![problem.into()],
+        }
+    }
+}
+
+impl Default for Config {
+    /// The shipped configuration alone.
+    fn default() -> Self {
+        Self::from_figment(Figment::from(Toml::string(SHIPPED)))
+            .expect("the shipped configuration is valid (tested)")
+    }
+}
+
+impl Config {
+    /// Shipped defaults, then `file` (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(SHIPPED));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::one(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        Self::from_figment(figment)
+    }
+
+    /// Shipped defaults, then a TOML string (tests, embedded use).
+    pub fn from_toml(overrides: &str) -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(SHIPPED)).merge(Toml::string(overrides)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let value: figment::value::Value = figment.extract().map_err(|e| ConfigError {
+            problems: e.into_iter().map(|e| e.to_string()).collect(),
+        })?;
+        let mut unknown = Vec::new();
+        let config: Config =
+            match serde_ignored::deserialize(&value, |path| unknown.push(path.to_string())) {
+                Ok(config) => config,
+                // Figment's own extraction names the key and where its value came from.
+                Err(plain) => {
+                    let problems = match figment.extract::<Config>() {
+                        Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+                        Ok(_) => vec![plain.to_string()],
+                    };
+                    return Err(ConfigError { problems });
+                }
+            };
+        let mut problems: Vec<String> = unknown
+            .into_iter()
+            .map(|key| format!("{key}: unknown key"))
+            .collect();
+        problems.extend(config.problems());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Semantic checks that types alone cannot express.
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let s = &self.server;
+        if s.max_concurrent_requests == 0 {
+            p.push("server.max_concurrent_requests: must be at least 1".into());
+        }
+        if s.max_request_bytes < 1024 {
+            p.push("server.max_request_bytes: must be at least 1024".into());
+        }
+        if s.request_timeout.is_zero() {
+            p.push("server.request_timeout: must be more than zero".into());
+        }
+        if self.dns.timeout.is_zero() {
+            p.push("dns.timeout: must be more than zero".into());
+        }
+        if let Some(key) = &self.privacy.hash_key
+            && key.len() < 32
+        {
+            p.push("privacy.hash_key: must be at least 32 characters".into());
+        }
+        if let Some(region) = &self.phone.default_region
+            && let Err(e) = region.parse::<Region>()
+        {
+            p.push(format!("phone.default_region: {e}"));
+        }
+        if self.purposes.is_empty() {
+            p.push("purposes: at least one purpose must be declared".into());
+        }
+        for (id, purpose) in &self.purposes {
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                p.push(format!(
+                    "purposes.{id}: ids use lowercase letters, digits and '_' only"
+                ));
+            }
+            if purpose.description.trim().is_empty() {
+                p.push(format!("purposes.{id}.description: must not be empty"));
+            }
+            if purpose.lawful_bases.is_empty() {
+                p.push(format!(
+                    "purposes.{id}.lawful_bases: at least one lawful basis is required"
+                ));
+            }
+            if purpose.lawful_bases.contains(&LawfulBasis::VitalInterests) {
+                p.push(format!(
+                    "purposes.{id}.lawful_bases: vital_interests never justifies enrichment"
+                ));
+            }
+            if purpose.retention.is_zero() {
+                p.push(format!("purposes.{id}.retention: must be more than zero"));
+            }
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_is_valid_and_declares_the_three_purposes() {
+        let c = Config::default();
+        let ids: Vec<&str> = c.purposes.keys().map(String::as_str).collect();
+        assert_eq!(ids, ["crm_enrichment", "fraud_prevention", "marketing"]);
+        assert_eq!(c.server.listen.port(), 50051);
+        assert!(c.dns.enabled);
+    }
+
+    #[test]
+    fn a_file_overrides_the_defaults_and_keeps_the_rest() {
+        let c = Config::from_toml("[server]\nmax_concurrent_requests = 7\n").expect("valid");
+        assert_eq!(c.server.max_concurrent_requests, 7);
+        assert_eq!(c.server.request_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = Config::from_toml(
+            r#"
+            [server]
+            max_concurrent_requests = 0
+            listn = "x"
+            [dns]
+            timeout = "0s"
+            [phone]
+            default_region = "ZZ"
+            [privacy]
+            hash_key = "short"
+            [purposes.Bad-Id]
+            description = ""
+            lawful_bases = ["vital_interests"]
+            retention = "1day"
+            "#,
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        for needle in [
+            "server.listn: unknown key",
+            "server.max_concurrent_requests",
+            "dns.timeout",
+            "phone.default_region",
+            "privacy.hash_key",
+            "purposes.Bad-Id: ids use",
+            "purposes.Bad-Id.description",
+            "purposes.Bad-Id.lawful_bases: vital_interests",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert_eq!(err.problems.len(), 8, "{text}");
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let err =
+            Config::from_toml("[server]\nlisten = \"not an address\"\n").expect_err("invalid");
+        assert!(err.to_string().contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/enrichd.toml"))).expect_err("missing");
+        assert!(err.to_string().contains("/nonexistent/enrichd.toml"));
+    }
+}

@@ -1,0 +1,420 @@
+//! The one place where proto messages meet domain types: requests become
+//! queries (structurally validated, every bad field reported at once), answers
+//! become responses, errors become `tonic::Status` with google.rpc details.
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::enrich::{EnrichQuery, RawIdentifier};
+use crate::error::{Error, FieldViolation};
+use crate::identity::{Identifier, NumberType, Region};
+use crate::model::{CacheInfo, CacheMode, CachePolicy, Compliance, Enrichment, NoticeDuty};
+use crate::proto::v1 as pb;
+use crate::purpose::{BasisEvidence, Claim, LawfulBasis};
+use crate::verify::{MxCheck, MxStatus, Verification};
+
+/// Longest evidence reference or request id accepted.
+const MAX_REF_CHARS: usize = 256;
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        let message = e.to_string();
+        match e {
+            Error::InvalidArgument(violations) => Status::with_error_details(
+                Code::InvalidArgument,
+                message,
+                ErrorDetails::with_bad_request(
+                    violations
+                        .into_iter()
+                        .map(|v| tonic_types::FieldViolation::new(v.field, v.description))
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            Error::NoLawfulGround(violations) => Status::with_error_details(
+                Code::FailedPrecondition,
+                message,
+                ErrorDetails::with_precondition_failure(
+                    violations
+                        .into_iter()
+                        .map(|v| {
+                            tonic_types::PreconditionViolation::new(
+                                v.kind,
+                                v.subject,
+                                v.description,
+                            )
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            Error::Unimplemented(_) => Status::unimplemented(message),
+            Error::Internal(_) => Status::internal(message),
+        }
+    }
+}
+
+/// Load shedding's answer: RESOURCE_EXHAUSTED with a retry delay.
+pub fn overloaded(retry_after: Duration) -> Status {
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        "enrichd is at its concurrency limit; retry after the delay in RetryInfo",
+        ErrorDetails::with_retry_info(Some(retry_after)),
+    )
+}
+
+fn optional_ref(value: &str, field: &str, violations: &mut Vec<FieldViolation>) -> Option<String> {
+    let value = value.trim();
+    if value.chars().count() > MAX_REF_CHARS {
+        violations.push(FieldViolation::new(
+            field,
+            format!("must be at most {MAX_REF_CHARS} characters"),
+        ));
+        return None;
+    }
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+fn lawful_basis(value: i32, violations: &mut Vec<FieldViolation>) -> Option<LawfulBasis> {
+    match pb::LawfulBasis::try_from(value) {
+        Ok(pb::LawfulBasis::Unspecified) => None,
+        Ok(pb::LawfulBasis::Consent) => Some(LawfulBasis::Consent),
+        Ok(pb::LawfulBasis::Contract) => Some(LawfulBasis::Contract),
+        Ok(pb::LawfulBasis::LegalObligation) => Some(LawfulBasis::LegalObligation),
+        Ok(pb::LawfulBasis::VitalInterests) => Some(LawfulBasis::VitalInterests),
+        Ok(pb::LawfulBasis::PublicTask) => Some(LawfulBasis::PublicTask),
+        Ok(pb::LawfulBasis::LegitimateInterests) => Some(LawfulBasis::LegitimateInterests),
+        Err(_) => {
+            violations.push(FieldViolation::new(
+                "lawful_basis",
+                format!("{value} is not a LawfulBasis value"),
+            ));
+            None
+        }
+    }
+}
+
+pub fn lawful_basis_to_proto(basis: LawfulBasis) -> pb::LawfulBasis {
+    match basis {
+        LawfulBasis::Consent => pb::LawfulBasis::Consent,
+        LawfulBasis::Contract => pb::LawfulBasis::Contract,
+        LawfulBasis::LegalObligation => pb::LawfulBasis::LegalObligation,
+        LawfulBasis::VitalInterests => pb::LawfulBasis::VitalInterests,
+        LawfulBasis::PublicTask => pb::LawfulBasis::PublicTask,
+        LawfulBasis::LegitimateInterests => pb::LawfulBasis::LegitimateInterests,
+    }
+}
+
+fn cache_policy(
+    policy: Option<&pb::CachePolicy>,
+    violations: &mut Vec<FieldViolation>,
+) -> CachePolicy {
+    let Some(policy) = policy else {
+        return CachePolicy::default();
+    };
+    use pb::cache_policy::Mode;
+    let mode = match Mode::try_from(policy.mode) {
+        Ok(Mode::Unspecified | Mode::Use) => CacheMode::Use,
+        Ok(Mode::Refresh) => CacheMode::Refresh,
+        Ok(Mode::CacheOnly) => CacheMode::CacheOnly,
+        Err(_) => {
+            violations.push(FieldViolation::new(
+                "cache.mode",
+                format!("{} is not a CachePolicy.Mode value", policy.mode),
+            ));
+            CacheMode::Use
+        }
+    };
+    let max_age = policy.max_age.and_then(|d| match Duration::try_from(d) {
+        Ok(d) => Some(d),
+        Err(_) => {
+            violations.push(FieldViolation::new("cache.max_age", "must not be negative"));
+            None
+        }
+    });
+    CachePolicy { mode, max_age }
+}
+
+/// Structural validation of an EnrichRequest: every malformed field at once.
+/// Whether the processing is lawful, and whether the identifier parses, is the
+/// pipeline's to decide (in that order).
+pub fn enrich_query(req: pb::EnrichRequest) -> Result<EnrichQuery, Error> {
+    let mut violations = Vec::new();
+    if req.request_id.chars().count() > MAX_REF_CHARS {
+        violations.push(FieldViolation::new(
+            "request_id",
+            format!("must be at most {MAX_REF_CHARS} characters"),
+        ));
+    }
+    let identifier = match req.identifier {
+        Some(pb::enrich_request::Identifier::Email(e)) => Some(RawIdentifier::Email(e)),
+        Some(pb::enrich_request::Identifier::Phone(p)) => Some(RawIdentifier::Phone(p)),
+        None => {
+            violations.push(FieldViolation::new(
+                "identifier",
+                "one of email or phone is required",
+            ));
+            None
+        }
+    };
+    let hints = req.hints.unwrap_or_default();
+    let default_region = match hints.default_region.trim() {
+        "" => None,
+        region => match region.parse::<Region>() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                violations.push(FieldViolation::new("hints.default_region", e.to_string()));
+                None
+            }
+        },
+    };
+    let name_hint = optional_ref(&hints.name, "hints.name", &mut violations);
+    let basis = lawful_basis(req.lawful_basis, &mut violations);
+    let evidence = req.evidence.unwrap_or_default();
+    let evidence = BasisEvidence {
+        consent_ref: optional_ref(
+            &evidence.consent_ref,
+            "evidence.consent_ref",
+            &mut violations,
+        ),
+        legitimate_interest_assessment_ref: optional_ref(
+            &evidence.legitimate_interest_assessment_ref,
+            "evidence.legitimate_interest_assessment_ref",
+            &mut violations,
+        ),
+        contract_ref: optional_ref(
+            &evidence.contract_ref,
+            "evidence.contract_ref",
+            &mut violations,
+        ),
+    };
+    let cache = cache_policy(req.cache.as_ref(), &mut violations);
+    match identifier {
+        Some(identifier) if violations.is_empty() => Ok(EnrichQuery {
+            request_id: req.request_id,
+            identifier,
+            default_region,
+            name_hint,
+            claim: Claim {
+                purpose: req.purpose,
+                basis,
+                evidence,
+            },
+            cache,
+        }),
+        _ => Err(Error::InvalidArgument(violations)),
+    }
+}
+
+fn duration(d: Duration) -> pbjson_types::Duration {
+    d.into()
+}
+
+fn mx_to_proto(mx: &MxCheck) -> pb::MxCheck {
+    use pb::mx_check::Status as S;
+    let (status, hosts, detail) = match &mx.status {
+        MxStatus::Found { hosts } => (S::Found, hosts.clone(), String::new()),
+        MxStatus::None { detail } => (S::None, Vec::new(), detail.clone()),
+        MxStatus::Error { detail } => (S::Error, Vec::new(), detail.clone()),
+        MxStatus::Skipped => (S::Skipped, Vec::new(), "MX checks are disabled".to_owned()),
+    };
+    pb::MxCheck {
+        status: status.into(),
+        hosts: hosts
+            .into_iter()
+            .map(|h| pb::MxHost {
+                preference: h.preference.into(),
+                exchange: h.exchange,
+            })
+            .collect(),
+        detail,
+        latency: Some(duration(mx.latency)),
+    }
+}
+
+fn number_type_to_proto(t: NumberType) -> pb::phone_verification::NumberType {
+    use pb::phone_verification::NumberType as P;
+    match t {
+        NumberType::FixedLine => P::FixedLine,
+        NumberType::Mobile => P::Mobile,
+        NumberType::FixedLineOrMobile => P::FixedLineOrMobile,
+        NumberType::TollFree => P::TollFree,
+        NumberType::PremiumRate => P::PremiumRate,
+        NumberType::SharedCost => P::SharedCost,
+        NumberType::Voip => P::Voip,
+        NumberType::PersonalNumber => P::PersonalNumber,
+        NumberType::Pager => P::Pager,
+        NumberType::Uan => P::Uan,
+        NumberType::Voicemail => P::Voicemail,
+        NumberType::Unknown => P::Unknown,
+    }
+}
+
+fn identifier_to_proto(id: &Identifier) -> pb::NormalizedIdentifier {
+    use pb::normalized_identifier::Kind;
+    let kind = match id {
+        Identifier::Email(e) => Kind::Email(pb::EmailIdentity {
+            address: e.address(),
+            canonical: e.canonical().to_owned(),
+            local_part: e.local_part().to_owned(),
+            domain: e.domain().to_owned(),
+            domain_unicode: if e.domain_unicode() == e.domain() {
+                String::new()
+            } else {
+                e.domain_unicode().to_owned()
+            },
+        }),
+        Identifier::Phone(p) => Kind::Phone(pb::PhoneIdentity {
+            e164: p.e164().to_owned(),
+            international: p.international().to_owned(),
+            national: p.national().to_owned(),
+            region: p.region().unwrap_or_default().to_owned(),
+            country_code: p.country_code().into(),
+        }),
+    };
+    pb::NormalizedIdentifier { kind: Some(kind) }
+}
+
+fn verification_to_proto(v: &Verification) -> pb::Verification {
+    use pb::verification::Kind;
+    let kind = match v {
+        Verification::Email(e) => Kind::Email(pb::EmailVerification {
+            syntax_valid: true,
+            disposable: e.disposable,
+            free_provider: e.free_provider,
+            role_account: e.role_account,
+            mx: Some(mx_to_proto(&e.mx)),
+        }),
+        Verification::Phone(p) => Kind::Phone(pb::PhoneVerification {
+            valid: p.valid,
+            number_type: number_type_to_proto(p.number_type).into(),
+            region: p.region.clone().unwrap_or_default(),
+        }),
+    };
+    pb::Verification { kind: Some(kind) }
+}
+
+fn notice_to_proto(n: &NoticeDuty) -> pb::NoticeDuty {
+    pb::NoticeDuty {
+        required: n.required,
+        data_not_from_subject: true,
+        data_categories: n.data_categories.clone(),
+        sources: n.sources.clone(),
+        notify_by: n.notify_by.map(Into::into),
+        exemption: n.exemption.clone().unwrap_or_default(),
+    }
+}
+
+fn compliance_to_proto(c: &Compliance) -> pb::Compliance {
+    let g = &c.ground;
+    pb::Compliance {
+        purpose: g.purpose.id.clone(),
+        purpose_description: g.purpose.description.clone(),
+        lawful_basis: lawful_basis_to_proto(g.basis).into(),
+        lawful_basis_article: g.basis.article().to_owned(),
+        evidence: Some(pb::BasisEvidence {
+            consent_ref: g.evidence.consent_ref.clone().unwrap_or_default(),
+            legitimate_interest_assessment_ref: g
+                .evidence
+                .legitimate_interest_assessment_ref
+                .clone()
+                .unwrap_or_default(),
+            contract_ref: g.evidence.contract_ref.clone().unwrap_or_default(),
+        }),
+        identifier_suppressed: false,
+        suppressed: Vec::new(),
+        special_categories_suppressed: c.special_categories_suppressed,
+        notice: Some(notice_to_proto(&c.notice)),
+        retention: Some(duration(g.purpose.retention)),
+        dpia_ref: g.purpose.dpia_ref.clone().unwrap_or_default(),
+        ledger_id: String::new(),
+    }
+}
+
+fn cache_mode_to_proto(m: CacheMode) -> pb::cache_policy::Mode {
+    match m {
+        CacheMode::Use => pb::cache_policy::Mode::Use,
+        CacheMode::Refresh => pb::cache_policy::Mode::Refresh,
+        CacheMode::CacheOnly => pb::cache_policy::Mode::CacheOnly,
+    }
+}
+
+fn cache_to_proto(c: &CacheInfo) -> pb::CacheInfo {
+    pb::CacheInfo {
+        policy: cache_mode_to_proto(c.policy).into(),
+        sources_from_cache: c.sources_from_cache,
+        sources_fetched: c.sources_fetched,
+        oldest_entry_age: c.oldest_entry_age.map(duration),
+    }
+}
+
+pub fn enrichment_to_proto(e: &Enrichment) -> pb::EnrichResponse {
+    pb::EnrichResponse {
+        request_id: e.request_id.clone(),
+        identifier: Some(identifier_to_proto(&e.identifier)),
+        verification: Some(verification_to_proto(&e.verification)),
+        profiles: Vec::new(),
+        attributes: Vec::new(),
+        interests: Vec::new(),
+        footprint: None,
+        risk: None,
+        compliance: Some(compliance_to_proto(&e.compliance)),
+        sources: Vec::new(),
+        cache: Some(cache_to_proto(&e.cache)),
+        confidence: pb::MatchConfidence::Unspecified.into(),
+        error: None,
+        generated_at: Some(e.generated_at.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_malformed_field_is_reported_at_once() {
+        let req = pb::EnrichRequest {
+            request_id: "r".repeat(300),
+            identifier: None,
+            hints: Some(pb::Hints {
+                name: String::new(),
+                default_region: "Narnia".into(),
+            }),
+            lawful_basis: 42,
+            cache: Some(pb::CachePolicy {
+                mode: 9,
+                max_age: None,
+            }),
+            ..Default::default()
+        };
+        let Err(Error::InvalidArgument(v)) = enrich_query(req) else {
+            panic!("expected InvalidArgument");
+        };
+        let fields: Vec<&str> = v.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "request_id",
+                "identifier",
+                "hints.default_region",
+                "lawful_basis",
+                "cache.mode"
+            ]
+        );
+    }
+
+    #[test]
+    fn evidence_refs_are_trimmed_and_empty_means_absent() {
+        let req = pb::EnrichRequest {
+            identifier: Some(pb::enrich_request::Identifier::Email("a@b.co".into())),
+            evidence: Some(pb::BasisEvidence {
+                consent_ref: "  C-1 ".into(),
+                legitimate_interest_assessment_ref: "   ".into(),
+                contract_ref: String::new(),
+            }),
+            ..Default::default()
+        };
+        let q = enrich_query(req).expect("valid");
+        assert_eq!(q.claim.evidence.consent_ref.as_deref(), Some("C-1"));
+        assert_eq!(q.claim.evidence.legitimate_interest_assessment_ref, None);
+    }
+}

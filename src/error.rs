@@ -1,0 +1,53 @@
+//! The library's error type. Handlers convert it to a `tonic::Status` in one
+//! place (`convert.rs`); a failing *source* is never an `Error`, it is an
+//! outcome in the answer.
+use crate::purpose::PreconditionViolation;
+
+/// A request field that is malformed, in the shape of google.rpc.BadRequest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// Request field path: "email", "hints.default_region".
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Malformed input (INVALID_ARGUMENT with field violations).
+    #[error("invalid request: {}", describe_fields(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+
+    /// No lawful ground for the processing (FAILED_PRECONDITION).
+    #[error("no lawful ground for this processing: {}", describe_preconditions(.0))]
+    NoLawfulGround(Vec<PreconditionViolation>),
+
+    /// The behaviour is declared in the contract but not built yet.
+    #[error("{0}")]
+    Unimplemented(&'static str),
+
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe_fields(v: &[FieldViolation]) -> String {
+    v.iter()
+        .map(|f| format!("{} {}", f.field, f.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn describe_preconditions(v: &[PreconditionViolation]) -> String {
+    v.iter()
+        .map(|p| p.description.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

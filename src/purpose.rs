@@ -1,0 +1,349 @@
+//! Purposes and lawful bases: no enrichment without a declared purpose and an
+//! Art. 6(1) lawful basis, with the evidence that basis needs.
+//!
+//! Purposes are data (the record of processing activities, Art. 30) declared
+//! in config; the gate below is a pure function over them.
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// GDPR Art. 6(1) lawful bases. On the command line and in config they are
+/// spelled in snake case (`legitimate_interests`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum LawfulBasis {
+    Consent,
+    Contract,
+    LegalObligation,
+    VitalInterests,
+    PublicTask,
+    LegitimateInterests,
+}
+
+impl LawfulBasis {
+    pub const ALL: [LawfulBasis; 6] = [
+        Self::Consent,
+        Self::Contract,
+        Self::LegalObligation,
+        Self::VitalInterests,
+        Self::PublicTask,
+        Self::LegitimateInterests,
+    ];
+
+    /// The article the basis rests on.
+    pub fn article(self) -> &'static str {
+        match self {
+            Self::Consent => "Art. 6(1)(a)",
+            Self::Contract => "Art. 6(1)(b)",
+            Self::LegalObligation => "Art. 6(1)(c)",
+            Self::VitalInterests => "Art. 6(1)(d)",
+            Self::PublicTask => "Art. 6(1)(e)",
+            Self::LegitimateInterests => "Art. 6(1)(f)",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Consent => "consent",
+            Self::Contract => "contract",
+            Self::LegalObligation => "legal_obligation",
+            Self::VitalInterests => "vital_interests",
+            Self::PublicTask => "public_task",
+            Self::LegitimateInterests => "legitimate_interests",
+        }
+    }
+}
+
+impl fmt::Display for LawfulBasis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A purpose as declared in config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PurposeConfig {
+    pub description: String,
+    /// The lawful bases a caller may rely on for this purpose.
+    pub lawful_bases: Vec<LawfulBasis>,
+    /// How long records of this processing are kept.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Data-protection impact assessment reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpia_ref: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Purpose {
+    pub id: String,
+    pub description: String,
+    pub lawful_bases: Vec<LawfulBasis>,
+    pub retention: Duration,
+    pub dpia_ref: Option<String>,
+}
+
+/// Evidence references a caller gives for its basis; recorded, not just checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BasisEvidence {
+    pub consent_ref: Option<String>,
+    pub legitimate_interest_assessment_ref: Option<String>,
+    pub contract_ref: Option<String>,
+}
+
+/// What a caller claims: purpose id, basis, evidence. Unvalidated.
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    pub purpose: String,
+    pub basis: Option<LawfulBasis>,
+    pub evidence: BasisEvidence,
+}
+
+/// A claim that passed the gate: the processing may go ahead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LawfulGround {
+    pub purpose: Arc<Purpose>,
+    pub basis: LawfulBasis,
+    pub evidence: BasisEvidence,
+}
+
+/// One reason the gate refused, in the shape of google.rpc.PreconditionFailure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreconditionViolation {
+    /// "PURPOSE", "LAWFUL_BASIS", "LAWFUL_BASIS_REFUSED", "BASIS_EVIDENCE".
+    pub kind: &'static str,
+    pub subject: String,
+    pub description: String,
+}
+
+/// The declared purposes.
+#[derive(Debug, Clone, Default)]
+pub struct PurposeRegistry {
+    purposes: BTreeMap<String, Arc<Purpose>>,
+}
+
+impl PurposeRegistry {
+    pub fn new(declared: &BTreeMap<String, PurposeConfig>) -> Self {
+        let purposes = declared
+            .iter()
+            .map(|(id, p)| {
+                let purpose = Purpose {
+                    id: id.clone(),
+                    description: p.description.clone(),
+                    lawful_bases: p.lawful_bases.clone(),
+                    retention: p.retention,
+                    dpia_ref: p.dpia_ref.clone(),
+                };
+                (id.clone(), Arc::new(purpose))
+            })
+            .collect();
+        Self { purposes }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Purpose>> {
+        self.purposes.get(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Purpose>> {
+        self.purposes.values()
+    }
+
+    fn ids(&self) -> String {
+        self.purposes.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+
+    /// The gate: every problem with the claim, reported at once.
+    pub fn check(&self, claim: &Claim) -> Result<LawfulGround, Vec<PreconditionViolation>> {
+        let mut violations = Vec::new();
+        let purpose = if claim.purpose.trim().is_empty() {
+            violations.push(PreconditionViolation {
+                kind: "PURPOSE",
+                subject: "purpose".into(),
+                description: format!("a purpose is required; declared purposes: {}", self.ids()),
+            });
+            None
+        } else {
+            let found = self.get(claim.purpose.trim());
+            if found.is_none() {
+                violations.push(PreconditionViolation {
+                    kind: "PURPOSE",
+                    subject: claim.purpose.clone(),
+                    description: format!(
+                        "purpose {:?} is not declared; declared purposes: {}",
+                        claim.purpose,
+                        self.ids()
+                    ),
+                });
+            }
+            found
+        };
+
+        match claim.basis {
+            None => violations.push(PreconditionViolation {
+                kind: "LAWFUL_BASIS",
+                subject: "lawful_basis".into(),
+                description: "an Art. 6(1) lawful basis is required".into(),
+            }),
+            Some(LawfulBasis::VitalInterests) => violations.push(PreconditionViolation {
+                kind: "LAWFUL_BASIS_REFUSED",
+                subject: LawfulBasis::VitalInterests.to_string(),
+                description: "vital interests (Art. 6(1)(d)) protect someone's life; they never \
+                              justify enriching a contact, so enrichd refuses this basis"
+                    .into(),
+            }),
+            Some(basis) => {
+                if let Some(p) = purpose
+                    && !p.lawful_bases.contains(&basis)
+                {
+                    let allowed: Vec<&str> = p.lawful_bases.iter().map(|b| b.as_str()).collect();
+                    violations.push(PreconditionViolation {
+                        kind: "LAWFUL_BASIS",
+                        subject: basis.to_string(),
+                        description: format!(
+                            "purpose {:?} does not allow lawful basis {basis}; allowed: {}",
+                            p.id,
+                            allowed.join(", ")
+                        ),
+                    });
+                }
+                let missing = match basis {
+                    LawfulBasis::Consent if claim.evidence.consent_ref.is_none() => {
+                        Some(("evidence.consent_ref", "consent needs a consent reference"))
+                    }
+                    LawfulBasis::LegitimateInterests
+                        if claim.evidence.legitimate_interest_assessment_ref.is_none() =>
+                    {
+                        Some((
+                            "evidence.legitimate_interest_assessment_ref",
+                            "legitimate interests need a legitimate-interest assessment reference",
+                        ))
+                    }
+                    _ => None,
+                };
+                if let Some((field, why)) = missing {
+                    violations.push(PreconditionViolation {
+                        kind: "BASIS_EVIDENCE",
+                        subject: field.into(),
+                        description: why.into(),
+                    });
+                }
+            }
+        }
+
+        match (purpose, claim.basis) {
+            (Some(purpose), Some(basis)) if violations.is_empty() => Ok(LawfulGround {
+                purpose: purpose.clone(),
+                basis,
+                evidence: claim.evidence.clone(),
+            }),
+            _ => Err(violations),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> PurposeRegistry {
+        let mut declared = BTreeMap::new();
+        declared.insert(
+            "marketing".to_string(),
+            PurposeConfig {
+                description: "Direct marketing".into(),
+                lawful_bases: vec![LawfulBasis::Consent, LawfulBasis::LegitimateInterests],
+                retention: Duration::from_secs(86400),
+                dpia_ref: None,
+            },
+        );
+        PurposeRegistry::new(&declared)
+    }
+
+    fn claim(purpose: &str, basis: Option<LawfulBasis>, evidence: BasisEvidence) -> Claim {
+        Claim {
+            purpose: purpose.into(),
+            basis,
+            evidence,
+        }
+    }
+
+    fn lia() -> BasisEvidence {
+        BasisEvidence {
+            legitimate_interest_assessment_ref: Some("LIA-1".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn accepts_an_allowed_basis_with_its_evidence() {
+        let g = registry()
+            .check(&claim(
+                "marketing",
+                Some(LawfulBasis::LegitimateInterests),
+                lia(),
+            ))
+            .expect("lawful");
+        assert_eq!(g.purpose.id, "marketing");
+        assert_eq!(
+            g.evidence.legitimate_interest_assessment_ref.as_deref(),
+            Some("LIA-1")
+        );
+    }
+
+    #[test]
+    fn refusals_name_every_problem() {
+        use LawfulBasis::*;
+        let none = BasisEvidence::default();
+        // (claim, expected violation kinds and subjects)
+        let cases: Vec<(Claim, Vec<(&str, &str)>)> = vec![
+            (
+                claim("", None, none.clone()),
+                vec![("PURPOSE", "purpose"), ("LAWFUL_BASIS", "lawful_basis")],
+            ),
+            (
+                claim("sales", Some(LegitimateInterests), lia()),
+                vec![("PURPOSE", "sales")],
+            ),
+            (
+                claim("marketing", Some(Contract), none.clone()),
+                vec![("LAWFUL_BASIS", "contract")],
+            ),
+            (
+                claim("marketing", Some(Consent), none.clone()),
+                vec![("BASIS_EVIDENCE", "evidence.consent_ref")],
+            ),
+            (
+                claim("marketing", Some(LegitimateInterests), none.clone()),
+                vec![(
+                    "BASIS_EVIDENCE",
+                    "evidence.legitimate_interest_assessment_ref",
+                )],
+            ),
+            (
+                claim("marketing", Some(VitalInterests), none.clone()),
+                vec![("LAWFUL_BASIS_REFUSED", "vital_interests")],
+            ),
+        ];
+        for (c, want) in cases {
+            let got = registry().check(&c).expect_err("refused");
+            let got: Vec<(&str, &str)> = got.iter().map(|v| (v.kind, v.subject.as_str())).collect();
+            assert_eq!(got, want, "{c:?}");
+        }
+    }
+}

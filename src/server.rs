@@ -1,0 +1,213 @@
+//! The gRPC server: Enrichment, health and reflection on one port, behind a
+//! tower stack (request timeout from `grpc-timeout`, global concurrency limit,
+//! load shedding), with graceful shutdown.
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tower::BoxError;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::error::Overloaded;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::convert;
+use crate::enrich::{BuildError, Enricher};
+use crate::privacy::KeyedHasher;
+use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::service::{EnrichmentServer, EnrichmentService};
+use crate::telemetry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A bound, ready-to-run server. `build` does the I/O of start-up (binding,
+/// loading lists, the resolver); `run_until_stopped` serves.
+pub struct Application {
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    config: Config,
+    service: EnrichmentService,
+}
+
+impl Application {
+    pub async fn build(config: Config, hasher: KeyedHasher) -> Result<Self, ServerError> {
+        let enricher = Arc::new(Enricher::build(&config, hasher)?);
+        Self::with_enricher(config, enricher).await
+    }
+
+    pub async fn with_enricher(
+        config: Config,
+        enricher: Arc<Enricher>,
+    ) -> Result<Self, ServerError> {
+        let addr = config.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let metrics_listener = match config.server.metrics_listen {
+            Some(addr) => Some(
+                telemetry::bind_metrics(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            listener,
+            metrics_listener,
+            config,
+            service: EnrichmentService::new(enricher),
+        })
+    }
+
+    /// The gRPC address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes, then drains: health turns
+    /// NOT_SERVING, new calls are refused, in-flight calls get
+    /// `server.drain_timeout` to finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let server_cfg = &self.config.server;
+        if let Some(listener) = self.metrics_listener {
+            info!(addr = ?listener.local_addr().ok(), "serving Prometheus metrics on /metrics");
+            tokio::spawn(telemetry::serve_metrics(listener));
+        }
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<EnrichmentServer<EnrichmentService>>()
+            .await;
+        // Both reflection versions: grpcurl and older tools still ask v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let enrichment = EnrichmentServer::new(self.service)
+            .max_decoding_message_size(server_cfg.max_request_bytes)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip);
+
+        let retry_after = server_cfg.shed_retry_after;
+        let shedding = tower::ServiceBuilder::new()
+            .map_err(move |e: BoxError| -> BoxError {
+                if e.is::<Overloaded>() {
+                    telemetry::record_shed();
+                    Box::new(convert::overloaded(retry_after))
+                } else {
+                    e
+                }
+            })
+            .load_shed()
+            .layer(GlobalConcurrencyLimitLayer::new(
+                server_cfg.max_concurrent_requests,
+            ))
+            .into_inner();
+
+        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let reporter = health.clone();
+        let signal = async move {
+            shutdown.await;
+            info!("shutdown requested: health NOT_SERVING, draining in-flight calls");
+            reporter
+                .set_not_serving::<EnrichmentServer<EnrichmentService>>()
+                .await;
+            reporter
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            let _ = drain_tx.send(());
+        };
+
+        let addr = self.listener.local_addr().ok();
+        info!(
+            ?addr,
+            "enrichd serving gRPC (Enrichment, health, reflection)"
+        );
+        let serve = Server::builder()
+            .timeout(server_cfg.request_timeout)
+            .layer(shedding)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(enrichment)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
+
+        let drain_timeout: Duration = server_cfg.drain_timeout;
+        tokio::select! {
+            result = serve => result?,
+            () = async {
+                if drain_rx.await.is_ok() {
+                    tokio::time::sleep(drain_timeout).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                warn!(?drain_timeout, "drain timeout reached; abandoning calls still in flight");
+            }
+        }
+        info!("enrichd stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,107 @@
+//! Logs and metrics. Log lines carry structured fields and never a raw
+//! identifier (see `privacy::Pii`); metric labels are method names and status
+//! codes, never request data.
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+
+pub const REQUESTS_TOTAL: &str = "enrichd_grpc_requests_total";
+pub const REQUEST_DURATION: &str = "enrichd_grpc_request_duration_seconds";
+pub const SHED_TOTAL: &str = "enrichd_grpc_shed_total";
+
+/// Latency buckets (seconds): cache hits are sub-millisecond, cold calls are
+/// bounded by the slowest source and the caller's deadline.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Installs the tracing subscriber. `RUST_LOG` overrides the configured filter.
+/// Safe to call more than once (later calls are ignored).
+pub fn init_tracing(config: &LogConfig) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.filter.clone()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn prometheus() -> Option<&'static PrometheusHandle> {
+    PROMETHEUS
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .and_then(PrometheusBuilder::install_recorder)
+                .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+                .ok()
+        })
+        .as_ref()
+}
+
+/// Serves `GET /metrics` in the Prometheus text format until the process ends.
+pub async fn serve_metrics(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let Some(handle) = prometheus() else {
+        return Ok(());
+    };
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let body = handle.render();
+            async move { body }
+        }),
+    );
+    axum::serve(listener, app).await
+}
+
+pub async fn bind_metrics(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    // Make sure the recorder exists before the first call is counted.
+    let _ = prometheus();
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// Records one finished call: a counter by method and gRPC code, and a latency
+/// histogram by method.
+pub fn record_call(method: &'static str, started: Instant, code: tonic::Code) {
+    metrics::counter!(REQUESTS_TOTAL, "method" => method, "code" => code_name(code)).increment(1);
+    metrics::histogram!(REQUEST_DURATION, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+}
+
+pub fn record_shed() {
+    metrics::counter!(SHED_TOTAL).increment(1);
+}
+
+/// Canonical upper-snake names of gRPC codes, as other gRPC tooling prints them.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
