@@ -38,6 +38,19 @@ enum Command {
     Enrich(EnrichArgs),
     /// Print the declared purposes (the record of processing activities).
     Purposes(ConfigArg),
+    /// Ask a server's grpc.health.v1 service; exit 0 when SERVING (for
+    /// container health checks).
+    Health(HealthArgs),
+}
+
+#[derive(Args)]
+struct HealthArgs {
+    /// Server address ("host:port" or "http://host:port").
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    addr: String,
+    /// Service to ask about; empty: the server as a whole.
+    #[arg(long, default_value = "")]
+    service: String,
 }
 
 #[derive(Args)]
@@ -118,6 +131,7 @@ impl Cli {
             Command::Serve(args) => serve(args).await,
             Command::Enrich(args) => enrich(args).await,
             Command::Purposes(args) => purposes(args),
+            Command::Health(args) => health(args).await,
         }
     }
 }
@@ -202,11 +216,7 @@ async fn enrich(args: EnrichArgs) -> anyhow::Result<ExitCode> {
     let request = enrich_request(&args);
     let result = match &args.remote {
         Some(addr) => {
-            let endpoint = if addr.contains("://") {
-                addr.clone()
-            } else {
-                format!("http://{addr}")
-            };
+            let endpoint = endpoint(addr);
             let mut client = pb::enrichment_client::EnrichmentClient::connect(endpoint.clone())
                 .await
                 .with_context(|| format!("cannot connect to {endpoint}"))?;
@@ -247,6 +257,39 @@ async fn enrich(args: EnrichArgs) -> anyhow::Result<ExitCode> {
             }))
         }
     }
+}
+
+/// "host:port" or a full URI.
+fn endpoint(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let endpoint = endpoint(&args.addr);
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {endpoint}"))?;
+    let mut client = HealthClient::new(channel);
+    let status = client
+        .check(HealthCheckRequest {
+            service: args.service,
+        })
+        .await?
+        .into_inner()
+        .status();
+    println!("{}", status.as_str_name());
+    Ok(if status == ServingStatus::Serving {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn purposes(args: ConfigArg) -> anyhow::Result<ExitCode> {

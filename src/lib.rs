@@ -1,4 +1,9 @@
 //! enrichd: contact enrichment over gRPC, with provenance and GDPR flags.
+//!
+//! The flow of one request lives in [`enrich`]; the modules are its stages.
+// House rule: errors are values. A panic on the service path takes every call
+// on its task down; `expect` is reserved for invariants and says which one.
+#![warn(clippy::unwrap_used)]
 pub mod cli;
 pub mod config;
 pub mod convert;

@@ -1,0 +1,113 @@
+//! A real authoritative DNS server (hickory-server) on loopback, and a UDP
+//! gate in front of it that holds queries until a test releases them.
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use hickory_proto::rr::rdata::{A, MX, SOA};
+use hickory_proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::Server;
+use hickory_server::net::runtime::TokioRuntimeProvider;
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use tokio::net::UdpSocket;
+
+use super::Gate;
+
+/// The zone `example.test.`:
+/// - `example.test`: MX 20 mx2.example.test, MX 10 mx1.example.test
+/// - `nomx.example.test`: an A record, no MX
+/// - `nullmx.example.test`: MX 0 "." (RFC 7505)
+/// - anything else under example.test: NXDOMAIN
+pub struct TestDns {
+    pub addr: SocketAddr,
+    _server: Server<Catalog>,
+}
+
+fn name(s: &str) -> Name {
+    Name::from_str(s).unwrap()
+}
+
+pub async fn start() -> TestDns {
+    let origin = name("example.test.");
+    let mut zone = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
+        origin.clone(),
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+    );
+    let soa = SOA::new(
+        name("ns.example.test."),
+        name("hostmaster.example.test."),
+        1,
+        3600,
+        600,
+        86400,
+        60,
+    );
+    let records = [
+        Record::from_rdata(origin.clone(), 60, RData::SOA(soa)),
+        Record::from_rdata(
+            origin.clone(),
+            60,
+            RData::MX(MX::new(20, name("mx2.example.test."))),
+        ),
+        Record::from_rdata(
+            origin.clone(),
+            60,
+            RData::MX(MX::new(10, name("mx1.example.test."))),
+        ),
+        Record::from_rdata(
+            name("nomx.example.test."),
+            60,
+            RData::A(A::new(192, 0, 2, 1)),
+        ),
+        Record::from_rdata(
+            name("nullmx.example.test."),
+            60,
+            RData::MX(MX::new(0, Name::root())),
+        ),
+    ];
+    for record in records {
+        assert!(zone.upsert_mut(record, 1), "record inserted");
+    }
+    let mut catalog = Catalog::new();
+    catalog.upsert(LowerName::new(&origin), vec![Arc::new(zone)]);
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let mut server = Server::new(catalog);
+    server.register_socket(socket);
+    TestDns {
+        addr,
+        _server: server,
+    }
+}
+
+/// A UDP socket that never answers: lookups against it time out.
+pub async fn silent() -> (SocketAddr, UdpSocket) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    (socket.local_addr().unwrap(), socket)
+}
+
+/// Forwards each DNS query to `upstream` only after the test releases it,
+/// so a call can be held in flight deterministically. `gate.arrived` is
+/// notified when a query reaches the gate.
+pub async fn gated(upstream: SocketAddr, gate: Gate) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            gate.arrived.notify_one();
+            gate.release.notified().await;
+            let up = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            up.send_to(&buf[..n], upstream).await.unwrap();
+            let mut reply = vec![0u8; 4096];
+            let (m, _) = up.recv_from(&mut reply).await.unwrap();
+            let _ = socket.send_to(&reply[..m], peer).await;
+        }
+    });
+    addr
+}

@@ -1,0 +1,116 @@
+//! Test harness: the real server on port 0, a real DNS server on loopback,
+//! and helpers to hold a call in flight without sleeping.
+#![allow(dead_code)]
+
+pub mod dns;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use enrichd::config::Config;
+use enrichd::privacy::KeyedHasher;
+use enrichd::proto::v1 as pb;
+use enrichd::server::Application;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// `TEST_LOG=1 cargo test` shows the server's logs.
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        enrichd::telemetry::init_tracing(&enrichd::config::LogConfig {
+            format: enrichd::config::LogFormat::Text,
+            filter: "debug".into(),
+        });
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub handle: JoinHandle<Result<(), enrichd::server::ServerError>>,
+}
+
+impl TestApp {
+    /// Starts the server with the shipped config plus `overrides` (TOML), on
+    /// 127.0.0.1:0.
+    pub async fn spawn(overrides: &str) -> TestApp {
+        init_logs();
+        let mut config = Config::from_toml(overrides).expect("test config is valid");
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        let app = Application::build(config, KeyedHasher::new(b"test-key".to_vec()))
+            .await
+            .expect("server builds");
+        let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            addr,
+            metrics_addr,
+            shutdown: Some(tx),
+            handle,
+        }
+    }
+
+    /// Starts the server with MX checks against `dns`.
+    pub async fn with_dns(dns: SocketAddr, extra: &str) -> TestApp {
+        Self::spawn(&format!(
+            "[dns]\nnameservers = [\"{dns}\"]\ntimeout = \"5s\"\n{extra}"
+        ))
+        .await
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connects")
+    }
+
+    pub async fn client(&self) -> pb::enrichment_client::EnrichmentClient<Channel> {
+        pb::enrichment_client::EnrichmentClient::new(self.channel().await)
+    }
+
+    /// Asks the server to stop (as SIGTERM would).
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A lawful email request: marketing on legitimate interests with an LIA.
+pub fn email_request(email: &str) -> pb::EnrichRequest {
+    pb::EnrichRequest {
+        request_id: "req-1".into(),
+        identifier: Some(pb::enrich_request::Identifier::Email(email.into())),
+        purpose: "marketing".into(),
+        lawful_basis: pb::LawfulBasis::LegitimateInterests.into(),
+        evidence: Some(pb::BasisEvidence {
+            legitimate_interest_assessment_ref: "LIA-1".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A lawful phone request: fraud prevention on legitimate interests.
+pub fn phone_request(phone: &str) -> pb::EnrichRequest {
+    pb::EnrichRequest {
+        identifier: Some(pb::enrich_request::Identifier::Phone(phone.into())),
+        purpose: "fraud_prevention".into(),
+        ..email_request("unused@example.test")
+    }
+}
+
+/// Shared notifications for a held call.
+#[derive(Clone, Default)]
+pub struct Gate {
+    pub arrived: Arc<tokio::sync::Notify>,
+    pub release: Arc<tokio::sync::Notify>,
+}

@@ -1,0 +1,80 @@
+//! MX checks against a real DNS server on loopback.
+mod common;
+
+use std::time::Duration;
+
+use enrichd::reference::DomainLists;
+use enrichd::verify::{DnsConfig, MxHost, MxStatus, Verifier};
+
+fn verifier(nameserver: std::net::SocketAddr, timeout: Duration) -> Verifier {
+    Verifier::new(
+        DomainLists::default(),
+        &DnsConfig {
+            enabled: true,
+            nameservers: vec![nameserver],
+            timeout,
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn mx_outcomes_follow_the_zone() {
+    let dns = common::dns::start().await;
+    let v = verifier(dns.addr, Duration::from_secs(5));
+
+    let found = v.check_mx("example.test").await;
+    assert_eq!(
+        found.status,
+        MxStatus::Found {
+            hosts: vec![
+                MxHost {
+                    preference: 10,
+                    exchange: "mx1.example.test".into()
+                },
+                MxHost {
+                    preference: 20,
+                    exchange: "mx2.example.test".into()
+                },
+            ]
+        }
+    );
+
+    for (domain, needle) in [
+        ("nomx.example.test", "no MX records"),
+        ("missing.example.test", "NXDOMAIN"),
+        ("nullmx.example.test", "null MX"),
+    ] {
+        match v.check_mx(domain).await.status {
+            MxStatus::None { detail } => assert!(detail.contains(needle), "{domain}: {detail}"),
+            other => panic!("{domain}: expected none, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unanswered_lookup_is_an_error_within_the_timeout() {
+    let (addr, _socket) = common::dns::silent().await;
+    let v = verifier(addr, Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let check = v.check_mx("example.test").await;
+    assert!(matches!(check.status, MxStatus::Error { .. }), "{check:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "bounded by the timeout"
+    );
+}
+
+#[tokio::test]
+async fn disabled_checks_are_skipped() {
+    let v = Verifier::new(
+        DomainLists::default(),
+        &DnsConfig {
+            enabled: false,
+            nameservers: vec![],
+            timeout: Duration::from_secs(1),
+        },
+    )
+    .unwrap();
+    assert_eq!(v.check_mx("example.test").await.status, MxStatus::Skipped);
+}
