@@ -24,6 +24,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[PathBuf::from("proto"), well_known],
         )?;
 
+    // The shipped source catalog, embedded so the binary runs with no files.
+    let catalog_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("config/sources");
+    println!("cargo:rerun-if-changed={}", catalog_dir.display());
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&catalog_dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    entries.sort();
+    let mut listing = String::from("&[\n");
+    for path in &entries {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        listing.push_str(&format!(
+            "    ({name:?}, include_str!({:?})),\n",
+            path.display().to_string()
+        ));
+    }
+    listing.push(']');
+    std::fs::write(out.join("shipped_catalog.rs"), listing)?;
+
     let descriptors = std::fs::read(&descriptor_path)?;
     pbjson_build::Builder::new()
         .register_descriptors(&descriptors)?

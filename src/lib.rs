@@ -4,11 +4,14 @@
 // House rule: errors are values. A panic on the service path takes every call
 // on its task down; `expect` is reserved for invariants and says which one.
 #![warn(clippy::unwrap_used)]
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod engine;
 pub mod enrich;
 pub mod error;
+pub mod fetch;
 pub mod identity;
 pub mod model;
 pub mod privacy;

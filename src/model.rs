@@ -88,3 +88,162 @@ pub struct Enrichment {
     pub cache: CacheInfo,
     pub generated_at: DateTime<Utc>,
 }
+
+pub use crate::catalog::input::{Confidence, InputKind};
+
+/// How a value was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    JsonPointer,
+    CssSelector,
+    Regex,
+    Detection,
+    Dns,
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provenance {
+    pub source_id: String,
+    pub url: String,
+    pub retrieved_at: DateTime<Utc>,
+    pub method: Method,
+    pub selector: String,
+    pub confidence: Confidence,
+}
+
+/// An extracted value, typed where the field has a type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Text(String),
+    Time(DateTime<Utc>),
+    Count(i64),
+}
+
+impl Value {
+    pub fn as_text(&self) -> String {
+        match self {
+            Value::Text(s) => s.clone(),
+            Value::Time(t) => t.to_rfc3339(),
+            Value::Count(n) => n.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sourced {
+    pub value: Value,
+    pub provenance: Provenance,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkedAccount {
+    pub platform: Option<String>,
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub provenance: Provenance,
+}
+
+/// A profile found on one source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub source_id: String,
+    pub platform: String,
+    pub provenance: Provenance,
+    pub fields: std::collections::BTreeMap<crate::catalog::source::Field, Sourced>,
+    pub extra: std::collections::BTreeMap<String, Sourced>,
+    pub accounts: Vec<LinkedAccount>,
+}
+
+impl Profile {
+    pub fn confidence(&self) -> Confidence {
+        self.provenance.confidence
+    }
+}
+
+/// Why a source was not asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    InputNotApplicable,
+    Purpose,
+    Disabled,
+    Depth,
+    CacheOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Found,
+    NotFound,
+    Error,
+    Timeout,
+    RateLimited,
+    CircuitOpen,
+    Skipped(SkipReason),
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Found => "found",
+            Outcome::NotFound => "not_found",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::CircuitOpen => "circuit_open",
+            Outcome::Skipped(_) => "skipped",
+        }
+    }
+}
+
+/// What one source said about one input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceOutcome {
+    pub source_id: String,
+    pub outcome: Outcome,
+    pub detail: Option<String>,
+    pub latency: Duration,
+    pub http_status: Option<u16>,
+    pub depth: u32,
+    pub retry_after: Option<Duration>,
+    pub input: InputKind,
+    pub cached: bool,
+    pub cache_age: Option<Duration>,
+    pub stale: bool,
+}
+
+impl SourceOutcome {
+    pub fn new(source_id: &str, input: InputKind, depth: u32, outcome: Outcome) -> Self {
+        Self {
+            source_id: source_id.to_owned(),
+            outcome,
+            detail: None,
+            latency: Duration::ZERO,
+            http_status: None,
+            depth,
+            retry_after: None,
+            input,
+            cached: false,
+            cache_age: None,
+            stale: false,
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// A merged attribute: every distinct value, most supported first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribute {
+    pub name: &'static str,
+    pub values: Vec<AttributeValue>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeValue {
+    pub value: String,
+    pub provenance: Vec<Provenance>,
+}

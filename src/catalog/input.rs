@@ -1,0 +1,163 @@
+//! What a source takes, and how a request's identifier (or a pivot) provides it.
+use std::fmt;
+
+use md5::Md5;
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use sha2::Sha256;
+
+use crate::identity::Identifier;
+
+/// The input a source takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    /// The email address as used (local part as given, ASCII domain).
+    Email,
+    /// Hex MD5 of the trimmed, lowercased address (Gravatar, Libravatar).
+    EmailMd5,
+    /// Hex SHA-256 of the trimmed, lowercased address.
+    EmailSha256,
+    /// The local part, lowercased, without +tag.
+    EmailLocal,
+    /// The ASCII domain.
+    EmailDomain,
+    PhoneE164,
+    /// The national significant number, digits only.
+    PhoneNational,
+    /// A handle: from pivots, or guessed from the email's local part.
+    Username,
+    /// A profile or website URL from a pivot.
+    Url,
+}
+
+impl InputKind {
+    pub const ALL: [InputKind; 9] = [
+        Self::Email,
+        Self::EmailMd5,
+        Self::EmailSha256,
+        Self::EmailLocal,
+        Self::EmailDomain,
+        Self::PhoneE164,
+        Self::PhoneNational,
+        Self::Username,
+        Self::Url,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::EmailMd5 => "email_md5",
+            Self::EmailSha256 => "email_sha256",
+            Self::EmailLocal => "email_local",
+            Self::EmailDomain => "email_domain",
+            Self::PhoneE164 => "phone_e164",
+            Self::PhoneNational => "phone_national",
+            Self::Username => "username",
+            Self::Url => "url",
+        }
+    }
+}
+
+impl fmt::Display for InputKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How closely an input is tied to the identifier asked about. Ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    Guess,
+    Pivot,
+    Exact,
+}
+
+/// One value a source can be asked with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Input {
+    pub kind: InputKind,
+    pub value: String,
+    pub confidence: Confidence,
+    /// 0 for values derived from the identifier, n for the n-th pivot round.
+    pub depth: u32,
+}
+
+/// The inputs the identifier itself provides (depth 0).
+pub fn seed_inputs(identifier: &Identifier) -> Vec<Input> {
+    let seed = |kind, value: String, confidence| Input {
+        kind,
+        value,
+        confidence,
+        depth: 0,
+    };
+    match identifier {
+        Identifier::Email(email) => {
+            let hashed = email.address().trim().to_lowercase();
+            vec![
+                seed(InputKind::Email, email.address(), Confidence::Exact),
+                seed(
+                    InputKind::EmailMd5,
+                    hex::encode(Md5::digest(hashed.as_bytes())),
+                    Confidence::Exact,
+                ),
+                seed(
+                    InputKind::EmailSha256,
+                    hex::encode(Sha256::digest(hashed.as_bytes())),
+                    Confidence::Exact,
+                ),
+                seed(InputKind::EmailLocal, email.local_base(), Confidence::Exact),
+                seed(
+                    InputKind::EmailDomain,
+                    email.domain().to_owned(),
+                    Confidence::Exact,
+                ),
+                // A handle spelled like the local part may be someone else's.
+                seed(InputKind::Username, email.local_base(), Confidence::Guess),
+            ]
+        }
+        Identifier::Phone(phone) => vec![
+            seed(
+                InputKind::PhoneE164,
+                phone.e164().to_owned(),
+                Confidence::Exact,
+            ),
+            seed(
+                InputKind::PhoneNational,
+                phone
+                    .national()
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .collect(),
+                Confidence::Exact,
+            ),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Email;
+
+    #[test]
+    fn email_seeds_hash_the_lowercased_address() {
+        let id = Identifier::Email(Email::parse(" MyEmailAddress@example.com ").unwrap());
+        let seeds = seed_inputs(&id);
+        let md5 = seeds
+            .iter()
+            .find(|i| i.kind == InputKind::EmailMd5)
+            .unwrap();
+        // Gravatar's documented example hash.
+        assert_eq!(md5.value, "0bc83cb571cd1c50ba6f3e8a78ef1346");
+        let guess = seeds
+            .iter()
+            .find(|i| i.kind == InputKind::Username)
+            .unwrap();
+        assert_eq!(
+            (guess.value.as_str(), guess.confidence),
+            ("myemailaddress", Confidence::Guess)
+        );
+    }
+}

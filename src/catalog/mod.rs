@@ -1,0 +1,189 @@
+//! The source catalog: sources declared as data (TOML files), never as Rust.
+//! An operator adds a site by adding a file; `enrichd sources check` validates
+//! a catalog and reports every problem at once.
+pub mod input;
+pub mod source;
+pub mod spec;
+pub mod template;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use source::Source;
+
+/// The catalog built into the binary: `config/sources/*.toml`, listed by build.rs.
+const SHIPPED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/shipped_catalog.rs"));
+
+/// Every problem found in a catalog.
+#[derive(Debug, thiserror::Error)]
+pub struct CatalogError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid source catalog ({} problems):",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads secrets (`{env.NAME}`) from the process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    sources: Vec<Arc<Source>>,
+}
+
+impl Catalog {
+    /// The catalog shipped in the binary.
+    pub fn shipped(purposes: &[String]) -> Result<Self, CatalogError> {
+        let files: Vec<(PathBuf, String)> = SHIPPED
+            .iter()
+            .map(|(name, text)| {
+                (
+                    PathBuf::from("config/sources").join(name),
+                    (*text).to_owned(),
+                )
+            })
+            .collect();
+        Self::from_files(&files, purposes, &process_env)
+    }
+
+    /// Every `*.toml` file in `dir` (sorted by name).
+    pub fn load_dir(dir: &Path, purposes: &[String]) -> Result<Self, CatalogError> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| CatalogError {
+                problems: vec![format!(
+                    "cannot read catalog directory {}: {e}",
+                    dir.display()
+                )],
+            })?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        paths.sort();
+        let mut problems = Vec::new();
+        let mut files = Vec::new();
+        for path in paths {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => files.push((path, text)),
+                Err(e) => problems.push(format!("{}: cannot read: {e}", path.display())),
+            }
+        }
+        let catalog = Self::from_files(&files, purposes, &process_env);
+        match (catalog, problems.is_empty()) {
+            (Ok(c), true) => Ok(c),
+            (Ok(_), false) => Err(CatalogError { problems }),
+            (Err(mut e), _) => {
+                problems.append(&mut e.problems);
+                Err(CatalogError { problems })
+            }
+        }
+    }
+
+    /// Compiles catalog files given as (path, text).
+    pub fn from_files(
+        files: &[(PathBuf, String)],
+        purposes: &[String],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, CatalogError> {
+        let mut problems = Vec::new();
+        let mut sources: Vec<Arc<Source>> = Vec::new();
+        let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for (path, text) in files {
+            let file = path.display().to_string();
+            let value: toml::Value = match toml::from_str(text) {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(format!("{file}: {}", e.to_string().trim()));
+                    continue;
+                }
+            };
+            let mut unknown = Vec::new();
+            let parsed: Result<spec::CatalogFile, _> =
+                serde_ignored::deserialize(value, |p| unknown.push(p.to_string()));
+            let specs = match parsed {
+                Ok(f) => f.source,
+                Err(e) => {
+                    problems.push(format!("{file}: {e}"));
+                    continue;
+                }
+            };
+            for key in unknown {
+                problems.push(format!("{file}: {key}: unknown key"));
+            }
+            for spec in &specs {
+                let mut p = spec::Problems {
+                    prefix: format!("{file}: source {:?}", spec.id),
+                    out: &mut problems,
+                };
+                if let Some(previous) = seen.insert(spec.id.clone(), path.clone()) {
+                    p.push_dup(&previous);
+                }
+                if let Some(source) = spec::compile(spec, path, purposes, env, &mut p) {
+                    sources.push(Arc::new(source));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self { sources })
+        } else {
+            Err(CatalogError { problems })
+        }
+    }
+
+    pub fn sources(&self) -> &[Arc<Source>] {
+        &self.sources
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Source>> {
+        self.sources.iter().find(|s| s.id == id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    /// Adds sources from another catalog (e.g. the sandbox's); ids stay unique.
+    pub fn merge(mut self, other: Catalog) -> Result<Self, CatalogError> {
+        let ids: HashSet<String> = self.sources.iter().map(|s| s.id.clone()).collect();
+        let dups: Vec<String> = other
+            .sources
+            .iter()
+            .filter(|s| ids.contains(&s.id))
+            .map(|s| format!("source {:?} is declared twice", s.id))
+            .collect();
+        if !dups.is_empty() {
+            return Err(CatalogError { problems: dups });
+        }
+        self.sources.extend(other.sources);
+        Ok(self)
+    }
+
+    /// Host names of sources allowed to reach private addresses (the HTTP
+    /// client's resolver lets only these resolve to private addresses).
+    pub fn trusted_private_hosts(&self) -> HashSet<String> {
+        self.sources
+            .iter()
+            .filter(|s| s.network.allow_private)
+            .filter_map(|s| match &s.kind {
+                source::SourceKind::Http(h) => url::Url::parse(h.request.url.literal_prefix())
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_ascii_lowercase)),
+                source::SourceKind::DnsMx => None,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,200 @@
+//! Runs one HTTP source for one input: render, fetch, detect, extract.
+use std::time::Instant;
+
+use chrono::Utc;
+use url::Url;
+
+use super::detect::{Verdict, detect};
+use super::extract::extract;
+use crate::catalog::input::{Confidence, Input};
+use crate::catalog::source::{BodyEncoding, BodyFormat, Field, HttpSource, Source};
+use crate::catalog::template::RenderError;
+use crate::fetch::{FetchError, HttpClient, Outgoing, Reach};
+use crate::model::{
+    LinkedAccount, Method, Outcome, Profile, Provenance, SkipReason, SourceOutcome, Sourced, Value,
+};
+
+pub type Env = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+fn prepare(h: &HttpSource, input: &str, env: &Env) -> Result<Outgoing, RenderError> {
+    let r = &h.request;
+    let url = r.url.render_url(input, env)?;
+    let url = Url::parse(&url).map_err(|_| RenderError::NotAUrl)?;
+    let mut headers = Vec::new();
+    for (name, t) in &r.headers {
+        headers.push((name.clone(), t.render_raw(input, env)?));
+    }
+    for (name, t) in &r.optional_headers {
+        if t.env_vars().all(|v| env(v).is_some()) {
+            headers.push((name.clone(), t.render_raw(input, env)?));
+        }
+    }
+    let body = match &r.body {
+        Some((t, BodyEncoding::Json)) => Some(t.render_json(input, env)?),
+        Some((t, BodyEncoding::Raw)) => Some(t.render_raw(input, env)?),
+        None => None,
+    };
+    Ok(Outgoing {
+        method: r.method.clone(),
+        url,
+        headers,
+        body,
+    })
+}
+
+/// What asking one source yielded.
+pub struct Asked {
+    pub outcome: SourceOutcome,
+    pub profile: Option<Profile>,
+}
+
+pub async fn run(
+    source: &Source,
+    h: &HttpSource,
+    input: &Input,
+    client: &HttpClient,
+    env: &Env,
+) -> Asked {
+    let started = Instant::now();
+    let mut outcome = SourceOutcome::new(&source.id, input.kind, input.depth, Outcome::Error);
+    let done = |mut o: SourceOutcome, profile| {
+        o.latency = started.elapsed();
+        Asked {
+            outcome: o,
+            profile,
+        }
+    };
+    let request = match prepare(h, &input.value, env) {
+        Ok(r) => r,
+        Err(e) => {
+            outcome.outcome = Outcome::Skipped(SkipReason::InputNotApplicable);
+            outcome.detail = Some(format!("the input cannot be sent to this source: {e}"));
+            return done(outcome, None);
+        }
+    };
+    let reach = Reach {
+        allow_private: source.network.allow_private,
+        max_redirects: source.network.max_redirects,
+        follow_redirects: !h.detect.redirect_means_absent,
+    };
+    let fetched = match client.fetch(request, reach).await {
+        Ok(f) => f,
+        Err(e) => {
+            outcome.detail = Some(e.to_string());
+            if let FetchError::Blocked(_) = e {
+                tracing::warn!(source = %source.id, error = %e, "source request blocked");
+            }
+            return done(outcome, None);
+        }
+    };
+    outcome.http_status = Some(fetched.status.as_u16());
+    let retrieved_at = Utc::now();
+    // Detection and extraction are synchronous: the parsed HTML never crosses an await.
+    let raw = String::from_utf8_lossy(&fetched.body);
+    match detect(&h.detect, h.request.response_format, &fetched) {
+        Verdict::NotFound(why) => {
+            outcome.outcome = Outcome::NotFound;
+            outcome.detail = Some(why);
+            done(outcome, None)
+        }
+        Verdict::Error(why) => {
+            outcome.detail = Some(why);
+            done(outcome, None)
+        }
+        Verdict::RateLimited(after) => {
+            outcome.outcome = Outcome::RateLimited;
+            outcome.retry_after = after;
+            outcome.detail = Some(format!("HTTP {}", fetched.status.as_u16()));
+            done(outcome, None)
+        }
+        Verdict::Found(parsed) => {
+            let found = extract(&h.extract, &parsed, &raw);
+            drop(parsed);
+            let provenance = |method: Method, selector: String| Provenance {
+                source_id: source.id.clone(),
+                url: fetched.url.to_string(),
+                retrieved_at,
+                method,
+                selector,
+                confidence: input.confidence,
+            };
+            let resolve = |v: Value| match v {
+                // Relative links on a page are relative to the page.
+                Value::Text(t) => {
+                    Value::Text(fetched.url.join(&t).map(|u| u.to_string()).unwrap_or(t))
+                }
+                other => other,
+            };
+            let mut fields = std::collections::BTreeMap::new();
+            for (field, hit) in found.fields {
+                let value = match field {
+                    Field::Url | Field::AvatarUrl => resolve(hit.value),
+                    _ => hit.value,
+                };
+                fields.insert(
+                    field,
+                    Sourced {
+                        value,
+                        provenance: provenance(hit.method, hit.selector),
+                    },
+                );
+            }
+            if h.request.response_format == BodyFormat::Html && !fields.contains_key(&Field::Url) {
+                fields.insert(
+                    Field::Url,
+                    Sourced {
+                        value: Value::Text(fetched.url.to_string()),
+                        provenance: provenance(Method::Detection, String::new()),
+                    },
+                );
+            }
+            let extra = found
+                .extra
+                .into_iter()
+                .map(|(k, hit)| {
+                    (
+                        k,
+                        Sourced {
+                            value: hit.value,
+                            provenance: provenance(hit.method, hit.selector),
+                        },
+                    )
+                })
+                .collect();
+            let accounts = found
+                .accounts
+                .into_iter()
+                .map(|a| LinkedAccount {
+                    platform: a.platform,
+                    url: a
+                        .url
+                        .map(|u| fetched.url.join(&u).map(|u| u.to_string()).unwrap_or(u)),
+                    username: a.username,
+                    provenance: provenance(
+                        match h.request.response_format {
+                            BodyFormat::Json => Method::JsonPointer,
+                            BodyFormat::Html => Method::CssSelector,
+                            BodyFormat::Text => Method::Regex,
+                        },
+                        a.selector,
+                    ),
+                })
+                .collect();
+            outcome.outcome = Outcome::Found;
+            let profile = Profile {
+                source_id: source.id.clone(),
+                platform: source.platform.clone(),
+                provenance: provenance(Method::Detection, String::new()),
+                fields,
+                extra,
+                accounts,
+            };
+            done(outcome, Some(profile))
+        }
+    }
+}
+
+/// Confidence of an input derived from a finding made with `parent`.
+pub fn pivot_confidence(parent: Confidence) -> Confidence {
+    parent.min(Confidence::Pivot)
+}

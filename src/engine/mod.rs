@@ -1,0 +1,323 @@
+//! The source engine: for one identifier, every applicable source runs
+//! concurrently, each under its own timeout and all under the request's
+//! deadline; handles and URLs found become inputs of a next round (pivots),
+//! up to a depth limit, each (source, input) asked once.
+pub mod detect;
+pub mod extract;
+pub mod http;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::join_all;
+use tracing::debug;
+
+use crate::catalog::Catalog;
+use crate::catalog::input::{Confidence, Input, InputKind, seed_inputs};
+use crate::catalog::source::{PivotFrom, Source, SourceKind};
+use crate::fetch::HttpClient;
+use crate::identity::Identifier;
+use crate::model::{Outcome, Profile, SkipReason, SourceOutcome, Value};
+use crate::verify::{MxStatus, Verifier};
+
+/// What the engine found for one request.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// One per (source, input) asked, then one per source not asked.
+    pub outcomes: Vec<SourceOutcome>,
+    pub profiles: Vec<Profile>,
+}
+
+pub struct Engine {
+    catalog: Arc<Catalog>,
+    client: HttpClient,
+    verifier: Verifier,
+    max_depth: u32,
+    env: Arc<http::Env>,
+}
+
+/// Normalises a pivot value for its input kind; `None` drops it.
+fn pivot_value(kind: InputKind, raw: &str) -> Option<String> {
+    let v = raw.trim();
+    match kind {
+        InputKind::Username => {
+            let v = v.trim_start_matches('@');
+            (!v.is_empty() && v.len() <= 100 && !v.chars().any(char::is_whitespace))
+                .then(|| v.to_owned())
+        }
+        InputKind::Url => url::Url::parse(v)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .map(|u| u.to_string()),
+        _ => (!v.is_empty()).then(|| v.to_owned()),
+    }
+}
+
+fn text(v: &Value) -> String {
+    v.as_text()
+}
+
+/// Inputs the pivots of `source` produce from `profile`.
+fn pivots_of(source: &Source, profile: &Profile, parent: &Input) -> Vec<Input> {
+    let confidence = http::pivot_confidence(parent.confidence);
+    let mut out = Vec::new();
+    for pivot in source.pivots() {
+        let values: Vec<String> = match &pivot.from {
+            PivotFrom::Field(f) => profile
+                .fields
+                .get(f)
+                .map(|s| text(&s.value))
+                .into_iter()
+                .collect(),
+            PivotFrom::Extra(name) => profile
+                .extra
+                .get(name)
+                .map(|s| text(&s.value))
+                .into_iter()
+                .collect(),
+            PivotFrom::AccountUsername => profile
+                .accounts
+                .iter()
+                .filter_map(|a| a.username.clone())
+                .collect(),
+            PivotFrom::AccountUrl => profile
+                .accounts
+                .iter()
+                .filter_map(|a| a.url.clone())
+                .collect(),
+        };
+        out.extend(
+            values
+                .iter()
+                .filter_map(|v| pivot_value(pivot.to, v))
+                .map(|value| Input {
+                    kind: pivot.to,
+                    value,
+                    confidence,
+                    depth: parent.depth + 1,
+                }),
+        );
+    }
+    out
+}
+
+impl Engine {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        client: HttpClient,
+        verifier: Verifier,
+        max_depth: u32,
+    ) -> Self {
+        Self {
+            catalog,
+            client,
+            verifier,
+            max_depth,
+            env: Arc::new(crate::catalog::process_env),
+        }
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Asks one source with one input, bounded by its timeout and the deadline.
+    async fn ask(
+        &self,
+        source: &Arc<Source>,
+        input: &Input,
+        deadline: tokio::time::Instant,
+    ) -> http::Asked {
+        let started = Instant::now();
+        let budget = tokio::time::Instant::now() + source.limits.timeout;
+        let until = budget.min(deadline);
+        let work = async {
+            match &source.kind {
+                SourceKind::Http(h) => {
+                    http::run(source, h, input, &self.client, self.env.as_ref()).await
+                }
+                SourceKind::DnsMx => {
+                    let check = self.verifier.check_mx(&input.value).await;
+                    let (outcome, detail) = match check.status {
+                        MxStatus::Found { hosts } => (
+                            Outcome::Found,
+                            hosts
+                                .iter()
+                                .map(|h| format!("{} ({})", h.exchange, h.preference))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        ),
+                        MxStatus::None { detail } => (Outcome::NotFound, detail),
+                        MxStatus::Error { detail } => (Outcome::Error, detail),
+                        MxStatus::Skipped => (
+                            Outcome::Skipped(SkipReason::Disabled),
+                            "MX checks are disabled".into(),
+                        ),
+                    };
+                    let mut o = SourceOutcome::new(&source.id, input.kind, input.depth, outcome)
+                        .with_detail(detail);
+                    o.latency = check.latency;
+                    http::Asked {
+                        outcome: o,
+                        profile: None,
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout_at(until, work).await {
+            Ok(asked) => asked,
+            Err(_) => {
+                let why = if until == deadline && deadline < budget {
+                    "the request's deadline came first"
+                } else {
+                    "the source's timeout elapsed"
+                };
+                let mut o =
+                    SourceOutcome::new(&source.id, input.kind, input.depth, Outcome::Timeout)
+                        .with_detail(why);
+                o.latency = started.elapsed();
+                http::Asked {
+                    outcome: o,
+                    profile: None,
+                }
+            }
+        }
+    }
+
+    /// Runs every applicable source for `identifier` under `purpose`.
+    pub async fn run(
+        &self,
+        identifier: &Identifier,
+        purpose: &str,
+        deadline: tokio::time::Instant,
+    ) -> Findings {
+        let mut findings = Findings::default();
+        let mut eligible: Vec<&Arc<Source>> = Vec::new();
+        for source in self.catalog.sources() {
+            let skip = match (&source.disabled, source.serves(purpose)) {
+                (Some(why), _) => Some((SkipReason::Disabled, why.clone())),
+                (None, false) => Some((
+                    SkipReason::Purpose,
+                    format!("not declared for purpose {purpose:?}"),
+                )),
+                (None, true) => None,
+            };
+            match skip {
+                Some((reason, why)) => findings.outcomes.push(
+                    SourceOutcome::new(&source.id, source.input, 0, Outcome::Skipped(reason))
+                        .with_detail(why),
+                ),
+                None => eligible.push(source),
+            }
+        }
+
+        let seeds = seed_inputs(identifier);
+        let seed_keys: HashSet<(InputKind, String)> =
+            seeds.iter().map(|i| (i.kind, i.value.clone())).collect();
+        let mut asked: HashSet<(String, String)> = HashSet::new();
+        let mut profile_inputs: Vec<String> = Vec::new();
+        let mut confirmed: HashSet<(InputKind, String)> = HashSet::new();
+        let mut beyond_depth: HashSet<InputKind> = HashSet::new();
+        let mut pattern_skips: HashMap<String, String> = HashMap::new();
+        let mut round = seeds;
+
+        while !round.is_empty() {
+            let mut tasks = Vec::new();
+            for input in &round {
+                for source in eligible.iter().filter(|s| s.input == input.kind) {
+                    if let Some(pattern) = &source.input_pattern
+                        && !pattern.is_match(&input.value)
+                    {
+                        pattern_skips.insert(
+                            source.id.clone(),
+                            format!("the input does not match {}", pattern.as_str()),
+                        );
+                        continue;
+                    }
+                    if asked.insert((source.id.clone(), input.value.clone())) {
+                        tasks.push((Arc::clone(source), input.clone()));
+                    }
+                }
+            }
+            debug!(tasks = tasks.len(), depth = round[0].depth, "source round");
+            let results = join_all(tasks.iter().map(|(s, i)| self.ask(s, i, deadline))).await;
+            let mut next = Vec::new();
+            for ((source, input), asked_result) in tasks.iter().zip(results) {
+                if let Some(profile) = &asked_result.profile {
+                    for pivot in pivots_of(source, profile, input) {
+                        let key = (pivot.kind, pivot.value.clone());
+                        if seed_keys.contains(&key) {
+                            // Never re-query the seed; a pivot confirms a guessed handle.
+                            confirmed.insert(key);
+                        } else if pivot.depth > self.max_depth {
+                            beyond_depth.insert(pivot.kind);
+                        } else if !next
+                            .iter()
+                            .any(|n: &Input| n.kind == pivot.kind && n.value == pivot.value)
+                        {
+                            next.push(pivot);
+                        }
+                    }
+                }
+                findings.outcomes.push(asked_result.outcome);
+                if let Some(p) = asked_result.profile {
+                    findings.profiles.push(p);
+                    profile_inputs.push(input.value.clone());
+                }
+            }
+            round = next;
+        }
+
+        // A handle guessed from the local part and confirmed by an exact match's
+        // pivot is a pivot, not a guess.
+        for (profile, value) in findings.profiles.iter_mut().zip(&profile_inputs) {
+            if profile.provenance.confidence == Confidence::Guess
+                && confirmed.contains(&(InputKind::Username, value.clone()))
+            {
+                profile.provenance.confidence = Confidence::Pivot;
+                for f in profile
+                    .fields
+                    .values_mut()
+                    .chain(profile.extra.values_mut())
+                {
+                    f.provenance.confidence = Confidence::Pivot;
+                }
+            }
+        }
+
+        let answered: HashSet<&str> = findings
+            .outcomes
+            .iter()
+            .map(|o| o.source_id.as_str())
+            .collect();
+        let mut unasked = Vec::new();
+        for source in eligible
+            .iter()
+            .filter(|s| !answered.contains(s.id.as_str()))
+        {
+            let (reason, why) = if let Some(why) = pattern_skips.get(&source.id) {
+                (SkipReason::InputNotApplicable, why.clone())
+            } else if beyond_depth.contains(&source.input) {
+                (
+                    SkipReason::Depth,
+                    format!(
+                        "its input came beyond the pivot depth limit ({})",
+                        self.max_depth
+                    ),
+                )
+            } else {
+                (
+                    SkipReason::InputNotApplicable,
+                    format!("no {} input for this identifier", source.input),
+                )
+            };
+            unasked.push(
+                SourceOutcome::new(&source.id, source.input, 0, Outcome::Skipped(reason))
+                    .with_detail(why),
+            );
+        }
+        findings.outcomes.extend(unasked);
+        findings
+    }
+}
