@@ -9,12 +9,14 @@ use clap::{Args, Parser, Subcommand};
 use tonic::Request;
 use tonic_types::StatusExt;
 
+use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::enrich::Enricher;
+use crate::enrich::{Enricher, configured_catalog};
 use crate::privacy::KeyedHasher;
 use crate::proto::v1 as pb;
 use crate::proto::v1::enrichment_server::Enrichment as _;
 use crate::purpose::LawfulBasis;
+use crate::sandbox::Sandbox;
 use crate::server::{self, Application};
 use crate::service::EnrichmentService;
 use crate::{convert, telemetry};
@@ -41,6 +43,27 @@ enum Command {
     /// Ask a server's grpc.health.v1 service; exit 0 when SERVING (for
     /// container health checks).
     Health(HealthArgs),
+    /// Work with source catalogs.
+    #[command(subcommand)]
+    Sources(SourcesCommand),
+}
+
+#[derive(Subcommand)]
+enum SourcesCommand {
+    /// Validate a catalog and print its sources (exit 1 on any problem).
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Catalog directory; default: the configured one (or the built-in catalog).
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Check the sandbox catalog instead.
+    #[arg(long, conflicts_with = "catalog")]
+    sandbox: bool,
+    #[command(flatten)]
+    config: ConfigArg,
 }
 
 #[derive(Args)]
@@ -70,7 +93,8 @@ struct ServeArgs {
     /// Prometheus metrics address; overrides server.metrics_listen.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
-    /// Serve the sandbox catalog of fake people (arrives with the source catalog).
+    /// Serve the sandbox: fake sites on loopback and their catalog, instead
+    /// of the real sources (see the README for the people it knows).
     #[arg(long)]
     sandbox: bool,
 }
@@ -118,8 +142,8 @@ struct EnrichArgs {
     /// running the pipeline in this process.
     #[arg(long)]
     remote: Option<String>,
-    /// Use the sandbox catalog (arrives with the source catalog).
-    #[arg(long)]
+    /// Use the sandbox (fake sites on loopback) instead of the real sources.
+    #[arg(long, conflicts_with = "remote")]
     sandbox: bool,
     #[command(flatten)]
     config: ConfigArg,
@@ -132,6 +156,7 @@ impl Cli {
             Command::Enrich(args) => enrich(args).await,
             Command::Purposes(args) => purposes(args),
             Command::Health(args) => health(args).await,
+            Command::Sources(SourcesCommand::Check(args)) => sources_check(args).await,
         }
     }
 }
@@ -157,9 +182,16 @@ fn hasher(config: &Config, long_running: bool) -> KeyedHasher {
     }
 }
 
-fn warn_sandbox(sandbox: bool) {
+/// The catalog to run: the sandbox's (whose server must stay alive as long
+/// as the catalog is used), or the configured one.
+async fn catalog(config: &Config, sandbox: bool) -> anyhow::Result<(Catalog, Option<Sandbox>)> {
     if sandbox {
-        tracing::warn!("--sandbox: the sandbox catalog is not built yet; running without sources");
+        let sb = Sandbox::start().await.context("cannot start the sandbox")?;
+        let purposes: Vec<String> = config.purposes.keys().cloned().collect();
+        tracing::info!(addr = %sb.addr(), "sandbox sites serving on loopback");
+        Ok((sb.catalog(&purposes)?, Some(sb)))
+    } else {
+        Ok((configured_catalog(config)?, None))
     }
 }
 
@@ -172,9 +204,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.server.metrics_listen = Some(metrics);
     }
     telemetry::init_tracing(&config.log);
-    warn_sandbox(args.sandbox);
+    let (catalog, _sandbox) = catalog(&config, args.sandbox).await?;
     let hasher = hasher(&config, true);
-    let app = Application::build(config, hasher).await?;
+    let app = Application::build(config, hasher, catalog).await?;
     app.run_until_stopped(server::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -212,7 +244,6 @@ async fn enrich(args: EnrichArgs) -> anyhow::Result<ExitCode> {
         log.filter = "warn".into();
     }
     telemetry::init_tracing(&log);
-    warn_sandbox(args.sandbox);
     let request = enrich_request(&args);
     let result = match &args.remote {
         Some(addr) => {
@@ -223,8 +254,9 @@ async fn enrich(args: EnrichArgs) -> anyhow::Result<ExitCode> {
             client.enrich(request).await
         }
         None => {
-            let enricher = Enricher::build(&config, hasher(&config, false))?;
-            EnrichmentService::new(Arc::new(enricher))
+            let (catalog, _sandbox) = catalog(&config, args.sandbox).await?;
+            let enricher = Enricher::build(&config, hasher(&config, false), catalog)?;
+            EnrichmentService::new(Arc::new(enricher), config.sources.deadline)
                 .enrich(Request::new(request))
                 .await
         }
@@ -290,6 +322,53 @@ async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn sources_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let mut config = load_config(&args.config)?;
+    if args.catalog.is_some() {
+        config.sources.catalog = args.catalog;
+    }
+    let loaded = if args.sandbox {
+        catalog(&config, true).await.map(|(c, _)| c)
+    } else {
+        configured_catalog(&config).map_err(Into::into)
+    };
+    let catalog = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!(
+        "{:<22} {:<15} {:<42} {:>12} STATUS",
+        "ID", "INPUT", "PURPOSES", "RATE LIMIT"
+    );
+    for s in catalog.sources() {
+        let rate = format!(
+            "{}/s+{}",
+            s.limits.rate_limit.per_second, s.limits.rate_limit.burst
+        );
+        let status = match &s.disabled {
+            None => "enabled".to_owned(),
+            Some(why) => format!("disabled: {why}"),
+        };
+        println!(
+            "{:<22} {:<15} {:<42} {:>12} {}",
+            s.id,
+            s.input.as_str(),
+            s.purposes.join(","),
+            rate,
+            status
+        );
+    }
+    println!(
+        "{} sources, {} enabled",
+        catalog.sources().len(),
+        catalog.sources().iter().filter(|s| s.enabled()).count()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn purposes(args: ConfigArg) -> anyhow::Result<ExitCode> {

@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::fetch::HttpConfig;
 use crate::identity::Region;
 use crate::purpose::{LawfulBasis, PurposeConfig};
 use crate::reference::ReferencePaths;
@@ -30,8 +31,19 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     pub dns: DnsConfig,
     pub phone: PhoneConfig,
+    pub sources: SourcesConfig,
+    pub http: HttpConfig,
     pub reference: ReferencePaths,
     pub purposes: BTreeMap<String, PurposeConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourcesConfig {
+    #[serde(default)]
+    pub catalog: Option<std::path::PathBuf>,
+    pub max_depth: u32,
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -182,6 +194,15 @@ impl Config {
         }
         if s.request_timeout.is_zero() {
             p.push("server.request_timeout: must be more than zero".into());
+        }
+        if self.sources.max_depth > 5 {
+            p.push("sources.max_depth: at most 5".into());
+        }
+        if self.sources.deadline.is_zero() {
+            p.push("sources.deadline: must be more than zero".into());
+        }
+        if self.http.max_body_bytes < 1024 {
+            p.push("http.max_body_bytes: must be at least 1024".into());
         }
         if self.dns.timeout.is_zero() {
             p.push("dns.timeout: must be more than zero".into());

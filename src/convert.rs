@@ -6,10 +6,15 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::catalog::Source;
+use crate::catalog::source::Field;
 use crate::enrich::{EnrichQuery, RawIdentifier};
 use crate::error::{Error, FieldViolation};
 use crate::identity::{Identifier, NumberType, Region};
-use crate::model::{CacheInfo, CacheMode, CachePolicy, Compliance, Enrichment, NoticeDuty};
+use crate::model::{
+    Attribute, CacheInfo, CacheMode, CachePolicy, Compliance, Confidence, Enrichment, Method,
+    NoticeDuty, Outcome, Profile, Provenance, SkipReason, SourceOutcome, Sourced, Value,
+};
 use crate::proto::v1 as pb;
 use crate::purpose::{BasisEvidence, Claim, LawfulBasis};
 use crate::verify::{MxCheck, MxStatus, Verification};
@@ -137,7 +142,10 @@ fn cache_policy(
 /// Structural validation of an EnrichRequest: every malformed field at once.
 /// Whether the processing is lawful, and whether the identifier parses, is the
 /// pipeline's to decide (in that order).
-pub fn enrich_query(req: pb::EnrichRequest) -> Result<EnrichQuery, Error> {
+pub fn enrich_query(
+    req: pb::EnrichRequest,
+    deadline: tokio::time::Instant,
+) -> Result<EnrichQuery, Error> {
     let mut violations = Vec::new();
     if req.request_id.chars().count() > MAX_REF_CHARS {
         violations.push(FieldViolation::new(
@@ -188,6 +196,20 @@ pub fn enrich_query(req: pb::EnrichRequest) -> Result<EnrichQuery, Error> {
         ),
     };
     let cache = cache_policy(req.cache.as_ref(), &mut violations);
+    let options = req.options.unwrap_or_default();
+    let min_confidence = match pb::MatchConfidence::try_from(options.min_confidence) {
+        Ok(pb::MatchConfidence::Unspecified) => None,
+        Ok(pb::MatchConfidence::Guess) => Some(Confidence::Guess),
+        Ok(pb::MatchConfidence::Pivot) => Some(Confidence::Pivot),
+        Ok(pb::MatchConfidence::Exact) => Some(Confidence::Exact),
+        Err(_) => {
+            violations.push(FieldViolation::new(
+                "options.min_confidence",
+                format!("{} is not a MatchConfidence value", options.min_confidence),
+            ));
+            None
+        }
+    };
     match identifier {
         Some(identifier) if violations.is_empty() => Ok(EnrichQuery {
             request_id: req.request_id,
@@ -200,6 +222,8 @@ pub fn enrich_query(req: pb::EnrichRequest) -> Result<EnrichQuery, Error> {
                 evidence,
             },
             cache,
+            min_confidence,
+            deadline,
         }),
         _ => Err(Error::InvalidArgument(violations)),
     }
@@ -347,20 +371,183 @@ fn cache_to_proto(c: &CacheInfo) -> pb::CacheInfo {
     }
 }
 
+fn confidence_to_proto(c: Confidence) -> pb::MatchConfidence {
+    match c {
+        Confidence::Guess => pb::MatchConfidence::Guess,
+        Confidence::Pivot => pb::MatchConfidence::Pivot,
+        Confidence::Exact => pb::MatchConfidence::Exact,
+    }
+}
+
+fn provenance_to_proto(p: &Provenance) -> pb::Provenance {
+    use pb::ExtractionMethod as M;
+    pb::Provenance {
+        source_id: p.source_id.clone(),
+        url: p.url.clone(),
+        retrieved_at: Some(p.retrieved_at.into()),
+        method: match p.method {
+            Method::JsonPointer => M::JsonPointer,
+            Method::CssSelector => M::CssSelector,
+            Method::Regex => M::Regex,
+            Method::Detection => M::Detection,
+            Method::Dns => M::Dns,
+        }
+        .into(),
+        selector: p.selector.clone(),
+        confidence: confidence_to_proto(p.confidence).into(),
+    }
+}
+
+fn text_value(s: &Sourced) -> pb::TextValue {
+    pb::TextValue {
+        value: s.value.as_text(),
+        provenance: Some(provenance_to_proto(&s.provenance)),
+    }
+}
+
+fn profile_to_proto(p: &Profile) -> pb::Profile {
+    let text = |f: Field| p.fields.get(&f).map(text_value);
+    let time = |f: Field| {
+        p.fields.get(&f).and_then(|s| match &s.value {
+            Value::Time(t) => Some(pb::TimeValue {
+                value: Some((*t).into()),
+                provenance: Some(provenance_to_proto(&s.provenance)),
+            }),
+            _ => None,
+        })
+    };
+    let count = |f: Field| {
+        p.fields.get(&f).and_then(|s| match &s.value {
+            Value::Count(n) => Some(pb::CountValue {
+                value: *n,
+                provenance: Some(provenance_to_proto(&s.provenance)),
+            }),
+            _ => None,
+        })
+    };
+    pb::Profile {
+        source_id: p.source_id.clone(),
+        platform: p.platform.clone(),
+        provenance: Some(provenance_to_proto(&p.provenance)),
+        url: text(Field::Url),
+        username: text(Field::Username),
+        display_name: text(Field::DisplayName),
+        bio: text(Field::Bio),
+        location: text(Field::Location),
+        avatar_url: text(Field::AvatarUrl),
+        created_at: time(Field::CreatedAt),
+        last_active_at: time(Field::LastActiveAt),
+        followers: count(Field::Followers),
+        posts: count(Field::Posts),
+        linked_accounts: p
+            .accounts
+            .iter()
+            .map(|a| pb::LinkedAccount {
+                platform: a.platform.clone().unwrap_or_default(),
+                url: a.url.clone().unwrap_or_default(),
+                username: a.username.clone().unwrap_or_default(),
+                provenance: Some(provenance_to_proto(&a.provenance)),
+            })
+            .collect(),
+        extra: p
+            .extra
+            .iter()
+            .map(|(k, v)| (k.clone(), text_value(v)))
+            .collect(),
+    }
+}
+
+fn attribute_to_proto(a: &Attribute) -> pb::Attribute {
+    pb::Attribute {
+        name: a.name.to_owned(),
+        values: a
+            .values
+            .iter()
+            .map(|v| pb::AttributeValue {
+                value: v.value.clone(),
+                provenance: v.provenance.iter().map(provenance_to_proto).collect(),
+            })
+            .collect(),
+    }
+}
+
+pub fn outcome_to_proto(o: &SourceOutcome) -> pb::SourceOutcome {
+    use pb::source_outcome::{Outcome as O, SkipReason as S};
+    let (outcome, skip) = match o.outcome {
+        Outcome::Found => (O::Found, S::Unspecified),
+        Outcome::NotFound => (O::NotFound, S::Unspecified),
+        Outcome::Error => (O::Error, S::Unspecified),
+        Outcome::Timeout => (O::Timeout, S::Unspecified),
+        Outcome::RateLimited => (O::RateLimited, S::Unspecified),
+        Outcome::CircuitOpen => (O::CircuitOpen, S::Unspecified),
+        Outcome::Skipped(reason) => (
+            O::Skipped,
+            match reason {
+                SkipReason::InputNotApplicable => S::InputNotApplicable,
+                SkipReason::Purpose => S::Purpose,
+                SkipReason::Disabled => S::Disabled,
+                SkipReason::Depth => S::Depth,
+                SkipReason::CacheOnly => S::CacheOnly,
+            },
+        ),
+    };
+    pb::SourceOutcome {
+        source_id: o.source_id.clone(),
+        outcome: outcome.into(),
+        skip_reason: skip.into(),
+        detail: o.detail.clone().unwrap_or_default(),
+        latency: Some(duration(o.latency)),
+        http_status: o.http_status.map(u32::from).unwrap_or_default(),
+        cached: o.cached,
+        cache_age: o.cache_age.map(duration),
+        stale: o.stale,
+        depth: o.depth,
+        retry_after: o.retry_after.map(duration),
+        input: o.input.as_str().to_owned(),
+    }
+}
+
+pub fn source_to_proto(s: &Source) -> pb::SourceInfo {
+    pb::SourceInfo {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        platform: s.platform.clone(),
+        input: s.input.as_str().to_owned(),
+        tags: s.tags.clone(),
+        weight: s.weight,
+        data_categories: s.data_categories.clone(),
+        purposes: s.purposes.clone(),
+        public: s.public,
+        enabled: s.enabled(),
+        disabled_reason: s.disabled.clone().unwrap_or_default(),
+        rate_limit_per_second: s.limits.rate_limit.per_second,
+        rate_limit_burst: s.limits.rate_limit.burst,
+        max_concurrency: s.limits.max_concurrency,
+        timeout: Some(duration(s.limits.timeout)),
+        cache_ttl: Some(duration(s.limits.cache_ttl)),
+    }
+}
+
 pub fn enrichment_to_proto(e: &Enrichment) -> pb::EnrichResponse {
     pb::EnrichResponse {
         request_id: e.request_id.clone(),
         identifier: Some(identifier_to_proto(&e.identifier)),
         verification: Some(verification_to_proto(&e.verification)),
-        profiles: Vec::new(),
-        attributes: Vec::new(),
+        profiles: e.profiles.iter().map(profile_to_proto).collect(),
+        attributes: e.attributes.iter().map(attribute_to_proto).collect(),
         interests: Vec::new(),
         footprint: None,
         risk: None,
         compliance: Some(compliance_to_proto(&e.compliance)),
-        sources: Vec::new(),
+        sources: e.sources.iter().map(outcome_to_proto).collect(),
         cache: Some(cache_to_proto(&e.cache)),
-        confidence: pb::MatchConfidence::Unspecified.into(),
+        confidence: e
+            .profiles
+            .iter()
+            .map(Profile::confidence)
+            .max()
+            .map_or(pb::MatchConfidence::Unspecified, confidence_to_proto)
+            .into(),
         error: None,
         generated_at: Some(e.generated_at.into()),
     }
@@ -386,7 +573,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let Err(Error::InvalidArgument(v)) = enrich_query(req) else {
+        let Err(Error::InvalidArgument(v)) = enrich_query(req, tokio::time::Instant::now()) else {
             panic!("expected InvalidArgument");
         };
         let fields: Vec<&str> = v.iter().map(|f| f.field.as_str()).collect();
@@ -413,7 +600,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let q = enrich_query(req).expect("valid");
+        let q = enrich_query(req, tokio::time::Instant::now()).expect("valid");
         assert_eq!(q.claim.evidence.consent_ref.as_deref(), Some("C-1"));
         assert_eq!(q.claim.evidence.legitimate_interest_assessment_ref, None);
     }

@@ -1,15 +1,25 @@
 //! The pipeline of one request:
-//! gate (purpose, lawful basis) -> parse the identifier -> verify -> answer.
+//! gate (purpose, lawful basis) -> parse the identifier -> verify -> sources
+//! (with pivots) -> merge -> compliance -> answer.
 //!
-//! Later stages (suppression, sources, cache, scoring, ledger) plug in here in
-//! the order DESIGN.md gives; each stage is a function of what came before.
+//! Later stages (suppression, cache, scoring, ledger) plug in here in the
+//! order DESIGN.md gives; each stage is a function of what came before.
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use chrono::Utc;
 use tracing::{debug, instrument};
 
+use crate::catalog::{Catalog, CatalogError};
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::error::{Error, FieldViolation};
+use crate::fetch::HttpClient;
 use crate::identity::{Email, Identifier, PhoneNumber, Region};
-use crate::model::{CacheInfo, CachePolicy, Compliance, Enrichment, NoticeDuty};
+use crate::merge;
+use crate::model::{
+    CacheInfo, CachePolicy, Compliance, Confidence, Enrichment, NoticeDuty, Outcome,
+};
 use crate::privacy::KeyedHasher;
 use crate::purpose::{Claim, PurposeRegistry};
 use crate::reference::{DomainLists, ReferenceError};
@@ -32,6 +42,10 @@ pub struct EnrichQuery {
     pub name_hint: Option<String>,
     pub claim: Claim,
     pub cache: CachePolicy,
+    /// Profiles below this confidence are dropped.
+    pub min_confidence: Option<Confidence>,
+    /// When the sources must have answered.
+    pub deadline: tokio::time::Instant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,22 +54,59 @@ pub enum BuildError {
     Reference(#[from] ReferenceError),
     #[error(transparent)]
     Resolver(#[from] ResolverError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("HTTP client: {0}")]
+    Http(String),
+}
+
+/// The catalog the config names: its directory, or the shipped one.
+pub fn configured_catalog(config: &Config) -> Result<Catalog, CatalogError> {
+    let purposes: Vec<String> = config.purposes.keys().cloned().collect();
+    match &config.sources.catalog {
+        Some(dir) => Catalog::load_dir(dir, &purposes),
+        None => Catalog::shipped(&purposes),
+    }
 }
 
 /// Everything one enrichment needs, built once per process and shared.
 pub struct Enricher {
     purposes: PurposeRegistry,
     verifier: Verifier,
+    engine: Engine,
     hasher: KeyedHasher,
     default_region: Option<Region>,
 }
 
 impl Enricher {
-    pub fn build(config: &Config, hasher: KeyedHasher) -> Result<Self, BuildError> {
+    /// Builds the pipeline around `catalog`. Sources disabled for a missing
+    /// secret are announced here, once, at start.
+    pub fn build(
+        config: &Config,
+        hasher: KeyedHasher,
+        catalog: Catalog,
+    ) -> Result<Self, BuildError> {
+        for source in catalog.sources() {
+            if let Some(why) = &source.disabled
+                && why.starts_with("secret")
+            {
+                tracing::warn!(source = %source.id, reason = %why, "source disabled");
+            }
+        }
         let lists = DomainLists::load(&config.reference)?;
+        let verifier = Verifier::new(lists, &config.dns)?;
+        let client = HttpClient::build(&config.http, catalog.trusted_private_hosts())
+            .map_err(BuildError::Http)?;
+        let engine = Engine::new(
+            Arc::new(catalog),
+            client,
+            verifier.clone(),
+            config.sources.max_depth,
+        );
         Ok(Self {
             purposes: PurposeRegistry::new(&config.purposes),
-            verifier: Verifier::new(lists, &config.dns)?,
+            verifier,
+            engine,
             hasher,
             default_region: config
                 .phone
@@ -67,6 +118,10 @@ impl Enricher {
 
     pub fn purposes(&self) -> &PurposeRegistry {
         &self.purposes
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        self.engine.catalog()
     }
 
     pub fn hasher(&self) -> &KeyedHasher {
@@ -83,31 +138,72 @@ impl Enricher {
 
         // 2. Parse the identifier, once.
         let identifier = self.parse_identifier(&query)?;
+        debug!(subject = %self.hasher.pii(&identifier.canonical()), kind = identifier.kind(), "identifier accepted");
+
+        // 3. Verify the identifier itself, while the sources run.
+        let verification = async {
+            match &identifier {
+                Identifier::Email(email) => {
+                    Verification::Email(self.verifier.check_email(email).await)
+                }
+                Identifier::Phone(phone) => Verification::Phone(self.verifier.check_phone(phone)),
+            }
+        };
+        let sources = self
+            .engine
+            .run(&identifier, &ground.purpose.id, query.deadline);
+        let (verification, mut findings) = tokio::join!(verification, sources);
+
+        // 4. Merge.
+        if let Some(min) = query.min_confidence {
+            findings.profiles.retain(|p| p.confidence() >= min);
+        }
+        merge::order_profiles(&mut findings.profiles, self.catalog());
+        let attributes = merge::attributes(&findings.profiles);
+
+        // 5. Compliance: what was obtained from third parties, and the notice it calls for.
+        let now = Utc::now();
+        let found_sources: BTreeSet<&str> = findings
+            .profiles
+            .iter()
+            .map(|p| p.source_id.as_str())
+            .collect();
+        let categories: BTreeSet<String> = found_sources
+            .iter()
+            .filter_map(|id| self.catalog().get(id))
+            .flat_map(|s| s.data_categories.iter().cloned())
+            .collect();
+        let notice = NoticeDuty::for_sources(
+            now,
+            found_sources.iter().map(|s| s.to_string()).collect(),
+            categories.into_iter().collect(),
+        );
+        let fetched = findings
+            .outcomes
+            .iter()
+            .filter(|o| !matches!(o.outcome, Outcome::Skipped(_)))
+            .count();
         debug!(
-            subject = %self.hasher.pii(&identifier.canonical()),
-            kind = identifier.kind(),
-            "identifier accepted"
+            found = findings.profiles.len(),
+            asked = fetched,
+            "sources answered"
         );
 
-        // 3. Verify the identifier itself.
-        let verification = match &identifier {
-            Identifier::Email(email) => Verification::Email(self.verifier.check_email(email).await),
-            Identifier::Phone(phone) => Verification::Phone(self.verifier.check_phone(phone)),
-        };
-
-        let now = Utc::now();
         Ok(Enrichment {
             request_id: query.request_id,
             identifier,
             verification,
+            profiles: findings.profiles,
+            attributes,
+            sources: findings.outcomes,
             compliance: Compliance {
                 ground,
-                // No source is asked yet, so nothing was obtained from third parties.
-                notice: NoticeDuty::for_sources(now, Vec::new(), Vec::new()),
+                notice,
                 special_categories_suppressed: 0,
             },
             cache: CacheInfo {
                 policy: query.cache.mode,
+                sources_fetched: u32::try_from(fetched).unwrap_or(u32::MAX),
                 ..CacheInfo::default()
             },
             generated_at: now,

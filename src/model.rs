@@ -84,6 +84,10 @@ pub struct Enrichment {
     pub request_id: String,
     pub identifier: Identifier,
     pub verification: Verification,
+    /// Best match first.
+    pub profiles: Vec<Profile>,
+    pub attributes: Vec<Attribute>,
+    pub sources: Vec<SourceOutcome>,
     pub compliance: Compliance,
     pub cache: CacheInfo,
     pub generated_at: DateTime<Utc>,

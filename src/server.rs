@@ -16,6 +16,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::error::Overloaded;
 use tracing::{info, warn};
 
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::convert;
 use crate::enrich::{BuildError, Enricher};
@@ -50,8 +51,13 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: Config, hasher: KeyedHasher) -> Result<Self, ServerError> {
-        let enricher = Arc::new(Enricher::build(&config, hasher)?);
+    /// Builds the server around `catalog` (see `enrich::configured_catalog`).
+    pub async fn build(
+        config: Config,
+        hasher: KeyedHasher,
+        catalog: Catalog,
+    ) -> Result<Self, ServerError> {
+        let enricher = Arc::new(Enricher::build(&config, hasher, catalog)?);
         Self::with_enricher(config, enricher).await
     }
 
@@ -74,8 +80,8 @@ impl Application {
         Ok(Self {
             listener,
             metrics_listener,
+            service: EnrichmentService::new(enricher, config.sources.deadline),
             config,
-            service: EnrichmentService::new(enricher),
         })
     }
 

@@ -1,7 +1,7 @@
 //! The gRPC handlers: thin (convert, call the pipeline, convert back).
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -18,12 +18,45 @@ pub use pb::enrichment_server::EnrichmentServer;
 #[derive(Clone)]
 pub struct EnrichmentService {
     enricher: Arc<Enricher>,
+    /// Source budget of a call that carries no grpc-timeout.
+    budget: Duration,
 }
 
 impl EnrichmentService {
-    pub fn new(enricher: Arc<Enricher>) -> Self {
-        Self { enricher }
+    pub fn new(enricher: Arc<Enricher>, budget: Duration) -> Self {
+        Self { enricher, budget }
     }
+
+    /// When the sources must have answered: the configured budget, or less
+    /// when the caller's grpc-timeout is shorter, keeping a margin to
+    /// assemble the answer (a partial answer beats DEADLINE_EXCEEDED).
+    fn deadline(&self, metadata: &tonic::metadata::MetadataMap) -> tokio::time::Instant {
+        let budget = metadata
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map(|t| t.saturating_sub((t / 10).min(Duration::from_millis(250))))
+            .map_or(self.budget, |t| t.min(self.budget));
+        tokio::time::Instant::now() + budget
+    }
+}
+
+/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 fn observed<T>(
@@ -51,8 +84,9 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         request: Request<pb::EnrichRequest>,
     ) -> Result<Response<pb::EnrichResponse>, Status> {
         let started = Instant::now();
+        let deadline = self.deadline(request.metadata());
         let result = async {
-            let query = convert::enrich_query(request.into_inner())?;
+            let query = convert::enrich_query(request.into_inner(), deadline)?;
             let enrichment = self.enricher.enrich(query).await?;
             Ok::<_, Error>(convert::enrichment_to_proto(&enrichment))
         }
@@ -108,12 +142,44 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
 
     async fn list_sources(
         &self,
-        _request: Request<pb::ListSourcesRequest>,
+        request: Request<pb::ListSourcesRequest>,
     ) -> Result<Response<pb::ListSourcesResponse>, Status> {
-        observed(
-            "ListSources",
-            Instant::now(),
-            not_built("ListSources is not implemented yet: the source catalog is not built"),
-        )
+        let started = Instant::now();
+        let purpose = request.into_inner().purpose;
+        let result = if !purpose.is_empty() && self.enricher.purposes().get(&purpose).is_none() {
+            Err(
+                Error::InvalidArgument(vec![crate::error::FieldViolation::new(
+                    "purpose",
+                    format!("purpose {purpose:?} is not declared"),
+                )])
+                .into(),
+            )
+        } else {
+            let sources = self
+                .enricher
+                .catalog()
+                .sources()
+                .iter()
+                .filter(|s| purpose.is_empty() || s.serves(&purpose))
+                .map(|s| convert::source_to_proto(s))
+                .collect();
+            Ok(Response::new(pb::ListSourcesResponse { sources }))
+        };
+        observed("ListSources", started, result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("123456789S"), None);
+        assert_eq!(parse_grpc_timeout("5x"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
     }
 }

@@ -7,6 +7,11 @@ fn enrichd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_enrichd"))
         .args(args)
         .env("ENRICHD__DNS__ENABLED", "false")
+        // No real source is ever asked from a test.
+        .env(
+            "ENRICHD__SOURCES__CATALOG",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/empty-catalog"),
+        )
         .env_remove("RUST_LOG")
         .output()
         .expect("runs")

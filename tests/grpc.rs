@@ -349,10 +349,6 @@ async fn unbuilt_rpcs_answer_unimplemented_and_say_so() {
         .access(pb::AccessRequest::default())
         .await
         .expect_err("unimplemented");
-    let list = client
-        .list_sources(pb::ListSourcesRequest::default())
-        .await
-        .expect_err("unimplemented");
     let stream = client
         .enrich_stream(tokio_stream::iter([email_request("jane@example.com")]))
         .await
@@ -360,7 +356,6 @@ async fn unbuilt_rpcs_answer_unimplemented_and_say_so() {
     for (status, name) in [
         (erase, "Erase"),
         (access, "Access"),
-        (list, "ListSources"),
         (stream, "EnrichStream"),
     ] {
         assert_eq!(status.code(), Code::Unimplemented, "{name}");

@@ -613,9 +613,6 @@ pub fn compile(
                              a '/' before any placeholder",
                         );
                     }
-                    if !url.uses_input() {
-                        p.push("request.url: has no {input} placeholder");
-                    }
                 }
                 let headers = compile_headers(&r.headers, "request.headers", p);
                 let optional_headers =
@@ -625,6 +622,12 @@ pub fn compile(
                     .as_deref()
                     .and_then(|b| compile_template(b, "request.body", p))
                     .map(|t| (t, r.body_encoding));
+                let uses_input = url.as_ref().is_some_and(|u| u.uses_input())
+                    || headers.iter().any(|(_, t)| t.uses_input())
+                    || body.as_ref().is_some_and(|(t, _)| t.uses_input());
+                if url.is_some() && !uses_input {
+                    p.push("request: no {input} placeholder in the url, headers or body");
+                }
                 // A required secret that is missing disables the source, loudly.
                 let mut required = url.iter().flat_map(|u| u.env_vars()).collect::<Vec<_>>();
                 required.extend(headers.iter().flat_map(|(_, t)| t.env_vars()));

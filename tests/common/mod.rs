@@ -7,6 +7,7 @@ pub mod dns;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use enrichd::catalog::Catalog;
 use enrichd::config::Config;
 use enrichd::privacy::KeyedHasher;
 use enrichd::proto::v1 as pb;
@@ -36,10 +37,15 @@ impl TestApp {
     /// Starts the server with the shipped config plus `overrides` (TOML), on
     /// 127.0.0.1:0.
     pub async fn spawn(overrides: &str) -> TestApp {
+        Self::with_catalog(overrides, Catalog::default()).await
+    }
+
+    /// Starts the server with `catalog` as its sources.
+    pub async fn with_catalog(overrides: &str, catalog: Catalog) -> TestApp {
         init_logs();
         let mut config = Config::from_toml(overrides).expect("test config is valid");
         config.server.listen = "127.0.0.1:0".parse().unwrap();
-        let app = Application::build(config, KeyedHasher::new(b"test-key".to_vec()))
+        let app = Application::build(config, KeyedHasher::new(b"test-key".to_vec()), catalog)
             .await
             .expect("server builds");
         let addr = app.local_addr();

@@ -1,0 +1,272 @@
+//! The sandbox: fake sites served in process on loopback, and the catalog
+//! that asks them, so a newcomer or an integrator sees full answers offline
+//! without touching a real person's data.
+//!
+//! The people it knows:
+//! - `jane.doe@example.com`: found on most sites (avatar profile with linked
+//!   accounts, code hosting found by email search, a homepage reached through
+//!   a pivot URL, photo, forum, blog, fitness and gaming sites); her bios give
+//!   evidence for technology, photography, travel, running, gaming and a health
+//!   condition (for special-category suppression).
+//! - `+447700900123`: found on the messaging-style sites (chat, voicebook).
+//! - `nobody@example.org`: found nowhere.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use md5::Md5;
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+use crate::catalog::{Catalog, CatalogError};
+
+const CATALOG: &str = include_str!("catalog.toml");
+const PLACEHOLDER: &str = "http://sandbox.invalid";
+
+pub const JANE: &str = "jane.doe@example.com";
+pub const JANE_PHONE: &str = "+447700900123";
+
+/// A running sandbox fixture server.
+pub struct Sandbox {
+    addr: SocketAddr,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+struct Site {
+    origin: String,
+    flaky_calls: AtomicUsize,
+}
+
+fn md5_hex(s: &str) -> String {
+    hex::encode(Md5::digest(s.as_bytes()))
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+impl Sandbox {
+    /// Starts the fixture server on 127.0.0.1 (a free port).
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Site {
+            origin: format!("http://{addr}"),
+            flaky_calls: AtomicUsize::new(0),
+        });
+        let app = Router::new()
+            .route("/avatar/{file}", get(avatar))
+            .route("/codehub/search/users", get(codehub_search))
+            .route("/codehub/users/{login}", get(codehub_user))
+            .route("/home/{name}", get(homepage))
+            .route("/photogram/{user}", get(photogram))
+            .route("/forum/u/{user}", get(forum))
+            .route("/blog/", get(|| async { Html("<h1>Sandbox Blog</h1>") }))
+            .route("/blog/{handle}", get(blog))
+            .route("/runner/api/athletes", get(runner))
+            .route("/gamer/player/{user}", get(gamer))
+            .route("/chat/v1/lookup", post(chat))
+            .route("/voicebook/{number}", get(voicebook))
+            .route("/slow/{user}", get(slow))
+            .route("/flaky/{hash}", get(flaky))
+            .route("/busy/{user}", get(busy))
+            .with_state(state);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, _task: task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The sandbox catalog, pointed at this server.
+    pub fn catalog(&self, purposes: &[String]) -> Result<Catalog, CatalogError> {
+        let text = CATALOG.replace(PLACEHOLDER, &format!("http://{}", self.addr));
+        Catalog::from_files(
+            &[(PathBuf::from("sandbox/catalog.toml"), text)],
+            purposes,
+            &crate::catalog::process_env,
+        )
+    }
+}
+
+type S = State<Arc<Site>>;
+
+async fn avatar(Path(file): Path<String>) -> Response {
+    if file != format!("{}.json", md5_hex(JANE)) {
+        return (StatusCode::NOT_FOUND, "User not found").into_response();
+    }
+    Json(json!({"entry": [{
+        "id": "1", "hash": md5_hex(JANE), "requestHash": md5_hex(JANE),
+        "profileUrl": "http://avatar.sandbox/janedoe",
+        "preferredUsername": "janedoe",
+        "thumbnailUrl": "https://avatar.sandbox/avatar/jane.png",
+        "displayName": "Jane Doe",
+        "aboutMe": "Software engineer and amateur photographer. Coffee, code and trains.",
+        "currentLocation": "Leeds, UK",
+        "accounts": [
+            {"domain": "codehub.sandbox", "display": "janedoe-dev", "url": "http://codehub.sandbox/janedoe-dev",
+             "username": "janedoe-dev", "verified": "true", "name": "CodeHub", "shortname": "codehub"},
+            {"domain": "photogram.sandbox", "display": "jane.shoots", "url": "http://photogram.sandbox/jane.shoots",
+             "username": "jane.shoots", "verified": "true", "name": "Photogram", "shortname": "photogram"}
+        ]
+    }]}))
+    .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Q {
+    q: Option<String>,
+    email_hash: Option<String>,
+}
+
+async fn codehub_search(Query(q): Query<Q>) -> Response {
+    let found = q.q.as_deref() == Some(&format!("{JANE} in:email"));
+    let items = if found {
+        vec![json!({"login": "janedoe-dev", "id": 4242, "type": "User"})]
+    } else {
+        vec![]
+    };
+    Json(json!({"total_count": items.len(), "incomplete_results": false, "items": items}))
+        .into_response()
+}
+
+async fn codehub_user(State(site): S, Path(login): Path<String>) -> Response {
+    if login != "janedoe-dev" {
+        return (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response();
+    }
+    Json(json!({
+        "login": "janedoe-dev", "id": 4242, "type": "User",
+        "html_url": "http://codehub.sandbox/janedoe-dev",
+        "avatar_url": "https://avatars.codehub.sandbox/u/4242",
+        "name": "Jane Doe", "company": null,
+        "blog": format!("{}/home/jane", site.origin),
+        "location": "Leeds",
+        "bio": "Rust and Python developer. Open source maintainer, machine learning hobbyist.",
+        "public_repos": 37, "followers": 214, "following": 12,
+        "created_at": "2012-03-04T10:00:00Z", "updated_at": "2026-10-01T08:00:00Z"
+    }))
+    .into_response()
+}
+
+async fn homepage(Path(name): Path<String>) -> Response {
+    if name != "jane" {
+        return (StatusCode::NOT_FOUND, Html("<h1>Not found</h1>")).into_response();
+    }
+    Html(
+        r#"<html><head><title>Jane Doe</title></head><body>
+<div class="h-card"><h1 class="p-name">Jane Doe</h1>
+<p class="p-note">I build developer tools by day and travel Europe by train with my camera by night.</p>
+<span class="p-locality">Leeds</span></div></body></html>"#,
+    )
+    .into_response()
+}
+
+async fn photogram(Path(user): Path<String>) -> Response {
+    if user != "jane.shoots" {
+        return (
+            StatusCode::NOT_FOUND,
+            Html("<h1>Sorry, this page isn't available.</h1>"),
+        )
+            .into_response();
+    }
+    Html(
+        r#"<html><head><meta property="og:title" content="Jane Doe (@jane.shoots)"></head><body>
+<img class="avatar" src="/static/jane.jpg"><div class="bio">Travel and landscape photography. Hiking the Yorkshire Dales.</div>
+<span class="followers">1.2k</span></body></html>"#,
+    )
+    .into_response()
+}
+
+async fn forum(Path(user): Path<String>) -> Response {
+    // A soft-404 site: always 200.
+    if user != "jane.doe" {
+        return Html("<html><body><h1>Oops! This user does not exist.</h1></body></html>")
+            .into_response();
+    }
+    Html(
+        r#"<html><body><div class="member-card"><h1>Jane Doe</h1>
+<p>Member since 2015-06-01</p><p class="signature">Gardening and cooking enthusiast; ask me about sourdough.</p>
+</div></body></html>"#,
+    )
+    .into_response()
+}
+
+async fn blog(Path(handle): Path<String>) -> Response {
+    if handle != "@janedoe" {
+        return Redirect::to("/blog/").into_response();
+    }
+    Html(r#"<html><body><h1 class="author">Jane Doe</h1><p class="about">Writing about personal finance, index funds and saving for a house.</p></body></html>"#)
+        .into_response()
+}
+
+async fn runner(Query(q): Query<Q>) -> Response {
+    if q.email_hash.as_deref() != Some(&sha256_hex(JANE)) {
+        return Json(json!({"athlete": null})).into_response();
+    }
+    Json(json!({"athlete": {
+        "name": "Jane D.", "city": "Leeds", "member_since": "2016-05-01", "activities": 412,
+        "bio": "Marathon runner living with type 1 diabetes. Training for Berlin."
+    }}))
+    .into_response()
+}
+
+async fn gamer(Path(user): Path<String>) -> Response {
+    if user != "janedoe" {
+        return (StatusCode::NOT_FOUND, Html("<h1>No such player</h1>")).into_response();
+    }
+    Html(
+        r#"<html><body><div class="player"><span class="name">JaneD</span>
+<p class="about">Strategy games and RPGs on weekends. Chess puzzles daily.</p>
+<time datetime="2026-11-01T20:00:00Z">3 weeks ago</time></div></body></html>"#,
+    )
+    .into_response()
+}
+
+async fn chat(Json(body): Json<serde_json::Value>) -> Response {
+    if body.get("phone").and_then(|p| p.as_str()) != Some(JANE_PHONE) {
+        return Json(json!({"registered": false, "profile": null})).into_response();
+    }
+    Json(json!({"registered": true, "profile": {
+        "name": "Jane", "about": "Probably on a train.", "last_seen": "2026-11-20T18:30:00Z"
+    }}))
+    .into_response()
+}
+
+async fn voicebook(Path(number): Path<String>) -> Response {
+    if number != "07700900123" {
+        return (StatusCode::NOT_FOUND, Html("<p>No listing</p>")).into_response();
+    }
+    Html(r#"<html><body><div class="caller-card"><span class="name">Jane Doe</span><span class="area">Leeds</span></div></body></html>"#)
+        .into_response()
+}
+
+async fn slow(Path(_user): Path<String>) -> Response {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    (StatusCode::NOT_FOUND, "not here").into_response()
+}
+
+async fn flaky(State(site): S, Path(hash): Path<String>) -> Response {
+    if site.flaky_calls.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "upstream error").into_response();
+    }
+    if hash != md5_hex(JANE) {
+        return Json(json!({"user": null})).into_response();
+    }
+    Json(json!({"user": {"name": "Jane Doe"}})).into_response()
+}
+
+async fn busy(Path(_user): Path<String>) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::RETRY_AFTER, "30".parse().expect("static header"));
+    (StatusCode::TOO_MANY_REQUESTS, headers, "slow down").into_response()
+}
