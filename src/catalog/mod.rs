@@ -111,18 +111,46 @@ impl Catalog {
                     continue;
                 }
             };
-            let mut unknown = Vec::new();
-            let parsed: Result<spec::CatalogFile, _> =
-                serde_ignored::deserialize(value, |p| unknown.push(p.to_string()));
-            let specs = match parsed {
-                Ok(f) => f.source,
-                Err(e) => {
-                    problems.push(format!("{file}: {e}"));
-                    continue;
+            // Each source is read on its own, so one bad declaration does not
+            // hide the problems of the others.
+            let mut specs = Vec::new();
+            match value {
+                toml::Value::Table(mut table) => {
+                    let entries = match table.remove("source") {
+                        Some(toml::Value::Array(entries)) => entries,
+                        Some(_) => {
+                            problems.push(format!(
+                                "{file}: `source` must be an array of tables ([[source]])"
+                            ));
+                            Vec::new()
+                        }
+                        None => Vec::new(),
+                    };
+                    for key in table.keys() {
+                        problems.push(format!(
+                            "{file}: {key}: unknown key (declare sources as [[source]])"
+                        ));
+                    }
+                    for (i, entry) in entries.into_iter().enumerate() {
+                        let id = entry
+                            .get("id")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("?")
+                            .to_owned();
+                        let mut unknown = Vec::new();
+                        match serde_ignored::deserialize::<_, _, spec::SourceSpec>(entry, |p| {
+                            unknown.push(p.to_string())
+                        }) {
+                            Ok(spec) => specs.push(spec),
+                            Err(e) => problems.push(format!("{file}: source[{i}] {id:?}: {e}")),
+                        }
+                        for key in unknown {
+                            problems
+                                .push(format!("{file}: source[{i}] {id:?}: {key}: unknown key"));
+                        }
+                    }
                 }
-            };
-            for key in unknown {
-                problems.push(format!("{file}: {key}: unknown key"));
+                _ => problems.push(format!("{file}: not a TOML table")),
             }
             for spec in &specs {
                 let mut p = spec::Problems {

@@ -14,13 +14,6 @@ use super::input::InputKind;
 use super::source::*;
 use super::template::Template;
 
-/// One catalog file: any number of `[[source]]` tables.
-#[derive(Debug, Deserialize)]
-pub struct CatalogFile {
-    #[serde(default)]
-    pub source: Vec<SourceSpec>,
-}
-
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KindSpec {
@@ -378,8 +371,8 @@ fn compile_locator(
                 css: css.clone(),
                 attr: spec.attr.clone(),
             }),
-            Err(e) => {
-                p.push(format!("{at}.css: {css:?} is not a valid selector: {e}"));
+            Err(_) => {
+                p.push(format!("{at}.css: {css:?} is not a valid CSS selector"));
                 None
             }
         };
@@ -397,6 +390,11 @@ fn compile_locator(
             Some(Locator::Regex { regex, group })
         }
         Err(e) => {
+            let e = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             p.push(format!("{at}.regex: {e}"));
             None
         }
@@ -545,7 +543,12 @@ pub fn compile(
     }
     let input_pattern = spec.input_pattern.as_deref().and_then(|pattern| {
         Regex::new(pattern)
-            .map_err(|e| p.push(format!("input_pattern: {e}")))
+            .map_err(|e| {
+                p.push(format!(
+                    "input_pattern: {}",
+                    e.to_string().replace('\n', " ")
+                ))
+            })
             .ok()
     });
 

@@ -252,10 +252,13 @@ impl Engine {
                             confirmed.insert(key);
                         } else if pivot.depth > self.max_depth {
                             beyond_depth.insert(pivot.kind);
-                        } else if !next
-                            .iter()
-                            .any(|n: &Input| n.kind == pivot.kind && n.value == pivot.value)
+                        } else if let Some(same) = next
+                            .iter_mut()
+                            .find(|n: &&mut Input| n.kind == pivot.kind && n.value == pivot.value)
                         {
+                            // Reached twice: the better-founded path counts.
+                            same.confidence = same.confidence.max(pivot.confidence);
+                        } else {
                             next.push(pivot);
                         }
                     }

@@ -120,3 +120,78 @@ pub struct Gate {
     pub arrived: Arc<tokio::sync::Notify>,
     pub release: Arc<tokio::sync::Notify>,
 }
+
+/// The real catalog (`config/sources/`) pointed at `origin` instead of the
+/// real sites, and allowed to reach it on loopback.
+pub fn real_catalog(origin: &str) -> Catalog {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sources");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            for host in [
+                "https://api.gravatar.com",
+                "https://api.github.com",
+                "https://seccdn.libravatar.org",
+                "https://keybase.io",
+                "https://hacker-news.firebaseio.com",
+                "https://www.reddit.com",
+                "https://mastodon.social",
+            ] {
+                text = text.replace(host, origin);
+            }
+            text = text.replace(
+                "[[source]]",
+                "[[source]]\nnetwork = { allow_private = true }",
+            );
+            files.push((path, text));
+        }
+    }
+    let purposes: Vec<String> = Config::default().purposes.keys().cloned().collect();
+    Catalog::from_files(&files, &purposes, &|_| None).expect("the real catalog compiles")
+}
+
+/// A fixture file's text.
+pub fn fixture(path: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+/// Enriches through the real server with `catalog` and the loopback DNS.
+pub async fn enrich_with(catalog: Catalog, request: pb::EnrichRequest) -> pb::EnrichResponse {
+    let dns = dns::start().await;
+    let app = TestApp::with_catalog(
+        &format!(
+            "[dns]\nnameservers = [\"{}\"]\ntimeout = \"5s\"\n",
+            dns.addr
+        ),
+        catalog,
+    )
+    .await;
+    app.client()
+        .await
+        .enrich(request)
+        .await
+        .expect("enriched")
+        .into_inner()
+}
+
+/// The outcome name of `source` in a response (the first when asked twice).
+pub fn outcome_of(resp: &pb::EnrichResponse, source: &str) -> pb::source_outcome::Outcome {
+    resp.sources
+        .iter()
+        .find(|o| o.source_id == source)
+        .unwrap_or_else(|| panic!("no outcome for {source}"))
+        .outcome()
+}
+
+pub fn profile_of<'a>(resp: &'a pb::EnrichResponse, source: &str) -> &'a pb::Profile {
+    resp.profiles
+        .iter()
+        .find(|p| p.source_id == source)
+        .unwrap_or_else(|| panic!("no profile from {source}"))
+}

@@ -1,0 +1,238 @@
+//! Catalogs as data: validation reports every problem at once, a new file is
+//! used without a rebuild, ListSources shows the catalog.
+mod common;
+
+use std::process::Command;
+
+use enrichd::catalog::Catalog;
+use enrichd::proto::v1 as pb;
+
+#[test]
+fn every_problem_in_a_catalog_is_reported_at_once() {
+    let a = r#"
+[[source]]
+id = "bad"
+name = "Bad"
+platform = "X"
+purposes = ["marketing", "astrology"]
+input = "email"
+colour = "red"
+[source.request]
+url = "https://x.test/{user}"
+response_format = "json"
+[source.detect]
+json_pointer = "user"
+presnt = ["x"]
+[source.extract]
+bio = { css = "div[[" }
+username = { regex = "(" }
+"#;
+    let b = r#"
+[[source]]
+id = "bad"
+name = "Bad again"
+platform = "X"
+purposes = ["marketing"]
+input = "email"
+[source.request]
+url = "https://{input}.x.test/"
+
+[[source]]
+id = "wrong-input"
+name = "W"
+platform = "X"
+purposes = ["marketing"]
+input = "fax_number"
+"#;
+    let purposes = vec!["marketing".to_string()];
+    let err = Catalog::from_files(
+        &[
+            ("a.toml".into(), a.to_string()),
+            ("b.toml".into(), b.to_string()),
+        ],
+        &purposes,
+        &|_| None,
+    )
+    .expect_err("invalid");
+    let text = err.to_string();
+    for needle in [
+        "a.toml: source[0] \"bad\": colour: unknown key",
+        "a.toml: source[0] \"bad\": detect.presnt: unknown key",
+        "\"astrology\" is not a declared purpose",
+        "request.url: unknown placeholder {user}",
+        "detect.json_pointer: \"user\" is not a JSON pointer",
+        "extract.bio.css: \"div[[\" is not a valid CSS selector",
+        "extract.username.regex",
+        "b.toml: source \"bad\": duplicate id (also declared in a.toml)",
+        "a literal host",
+        "b.toml: source[1] \"wrong-input\": unknown variant `fax_number`",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn a_source_with_a_missing_secret_is_disabled_not_dropped() {
+    let text = r#"
+[[source]]
+id = "paid"
+name = "Paid API"
+platform = "X"
+purposes = ["marketing"]
+input = "email"
+[source.request]
+url = "https://api.x.test/lookup?email={input}"
+headers = { Authorization = "Bearer {env.PAID_API_KEY}" }
+"#;
+    let purposes = vec!["marketing".to_string()];
+    let catalog =
+        Catalog::from_files(&[("p.toml".into(), text.into())], &purposes, &|_| None).unwrap();
+    let source = catalog.get("paid").unwrap();
+    assert_eq!(
+        source.disabled.as_deref(),
+        Some("secret PAID_API_KEY is not set in the environment")
+    );
+    let with_key = Catalog::from_files(&[("p.toml".into(), text.into())], &purposes, &|_| {
+        Some("k".into())
+    })
+    .unwrap();
+    assert!(with_key.get("paid").unwrap().enabled());
+}
+
+#[test]
+fn the_shipped_catalogs_are_valid() {
+    let purposes: Vec<String> = enrichd::config::Config::default()
+        .purposes
+        .keys()
+        .cloned()
+        .collect();
+    let shipped = Catalog::shipped(&purposes).expect("config/sources is valid");
+    for id in [
+        "gravatar",
+        "github-email",
+        "github",
+        "libravatar",
+        "keybase",
+        "hackernews",
+        "reddit",
+        "mastodon-social",
+        "email-domain-mx",
+    ] {
+        assert!(shipped.get(id).is_some(), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn a_new_catalog_file_is_used_without_a_rebuild() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(path("/people/jane"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("<html><div class='name'>Jane from the new site</div></html>"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("newsite.toml"),
+        format!(
+            r#"
+[[source]]
+id = "newsite"
+name = "A site added by an operator"
+platform = "NewSite"
+purposes = ["marketing"]
+input = "email_local"
+network = {{ allow_private = true }}
+[source.request]
+url = "{}/people/{{input}}"
+response_format = "html"
+[source.extract]
+display_name = {{ css = ".name" }}
+"#,
+            server.uri()
+        ),
+    )
+    .unwrap();
+    let catalog_dir = dir.path().to_str().unwrap().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_enrichd"))
+            .args([
+                "enrich",
+                "--email",
+                "jane@example.com",
+                "--purpose",
+                "marketing",
+                "--basis",
+                "consent",
+                "--consent-ref",
+                "C-1",
+            ])
+            .env("ENRICHD__DNS__ENABLED", "false")
+            .env("ENRICHD__SOURCES__CATALOG", catalog_dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["profiles"][0]["sourceId"], "newsite");
+    assert_eq!(
+        v["profiles"][0]["displayName"]["value"],
+        "Jane from the new site"
+    );
+}
+
+#[tokio::test]
+async fn list_sources_returns_the_catalog_and_filters_by_purpose() {
+    let sandbox = enrichd::sandbox::Sandbox::start().await.unwrap();
+    let purposes: Vec<String> = enrichd::config::Config::default()
+        .purposes
+        .keys()
+        .cloned()
+        .collect();
+    let app = common::TestApp::with_catalog(
+        "[dns]\nenabled = false\n",
+        sandbox.catalog(&purposes).unwrap(),
+    )
+    .await;
+    let mut client = app.client().await;
+    let all = client
+        .list_sources(pb::ListSourcesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.sources.len(), 14);
+    let chat = all.sources.iter().find(|s| s.id == "sb-chat").unwrap();
+    assert_eq!(chat.input, "phone_e164");
+    assert!(chat.enabled);
+    let fraud = client
+        .list_sources(pb::ListSourcesRequest {
+            purpose: "fraud_prevention".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(fraud.sources.len() < all.sources.len());
+    assert!(
+        fraud
+            .sources
+            .iter()
+            .all(|s| s.purposes.contains(&"fraud_prevention".to_string()))
+    );
+    let status = client
+        .list_sources(pb::ListSourcesRequest {
+            purpose: "astrology".into(),
+        })
+        .await
+        .expect_err("unknown purpose");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+}

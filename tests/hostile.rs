@@ -1,0 +1,282 @@
+//! Hostile and broken sites: each ends as the right outcome, never a false
+//! found or a false not-found, and the call still answers.
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::{email_request, enrich_with, outcome_of};
+use enrichd::catalog::Catalog;
+use enrichd::proto::v1 as pb;
+use pb::source_outcome::Outcome;
+use wiremock::matchers::path_regex;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// One source per case, all keyed on the email's MD5, each on its own path.
+fn catalog(origin: &str, reset_origin: &str) -> Catalog {
+    let source = |id: &str, url: &str, format: &str, detect: &str, extra: &str| {
+        format!(
+            r#"
+[[source]]
+id = "{id}"
+name = "{id}"
+platform = "Test"
+purposes = ["marketing"]
+input = "email_md5"
+{extra}
+[source.request]
+url = "{url}"
+response_format = "{format}"
+[source.detect]
+{detect}
+[source.limits]
+timeout = "500ms"
+"#
+        )
+    };
+    let private = "network = { allow_private = true }";
+    let mut text = String::new();
+    for (id, fmt, detect) in [
+        ("c404", "text", ""),
+        ("soft404", "html", "absent = [\"This user does not exist\"]"),
+        ("c403", "text", ""),
+        ("c429", "text", ""),
+        ("c429bare", "text", ""),
+        ("c500", "text", ""),
+        ("hang", "text", ""),
+        ("badjson", "json", "json_pointer = \"/user\""),
+        ("htmljson", "json", "json_pointer = \"/user\""),
+        ("huge", "text", ""),
+        ("bomb", "text", ""),
+        ("waf", "html", ""),
+        ("nopresence", "html", "present = [\"profile-card\"]"),
+        ("to-loopback", "text", ""),
+        ("to-metadata", "text", ""),
+        ("found", "json", "json_pointer = \"/user\""),
+    ] {
+        text.push_str(&source(
+            id,
+            &format!("{origin}/{id}/{{input}}"),
+            fmt,
+            detect,
+            private,
+        ));
+    }
+    // A source on a private address without permission (production's rule).
+    text.push_str(&source(
+        "unallowed",
+        &format!("{origin}/found/{{input}}"),
+        "json",
+        "",
+        "",
+    ));
+    text.push_str(&source(
+        "reset",
+        &format!("{reset_origin}/reset/{{input}}"),
+        "text",
+        "",
+        private,
+    ));
+    let purposes = vec!["marketing".to_string()];
+    Catalog::from_files(&[("hostile.toml".into(), text)], &purposes, &|_| None)
+        .expect("test catalog")
+}
+
+/// Accepts connections and resets them (SO_LINGER 0) after the request arrives.
+fn resetting_server() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut &stream, &mut buf);
+            let socket = socket2::Socket::from(stream);
+            let _ = socket.set_linger(Some(Duration::ZERO));
+            drop(socket);
+        }
+    });
+    addr
+}
+
+fn gzip_of_zeros(bytes: usize) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..bytes / chunk.len() {
+        enc.write_all(&chunk).unwrap();
+    }
+    enc.finish().unwrap()
+}
+
+#[tokio::test]
+async fn every_hostile_site_ends_as_the_right_outcome() {
+    let server = MockServer::start().await;
+    let text = |code: u16, body: &str| ResponseTemplate::new(code).set_body_string(body.to_owned());
+    let mocks = vec![
+        Mock::given(path_regex("^/c404/")).respond_with(text(404, "no")),
+        Mock::given(path_regex("^/soft404/"))
+            .respond_with(text(200, "<html><h1>This user does not exist</h1></html>")),
+        Mock::given(path_regex("^/c403/")).respond_with(text(403, "Forbidden")),
+        Mock::given(path_regex("^/c429/"))
+            .respond_with(text(429, "slow down").insert_header("Retry-After", "120")),
+        Mock::given(path_regex("^/c429bare/")).respond_with(text(429, "slow down")),
+        Mock::given(path_regex("^/c500/")).respond_with(text(500, "oops")),
+        Mock::given(path_regex("^/hang/"))
+            .respond_with(text(200, "late").set_delay(Duration::from_secs(30))),
+        Mock::given(path_regex("^/badjson/")).respond_with(text(200, "{\"user\": ")),
+        Mock::given(path_regex("^/htmljson/")).respond_with(text(200, "<!doctype html><p>hi</p>")),
+        Mock::given(path_regex("^/huge/"))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b'a'; 50 << 20])),
+        Mock::given(path_regex("^/bomb/")).respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("Content-Encoding", "gzip")
+                .set_body_bytes(gzip_of_zeros(64 << 20)),
+        ),
+        Mock::given(path_regex("^/waf/")).respond_with(text(
+            200,
+            "<html><head><title>Just a moment...</title></head><body>cf_chl_opt</body></html>",
+        )),
+        Mock::given(path_regex("^/nopresence/")).respond_with(text(200, "<html>Welcome!</html>")),
+        Mock::given(path_regex("^/to-loopback/")).respond_with(
+            ResponseTemplate::new(302).insert_header("Location", "http://127.0.0.1:9/admin"),
+        ),
+        Mock::given(path_regex("^/to-metadata/")).respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("Location", "http://169.254.169.254/latest/meta-data/"),
+        ),
+        Mock::given(path_regex("^/found/"))
+            .respond_with(text(200, "{\"user\": {\"name\": \"Ann\"}}")),
+    ];
+    for m in mocks {
+        m.mount(&server).await;
+    }
+    let reset = resetting_server();
+    let catalog = catalog(&server.uri(), &format!("http://{reset}"));
+
+    let started = std::time::Instant::now();
+    let resp = enrich_with(catalog, email_request("ann@example.test")).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the hang did not hold the call"
+    );
+
+    let detail = |id: &str| {
+        resp.sources
+            .iter()
+            .find(|o| o.source_id == id)
+            .map(|o| o.detail.clone())
+            .unwrap_or_default()
+    };
+    let expect = [
+        ("c404", Outcome::NotFound, "404"),
+        ("soft404", Outcome::NotFound, "does not exist"),
+        ("c403", Outcome::Error, "403"),
+        ("c429", Outcome::RateLimited, "429"),
+        ("c429bare", Outcome::RateLimited, "429"),
+        ("c500", Outcome::Error, "500"),
+        ("hang", Outcome::Timeout, "timeout"),
+        ("badjson", Outcome::Error, "invalid JSON"),
+        ("htmljson", Outcome::Error, "HTML where JSON"),
+        ("huge", Outcome::Error, "limit"),
+        ("bomb", Outcome::Error, "limit"),
+        ("waf", Outcome::Error, "bot wall"),
+        ("nopresence", Outcome::Error, "presence"),
+        ("to-loopback", Outcome::Error, "blocked"),
+        ("to-metadata", Outcome::Error, "blocked"),
+        ("unallowed", Outcome::Error, "blocked"),
+        ("reset", Outcome::Error, ""),
+        ("found", Outcome::Found, ""),
+    ];
+    for (id, outcome, needle) in expect {
+        assert_eq!(outcome_of(&resp, id), outcome, "{id}: {}", detail(id));
+        assert!(
+            detail(id).contains(needle),
+            "{id}: {:?} should mention {needle:?}",
+            detail(id)
+        );
+    }
+    let c429 = resp.sources.iter().find(|o| o.source_id == "c429").unwrap();
+    assert_eq!(c429.retry_after, Some(Duration::from_secs(120).into()));
+    let bare = resp
+        .sources
+        .iter()
+        .find(|o| o.source_id == "c429bare")
+        .unwrap();
+    assert_eq!(bare.retry_after, None);
+    assert_eq!(resp.profiles.len(), 1, "only the honest site is a finding");
+
+    // Nothing ever reached the private targets of the redirects.
+    let requests = server.received_requests().await.unwrap();
+    assert!(requests.iter().all(|r| !r.url.path().starts_with("/admin")));
+}
+
+#[tokio::test]
+async fn pivot_values_cannot_change_the_shape_of_the_request() {
+    let server = MockServer::start().await;
+    let evil = "../admin?x=1#frag/jürgen";
+    Mock::given(path_regex("^/seed/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string(format!("{{\"user\": {{\"handle\": \"{evil}\"}}}}")),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path_regex("^/users/"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    let origin = server.uri();
+    let text = format!(
+        r#"
+[[source]]
+id = "seed"
+name = "seed"
+platform = "Test"
+purposes = ["marketing"]
+input = "email_md5"
+network = {{ allow_private = true }}
+[source.request]
+url = "{origin}/seed/{{input}}"
+response_format = "json"
+[source.detect]
+json_pointer = "/user"
+[source.extract]
+username = {{ json = "/user/handle" }}
+[[source.pivots]]
+from = "username"
+as = "username"
+
+[[source]]
+id = "users"
+name = "users"
+platform = "Test"
+purposes = ["marketing"]
+input = "username"
+network = {{ allow_private = true }}
+[source.request]
+url = "{origin}/users/{{input}}/profile?q={{input}}"
+"#
+    );
+    let purposes = vec!["marketing".to_string()];
+    let catalog = Catalog::from_files(&[("t.toml".into(), text)], &purposes, &|_| None).unwrap();
+    let resp = enrich_with(catalog, email_request("ann@example.test")).await;
+    assert_eq!(outcome_of(&resp, "users"), Outcome::NotFound);
+
+    let requests = server.received_requests().await.unwrap();
+    let pivot = requests
+        .iter()
+        .find(|r| {
+            r.url.path().starts_with("/users/")
+                && r.url.query().is_some_and(|q| q.contains("admin"))
+        })
+        .expect("the pivot request arrived");
+    assert_eq!(
+        pivot.url.path(),
+        "/users/..%2Fadmin%3Fx%3D1%23frag%2Fj%C3%BCrgen/profile"
+    );
+    assert_eq!(
+        pivot.url.query(),
+        Some("q=..%2Fadmin%3Fx%3D1%23frag%2Fj%C3%BCrgen")
+    );
+    assert_eq!(pivot.url.fragment(), None);
+}
