@@ -52,6 +52,27 @@ enum Command {
 enum SourcesCommand {
     /// Validate a catalog and print its sources (exit 1 on any problem).
     Check(CheckArgs),
+    /// Convert a Maigret, Sherlock or WhatsMyName site list into a catalog file.
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// The list's format.
+    #[arg(long, value_enum)]
+    format: crate::catalog::import::Format,
+    /// The list (JSON), as published by the project.
+    file: PathBuf,
+    /// Where to write the catalog file (default: standard output).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Purposes the imported sources may serve.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "marketing,crm_enrichment"
+    )]
+    purposes: Vec<String>,
 }
 
 #[derive(Args)]
@@ -157,6 +178,7 @@ impl Cli {
             Command::Purposes(args) => purposes(args),
             Command::Health(args) => health(args).await,
             Command::Sources(SourcesCommand::Check(args)) => sources_check(args).await,
+            Command::Sources(SourcesCommand::Import(args)) => sources_import(args),
         }
     }
 }
@@ -368,6 +390,27 @@ async fn sources_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         catalog.sources().len(),
         catalog.sources().iter().filter(|s| s.enabled()).count()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sources_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let imported = crate::catalog::import::import(args.format, &text, &args.purposes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    match &args.output {
+        Some(path) => std::fs::write(path, &imported.toml)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{}", imported.toml),
+    }
+    eprintln!(
+        "imported {} sources, skipped {}",
+        imported.count,
+        imported.skipped.len()
+    );
+    for (name, why) in &imported.skipped {
+        eprintln!("  skipped {name}: {why}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

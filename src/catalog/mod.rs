@@ -1,6 +1,7 @@
 //! The source catalog: sources declared as data (TOML files), never as Rust.
 //! An operator adds a site by adding a file; `enrichd sources check` validates
 //! a catalog and reports every problem at once.
+pub mod import;
 pub mod input;
 pub mod source;
 pub mod spec;
@@ -170,6 +171,11 @@ impl Catalog {
         } else {
             Err(CatalogError { problems })
         }
+    }
+
+    /// A catalog of already compiled sources (a subset of another, say).
+    pub fn from_sources(sources: Vec<Arc<Source>>) -> Self {
+        Self { sources }
     }
 
     pub fn sources(&self) -> &[Arc<Source>] {

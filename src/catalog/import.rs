@@ -1,0 +1,413 @@
+//! Converts the site lists of community username checkers (Maigret, Sherlock,
+//! WhatsMyName) into catalog files. Their check types map onto `detect`,
+//! their tags and categories onto `tags`; the sites then run as `username`
+//! sources: on pivots, and on the email's local part as guesses.
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use toml::Table;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Maigret,
+    Sherlock,
+    Whatsmyname,
+}
+
+impl Format {
+    fn prefix(self) -> &'static str {
+        match self {
+            Format::Maigret => "maigret",
+            Format::Sherlock => "sherlock",
+            Format::Whatsmyname => "wmn",
+        }
+    }
+}
+
+/// The result of an import: the catalog text and what was left out, and why.
+#[derive(Debug, Default)]
+pub struct Imported {
+    pub toml: String,
+    pub count: usize,
+    pub skipped: Vec<(String, String)>,
+}
+
+/// One site, in the catalog's terms.
+struct Site {
+    name: String,
+    url: String,
+    method: String,
+    body: Option<String>,
+    headers: Table,
+    tags: Vec<String>,
+    pattern: Option<String>,
+    found_status: Vec<u16>,
+    not_found_status: Vec<u16>,
+    present: Vec<String>,
+    absent: Vec<String>,
+    redirect_means_absent: bool,
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn headers(v: Option<&Value>) -> Table {
+    v.and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| {
+                    Some((k.clone(), toml::Value::String(escape_braces(v.as_str()?))))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Literal braces in a catalog template are doubled.
+fn escape_braces(s: &str) -> String {
+    s.replace('{', "{{").replace('}', "}}")
+}
+
+/// Replaces the list's username placeholder with `{input}`, escaping the rest.
+fn template(url: &str, placeholder: &str) -> Option<String> {
+    url.contains(placeholder).then(|| {
+        url.split(placeholder)
+            .map(escape_braces)
+            .collect::<Vec<_>>()
+            .join("{input}")
+    })
+}
+
+fn slug(name: &str) -> String {
+    let mut s: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    while s.contains("--") {
+        s = s.replace("--", "-");
+    }
+    s.trim_matches('-').to_owned()
+}
+
+fn status_ok() -> Vec<u16> {
+    vec![200]
+}
+
+fn maigret(doc: &Value, skipped: &mut Vec<(String, String)>) -> Vec<Site> {
+    let Some(sites) = doc.get("sites").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, s) in sites {
+        if s.get("disabled").and_then(Value::as_bool) == Some(true) {
+            skipped.push((name.clone(), "disabled in the list".into()));
+            continue;
+        }
+        let raw = s
+            .get("urlProbe")
+            .or_else(|| s.get("url"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(url) = template(raw, "{username}") else {
+            skipped.push((
+                name.clone(),
+                "no {username} URL (engine-based entries are not supported)".into(),
+            ));
+            continue;
+        };
+        let url = url.replace(
+            "{{urlMain}}",
+            s.get("urlMain")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .trim_end_matches('/'),
+        );
+        let check = s
+            .get("checkType")
+            .and_then(Value::as_str)
+            .unwrap_or("status_code");
+        let mut site = Site {
+            name: name.clone(),
+            url,
+            method: "GET".into(),
+            body: None,
+            headers: headers(s.get("headers")),
+            tags: strings(s.get("tags")),
+            pattern: s
+                .get("regexCheck")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            found_status: status_ok(),
+            not_found_status: vec![404, 410],
+            present: Vec::new(),
+            absent: Vec::new(),
+            redirect_means_absent: false,
+        };
+        match check {
+            "message" => {
+                site.absent = strings(s.get("absenceStrs"));
+                site.present = strings(s.get("presenseStrs"));
+            }
+            "response_url" => site.redirect_means_absent = true,
+            "status_code" => {}
+            other => {
+                skipped.push((
+                    name.clone(),
+                    format!("check type {other:?} is not supported"),
+                ));
+                continue;
+            }
+        }
+        out.push(site);
+    }
+    out
+}
+
+fn sherlock(doc: &Value, skipped: &mut Vec<(String, String)>) -> Vec<Site> {
+    let Some(sites) = doc.as_object() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, s) in sites.iter().filter(|(k, _)| !k.starts_with('$')) {
+        let raw = s
+            .get("urlProbe")
+            .or_else(|| s.get("url"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(url) = template(raw, "{}") else {
+            skipped.push((name.clone(), "no {} in the URL".into()));
+            continue;
+        };
+        let mut site = Site {
+            name: name.clone(),
+            url,
+            method: s
+                .get("request_method")
+                .and_then(Value::as_str)
+                .unwrap_or("GET")
+                .to_owned(),
+            body: s
+                .get("request_payload")
+                .map(|p| escape_braces(&p.to_string()).replace("{{}}", "{input}")),
+            headers: headers(s.get("headers")),
+            tags: if s.get("isNSFW").and_then(Value::as_bool) == Some(true) {
+                vec!["adult".into()]
+            } else {
+                Vec::new()
+            },
+            pattern: s
+                .get("regexCheck")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            found_status: status_ok(),
+            not_found_status: vec![404, 410],
+            present: Vec::new(),
+            absent: Vec::new(),
+            redirect_means_absent: false,
+        };
+        match strings(s.get("errorType")).first().map(String::as_str) {
+            Some("message") => site.absent = strings(s.get("errorMsg")),
+            Some("response_url") => site.redirect_means_absent = true,
+            Some("status_code") => {
+                if let Some(code) = s.get("errorCode").and_then(Value::as_u64) {
+                    site.not_found_status = vec![code as u16];
+                }
+            }
+            other => {
+                skipped.push((
+                    name.clone(),
+                    format!("error type {other:?} is not supported"),
+                ));
+                continue;
+            }
+        }
+        out.push(site);
+    }
+    out
+}
+
+fn whatsmyname(doc: &Value, skipped: &mut Vec<(String, String)>) -> Vec<Site> {
+    let Some(sites) = doc.get("sites").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for s in sites {
+        let name = s
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned();
+        if s.get("valid").and_then(Value::as_bool) == Some(false) {
+            skipped.push((name, "marked invalid in the list".into()));
+            continue;
+        }
+        let raw = s
+            .get("uri_check")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let post_body = s.get("post_body").and_then(Value::as_str);
+        // The account goes in the URL, or in the POST body.
+        let Some(url) = template(raw, "{account}").or_else(|| {
+            post_body
+                .filter(|b| b.contains("{account}"))
+                .map(|_| escape_braces(raw))
+        }) else {
+            skipped.push((name, "no {account} in uri_check or post_body".into()));
+            continue;
+        };
+        let e_code = s.get("e_code").and_then(Value::as_u64).unwrap_or(200) as u16;
+        let m_code = s.get("m_code").and_then(Value::as_u64).unwrap_or(404) as u16;
+        let e_string = strings(s.get("e_string"));
+        let m_string = strings(s.get("m_string"));
+        let body = post_body.map(|b| template(b, "{account}").unwrap_or_else(|| escape_braces(b)));
+        out.push(Site {
+            name,
+            url,
+            method: if body.is_some() {
+                "POST".into()
+            } else {
+                "GET".into()
+            },
+            body,
+            headers: headers(s.get("headers")),
+            tags: strings(s.get("cat")),
+            pattern: None,
+            found_status: vec![e_code],
+            // The same status for both answers: the strings tell them apart.
+            not_found_status: if m_code == e_code {
+                Vec::new()
+            } else {
+                vec![m_code]
+            },
+            present: e_string,
+            absent: if m_code == e_code {
+                m_string
+            } else {
+                Vec::new()
+            },
+            redirect_means_absent: false,
+        });
+    }
+    out
+}
+
+fn to_toml(format: Format, site: Site, purposes: &[String]) -> Table {
+    let mut source = Table::new();
+    let s = |v: &str| toml::Value::String(v.to_owned());
+    let list = |v: &[String]| {
+        toml::Value::Array(v.iter().map(|x| toml::Value::String(x.clone())).collect())
+    };
+    source.insert(
+        "id".into(),
+        s(&format!("{}-{}", format.prefix(), slug(&site.name))),
+    );
+    source.insert("name".into(), s(&site.name));
+    source.insert("platform".into(), s(&site.name));
+    let tags: BTreeSet<String> = site.tags.iter().map(|t| t.to_lowercase()).collect();
+    source.insert("tags".into(), list(&tags.into_iter().collect::<Vec<_>>()));
+    source.insert("weight".into(), toml::Value::Float(0.3));
+    source.insert("data_categories".into(), list(&["profile".to_owned()]));
+    source.insert("purposes".into(), list(purposes));
+    source.insert("input".into(), s("username"));
+    if let Some(p) = site.pattern {
+        source.insert("input_pattern".into(), s(&p));
+    }
+    let mut request = Table::new();
+    request.insert("method".into(), s(&site.method));
+    request.insert("url".into(), s(&site.url));
+    if !site.headers.is_empty() {
+        request.insert("headers".into(), toml::Value::Table(site.headers));
+    }
+    if let Some(b) = site.body {
+        request.insert("body".into(), s(&b));
+    }
+    request.insert("response_format".into(), s("text"));
+    source.insert("request".into(), toml::Value::Table(request));
+    let mut detect = Table::new();
+    let codes = |v: &[u16]| {
+        toml::Value::Array(
+            v.iter()
+                .map(|c| toml::Value::Integer(i64::from(*c)))
+                .collect(),
+        )
+    };
+    detect.insert("found_status".into(), codes(&site.found_status));
+    detect.insert("not_found_status".into(), codes(&site.not_found_status));
+    if !site.present.is_empty() {
+        detect.insert("present".into(), list(&site.present));
+    }
+    if !site.absent.is_empty() {
+        detect.insert("absent".into(), list(&site.absent));
+    }
+    if site.redirect_means_absent {
+        detect.insert("redirect_means_absent".into(), toml::Value::Boolean(true));
+    }
+    source.insert("detect".into(), toml::Value::Table(detect));
+    source
+}
+
+/// Converts a site list. Every generated source is compiled before it is
+/// kept; one that does not compile (a host-name placeholder, a regex Rust
+/// cannot run) is listed in `skipped` with the reason.
+pub fn import(format: Format, text: &str, purposes: &[String]) -> Result<Imported, String> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let mut out = Imported::default();
+    let sites = match format {
+        Format::Maigret => maigret(&doc, &mut out.skipped),
+        Format::Sherlock => sherlock(&doc, &mut out.skipped),
+        Format::Whatsmyname => whatsmyname(&doc, &mut out.skipped),
+    };
+    let mut kept = Vec::new();
+    let mut ids = BTreeSet::new();
+    for site in sites {
+        let name = site.name.clone();
+        let table = to_toml(format, site, purposes);
+        let id = table
+            .get("id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        if !ids.insert(id.clone()) {
+            out.skipped.push((name, format!("duplicate id {id}")));
+            continue;
+        }
+        let mut file = Table::new();
+        file.insert(
+            "source".into(),
+            toml::Value::Array(vec![toml::Value::Table(table.clone())]),
+        );
+        let one = toml::to_string(&file).map_err(|e| e.to_string())?;
+        match super::Catalog::from_files(&[("import".into(), one)], purposes, &|_| {
+            Some(String::new())
+        }) {
+            Ok(_) => kept.push(toml::Value::Table(table)),
+            Err(e) => {
+                let why = e
+                    .problems
+                    .iter()
+                    .map(|p| p.split(": ").skip(2).collect::<Vec<_>>().join(": "))
+                    .collect::<Vec<_>>();
+                out.skipped.push((name, why.join("; ")));
+            }
+        }
+    }
+    out.count = kept.len();
+    let mut file = Table::new();
+    file.insert("source".into(), toml::Value::Array(kept));
+    out.toml = format!(
+        "# Imported from a {} site list by `enrichd sources import`.\n# {} sources; review before use.\n\n{}",
+        format.prefix(),
+        out.count,
+        toml::to_string(&file).map_err(|e| e.to_string())?
+    );
+    Ok(out)
+}
