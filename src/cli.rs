@@ -209,7 +209,7 @@ fn hasher(config: &Config, long_running: bool) -> KeyedHasher {
 async fn catalog(config: &Config, sandbox: bool) -> anyhow::Result<(Catalog, Option<Sandbox>)> {
     if sandbox {
         let sb = Sandbox::start().await.context("cannot start the sandbox")?;
-        let purposes: Vec<String> = config.purposes.keys().cloned().collect();
+        let purposes = config.purpose_ids();
         tracing::info!(addr = %sb.addr(), "sandbox sites serving on loopback");
         Ok((sb.catalog(&purposes)?, Some(sb)))
     } else {

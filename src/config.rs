@@ -182,6 +182,11 @@ impl Config {
         }
     }
 
+    /// The declared purpose ids.
+    pub fn purpose_ids(&self) -> Vec<String> {
+        self.purposes.keys().cloned().collect()
+    }
+
     /// Semantic checks that types alone cannot express.
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();

@@ -62,7 +62,7 @@ pub enum BuildError {
 
 /// The catalog the config names: its directory, or the shipped one.
 pub fn configured_catalog(config: &Config) -> Result<Catalog, CatalogError> {
-    let purposes: Vec<String> = config.purposes.keys().cloned().collect();
+    let purposes = config.purpose_ids();
     match &config.sources.catalog {
         Some(dir) => Catalog::load_dir(dir, &purposes),
         None => Catalog::shipped(&purposes),

@@ -51,3 +51,17 @@ fn describe_preconditions(v: &[PreconditionViolation]) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// Writes a titled list of problems, one a line: how configuration and
+/// catalog validation report everything they found at once.
+pub fn write_problems(
+    f: &mut std::fmt::Formatter<'_>,
+    what: &str,
+    problems: &[String],
+) -> std::fmt::Result {
+    writeln!(f, "invalid {what} ({} problems):", problems.len())?;
+    for p in problems {
+        writeln!(f, "  - {p}")?;
+    }
+    Ok(())
+}

@@ -101,11 +101,7 @@ headers = { Authorization = "Bearer {env.PAID_API_KEY}" }
 
 #[test]
 fn the_shipped_catalogs_are_valid() {
-    let purposes: Vec<String> = enrichd::config::Config::default()
-        .purposes
-        .keys()
-        .cloned()
-        .collect();
+    let purposes = enrichd::config::Config::default().purpose_ids();
     let shipped = Catalog::shipped(&purposes).expect("config/sources is valid");
     for id in [
         "gravatar",
@@ -193,17 +189,7 @@ display_name = {{ css = ".name" }}
 
 #[tokio::test]
 async fn list_sources_returns_the_catalog_and_filters_by_purpose() {
-    let sandbox = enrichd::sandbox::Sandbox::start().await.unwrap();
-    let purposes: Vec<String> = enrichd::config::Config::default()
-        .purposes
-        .keys()
-        .cloned()
-        .collect();
-    let app = common::TestApp::with_catalog(
-        "[dns]\nenabled = false\n",
-        sandbox.catalog(&purposes).unwrap(),
-    )
-    .await;
+    let (app, _sandbox) = common::sandbox_app().await;
     let mut client = app.client().await;
     let all = client
         .list_sources(pb::ListSourcesRequest::default())

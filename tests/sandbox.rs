@@ -3,21 +3,10 @@ mod common;
 
 use common::{email_request, outcome_of, phone_request};
 use enrichd::proto::v1 as pb;
-use enrichd::sandbox::Sandbox;
 use pb::source_outcome::Outcome;
 
 async fn enrich(request: pb::EnrichRequest) -> pb::EnrichResponse {
-    let sandbox = Sandbox::start().await.unwrap();
-    let purposes: Vec<String> = enrichd::config::Config::default()
-        .purposes
-        .keys()
-        .cloned()
-        .collect();
-    let app = common::TestApp::with_catalog(
-        "[dns]\nenabled = false\n",
-        sandbox.catalog(&purposes).unwrap(),
-    )
-    .await;
+    let (app, _sandbox) = common::sandbox_app().await;
     app.client()
         .await
         .enrich(request)

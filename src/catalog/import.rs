@@ -98,8 +98,24 @@ fn slug(name: &str) -> String {
     s.trim_matches('-').to_owned()
 }
 
-fn status_ok() -> Vec<u16> {
-    vec![200]
+impl Site {
+    /// A GET username check found on 200 and missing on 404/410.
+    fn new(name: &str, url: String, tags: Vec<String>, pattern: Option<&str>) -> Self {
+        Self {
+            name: name.to_owned(),
+            url,
+            method: "GET".into(),
+            body: None,
+            headers: Table::new(),
+            tags,
+            pattern: pattern.map(str::to_owned),
+            found_status: vec![200],
+            not_found_status: vec![404, 410],
+            present: Vec::new(),
+            absent: Vec::new(),
+            redirect_means_absent: false,
+        }
+    }
 }
 
 fn maigret(doc: &Value, skipped: &mut Vec<(String, String)>) -> Vec<Site> {
@@ -135,23 +151,13 @@ fn maigret(doc: &Value, skipped: &mut Vec<(String, String)>) -> Vec<Site> {
             .get("checkType")
             .and_then(Value::as_str)
             .unwrap_or("status_code");
-        let mut site = Site {
-            name: name.clone(),
+        let mut site = Site::new(
+            name,
             url,
-            method: "GET".into(),
-            body: None,
-            headers: headers(s.get("headers")),
-            tags: strings(s.get("tags")),
-            pattern: s
-                .get("regexCheck")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            found_status: status_ok(),
-            not_found_status: vec![404, 410],
-            present: Vec::new(),
-            absent: Vec::new(),
-            redirect_means_absent: false,
-        };
+            strings(s.get("tags")),
+            s.get("regexCheck").and_then(Value::as_str),
+        );
+        site.headers = headers(s.get("headers"));
         match check {
             "message" => {
                 site.absent = strings(s.get("absenceStrs"));
@@ -187,33 +193,24 @@ fn sherlock(doc: &Value, skipped: &mut Vec<(String, String)>) -> Vec<Site> {
             skipped.push((name.clone(), "no {} in the URL".into()));
             continue;
         };
-        let mut site = Site {
-            name: name.clone(),
+        let nsfw = s.get("isNSFW").and_then(Value::as_bool) == Some(true);
+        let mut site = Site::new(
+            name,
             url,
-            method: s
-                .get("request_method")
-                .and_then(Value::as_str)
-                .unwrap_or("GET")
-                .to_owned(),
-            body: s
-                .get("request_payload")
-                .map(|p| escape_braces(&p.to_string()).replace("{{}}", "{input}")),
-            headers: headers(s.get("headers")),
-            tags: if s.get("isNSFW").and_then(Value::as_bool) == Some(true) {
+            if nsfw {
                 vec!["adult".into()]
             } else {
                 Vec::new()
             },
-            pattern: s
-                .get("regexCheck")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            found_status: status_ok(),
-            not_found_status: vec![404, 410],
-            present: Vec::new(),
-            absent: Vec::new(),
-            redirect_means_absent: false,
-        };
+            s.get("regexCheck").and_then(Value::as_str),
+        );
+        site.headers = headers(s.get("headers"));
+        if let Some(m) = s.get("request_method").and_then(Value::as_str) {
+            site.method = m.to_owned();
+        }
+        site.body = s
+            .get("request_payload")
+            .map(|p| escape_braces(&p.to_string()).replace("{{}}", "{input}"));
         match strings(s.get("errorType")).first().map(String::as_str) {
             Some("message") => site.absent = strings(s.get("errorMsg")),
             Some("response_url") => site.redirect_means_absent = true,

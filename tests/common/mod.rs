@@ -148,7 +148,7 @@ pub fn real_catalog(origin: &str) -> Catalog {
             files.push((path, text));
         }
     }
-    let purposes: Vec<String> = Config::default().purposes.keys().cloned().collect();
+    let purposes = Config::default().purpose_ids();
     Catalog::from_files(&files, &purposes, &|_| None).expect("the real catalog compiles")
 }
 
@@ -194,4 +194,12 @@ pub fn profile_of<'a>(resp: &'a pb::EnrichResponse, source: &str) -> &'a pb::Pro
         .iter()
         .find(|p| p.source_id == source)
         .unwrap_or_else(|| panic!("no profile from {source}"))
+}
+
+/// The server with the sandbox's catalog (keep the sandbox alive while used).
+pub async fn sandbox_app() -> (TestApp, enrichd::sandbox::Sandbox) {
+    let sandbox = enrichd::sandbox::Sandbox::start().await.unwrap();
+    let catalog = sandbox.catalog(&Config::default().purpose_ids()).unwrap();
+    let app = TestApp::with_catalog("[dns]\nenabled = false\n", catalog).await;
+    (app, sandbox)
 }
