@@ -103,15 +103,7 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "invalid configuration ({} problems):",
-            self.problems.len()
-        )?;
-        for p in &self.problems {
-            writeln!(f, "  - {p}")?;
-        }
-        Ok(())
+        crate::error::write_problems(f, "configuration", &self.problems)
     }
 }
 

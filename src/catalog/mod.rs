@@ -25,15 +25,7 @@ pub struct CatalogError {
 
 impl fmt::Display for CatalogError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "invalid source catalog ({} problems):",
-            self.problems.len()
-        )?;
-        for p in &self.problems {
-            writeln!(f, "  - {p}")?;
-        }
-        Ok(())
+        crate::error::write_problems(f, "source catalog", &self.problems)
     }
 }
 
