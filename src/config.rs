@@ -11,10 +11,12 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::CacheConfig;
 use crate::fetch::HttpConfig;
 use crate::identity::Region;
 use crate::purpose::{LawfulBasis, PurposeConfig};
 use crate::reference::ReferencePaths;
+use crate::resilience::ResilienceConfig;
 use crate::verify::DnsConfig;
 
 /// The shipped configuration: every key with its default and its comment.
@@ -33,6 +35,8 @@ pub struct Config {
     pub phone: PhoneConfig,
     pub sources: SourcesConfig,
     pub http: HttpConfig,
+    pub cache: CacheConfig,
+    pub resilience: ResilienceConfig,
     pub reference: ReferencePaths,
     pub purposes: BTreeMap<String, PurposeConfig>,
 }
@@ -200,6 +204,16 @@ impl Config {
         }
         if self.http.max_body_bytes < 1024 {
             p.push("http.max_body_bytes: must be at least 1024".into());
+        }
+        let b = &self.resilience.breaker;
+        if b.consecutive_failures == 0 || b.window == 0 || b.trial_calls == 0 {
+            p.push("resilience.breaker: consecutive_failures, window and trial_calls must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&b.failure_rate) {
+            p.push("resilience.breaker.failure_rate: must be within 0..=1".into());
+        }
+        if !(0.0..=1.0).contains(&self.resilience.retry_ratio) {
+            p.push("resilience.retry_ratio: must be within 0..=1".into());
         }
         if self.dns.timeout.is_zero() {
             p.push("dns.timeout: must be more than zero".into());

@@ -12,7 +12,7 @@ use tracing::{debug, instrument};
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineParts};
 use crate::error::{Error, FieldViolation};
 use crate::fetch::HttpClient;
 use crate::identity::{Email, Identifier, PhoneNumber, Region};
@@ -99,9 +99,14 @@ impl Enricher {
             .map_err(BuildError::Http)?;
         let engine = Engine::new(
             Arc::new(catalog),
-            client,
-            verifier.clone(),
-            config.sources.max_depth,
+            EngineParts {
+                client,
+                verifier: verifier.clone(),
+                max_depth: config.sources.max_depth,
+                cache: config.cache.clone(),
+                resilience: config.resilience.clone(),
+                hasher: hasher.clone(),
+            },
         );
         Ok(Self {
             purposes: PurposeRegistry::new(&config.purposes),
@@ -151,7 +156,7 @@ impl Enricher {
         };
         let sources = self
             .engine
-            .run(&identifier, &ground.purpose.id, query.deadline);
+            .run(&identifier, &ground.purpose.id, query.deadline, query.cache);
         let (verification, mut findings) = tokio::join!(verification, sources);
 
         // 4. Merge.
@@ -183,6 +188,9 @@ impl Enricher {
             .iter()
             .filter(|o| !matches!(o.outcome, Outcome::Skipped(_)))
             .count();
+        let cached = findings.outcomes.iter().filter(|o| o.cached).count();
+        let oldest = findings.outcomes.iter().filter_map(|o| o.cache_age).max();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         debug!(
             found = findings.profiles.len(),
             asked = fetched,
@@ -203,8 +211,9 @@ impl Enricher {
             },
             cache: CacheInfo {
                 policy: query.cache.mode,
-                sources_fetched: u32::try_from(fetched).unwrap_or(u32::MAX),
-                ..CacheInfo::default()
+                sources_from_cache: count(cached),
+                sources_fetched: count(fetched - cached),
+                oldest_entry_age: oldest,
             },
             generated_at: now,
         })

@@ -4,6 +4,7 @@
 // House rule: errors are values. A panic on the service path takes every call
 // on its task down; `expect` is reserved for invariants and says which one.
 #![warn(clippy::unwrap_used)]
+pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod privacy;
 pub mod proto;
 pub mod purpose;
 pub mod reference;
+pub mod resilience;
 pub mod sandbox;
 pub mod server;
 pub mod service;

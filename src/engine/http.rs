@@ -43,9 +43,23 @@ fn prepare(h: &HttpSource, input: &str, env: &Env) -> Result<Outgoing, RenderErr
 }
 
 /// What asking one source yielded.
+#[derive(Debug, Clone)]
 pub struct Asked {
     pub outcome: SourceOutcome,
     pub profile: Option<Profile>,
+    /// A transient failure worth retrying (connect error, 502/503/504, a 429
+    /// without Retry-After), if the request is idempotent.
+    pub retryable: bool,
+}
+
+impl Asked {
+    pub fn new(outcome: SourceOutcome) -> Self {
+        Self {
+            outcome,
+            profile: None,
+            retryable: false,
+        }
+    }
 }
 
 pub async fn run(
@@ -62,6 +76,7 @@ pub async fn run(
         Asked {
             outcome: o,
             profile,
+            retryable: false,
         }
     };
     let request = match prepare(h, &input.value, env) {
@@ -81,6 +96,11 @@ pub async fn run(
         Ok(f) => f,
         Err(e) => {
             outcome.detail = Some(e.to_string());
+            if let FetchError::Connect(_) = e {
+                let mut asked = done(outcome, None);
+                asked.retryable = true;
+                return asked;
+            }
             if let FetchError::Blocked(_) = e {
                 tracing::warn!(source = %source.id, error = %e, "source request blocked");
             }
@@ -99,13 +119,17 @@ pub async fn run(
         }
         Verdict::Error(why) => {
             outcome.detail = Some(why);
-            done(outcome, None)
+            let mut asked = done(outcome, None);
+            asked.retryable = matches!(fetched.status.as_u16(), 502..=504);
+            asked
         }
         Verdict::RateLimited(after) => {
             outcome.outcome = Outcome::RateLimited;
             outcome.retry_after = after;
             outcome.detail = Some(format!("HTTP {}", fetched.status.as_u16()));
-            done(outcome, None)
+            let mut asked = done(outcome, None);
+            asked.retryable = after.is_none();
+            asked
         }
         Verdict::Found(parsed) => {
             let found = extract(&h.extract, &parsed, &raw);

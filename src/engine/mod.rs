@@ -2,24 +2,27 @@
 //! concurrently, each under its own timeout and all under the request's
 //! deadline; handles and URLs found become inputs of a next round (pivots),
 //! up to a depth limit, each (source, input) asked once.
+mod ask;
 pub mod detect;
 pub mod extract;
 pub mod http;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures::future::join_all;
 use tracing::debug;
 
 use crate::catalog::Catalog;
 use crate::catalog::input::{Confidence, Input, InputKind, seed_inputs};
-use crate::catalog::source::{PivotFrom, Source, SourceKind};
+use crate::catalog::source::{PivotFrom, Source};
 use crate::fetch::HttpClient;
 use crate::identity::Identifier;
+use crate::model::CachePolicy;
 use crate::model::{Outcome, Profile, SkipReason, SourceOutcome, Value};
-use crate::verify::{MxStatus, Verifier};
+use crate::privacy::KeyedHasher;
+use crate::resilience::{Guard, ResilienceConfig};
+use crate::verify::Verifier;
 
 /// What the engine found for one request.
 #[derive(Debug, Default)]
@@ -35,6 +38,20 @@ pub struct Engine {
     verifier: Verifier,
     max_depth: u32,
     env: Arc<http::Env>,
+    cache: Option<crate::cache::Store>,
+    stale_grace: std::time::Duration,
+    hasher: KeyedHasher,
+    guards: HashMap<String, Guard>,
+}
+
+/// What the engine needs besides the catalog.
+pub struct EngineParts {
+    pub client: HttpClient,
+    pub verifier: Verifier,
+    pub max_depth: u32,
+    pub cache: crate::cache::CacheConfig,
+    pub resilience: ResilienceConfig,
+    pub hasher: KeyedHasher,
 }
 
 /// Normalises a pivot value for its input kind; `None` drops it.
@@ -103,86 +120,32 @@ fn pivots_of(source: &Source, profile: &Profile, parent: &Input) -> Vec<Input> {
 }
 
 impl Engine {
-    pub fn new(
-        catalog: Arc<Catalog>,
-        client: HttpClient,
-        verifier: Verifier,
-        max_depth: u32,
-    ) -> Self {
+    pub fn new(catalog: Arc<Catalog>, parts: EngineParts) -> Self {
+        let guards = catalog
+            .sources()
+            .iter()
+            .map(|s| (s.id.clone(), Guard::new(s, &parts.resilience)))
+            .collect();
         Self {
             catalog,
-            client,
-            verifier,
-            max_depth,
+            client: parts.client,
+            verifier: parts.verifier,
+            max_depth: parts.max_depth,
             env: Arc::new(crate::catalog::process_env),
+            cache: crate::cache::build(&parts.cache),
+            stale_grace: parts.cache.stale_grace,
+            hasher: parts.hasher,
+            guards,
         }
+    }
+
+    /// The guard of a source (its limiter, slots, breaker).
+    pub fn guard(&self, source_id: &str) -> Option<&Guard> {
+        self.guards.get(source_id)
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
-    }
-
-    /// Asks one source with one input, bounded by its timeout and the deadline.
-    async fn ask(
-        &self,
-        source: &Arc<Source>,
-        input: &Input,
-        deadline: tokio::time::Instant,
-    ) -> http::Asked {
-        let started = Instant::now();
-        let budget = tokio::time::Instant::now() + source.limits.timeout;
-        let until = budget.min(deadline);
-        let work = async {
-            match &source.kind {
-                SourceKind::Http(h) => {
-                    http::run(source, h, input, &self.client, self.env.as_ref()).await
-                }
-                SourceKind::DnsMx => {
-                    let check = self.verifier.check_mx(&input.value).await;
-                    let (outcome, detail) = match check.status {
-                        MxStatus::Found { hosts } => (
-                            Outcome::Found,
-                            hosts
-                                .iter()
-                                .map(|h| format!("{} ({})", h.exchange, h.preference))
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                        ),
-                        MxStatus::None { detail } => (Outcome::NotFound, detail),
-                        MxStatus::Error { detail } => (Outcome::Error, detail),
-                        MxStatus::Skipped => (
-                            Outcome::Skipped(SkipReason::Disabled),
-                            "MX checks are disabled".into(),
-                        ),
-                    };
-                    let mut o = SourceOutcome::new(&source.id, input.kind, input.depth, outcome)
-                        .with_detail(detail);
-                    o.latency = check.latency;
-                    http::Asked {
-                        outcome: o,
-                        profile: None,
-                    }
-                }
-            }
-        };
-        match tokio::time::timeout_at(until, work).await {
-            Ok(asked) => asked,
-            Err(_) => {
-                let why = if until == deadline && deadline < budget {
-                    "the request's deadline came first"
-                } else {
-                    "the source's timeout elapsed"
-                };
-                let mut o =
-                    SourceOutcome::new(&source.id, input.kind, input.depth, Outcome::Timeout)
-                        .with_detail(why);
-                o.latency = started.elapsed();
-                http::Asked {
-                    outcome: o,
-                    profile: None,
-                }
-            }
-        }
     }
 
     /// Runs every applicable source for `identifier` under `purpose`.
@@ -191,6 +154,7 @@ impl Engine {
         identifier: &Identifier,
         purpose: &str,
         deadline: tokio::time::Instant,
+        policy: CachePolicy,
     ) -> Findings {
         let mut findings = Findings::default();
         let mut eligible: Vec<&Arc<Source>> = Vec::new();
@@ -241,7 +205,8 @@ impl Engine {
                 }
             }
             debug!(tasks = tasks.len(), depth = round[0].depth, "source round");
-            let results = join_all(tasks.iter().map(|(s, i)| self.ask(s, i, deadline))).await;
+            let results =
+                join_all(tasks.iter().map(|(s, i)| self.ask(s, i, deadline, policy))).await;
             let mut next = Vec::new();
             for ((source, input), asked_result) in tasks.iter().zip(results) {
                 if let Some(profile) = &asked_result.profile {

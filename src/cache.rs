@@ -1,0 +1,120 @@
+//! The answer cache: per source and input, in process (moka).
+//!
+//! Found answers live for the source's `cache_ttl`, not-found answers for its
+//! shorter `negative_ttl`; errors, timeouts and refusals are never cached.
+//! Keys are keyed hashes of (source, input kind, input), never the input.
+//! The cache is bounded by the bytes its entries weigh. Entries outlive
+//! their TTL by a grace period so that a failing source can be answered from
+//! its last good answer, marked stale.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+
+use crate::model::{Outcome, Profile};
+
+/// `[cache]` settings.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Upper bound of the cache, in (estimated) bytes of its entries.
+    pub max_bytes: u64,
+    /// How long past its TTL an entry may still be served, marked stale,
+    /// when its source fails.
+    #[serde(with = "humantime_serde")]
+    pub stale_grace: Duration,
+}
+
+/// One cached answer of one source for one input.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub outcome: Outcome,
+    pub detail: Option<String>,
+    pub http_status: Option<u16>,
+    pub profile: Option<Profile>,
+    pub stored_at: Instant,
+    pub ttl: Duration,
+    weight: u32,
+}
+
+impl Entry {
+    pub fn new(
+        outcome: Outcome,
+        detail: Option<String>,
+        http_status: Option<u16>,
+        profile: Option<Profile>,
+        ttl: Duration,
+    ) -> Self {
+        let weight = estimate(&detail, &profile);
+        Self {
+            outcome,
+            detail,
+            http_status,
+            profile,
+            stored_at: Instant::now(),
+            ttl,
+            weight,
+        }
+    }
+
+    pub fn age(&self) -> Duration {
+        self.stored_at.elapsed()
+    }
+
+    /// Fresh: within its TTL and the caller's `max_age`.
+    pub fn is_fresh(&self, max_age: Option<Duration>) -> bool {
+        let age = self.age();
+        age <= self.ttl && max_age.is_none_or(|m| age <= m)
+    }
+}
+
+/// Rough heap size of an entry: the text it holds plus a fixed overhead.
+fn estimate(detail: &Option<String>, profile: &Option<Profile>) -> u32 {
+    let mut bytes = 256 + detail.as_ref().map_or(0, String::len);
+    if let Some(p) = profile {
+        let prov = |url: &str, sel: &str| 96 + url.len() + sel.len();
+        bytes += p.source_id.len() + p.platform.len() + prov(&p.provenance.url, "");
+        for f in p.fields.values().chain(p.extra.values()) {
+            bytes += 48 + f.value.as_text().len() + prov(&f.provenance.url, &f.provenance.selector);
+        }
+        for a in &p.accounts {
+            bytes += 64
+                + [&a.platform, &a.url, &a.username]
+                    .iter()
+                    .map(|s| s.as_ref().map_or(0, String::len))
+                    .sum::<usize>()
+                + prov(&a.provenance.url, &a.provenance.selector);
+        }
+    }
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+struct EntryExpiry {
+    grace: Duration,
+}
+
+impl Expiry<String, Arc<Entry>> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<Entry>,
+        _at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl + self.grace)
+    }
+}
+
+pub type Store = moka::future::Cache<String, Arc<Entry>>;
+
+/// Builds the store, or `None` when the cache is disabled.
+pub fn build(config: &CacheConfig) -> Option<Store> {
+    config.enabled.then(|| {
+        moka::future::Cache::builder()
+            .max_capacity(config.max_bytes)
+            .weigher(|_key: &String, entry: &Arc<Entry>| entry.weight)
+            .expire_after(EntryExpiry {
+                grace: config.stale_grace,
+            })
+            .build()
+    })
+}

@@ -1,0 +1,352 @@
+//! Asking one source for one input: through the cache as the request's
+//! policy allows, under the source's guard (breaker, pause, rate limit,
+//! concurrency cap), with retries for transient failures.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::Engine;
+use super::http::{self, Asked};
+use crate::cache::Entry;
+use crate::catalog::input::Input;
+use crate::catalog::source::{Source, SourceKind};
+use crate::model::{CacheMode, CachePolicy, Outcome, SkipReason, SourceOutcome};
+use crate::resilience::Refusal;
+use crate::resilience::breaker::State;
+use crate::resilience::retry::backoff;
+use crate::verify::MxStatus;
+
+/// Longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The answers worth keeping: found and not found. Errors, timeouts and
+/// refusals say nothing lasting about the person.
+fn cacheable(source: &Source, asked: &Asked) -> Option<Entry> {
+    let ttl = match asked.outcome.outcome {
+        Outcome::Found => source.limits.cache_ttl,
+        Outcome::NotFound => source.limits.negative_ttl,
+        _ => return None,
+    };
+    Some(Entry::new(
+        asked.outcome.outcome,
+        asked.outcome.detail.clone(),
+        asked.outcome.http_status,
+        asked.profile.clone(),
+        ttl,
+    ))
+}
+
+/// A cached answer as this request's outcome (its input's confidence and depth).
+fn from_entry(source: &Source, input: &Input, entry: &Entry) -> Asked {
+    let mut outcome = SourceOutcome::new(&source.id, input.kind, input.depth, entry.outcome);
+    outcome.detail = entry.detail.clone();
+    outcome.http_status = entry.http_status;
+    outcome.cached = true;
+    outcome.cache_age = Some(entry.age());
+    let profile = entry.profile.clone().map(|mut p| {
+        p.provenance.confidence = input.confidence;
+        for f in p.fields.values_mut().chain(p.extra.values_mut()) {
+            f.provenance.confidence = input.confidence;
+        }
+        for a in &mut p.accounts {
+            a.provenance.confidence = input.confidence;
+        }
+        p
+    });
+    Asked {
+        outcome,
+        profile,
+        retryable: false,
+    }
+}
+
+fn failed(asked: &Asked) -> bool {
+    matches!(
+        asked.outcome.outcome,
+        Outcome::Error | Outcome::Timeout | Outcome::RateLimited | Outcome::CircuitOpen
+    )
+}
+
+fn cache_metric(source: &Source, result: &'static str) {
+    metrics::counter!("enrichd_source_cache_total", "source" => source.id.clone(), "result" => result)
+        .increment(1);
+}
+
+impl Engine {
+    fn cache_key(&self, source: &Source, input: &Input) -> String {
+        self.hasher.hash(&format!(
+            "{}\u{0}{}\u{0}{}",
+            source.id, input.kind, input.value
+        ))
+    }
+
+    /// Asks a source, through the cache as `policy` allows.
+    pub(super) async fn ask(
+        &self,
+        source: &Arc<Source>,
+        input: &Input,
+        deadline: tokio::time::Instant,
+        policy: CachePolicy,
+    ) -> Asked {
+        let started = Instant::now();
+        let (Some(cache), SourceKind::Http(_)) = (&self.cache, &source.kind) else {
+            return self.call(source, input, deadline).await;
+        };
+        let key = self.cache_key(source, input);
+        let existing = match policy.mode {
+            CacheMode::Refresh => None,
+            _ => cache.get(&key).await,
+        };
+        let mut asked = match (existing, policy.mode) {
+            (Some(entry), _) if entry.is_fresh(policy.max_age) => {
+                cache_metric(source, "hit");
+                from_entry(source, input, &entry)
+            }
+            (Some(entry), CacheMode::CacheOnly) => {
+                cache_metric(source, "stale");
+                let mut asked = from_entry(source, input, &entry);
+                asked.outcome.stale = true;
+                asked
+            }
+            (None, CacheMode::CacheOnly) => {
+                cache_metric(source, "miss");
+                Asked::new(
+                    SourceOutcome::new(
+                        &source.id,
+                        input.kind,
+                        input.depth,
+                        Outcome::Skipped(SkipReason::CacheOnly),
+                    )
+                    .with_detail("cache-only request and nothing cached"),
+                )
+            }
+            // Past its TTL (or the caller's max_age): ask again, and fall back
+            // on the old answer, marked stale, if the source fails.
+            (Some(old), _) => {
+                cache_metric(source, "miss");
+                let asked = self.call(source, input, deadline).await;
+                if let Some(entry) = cacheable(source, &asked) {
+                    cache.insert(key, Arc::new(entry)).await;
+                    asked
+                } else if failed(&asked) && old.age() <= old.ttl + self.stale_grace() {
+                    cache_metric(source, "stale");
+                    let mut stale = from_entry(source, input, &old);
+                    stale.outcome.stale = true;
+                    stale.outcome.detail = Some(format!(
+                        "served a stale answer: the source failed ({})",
+                        asked
+                            .outcome
+                            .detail
+                            .as_deref()
+                            .unwrap_or(asked.outcome.outcome.name())
+                    ));
+                    stale
+                } else {
+                    asked
+                }
+            }
+            (None, CacheMode::Refresh) => {
+                let asked = self.call(source, input, deadline).await;
+                if let Some(entry) = cacheable(source, &asked) {
+                    cache.insert(key, Arc::new(entry)).await;
+                }
+                asked
+            }
+            // A miss: concurrent misses for one key share one upstream call;
+            // if the leading caller goes away, a waiting one takes over.
+            (None, _) => {
+                cache_metric(source, "miss");
+                let ran = AtomicBool::new(false);
+                let result = cache
+                    .try_get_with(key, async {
+                        ran.store(true, Ordering::Relaxed);
+                        let asked = self.call(source, input, deadline).await;
+                        match cacheable(source, &asked) {
+                            Some(entry) => Ok(Arc::new(entry)),
+                            None => Err(asked),
+                        }
+                    })
+                    .await;
+                let ran = ran.load(Ordering::Relaxed);
+                match result {
+                    Ok(entry) => {
+                        let mut asked = from_entry(source, input, &entry);
+                        if ran {
+                            asked.outcome.cached = false;
+                            asked.outcome.cache_age = None;
+                        }
+                        asked
+                    }
+                    Err(shared) => (*shared).clone(),
+                }
+            }
+        };
+        if asked.outcome.cached {
+            asked.outcome.latency = started.elapsed();
+        }
+        asked
+    }
+
+    fn stale_grace(&self) -> Duration {
+        self.stale_grace
+    }
+
+    /// An upstream call under the source's guard, with retries.
+    async fn call(
+        &self,
+        source: &Arc<Source>,
+        input: &Input,
+        deadline: tokio::time::Instant,
+    ) -> Asked {
+        let started = Instant::now();
+        let Some(guard) = self.guards.get(&source.id) else {
+            return self.attempt(source, input, deadline).await;
+        };
+        let refuse = |outcome: Outcome, retry_after: Option<Duration>, why: &str| {
+            let mut o =
+                SourceOutcome::new(&source.id, input.kind, input.depth, outcome).with_detail(why);
+            o.retry_after = retry_after;
+            o.latency = started.elapsed();
+            metrics::counter!("enrichd_source_outcomes_total", "source" => source.id.clone(), "outcome" => outcome.name())
+                .increment(1);
+            Asked::new(o)
+        };
+        let _slot = match guard.admit(deadline).await {
+            Ok(slot) => slot,
+            Err(Refusal::RateLimited(wait)) => {
+                return refuse(
+                    Outcome::RateLimited,
+                    Some(wait),
+                    "no request slot before the deadline (the source's rate limit or its Retry-After)",
+                );
+            }
+            Err(Refusal::CircuitOpen(wait)) => {
+                return refuse(
+                    Outcome::CircuitOpen,
+                    Some(wait),
+                    "the source failed repeatedly; calls resume after a cool-down",
+                );
+            }
+            Err(Refusal::Saturated) => {
+                return refuse(
+                    Outcome::Timeout,
+                    None,
+                    "no concurrency slot for the source before the deadline",
+                );
+            }
+        };
+        guard.budget.deposit();
+        let idempotent = match &source.kind {
+            SourceKind::Http(h) => matches!(
+                h.request.method,
+                reqwest::Method::GET | reqwest::Method::HEAD
+            ),
+            SourceKind::DnsMx => true,
+        };
+        let mut retries = 0;
+        let mut asked = loop {
+            metrics::counter!("enrichd_source_requests_total", "source" => source.id.clone())
+                .increment(1);
+            let asked = self.attempt(source, input, deadline).await;
+            if !(asked.retryable && idempotent && retries + 1 < source.limits.retry.attempts) {
+                break asked;
+            }
+            let delay = backoff(source.limits.retry.backoff, retries, MAX_BACKOFF);
+            if tokio::time::Instant::now() + delay >= deadline || !guard.budget.try_withdraw() {
+                break asked;
+            }
+            tokio::time::sleep(delay).await;
+            // A retry is a request like any other: it needs a rate-limit slot.
+            if guard.rate_slot(deadline).await.is_err() {
+                break asked;
+            }
+            retries += 1;
+        };
+        match asked.outcome.outcome {
+            Outcome::RateLimited => {
+                let wait = guard.pause(asked.outcome.retry_after);
+                asked.outcome.retry_after = Some(wait);
+                guard.breaker.release_trial();
+            }
+            Outcome::Found | Outcome::NotFound => {
+                guard.breaker.record(true);
+                guard.succeeded();
+            }
+            Outcome::Error | Outcome::Timeout => guard.breaker.record(false),
+            _ => guard.breaker.release_trial(),
+        }
+        if retries > 0 {
+            let detail = asked.outcome.detail.take().unwrap_or_default();
+            asked.outcome.detail = Some(format!("{detail} (after {retries} retries)"));
+        }
+        asked.outcome.latency = started.elapsed();
+        let state = match guard.breaker.state() {
+            State::Closed => 0.0,
+            State::HalfOpen { .. } => 1.0,
+            State::Open { .. } => 2.0,
+        };
+        metrics::gauge!("enrichd_source_breaker_state", "source" => source.id.clone()).set(state);
+        metrics::counter!("enrichd_source_outcomes_total", "source" => source.id.clone(), "outcome" => asked.outcome.outcome.name())
+            .increment(1);
+        metrics::histogram!("enrichd_source_latency_seconds", "source" => source.id.clone())
+            .record(asked.outcome.latency.as_secs_f64());
+        asked
+    }
+
+    /// One attempt at one source, bounded by its timeout and the deadline.
+    pub(super) async fn attempt(
+        &self,
+        source: &Arc<Source>,
+        input: &Input,
+        deadline: tokio::time::Instant,
+    ) -> http::Asked {
+        let started = Instant::now();
+        let budget = tokio::time::Instant::now() + source.limits.timeout;
+        let until = budget.min(deadline);
+        let work = async {
+            match &source.kind {
+                SourceKind::Http(h) => {
+                    http::run(source, h, input, &self.client, self.env.as_ref()).await
+                }
+                SourceKind::DnsMx => {
+                    let check = self.verifier.check_mx(&input.value).await;
+                    let (outcome, detail) = match check.status {
+                        MxStatus::Found { hosts } => (
+                            Outcome::Found,
+                            hosts
+                                .iter()
+                                .map(|h| format!("{} ({})", h.exchange, h.preference))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        ),
+                        MxStatus::None { detail } => (Outcome::NotFound, detail),
+                        MxStatus::Error { detail } => (Outcome::Error, detail),
+                        MxStatus::Skipped => (
+                            Outcome::Skipped(SkipReason::Disabled),
+                            "MX checks are disabled".into(),
+                        ),
+                    };
+                    let mut o = SourceOutcome::new(&source.id, input.kind, input.depth, outcome)
+                        .with_detail(detail);
+                    o.latency = check.latency;
+                    http::Asked::new(o)
+                }
+            }
+        };
+        match tokio::time::timeout_at(until, work).await {
+            Ok(asked) => asked,
+            Err(_) => {
+                let why = if until == deadline && deadline < budget {
+                    "the request's deadline came first"
+                } else {
+                    "the source's timeout elapsed"
+                };
+                let mut o =
+                    SourceOutcome::new(&source.id, input.kind, input.depth, Outcome::Timeout)
+                        .with_detail(why);
+                o.latency = started.elapsed();
+                http::Asked::new(o)
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! What keeps enrichd polite to every source and calm when one is sick: per
+//! source a rate limiter, a concurrency cap (bulkhead), a pause honouring
+//! `Retry-After`, a retry budget and a circuit breaker.
+pub mod breaker;
+pub mod limiter;
+pub mod retry;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::catalog::source::Source;
+use breaker::{Breaker, BreakerConfig};
+use limiter::{Limiter, LocalLimiter};
+use retry::RetryBudget;
+
+/// `[resilience]` settings.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct ResilienceConfig {
+    pub breaker: BreakerConfig,
+    /// Share of calls that may be retries.
+    pub retry_ratio: f64,
+    /// Longest pause after a 429/503 without Retry-After (the cool-down
+    /// doubles from one second up to this).
+    #[serde(with = "humantime_serde")]
+    pub max_cool_down: Duration,
+}
+
+/// Why a call may not go ahead now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Paused after the source asked us to wait, or the rate limit has no
+    /// slot before the deadline: retry after this long.
+    RateLimited(Duration),
+    CircuitOpen(Duration),
+    /// No concurrency slot before the deadline.
+    Saturated,
+}
+
+/// The per-source state every caller shares.
+pub struct Guard {
+    limiter: Box<dyn Limiter>,
+    slots: Semaphore,
+    pause: Mutex<Pause>,
+    pub breaker: Breaker,
+    pub budget: RetryBudget,
+    max_cool_down: Duration,
+}
+
+#[derive(Default)]
+struct Pause {
+    until: Option<Instant>,
+    cool_down: Duration,
+}
+
+/// A concurrency slot, held for the duration of one upstream call.
+pub struct Slot<'a>(#[allow(dead_code)] tokio::sync::SemaphorePermit<'a>);
+
+impl Guard {
+    pub fn new(source: &Source, config: &ResilienceConfig) -> Self {
+        Self {
+            limiter: Box::new(LocalLimiter::new(source.limits.rate_limit)),
+            slots: Semaphore::new(source.limits.max_concurrency as usize),
+            pause: Mutex::new(Pause::default()),
+            breaker: Breaker::new(config.breaker),
+            budget: RetryBudget::new(config.retry_ratio, 2.0, 10.0),
+            max_cool_down: config.max_cool_down,
+        }
+    }
+
+    fn paused_for(&self) -> Option<Duration> {
+        let pause = self.pause.lock().unwrap_or_else(|p| p.into_inner());
+        pause
+            .until
+            .and_then(|until| until.checked_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// The source asked us to wait (`Retry-After`), or, without a header,
+    /// an exponential cool-down.
+    pub fn pause(&self, retry_after: Option<Duration>) -> Duration {
+        let mut pause = self.pause.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = match retry_after {
+            Some(d) => d,
+            None => {
+                pause.cool_down =
+                    (pause.cool_down * 2).clamp(Duration::from_secs(1), self.max_cool_down);
+                pause.cool_down
+            }
+        };
+        pause.until = Some(Instant::now() + wait);
+        wait
+    }
+
+    pub fn succeeded(&self) {
+        let mut pause = self.pause.lock().unwrap_or_else(|p| p.into_inner());
+        pause.cool_down = Duration::ZERO;
+    }
+
+    /// Waits for a rate-limit slot; refuses at once when the wait would pass
+    /// the deadline (unary callers get `rate_limited` rather than a hang).
+    pub async fn rate_slot(&self, deadline: Instant) -> Result<(), Refusal> {
+        loop {
+            if let Some(paused) = self.paused_for() {
+                return Err(Refusal::RateLimited(paused));
+            }
+            match self.limiter.try_acquire() {
+                Ok(()) => return Ok(()),
+                Err(wait) if Instant::now() + wait > deadline => {
+                    metrics::counter!("enrichd_source_limiter_refusals_total").increment(1);
+                    return Err(Refusal::RateLimited(wait));
+                }
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    /// Breaker, pause and rate limit, then a concurrency slot.
+    pub async fn admit(&self, deadline: Instant) -> Result<Slot<'_>, Refusal> {
+        self.breaker.admit().map_err(Refusal::CircuitOpen)?;
+        let admitted = async {
+            self.rate_slot(deadline).await?;
+            match tokio::time::timeout_at(deadline, self.slots.acquire()).await {
+                Ok(Ok(permit)) => Ok(Slot(permit)),
+                _ => Err(Refusal::Saturated),
+            }
+        }
+        .await;
+        if admitted.is_err() {
+            // Not a call: release a half-open trial without judging the source.
+            self.breaker.release_trial();
+        }
+        admitted
+    }
+
+    /// Calls in flight (for tests and metrics).
+    pub fn in_flight(&self, cap: usize) -> usize {
+        cap - self.slots.available_permits()
+    }
+}
