@@ -202,7 +202,9 @@ async fn every_hostile_site_ends_as_the_right_outcome() {
         .iter()
         .find(|o| o.source_id == "c429bare")
         .unwrap();
-    assert_eq!(bare.retry_after, None);
+    // Without Retry-After: retried once, then the source cools down (1 s first).
+    assert_eq!(bare.retry_after, Some(Duration::from_secs(1).into()));
+    assert!(bare.detail.contains("after 1 retries"), "{}", bare.detail);
     assert_eq!(resp.profiles.len(), 1, "only the honest site is a finding");
 
     // Nothing ever reached the private targets of the redirects.
