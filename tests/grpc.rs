@@ -384,14 +384,29 @@ async fn oversized_requests_are_refused_and_the_server_goes_on() {
 
 #[tokio::test]
 async fn metrics_count_calls_by_method_and_code() {
-    let app =
-        TestApp::spawn("[dns]\nenabled = false\n[server]\nmetrics_listen = \"127.0.0.1:0\"\n")
-            .await;
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path_regex("^/a/"))
+        .respond_with(wiremock::ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    let catalog = common::catalog_from(&common::test_source(
+        "site-a",
+        "email",
+        &format!("{}/a/{{input}}", server.uri()),
+        "",
+    ));
+    let app = TestApp::with_catalog(
+        "[dns]\nenabled = false\n[server]\nmetrics_listen = \"127.0.0.1:0\"\n",
+        catalog,
+    )
+    .await;
     let mut client = app.client().await;
-    client
-        .enrich(email_request("jane@example.com"))
-        .await
-        .unwrap();
+    for _ in 0..2 {
+        client
+            .enrich(email_request("jane@example.com"))
+            .await
+            .unwrap();
+    }
     let _ = client.enrich(email_request("not-an-email")).await;
 
     let body = http_get(app.metrics_addr.expect("metrics bound"), "/metrics").await;
@@ -405,6 +420,20 @@ async fn metrics_count_calls_by_method_and_code() {
     );
     assert!(
         body.contains("enrichd_grpc_request_duration_seconds_bucket"),
+        "{body}"
+    );
+    // Per source: requests, outcomes, latency, cache.
+    for line in [
+        r#"enrichd_source_requests_total{source="site-a"} 1"#,
+        r#"enrichd_source_outcomes_total{source="site-a",outcome="not_found"} 1"#,
+        r#"enrichd_source_cache_total{source="site-a",result="miss"} 1"#,
+        r#"enrichd_source_cache_total{source="site-a",result="hit"} 1"#,
+        r#"enrichd_source_breaker_state{source="site-a"} 0"#,
+    ] {
+        assert!(body.contains(line), "missing {line} in\n{body}");
+    }
+    assert!(
+        body.contains("enrichd_source_latency_seconds_bucket"),
         "{body}"
     );
     assert!(!body.contains("jane"), "no identifier in metrics");

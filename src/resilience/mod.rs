@@ -41,6 +41,8 @@ pub enum Refusal {
 
 /// The per-source state every caller shares.
 pub struct Guard {
+    /// The source's catalog id (a metric label; never personal data).
+    id: String,
     limiter: Box<dyn Limiter>,
     slots: Semaphore,
     pause: Mutex<Pause>,
@@ -61,6 +63,7 @@ pub struct Slot<'a>(#[allow(dead_code)] tokio::sync::SemaphorePermit<'a>);
 impl Guard {
     pub fn new(source: &Source, config: &ResilienceConfig) -> Self {
         Self {
+            id: source.id.clone(),
             limiter: Box::new(LocalLimiter::new(source.limits.rate_limit)),
             slots: Semaphore::new(source.limits.max_concurrency as usize),
             pause: Mutex::new(Pause::default()),
@@ -109,10 +112,15 @@ impl Guard {
             match self.limiter.try_acquire() {
                 Ok(()) => return Ok(()),
                 Err(wait) if Instant::now() + wait > deadline => {
-                    metrics::counter!("enrichd_source_limiter_refusals_total").increment(1);
+                    metrics::counter!("enrichd_source_limiter_refusals_total", "source" => self.id.clone())
+                        .increment(1);
                     return Err(Refusal::RateLimited(wait));
                 }
-                Err(wait) => tokio::time::sleep(wait).await,
+                Err(wait) => {
+                    metrics::counter!("enrichd_source_limiter_waits_total", "source" => self.id.clone())
+                        .increment(1);
+                    tokio::time::sleep(wait).await
+                }
             }
         }
     }

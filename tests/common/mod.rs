@@ -203,3 +203,37 @@ pub async fn sandbox_app() -> (TestApp, enrichd::sandbox::Sandbox) {
     let app = TestApp::with_catalog("[dns]\nenabled = false\n", catalog).await;
     (app, sandbox)
 }
+
+/// Compiles catalog TOML written in a test.
+pub fn catalog_from(text: &str) -> Catalog {
+    Catalog::from_files(
+        &[("test.toml".into(), text.to_owned())],
+        &Config::default().purpose_ids(),
+        &|_| None,
+    )
+    .expect("test catalog compiles")
+}
+
+/// A source declaration for tests: `input`, JSON at `url`, found when `/user`
+/// exists, reachable on loopback; `extra` is TOML added to the source table.
+pub fn test_source(id: &str, input: &str, url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[source]]
+id = "{id}"
+name = "{id}"
+platform = "Test"
+purposes = ["marketing", "crm_enrichment", "fraud_prevention"]
+input = "{input}"
+network = {{ allow_private = true }}
+{extra}
+[source.request]
+url = "{url}"
+response_format = "json"
+[source.detect]
+json_pointer = "/user"
+[source.extract]
+display_name = {{ json = "/user/name" }}
+"#
+    )
+}

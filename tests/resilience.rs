@@ -1,0 +1,446 @@
+//! The cache, the per-source limits and the resilience of the engine, against
+//! local servers that count what reaches them.
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{TestApp, catalog_from, email_request, test_source};
+use enrichd::proto::v1 as pb;
+use pb::source_outcome::Outcome;
+use wiremock::matchers::path_regex;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+fn found() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_string(r#"{"user": {"name": "Ann"}}"#)
+}
+
+fn outcome<'a>(resp: &'a pb::EnrichResponse, source: &str) -> &'a pb::SourceOutcome {
+    resp.sources
+        .iter()
+        .find(|o| o.source_id == source)
+        .unwrap_or_else(|| panic!("{source}"))
+}
+
+async fn app(catalog: enrichd::catalog::Catalog, extra: &str) -> TestApp {
+    TestApp::with_catalog(&format!("[dns]\nenabled = false\n{extra}"), catalog).await
+}
+
+/// Records when each request arrived, and answers `found`.
+#[derive(Clone, Default)]
+struct Arrivals(Arc<Mutex<Vec<Instant>>>);
+
+impl Respond for Arrivals {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        self.0.lock().unwrap().push(Instant::now());
+        found()
+    }
+}
+
+impl Arrivals {
+    /// The most requests seen in any one-second window.
+    fn max_per_second(&self) -> usize {
+        let times = self.0.lock().unwrap().clone();
+        times
+            .iter()
+            .map(|start| {
+                times
+                    .iter()
+                    .filter(|t| **t >= *start && **t < *start + Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+#[tokio::test]
+async fn concurrent_cold_calls_for_one_person_cost_one_upstream_call_per_source() {
+    let server = MockServer::start().await;
+    Mock::given(path_regex("^/a/"))
+        .respond_with(found().set_delay(Duration::from_millis(200)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path_regex("^/b/"))
+        .respond_with(ResponseTemplate::new(404))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let uri = server.uri();
+    let catalog = catalog_from(&format!(
+        "{}{}",
+        test_source("a", "email_md5", &format!("{uri}/a/{{input}}"), ""),
+        test_source("b", "email", &format!("{uri}/b/{{input}}"), ""),
+    ));
+    let app = app(catalog, "").await;
+    let client = app.client().await;
+    let calls = (0..100).map(|_| {
+        let mut c = client.clone();
+        async move {
+            c.enrich(email_request("ann@example.test"))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    for resp in &answers {
+        assert_eq!(outcome(resp, "a").outcome(), Outcome::Found);
+        assert_eq!(outcome(resp, "b").outcome(), Outcome::NotFound);
+    }
+    let leaders = answers.iter().filter(|r| !outcome(r, "a").cached).count();
+    assert_eq!(leaders, 1, "one call fetched, the others shared it");
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn repeats_within_the_ttl_cost_nothing_and_after_it_one_call() {
+    let server = MockServer::start().await;
+    let arrivals = Arrivals::default();
+    Mock::given(path_regex("^/a/"))
+        .respond_with(arrivals.clone())
+        .mount(&server)
+        .await;
+    let catalog = catalog_from(&test_source(
+        "a",
+        "email_md5",
+        &format!("{}/a/{{input}}", server.uri()),
+        "limits = { cache_ttl = \"400ms\", rate_limit = { per_second = 100, burst = 100 } }",
+    ));
+    let app = app(catalog, "").await;
+    let mut client = app.client().await;
+    let count = || arrivals.0.lock().unwrap().len();
+
+    // cache_only on a cold key: skipped, nothing asked.
+    let mut cold = email_request("ann@example.test");
+    cold.cache = Some(pb::CachePolicy {
+        mode: pb::cache_policy::Mode::CacheOnly.into(),
+        max_age: None,
+    });
+    let resp = client.enrich(cold.clone()).await.unwrap().into_inner();
+    let o = outcome(&resp, "a");
+    assert_eq!(
+        (o.outcome(), o.skip_reason()),
+        (Outcome::Skipped, pb::source_outcome::SkipReason::CacheOnly)
+    );
+    assert_eq!(count(), 0);
+
+    let first = client
+        .enrich(email_request("ann@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!outcome(&first, "a").cached);
+    assert_eq!(first.cache.as_ref().unwrap().sources_fetched, 1);
+    let second = client
+        .enrich(email_request("ann@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    let o = outcome(&second, "a");
+    assert!(o.cached && o.cache_age.is_some(), "{o:?}");
+    assert_eq!(second.cache.as_ref().unwrap().sources_from_cache, 1);
+    assert_eq!(
+        second.profiles.len(),
+        1,
+        "the answer is assembled from the cache"
+    );
+    assert_eq!(count(), 1);
+
+    // refresh: skips the read, asks again.
+    let mut refresh = email_request("ann@example.test");
+    refresh.cache = Some(pb::CachePolicy {
+        mode: pb::cache_policy::Mode::Refresh.into(),
+        max_age: None,
+    });
+    client.enrich(refresh).await.unwrap();
+    assert_eq!(count(), 2);
+
+    // After the TTL, one call again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let third = client
+        .enrich(email_request("ann@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!outcome(&third, "a").cached);
+    assert_eq!(count(), 3);
+    // cache_only now finds it.
+    let warm = client.enrich(cold).await.unwrap().into_inner();
+    assert!(outcome(&warm, "a").cached);
+    assert_eq!(count(), 3);
+}
+
+#[tokio::test]
+async fn a_rate_limited_source_never_sees_more_than_its_budget() {
+    let server = MockServer::start().await;
+    let arrivals = Arrivals::default();
+    Mock::given(path_regex("^/a/"))
+        .respond_with(arrivals.clone())
+        .mount(&server)
+        .await;
+    let catalog = catalog_from(&test_source(
+        "a",
+        "email",
+        &format!("{}/a/{{input}}", server.uri()),
+        "limits = { rate_limit = { per_second = 5, burst = 2 } }",
+    ));
+    // Unary calls with a 1.5 s budget for the sources.
+    let app = app(catalog, "[sources]\ndeadline = \"1500ms\"\n").await;
+    let client = app.client().await;
+    let started = Instant::now();
+    let calls = (0..200).map(|i| {
+        let mut c = client.clone();
+        async move {
+            c.enrich(email_request(&format!("p{i}@example.test")))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let elapsed = started.elapsed();
+
+    let limited = answers
+        .iter()
+        .filter(|r| outcome(r, "a").outcome() == Outcome::RateLimited)
+        .count();
+    let found = answers
+        .iter()
+        .filter(|r| outcome(r, "a").outcome() == Outcome::Found)
+        .count();
+    assert_eq!(limited + found, 200);
+    assert!(
+        limited > 150,
+        "most lookups are refused, not queued: {limited}"
+    );
+    let max = arrivals.max_per_second();
+    assert!(max <= 5 + 2, "the source saw {max} requests in one second");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "refusals come at once, not after a hang: {elapsed:?}"
+    );
+    let refused = answers
+        .iter()
+        .map(|r| outcome(r, "a"))
+        .find(|o| o.outcome() == Outcome::RateLimited)
+        .unwrap();
+    assert!(
+        refused.retry_after.is_some(),
+        "a refusal says when a slot frees up"
+    );
+    println!(
+        "200 lookups in {elapsed:?}: {found} asked, {limited} rate_limited, max {max} requests in one second (limit 5/s + burst 2)"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_pauses_the_source_for_every_caller_and_no_other() {
+    let server = MockServer::start().await;
+    Mock::given(path_regex("^/busy/"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "7"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path_regex("^/ok/"))
+        .respond_with(found())
+        .expect(5)
+        .mount(&server)
+        .await;
+    let uri = server.uri();
+    let catalog = catalog_from(&format!(
+        "{}{}",
+        test_source("busy", "email", &format!("{uri}/busy/{{input}}"), ""),
+        test_source(
+            "ok",
+            "email",
+            &format!("{uri}/ok/{{input}}"),
+            "limits = { rate_limit = { per_second = 100, burst = 100 } }"
+        ),
+    ));
+    let app = app(catalog, "").await;
+    let mut client = app.client().await;
+    for i in 0..5 {
+        let resp = client
+            .enrich(email_request(&format!("p{i}@example.test")))
+            .await
+            .unwrap()
+            .into_inner();
+        let busy = outcome(&resp, "busy");
+        assert_eq!(busy.outcome(), Outcome::RateLimited);
+        let wait: Duration = busy.retry_after.unwrap().try_into().unwrap();
+        assert!(
+            wait <= Duration::from_secs(7) && wait > Duration::from_secs(5),
+            "{wait:?}"
+        );
+        assert_eq!(outcome(&resp, "ok").outcome(), Outcome::Found);
+    }
+    server.verify().await;
+}
+
+/// Hangs (without answering) until healed; then answers 404 at once.
+#[derive(Clone, Default)]
+struct Sick {
+    healed: Arc<AtomicBool>,
+    arrivals: Arrivals,
+}
+
+impl Respond for Sick {
+    fn respond(&self, r: &Request) -> ResponseTemplate {
+        if self.healed.load(Ordering::SeqCst) {
+            return ResponseTemplate::new(404);
+        }
+        self.arrivals.respond(r).set_delay(Duration::from_secs(60))
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_source_is_contained_and_its_breaker_opens_then_closes() {
+    let server = MockServer::start().await;
+    let sick = Sick::default();
+    Mock::given(path_regex("^/sick/"))
+        .respond_with(sick.clone())
+        .mount(&server)
+        .await;
+    Mock::given(path_regex("^/fast/"))
+        .respond_with(found())
+        .mount(&server)
+        .await;
+    let uri = server.uri();
+    let catalog = catalog_from(&format!(
+        "{}{}",
+        test_source(
+            "sick",
+            "email",
+            &format!("{uri}/sick/{{input}}"),
+            "limits = { timeout = \"10s\", max_concurrency = 2, rate_limit = { per_second = 100, burst = 100 } }",
+        ),
+        test_source(
+            "fast",
+            "email",
+            &format!("{uri}/fast/{{input}}"),
+            "limits = { rate_limit = { per_second = 100, burst = 100 } }"
+        ),
+    ));
+    let app = app(
+        catalog,
+        "[sources]\ndeadline = \"800ms\"\n[resilience.breaker]\nconsecutive_failures = 2\nopen_for = \"300ms\"\n",
+    )
+    .await;
+    let client = app.client().await;
+
+    // Ten calls at once: the sick source holds its two slots, the rest wait
+    // for one until the deadline; the fast source answers every call at once.
+    let calls = (0..10).map(|i| {
+        let mut c = client.clone();
+        async move {
+            c.enrich(email_request(&format!("p{i}@example.test")))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    // The two slots are held until the first calls' deadline; only then can
+    // a waiting call (whose deadline came a little later) take one.
+    let times = sick.arrivals.0.lock().unwrap().clone();
+    let first = *times.iter().min().unwrap();
+    let early = times
+        .iter()
+        .filter(|t| **t < first + Duration::from_millis(600))
+        .count();
+    assert_eq!(
+        early, 2,
+        "never more than max_concurrency in flight: {times:?}"
+    );
+    for resp in &answers {
+        assert_eq!(outcome(resp, "sick").outcome(), Outcome::Timeout);
+        let fast = outcome(resp, "fast");
+        assert_eq!(fast.outcome(), Outcome::Found);
+        let latency: Duration = fast.latency.unwrap().try_into().unwrap();
+        assert!(
+            latency < Duration::from_millis(400),
+            "the fast source kept its latency: {latency:?}"
+        );
+    }
+
+    // Two failures in a row: the breaker is open and answers at once.
+    let mut c = client.clone();
+    let resp = c
+        .enrich(email_request("q@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    let before = sick.arrivals.0.lock().unwrap().len();
+    assert_eq!(outcome(&resp, "sick").outcome(), Outcome::CircuitOpen);
+    assert_eq!(
+        sick.arrivals.0.lock().unwrap().len(),
+        before,
+        "an open breaker sends nothing"
+    );
+
+    // It recovers; after the cool-down a trial call closes the breaker.
+    sick.healed.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let resp = c
+        .enrich(email_request("r@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(outcome(&resp, "sick").outcome(), Outcome::NotFound);
+    let resp = c
+        .enrich(email_request("s@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(outcome(&resp, "sick").outcome(), Outcome::NotFound);
+}
+
+#[tokio::test]
+async fn a_failing_source_is_answered_from_its_stale_entry() {
+    let server = MockServer::start().await;
+    let down = Arc::new(AtomicBool::new(false));
+    #[derive(Clone)]
+    struct Flipping(Arc<AtomicBool>);
+    impl Respond for Flipping {
+        fn respond(&self, _: &Request) -> ResponseTemplate {
+            if self.0.load(Ordering::SeqCst) {
+                ResponseTemplate::new(500)
+            } else {
+                found()
+            }
+        }
+    }
+    Mock::given(path_regex("^/a/"))
+        .respond_with(Flipping(down.clone()))
+        .mount(&server)
+        .await;
+    let catalog = catalog_from(&test_source(
+        "a",
+        "email",
+        &format!("{}/a/{{input}}", server.uri()),
+        "limits = { cache_ttl = \"200ms\", rate_limit = { per_second = 100, burst = 100 } }",
+    ));
+    let app = app(catalog, "").await;
+    let mut client = app.client().await;
+    let fresh = client
+        .enrich(email_request("ann@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(outcome(&fresh, "a").outcome(), Outcome::Found);
+    down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stale = client
+        .enrich(email_request("ann@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    let o = outcome(&stale, "a");
+    assert_eq!(o.outcome(), Outcome::Found);
+    assert!(o.stale && o.cached, "{o:?}");
+    assert!(o.detail.contains("stale"), "{}", o.detail);
+    assert_eq!(stale.profiles.len(), 1);
+}
