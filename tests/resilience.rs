@@ -444,3 +444,42 @@ async fn a_failing_source_is_answered_from_its_stale_entry() {
     assert!(o.detail.contains("stale"), "{}", o.detail);
     assert_eq!(stale.profiles.len(), 1);
 }
+
+#[tokio::test]
+async fn near_the_callers_deadline_the_answer_is_partial_not_deadline_exceeded() {
+    let server = MockServer::start().await;
+    Mock::given(path_regex("^/slow/"))
+        .respond_with(found().set_delay(Duration::from_secs(30)))
+        .mount(&server)
+        .await;
+    Mock::given(path_regex("^/fast/"))
+        .respond_with(found())
+        .mount(&server)
+        .await;
+    let uri = server.uri();
+    let catalog = catalog_from(&format!(
+        "{}{}",
+        test_source(
+            "slow",
+            "email",
+            &format!("{uri}/slow/{{input}}"),
+            "limits = { timeout = \"20s\" }"
+        ),
+        test_source("fast", "email", &format!("{uri}/fast/{{input}}"), ""),
+    ));
+    let app = app(catalog, "").await;
+    let mut client = app.client().await;
+    let mut request = tonic::Request::new(email_request("ann@example.test"));
+    request.set_timeout(Duration::from_millis(1000));
+    let started = Instant::now();
+    let resp = client
+        .enrich(request)
+        .await
+        .expect("a partial answer, not DEADLINE_EXCEEDED")
+        .into_inner();
+    assert!(started.elapsed() < Duration::from_millis(1000));
+    assert_eq!(outcome(&resp, "fast").outcome(), Outcome::Found);
+    let slow = outcome(&resp, "slow");
+    assert_eq!(slow.outcome(), Outcome::Timeout);
+    assert!(slow.detail.contains("deadline"), "{}", slow.detail);
+}
