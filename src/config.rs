@@ -38,6 +38,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub resilience: ResilienceConfig,
     pub reference: ReferencePaths,
+    #[serde(default)]
+    pub scoring: crate::scoring::ScoringPaths,
     pub purposes: BTreeMap<String, PurposeConfig>,
 }
 

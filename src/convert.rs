@@ -17,6 +17,7 @@ use crate::model::{
 };
 use crate::proto::v1 as pb;
 use crate::purpose::{BasisEvidence, Claim, LawfulBasis};
+use crate::scoring::{footprint, interests, risk};
 use crate::verify::{MxCheck, MxStatus, Verification};
 
 /// Longest evidence reference or request id accepted.
@@ -210,6 +211,14 @@ pub fn enrich_query(
             None
         }
     };
+    let min_interest_score = options.min_interest_score;
+    if min_interest_score.is_some_and(|m| !(0.0..=1.0).contains(&m)) {
+        violations.push(FieldViolation::new(
+            "options.min_interest_score",
+            "must be within 0 and 1",
+        ));
+    }
+    let max_interests = (options.max_interests > 0).then_some(options.max_interests as usize);
     match identifier {
         Some(identifier) if violations.is_empty() => Ok(EnrichQuery {
             request_id: req.request_id,
@@ -223,6 +232,8 @@ pub fn enrich_query(
             },
             cache,
             min_confidence,
+            min_interest_score,
+            max_interests,
             deadline,
         }),
         _ => Err(Error::InvalidArgument(violations)),
@@ -345,7 +356,18 @@ fn compliance_to_proto(c: &Compliance) -> pb::Compliance {
             contract_ref: g.evidence.contract_ref.clone().unwrap_or_default(),
         }),
         identifier_suppressed: false,
-        suppressed: Vec::new(),
+        suppressed: if c.special_categories_suppressed > 0 {
+            vec![pb::Suppression {
+                target: "interests".into(),
+                reason: pb::suppression::Reason::SpecialCategory.into(),
+                detail: format!(
+                    "{} interests revealing GDPR Art. 9 special-category data were found and left out",
+                    c.special_categories_suppressed
+                ),
+            }]
+        } else {
+            Vec::new()
+        },
         special_categories_suppressed: c.special_categories_suppressed,
         notice: Some(notice_to_proto(&c.notice)),
         retention: Some(duration(g.purpose.retention)),
@@ -507,6 +529,69 @@ pub fn outcome_to_proto(o: &SourceOutcome) -> pb::SourceOutcome {
     }
 }
 
+fn interest_to_proto(i: &interests::Interest) -> pb::Interest {
+    use pb::interest_evidence::Kind;
+    pb::Interest {
+        id: i.id.clone(),
+        name: i.name.clone(),
+        tier_path: i.tier_path.clone(),
+        score: i.score,
+        evidence: i
+            .evidence
+            .iter()
+            .map(|e| pb::InterestEvidence {
+                source_id: e.source_id.clone(),
+                kind: match e.kind {
+                    interests::EvidenceKind::SourceTag => Kind::SourceTag,
+                    interests::EvidenceKind::TextTerm => Kind::TextTerm,
+                    interests::EvidenceKind::Child => Kind::Child,
+                }
+                .into(),
+                matched: e.matched.clone(),
+                span: e.span.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn footprint_to_proto(f: &footprint::Footprint) -> pb::Footprint {
+    pb::Footprint {
+        score: f.score,
+        components: f
+            .components
+            .iter()
+            .map(|c| pb::ScoreComponent {
+                name: c.name.to_owned(),
+                value: c.value,
+                contribution: c.contribution,
+                explanation: c.explanation.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn risk_to_proto(r: &risk::Risk) -> pb::Risk {
+    use pb::risk::Level;
+    pb::Risk {
+        score: r.score,
+        level: match r.level {
+            risk::Level::Low => Level::Low,
+            risk::Level::Medium => Level::Medium,
+            risk::Level::High => Level::High,
+        }
+        .into(),
+        reasons: r
+            .reasons
+            .iter()
+            .map(|x| pb::RiskReason {
+                code: x.code.to_owned(),
+                weight: x.weight,
+                detail: x.detail.clone(),
+            })
+            .collect(),
+    }
+}
+
 pub fn source_to_proto(s: &Source) -> pb::SourceInfo {
     pb::SourceInfo {
         id: s.id.clone(),
@@ -535,9 +620,9 @@ pub fn enrichment_to_proto(e: &Enrichment) -> pb::EnrichResponse {
         verification: Some(verification_to_proto(&e.verification)),
         profiles: e.profiles.iter().map(profile_to_proto).collect(),
         attributes: e.attributes.iter().map(attribute_to_proto).collect(),
-        interests: Vec::new(),
-        footprint: None,
-        risk: None,
+        interests: e.interests.iter().map(interest_to_proto).collect(),
+        footprint: Some(footprint_to_proto(&e.footprint)),
+        risk: Some(risk_to_proto(&e.risk)),
         compliance: Some(compliance_to_proto(&e.compliance)),
         sources: e.sources.iter().map(outcome_to_proto).collect(),
         cache: Some(cache_to_proto(&e.cache)),

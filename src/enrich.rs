@@ -23,6 +23,7 @@ use crate::model::{
 use crate::privacy::KeyedHasher;
 use crate::purpose::{Claim, PurposeRegistry};
 use crate::reference::{DomainLists, ReferenceError};
+use crate::scoring::{ScoringData, footprint, interests, risk};
 use crate::verify::{ResolverError, Verification, Verifier};
 
 /// The identifier as the caller sent it; parsed after the lawful-basis gate.
@@ -44,6 +45,9 @@ pub struct EnrichQuery {
     pub cache: CachePolicy,
     /// Profiles below this confidence are dropped.
     pub min_confidence: Option<Confidence>,
+    /// Interest threshold and count; `None`: the scoring data's defaults.
+    pub min_interest_score: Option<f64>,
+    pub max_interests: Option<usize>,
     /// When the sources must have answered.
     pub deadline: tokio::time::Instant,
 }
@@ -58,6 +62,8 @@ pub enum BuildError {
     Catalog(#[from] CatalogError),
     #[error("HTTP client: {0}")]
     Http(String),
+    #[error(transparent)]
+    Scoring(#[from] crate::scoring::data::ScoringDataError),
 }
 
 /// The catalog the config names: its directory, or the shipped one.
@@ -72,6 +78,7 @@ pub fn configured_catalog(config: &Config) -> Result<Catalog, CatalogError> {
 /// Everything one enrichment needs, built once per process and shared.
 pub struct Enricher {
     purposes: PurposeRegistry,
+    scoring: ScoringData,
     verifier: Verifier,
     engine: Engine,
     hasher: KeyedHasher,
@@ -110,6 +117,7 @@ impl Enricher {
         );
         Ok(Self {
             purposes: PurposeRegistry::new(&config.purposes),
+            scoring: ScoringData::load(&config.scoring)?,
             verifier,
             engine,
             hasher,
@@ -166,8 +174,25 @@ impl Enricher {
         merge::order_profiles(&mut findings.profiles, self.catalog());
         let attributes = merge::attributes(&findings.profiles);
 
-        // 5. Compliance: what was obtained from third parties, and the notice it calls for.
+        // 5. Scores, each with its evidence.
         let now = Utc::now();
+        let weights = &self.scoring.weights.interests;
+        let options = interests::InterestOptions {
+            min_score: query.min_interest_score.unwrap_or(weights.min_score),
+            max: query.max_interests.unwrap_or(weights.max_interests),
+        };
+        let scored = interests::score(&findings.profiles, self.catalog(), &self.scoring, options);
+        let footprint = footprint::score(&findings.profiles, self.catalog(), &self.scoring, now);
+        let risk = risk::score(
+            &verification,
+            &findings.profiles,
+            &footprint,
+            query.name_hint.as_deref(),
+            &self.scoring,
+            now,
+        );
+
+        // 6. Compliance: what was obtained from third parties, and the notice it calls for.
         let found_sources: BTreeSet<&str> = findings
             .profiles
             .iter()
@@ -204,10 +229,13 @@ impl Enricher {
             profiles: findings.profiles,
             attributes,
             sources: findings.outcomes,
+            interests: scored.interests,
+            footprint,
+            risk,
             compliance: Compliance {
                 ground,
                 notice,
-                special_categories_suppressed: 0,
+                special_categories_suppressed: scored.special_suppressed,
             },
             cache: CacheInfo {
                 policy: query.cache.mode,

@@ -22,6 +22,7 @@ pub mod purpose;
 pub mod reference;
 pub mod resilience;
 pub mod sandbox;
+pub mod scoring;
 pub mod server;
 pub mod service;
 pub mod telemetry;

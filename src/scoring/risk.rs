@@ -1,0 +1,193 @@
+//! Contact risk for fraud review, 0-100, with a reason code and weight for
+//! every point. It supports a human decision; it is not one (GDPR Art. 22).
+use chrono::{DateTime, Utc};
+
+use super::data::ScoringData;
+use super::footprint::Footprint;
+use crate::catalog::source::Field;
+use crate::identity::NumberType;
+use crate::model::{Confidence, Profile, Value};
+use crate::verify::{MxStatus, Verification};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Low,
+    Medium,
+    High,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reason {
+    pub code: &'static str,
+    pub weight: f64,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Risk {
+    pub score: u32,
+    pub level: Level,
+    pub reasons: Vec<Reason>,
+}
+
+/// Below this footprint score, a footprint is thin.
+const THIN_FOOTPRINT: u32 = 20;
+
+/// Lowercase name tokens of three letters or more.
+fn tokens(name: &str) -> Vec<String> {
+    name.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| t.chars().count() >= 3)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+pub fn score(
+    verification: &Verification,
+    profiles: &[Profile],
+    footprint: &Footprint,
+    name_hint: Option<&str>,
+    data: &ScoringData,
+    now: DateTime<Utc>,
+) -> Risk {
+    let weights = &data.weights.risk;
+    let mut reasons = Vec::new();
+    let mut add = |code: &'static str, detail: String| {
+        let weight = weights.reasons.get(code).copied().unwrap_or(0.0);
+        if weight > 0.0 {
+            reasons.push(Reason {
+                code,
+                weight,
+                detail,
+            });
+        }
+    };
+    match verification {
+        Verification::Email(e) => {
+            match &e.mx.status {
+                MxStatus::None { detail } => {
+                    add("no_mx", format!("the domain cannot receive mail: {detail}"))
+                }
+                MxStatus::Error { detail } => add(
+                    "mx_lookup_failed",
+                    format!("the MX lookup failed: {detail}"),
+                ),
+                _ => {}
+            }
+            if e.disposable {
+                add(
+                    "disposable_domain",
+                    "the domain is a disposable-address service".into(),
+                );
+            }
+            if e.free_provider {
+                add(
+                    "free_provider",
+                    "the domain is a free webmail provider".into(),
+                );
+            }
+            if e.role_account {
+                add(
+                    "role_account",
+                    "the address names a role, not a person".into(),
+                );
+            }
+        }
+        Verification::Phone(p) => {
+            if !p.valid {
+                add(
+                    "phone_invalid",
+                    "the number fits no assignable range of its region".into(),
+                );
+            }
+            match p.number_type {
+                NumberType::Voip => add("phone_voip", "a VoIP number".into()),
+                NumberType::PremiumRate => {
+                    add("phone_premium_rate", "a premium-rate number".into())
+                }
+                NumberType::TollFree => add("phone_toll_free", "a toll-free number".into()),
+                NumberType::Unknown if p.valid => {
+                    add("phone_unknown_type", "the line type is unknown".into())
+                }
+                _ => {}
+            }
+        }
+    }
+    let grounded: Vec<&Profile> = profiles
+        .iter()
+        .filter(|p| p.confidence() >= Confidence::Pivot)
+        .collect();
+    if grounded.is_empty() {
+        if profiles.is_empty() {
+            add(
+                "no_digital_footprint",
+                "no profile was found on any source".into(),
+            );
+        } else {
+            add(
+                "only_guessed_matches",
+                format!(
+                    "{} profiles, all guessed from the local part",
+                    profiles.len()
+                ),
+            );
+        }
+    } else if footprint.score < THIN_FOOTPRINT {
+        add(
+            "thin_digital_footprint",
+            format!("footprint score {}", footprint.score),
+        );
+    }
+    let created: Vec<DateTime<Utc>> = grounded
+        .iter()
+        .filter_map(
+            |p| match p.fields.get(&Field::CreatedAt).map(|s| &s.value) {
+                Some(Value::Time(t)) => Some(*t),
+                _ => None,
+            },
+        )
+        .collect();
+    if !created.is_empty() && created.iter().all(|t| (now - *t).num_days() < 365) {
+        add(
+            "only_recent_accounts",
+            format!(
+                "all {} dated accounts are less than a year old",
+                created.len()
+            ),
+        );
+    }
+    if let Some(hint) = name_hint {
+        let wanted = tokens(hint);
+        let names: Vec<String> = grounded
+            .iter()
+            .filter_map(|p| p.fields.get(&Field::DisplayName).map(|s| s.value.as_text()))
+            .collect();
+        if !wanted.is_empty()
+            && !names.is_empty()
+            && !names
+                .iter()
+                .any(|n| tokens(n).iter().any(|t| wanted.contains(t)))
+        {
+            add(
+                "name_mismatch",
+                format!(
+                    "none of the {} names found shares a word with the name given",
+                    names.len()
+                ),
+            );
+        }
+    }
+    let total: f64 = reasons.iter().map(|r| r.weight).sum();
+    let score = total.round().clamp(0.0, 100.0) as u32;
+    let level = if score >= weights.high {
+        Level::High
+    } else if score >= weights.medium {
+        Level::Medium
+    } else {
+        Level::Low
+    };
+    Risk {
+        score,
+        level,
+        reasons,
+    }
+}

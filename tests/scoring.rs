@@ -1,0 +1,540 @@
+//! Scores: tables of cases over hand-made findings, and a golden test on the
+//! sandbox's Jane.
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use enrichd::catalog::source::Field;
+use enrichd::identity::NumberType;
+use enrichd::model::{Confidence, Method, Profile, Provenance, Sourced, Value};
+use enrichd::proto::v1 as pb;
+use enrichd::scoring::interests::{InterestOptions, score as interests};
+use enrichd::scoring::{ScoringData, ScoringPaths, footprint, risk};
+use enrichd::verify::{EmailVerification, MxCheck, MxStatus, PhoneVerification, Verification};
+
+fn data() -> ScoringData {
+    ScoringData::load(&ScoringPaths::default()).expect("shipped scoring data is valid")
+}
+
+fn catalog() -> enrichd::catalog::Catalog {
+    let mut text = String::new();
+    for (id, tags, weight) in [
+        ("code", "[\"technology\", \"programming\"]", 1.0),
+        ("fit", "[\"fitness\", \"running\"]", 0.6),
+        ("misc", "[\"identity\"]", 0.2),
+    ] {
+        text.push_str(&format!(
+            "[[source]]\nid = \"{id}\"\nname = \"{id}\"\nplatform = \"{id}\"\ntags = {tags}\nweight = {weight}\npurposes = [\"marketing\"]\ninput = \"username\"\n[source.request]\nurl = \"https://{id}.test/{{input}}\"\n"
+        ));
+    }
+    common::catalog_from(&text)
+}
+
+fn profile(source: &str, confidence: Confidence, fields: &[(Field, Value)]) -> Profile {
+    let provenance = Provenance {
+        source_id: source.into(),
+        url: format!("https://{source}.test/x"),
+        retrieved_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        method: Method::JsonPointer,
+        selector: "/x".into(),
+        confidence,
+    };
+    Profile {
+        source_id: source.into(),
+        platform: source.into(),
+        provenance: provenance.clone(),
+        fields: fields
+            .iter()
+            .map(|(f, v)| {
+                (
+                    *f,
+                    Sourced {
+                        value: v.clone(),
+                        provenance: provenance.clone(),
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
+        extra: BTreeMap::new(),
+        accounts: Vec::new(),
+    }
+}
+
+fn bio(text: &str) -> (Field, Value) {
+    (Field::Bio, Value::Text(text.into()))
+}
+
+const OPTIONS: InterestOptions = InterestOptions {
+    min_score: 0.0,
+    max: 100,
+};
+
+fn score_of(found: &enrichd::scoring::interests::Interests, id: &str) -> f64 {
+    found
+        .interests
+        .iter()
+        .find(|i| i.id == id)
+        .map_or(0.0, |i| i.score)
+}
+
+#[test]
+fn interests_come_from_tags_and_terms_with_evidence() {
+    let d = data();
+    let c = catalog();
+    // (profiles, node, minimum score, maximum score)
+    let cases: Vec<(Vec<Profile>, &str, f64, f64)> = vec![
+        // A coding site alone: tag evidence only.
+        (
+            vec![profile("code", Confidence::Exact, &[])],
+            "702",
+            0.3,
+            0.4,
+        ),
+        // Its bio naming the trade adds independent evidence.
+        (
+            vec![profile("code", Confidence::Exact, &[bio("Rust developer")])],
+            "702",
+            0.85,
+            1.0,
+        ),
+        // German works too.
+        (
+            vec![profile(
+                "misc",
+                Confidence::Exact,
+                &[bio("Leidenschaftliche Fotografin und Läuferin")],
+            )],
+            "431",
+            0.55,
+            0.65,
+        ),
+        (
+            vec![profile(
+                "misc",
+                Confidence::Exact,
+                &[bio("Leidenschaftliche Fotografin und Läuferin")],
+            )],
+            "410",
+            0.55,
+            0.65,
+        ),
+        // A guess weighs less than an exact match.
+        (
+            vec![profile("misc", Confidence::Guess, &[bio("photography")])],
+            "431",
+            0.2,
+            0.3,
+        ),
+        // A term inside a longer word is no evidence ("cooking" is not in "cookingpot.io"? it is a word; "rust" is not in "trust").
+        (
+            vec![profile(
+                "misc",
+                Confidence::Exact,
+                &[bio("I trust my instincts")],
+            )],
+            "702",
+            0.0,
+            0.0,
+        ),
+        // Parents collect from children: Running -> Fitness and Exercise.
+        (
+            vec![profile(
+                "misc",
+                Confidence::Exact,
+                &[bio("marathon runner")],
+            )],
+            "408",
+            0.5,
+            0.65,
+        ),
+    ];
+    for (profiles, node, lo, hi) in cases {
+        let found = interests(&profiles, &c, &d, OPTIONS);
+        let s = score_of(&found, node);
+        assert!(
+            (lo..=hi).contains(&s),
+            "{node}: {s} not in {lo}..={hi}: {:?}",
+            found.interests
+        );
+        if s > 0.0 {
+            let i = found.interests.iter().find(|i| i.id == node).unwrap();
+            assert!(!i.evidence.is_empty());
+            assert_eq!(i.tier_path[0], "Interest");
+        }
+    }
+}
+
+#[test]
+fn independent_evidence_counts_more_than_repeated_evidence() {
+    let d = data();
+    let c = catalog();
+    let once = interests(
+        &[profile("misc", Confidence::Exact, &[bio("photography")])],
+        &c,
+        &d,
+        OPTIONS,
+    );
+    let repeated = interests(
+        &[profile(
+            "misc",
+            Confidence::Exact,
+            &[bio("photography photography photography")],
+        )],
+        &c,
+        &d,
+        OPTIONS,
+    );
+    let two_sources = interests(
+        &[
+            profile("misc", Confidence::Exact, &[bio("photography")]),
+            profile("fit", Confidence::Exact, &[bio("photography")]),
+        ],
+        &c,
+        &d,
+        OPTIONS,
+    );
+    assert_eq!(score_of(&once, "431"), score_of(&repeated, "431"));
+    assert!(score_of(&two_sources, "431") > score_of(&once, "431"));
+}
+
+#[test]
+fn special_categories_are_counted_and_never_returned_or_rolled_up() {
+    let d = data();
+    let c = catalog();
+    let found = interests(
+        &[profile(
+            "misc",
+            Confidence::Exact,
+            &[bio("type 1 diabetes, pregnant, Labour party campaigner")],
+        )],
+        &c,
+        &d,
+        OPTIONS,
+    );
+    assert!(
+        found.interests.iter().all(|i| !d.is_special(&i.id)),
+        "{:?}",
+        found.interests
+    );
+    assert_eq!(
+        found.special_suppressed, 3,
+        "health, women's health, politics"
+    );
+    // Women's Health must not leak into Healthy Living, nor Politics into News.
+    assert_eq!(score_of(&found, "406"), 0.0);
+    assert_eq!(score_of(&found, "522"), 0.0);
+}
+
+#[test]
+fn same_findings_same_interests() {
+    let d = data();
+    let c = catalog();
+    let profiles = [
+        profile(
+            "code",
+            Confidence::Exact,
+            &[bio("Rust developer, chess and photography")],
+        ),
+        profile("fit", Confidence::Pivot, &[bio("marathon runner")]),
+    ];
+    assert_eq!(
+        interests(&profiles, &c, &d, OPTIONS),
+        interests(&profiles, &c, &d, OPTIONS)
+    );
+}
+
+#[test]
+fn min_score_and_top_n_apply() {
+    let d = data();
+    let c = catalog();
+    let profiles = [profile(
+        "code",
+        Confidence::Exact,
+        &[bio("developer, photographer, runner, chess, gardening")],
+    )];
+    let all = interests(&profiles, &c, &d, OPTIONS);
+    let top = interests(
+        &profiles,
+        &c,
+        &d,
+        InterestOptions {
+            min_score: 0.0,
+            max: 2,
+        },
+    );
+    assert_eq!(top.interests.len(), 2);
+    assert_eq!(top.interests[0], all.interests[0]);
+    let strong = interests(
+        &profiles,
+        &c,
+        &d,
+        InterestOptions {
+            min_score: 0.8,
+            max: 100,
+        },
+    );
+    assert!(strong.interests.iter().all(|i| i.score >= 0.8));
+    assert!(strong.interests.len() < all.interests.len());
+}
+
+#[test]
+fn footprint_components_add_up_and_are_deterministic() {
+    let d = data();
+    let c = catalog();
+    let now = Utc.with_ymd_and_hms(2026, 11, 22, 0, 0, 0).unwrap();
+    let rich = vec![
+        profile(
+            "code",
+            Confidence::Exact,
+            &[
+                (Field::DisplayName, Value::Text("Ann".into())),
+                bio("developer"),
+                (Field::AvatarUrl, Value::Text("https://a".into())),
+                (Field::Url, Value::Text("https://code.test/ann".into())),
+                (
+                    Field::CreatedAt,
+                    Value::Time(Utc.with_ymd_and_hms(2012, 1, 1, 0, 0, 0).unwrap()),
+                ),
+                (Field::Followers, Value::Count(5000)),
+            ],
+        ),
+        profile(
+            "fit",
+            Confidence::Pivot,
+            &[(Field::DisplayName, Value::Text("Ann".into()))],
+        ),
+    ];
+    let f = footprint::score(&rich, &c, &d, now);
+    let sum: f64 = f.components.iter().map(|c| c.contribution).sum();
+    assert_eq!(f.score, sum.round() as u32);
+    let names: Vec<&str> = f.components.iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        [
+            "platforms",
+            "breadth",
+            "account_age",
+            "completeness",
+            "activity"
+        ]
+    );
+    assert_eq!(
+        f.components[2].contribution, 20.0,
+        "14 years is a full age component"
+    );
+    assert_eq!(f, footprint::score(&rich, &c, &d, now), "deterministic");
+    let empty = footprint::score(&[], &c, &d, now);
+    assert_eq!(empty.score, 0);
+    assert!(f.score > 50);
+}
+
+fn email(disposable: bool, free: bool, role: bool, mx: MxStatus) -> Verification {
+    Verification::Email(EmailVerification {
+        disposable,
+        free_provider: free,
+        role_account: role,
+        mx: MxCheck {
+            status: mx,
+            latency: Duration::ZERO,
+        },
+    })
+}
+
+#[test]
+fn risk_reasons_and_levels() {
+    let d = data();
+    let c = catalog();
+    let now = Utc.with_ymd_and_hms(2026, 11, 22, 0, 0, 0).unwrap();
+    let found_mx = MxStatus::Found { hosts: vec![] };
+    let ann = vec![profile(
+        "code",
+        Confidence::Exact,
+        &[
+            (Field::DisplayName, Value::Text("Ann Smith".into())),
+            (
+                Field::CreatedAt,
+                Value::Time(Utc.with_ymd_and_hms(2015, 1, 1, 0, 0, 0).unwrap()),
+            ),
+        ],
+    )];
+    let fresh = vec![profile(
+        "code",
+        Confidence::Exact,
+        &[(
+            Field::CreatedAt,
+            Value::Time(Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap()),
+        )],
+    )];
+    let phone = |valid, t| {
+        Verification::Phone(PhoneVerification {
+            valid,
+            number_type: t,
+            region: Some("GB".into()),
+        })
+    };
+    // (verification, profiles, name hint, expected codes, expected level)
+    // (verification, profiles, name hint, expected codes, expected level)
+    type Case<'a> = (
+        Verification,
+        Vec<Profile>,
+        Option<&'a str>,
+        Vec<&'a str>,
+        risk::Level,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            email(false, false, false, found_mx.clone()),
+            ann.clone(),
+            Some("Ann Smith"),
+            vec![],
+            risk::Level::Low,
+        ),
+        (
+            email(true, false, false, found_mx.clone()),
+            vec![],
+            None,
+            vec!["disposable_domain", "no_digital_footprint"],
+            risk::Level::High,
+        ),
+        (
+            email(
+                false,
+                true,
+                true,
+                MxStatus::None {
+                    detail: "NXDOMAIN".into(),
+                },
+            ),
+            ann.clone(),
+            None,
+            vec!["no_mx", "free_provider", "role_account"],
+            risk::Level::Medium,
+        ),
+        (
+            email(false, false, false, found_mx.clone()),
+            ann.clone(),
+            Some("Bob Jones"),
+            vec!["name_mismatch"],
+            risk::Level::Low,
+        ),
+        (
+            email(false, false, false, found_mx.clone()),
+            fresh,
+            None,
+            vec!["thin_digital_footprint", "only_recent_accounts"],
+            risk::Level::Low,
+        ),
+        (
+            phone(false, NumberType::Unknown),
+            vec![],
+            None,
+            vec!["phone_invalid", "no_digital_footprint"],
+            risk::Level::High,
+        ),
+        (
+            phone(true, NumberType::Voip),
+            vec![],
+            None,
+            vec!["phone_voip", "no_digital_footprint"],
+            risk::Level::Medium,
+        ),
+        (
+            phone(true, NumberType::PremiumRate),
+            ann.clone(),
+            None,
+            vec!["phone_premium_rate"],
+            risk::Level::Medium,
+        ),
+        (
+            email(false, false, false, found_mx),
+            vec![profile("code", Confidence::Guess, &[])],
+            None,
+            vec!["only_guessed_matches"],
+            risk::Level::Low,
+        ),
+    ];
+    for (v, profiles, hint, codes, level) in cases {
+        let fp = footprint::score(&profiles, &c, &d, now);
+        let r = risk::score(&v, &profiles, &fp, hint, &d, now);
+        let got: Vec<&str> = r.reasons.iter().map(|x| x.code).collect();
+        assert_eq!(got, codes, "{v:?}");
+        assert_eq!(r.level, level, "{got:?} score {}", r.score);
+        let sum: f64 = r.reasons.iter().map(|x| x.weight).sum();
+        assert_eq!(r.score, sum.round().min(100.0) as u32);
+    }
+}
+
+#[tokio::test]
+async fn golden_jane_has_interests_with_evidence_a_suppressed_health_interest_a_footprint_and_a_risk()
+ {
+    let (app, _sandbox) = common::sandbox_app().await;
+    let mut client = app.client().await;
+    let mut request = common::email_request("jane.doe@example.com");
+    request.hints = Some(pb::Hints {
+        name: "Jane Doe".into(),
+        ..Default::default()
+    });
+    let a = client.enrich(request.clone()).await.unwrap().into_inner();
+
+    let ids: Vec<&str> = a.interests.iter().map(|i| i.id.as_str()).collect();
+    for id in ["702", "431", "410", "719", "534"] {
+        assert!(ids.contains(&id), "{id} in {ids:?}");
+    }
+    for i in &a.interests {
+        assert!(
+            !i.evidence.is_empty() && i.score > 0.0 && i.score <= 1.0,
+            "{i:?}"
+        );
+        assert!(i.tier_path.len() >= 2);
+    }
+    let programming = a.interests.iter().find(|i| i.id == "702").unwrap();
+    assert_eq!(programming.name, "Programming Languages");
+    assert!(
+        programming
+            .evidence
+            .iter()
+            .any(|e| e.source_id == "sb-codehub"
+                && e.kind() == pb::interest_evidence::Kind::TextTerm
+                && e.matched == "developer"
+                && e.span.contains("Python developer"))
+    );
+    // Her diabetes is found, suppressed and counted, never returned.
+    assert!(!ids.contains(&"466"));
+    let compliance = a.compliance.as_ref().unwrap();
+    assert!(compliance.special_categories_suppressed >= 1);
+    assert_eq!(
+        compliance.suppressed[0].reason(),
+        pb::suppression::Reason::SpecialCategory
+    );
+    let footprint = a.footprint.as_ref().unwrap();
+    assert!(footprint.score >= 60, "{footprint:?}");
+    assert_eq!(footprint.components.len(), 5);
+    let risk = a.risk.as_ref().unwrap();
+    assert!(
+        risk.reasons
+            .iter()
+            .all(|r| r.code != "name_mismatch" && r.code != "no_digital_footprint"),
+        "{risk:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_disposable_address_with_no_footprint_is_high_risk_with_both_reasons() {
+    let (app, _sandbox) = common::sandbox_app().await;
+    let mut client = app.client().await;
+    let resp = client
+        .enrich(common::email_request("x7@mailinator.com"))
+        .await
+        .unwrap()
+        .into_inner();
+    let risk = resp.risk.unwrap();
+    assert_eq!(risk.level(), pb::risk::Level::High);
+    let codes: Vec<&str> = risk.reasons.iter().map(|r| r.code.as_str()).collect();
+    assert!(
+        codes.contains(&"disposable_domain") && codes.contains(&"no_digital_footprint"),
+        "{codes:?}"
+    );
+    assert!(risk.reasons.iter().all(|r| r.weight > 0.0));
+}
