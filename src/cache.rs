@@ -28,6 +28,7 @@ pub struct CacheConfig {
 /// One cached answer of one source for one input.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    pub source_id: String,
     pub outcome: Outcome,
     pub detail: Option<String>,
     pub http_status: Option<u16>,
@@ -39,6 +40,7 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(
+        source_id: &str,
         outcome: Outcome,
         detail: Option<String>,
         http_status: Option<u16>,
@@ -47,6 +49,7 @@ impl Entry {
     ) -> Self {
         let weight = estimate(&detail, &profile);
         Self {
+            source_id: source_id.to_owned(),
             outcome,
             detail,
             http_status,
@@ -59,6 +62,11 @@ impl Entry {
 
     pub fn age(&self) -> Duration {
         self.stored_at.elapsed()
+    }
+
+    /// When the source answered (for provenance in access reports).
+    pub fn retrieved_at(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() - chrono::Duration::from_std(self.age()).unwrap_or_default()
     }
 
     /// Fresh: within its TTL and the caller's `max_age`.

@@ -46,6 +46,44 @@ enum Command {
     /// Work with source catalogs.
     #[command(subcommand)]
     Sources(SourcesCommand),
+    /// GDPR Art. 17: erase what enrichd holds about a person and suppress
+    /// them (or, with --objection, suppress them for marketing only).
+    Erase(EraseArgs),
+    /// GDPR Art. 15: print what enrichd holds about a person, as JSON.
+    Access(AccessArgs),
+}
+
+#[derive(Args)]
+struct SubjectArgs {
+    #[command(flatten)]
+    identifier: IdentifierArgs,
+    /// Region for national phone numbers (ISO 3166-1 alpha-2).
+    #[arg(long)]
+    region: Option<String>,
+    /// Call a running server instead of working on the configured ledger
+    /// in process (the in-process cache of a CLI run is empty).
+    #[arg(long)]
+    remote: Option<String>,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+#[derive(Args)]
+struct EraseArgs {
+    #[command(flatten)]
+    subject: SubjectArgs,
+    /// Art. 21(3) objection to direct marketing instead of erasure.
+    #[arg(long)]
+    objection: bool,
+    /// Reference of the data-subject request (ticket id), recorded.
+    #[arg(long, default_value = "")]
+    reference: String,
+}
+
+#[derive(Args)]
+struct AccessArgs {
+    #[command(flatten)]
+    subject: SubjectArgs,
 }
 
 #[derive(Subcommand)]
@@ -179,6 +217,8 @@ impl Cli {
             Command::Health(args) => health(args).await,
             Command::Sources(SourcesCommand::Check(args)) => sources_check(args).await,
             Command::Sources(SourcesCommand::Import(args)) => sources_import(args),
+            Command::Erase(args) => erase(args).await,
+            Command::Access(args) => access(args).await,
         }
     }
 }
@@ -246,6 +286,7 @@ fn enrich_request(args: &EnrichArgs) -> pb::EnrichRequest {
         hints: Some(pb::Hints {
             name: args.name.clone().unwrap_or_default(),
             default_region: args.region.clone().unwrap_or_default(),
+            first_contact_at: None,
         }),
         purpose: args.purpose.clone(),
         lawful_basis: convert::lawful_basis_to_proto(args.basis).into(),
@@ -260,57 +301,20 @@ fn enrich_request(args: &EnrichArgs) -> pb::EnrichRequest {
 
 async fn enrich(args: EnrichArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
-    let mut log = config.log.clone();
-    if std::env::var_os("RUST_LOG").is_none() {
-        // Keep stdout for the answer and stderr quiet unless asked.
-        log.filter = "warn".into();
-    }
-    telemetry::init_tracing(&log);
-    let request = enrich_request(&args);
+    quiet_logs(&config);
+    let mut request = Request::new(enrich_request(&args));
+    request.metadata_mut().insert(
+        "x-caller",
+        tonic::metadata::MetadataValue::from_static("cli"),
+    );
     let result = match &args.remote {
-        Some(addr) => {
-            let endpoint = endpoint(addr);
-            let mut client = pb::enrichment_client::EnrichmentClient::connect(endpoint.clone())
-                .await
-                .with_context(|| format!("cannot connect to {endpoint}"))?;
-            client.enrich(request).await
-        }
+        Some(addr) => remote_client(addr).await?.enrich(request).await,
         None => {
-            let (catalog, _sandbox) = catalog(&config, args.sandbox).await?;
-            let enricher = Enricher::build(&config, hasher(&config, false), catalog)?;
-            EnrichmentService::new(Arc::new(enricher), config.sources.deadline)
-                .enrich(Request::new(request))
-                .await
+            let (service, _sandbox) = local_service(&config, args.sandbox).await?;
+            service.enrich(request).await
         }
     };
-    match result {
-        Ok(response) => {
-            println!("{}", serde_json::to_string_pretty(response.get_ref())?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(status) => {
-            eprintln!(
-                "error: {}: {}",
-                telemetry::code_name(status.code()),
-                status.message()
-            );
-            let details = status.get_error_details();
-            if let Some(bad) = details.bad_request() {
-                for v in &bad.field_violations {
-                    eprintln!("  field {}: {}", v.field, v.description);
-                }
-            }
-            if let Some(pre) = details.precondition_failure() {
-                for v in &pre.violations {
-                    eprintln!("  {} {}: {}", v.r#type, v.subject, v.description);
-                }
-            }
-            Ok(ExitCode::from(match status.code() {
-                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => 2,
-                _ => 1,
-            }))
-        }
-    }
+    print_result(result)
 }
 
 /// "host:port" or a full URI.
@@ -391,6 +395,128 @@ async fn sources_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         catalog.sources().iter().filter(|s| s.enabled()).count()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A service for in-process commands: the configured catalog, ledger and keys.
+async fn local_service(
+    config: &Config,
+    sandbox: bool,
+) -> anyhow::Result<(EnrichmentService, Option<Sandbox>)> {
+    let (catalog, sb) = catalog(config, sandbox).await?;
+    let enricher = Enricher::build(config, hasher(config, false), catalog).await?;
+    Ok((
+        EnrichmentService::new(Arc::new(enricher), config.sources.deadline),
+        sb,
+    ))
+}
+
+async fn remote_client(
+    addr: &str,
+) -> anyhow::Result<pb::enrichment_client::EnrichmentClient<tonic::transport::Channel>> {
+    let endpoint = endpoint(addr);
+    pb::enrichment_client::EnrichmentClient::connect(endpoint.clone())
+        .await
+        .with_context(|| format!("cannot connect to {endpoint}"))
+}
+
+/// Prints an answer as JSON, or the error and its details.
+fn print_result<T: serde::Serialize>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(response) => {
+            println!("{}", serde_json::to_string_pretty(response.get_ref())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(status) => {
+            eprintln!(
+                "error: {}: {}",
+                telemetry::code_name(status.code()),
+                status.message()
+            );
+            let details = status.get_error_details();
+            if let Some(bad) = details.bad_request() {
+                for v in &bad.field_violations {
+                    eprintln!("  field {}: {}", v.field, v.description);
+                }
+            }
+            if let Some(pre) = details.precondition_failure() {
+                for v in &pre.violations {
+                    eprintln!("  {} {}: {}", v.r#type, v.subject, v.description);
+                }
+            }
+            Ok(ExitCode::from(match status.code() {
+                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => 2,
+                _ => 1,
+            }))
+        }
+    }
+}
+
+async fn erase(args: EraseArgs) -> anyhow::Result<ExitCode> {
+    let s = &args.subject;
+    let config = load_config(&s.config)?;
+    quiet_logs(&config);
+    let request = pb::EraseRequest {
+        identifier: match (&s.identifier.email, &s.identifier.phone) {
+            (Some(e), _) => Some(pb::erase_request::Identifier::Email(e.clone())),
+            (None, Some(p)) => Some(pb::erase_request::Identifier::Phone(p.clone())),
+            (None, None) => None,
+        },
+        default_region: s.region.clone().unwrap_or_default(),
+        kind: if args.objection {
+            pb::erase_request::Kind::ObjectionToMarketing
+        } else {
+            pb::erase_request::Kind::Erasure
+        }
+        .into(),
+        reference: args.reference.clone(),
+    };
+    let result = match &s.remote {
+        Some(addr) => remote_client(addr).await?.erase(request).await,
+        None => {
+            local_service(&config, false)
+                .await?
+                .0
+                .erase(Request::new(request))
+                .await
+        }
+    };
+    print_result(result)
+}
+
+async fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
+    let s = &args.subject;
+    let config = load_config(&s.config)?;
+    quiet_logs(&config);
+    let request = pb::AccessRequest {
+        identifier: match (&s.identifier.email, &s.identifier.phone) {
+            (Some(e), _) => Some(pb::access_request::Identifier::Email(e.clone())),
+            (None, Some(p)) => Some(pb::access_request::Identifier::Phone(p.clone())),
+            (None, None) => None,
+        },
+        default_region: s.region.clone().unwrap_or_default(),
+    };
+    let result = match &s.remote {
+        Some(addr) => remote_client(addr).await?.access(request).await,
+        None => {
+            local_service(&config, false)
+                .await?
+                .0
+                .access(Request::new(request))
+                .await
+        }
+    };
+    print_result(result)
+}
+
+/// One-shot commands keep stdout for the answer and stderr quiet unless asked.
+fn quiet_logs(config: &Config) {
+    let mut log = config.log.clone();
+    if std::env::var_os("RUST_LOG").is_none() {
+        log.filter = "warn".into();
+    }
+    telemetry::init_tracing(&log);
 }
 
 fn sources_import(args: ImportArgs) -> anyhow::Result<ExitCode> {

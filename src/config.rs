@@ -34,6 +34,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub phone: PhoneConfig,
     pub sources: SourcesConfig,
+    pub ledger: crate::ledger::LedgerConfig,
     pub http: HttpConfig,
     pub cache: CacheConfig,
     pub resilience: ResilienceConfig,
@@ -255,6 +256,14 @@ impl Config {
                 p.push(format!(
                     "purposes.{id}.lawful_bases: vital_interests never justifies enrichment"
                 ));
+            }
+            for field in &purpose.fields {
+                if !crate::purpose::FIELDS.contains(&field.as_str()) {
+                    p.push(format!(
+                        "purposes.{id}.fields: {field:?} is not a response field ({})",
+                        crate::purpose::FIELDS.join(", ")
+                    ));
+                }
             }
             if purpose.retention.is_zero() {
                 p.push(format!("purposes.{id}.retention: must be more than zero"));

@@ -13,7 +13,7 @@ use crate::error::{Error, FieldViolation};
 use crate::identity::{Identifier, NumberType, Region};
 use crate::model::{
     Attribute, CacheInfo, CacheMode, CachePolicy, Compliance, Confidence, Enrichment, Method,
-    NoticeDuty, Outcome, Profile, Provenance, SkipReason, SourceOutcome, Sourced, Value,
+    NoticeDuty, Outcome, Profile, Provenance, SkipReason, SourceOutcome, Sourced, Value, Withheld,
 };
 use crate::proto::v1 as pb;
 use crate::purpose::{BasisEvidence, Claim, LawfulBasis};
@@ -55,6 +55,7 @@ impl From<Error> for Status {
             ),
             Error::Unimplemented(_) => Status::unimplemented(message),
             Error::Internal(_) => Status::internal(message),
+            Error::Unavailable(_) => Status::unavailable(message),
         }
     }
 }
@@ -146,6 +147,7 @@ fn cache_policy(
 pub fn enrich_query(
     req: pb::EnrichRequest,
     deadline: tokio::time::Instant,
+    caller: String,
 ) -> Result<EnrichQuery, Error> {
     let mut violations = Vec::new();
     if req.request_id.chars().count() > MAX_REF_CHARS {
@@ -177,6 +179,16 @@ pub fn enrich_query(
         },
     };
     let name_hint = optional_ref(&hints.name, "hints.name", &mut violations);
+    let first_contact_at = hints.first_contact_at.and_then(|t| {
+        chrono::DateTime::<chrono::Utc>::try_from(t)
+            .map_err(|_| {
+                violations.push(FieldViolation::new(
+                    "hints.first_contact_at",
+                    "is not a valid timestamp",
+                ))
+            })
+            .ok()
+    });
     let basis = lawful_basis(req.lawful_basis, &mut violations);
     let evidence = req.evidence.unwrap_or_default();
     let evidence = BasisEvidence {
@@ -235,6 +247,9 @@ pub fn enrich_query(
             min_interest_score,
             max_interests,
             deadline,
+            caller,
+            field_mask: req.field_mask.map(|m| m.paths).unwrap_or_default(),
+            first_contact_at,
         }),
         _ => Err(Error::InvalidArgument(violations)),
     }
@@ -339,8 +354,44 @@ fn notice_to_proto(n: &NoticeDuty) -> pb::NoticeDuty {
     }
 }
 
-fn compliance_to_proto(c: &Compliance) -> pb::Compliance {
+fn compliance_to_proto(c: &Compliance, processing_id: &str) -> pb::Compliance {
+    use pb::suppression::Reason;
     let g = &c.ground;
+    let mut suppressed = Vec::new();
+    if c.identifier_suppressed {
+        suppressed.push(pb::Suppression {
+            target: "identifier".into(),
+            reason: Reason::DataSubjectRequest.into(),
+            detail: "the person erased their data or objected; nothing was processed".into(),
+        });
+    }
+    if c.special_categories_suppressed > 0 {
+        suppressed.push(pb::Suppression {
+            target: "interests".into(),
+            reason: Reason::SpecialCategory.into(),
+            detail: format!(
+                "{} interests revealing GDPR Art. 9 special-category data were found and left out",
+                c.special_categories_suppressed
+            ),
+        });
+    }
+    for (field, why) in &c.withheld {
+        let (reason, detail) = match why {
+            Withheld::Purpose => (
+                Reason::Purpose,
+                format!("purpose {:?} may not return it", g.purpose.id),
+            ),
+            Withheld::FieldMask => (
+                Reason::FieldMask,
+                "not in the request's field mask".to_owned(),
+            ),
+        };
+        suppressed.push(pb::Suppression {
+            target: field.clone(),
+            reason: reason.into(),
+            detail,
+        });
+    }
     pb::Compliance {
         purpose: g.purpose.id.clone(),
         purpose_description: g.purpose.description.clone(),
@@ -355,24 +406,16 @@ fn compliance_to_proto(c: &Compliance) -> pb::Compliance {
                 .unwrap_or_default(),
             contract_ref: g.evidence.contract_ref.clone().unwrap_or_default(),
         }),
-        identifier_suppressed: false,
-        suppressed: if c.special_categories_suppressed > 0 {
-            vec![pb::Suppression {
-                target: "interests".into(),
-                reason: pb::suppression::Reason::SpecialCategory.into(),
-                detail: format!(
-                    "{} interests revealing GDPR Art. 9 special-category data were found and left out",
-                    c.special_categories_suppressed
-                ),
-            }]
-        } else {
-            Vec::new()
-        },
+        identifier_suppressed: c.identifier_suppressed,
+        suppressed,
         special_categories_suppressed: c.special_categories_suppressed,
         notice: Some(notice_to_proto(&c.notice)),
         retention: Some(duration(g.purpose.retention)),
         dpia_ref: g.purpose.dpia_ref.clone().unwrap_or_default(),
-        ledger_id: String::new(),
+        processing_id: processing_id.to_owned(),
+        source_of_data: "not_obtained_from_data_subject".into(),
+        retain_until: Some(c.retain_until.into()),
+        fields_withheld: c.withheld.iter().map(|(f, _)| f.clone()).collect(),
     }
 }
 
@@ -592,6 +635,109 @@ fn risk_to_proto(r: &risk::Risk) -> pb::Risk {
     }
 }
 
+/// The identifier of an Erase or Access request.
+pub fn subject_identifier(
+    email: Option<String>,
+    phone: Option<String>,
+    default_region: &str,
+) -> Result<(RawIdentifier, Option<Region>), Error> {
+    let mut violations = Vec::new();
+    let region = match default_region.trim() {
+        "" => None,
+        r => r
+            .parse::<Region>()
+            .map_err(|e| violations.push(FieldViolation::new("default_region", e.to_string())))
+            .ok(),
+    };
+    let raw = match (email, phone) {
+        (Some(e), _) => Some(RawIdentifier::Email(e)),
+        (None, Some(p)) => Some(RawIdentifier::Phone(p)),
+        (None, None) => {
+            violations.push(FieldViolation::new(
+                "identifier",
+                "one of email or phone is required",
+            ));
+            None
+        }
+    };
+    match raw {
+        Some(raw) if violations.is_empty() => Ok((raw, region)),
+        _ => Err(Error::InvalidArgument(violations)),
+    }
+}
+
+pub fn erased_to_proto(e: &crate::enrich::Erased) -> pb::EraseResponse {
+    pb::EraseResponse {
+        cache_entries_removed: e.cache_entries_removed,
+        ledger_records_redacted: e.ledger_records_redacted,
+        suppressed: true,
+        suppressed_purposes: e.suppressed_purposes.clone(),
+        tombstone: e.tombstone.clone(),
+    }
+}
+
+fn millis(ms: i64) -> Option<pbjson_types::Timestamp> {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).map(Into::into)
+}
+
+fn basis_from_str(s: &str) -> pb::LawfulBasis {
+    LawfulBasis::ALL
+        .into_iter()
+        .find(|b| b.as_str() == s)
+        .map_or(pb::LawfulBasis::Unspecified, lawful_basis_to_proto)
+}
+
+pub fn access_to_proto(a: &crate::enrich::AccessReport) -> pb::AccessResponse {
+    use pb::source_outcome::Outcome as O;
+    pb::AccessResponse {
+        cached: a
+            .cached
+            .iter()
+            .map(|e| pb::CachedFinding {
+                source_id: e.source_id.clone(),
+                outcome: match e.outcome {
+                    Outcome::Found => O::Found,
+                    _ => O::NotFound,
+                }
+                .into(),
+                retrieved_at: Some(e.retrieved_at().into()),
+                expires_at: Some(
+                    (e.retrieved_at() + chrono::Duration::from_std(e.ttl).unwrap_or_default())
+                        .into(),
+                ),
+                profiles: e.profile.iter().map(profile_to_proto).collect(),
+            })
+            .collect(),
+        ledger: a
+            .records
+            .iter()
+            .map(|r| pb::LedgerRecord {
+                id: r.id.clone(),
+                at: millis(r.at_ms),
+                caller: r.caller.clone(),
+                purpose: r.purpose.clone(),
+                lawful_basis: basis_from_str(&r.lawful_basis).into(),
+                evidence: Some(pb::BasisEvidence {
+                    consent_ref: r.consent_ref.clone(),
+                    legitimate_interest_assessment_ref: r.lia_ref.clone(),
+                    contract_ref: r.contract_ref.clone(),
+                }),
+                sources_asked: r.sources.clone(),
+                field_categories: r.field_categories.clone(),
+                outcome: if r.redacted {
+                    format!("{} (redacted)", r.outcome)
+                } else {
+                    r.outcome.clone()
+                },
+                retain_until: millis(r.retain_until_ms),
+            })
+            .collect(),
+        suppressed: !a.suppressed.is_empty(),
+        suppressed_purposes: a.suppressed.clone(),
+        logic: a.logic.clone(),
+    }
+}
+
 pub fn source_to_proto(s: &Source) -> pb::SourceInfo {
     pb::SourceInfo {
         id: s.id.clone(),
@@ -616,14 +762,14 @@ pub fn source_to_proto(s: &Source) -> pb::SourceInfo {
 pub fn enrichment_to_proto(e: &Enrichment) -> pb::EnrichResponse {
     pb::EnrichResponse {
         request_id: e.request_id.clone(),
-        identifier: Some(identifier_to_proto(&e.identifier)),
-        verification: Some(verification_to_proto(&e.verification)),
+        identifier: e.identifier.as_ref().map(identifier_to_proto),
+        verification: e.verification.as_ref().map(verification_to_proto),
         profiles: e.profiles.iter().map(profile_to_proto).collect(),
         attributes: e.attributes.iter().map(attribute_to_proto).collect(),
         interests: e.interests.iter().map(interest_to_proto).collect(),
-        footprint: Some(footprint_to_proto(&e.footprint)),
-        risk: Some(risk_to_proto(&e.risk)),
-        compliance: Some(compliance_to_proto(&e.compliance)),
+        footprint: e.footprint.as_ref().map(footprint_to_proto),
+        risk: e.risk.as_ref().map(risk_to_proto),
+        compliance: Some(compliance_to_proto(&e.compliance, &e.processing_id)),
         sources: e.sources.iter().map(outcome_to_proto).collect(),
         cache: Some(cache_to_proto(&e.cache)),
         confidence: e
@@ -650,6 +796,7 @@ mod tests {
             hints: Some(pb::Hints {
                 name: String::new(),
                 default_region: "Narnia".into(),
+                first_contact_at: None,
             }),
             lawful_basis: 42,
             cache: Some(pb::CachePolicy {
@@ -658,7 +805,9 @@ mod tests {
             }),
             ..Default::default()
         };
-        let Err(Error::InvalidArgument(v)) = enrich_query(req, tokio::time::Instant::now()) else {
+        let Err(Error::InvalidArgument(v)) =
+            enrich_query(req, tokio::time::Instant::now(), String::new())
+        else {
             panic!("expected InvalidArgument");
         };
         let fields: Vec<&str> = v.iter().map(|f| f.field.as_str()).collect();
@@ -685,7 +834,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let q = enrich_query(req, tokio::time::Instant::now()).expect("valid");
+        let q = enrich_query(req, tokio::time::Instant::now(), String::new()).expect("valid");
         assert_eq!(q.claim.evidence.consent_ref.as_deref(), Some("C-1"));
         assert_eq!(q.claim.evidence.legitimate_interest_assessment_ref, None);
     }

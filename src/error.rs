@@ -36,6 +36,10 @@ pub enum Error {
 
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// A dependency enrichd cannot answer without (the ledger) failed.
+    #[error("{0}")]
+    Unavailable(&'static str),
 }
 
 fn describe_fields(v: &[FieldViolation]) -> String {

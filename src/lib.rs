@@ -14,6 +14,7 @@ pub mod enrich;
 pub mod error;
 pub mod fetch;
 pub mod identity;
+pub mod ledger;
 pub mod merge;
 pub mod model;
 pub mod privacy;

@@ -36,9 +36,19 @@ impl NoticeDuty {
     /// Art. 14(3)(a): at the latest within one month of obtaining the data.
     pub const DEADLINE_DAYS: i64 = 30;
 
+    /// The latest notice date: a month after the first processing of this
+    /// person, or the planned first contact if earlier (Art. 14(3)).
+    pub fn deadline(
+        first_processed: DateTime<Utc>,
+        first_contact: Option<DateTime<Utc>>,
+    ) -> DateTime<Utc> {
+        let month = first_processed + chrono::Duration::days(Self::DEADLINE_DAYS);
+        first_contact.map_or(month, |c| c.min(month))
+    }
+
     /// The duty that follows from the sources that yielded personal data.
     pub fn for_sources(
-        obtained_at: DateTime<Utc>,
+        notify_by: DateTime<Utc>,
         sources: Vec<String>,
         data_categories: Vec<String>,
     ) -> Self {
@@ -57,10 +67,17 @@ impl NoticeDuty {
             required: true,
             data_categories,
             sources,
-            notify_by: Some(obtained_at + chrono::Duration::days(Self::DEADLINE_DAYS)),
+            notify_by: Some(notify_by),
             exemption: None,
         }
     }
+}
+
+/// Why a response field was left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withheld {
+    Purpose,
+    FieldMask,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +85,10 @@ pub struct Compliance {
     pub ground: LawfulGround,
     pub notice: NoticeDuty,
     pub special_categories_suppressed: u32,
+    /// The person is on the suppression list for this purpose.
+    pub identifier_suppressed: bool,
+    pub withheld: Vec<(String, Withheld)>,
+    pub retain_until: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -78,19 +99,21 @@ pub struct CacheInfo {
     pub oldest_entry_age: Option<Duration>,
 }
 
-/// One enriched answer.
+/// One answer. Fields the purpose or the field mask leave out are `None`
+/// or empty; a suppressed person's answer holds the compliance block alone.
 #[derive(Debug, Clone)]
 pub struct Enrichment {
     pub request_id: String,
-    pub identifier: Identifier,
-    pub verification: Verification,
+    pub processing_id: String,
+    pub identifier: Option<Identifier>,
+    pub verification: Option<Verification>,
     /// Best match first.
     pub profiles: Vec<Profile>,
     pub attributes: Vec<Attribute>,
     pub sources: Vec<SourceOutcome>,
     pub interests: Vec<crate::scoring::interests::Interest>,
-    pub footprint: crate::scoring::footprint::Footprint,
-    pub risk: crate::scoring::risk::Risk,
+    pub footprint: Option<crate::scoring::footprint::Footprint>,
+    pub risk: Option<crate::scoring::risk::Risk>,
     pub compliance: Compliance,
     pub cache: CacheInfo,
     pub generated_at: DateTime<Utc>,

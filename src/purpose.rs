@@ -76,6 +76,23 @@ impl fmt::Display for LawfulBasis {
     }
 }
 
+/// Response fields a purpose may return (data minimisation, Art. 5(1)(c)).
+pub const FIELDS: [&str; 6] = [
+    "verification",
+    "profiles",
+    "attributes",
+    "interests",
+    "footprint",
+    "risk",
+];
+
+/// Fields that need the sources to be asked.
+pub const SOURCE_FIELDS: [&str; 5] = ["profiles", "attributes", "interests", "footprint", "risk"];
+
+fn all_fields() -> Vec<String> {
+    FIELDS.iter().map(|f| f.to_string()).collect()
+}
+
 /// A purpose as declared in config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PurposeConfig {
@@ -88,6 +105,13 @@ pub struct PurposeConfig {
     /// Data-protection impact assessment reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpia_ref: Option<String>,
+    /// Response fields it may return (default: all).
+    #[serde(default = "all_fields")]
+    pub fields: Vec<String>,
+    /// Sources it may ask (default: every source whose catalog entry lists
+    /// the purpose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +121,21 @@ pub struct Purpose {
     pub lawful_bases: Vec<LawfulBasis>,
     pub retention: Duration,
     pub dpia_ref: Option<String>,
+    pub fields: Vec<String>,
+    pub sources: Option<Vec<String>>,
+}
+
+impl Purpose {
+    pub fn allows_field(&self, field: &str) -> bool {
+        self.fields.iter().any(|f| f == field)
+    }
+
+    /// The purpose's own source list, if it has one, admits the source.
+    pub fn allows_source(&self, id: &str) -> bool {
+        self.sources
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|s| s == id))
+    }
 }
 
 /// Evidence references a caller gives for its basis; recorded, not just checked.
@@ -149,6 +188,8 @@ impl PurposeRegistry {
                     lawful_bases: p.lawful_bases.clone(),
                     retention: p.retention,
                     dpia_ref: p.dpia_ref.clone(),
+                    fields: p.fields.clone(),
+                    sources: p.sources.clone(),
                 };
                 (id.clone(), Arc::new(purpose))
             })
@@ -270,6 +311,8 @@ mod tests {
                 lawful_bases: vec![LawfulBasis::Consent, LawfulBasis::LegitimateInterests],
                 retention: Duration::from_secs(86400),
                 dpia_ref: None,
+                fields: all_fields(),
+                sources: None,
             },
         );
         PurposeRegistry::new(&declared)

@@ -48,6 +48,7 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     config: Config,
     service: EnrichmentService,
+    enricher: Arc<Enricher>,
 }
 
 impl Application {
@@ -57,7 +58,7 @@ impl Application {
         hasher: KeyedHasher,
         catalog: Catalog,
     ) -> Result<Self, ServerError> {
-        let enricher = Arc::new(Enricher::build(&config, hasher, catalog)?);
+        let enricher = Arc::new(Enricher::build(&config, hasher, catalog).await?);
         Self::with_enricher(config, enricher).await
     }
 
@@ -80,7 +81,8 @@ impl Application {
         Ok(Self {
             listener,
             metrics_listener,
-            service: EnrichmentService::new(enricher, config.sources.deadline),
+            service: EnrichmentService::new(enricher.clone(), config.sources.deadline),
+            enricher,
             config,
         })
     }
@@ -110,6 +112,21 @@ impl Application {
             info!(addr = ?listener.local_addr().ok(), "serving Prometheus metrics on /metrics");
             tokio::spawn(telemetry::serve_metrics(listener));
         }
+
+        // Retention: records past their purpose's retention are deleted.
+        let store = self.enricher.store().clone();
+        let every = server_cfg_sweep(&self.config);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match store.sweep(chrono::Utc::now().timestamp_millis()).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(deleted = n, "ledger records past their retention deleted"),
+                    Err(e) => warn!(error = %e, "ledger retention sweep failed"),
+                }
+            }
+        });
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
@@ -188,6 +205,10 @@ impl Application {
         info!("enrichd stopped");
         Ok(())
     }
+}
+
+fn server_cfg_sweep(config: &Config) -> Duration {
+    config.ledger.sweep_every
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -7,7 +7,7 @@ use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert;
-use crate::enrich::Enricher;
+use crate::enrich::{Enricher, EraseKind};
 use crate::error::Error;
 use crate::proto::v1 as pb;
 use crate::telemetry;
@@ -39,6 +39,17 @@ impl EnrichmentService {
             .map_or(self.budget, |t| t.min(self.budget));
         tokio::time::Instant::now() + budget
     }
+}
+
+/// Who is calling, for the ledger: the `x-caller` metadata (an account or
+/// system name set by the caller or a gateway), else "unknown".
+pub fn caller(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
+        .get("x-caller")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(128).collect())
+        .filter(|v: &String| !v.trim().is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
@@ -85,8 +96,9 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
     ) -> Result<Response<pb::EnrichResponse>, Status> {
         let started = Instant::now();
         let deadline = self.deadline(request.metadata());
+        let caller = caller(request.metadata());
         let result = async {
-            let query = convert::enrich_query(request.into_inner(), deadline)?;
+            let query = convert::enrich_query(request.into_inner(), deadline, caller)?;
             let enrichment = self.enricher.enrich(query).await?;
             Ok::<_, Error>(convert::enrichment_to_proto(&enrichment))
         }
@@ -114,30 +126,63 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
 
     async fn erase(
         &self,
-        _request: Request<pb::EraseRequest>,
+        request: Request<pb::EraseRequest>,
     ) -> Result<Response<pb::EraseResponse>, Status> {
-        observed(
-            "Erase",
-            Instant::now(),
-            not_built(
-                "Erase is not implemented yet: enrichd holds no cache, ledger or \
-                 suppression list so far, so there is nothing to erase",
-            ),
-        )
+        let started = Instant::now();
+        let result = async {
+            let req = request.into_inner();
+            let kind = match pb::erase_request::Kind::try_from(req.kind) {
+                Ok(pb::erase_request::Kind::ObjectionToMarketing) => {
+                    EraseKind::ObjectionToMarketing
+                }
+                Ok(_) => EraseKind::Erasure,
+                Err(_) => {
+                    return Err(Error::InvalidArgument(vec![
+                        crate::error::FieldViolation::new(
+                            "kind",
+                            format!("{} is not an EraseRequest.Kind value", req.kind),
+                        ),
+                    ]));
+                }
+            };
+            let (email, phone) = match req.identifier {
+                Some(pb::erase_request::Identifier::Email(e)) => (Some(e), None),
+                Some(pb::erase_request::Identifier::Phone(p)) => (None, Some(p)),
+                None => (None, None),
+            };
+            let (raw, region) = convert::subject_identifier(email, phone, &req.default_region)?;
+            let erased = self
+                .enricher
+                .erase(&raw, region, kind, &req.reference)
+                .await?;
+            Ok::<_, Error>(convert::erased_to_proto(&erased))
+        }
+        .await
+        .map(Response::new)
+        .map_err(Status::from);
+        observed("Erase", started, result)
     }
 
     async fn access(
         &self,
-        _request: Request<pb::AccessRequest>,
+        request: Request<pb::AccessRequest>,
     ) -> Result<Response<pb::AccessResponse>, Status> {
-        observed(
-            "Access",
-            Instant::now(),
-            not_built(
-                "Access is not implemented yet: enrichd keeps no record of identifiers \
-                 so far, so there is nothing to report",
-            ),
-        )
+        let started = Instant::now();
+        let result = async {
+            let req = request.into_inner();
+            let (email, phone) = match req.identifier {
+                Some(pb::access_request::Identifier::Email(e)) => (Some(e), None),
+                Some(pb::access_request::Identifier::Phone(p)) => (None, Some(p)),
+                None => (None, None),
+            };
+            let (raw, region) = convert::subject_identifier(email, phone, &req.default_region)?;
+            let report = self.enricher.access(&raw, region).await?;
+            Ok::<_, Error>(convert::access_to_proto(&report))
+        }
+        .await
+        .map(Response::new)
+        .map_err(Status::from);
+        observed("Access", started, result)
     }
 
     async fn list_sources(

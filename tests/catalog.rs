@@ -168,6 +168,7 @@ display_name = {{ css = ".name" }}
                 "C-1",
             ])
             .env("ENRICHD__DNS__ENABLED", "false")
+            .env("ENRICHD__LEDGER__URL", "sqlite::memory:")
             .env("ENRICHD__SOURCES__CATALOG", catalog_dir)
             .output()
             .unwrap()

@@ -7,6 +7,7 @@ fn enrichd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_enrichd"))
         .args(args)
         .env("ENRICHD__DNS__ENABLED", "false")
+        .env("ENRICHD__LEDGER__URL", "sqlite::memory:")
         // No real source is ever asked from a test.
         .env(
             "ENRICHD__SOURCES__CATALOG",

@@ -28,6 +28,7 @@ fn cacheable(source: &Source, asked: &Asked) -> Option<Entry> {
         _ => return None,
     };
     Some(Entry::new(
+        &source.id,
         asked.outcome.outcome,
         asked.outcome.detail.clone(),
         asked.outcome.http_status,
@@ -73,7 +74,7 @@ fn cache_metric(source: &Source, result: &'static str) {
 }
 
 impl Engine {
-    fn cache_key(&self, source: &Source, input: &Input) -> String {
+    pub(super) fn cache_key(&self, source: &Source, input: &Input) -> String {
         self.hasher.hash(&format!(
             "{}\u{0}{}\u{0}{}",
             source.id, input.kind, input.value
@@ -87,12 +88,16 @@ impl Engine {
         input: &Input,
         deadline: tokio::time::Instant,
         policy: CachePolicy,
+        keys: &std::sync::Mutex<Vec<String>>,
     ) -> Asked {
         let started = Instant::now();
         let (Some(cache), SourceKind::Http(_)) = (&self.cache, &source.kind) else {
             return self.call(source, input, deadline).await;
         };
         let key = self.cache_key(source, input);
+        keys.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(key.clone());
         let existing = match policy.mode {
             CacheMode::Refresh => None,
             _ => cache.get(&key).await,

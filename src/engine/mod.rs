@@ -42,6 +42,9 @@ pub struct Engine {
     stale_grace: std::time::Duration,
     hasher: KeyedHasher,
     guards: HashMap<String, Guard>,
+    /// Cache keys written for each subject (keyed hash), so that erasure
+    /// reaches the entries of pivots too.
+    subjects: moka::sync::Cache<String, Arc<std::sync::Mutex<HashSet<String>>>>,
 }
 
 /// What the engine needs besides the catalog.
@@ -136,7 +139,66 @@ impl Engine {
             stale_grace: parts.cache.stale_grace,
             hasher: parts.hasher,
             guards,
+            subjects: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_idle(std::time::Duration::from_secs(30 * 24 * 3600))
+                .build(),
         }
+    }
+
+    fn remember(&self, subject: &str, keys: Vec<String>) {
+        if self.cache.is_none() || keys.is_empty() {
+            return;
+        }
+        let set = self.subjects.get_with(subject.to_owned(), Default::default);
+        set.lock().unwrap_or_else(|p| p.into_inner()).extend(keys);
+    }
+
+    /// Every cache key that may hold this subject's findings.
+    fn keys_of(&self, subject: &str, identifier: &Identifier) -> HashSet<String> {
+        let mut keys: HashSet<String> = self
+            .subjects
+            .get(subject)
+            .map(|set| set.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default();
+        for input in seed_inputs(identifier) {
+            for source in self.catalog.sources() {
+                keys.insert(self.cache_key(source, &input));
+            }
+        }
+        keys
+    }
+
+    /// Removes every cached entry of a subject. Returns how many there were.
+    pub async fn forget(&self, subject: &str, identifier: &Identifier) -> u32 {
+        let Some(cache) = &self.cache else { return 0 };
+        let mut removed = 0;
+        for key in self.keys_of(subject, identifier) {
+            if cache.remove(&key).await.is_some() {
+                removed += 1;
+            }
+        }
+        self.subjects.invalidate(subject);
+        removed
+    }
+
+    /// The cached entries of a subject.
+    pub async fn cached(
+        &self,
+        subject: &str,
+        identifier: &Identifier,
+    ) -> Vec<Arc<crate::cache::Entry>> {
+        let Some(cache) = &self.cache else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for key in self.keys_of(subject, identifier) {
+            if let Some(entry) = cache.get(&key).await {
+                out.push(entry);
+            }
+        }
+        out.sort_by(|a, b| a.source_id.cmp(&b.source_id));
+        out
     }
 
     /// The guard of a source (its limiter, slots, breaker).
@@ -152,18 +214,39 @@ impl Engine {
     pub async fn run(
         &self,
         identifier: &Identifier,
-        purpose: &str,
+        purpose: &crate::purpose::Purpose,
+        subject: &str,
         deadline: tokio::time::Instant,
         policy: CachePolicy,
+    ) -> Findings {
+        let keys = std::sync::Mutex::new(Vec::new());
+        let findings = self
+            .rounds(identifier, purpose, deadline, policy, &keys)
+            .await;
+        self.remember(
+            subject,
+            keys.into_inner().unwrap_or_else(|p| p.into_inner()),
+        );
+        findings
+    }
+
+    async fn rounds(
+        &self,
+        identifier: &Identifier,
+        purpose: &crate::purpose::Purpose,
+        deadline: tokio::time::Instant,
+        policy: CachePolicy,
+        keys: &std::sync::Mutex<Vec<String>>,
     ) -> Findings {
         let mut findings = Findings::default();
         let mut eligible: Vec<&Arc<Source>> = Vec::new();
         for source in self.catalog.sources() {
-            let skip = match (&source.disabled, source.serves(purpose)) {
+            let allowed = source.serves(&purpose.id) && purpose.allows_source(&source.id);
+            let skip = match (&source.disabled, allowed) {
                 (Some(why), _) => Some((SkipReason::Disabled, why.clone())),
                 (None, false) => Some((
                     SkipReason::Purpose,
-                    format!("not declared for purpose {purpose:?}"),
+                    format!("not allowed for purpose {:?}", purpose.id),
                 )),
                 (None, true) => None,
             };
@@ -205,8 +288,12 @@ impl Engine {
                 }
             }
             debug!(tasks = tasks.len(), depth = round[0].depth, "source round");
-            let results =
-                join_all(tasks.iter().map(|(s, i)| self.ask(s, i, deadline, policy))).await;
+            let results = join_all(
+                tasks
+                    .iter()
+                    .map(|(s, i)| self.ask(s, i, deadline, policy, keys)),
+            )
+            .await;
             let mut next = Vec::new();
             for ((source, input), asked_result) in tasks.iter().zip(results) {
                 if let Some(profile) = &asked_result.profile {

@@ -28,6 +28,8 @@ pub fn init_logs() {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Holds the test's SQLite ledger.
+    pub dir: tempfile::TempDir,
     pub metrics_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     pub handle: JoinHandle<Result<(), enrichd::server::ServerError>>,
@@ -45,6 +47,13 @@ impl TestApp {
         init_logs();
         let mut config = Config::from_toml(overrides).expect("test config is valid");
         config.server.listen = "127.0.0.1:0".parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        if config.ledger.url == Config::default().ledger.url {
+            config.ledger.url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("ledger.db").display()
+            );
+        }
         let app = Application::build(config, KeyedHasher::new(b"test-key".to_vec()), catalog)
             .await
             .expect("server builds");
@@ -56,6 +65,7 @@ impl TestApp {
         }));
         TestApp {
             addr,
+            dir,
             metrics_addr,
             shutdown: Some(tx),
             handle,
