@@ -1,0 +1,191 @@
+//! The ledger and the suppression list on both backends: SQLite (a file) and
+//! the real PostgreSQL server on 127.0.0.1:5432 (database `test`; `.ci/run`
+//! starts it). The PostgreSQL tests fail, never skip, when it is down.
+mod common;
+
+use enrichd::ledger::{ALL_PURPOSES, MARKETING, Record, Store};
+use enrichd::proto::v1 as pb;
+
+/// PostgreSQL in a fresh schema of its own, so tests never see each other's rows.
+async fn postgres() -> Store {
+    Store::open(&postgres_url().await)
+        .await
+        .expect("opens and migrates")
+}
+
+async fn postgres_url() -> String {
+    sqlx::any::install_default_drivers();
+    let base = std::env::var("ENRICHD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!("t{}", hex::encode(rand::random::<[u8; 6]>()));
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required for this test: {e}"));
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    format!("{base}?options=-c%20search_path%3D{schema}")
+}
+
+async fn sqlite(dir: &tempfile::TempDir) -> Store {
+    Store::open(&format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("l.db").display()
+    ))
+    .await
+    .expect("opens and migrates")
+}
+
+fn record(id: &str, subject: &str, at_ms: i64, retain_until_ms: i64, outcome: &str) -> Record {
+    Record {
+        id: id.into(),
+        at_ms,
+        caller: "crm".into(),
+        purpose: "marketing".into(),
+        lawful_basis: "consent".into(),
+        consent_ref: "C-1".into(),
+        subject: subject.into(),
+        sources: vec!["gravatar".into()],
+        field_categories: vec!["profiles".into()],
+        outcome: outcome.into(),
+        retain_until_ms,
+        ..Record::default()
+    }
+}
+
+async fn behaves(store: Store) {
+    store
+        .record(&record("a", "s1", 1_000, 10_000, "enriched"))
+        .await
+        .unwrap();
+    store
+        .record(&record("b", "s1", 2_000, 20_000, "not_found"))
+        .await
+        .unwrap();
+    store
+        .record(&record("c", "s2", 1_500, 10_000, "enriched"))
+        .await
+        .unwrap();
+
+    let rows = store.records("s1").await.unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert_eq!(rows[0].sources, ["gravatar"]);
+    assert_eq!(rows[0].consent_ref, "C-1");
+    assert_eq!(store.first_enriched_ms("s1").await.unwrap(), Some(1_000));
+    assert_eq!(store.first_enriched_ms("nobody").await.unwrap(), None);
+
+    // Erasure keeps the tombstone and drops the rest.
+    assert_eq!(store.redact("s1").await.unwrap(), 2);
+    assert_eq!(store.redact("s1").await.unwrap(), 0, "idempotent");
+    let rows = store.records("s1").await.unwrap();
+    assert!(rows.iter().all(|r| r.redacted
+        && r.subject == "s1"
+        && r.caller.is_empty()
+        && r.consent_ref.is_empty()
+        && r.sources.is_empty()));
+    assert!(!store.records("s2").await.unwrap()[0].redacted);
+
+    store
+        .suppress("s1", ALL_PURPOSES, "DSR-1", 3_000)
+        .await
+        .unwrap();
+    store
+        .suppress("s1", ALL_PURPOSES, "DSR-1", 3_001)
+        .await
+        .unwrap();
+    store
+        .suppress("s2", MARKETING, "OBJ-1", 3_000)
+        .await
+        .unwrap();
+    assert_eq!(store.suppressions("s1").await.unwrap(), ["all"]);
+    assert_eq!(store.suppressions("s2").await.unwrap(), ["marketing"]);
+    assert!(store.suppressions("s3").await.unwrap().is_empty());
+
+    // Retention: rows past their retain-until go; the rest stay.
+    assert_eq!(store.sweep(15_000).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .records("s1")
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
+        ["b"]
+    );
+    assert!(store.records("s2").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_sqlite_ledger_records_redacts_suppresses_and_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    behaves(sqlite(&dir).await).await;
+}
+
+#[tokio::test]
+async fn the_postgres_ledger_records_redacts_suppresses_and_expires() {
+    behaves(postgres().await).await;
+}
+
+#[tokio::test]
+async fn reopening_a_ledger_keeps_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite(&dir)
+        .await
+        .record(&record("a", "s1", 1, 10, "enriched"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sqlite(&dir).await.records("s1").await.unwrap().len(),
+        1,
+        "migrations run again harmlessly"
+    );
+}
+
+#[tokio::test]
+async fn erase_and_access_work_end_to_end_on_postgres() {
+    let url = postgres_url().await;
+    let app = common::TestApp::spawn(&format!(
+        "[dns]\nenabled = false\n[ledger]\nurl = \"{url}\"\n"
+    ))
+    .await;
+    let mut client = app.client().await;
+    client
+        .enrich(common::email_request("pg@example.test"))
+        .await
+        .unwrap();
+    let erased = client
+        .erase(pb::EraseRequest {
+            identifier: Some(pb::erase_request::Identifier::Email(
+                "pg@example.test".into(),
+            )),
+            kind: pb::erase_request::Kind::Erasure.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(erased.ledger_records_redacted, 1);
+    let resp = client
+        .enrich(common::email_request("pg@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.compliance.unwrap().identifier_suppressed);
+    let held = client
+        .access(pb::AccessRequest {
+            identifier: Some(pb::access_request::Identifier::Email(
+                "pg@example.test".into(),
+            )),
+            default_region: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let outcomes: Vec<&str> = held.ledger.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["not_found (redacted)", "suppressed"]);
+}
