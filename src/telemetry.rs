@@ -20,11 +20,31 @@ const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Libraries that log the content they parse (page text, names, bios) at
+/// debug and trace level: silenced whatever the filter says, because their
+/// lines would carry personal data.
+const CONTENT_LOGGERS: &[&str] = &["html5ever", "selectors", "markup5ever"];
+
+/// The log filter: `RUST_LOG` or the configured directives, with the
+/// content-logging libraries always off.
+pub fn env_filter(configured: &str) -> EnvFilter {
+    pii_safe(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(configured)))
+}
+
+/// Turns the content-logging libraries off in `filter`.
+pub fn pii_safe(mut filter: EnvFilter) -> EnvFilter {
+    for target in CONTENT_LOGGERS {
+        if let Ok(directive) = format!("{target}=off").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
 /// Installs the tracing subscriber. `RUST_LOG` overrides the configured filter.
 /// Safe to call more than once (later calls are ignored).
 pub fn init_tracing(config: &LogConfig) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.filter.clone()));
+    let filter = env_filter(&config.filter);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

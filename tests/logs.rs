@@ -26,7 +26,9 @@ async fn no_identifier_name_or_bio_reaches_a_log_line() {
     let captured = Captured::default();
     let writer = captured.clone();
     tracing_subscriber::fmt()
-        .with_env_filter(enrichd::telemetry::env_filter("trace"))
+        .with_env_filter(enrichd::telemetry::pii_safe(
+            tracing_subscriber::EnvFilter::new("trace"),
+        ))
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .init();
