@@ -15,13 +15,16 @@ RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin enrichd
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin enrichd
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin enrichd \
+    && mkdir -p /var/lib/enrichd && chown 10001 /var/lib/enrichd
 COPY --from=build /src/target/release/enrichd /usr/local/bin/enrichd
 COPY config /etc/enrichd
 USER 10001
 ENV ENRICHD__SERVER__LISTEN=0.0.0.0:50051 \
     ENRICHD__SERVER__METRICS_LISTEN=0.0.0.0:9464 \
-    ENRICHD__LOG__FORMAT=json
+    ENRICHD__LOG__FORMAT=json \
+    ENRICHD__LEDGER__URL=sqlite:///var/lib/enrichd/ledger.db?mode=rwc
+VOLUME /var/lib/enrichd
 EXPOSE 50051 9464
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["enrichd", "health", "--addr", "127.0.0.1:50051"]
