@@ -227,21 +227,23 @@ fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
     Ok(Config::load(arg.config.as_deref())?)
 }
 
-/// The configured hash key, or a random one (with a warning for a server,
-/// whose keyed hashes outlive one call).
-fn hasher(config: &Config, long_running: bool) -> KeyedHasher {
-    match &config.privacy.hash_key {
-        Some(key) => KeyedHasher::new(key.as_bytes().to_vec()),
-        None => {
-            if long_running {
-                tracing::warn!(
-                    "privacy.hash_key is not set: using a random key, so keyed hashes of \
-                 identifiers change on every restart and differ across replicas"
-                );
-            }
-            KeyedHasher::random()
-        }
+/// The configured hash key, or the key file's (created on first use, so
+/// keyed hashes in the ledger and the suppression list stay stable).
+fn hasher(config: &Config) -> anyhow::Result<KeyedHasher> {
+    if let Some(key) = &config.privacy.hash_key {
+        return Ok(KeyedHasher::new(key.as_bytes().to_vec()));
     }
+    let path = &config.privacy.hash_key_file;
+    let (hasher, created) = KeyedHasher::load_or_create(path)
+        .with_context(|| format!("cannot read or create the hash key file {}", path.display()))?;
+    if created {
+        tracing::warn!(
+            file = %path.display(),
+            "privacy.hash_key is not set: created a key file; in production set \
+             privacy.hash_key from a secret store so every replica shares it"
+        );
+    }
+    Ok(hasher)
 }
 
 /// The catalog to run: the sandbox's (whose server must stay alive as long
@@ -267,7 +269,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     telemetry::init_tracing(&config.log);
     let (catalog, _sandbox) = catalog(&config, args.sandbox).await?;
-    let hasher = hasher(&config, true);
+    let hasher = hasher(&config)?;
     let app = Application::build(config, hasher, catalog).await?;
     app.run_until_stopped(server::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
@@ -403,7 +405,7 @@ async fn local_service(
     sandbox: bool,
 ) -> anyhow::Result<(EnrichmentService, Option<Sandbox>)> {
     let (catalog, sb) = catalog(config, sandbox).await?;
-    let enricher = Enricher::build(config, hasher(config, false), catalog).await?;
+    let enricher = Enricher::build(config, hasher(config)?, catalog).await?;
     Ok((
         EnrichmentService::new(Arc::new(enricher), config.sources.deadline),
         sb,
@@ -425,7 +427,13 @@ fn print_result<T: serde::Serialize>(
 ) -> anyhow::Result<ExitCode> {
     match result {
         Ok(response) => {
-            println!("{}", serde_json::to_string_pretty(response.get_ref())?);
+            let text = serde_json::to_string_pretty(response.get_ref())?;
+            // A reader that stops early (`| head`) is not an error.
+            use std::io::Write as _;
+            match writeln!(std::io::stdout().lock(), "{text}") {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => {}
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(status) => {

@@ -81,10 +81,12 @@ pub struct LogConfig {
     pub filter: String,
 }
 
-#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct PrivacyConfig {
     #[serde(default)]
     pub hash_key: Option<String>,
+    /// Where the key lives when `hash_key` is not set (created on first use).
+    pub hash_key_file: std::path::PathBuf,
 }
 
 // The key is a secret: never print it.
@@ -92,6 +94,7 @@ impl fmt::Debug for PrivacyConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PrivacyConfig")
             .field("hash_key", &self.hash_key.as_ref().map(|_| "<redacted>"))
+            .field("hash_key_file", &self.hash_key_file)
             .finish()
     }
 }

@@ -42,6 +42,33 @@ impl KeyedHasher {
         Self::new(key.to_vec())
     }
 
+    /// The key in `path`, or a new random one written there (mode 0600).
+    /// Returns whether the file was created.
+    pub fn load_or_create(path: &std::path::Path) -> std::io::Result<(Self, bool)> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let key = hex::decode(text.trim()).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("not a hex key: {e}"),
+                    )
+                })?;
+                Ok((Self::new(key), false))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key: [u8; 32] = rand::random();
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                use std::io::Write as _;
+                options.open(path)?.write_all(hex::encode(key).as_bytes())?;
+                Ok((Self::new(key.to_vec()), true))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The full keyed hash, hex-encoded (64 characters).
     pub fn hash(&self, value: &str) -> String {
         let mut mac =
@@ -95,6 +122,17 @@ mod tests {
         assert_eq!(a.hash("jane@example.com"), a.hash("jane@example.com"));
         assert_ne!(a.hash("jane@example.com"), b.hash("jane@example.com"));
         assert_eq!(a.hash("x").len(), 64);
+    }
+
+    #[test]
+    fn a_key_file_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k");
+        let (a, created) = KeyedHasher::load_or_create(&path).expect("created");
+        assert!(created);
+        let (b, created) = KeyedHasher::load_or_create(&path).expect("read");
+        assert!(!created);
+        assert_eq!(a.hash("x"), b.hash("x"));
     }
 
     #[test]

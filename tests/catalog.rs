@@ -169,6 +169,10 @@ display_name = {{ css = ".name" }}
             ])
             .env("ENRICHD__DNS__ENABLED", "false")
             .env("ENRICHD__LEDGER__URL", "sqlite::memory:")
+            .env(
+                "ENRICHD__PRIVACY__HASH_KEY",
+                "a-test-key-of-at-least-thirty-two-characters",
+            )
             .env("ENRICHD__SOURCES__CATALOG", catalog_dir)
             .output()
             .unwrap()

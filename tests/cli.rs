@@ -8,6 +8,10 @@ fn enrichd(args: &[&str]) -> Output {
         .args(args)
         .env("ENRICHD__DNS__ENABLED", "false")
         .env("ENRICHD__LEDGER__URL", "sqlite::memory:")
+        .env(
+            "ENRICHD__PRIVACY__HASH_KEY",
+            "a-test-key-of-at-least-thirty-two-characters",
+        )
         // No real source is ever asked from a test.
         .env(
             "ENRICHD__SOURCES__CATALOG",
