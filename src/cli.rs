@@ -51,6 +51,50 @@ enum Command {
     Erase(EraseArgs),
     /// GDPR Art. 15: print what enrichd holds about a person, as JSON.
     Access(AccessArgs),
+    /// Enrich a customer list (CSV or JSONL) into JSONL, one line per row;
+    /// resumable: run the same command again after a crash or Ctrl-C.
+    Batch(BatchArgs),
+}
+
+#[derive(Args)]
+struct BatchArgs {
+    /// The list: CSV with a header row, or JSONL (by extension).
+    #[arg(long)]
+    input: PathBuf,
+    /// Where the JSONL answers go (with .checkpoint and .summary.json beside it).
+    #[arg(long)]
+    output: PathBuf,
+    /// Column (CSV) or field (JSONL) of the email; default: detected (email, e-mail, mail).
+    #[arg(long)]
+    email_column: Option<String>,
+    /// Column or field of the phone number; default: detected (phone, mobile, tel).
+    #[arg(long)]
+    phone_column: Option<String>,
+    /// Region for national phone numbers.
+    #[arg(long)]
+    region: Option<String>,
+    #[arg(long)]
+    purpose: String,
+    #[arg(long, value_enum)]
+    basis: LawfulBasis,
+    #[arg(long)]
+    consent_ref: Option<String>,
+    #[arg(long)]
+    lia_ref: Option<String>,
+    #[arg(long)]
+    contract_ref: Option<String>,
+    /// Rows in progress at once (in process; a server applies its own
+    /// batch.max_in_flight).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Send the rows to a running server's EnrichStream.
+    #[arg(long)]
+    remote: Option<String>,
+    /// Use the sandbox sites (in process only).
+    #[arg(long, conflicts_with = "remote")]
+    sandbox: bool,
+    #[command(flatten)]
+    config: ConfigArg,
 }
 
 #[derive(Args)]
@@ -219,6 +263,7 @@ impl Cli {
             Command::Sources(SourcesCommand::Import(args)) => sources_import(args),
             Command::Erase(args) => erase(args).await,
             Command::Access(args) => access(args).await,
+            Command::Batch(args) => batch(args).await,
         }
     }
 }
@@ -516,6 +561,76 @@ async fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
         }
     };
     print_result(result)
+}
+
+async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
+    use futures::{FutureExt, StreamExt};
+    let mut config = load_config(&args.config)?;
+    config.batch.max_in_flight = args.concurrency.max(1);
+    quiet_logs(&config);
+    let run = crate::batch::Run {
+        input: args.input.clone(),
+        output: args.output.clone(),
+        columns: crate::batch::Columns {
+            email: args.email_column.clone(),
+            phone: args.phone_column.clone(),
+        },
+        template: pb::EnrichRequest {
+            purpose: args.purpose.clone(),
+            lawful_basis: convert::lawful_basis_to_proto(args.basis).into(),
+            evidence: Some(pb::BasisEvidence {
+                consent_ref: args.consent_ref.clone().unwrap_or_default(),
+                legitimate_interest_assessment_ref: args.lia_ref.clone().unwrap_or_default(),
+                contract_ref: args.contract_ref.clone().unwrap_or_default(),
+            }),
+            hints: Some(pb::Hints {
+                default_region: args.region.clone().unwrap_or_default(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    };
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let summary = match &args.remote {
+        Some(addr) => {
+            let mut client = remote_client(addr).await?;
+            run.execute(
+                move |requests| {
+                    async move {
+                        let mut request = Request::new(requests);
+                        request.metadata_mut().insert(
+                            "x-caller",
+                            tonic::metadata::MetadataValue::from_static("cli"),
+                        );
+                        let answers = client.enrich_stream(request).await?.into_inner();
+                        Ok(Box::pin(answers) as crate::batch::Answers)
+                    }
+                    .boxed_local()
+                },
+                interrupt,
+            )
+            .await?
+        }
+        None => {
+            let (service, _sandbox) = local_service(&config, args.sandbox).await?;
+            run.execute(
+                move |requests| {
+                    let answers = service.process_stream(requests.map(Ok), "cli".to_owned());
+                    async move { Ok(Box::pin(answers) as crate::batch::Answers) }.boxed_local()
+                },
+                interrupt,
+            )
+            .await?
+        }
+    };
+    eprint!("{}", summary.render());
+    Ok(if summary.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// One-shot commands keep stdout for the answer and stderr quiet unless asked.

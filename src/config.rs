@@ -34,6 +34,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub phone: PhoneConfig,
     pub sources: SourcesConfig,
+    pub batch: crate::service::BatchConfig,
     pub ledger: crate::ledger::LedgerConfig,
     pub http: HttpConfig,
     pub cache: CacheConfig,

@@ -60,6 +60,40 @@ impl From<Error> for Status {
     }
 }
 
+/// A failed stream item, shaped like google.rpc.Status.
+pub fn request_error(status: &Status) -> pb::RequestError {
+    let details = status.get_error_details();
+    pb::RequestError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        field_violations: details
+            .bad_request()
+            .map(|b| {
+                b.field_violations
+                    .iter()
+                    .map(|v| pb::FieldViolation {
+                        field: v.field.clone(),
+                        description: v.description.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        precondition_violations: details
+            .precondition_failure()
+            .map(|p| {
+                p.violations
+                    .iter()
+                    .map(|v| pb::PreconditionViolation {
+                        r#type: v.r#type.clone(),
+                        subject: v.subject.clone(),
+                        description: v.description.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
 /// Load shedding's answer: RESOURCE_EXHAUSTED with a retry delay.
 pub fn overloaded(retry_after: Duration) -> Status {
     Status::with_error_details(

@@ -438,11 +438,16 @@ impl Enricher {
             .filter_map(|id| self.catalog().get(id))
             .flat_map(|s| s.data_categories.iter().cloned())
             .collect();
-        let first = self
-            .store
-            .first_enriched_ms(&subject)
-            .await
-            .map_err(unavailable)?;
+        // The notice deadline counts from the first processing; ask the
+        // ledger only when there is something to notify.
+        let first = if found_sources.is_empty() {
+            None
+        } else {
+            self.store
+                .first_enriched_ms(&subject)
+                .await
+                .map_err(unavailable)?
+        };
         let first = first
             .and_then(|m| Utc.timestamp_millis_opt(m).single())
             .unwrap_or(now);

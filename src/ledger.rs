@@ -66,9 +66,26 @@ impl Store {
     /// Connects and migrates.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         install_default_drivers();
+        let sqlite = url.starts_with("sqlite");
         let pool = AnyPoolOptions::new()
-            .max_connections(if url.starts_with("sqlite") { 1 } else { 8 })
+            // One writer for SQLite; a small pool for PostgreSQL.
+            .max_connections(if sqlite { 1 } else { 8 })
             .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // Write-ahead log: appends stay fast and durable
+                        // across a crash of the process.
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;

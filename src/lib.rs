@@ -4,6 +4,7 @@
 // House rule: errors are values. A panic on the service path takes every call
 // on its task down; `expect` is reserved for invariants and says which one.
 #![warn(clippy::unwrap_used)]
+pub mod batch;
 pub mod cache;
 pub mod catalog;
 pub mod cli;

@@ -81,7 +81,8 @@ impl Application {
         Ok(Self {
             listener,
             metrics_listener,
-            service: EnrichmentService::new(enricher.clone(), config.sources.deadline),
+            service: EnrichmentService::new(enricher.clone(), config.sources.deadline)
+                .with_batch(config.batch.clone()),
             enricher,
             config,
         })

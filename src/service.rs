@@ -3,7 +3,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::Stream;
+use futures::stream::FuturesUnordered;
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert;
@@ -20,11 +22,122 @@ pub struct EnrichmentService {
     enricher: Arc<Enricher>,
     /// Source budget of a call that carries no grpc-timeout.
     budget: Duration,
+    batch: BatchConfig,
+}
+
+/// `[batch]` settings: streamed enrichment.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct BatchConfig {
+    /// Requests of one stream in progress at once.
+    pub max_in_flight: usize,
+    /// Answers buffered for a slow reader before reading stops.
+    pub buffer: usize,
+    /// Budget of each streamed request: it waits for rate-limit slots within it.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 32,
+            buffer: 16,
+            deadline: Duration::from_secs(120),
+        }
+    }
 }
 
 impl EnrichmentService {
     pub fn new(enricher: Arc<Enricher>, budget: Duration) -> Self {
-        Self { enricher, budget }
+        Self {
+            enricher,
+            budget,
+            batch: BatchConfig::default(),
+        }
+    }
+
+    /// Settings of streamed (batch) enrichment.
+    pub fn with_batch(mut self, batch: BatchConfig) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// One enrichment: the unary RPC, and each item of a stream.
+    pub async fn enrich_one(
+        &self,
+        request: pb::EnrichRequest,
+        caller: String,
+        deadline: tokio::time::Instant,
+    ) -> Result<pb::EnrichResponse, Status> {
+        let query = convert::enrich_query(request, deadline, caller)?;
+        let enrichment = self.enricher.enrich(query).await?;
+        Ok(convert::enrichment_to_proto(&enrichment))
+    }
+
+    /// A stream item's answer; its failure becomes the item's `error`.
+    async fn stream_item(&self, request: pb::EnrichRequest, caller: String) -> pb::EnrichResponse {
+        let started = Instant::now();
+        let request_id = request.request_id.clone();
+        let result = if request_id.trim().is_empty() {
+            Err(Status::from(Error::InvalidArgument(vec![
+                crate::error::FieldViolation::new(
+                    "request_id",
+                    "is required on EnrichStream, to match answers to requests",
+                ),
+            ])))
+        } else {
+            // Batch callers wait for rate-limit slots, up to the batch deadline.
+            let deadline = tokio::time::Instant::now() + self.batch.deadline;
+            self.enrich_one(request, caller, deadline).await
+        };
+        let result = observed("EnrichStream", started, result);
+        result.unwrap_or_else(|status| pb::EnrichResponse {
+            request_id,
+            error: Some(convert::request_error(&status)),
+            ..Default::default()
+        })
+    }
+
+    /// Answers a stream of requests as each completes, with at most
+    /// `batch.max_in_flight` in progress: when the reader is slow, the
+    /// output buffer fills, no new request is read, and HTTP/2 flow control
+    /// slows the sender. When the reader goes away, the work in progress is
+    /// dropped, and with it its upstream requests.
+    pub fn process_stream<S>(
+        &self,
+        mut inbound: S,
+        caller: String,
+    ) -> ReceiverStream<Result<pb::EnrichResponse, Status>>
+    where
+        S: Stream<Item = Result<pb::EnrichRequest, Status>> + Send + Unpin + 'static,
+    {
+        let (tx, rx) = tokio::sync::mpsc::channel(self.batch.buffer.max(1));
+        let this = self.clone();
+        tokio::spawn(async move {
+            let max = this.batch.max_in_flight.max(1);
+            let mut running = FuturesUnordered::new();
+            let mut open = true;
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(answer) = running.next(), if !running.is_empty() => {
+                        if tx.send(Ok(answer)).await.is_err() {
+                            return;
+                        }
+                    }
+                    next = inbound.next(), if open && running.len() < max => match next {
+                        Some(Ok(request)) => running.push(this.stream_item(request, caller.clone())),
+                        Some(Err(status)) => {
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                        None => open = false,
+                    },
+                    else => return,
+                }
+            }
+        });
+        ReceiverStream::new(rx)
     }
 
     /// When the sources must have answered: the configured budget, or less
@@ -82,10 +195,6 @@ fn observed<T>(
     result
 }
 
-fn not_built<T>(what: &'static str) -> Result<T, Status> {
-    Err(Error::Unimplemented(what).into())
-}
-
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::EnrichResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -97,14 +206,10 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         let started = Instant::now();
         let deadline = self.deadline(request.metadata());
         let caller = caller(request.metadata());
-        let result = async {
-            let query = convert::enrich_query(request.into_inner(), deadline, caller)?;
-            let enrichment = self.enricher.enrich(query).await?;
-            Ok::<_, Error>(convert::enrichment_to_proto(&enrichment))
-        }
-        .await
-        .map(Response::new)
-        .map_err(Status::from);
+        let result = self
+            .enrich_one(request.into_inner(), caller, deadline)
+            .await
+            .map(Response::new);
         observed("Enrich", started, result)
     }
 
@@ -112,16 +217,13 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
 
     async fn enrich_stream(
         &self,
-        _request: Request<Streaming<pb::EnrichRequest>>,
+        request: Request<Streaming<pb::EnrichRequest>>,
     ) -> Result<Response<Self::EnrichStreamStream>, Status> {
-        observed(
-            "EnrichStream",
-            Instant::now(),
-            not_built(
-                "EnrichStream is not implemented yet (batch enrichment is planned); \
-                 call Enrich once per identifier meanwhile",
-            ),
-        )
+        let caller = caller(request.metadata());
+        let inbound = request.into_inner();
+        Ok(Response::new(Box::pin(
+            self.process_stream(inbound, caller),
+        )))
     }
 
     async fn erase(

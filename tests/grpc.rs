@@ -338,22 +338,6 @@ async fn missing_or_disallowed_lawful_grounds_are_failed_precondition() {
 }
 
 #[tokio::test]
-async fn unbuilt_rpcs_answer_unimplemented_and_say_so() {
-    let app = TestApp::spawn("[dns]\nenabled = false\n").await;
-    let mut client = app.client().await;
-    let status = client
-        .enrich_stream(tokio_stream::iter([email_request("jane@example.com")]))
-        .await
-        .expect_err("unimplemented");
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(
-        status.message().contains("not implemented yet"),
-        "{}",
-        status.message()
-    );
-}
-
-#[tokio::test]
 async fn oversized_requests_are_refused_and_the_server_goes_on() {
     let app = TestApp::spawn("[dns]\nenabled = false\n[server]\nmax_request_bytes = 4096\n").await;
     let mut client = app.client().await;

@@ -1,0 +1,327 @@
+//! Batch enrichment: EnrichStream over gRPC, and `enrichd batch` on a
+//! 10,000-row list that is killed halfway and resumed.
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{TestApp, catalog_from, email_request, test_source};
+use enrichd::proto::v1 as pb;
+use wiremock::matchers::path_regex;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+#[derive(Clone, Default)]
+struct Arrivals(Arc<Mutex<Vec<Instant>>>);
+
+impl Respond for Arrivals {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        self.0.lock().unwrap().push(Instant::now());
+        ResponseTemplate::new(404)
+    }
+}
+
+impl Arrivals {
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    fn max_per_second(&self) -> usize {
+        let mut t = self.0.lock().unwrap().clone();
+        t.sort();
+        let mut max = 0;
+        let mut start = 0;
+        for end in 0..t.len() {
+            while t[end] - t[start] >= Duration::from_secs(1) {
+                start += 1;
+            }
+            max = max.max(end - start + 1);
+        }
+        max
+    }
+}
+
+fn request(id: &str, email: &str) -> pb::EnrichRequest {
+    pb::EnrichRequest {
+        request_id: id.into(),
+        ..email_request(email)
+    }
+}
+
+#[tokio::test]
+async fn a_stream_answers_every_request_and_a_bad_one_does_not_stop_it() {
+    let server = MockServer::start().await;
+    Mock::given(path_regex("^/a/"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    let catalog = catalog_from(&test_source(
+        "a",
+        "email",
+        &format!("{}/a/{{input}}", server.uri()),
+        "",
+    ));
+    let app = TestApp::with_catalog("[dns]\nenabled = false\n", catalog).await;
+    let mut client = app.client().await;
+    let requests = vec![
+        request("1", "one@example.test"),
+        request("2", "not an email"),
+        request("", "no-id@example.test"),
+        pb::EnrichRequest {
+            purpose: "astrology".into(),
+            ..request("4", "four@example.test")
+        },
+        request("5", "five@example.test"),
+    ];
+    let mut answers = client
+        .enrich_stream(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut by_id = BTreeMap::new();
+    while let Some(a) = answers.message().await.unwrap() {
+        by_id.insert(a.request_id.clone(), a);
+    }
+    assert_eq!(by_id.len(), 5);
+    assert!(by_id["1"].error.is_none() && by_id["5"].error.is_none());
+    let bad = by_id["2"].error.as_ref().unwrap();
+    assert_eq!(bad.code, tonic::Code::InvalidArgument as i32);
+    assert_eq!(bad.field_violations[0].field, "email");
+    assert_eq!(
+        by_id[""].error.as_ref().unwrap().field_violations[0].field,
+        "request_id"
+    );
+    let refused = by_id["4"].error.as_ref().unwrap();
+    assert_eq!(refused.code, tonic::Code::FailedPrecondition as i32);
+    assert_eq!(refused.precondition_violations[0].r#type, "PURPOSE");
+}
+
+#[tokio::test]
+async fn a_reader_that_stops_reading_stops_the_stream_and_memory_stays_bounded() {
+    let server = MockServer::start().await;
+    let arrivals = Arrivals::default();
+    Mock::given(path_regex("^/a/"))
+        .respond_with(arrivals.clone())
+        .mount(&server)
+        .await;
+    let catalog = catalog_from(&test_source(
+        "a",
+        "email",
+        &format!("{}/a/{{input}}", server.uri()),
+        "limits = { rate_limit = { per_second = 10000, burst = 10000 } }",
+    ));
+    let app = TestApp::with_catalog(
+        "[dns]\nenabled = false\n[batch]\nmax_in_flight = 4\nbuffer = 4\n",
+        catalog,
+    )
+    .await;
+    // A reader with small HTTP/2 windows, as a slow consumer would advertise.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+        .unwrap()
+        .initial_stream_window_size(16 * 1024)
+        .initial_connection_window_size(64 * 1024)
+        .connect()
+        .await
+        .unwrap();
+    let mut client = pb::enrichment_client::EnrichmentClient::new(channel);
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let requests = tokio_stream::StreamExt::map(tokio_stream::iter(0..2000), move |i| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        request(&i.to_string(), &format!("p{i}@example.test"))
+    });
+    let mut answers = client.enrich_stream(requests).await.unwrap().into_inner();
+
+    // Read nothing until the server has stalled: it answers at most what fits
+    // in flight, in its buffer and in the HTTP/2 windows, then stops reading.
+    let guard = Instant::now() + Duration::from_secs(20);
+    let mut last = usize::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = arrivals.len();
+        if now == last || Instant::now() > guard {
+            break;
+        }
+        last = now;
+    }
+    let processed = arrivals.len();
+    assert!(
+        processed < 600,
+        "the server kept working for a reader that stopped: {processed} of 2000"
+    );
+    // (The 2,000 small requests themselves fit in the server's receive window:
+    // they wait there, bounded by it, unread.)
+    let _ = sent;
+
+    // Reading again drains everything.
+    let mut n = 0;
+    while answers.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 2000);
+}
+
+/// 10,000 rows: 5 % invalid, 10 % repeating an earlier row.
+fn write_list(path: &std::path::Path) -> (HashSet<u64>, usize) {
+    let mut text = String::from("id,email\n");
+    let mut invalid = HashSet::new();
+    let mut distinct = 0;
+    for row in 1..=10_000u64 {
+        let line = if row % 20 == 0 {
+            invalid.insert(row);
+            match row % 60 {
+                0 => format!("{row},\n"),
+                20 => format!("{row},not an email\n"),
+                _ => format!("{row},x{row}@example.test,extra\n"),
+            }
+        } else if row % 10 == 5 {
+            format!("{row},p{}@example.test\n", row - 4)
+        } else {
+            distinct += 1;
+            format!("{row},p{row}@example.test\n")
+        };
+        text.push_str(&line);
+    }
+    std::fs::write(path, text).unwrap();
+    (invalid, distinct)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_thousand_row_list_survives_a_kill_and_stays_within_its_budget() {
+    let server = MockServer::start().await;
+    let arrivals = Arrivals::default();
+    Mock::given(path_regex("^/a/"))
+        .respond_with(arrivals.clone())
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog");
+    std::fs::create_dir(&catalog).unwrap();
+    std::fs::write(
+        catalog.join("a.toml"),
+        test_source(
+            "a",
+            "email",
+            &format!("{}/a/{{input}}", server.uri()),
+            "limits = { rate_limit = { per_second = 1500, burst = 20 } }",
+        ),
+    )
+    .unwrap();
+    let input = dir.path().join("list.csv");
+    let output = dir.path().join("out.jsonl");
+    let (invalid, _distinct) = write_list(&input);
+    let ledger = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("ledger.db").display()
+    );
+    let (input2, output2, catalog2, ledger2) = (
+        input.clone(),
+        output.clone(),
+        catalog.clone(),
+        ledger.clone(),
+    );
+    let batch = move || {
+        let (input, output, catalog, ledger) = (&input2, &output2, &catalog2, &ledger2);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_enrichd"));
+        cmd.args([
+            "batch",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ])
+        .args([
+            "--purpose",
+            "marketing",
+            "--basis",
+            "legitimate_interests",
+            "--lia-ref",
+            "LIA-1",
+            "--concurrency",
+            "64",
+        ])
+        .env("ENRICHD__DNS__ENABLED", "false")
+        .env("ENRICHD__SOURCES__CATALOG", catalog)
+        .env("ENRICHD__LEDGER__URL", ledger)
+        .env(
+            "ENRICHD__PRIVACY__HASH_KEY",
+            "a-test-key-of-at-least-thirty-two-characters",
+        )
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        cmd
+    };
+
+    // Kill it (SIGKILL) once a third of the rows are written.
+    let mut first = batch().spawn().unwrap();
+    let guard = Instant::now() + Duration::from_secs(120);
+    loop {
+        let lines = std::fs::read_to_string(&output)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if lines >= 3_000 || Instant::now() > guard {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let before = std::fs::read_to_string(&output).unwrap().lines().count();
+    assert!(
+        (3_000..10_000).contains(&before),
+        "killed halfway: {before} lines"
+    );
+
+    // The same command again finishes the list.
+    let started = Instant::now();
+    let again = batch.clone();
+    let second = tokio::task::spawn_blocking(move || again().output().unwrap())
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{stderr}");
+
+    let text = std::fs::read_to_string(&output).unwrap();
+    let mut seen = HashSet::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("every line is whole JSON");
+        let row = v["row"].as_u64().unwrap();
+        assert!(seen.insert(row), "row {row} written twice");
+        if invalid.contains(&row) {
+            let reason = v["error"]["message"].as_str().unwrap();
+            assert!(!reason.is_empty(), "row {row} has a reason");
+        } else {
+            assert!(v.get("answer").is_some(), "row {row}: {line}");
+        }
+    }
+    assert_eq!(seen.len(), 10_000, "no gaps");
+    assert_eq!(seen, (1..=10_000).collect());
+
+    let max = arrivals.max_per_second();
+    assert!(
+        max <= 1500 + 20,
+        "the source saw {max} requests in one second (budget 1500/s + 20)"
+    );
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out.jsonl.summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["rows_in"], 10_000);
+    assert_eq!(summary["already_done"].as_u64().unwrap(), before as u64);
+    assert!(
+        summary["cache_hits"].as_u64().unwrap() > 0,
+        "duplicates came from the cache"
+    );
+    let done = 10_000 - before;
+    println!(
+        "resumed {done} rows in {elapsed:?} ({:.0} rows/s); the source saw at most {max} requests/s of a 1500/s budget ({:.0} %); {} upstream calls for {} lookups",
+        done as f64 / elapsed.as_secs_f64(),
+        max as f64 * 100.0 / 1500.0,
+        arrivals.len(),
+        10_000 - invalid.len()
+    );
+    println!("{stderr}");
+}
