@@ -67,9 +67,11 @@ impl Store {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         install_default_drivers();
         let sqlite = url.starts_with("sqlite");
+        // An in-memory SQLite database lives in its one connection.
+        let memory = sqlite && url.contains(":memory:");
         let pool = AnyPoolOptions::new()
-            // One writer for SQLite; a small pool for PostgreSQL.
-            .max_connections(if sqlite { 1 } else { 8 })
+            // WAL lets readers run beside the one writer.
+            .max_connections(if memory { 1 } else { 8 })
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _| {
                 Box::pin(async move {

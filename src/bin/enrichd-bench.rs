@@ -1,0 +1,472 @@
+//! enrichd-bench: measures enrichd against its ceilings, side by side, in one
+//! run, on loopback: local sources with controlled latency, the real server,
+//! and a baseline measured in the same run wherever one exists.
+//!
+//!   cargo run --release --bin enrichd-bench -- [hot] [cold] [sites] [budget] [memory]
+//!
+//! Prints one table and writes bench-results.json.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use clap::Parser;
+use enrichd::catalog::Catalog;
+use enrichd::config::Config;
+use enrichd::privacy::KeyedHasher;
+use enrichd::proto::v1 as pb;
+use enrichd::server::Application;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks enrichd against baselines measured in the same run")]
+struct Args {
+    /// Scenarios to run (default: all): hot, cold, sites, budget, memory.
+    scenarios: Vec<String>,
+    /// hot: concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// hot: seconds of load per side.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// cold: calls measured.
+    #[arg(long, default_value_t = 30)]
+    cold_calls: usize,
+    /// sites: number of sites.
+    #[arg(long, default_value_t = 600)]
+    sites: usize,
+    /// budget: identifiers streamed, and the source's rate limit.
+    #[arg(long, default_value_t = 5000)]
+    budget_ids: usize,
+    #[arg(long, default_value_t = 500.0)]
+    budget_rate: f64,
+    #[arg(long, default_value_t = 10)]
+    budget_burst: u32,
+    /// memory: identities cached.
+    #[arg(long, default_value_t = 20_000)]
+    identities: usize,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "bench-results.json")]
+    json: String,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e5).round() / 100.0
+}
+
+/// A local site: `/{site}/{user}` with a per-site behaviour.
+#[derive(Clone)]
+struct Sites {
+    delay: Duration,
+    hits: Arc<AtomicUsize>,
+    arrivals: Arc<std::sync::Mutex<Vec<Instant>>>,
+}
+
+async fn site(State(s): State<Sites>, Path((site, user)): Path<(String, String)>) -> Response {
+    s.hits.fetch_add(1, Ordering::Relaxed);
+    s.arrivals.lock().unwrap().push(Instant::now());
+    if !s.delay.is_zero() {
+        tokio::time::sleep(s.delay).await;
+    }
+    let n: usize = site.trim_start_matches('s').parse().unwrap_or(0);
+    // Every other site knows the person; "found…" users are known everywhere.
+    let found = user.starts_with("found") || n % 2 == 0;
+    match (n % 3, found) {
+        (0, true) | (1, true) => (
+            StatusCode::OK,
+            format!("{{\"user\":{{\"name\":\"{user}\"}}}} profile-card"),
+        )
+            .into_response(),
+        (0, false) => (StatusCode::NOT_FOUND, "no").into_response(),
+        (1, false) => (StatusCode::OK, "no such user").into_response(),
+        (_, true) => (StatusCode::OK, "profile-card").into_response(),
+        (_, false) => Redirect::to("/").into_response(),
+    }
+}
+
+async fn serve_sites(delay: Duration) -> (SocketAddr, Sites) {
+    let state = Sites {
+        delay,
+        hits: Arc::default(),
+        arrivals: Arc::default(),
+    };
+    let app = axum::Router::new()
+        .route("/{site}/{user}", axum::routing::get(site))
+        .route("/", axum::routing::get(|| async { "home" }))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, state)
+}
+
+/// `count` sources at `origin`, keyed on `input`.
+fn catalog(
+    origin: SocketAddr,
+    count: usize,
+    input: &str,
+    kinds: bool,
+    rate: (f64, u32),
+) -> Catalog {
+    let mut text = String::new();
+    for i in 0..count {
+        let detect = match (kinds, i % 3) {
+            (false, _) | (true, 0) => {
+                "response_format = \"text\"\n[source.detect]\nnot_found_status = [404]\n"
+            }
+            (true, 1) => {
+                "response_format = \"text\"\n[source.detect]\nabsent = [\"no such user\"]\npresent = [\"profile-card\"]\n"
+            }
+            _ => "response_format = \"text\"\n[source.detect]\nredirect_means_absent = true\n",
+        };
+        text.push_str(&format!(
+            "[[source]]\nid = \"s{i}\"\nname = \"s{i}\"\nplatform = \"S{i}\"\ntags = [\"technology\"]\npurposes = [\"marketing\"]\ninput = \"{input}\"\nnetwork = {{ allow_private = true }}\nlimits = {{ timeout = \"10s\", max_concurrency = 64, rate_limit = {{ per_second = {}, burst = {} }} }}\n[source.request]\nurl = \"http://{origin}/s{i}/{{input}}\"\n{detect}\n",
+            rate.0, rate.1
+        ));
+    }
+    Catalog::from_files(
+        &[("bench.toml".into(), text)],
+        &["marketing".into()],
+        &|_| None,
+    )
+    .expect("bench catalog")
+}
+
+struct Server {
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(catalog: Catalog, extra: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::from_toml(&format!(
+        "[dns]\nenabled = false\n[server]\nmax_concurrent_requests = 4096\n[batch]\nmax_in_flight = 256\n{extra}"
+    ))
+    .unwrap();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.ledger.url = std::env::var("BENCH_LEDGER_URL").unwrap_or_else(|_| {
+        format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("ledger.db").display()
+        )
+    });
+    let app = Application::build(config, KeyedHasher::new(b"bench".to_vec()), catalog)
+        .await
+        .unwrap();
+    let addr = app.local_addr();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    Server { addr, _dir: dir }
+}
+
+async fn client(addr: SocketAddr) -> pb::enrichment_client::EnrichmentClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    pb::enrichment_client::EnrichmentClient::new(channel)
+}
+
+fn request(email: &str) -> pb::EnrichRequest {
+    pb::EnrichRequest {
+        request_id: email.into(),
+        identifier: Some(pb::enrich_request::Identifier::Email(email.into())),
+        purpose: "marketing".into(),
+        lawful_basis: pb::LawfulBasis::LegitimateInterests.into(),
+        evidence: Some(pb::BasisEvidence {
+            legitimate_interest_assessment_ref: "LIA-BENCH".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The baseline of `hot`: the same tonic server, a handler that answers at once.
+#[derive(Clone)]
+struct Echo;
+
+#[tonic::async_trait]
+impl pb::enrichment_server::Enrichment for Echo {
+    async fn enrich(
+        &self,
+        r: tonic::Request<pb::EnrichRequest>,
+    ) -> Result<tonic::Response<pb::EnrichResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::EnrichResponse {
+            request_id: r.into_inner().request_id,
+            ..Default::default()
+        }))
+    }
+    type EnrichStreamStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<pb::EnrichResponse, tonic::Status>> + Send>,
+    >;
+    async fn enrich_stream(
+        &self,
+        _: tonic::Request<tonic::Streaming<pb::EnrichRequest>>,
+    ) -> Result<tonic::Response<Self::EnrichStreamStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("echo"))
+    }
+    async fn erase(
+        &self,
+        _: tonic::Request<pb::EraseRequest>,
+    ) -> Result<tonic::Response<pb::EraseResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("echo"))
+    }
+    async fn access(
+        &self,
+        _: tonic::Request<pb::AccessRequest>,
+    ) -> Result<tonic::Response<pb::AccessResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("echo"))
+    }
+    async fn list_sources(
+        &self,
+        _: tonic::Request<pb::ListSourcesRequest>,
+    ) -> Result<tonic::Response<pb::ListSourcesResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("echo"))
+    }
+}
+
+async fn start_echo() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .timeout(Duration::from_secs(30))
+            .add_service(pb::enrichment_server::EnrichmentServer::new(Echo))
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            ),
+    );
+    addr
+}
+
+/// `clients` loops calling Enrich for `seconds`; requests/s and latencies.
+async fn load(addr: SocketAddr, clients: usize, seconds: u64) -> (f64, Duration, Duration) {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let mut c = client(addr).await;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < until {
+                let t = Instant::now();
+                c.enrich(request("hot@example.test")).await.unwrap();
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let started = Instant::now();
+    let mut all: Vec<Duration> = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let secs = started.elapsed().as_secs_f64().max(seconds as f64);
+    all.sort();
+    (
+        all.len() as f64 / secs,
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+    )
+}
+
+async fn hot(args: &Args) -> Value {
+    let (origin, _) = serve_sites(Duration::ZERO).await;
+    let server = start(catalog(origin, 5, "email", false, (1e6, 1_000_000)), "").await;
+    let mut c = client(server.addr).await;
+    c.enrich(request("hot@example.test")).await.unwrap(); // warm the cache
+    let echo = start_echo().await;
+    let (echo_rps, echo_p50, echo_p99) = load(echo, args.clients, args.seconds).await;
+    let (rps, p50, p99) = load(server.addr, args.clients, args.seconds).await;
+    json!({
+        "scenario": "hot", "clients": args.clients,
+        "enrichd_rps": rps.round(), "echo_rps": echo_rps.round(), "ratio_rps": (rps / echo_rps * 1000.0).round() / 1000.0,
+        "enrichd_p50_ms": ms(p50), "enrichd_p99_ms": ms(p99), "echo_p50_ms": ms(echo_p50), "echo_p99_ms": ms(echo_p99),
+    })
+}
+
+async fn cold(args: &Args) -> Value {
+    let delay = Duration::from_millis(100);
+    let (origin, _) = serve_sites(delay).await;
+    let server = start(
+        catalog(origin, 20, "email", false, (1e6, 1_000_000)),
+        "[cache]\nenabled = false\n",
+    )
+    .await;
+    let mut c = client(server.addr).await;
+    c.enrich(request("warmup@example.test")).await.unwrap();
+    let mut lat = Vec::new();
+    for i in 0..args.cold_calls {
+        let t = Instant::now();
+        c.enrich(request(&format!("cold{i}@example.test")))
+            .await
+            .unwrap();
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    json!({
+        "scenario": "cold", "sources": 20, "source_latency_ms": 100.0,
+        "p50_ms": ms(p50), "p99_ms": ms(p99),
+        "overhead_p50_ms": ms(p50.saturating_sub(delay)), "ratio_p50_to_slowest": (p50.as_secs_f64() / delay.as_secs_f64() * 1000.0).round() / 1000.0,
+    })
+}
+
+async fn sites(args: &Args) -> Value {
+    let (origin, state) = serve_sites(Duration::ZERO).await;
+    let server = start(
+        catalog(origin, args.sites, "username", true, (1e6, 1_000_000)),
+        "[cache]\nenabled = false\n",
+    )
+    .await;
+    let mut c = client(server.addr).await;
+    let t = Instant::now();
+    let resp = c
+        .enrich(request("person@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    let wall = t.elapsed();
+    let found = resp
+        .sources
+        .iter()
+        .filter(|o| o.outcome() == pb::source_outcome::Outcome::Found)
+        .count();
+    let not_found = resp
+        .sources
+        .iter()
+        .filter(|o| o.outcome() == pb::source_outcome::Outcome::NotFound)
+        .count();
+    json!({
+        "scenario": "sites", "sites": args.sites, "found": found, "not_found": not_found,
+        "other": resp.sources.len() - found - not_found, "requests_seen": state.hits.load(Ordering::Relaxed),
+        "wall_ms": ms(wall), "checks_per_second": (args.sites as f64 / wall.as_secs_f64()).round(),
+    })
+}
+
+async fn budget(args: &Args) -> Value {
+    let (origin, state) = serve_sites(Duration::ZERO).await;
+    let server = start(
+        catalog(
+            origin,
+            1,
+            "email",
+            false,
+            (args.budget_rate, args.budget_burst),
+        ),
+        "",
+    )
+    .await;
+    let mut c = client(server.addr).await;
+    let n = args.budget_ids;
+    let requests = tokio_stream::iter((0..n).map(|i| request(&format!("b{i}@example.test"))));
+    let t = Instant::now();
+    let mut answers = c.enrich_stream(requests).await.unwrap().into_inner();
+    let mut got = 0;
+    while answers.message().await.unwrap().is_some() {
+        got += 1;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let mut times = state.arrivals.lock().unwrap().clone();
+    times.sort();
+    let mut max = 0;
+    let mut start_i = 0;
+    for end in 0..times.len() {
+        while times[end] - times[start_i] >= Duration::from_secs(1) {
+            start_i += 1;
+        }
+        max = max.max(end - start_i + 1);
+    }
+    let achieved = times.len() as f64 / secs;
+    json!({
+        "scenario": "budget", "identifiers": n, "answers": got, "limit_per_second": args.budget_rate, "burst": args.budget_burst,
+        "achieved_per_second": (achieved * 10.0).round() / 10.0, "ratio": (achieved / args.budget_rate * 1000.0).round() / 1000.0,
+        "max_in_one_second": max, "within_budget": max as f64 <= args.budget_rate + args.budget_burst as f64,
+    })
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+async fn memory(args: &Args) -> Value {
+    let (origin, _) = serve_sites(Duration::ZERO).await;
+    let server = start(catalog(origin, 1, "email", false, (1e6, 1_000_000)), "").await;
+    let mut c = client(server.addr).await;
+    c.enrich(request("warm@example.test")).await.unwrap();
+    let before = rss_bytes();
+    let n = args.identities;
+    let requests = tokio_stream::iter((0..n).map(|i| request(&format!("found{i}@example.test"))));
+    let mut answers = c.enrich_stream(requests).await.unwrap().into_inner();
+    while answers.message().await.unwrap().is_some() {}
+    let after = rss_bytes();
+    let per = after.saturating_sub(before) as f64 / n as f64;
+    json!({
+        "scenario": "memory", "identities": n, "rss_before_mb": before / (1 << 20), "rss_after_mb": after / (1 << 20),
+        "bytes_per_identity": per.round(),
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let all = ["hot", "cold", "sites", "budget", "memory"];
+    let chosen: Vec<&str> = if args.scenarios.is_empty() {
+        all.to_vec()
+    } else {
+        args.scenarios.iter().map(String::as_str).collect()
+    };
+    let mut results = Vec::new();
+    for s in chosen {
+        eprintln!("running {s}...");
+        let r = match s {
+            "hot" => hot(&args).await,
+            "cold" => cold(&args).await,
+            "sites" => sites(&args).await,
+            "budget" => budget(&args).await,
+            "memory" => memory(&args).await,
+            other => {
+                eprintln!("unknown scenario {other}; choose from {}", all.join(", "));
+                std::process::exit(2);
+            }
+        };
+        results.push(r);
+    }
+    println!("{:<8} {}", "SCENARIO", "RESULT");
+    for r in &results {
+        let mut fields: Vec<String> = Vec::new();
+        if let Some(map) = r.as_object() {
+            for (k, v) in map.iter().filter(|(k, _)| *k != "scenario") {
+                fields.push(format!("{k}={v}"));
+            }
+        }
+        println!(
+            "{:<8} {}",
+            r["scenario"].as_str().unwrap_or("?"),
+            fields.join("  ")
+        );
+    }
+    let doc = json!({
+        "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "os": std::env::consts::OS },
+        "results": results,
+    });
+    std::fs::write(&args.json, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    eprintln!("wrote {}", args.json);
+}
