@@ -449,7 +449,7 @@ async fn main() {
         };
         results.push(r);
     }
-    println!("{:<8} {}", "SCENARIO", "RESULT");
+    println!("{:<8} RESULT", "SCENARIO");
     for r in &results {
         let mut fields: Vec<String> = Vec::new();
         if let Some(map) = r.as_object() {
