@@ -116,6 +116,11 @@ fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
+/// A ledger time back as a date (`fallback` if out of range).
+fn time_of(ms: i64, fallback: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or(fallback)
+}
+
 fn unavailable(e: StoreError) -> Error {
     warn!(error = %e, "ledger write failed; the answer is withheld");
     Error::Unavailable("the record of this processing could not be written; nothing was returned")
@@ -342,10 +347,7 @@ impl Enricher {
                     special_categories_suppressed: 0,
                     identifier_suppressed: true,
                     withheld: Vec::new(),
-                    retain_until: Utc
-                        .timestamp_millis_opt(record.retain_until_ms)
-                        .single()
-                        .unwrap_or(now),
+                    retain_until: time_of(record.retain_until_ms, now),
                 },
                 cache: CacheInfo {
                     policy: query.cache.mode,
@@ -448,9 +450,7 @@ impl Enricher {
                 .await
                 .map_err(unavailable)?
         };
-        let first = first
-            .and_then(|m| Utc.timestamp_millis_opt(m).single())
-            .unwrap_or(now);
+        let first = first.map_or(now, |m| time_of(m, now));
         let notice = NoticeDuty::for_sources(
             NoticeDuty::deadline(first, query.first_contact_at),
             found_sources.iter().map(|s| s.to_string()).collect(),
@@ -535,10 +535,7 @@ impl Enricher {
                 special_categories_suppressed: scored.special_suppressed,
                 identifier_suppressed: false,
                 withheld,
-                retain_until: Utc
-                    .timestamp_millis_opt(record.retain_until_ms)
-                    .single()
-                    .unwrap_or(now),
+                retain_until: time_of(record.retain_until_ms, now),
             },
             cache: CacheInfo {
                 policy: query.cache.mode,

@@ -4,43 +4,13 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{TestApp, catalog_from, email_request, test_source};
 use enrichd::proto::v1 as pb;
 use wiremock::matchers::path_regex;
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-#[derive(Clone, Default)]
-struct Arrivals(Arc<Mutex<Vec<Instant>>>);
-
-impl Respond for Arrivals {
-    fn respond(&self, _: &Request) -> ResponseTemplate {
-        self.0.lock().unwrap().push(Instant::now());
-        ResponseTemplate::new(404)
-    }
-}
-
-impl Arrivals {
-    fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-
-    fn max_per_second(&self) -> usize {
-        let mut t = self.0.lock().unwrap().clone();
-        t.sort();
-        let mut max = 0;
-        let mut start = 0;
-        for end in 0..t.len() {
-            while t[end] - t[start] >= Duration::from_secs(1) {
-                start += 1;
-            }
-            max = max.max(end - start + 1);
-        }
-        max
-    }
-}
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn request(id: &str, email: &str) -> pb::EnrichRequest {
     pb::EnrichRequest {
@@ -100,7 +70,7 @@ async fn a_stream_answers_every_request_and_a_bad_one_does_not_stop_it() {
 #[tokio::test]
 async fn a_reader_that_stops_reading_stops_the_stream_and_memory_stays_bounded() {
     let server = MockServer::start().await;
-    let arrivals = Arrivals::default();
+    let arrivals = common::Arrivals::answering(ResponseTemplate::new(404));
     Mock::given(path_regex("^/a/"))
         .respond_with(arrivals.clone())
         .mount(&server)
@@ -190,7 +160,7 @@ fn write_list(path: &std::path::Path) -> (HashSet<u64>, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ten_thousand_row_list_survives_a_kill_and_stays_within_its_budget() {
     let server = MockServer::start().await;
-    let arrivals = Arrivals::default();
+    let arrivals = common::Arrivals::answering(ResponseTemplate::new(404));
     Mock::given(path_regex("^/a/"))
         .respond_with(arrivals.clone())
         .mount(&server)

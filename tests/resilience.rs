@@ -3,10 +3,10 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestApp, catalog_from, email_request, test_source};
+use common::{Arrivals, TestApp, catalog_from, email_request, test_source};
 use enrichd::proto::v1 as pb;
 use pb::source_outcome::Outcome;
 use wiremock::matchers::path_regex;
@@ -25,34 +25,6 @@ fn outcome<'a>(resp: &'a pb::EnrichResponse, source: &str) -> &'a pb::SourceOutc
 
 async fn app(catalog: enrichd::catalog::Catalog, extra: &str) -> TestApp {
     TestApp::with_catalog(&format!("[dns]\nenabled = false\n{extra}"), catalog).await
-}
-
-/// Records when each request arrived, and answers `found`.
-#[derive(Clone, Default)]
-struct Arrivals(Arc<Mutex<Vec<Instant>>>);
-
-impl Respond for Arrivals {
-    fn respond(&self, _: &Request) -> ResponseTemplate {
-        self.0.lock().unwrap().push(Instant::now());
-        found()
-    }
-}
-
-impl Arrivals {
-    /// The most requests seen in any one-second window.
-    fn max_per_second(&self) -> usize {
-        let times = self.0.lock().unwrap().clone();
-        times
-            .iter()
-            .map(|start| {
-                times
-                    .iter()
-                    .filter(|t| **t >= *start && **t < *start + Duration::from_secs(1))
-                    .count()
-            })
-            .max()
-            .unwrap_or(0)
-    }
 }
 
 #[tokio::test]
@@ -98,7 +70,7 @@ async fn concurrent_cold_calls_for_one_person_cost_one_upstream_call_per_source(
 #[tokio::test]
 async fn repeats_within_the_ttl_cost_nothing_and_after_it_one_call() {
     let server = MockServer::start().await;
-    let arrivals = Arrivals::default();
+    let arrivals = Arrivals::answering(found());
     Mock::given(path_regex("^/a/"))
         .respond_with(arrivals.clone())
         .mount(&server)
@@ -111,7 +83,7 @@ async fn repeats_within_the_ttl_cost_nothing_and_after_it_one_call() {
     ));
     let app = app(catalog, "").await;
     let mut client = app.client().await;
-    let count = || arrivals.0.lock().unwrap().len();
+    let count = || arrivals.len();
 
     // cache_only on a cold key: skipped, nothing asked.
     let mut cold = email_request("ann@example.test");
@@ -176,7 +148,7 @@ async fn repeats_within_the_ttl_cost_nothing_and_after_it_one_call() {
 #[tokio::test]
 async fn a_rate_limited_source_never_sees_more_than_its_budget() {
     let server = MockServer::start().await;
-    let arrivals = Arrivals::default();
+    let arrivals = Arrivals::answering(found());
     Mock::given(path_regex("^/a/"))
         .respond_with(arrivals.clone())
         .mount(&server)
@@ -281,7 +253,7 @@ async fn retry_after_pauses_the_source_for_every_caller_and_no_other() {
 }
 
 /// Hangs (without answering) until healed; then answers 404 at once.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Sick {
     healed: Arc<AtomicBool>,
     arrivals: Arrivals,
@@ -299,7 +271,10 @@ impl Respond for Sick {
 #[tokio::test]
 async fn a_hanging_source_is_contained_and_its_breaker_opens_then_closes() {
     let server = MockServer::start().await;
-    let sick = Sick::default();
+    let sick = Sick {
+        healed: Arc::default(),
+        arrivals: Arrivals::answering(found()),
+    };
     Mock::given(path_regex("^/sick/"))
         .respond_with(sick.clone())
         .mount(&server)
@@ -345,7 +320,7 @@ async fn a_hanging_source_is_contained_and_its_breaker_opens_then_closes() {
     let answers = futures::future::join_all(calls).await;
     // The two slots are held until the first calls' deadline; only then can
     // a waiting call (whose deadline came a little later) take one.
-    let times = sick.arrivals.0.lock().unwrap().clone();
+    let times = sick.arrivals.times.lock().unwrap().clone();
     let first = *times.iter().min().unwrap();
     let early = times
         .iter()
@@ -373,13 +348,9 @@ async fn a_hanging_source_is_contained_and_its_breaker_opens_then_closes() {
         .await
         .unwrap()
         .into_inner();
-    let before = sick.arrivals.0.lock().unwrap().len();
+    let before = sick.arrivals.len();
     assert_eq!(outcome(&resp, "sick").outcome(), Outcome::CircuitOpen);
-    assert_eq!(
-        sick.arrivals.0.lock().unwrap().len(),
-        before,
-        "an open breaker sends nothing"
-    );
+    assert_eq!(sick.arrivals.len(), before, "an open breaker sends nothing");
 
     // It recovers; after the cool-down a trial call closes the breaker.
     sick.healed.store(true, Ordering::SeqCst);

@@ -247,3 +247,45 @@ display_name = {{ json = "/user/name" }}
 "#
     )
 }
+
+/// A wiremock responder that records when each request arrived, then
+/// answers with `template`.
+#[derive(Clone)]
+pub struct Arrivals {
+    pub times: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+    template: wiremock::ResponseTemplate,
+}
+
+impl Arrivals {
+    pub fn answering(template: wiremock::ResponseTemplate) -> Self {
+        Self {
+            times: Default::default(),
+            template,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.times.lock().unwrap().len()
+    }
+
+    /// The most requests seen in any one-second window.
+    pub fn max_per_second(&self) -> usize {
+        let mut t = self.times.lock().unwrap().clone();
+        t.sort();
+        let (mut max, mut start) = (0, 0);
+        for end in 0..t.len() {
+            while t[end] - t[start] >= std::time::Duration::from_secs(1) {
+                start += 1;
+            }
+            max = max.max(end - start + 1);
+        }
+        max
+    }
+}
+
+impl wiremock::Respond for Arrivals {
+    fn respond(&self, _: &wiremock::Request) -> wiremock::ResponseTemplate {
+        self.times.lock().unwrap().push(std::time::Instant::now());
+        self.template.clone()
+    }
+}
