@@ -2,8 +2,8 @@
 //! local servers that count what reaches them.
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Arrivals, TestApp, catalog_from, email_request, test_source};
