@@ -20,6 +20,8 @@ pub struct LedgerConfig {
 pub enum StoreError {
     #[error("ledger database: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("ledger write failed: {0}")]
+    Write(String),
     #[error("ledger migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -47,9 +49,55 @@ pub struct Record {
 pub const ALL_PURPOSES: &str = "all";
 pub const MARKETING: &str = "marketing";
 
+type Pending = (Record, tokio::sync::oneshot::Sender<Result<(), String>>);
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Records go through one writer that commits whatever has queued up in
+    /// one transaction (group commit): each caller still waits until its own
+    /// record is committed, but concurrent calls share the commit.
+    writer: tokio::sync::mpsc::Sender<Pending>,
+}
+
+/// Most records committed in one transaction.
+const GROUP: usize = 256;
+
+async fn commit(pool: &AnyPool, group: &[Pending]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for (r, _) in group {
+        sqlx::query(
+            "INSERT INTO ledger (id, at_ms, caller, purpose, lawful_basis, consent_ref, lia_ref, \
+             contract_ref, subject, sources, field_categories, outcome, retain_until_ms, redacted) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0)",
+        )
+        .bind(&r.id)
+        .bind(r.at_ms)
+        .bind(&r.caller)
+        .bind(&r.purpose)
+        .bind(&r.lawful_basis)
+        .bind(&r.consent_ref)
+        .bind(&r.lia_ref)
+        .bind(&r.contract_ref)
+        .bind(&r.subject)
+        .bind(json(&r.sources))
+        .bind(json(&r.field_categories))
+        .bind(&r.outcome)
+        .bind(r.retain_until_ms)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+async fn write_loop(pool: AnyPool, mut queue: tokio::sync::mpsc::Receiver<Pending>) {
+    let mut group = Vec::with_capacity(GROUP);
+    while queue.recv_many(&mut group, GROUP).await > 0 {
+        let result = commit(&pool, &group).await.map_err(|e| e.to_string());
+        for (_, reply) in group.drain(..) {
+            let _ = reply.send(result.clone());
+        }
+    }
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -91,31 +139,22 @@ impl Store {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let (writer, queue) = tokio::sync::mpsc::channel(4 * GROUP);
+        tokio::spawn(write_loop(pool.clone(), queue));
+        Ok(Self { pool, writer })
     }
 
+    /// Appends a record; returns once it is committed.
     pub async fn record(&self, r: &Record) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO ledger (id, at_ms, caller, purpose, lawful_basis, consent_ref, lia_ref, \
-             contract_ref, subject, sources, field_categories, outcome, retain_until_ms, redacted) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0)",
-        )
-        .bind(&r.id)
-        .bind(r.at_ms)
-        .bind(&r.caller)
-        .bind(&r.purpose)
-        .bind(&r.lawful_basis)
-        .bind(&r.consent_ref)
-        .bind(&r.lia_ref)
-        .bind(&r.contract_ref)
-        .bind(&r.subject)
-        .bind(json(&r.sources))
-        .bind(json(&r.field_categories))
-        .bind(&r.outcome)
-        .bind(r.retain_until_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let stopped = || StoreError::Write("the ledger writer stopped".into());
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.writer
+            .send((r.clone(), reply))
+            .await
+            .map_err(|_| stopped())?;
+        done.await
+            .map_err(|_| stopped())?
+            .map_err(StoreError::Write)
     }
 
     /// Every record of a subject, oldest first.
