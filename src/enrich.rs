@@ -190,10 +190,6 @@ impl Enricher {
         self.engine.catalog()
     }
 
-    pub fn hasher(&self) -> &KeyedHasher {
-        &self.hasher
-    }
-
     pub fn store(&self) -> &Store {
         &self.store
     }

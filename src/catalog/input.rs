@@ -32,18 +32,6 @@ pub enum InputKind {
 }
 
 impl InputKind {
-    pub const ALL: [InputKind; 9] = [
-        Self::Email,
-        Self::EmailMd5,
-        Self::EmailSha256,
-        Self::EmailLocal,
-        Self::EmailDomain,
-        Self::PhoneE164,
-        Self::PhoneNational,
-        Self::Username,
-        Self::Url,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Email => "email",

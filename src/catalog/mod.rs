@@ -182,22 +182,6 @@ impl Catalog {
         self.sources.is_empty()
     }
 
-    /// Adds sources from another catalog (e.g. the sandbox's); ids stay unique.
-    pub fn merge(mut self, other: Catalog) -> Result<Self, CatalogError> {
-        let ids: HashSet<String> = self.sources.iter().map(|s| s.id.clone()).collect();
-        let dups: Vec<String> = other
-            .sources
-            .iter()
-            .filter(|s| ids.contains(&s.id))
-            .map(|s| format!("source {:?} is declared twice", s.id))
-            .collect();
-        if !dups.is_empty() {
-            return Err(CatalogError { problems: dups });
-        }
-        self.sources.extend(other.sources);
-        Ok(self)
-    }
-
     /// Host names of sources allowed to reach private addresses (the HTTP
     /// client's resolver lets only these resolve to private addresses).
     pub fn trusted_private_hosts(&self) -> HashSet<String> {

@@ -133,7 +133,7 @@ impl Engine {
                 if let Some(entry) = cacheable(source, &asked) {
                     cache.insert(key, Arc::new(entry)).await;
                     asked
-                } else if failed(&asked) && old.age() <= old.ttl + self.stale_grace() {
+                } else if failed(&asked) && old.age() <= old.ttl + self.stale_grace {
                     cache_metric(source, "stale");
                     let mut stale = from_entry(source, input, &old);
                     stale.outcome.stale = true;
@@ -190,10 +190,6 @@ impl Engine {
             asked.outcome.latency = started.elapsed();
         }
         asked
-    }
-
-    fn stale_grace(&self) -> Duration {
-        self.stale_grace
     }
 
     /// An upstream call under the source's guard, with retries.

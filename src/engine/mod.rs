@@ -201,11 +201,6 @@ impl Engine {
         out
     }
 
-    /// The guard of a source (its limiter, slots, breaker).
-    pub fn guard(&self, source_id: &str) -> Option<&Guard> {
-        self.guards.get(source_id)
-    }
-
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
     }

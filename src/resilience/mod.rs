@@ -142,9 +142,4 @@ impl Guard {
         }
         admitted
     }
-
-    /// Calls in flight (for tests and metrics).
-    pub fn in_flight(&self, cap: usize) -> usize {
-        cap - self.slots.available_permits()
-    }
 }
