@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestApp, catalog_from, email_request, test_source};
+use common::{TestApp, email_request, test_source};
 use enrichd::proto::v1 as pb;
 use wiremock::matchers::path_regex;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -21,17 +21,7 @@ fn request(id: &str, email: &str) -> pb::EnrichRequest {
 
 #[tokio::test]
 async fn a_stream_answers_every_request_and_a_bad_one_does_not_stop_it() {
-    let server = MockServer::start().await;
-    Mock::given(path_regex("^/a/"))
-        .respond_with(ResponseTemplate::new(404))
-        .mount(&server)
-        .await;
-    let catalog = catalog_from(&test_source(
-        "a",
-        "email",
-        &format!("{}/a/{{input}}", server.uri()),
-        "",
-    ));
+    let (_server, catalog) = common::one_source("email", "", ResponseTemplate::new(404)).await;
     let app = TestApp::with_catalog("[dns]\nenabled = false\n", catalog).await;
     let mut client = app.client().await;
     let requests = vec![
@@ -69,18 +59,13 @@ async fn a_stream_answers_every_request_and_a_bad_one_does_not_stop_it() {
 
 #[tokio::test]
 async fn a_reader_that_stops_reading_stops_the_stream_and_memory_stays_bounded() {
-    let server = MockServer::start().await;
     let arrivals = common::Arrivals::answering(ResponseTemplate::new(404));
-    Mock::given(path_regex("^/a/"))
-        .respond_with(arrivals.clone())
-        .mount(&server)
-        .await;
-    let catalog = catalog_from(&test_source(
-        "a",
+    let (_server, catalog) = common::one_source(
         "email",
-        &format!("{}/a/{{input}}", server.uri()),
         "limits = { rate_limit = { per_second = 10000, burst = 10000 } }",
-    ));
+        arrivals.clone(),
+    )
+    .await;
     let app = TestApp::with_catalog(
         "[dns]\nenabled = false\n[batch]\nmax_in_flight = 4\nbuffer = 4\n",
         catalog,

@@ -69,18 +69,13 @@ async fn concurrent_cold_calls_for_one_person_cost_one_upstream_call_per_source(
 
 #[tokio::test]
 async fn repeats_within_the_ttl_cost_nothing_and_after_it_one_call() {
-    let server = MockServer::start().await;
     let arrivals = Arrivals::answering(found());
-    Mock::given(path_regex("^/a/"))
-        .respond_with(arrivals.clone())
-        .mount(&server)
-        .await;
-    let catalog = catalog_from(&test_source(
-        "a",
+    let (_server, catalog) = common::one_source(
         "email_md5",
-        &format!("{}/a/{{input}}", server.uri()),
         "limits = { cache_ttl = \"400ms\", rate_limit = { per_second = 100, burst = 100 } }",
-    ));
+        arrivals.clone(),
+    )
+    .await;
     let app = app(catalog, "").await;
     let mut client = app.client().await;
     let count = || arrivals.len();
@@ -147,18 +142,13 @@ async fn repeats_within_the_ttl_cost_nothing_and_after_it_one_call() {
 
 #[tokio::test]
 async fn a_rate_limited_source_never_sees_more_than_its_budget() {
-    let server = MockServer::start().await;
     let arrivals = Arrivals::answering(found());
-    Mock::given(path_regex("^/a/"))
-        .respond_with(arrivals.clone())
-        .mount(&server)
-        .await;
-    let catalog = catalog_from(&test_source(
-        "a",
+    let (_server, catalog) = common::one_source(
         "email",
-        &format!("{}/a/{{input}}", server.uri()),
         "limits = { rate_limit = { per_second = 5, burst = 2 } }",
-    ));
+        arrivals.clone(),
+    )
+    .await;
     // Unary calls with a 1.5 s budget for the sources.
     let app = app(catalog, "[sources]\ndeadline = \"1500ms\"\n").await;
     let client = app.client().await;

@@ -289,3 +289,19 @@ impl wiremock::Respond for Arrivals {
         self.template.clone()
     }
 }
+
+/// A local site whose `/a/` paths answer with `responder`, and a catalog
+/// holding one source `a` on it (taking `input`; `extra` is added TOML).
+pub async fn one_source(
+    input: &str,
+    extra: &str,
+    responder: impl wiremock::Respond + 'static,
+) -> (wiremock::MockServer, Catalog) {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path_regex("^/a/"))
+        .respond_with(responder)
+        .mount(&server)
+        .await;
+    let url = format!("{}/a/{{input}}", server.uri());
+    (server, catalog_from(&test_source("a", input, &url, extra)))
+}
