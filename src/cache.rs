@@ -9,8 +9,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use moka::Expiry;
 
+use crate::clock::SharedClock;
 use crate::model::{Outcome, Profile};
 
 /// `[cache]` settings.
@@ -33,46 +35,52 @@ pub struct Entry {
     pub detail: Option<String>,
     pub http_status: Option<u16>,
     pub profile: Option<Profile>,
+    /// When the source answered, on the monotonic clock (for ages) and the
+    /// wall clock (for provenance in access reports).
     pub stored_at: Instant,
+    pub retrieved_at: DateTime<Utc>,
     pub ttl: Duration,
     weight: u32,
 }
 
+/// What a source answered, before it is stored.
+pub struct Answer {
+    pub outcome: Outcome,
+    pub detail: Option<String>,
+    pub http_status: Option<u16>,
+    pub profile: Option<Profile>,
+}
+
 impl Entry {
-    pub fn new(
-        source_id: &str,
-        outcome: Outcome,
-        detail: Option<String>,
-        http_status: Option<u16>,
-        profile: Option<Profile>,
-        ttl: Duration,
-    ) -> Self {
-        let weight = estimate(&detail, &profile);
+    /// The answer of `source_id`, stored now by `clock`, kept for `ttl`.
+    pub fn new(source_id: &str, answer: Answer, ttl: Duration, clock: &SharedClock) -> Self {
+        let weight = estimate(&answer.detail, &answer.profile);
         Self {
             source_id: source_id.to_owned(),
-            outcome,
-            detail,
-            http_status,
-            profile,
-            stored_at: Instant::now(),
+            outcome: answer.outcome,
+            detail: answer.detail,
+            http_status: answer.http_status,
+            profile: answer.profile,
+            stored_at: clock.now(),
+            retrieved_at: clock.utc(),
             ttl,
             weight,
         }
     }
 
-    pub fn age(&self) -> Duration {
-        self.stored_at.elapsed()
-    }
-
-    /// When the source answered (for provenance in access reports).
-    pub fn retrieved_at(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now() - chrono::Duration::from_std(self.age()).unwrap_or_default()
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.stored_at)
     }
 
     /// Fresh: within its TTL and the caller's `max_age`.
-    pub fn is_fresh(&self, max_age: Option<Duration>) -> bool {
-        let age = self.age();
+    pub fn is_fresh(&self, now: Instant, max_age: Option<Duration>) -> bool {
+        let age = self.age(now);
         age <= self.ttl && max_age.is_none_or(|m| age <= m)
+    }
+
+    /// Still servable as a stale answer when its source fails.
+    pub fn within_grace(&self, now: Instant, grace: Duration) -> bool {
+        self.age(now) <= self.ttl + grace
     }
 }
 
@@ -112,10 +120,11 @@ impl Expiry<String, Arc<Entry>> for EntryExpiry {
     }
 }
 
-pub type Store = moka::future::Cache<String, Arc<Entry>>;
+/// The answer cache: keyed hashes to entries, bounded by weight.
+pub type AnswerCache = moka::future::Cache<String, Arc<Entry>>;
 
-/// Builds the store, or `None` when the cache is disabled.
-pub fn build(config: &CacheConfig) -> Option<Store> {
+/// Builds the cache, or `None` when it is disabled.
+pub fn build(config: &CacheConfig) -> Option<AnswerCache> {
     config.enabled.then(|| {
         moka::future::Cache::builder()
             .max_capacity(config.max_bytes)

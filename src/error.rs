@@ -1,8 +1,6 @@
 //! The library's error type. Handlers convert it to a `tonic::Status` in one
-//! place (`convert.rs`); a failing *source* is never an `Error`, it is an
+//! place (`api::status`); a failing *source* is never an `Error`, it is an
 //! outcome in the answer.
-use crate::purpose::PreconditionViolation;
-
 /// A request field that is malformed, in the shape of google.rpc.BadRequest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldViolation {
@@ -20,6 +18,15 @@ impl FieldViolation {
     }
 }
 
+/// One reason the gate refused, in the shape of google.rpc.PreconditionFailure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreconditionViolation {
+    /// "PURPOSE", "LAWFUL_BASIS", "LAWFUL_BASIS_REFUSED", "BASIS_EVIDENCE".
+    pub kind: &'static str,
+    pub subject: String,
+    pub description: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Malformed input (INVALID_ARGUMENT with field violations).
@@ -29,13 +36,6 @@ pub enum Error {
     /// No lawful ground for the processing (FAILED_PRECONDITION).
     #[error("no lawful ground for this processing: {}", describe_preconditions(.0))]
     NoLawfulGround(Vec<PreconditionViolation>),
-
-    /// The behaviour is declared in the contract but not built yet.
-    #[error("{0}")]
-    Unimplemented(&'static str),
-
-    #[error("internal error: {0}")]
-    Internal(String),
 
     /// A dependency enrichd cannot answer without (the ledger) failed.
     #[error("{0}")]

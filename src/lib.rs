@@ -1,31 +1,40 @@
 //! enrichd: contact enrichment over gRPC, with provenance and GDPR flags.
 //!
-//! The flow of one request lives in [`enrich`]; the modules are its stages.
+//! Where things are:
+//! - [`pipeline`]: one request, stage by stage (gate, parse, suppress,
+//!   policy, gather, merge, score, comply, record, answer);
+//! - [`compliance`]: every rule the law or the product decides;
+//! - [`rights`]: data-subject requests (access, erasure, objection);
+//! - [`engine`], [`catalog`], [`fetch`], [`cache`], [`resilience`]: asking
+//!   sources politely and safely; [`verify`], [`scoring`]: checks and scores;
+//! - [`model`]: the domain vocabulary; [`ledger`]: the record of processing;
+//! - [`api`], [`server`], [`cli`], [`batch`], [`startup`]: the ways in.
 // House rule: errors are values. A panic on the service path takes every call
 // on its task down; `expect` is reserved for invariants and says which one.
 #![warn(clippy::unwrap_used)]
+pub mod api;
 pub mod batch;
 pub mod cache;
 pub mod catalog;
 pub mod cli;
+pub mod clock;
+pub mod compliance;
 pub mod config;
-pub mod convert;
 pub mod engine;
-pub mod enrich;
 pub mod error;
 pub mod fetch;
 pub mod identity;
 pub mod ledger;
-pub mod merge;
 pub mod model;
+pub mod pipeline;
 pub mod privacy;
 pub mod proto;
-pub mod purpose;
 pub mod reference;
 pub mod resilience;
+pub mod rights;
 pub mod sandbox;
 pub mod scoring;
 pub mod server;
-pub mod service;
+pub mod startup;
 pub mod telemetry;
 pub mod verify;

@@ -15,13 +15,14 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::error::Overloaded;
 use tracing::{info, warn};
 
+use crate::api::grpc::{EnrichmentServer, EnrichmentService};
+use crate::api::status;
 use crate::catalog::Catalog;
+use crate::compliance::retention;
 use crate::config::Config;
-use crate::convert;
-use crate::enrich::{BuildError, Enricher};
+use crate::pipeline::{BuildError, Enricher, Settings};
 use crate::privacy::KeyedHasher;
 use crate::proto::FILE_DESCRIPTOR_SET;
-use crate::service::{EnrichmentServer, EnrichmentService};
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,13 +52,14 @@ pub struct Application {
 }
 
 impl Application {
-    /// Builds the server around `catalog` (see `enrich::configured_catalog`).
+    /// Builds the server around `catalog` (see `startup::catalog`).
     pub async fn build(
         config: Config,
         hasher: KeyedHasher,
         catalog: Catalog,
     ) -> Result<Self, ServerError> {
-        let enricher = Arc::new(Enricher::build(&config, hasher, catalog).await?);
+        let settings = Settings::from_config(&config);
+        let enricher = Arc::new(Enricher::build(settings, hasher, catalog).await?);
         Self::with_enricher(config, enricher).await
     }
 
@@ -114,19 +116,11 @@ impl Application {
         }
 
         // Retention: records past their purpose's retention are deleted.
-        let store = self.enricher.store().clone();
-        let every = server_cfg_sweep(&self.config);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                match store.sweep(chrono::Utc::now().timestamp_millis()).await {
-                    Ok(0) => {}
-                    Ok(n) => info!(deleted = n, "ledger records past their retention deleted"),
-                    Err(e) => warn!(error = %e, "ledger retention sweep failed"),
-                }
-            }
-        });
+        tokio::spawn(retention::sweep_every(
+            self.enricher.ledger().clone(),
+            self.enricher.clock().clone(),
+            self.config.ledger.sweep_every,
+        ));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
@@ -150,7 +144,7 @@ impl Application {
             .map_err(move |e: BoxError| -> BoxError {
                 if e.is::<Overloaded>() {
                     telemetry::record_shed();
-                    Box::new(convert::overloaded(retry_after))
+                    Box::new(status::overloaded(retry_after))
                 } else {
                     e
                 }
@@ -211,10 +205,6 @@ impl Application {
         info!("enrichd stopped");
         Ok(())
     }
-}
-
-fn server_cfg_sweep(config: &Config) -> Duration {
-    config.ledger.sweep_every
 }
 
 /// Completes on SIGTERM or Ctrl-C.

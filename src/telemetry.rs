@@ -8,7 +8,20 @@ use std::time::Instant;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogConfig, LogFormat};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub filter: String,
+}
 
 pub const REQUESTS_TOTAL: &str = "enrichd_grpc_requests_total";
 pub const REQUEST_DURATION: &str = "enrichd_grpc_request_duration_seconds";

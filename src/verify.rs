@@ -6,14 +6,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::identity::{Email, PhoneNumber};
+use crate::model::{EmailVerification, MxCheck, MxHost, MxStatus, PhoneVerification};
+use crate::reference::DomainLists;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
-use serde::Serialize;
-
-use crate::identity::{Email, NumberType, PhoneNumber};
-use crate::reference::DomainLists;
 
 /// DNS settings for MX checks.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
@@ -30,52 +29,6 @@ pub struct DnsConfig {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up the DNS resolver: {0}")]
 pub struct ResolverError(String);
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MxHost {
-    pub preference: u16,
-    pub exchange: String,
-}
-
-/// The outcome of an MX lookup. `None` is a fact about the domain; `Error`
-/// says nothing about it (the lookup itself failed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum MxStatus {
-    Found { hosts: Vec<MxHost> },
-    None { detail: String },
-    Error { detail: String },
-    Skipped,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MxCheck {
-    #[serde(flatten)]
-    pub status: MxStatus,
-    pub latency: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EmailVerification {
-    pub disposable: bool,
-    pub free_provider: bool,
-    pub role_account: bool,
-    pub mx: MxCheck,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PhoneVerification {
-    pub valid: bool,
-    pub number_type: NumberType,
-    pub region: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verification {
-    Email(EmailVerification),
-    Phone(PhoneVerification),
-}
 
 /// Runs the verification checks. Built once per process.
 #[derive(Clone)]
@@ -121,8 +74,11 @@ impl Verifier {
         })
     }
 
+    /// The checks of an address. It parsed (an `Email` is valid by
+    /// construction; one that does not parse is refused before this stage).
     pub async fn check_email(&self, email: &Email) -> EmailVerification {
         EmailVerification {
+            syntax_valid: true,
             disposable: self.lists.is_disposable(email.domain()),
             free_provider: self.lists.is_free_provider(email.domain()),
             role_account: self.lists.is_role_account(&email.local_base()),

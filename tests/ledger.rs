@@ -3,7 +3,8 @@
 //! starts it). The PostgreSQL tests fail, never skip, when it is down.
 mod common;
 
-use enrichd::ledger::{ALL_PURPOSES, MARKETING, Record, Store};
+use enrichd::compliance::suppression::{ALL_PURPOSES, MARKETING};
+use enrichd::ledger::{Ledger as Store, LedgerOutcome, Record};
 use enrichd::proto::v1 as pb;
 
 /// PostgreSQL in a fresh schema of its own, so tests never see each other's rows.
@@ -37,7 +38,13 @@ async fn sqlite(dir: &tempfile::TempDir) -> Store {
     .expect("opens and migrates")
 }
 
-fn record(id: &str, subject: &str, at_ms: i64, retain_until_ms: i64, outcome: &str) -> Record {
+fn record(
+    id: &str,
+    subject: &str,
+    at_ms: i64,
+    retain_until_ms: i64,
+    outcome: LedgerOutcome,
+) -> Record {
     Record {
         id: id.into(),
         at_ms,
@@ -48,23 +55,25 @@ fn record(id: &str, subject: &str, at_ms: i64, retain_until_ms: i64, outcome: &s
         subject: subject.into(),
         sources: vec!["gravatar".into()],
         field_categories: vec!["profiles".into()],
-        outcome: outcome.into(),
+        outcome,
         retain_until_ms,
-        ..Record::default()
+        lia_ref: String::new(),
+        contract_ref: String::new(),
+        redacted: false,
     }
 }
 
 async fn behaves(store: Store) {
     store
-        .record(&record("a", "s1", 1_000, 10_000, "enriched"))
+        .record(record("a", "s1", 1_000, 10_000, LedgerOutcome::Enriched))
         .await
         .unwrap();
     store
-        .record(&record("b", "s1", 2_000, 20_000, "not_found"))
+        .record(record("b", "s1", 2_000, 20_000, LedgerOutcome::NotFound))
         .await
         .unwrap();
     store
-        .record(&record("c", "s2", 1_500, 10_000, "enriched"))
+        .record(record("c", "s2", 1_500, 10_000, LedgerOutcome::Enriched))
         .await
         .unwrap();
 
@@ -136,7 +145,7 @@ async fn reopening_a_ledger_keeps_its_records() {
     let dir = tempfile::tempdir().unwrap();
     sqlite(&dir)
         .await
-        .record(&record("a", "s1", 1, 10, "enriched"))
+        .record(record("a", "s1", 1, 10, LedgerOutcome::Enriched))
         .await
         .unwrap();
     assert_eq!(

@@ -3,8 +3,9 @@ mod common;
 
 use std::time::Duration;
 
+use enrichd::model::{MxHost, MxStatus};
 use enrichd::reference::DomainLists;
-use enrichd::verify::{DnsConfig, MxHost, MxStatus, Verifier};
+use enrichd::verify::{DnsConfig, Verifier};
 
 fn verifier(nameserver: std::net::SocketAddr, timeout: Duration) -> Verifier {
     Verifier::new(

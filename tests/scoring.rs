@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use enrichd::catalog::source::Field;
 use enrichd::identity::NumberType;
-use enrichd::model::{Confidence, Method, Profile, Provenance, Sourced, Value};
+use enrichd::model::{
+    Confidence, EmailVerification, Field, Method, MxCheck, MxStatus, PhoneVerification, Profile,
+    Provenance, RiskLevel, ScoredInterests, Sourced, Value, Verification,
+};
 use enrichd::proto::v1 as pb;
 use enrichd::scoring::interests::{InterestOptions, score as interests};
 use enrichd::scoring::{ScoringData, ScoringPaths, footprint, risk};
-use enrichd::verify::{EmailVerification, MxCheck, MxStatus, PhoneVerification, Verification};
 
 fn data() -> ScoringData {
     ScoringData::load(&ScoringPaths::default()).expect("shipped scoring data is valid")
@@ -71,9 +72,9 @@ const OPTIONS: InterestOptions = InterestOptions {
     max: 100,
 };
 
-fn score_of(found: &enrichd::scoring::interests::Interests, id: &str) -> f64 {
+fn score_of(found: &ScoredInterests, id: &str) -> f64 {
     found
-        .interests
+        .ranked
         .iter()
         .find(|i| i.id == id)
         .map_or(0.0, |i| i.score)
@@ -156,10 +157,10 @@ fn interests_come_from_tags_and_terms_with_evidence() {
         assert!(
             (lo..=hi).contains(&s),
             "{node}: {s} not in {lo}..={hi}: {:?}",
-            found.interests
+            found.ranked
         );
         if s > 0.0 {
-            let i = found.interests.iter().find(|i| i.id == node).unwrap();
+            let i = found.ranked.iter().find(|i| i.id == node).unwrap();
             assert!(!i.evidence.is_empty());
             assert_eq!(i.tier_path[0], "Interest");
         }
@@ -214,14 +215,11 @@ fn special_categories_are_counted_and_never_returned_or_rolled_up() {
         OPTIONS,
     );
     assert!(
-        found.interests.iter().all(|i| !d.is_special(&i.id)),
+        found.ranked.iter().all(|i| !d.is_special(&i.id)),
         "{:?}",
-        found.interests
+        found.ranked
     );
-    assert_eq!(
-        found.special_suppressed, 3,
-        "health, women's health, politics"
-    );
+    assert_eq!(found.special.len(), 3, "health, women's health, politics");
     // Women's Health must not leak into Healthy Living, nor Politics into News.
     assert_eq!(score_of(&found, "406"), 0.0);
     assert_eq!(score_of(&found, "522"), 0.0);
@@ -264,8 +262,8 @@ fn min_score_and_top_n_apply() {
             max: 2,
         },
     );
-    assert_eq!(top.interests.len(), 2);
-    assert_eq!(top.interests[0], all.interests[0]);
+    assert_eq!(top.ranked.len(), 2);
+    assert_eq!(top.ranked[0], all.ranked[0]);
     let strong = interests(
         &profiles,
         &c,
@@ -275,8 +273,8 @@ fn min_score_and_top_n_apply() {
             max: 100,
         },
     );
-    assert!(strong.interests.iter().all(|i| i.score >= 0.8));
-    assert!(strong.interests.len() < all.interests.len());
+    assert!(strong.ranked.iter().all(|i| i.score >= 0.8));
+    assert!(strong.ranked.len() < all.ranked.len());
 }
 
 #[test]
@@ -332,6 +330,7 @@ fn footprint_components_add_up_and_are_deterministic() {
 
 fn email(disposable: bool, free: bool, role: bool, mx: MxStatus) -> Verification {
     Verification::Email(EmailVerification {
+        syntax_valid: true,
         disposable,
         free_provider: free,
         role_account: role,
@@ -381,7 +380,7 @@ fn risk_reasons_and_levels() {
         Vec<Profile>,
         Option<&'a str>,
         Vec<&'a str>,
-        risk::Level,
+        RiskLevel,
     );
     let cases: Vec<Case> = vec![
         (
@@ -389,14 +388,14 @@ fn risk_reasons_and_levels() {
             ann.clone(),
             Some("Ann Smith"),
             vec![],
-            risk::Level::Low,
+            RiskLevel::Low,
         ),
         (
             email(true, false, false, found_mx.clone()),
             vec![],
             None,
             vec!["disposable_domain", "no_digital_footprint"],
-            risk::Level::High,
+            RiskLevel::High,
         ),
         (
             email(
@@ -410,49 +409,49 @@ fn risk_reasons_and_levels() {
             ann.clone(),
             None,
             vec!["no_mx", "free_provider", "role_account"],
-            risk::Level::Medium,
+            RiskLevel::Medium,
         ),
         (
             email(false, false, false, found_mx.clone()),
             ann.clone(),
             Some("Bob Jones"),
             vec!["name_mismatch"],
-            risk::Level::Low,
+            RiskLevel::Low,
         ),
         (
             email(false, false, false, found_mx.clone()),
             fresh,
             None,
             vec!["thin_digital_footprint", "only_recent_accounts"],
-            risk::Level::Low,
+            RiskLevel::Low,
         ),
         (
             phone(false, NumberType::Unknown),
             vec![],
             None,
             vec!["phone_invalid", "no_digital_footprint"],
-            risk::Level::High,
+            RiskLevel::High,
         ),
         (
             phone(true, NumberType::Voip),
             vec![],
             None,
             vec!["phone_voip", "no_digital_footprint"],
-            risk::Level::Medium,
+            RiskLevel::Medium,
         ),
         (
             phone(true, NumberType::PremiumRate),
             ann.clone(),
             None,
             vec!["phone_premium_rate"],
-            risk::Level::Medium,
+            RiskLevel::Medium,
         ),
         (
             email(false, false, false, found_mx),
             vec![profile("code", Confidence::Guess, &[])],
             None,
             vec!["only_guessed_matches"],
-            risk::Level::Low,
+            RiskLevel::Low,
         ),
     ];
     for (v, profiles, hint, codes, level) in cases {

@@ -1,66 +1,10 @@
 //! What a source takes, and how a request's identifier (or a pivot) provides it.
-use std::fmt;
-
 use md5::Md5;
-use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use sha2::Sha256;
 
 use crate::identity::Identifier;
-
-/// The input a source takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InputKind {
-    /// The email address as used (local part as given, ASCII domain).
-    Email,
-    /// Hex MD5 of the trimmed, lowercased address (Gravatar, Libravatar).
-    EmailMd5,
-    /// Hex SHA-256 of the trimmed, lowercased address.
-    EmailSha256,
-    /// The local part, lowercased, without +tag.
-    EmailLocal,
-    /// The ASCII domain.
-    EmailDomain,
-    PhoneE164,
-    /// The national significant number, digits only.
-    PhoneNational,
-    /// A handle: from pivots, or guessed from the email's local part.
-    Username,
-    /// A profile or website URL from a pivot.
-    Url,
-}
-
-impl InputKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Email => "email",
-            Self::EmailMd5 => "email_md5",
-            Self::EmailSha256 => "email_sha256",
-            Self::EmailLocal => "email_local",
-            Self::EmailDomain => "email_domain",
-            Self::PhoneE164 => "phone_e164",
-            Self::PhoneNational => "phone_national",
-            Self::Username => "username",
-            Self::Url => "url",
-        }
-    }
-}
-
-impl fmt::Display for InputKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How closely an input is tied to the identifier asked about. Ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Confidence {
-    Guess,
-    Pivot,
-    Exact,
-}
+use crate::model::{Confidence, InputKind};
 
 /// One value a source can be asked with.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

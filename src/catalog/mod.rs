@@ -1,6 +1,7 @@
 //! The source catalog: sources declared as data (TOML files), never as Rust.
 //! An operator adds a site by adding a file; `enrichd sources check` validates
 //! a catalog and reports every problem at once.
+mod compile;
 pub mod import;
 pub mod input;
 pub mod source;
@@ -146,14 +147,14 @@ impl Catalog {
                 _ => problems.push(format!("{file}: not a TOML table")),
             }
             for spec in &specs {
-                let mut p = spec::Problems {
+                let mut p = compile::Problems {
                     prefix: format!("{file}: source {:?}", spec.id),
                     out: &mut problems,
                 };
                 if let Some(previous) = seen.insert(spec.id.clone(), path.clone()) {
                     p.push_dup(&previous);
                 }
-                if let Some(source) = spec::compile(spec, path, purposes, env, &mut p) {
+                if let Some(source) = compile::compile(spec, path, purposes, env, &mut p) {
                     sources.push(Arc::new(source));
                 }
             }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use regex::Regex;
 use scraper::Selector;
 
-use super::input::InputKind;
 use super::template::Template;
+use crate::model::{Field, InputKind};
 
 /// How a response body is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -57,55 +57,6 @@ impl Locator {
             Locator::Item { attr: Some(a) } => format!("@{a}"),
             Locator::Item { attr: None } => "text()".to_owned(),
         }
-    }
-}
-
-/// Profile fields a source can fill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Field {
-    Url,
-    Username,
-    DisplayName,
-    Bio,
-    Location,
-    AvatarUrl,
-    CreatedAt,
-    LastActiveAt,
-    Followers,
-    Posts,
-}
-
-impl Field {
-    pub const ALL: [Field; 10] = [
-        Field::Url,
-        Field::Username,
-        Field::DisplayName,
-        Field::Bio,
-        Field::Location,
-        Field::AvatarUrl,
-        Field::CreatedAt,
-        Field::LastActiveAt,
-        Field::Followers,
-        Field::Posts,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Field::Url => "url",
-            Field::Username => "username",
-            Field::DisplayName => "display_name",
-            Field::Bio => "bio",
-            Field::Location => "location",
-            Field::AvatarUrl => "avatar_url",
-            Field::CreatedAt => "created_at",
-            Field::LastActiveAt => "last_active_at",
-            Field::Followers => "followers",
-            Field::Posts => "posts",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Field> {
-        Field::ALL.into_iter().find(|f| f.name() == name)
     }
 }
 

@@ -7,43 +7,43 @@ use std::time::{Duration, Instant};
 
 use super::Engine;
 use super::http::{self, Asked};
-use crate::cache::Entry;
+use crate::cache::{Answer, Entry};
 use crate::catalog::input::Input;
 use crate::catalog::source::{Source, SourceKind};
+use crate::clock::SharedClock;
+use crate::model::MxStatus;
 use crate::model::{CacheMode, CachePolicy, Outcome, SkipReason, SourceOutcome};
 use crate::resilience::Refusal;
 use crate::resilience::breaker::State;
 use crate::resilience::retry::backoff;
-use crate::verify::MxStatus;
 
 /// Longest pause between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The answers worth keeping: found and not found. Errors, timeouts and
 /// refusals say nothing lasting about the person.
-fn cacheable(source: &Source, asked: &Asked) -> Option<Entry> {
+fn cacheable(source: &Source, asked: &Asked, clock: &SharedClock) -> Option<Entry> {
     let ttl = match asked.outcome.outcome {
         Outcome::Found => source.limits.cache_ttl,
         Outcome::NotFound => source.limits.negative_ttl,
         _ => return None,
     };
-    Some(Entry::new(
-        &source.id,
-        asked.outcome.outcome,
-        asked.outcome.detail.clone(),
-        asked.outcome.http_status,
-        asked.profile.clone(),
-        ttl,
-    ))
+    let answer = Answer {
+        outcome: asked.outcome.outcome,
+        detail: asked.outcome.detail.clone(),
+        http_status: asked.outcome.http_status,
+        profile: asked.profile.clone(),
+    };
+    Some(Entry::new(&source.id, answer, ttl, clock))
 }
 
 /// A cached answer as this request's outcome (its input's confidence and depth).
-fn from_entry(source: &Source, input: &Input, entry: &Entry) -> Asked {
+fn from_entry(source: &Source, input: &Input, entry: &Entry, now: Instant) -> Asked {
     let mut outcome = SourceOutcome::new(&source.id, input.kind, input.depth, entry.outcome);
     outcome.detail = entry.detail.clone();
     outcome.http_status = entry.http_status;
     outcome.cached = true;
-    outcome.cache_age = Some(entry.age());
+    outcome.cache_age = Some(entry.age(now));
     let profile = entry.profile.clone().map(|mut p| {
         p.provenance.confidence = input.confidence;
         for f in p.fields.values_mut().chain(p.extra.values_mut()) {
@@ -91,6 +91,7 @@ impl Engine {
         keys: &std::sync::Mutex<Vec<String>>,
     ) -> Asked {
         let started = Instant::now();
+        let now = self.clock.now();
         let (Some(cache), SourceKind::Http(_)) = (&self.cache, &source.kind) else {
             return self.call(source, input, deadline).await;
         };
@@ -103,13 +104,13 @@ impl Engine {
             _ => cache.get(&key).await,
         };
         let mut asked = match (existing, policy.mode) {
-            (Some(entry), _) if entry.is_fresh(policy.max_age) => {
+            (Some(entry), _) if entry.is_fresh(now, policy.max_age) => {
                 cache_metric(source, "hit");
-                from_entry(source, input, &entry)
+                from_entry(source, input, &entry, now)
             }
             (Some(entry), CacheMode::CacheOnly) => {
                 cache_metric(source, "stale");
-                let mut asked = from_entry(source, input, &entry);
+                let mut asked = from_entry(source, input, &entry, now);
                 asked.outcome.stale = true;
                 asked
             }
@@ -130,12 +131,12 @@ impl Engine {
             (Some(old), _) => {
                 cache_metric(source, "miss");
                 let asked = self.call(source, input, deadline).await;
-                if let Some(entry) = cacheable(source, &asked) {
+                if let Some(entry) = cacheable(source, &asked, &self.clock) {
                     cache.insert(key, Arc::new(entry)).await;
                     asked
-                } else if failed(&asked) && old.age() <= old.ttl + self.stale_grace {
+                } else if failed(&asked) && old.within_grace(now, self.stale_grace) {
                     cache_metric(source, "stale");
-                    let mut stale = from_entry(source, input, &old);
+                    let mut stale = from_entry(source, input, &old, now);
                     stale.outcome.stale = true;
                     stale.outcome.detail = Some(format!(
                         "served a stale answer: the source failed ({})",
@@ -152,7 +153,7 @@ impl Engine {
             }
             (None, CacheMode::Refresh) => {
                 let asked = self.call(source, input, deadline).await;
-                if let Some(entry) = cacheable(source, &asked) {
+                if let Some(entry) = cacheable(source, &asked, &self.clock) {
                     cache.insert(key, Arc::new(entry)).await;
                 }
                 asked
@@ -166,7 +167,7 @@ impl Engine {
                     .try_get_with(key, async {
                         ran.store(true, Ordering::Relaxed);
                         let asked = self.call(source, input, deadline).await;
-                        match cacheable(source, &asked) {
+                        match cacheable(source, &asked, &self.clock) {
                             Some(entry) => Ok(Arc::new(entry)),
                             None => Err(asked),
                         }
@@ -175,7 +176,7 @@ impl Engine {
                 let ran = ran.load(Ordering::Relaxed);
                 match result {
                     Ok(entry) => {
-                        let mut asked = from_entry(source, input, &entry);
+                        let mut asked = from_entry(source, input, &entry, now);
                         if ran {
                             asked.outcome.cached = false;
                             asked.outcome.cache_age = None;

@@ -7,8 +7,8 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use scraper::ElementRef;
 
 use super::detect::Parsed;
-use crate::catalog::source::{AccountsExtract, Extract, Field, Locator};
-use crate::model::{Method, Value};
+use crate::catalog::source::{AccountsExtract, Extract, Locator};
+use crate::model::{Field, Method, Value};
 
 /// Longest text value kept (bios can be long; pages can be hostile).
 const MAX_TEXT_CHARS: usize = 2000;

@@ -6,12 +6,13 @@ use url::Url;
 
 use super::detect::{Verdict, detect};
 use super::extract::extract;
-use crate::catalog::input::{Confidence, Input};
-use crate::catalog::source::{BodyEncoding, BodyFormat, Field, HttpSource, Source};
+use crate::catalog::input::Input;
+use crate::catalog::source::{BodyEncoding, BodyFormat, HttpSource, Source};
 use crate::catalog::template::RenderError;
 use crate::fetch::{FetchError, HttpClient, Outgoing, Reach};
 use crate::model::{
-    LinkedAccount, Method, Outcome, Profile, Provenance, SkipReason, SourceOutcome, Sourced, Value,
+    Confidence, Field, LinkedAccount, Method, Outcome, Profile, Provenance, SkipReason,
+    SourceOutcome, Sourced, Value,
 };
 
 pub type Env = dyn Fn(&str) -> Option<String> + Send + Sync;

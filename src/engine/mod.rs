@@ -13,13 +13,17 @@ use std::sync::Arc;
 use futures::future::join_all;
 use tracing::debug;
 
+use crate::cache::{AnswerCache, CacheConfig, Entry};
 use crate::catalog::Catalog;
-use crate::catalog::input::{Confidence, Input, InputKind, seed_inputs};
+use crate::catalog::input::{Input, seed_inputs};
 use crate::catalog::source::{PivotFrom, Source};
+use crate::clock::SharedClock;
+use crate::compliance::policy;
 use crate::fetch::HttpClient;
 use crate::identity::Identifier;
-use crate::model::CachePolicy;
-use crate::model::{Outcome, Profile, SkipReason, SourceOutcome, Value};
+use crate::model::{
+    CachePolicy, Confidence, InputKind, Outcome, Profile, Purpose, SkipReason, SourceOutcome, Value,
+};
 use crate::privacy::KeyedHasher;
 use crate::resilience::{Guard, ResilienceConfig};
 use crate::verify::Verifier;
@@ -38,13 +42,14 @@ pub struct Engine {
     verifier: Verifier,
     max_depth: u32,
     env: Arc<http::Env>,
-    cache: Option<crate::cache::Store>,
+    cache: Option<AnswerCache>,
     stale_grace: std::time::Duration,
     hasher: KeyedHasher,
+    clock: SharedClock,
     guards: HashMap<String, Guard>,
     /// Cache keys written for each subject (keyed hash), so that erasure
     /// reaches the entries of pivots too.
-    subjects: moka::sync::Cache<String, Arc<std::sync::Mutex<HashSet<String>>>>,
+    keys_by_subject: moka::sync::Cache<String, Arc<std::sync::Mutex<HashSet<String>>>>,
 }
 
 /// What the engine needs besides the catalog.
@@ -52,9 +57,10 @@ pub struct EngineParts {
     pub client: HttpClient,
     pub verifier: Verifier,
     pub max_depth: u32,
-    pub cache: crate::cache::CacheConfig,
+    pub cache: CacheConfig,
     pub resilience: ResilienceConfig,
     pub hasher: KeyedHasher,
+    pub clock: SharedClock,
 }
 
 /// Normalises a pivot value for its input kind; `None` drops it.
@@ -127,7 +133,10 @@ impl Engine {
         let guards = catalog
             .sources()
             .iter()
-            .map(|s| (s.id.clone(), Guard::new(s, &parts.resilience)))
+            .map(|s| {
+                let guard = Guard::new(s, &parts.resilience, parts.clock.clone());
+                (s.id.clone(), guard)
+            })
             .collect();
         Self {
             catalog,
@@ -138,8 +147,9 @@ impl Engine {
             cache: crate::cache::build(&parts.cache),
             stale_grace: parts.cache.stale_grace,
             hasher: parts.hasher,
+            clock: parts.clock,
             guards,
-            subjects: moka::sync::Cache::builder()
+            keys_by_subject: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_idle(std::time::Duration::from_secs(30 * 24 * 3600))
                 .build(),
@@ -150,14 +160,16 @@ impl Engine {
         if self.cache.is_none() || keys.is_empty() {
             return;
         }
-        let set = self.subjects.get_with(subject.to_owned(), Default::default);
+        let set = self
+            .keys_by_subject
+            .get_with(subject.to_owned(), Default::default);
         set.lock().unwrap_or_else(|p| p.into_inner()).extend(keys);
     }
 
     /// Every cache key that may hold this subject's findings.
     fn keys_of(&self, subject: &str, identifier: &Identifier) -> HashSet<String> {
         let mut keys: HashSet<String> = self
-            .subjects
+            .keys_by_subject
             .get(subject)
             .map(|set| set.lock().unwrap_or_else(|p| p.into_inner()).clone())
             .unwrap_or_default();
@@ -178,22 +190,21 @@ impl Engine {
                 removed += 1;
             }
         }
-        self.subjects.invalidate(subject);
+        self.keys_by_subject.invalidate(subject);
         removed
     }
 
-    /// The cached entries of a subject.
-    pub async fn cached(
-        &self,
-        subject: &str,
-        identifier: &Identifier,
-    ) -> Vec<Arc<crate::cache::Entry>> {
+    /// The cached entries of a subject (those still servable).
+    pub async fn cached(&self, subject: &str, identifier: &Identifier) -> Vec<Arc<Entry>> {
         let Some(cache) = &self.cache else {
             return Vec::new();
         };
+        let now = self.clock.now();
         let mut out = Vec::new();
         for key in self.keys_of(subject, identifier) {
-            if let Some(entry) = cache.get(&key).await {
+            if let Some(entry) = cache.get(&key).await
+                && entry.within_grace(now, self.stale_grace)
+            {
                 out.push(entry);
             }
         }
@@ -209,7 +220,7 @@ impl Engine {
     pub async fn run(
         &self,
         identifier: &Identifier,
-        purpose: &crate::purpose::Purpose,
+        purpose: &Purpose,
         subject: &str,
         deadline: tokio::time::Instant,
         policy: CachePolicy,
@@ -228,7 +239,7 @@ impl Engine {
     async fn rounds(
         &self,
         identifier: &Identifier,
-        purpose: &crate::purpose::Purpose,
+        purpose: &Purpose,
         deadline: tokio::time::Instant,
         policy: CachePolicy,
         keys: &std::sync::Mutex<Vec<String>>,
@@ -236,16 +247,7 @@ impl Engine {
         let mut findings = Findings::default();
         let mut eligible: Vec<&Arc<Source>> = Vec::new();
         for source in self.catalog.sources() {
-            let allowed = source.serves(&purpose.id) && purpose.allows_source(&source.id);
-            let skip = match (&source.disabled, allowed) {
-                (Some(why), _) => Some((SkipReason::Disabled, why.clone())),
-                (None, false) => Some((
-                    SkipReason::Purpose,
-                    format!("not allowed for purpose {:?}", purpose.id),
-                )),
-                (None, true) => None,
-            };
-            match skip {
+            match policy::source_refusal(source, purpose) {
                 Some((reason, why)) => findings.outcomes.push(
                     SourceOutcome::new(&source.id, source.input, 0, Outcome::Skipped(reason))
                         .with_detail(why),

@@ -5,6 +5,8 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::clock::SharedClock;
+
 /// Breaker settings (config `[resilience]`).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
 pub struct BreakerConfig {
@@ -36,12 +38,14 @@ struct Inner {
 pub struct Breaker {
     config: BreakerConfig,
     inner: Mutex<Inner>,
+    clock: SharedClock,
 }
 
 impl Breaker {
-    pub fn new(config: BreakerConfig) -> Self {
+    pub fn new(config: BreakerConfig, clock: SharedClock) -> Self {
         Self {
             config,
+            clock,
             inner: Mutex::new(Inner {
                 state: State::Closed,
                 consecutive: 0,
@@ -59,7 +63,7 @@ impl Breaker {
     /// May a call go ahead? `Err` carries how long the breaker stays open.
     pub fn admit(&self) -> Result<(), Duration> {
         let mut inner = self.lock();
-        let now = Instant::now();
+        let now = self.clock.now();
         match inner.state {
             State::Closed => Ok(()),
             State::Open { until } if now < until => Err(until - now),
@@ -89,7 +93,7 @@ impl Breaker {
         let rate_tripped = inner.recent.len() >= self.config.window as usize
             && failures as f64 >= self.config.failure_rate * inner.recent.len() as f64;
         let open = || State::Open {
-            until: Instant::now() + self.config.open_for,
+            until: self.clock.now() + self.config.open_for,
         };
         inner.state = match (inner.state, success) {
             (State::HalfOpen { .. }, true) => {
@@ -124,6 +128,7 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
 
     fn config() -> BreakerConfig {
         BreakerConfig {
@@ -137,14 +142,20 @@ mod tests {
 
     #[test]
     fn opens_after_consecutive_failures_and_closes_after_a_good_trial() {
-        let b = Breaker::new(config());
+        let clock = ManualClock::new();
+        let b = Breaker::new(config(), clock.shared());
         for _ in 0..3 {
             assert!(b.admit().is_ok());
             b.record(false);
         }
         assert!(matches!(b.state(), State::Open { .. }));
         assert!(b.admit().is_err());
-        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(Duration::from_millis(49));
+        assert!(
+            b.admit().is_err(),
+            "still open just before the cool-down ends"
+        );
+        clock.advance(Duration::from_millis(1));
         assert!(b.admit().is_ok(), "a trial call after the cool-down");
         assert!(b.admit().is_err(), "only one trial at a time");
         b.record(true);
@@ -153,7 +164,8 @@ mod tests {
 
     #[test]
     fn a_failed_trial_opens_again_and_a_high_failure_rate_opens_too() {
-        let b = Breaker::new(config());
+        let clock = ManualClock::new();
+        let b = Breaker::new(config(), clock.shared());
         for ok in [
             true, false, true, false, true, false, true, false, true, false,
         ] {
@@ -163,7 +175,7 @@ mod tests {
             matches!(b.state(), State::Open { .. }),
             "half of the window failed"
         );
-        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(Duration::from_millis(50));
         assert!(b.admit().is_ok());
         b.record(false);
         assert!(matches!(b.state(), State::Open { .. }));

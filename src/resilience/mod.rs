@@ -6,12 +6,12 @@ pub mod limiter;
 pub mod retry;
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 
 use crate::catalog::source::Source;
+use crate::clock::SharedClock;
 use breaker::{Breaker, BreakerConfig};
 use limiter::{Limiter, LocalLimiter};
 use retry::RetryBudget;
@@ -49,6 +49,7 @@ pub struct Guard {
     pub breaker: Breaker,
     pub budget: RetryBudget,
     max_cool_down: Duration,
+    clock: SharedClock,
 }
 
 #[derive(Default)]
@@ -61,15 +62,16 @@ struct Pause {
 pub struct Slot<'a>(#[allow(dead_code)] tokio::sync::SemaphorePermit<'a>);
 
 impl Guard {
-    pub fn new(source: &Source, config: &ResilienceConfig) -> Self {
+    pub fn new(source: &Source, config: &ResilienceConfig, clock: SharedClock) -> Self {
         Self {
             id: source.id.clone(),
             limiter: Box::new(LocalLimiter::new(source.limits.rate_limit)),
             slots: Semaphore::new(source.limits.max_concurrency as usize),
             pause: Mutex::new(Pause::default()),
-            breaker: Breaker::new(config.breaker),
+            breaker: Breaker::new(config.breaker, clock.clone()),
             budget: RetryBudget::new(config.retry_ratio, 2.0, 10.0),
             max_cool_down: config.max_cool_down,
+            clock,
         }
     }
 
@@ -77,7 +79,7 @@ impl Guard {
         let pause = self.pause.lock().unwrap_or_else(|p| p.into_inner());
         pause
             .until
-            .and_then(|until| until.checked_duration_since(Instant::now()))
+            .and_then(|until| until.checked_duration_since(self.clock.now()))
             .filter(|d| !d.is_zero())
     }
 
@@ -93,7 +95,7 @@ impl Guard {
                 pause.cool_down
             }
         };
-        pause.until = Some(Instant::now() + wait);
+        pause.until = Some(self.clock.now() + wait);
         wait
     }
 
@@ -104,14 +106,14 @@ impl Guard {
 
     /// Waits for a rate-limit slot; refuses at once when the wait would pass
     /// the deadline (unary callers get `rate_limited` rather than a hang).
-    pub async fn rate_slot(&self, deadline: Instant) -> Result<(), Refusal> {
+    pub async fn rate_slot(&self, deadline: tokio::time::Instant) -> Result<(), Refusal> {
         loop {
             if let Some(paused) = self.paused_for() {
                 return Err(Refusal::RateLimited(paused));
             }
             match self.limiter.try_acquire() {
                 Ok(()) => return Ok(()),
-                Err(wait) if Instant::now() + wait > deadline => {
+                Err(wait) if tokio::time::Instant::now() + wait > deadline => {
                     metrics::counter!("enrichd_source_limiter_refusals_total", "source" => self.id.clone())
                         .increment(1);
                     return Err(Refusal::RateLimited(wait));
@@ -126,7 +128,7 @@ impl Guard {
     }
 
     /// Breaker, pause and rate limit, then a concurrency slot.
-    pub async fn admit(&self, deadline: Instant) -> Result<Slot<'_>, Refusal> {
+    pub async fn admit(&self, deadline: tokio::time::Instant) -> Result<Slot<'_>, Refusal> {
         self.breaker.admit().map_err(Refusal::CircuitOpen)?;
         let admitted = async {
             self.rate_slot(deadline).await?;

@@ -36,10 +36,15 @@ impl RetryBudget {
     }
 }
 
-/// Full jitter: a random delay in [0, min(cap, base * 2^attempt)).
+/// The longest wait before retry number `attempt` (from 0): `base * 2^attempt`,
+/// never more than `cap`.
+pub fn ceiling(base: Duration, attempt: u32, cap: Duration) -> Duration {
+    base.saturating_mul(1u32 << attempt.min(16)).min(cap)
+}
+
+/// Full jitter: a random delay in [0, ceiling).
 pub fn backoff(base: Duration, attempt: u32, cap: Duration) -> Duration {
-    let ceiling = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
-    ceiling.mul_f64(rand::random::<f64>())
+    ceiling(base, attempt, cap).mul_f64(rand::random::<f64>())
 }
 
 #[cfg(test)]
@@ -60,10 +65,22 @@ mod tests {
     }
 
     #[test]
-    fn backoff_stays_under_its_ceiling() {
-        for attempt in 0..6 {
-            let d = backoff(Duration::from_millis(100), attempt, Duration::from_secs(1));
-            assert!(d < Duration::from_millis(100) * (1 << attempt).min(10));
-        }
+    fn the_ceiling_doubles_up_to_its_cap() {
+        let ms = Duration::from_millis;
+        let got: Vec<Duration> = (0..6).map(|a| ceiling(ms(100), a, ms(1000))).collect();
+        assert_eq!(
+            got,
+            [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
+        );
+        assert_eq!(ceiling(ms(100), 40, ms(1000)), ms(1000), "no overflow");
+    }
+
+    #[test]
+    fn backoff_is_jittered_below_the_ceiling() {
+        let ms = Duration::from_millis;
+        let delays: Vec<Duration> = (0..200).map(|_| backoff(ms(100), 5, ms(1000))).collect();
+        assert!(delays.iter().all(|d| *d < ms(1000)));
+        // Full jitter spreads over the whole range, not a fixed delay.
+        assert!(delays.iter().any(|d| *d < ms(250)) && delays.iter().any(|d| *d > ms(750)));
     }
 }

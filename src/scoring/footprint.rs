@@ -6,22 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::data::ScoringData;
 use crate::catalog::Catalog;
-use crate::catalog::source::Field;
-use crate::model::{Confidence, Profile, Value};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Component {
-    pub name: &'static str,
-    pub value: f64,
-    pub contribution: f64,
-    pub explanation: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Footprint {
-    pub score: u32,
-    pub components: Vec<Component>,
-}
+use crate::model::{Component, Confidence, Field, Footprint, Profile, Value};
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0

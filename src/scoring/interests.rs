@@ -4,44 +4,12 @@
 //! then across sources (1 - prod(1 - w)); scores roll up to parents.
 //! Special-category nodes are scored only to be suppressed, and never roll
 //! up into their parents.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::data::ScoringData;
 use crate::catalog::Catalog;
-use crate::catalog::source::Field;
-use crate::model::{Confidence, Profile};
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum EvidenceKind {
-    SourceTag,
-    TextTerm,
-    Child,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Evidence {
-    pub source_id: String,
-    pub kind: EvidenceKind,
-    pub matched: String,
-    pub span: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Interest {
-    pub id: String,
-    pub name: String,
-    pub tier_path: Vec<String>,
-    pub score: f64,
-    pub evidence: Vec<Evidence>,
-}
-
-/// Interests above the threshold, and how many special-category interests
-/// were found and suppressed.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Interests {
-    pub interests: Vec<Interest>,
-    pub special_suppressed: u32,
-}
+use crate::model::{Confidence, Evidence, EvidenceKind, Field, Interest, Profile, ScoredInterests};
 
 #[derive(Debug, Clone, Copy)]
 pub struct InterestOptions {
@@ -100,7 +68,7 @@ pub fn score(
     catalog: &Catalog,
     data: &ScoringData,
     options: InterestOptions,
-) -> Interests {
+) -> ScoredInterests {
     let w = &data.weights.interests;
     // node -> source -> (evidence key -> (weight, evidence))
     type PerSource = BTreeMap<String, BTreeMap<(String, String), (f64, Evidence)>>;
@@ -208,25 +176,30 @@ pub fn score(
         });
     }
 
-    let special: BTreeSet<&String> = scores.keys().filter(|id| data.is_special(id)).collect();
-    let mut interests: Vec<Interest> = scores
-        .iter()
-        .filter(|(id, (score, _))| !data.is_special(id) && *score >= options.min_score)
-        .filter_map(|(id, (score, evidence))| {
-            let node = data.nodes.get(id)?;
-            Some(Interest {
-                id: id.clone(),
-                name: node.name.clone(),
-                tier_path: node.path.clone(),
-                score: (score * 1000.0).round() / 1000.0,
-                evidence: evidence.clone(),
-            })
+    let interest = |id: &String, (score, evidence): &(f64, Vec<Evidence>)| {
+        let node = data.nodes.get(id)?;
+        Some(Interest {
+            id: id.clone(),
+            name: node.name.clone(),
+            tier_path: node.path.clone(),
+            score: (score * 1000.0).round() / 1000.0,
+            evidence: evidence.clone(),
         })
+    };
+    let (special, ordinary): (Vec<_>, Vec<_>) =
+        scores.iter().partition(|(id, _)| data.is_special(id));
+    let mut ranked: Vec<Interest> = ordinary
+        .into_iter()
+        .filter(|(_, (score, _))| *score >= options.min_score)
+        .filter_map(|(id, scored)| interest(id, scored))
         .collect();
-    interests.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
-    interests.truncate(options.max);
-    Interests {
-        interests,
-        special_suppressed: u32::try_from(special.len()).unwrap_or(u32::MAX),
+    ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+    ranked.truncate(options.max);
+    ScoredInterests {
+        ranked,
+        special: special
+            .into_iter()
+            .filter_map(|(id, scored)| interest(id, scored))
+            .collect(),
     }
 }

@@ -3,32 +3,10 @@
 use chrono::{DateTime, Utc};
 
 use super::data::ScoringData;
-use super::footprint::Footprint;
-use crate::catalog::source::Field;
+
 use crate::identity::NumberType;
-use crate::model::{Confidence, Profile, Value};
-use crate::verify::{MxStatus, Verification};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Low,
-    Medium,
-    High,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reason {
-    pub code: &'static str,
-    pub weight: f64,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Risk {
-    pub score: u32,
-    pub level: Level,
-    pub reasons: Vec<Reason>,
-}
+use crate::model::{Confidence, Field, Profile, Value};
+use crate::model::{Footprint, MxStatus, Reason, Risk, RiskLevel, Verification};
 
 /// Below this footprint score, a footprint is thin.
 const THIN_FOOTPRINT: u32 = 20;
@@ -179,11 +157,11 @@ pub fn score(
     let total: f64 = reasons.iter().map(|r| r.weight).sum();
     let score = total.round().clamp(0.0, 100.0) as u32;
     let level = if score >= weights.high {
-        Level::High
+        RiskLevel::High
     } else if score >= weights.medium {
-        Level::Medium
+        RiskLevel::Medium
     } else {
-        Level::Low
+        RiskLevel::Low
     };
     Risk {
         score,

@@ -19,8 +19,8 @@ use tonic::transport::Channel;
 /// `TEST_LOG=1 cargo test` shows the server's logs.
 pub fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        enrichd::telemetry::init_tracing(&enrichd::config::LogConfig {
-            format: enrichd::config::LogFormat::Text,
+        enrichd::telemetry::init_tracing(&enrichd::telemetry::LogConfig {
+            format: enrichd::telemetry::LogFormat::Text,
             filter: "debug".into(),
         });
     }

@@ -14,13 +14,16 @@ use serde::{Deserialize, Serialize};
 use crate::cache::CacheConfig;
 use crate::fetch::HttpConfig;
 use crate::identity::Region;
-use crate::purpose::{LawfulBasis, PurposeConfig};
+use crate::ledger::LedgerConfig;
+use crate::model::{FIELDS, LawfulBasis};
 use crate::reference::ReferencePaths;
 use crate::resilience::ResilienceConfig;
+use crate::scoring::ScoringPaths;
+use crate::telemetry::LogConfig;
 use crate::verify::DnsConfig;
 
 /// The shipped configuration: every key with its default and its comment.
-pub const SHIPPED: &str = include_str!("../config/enrichd.toml");
+pub const SHIPPED: &str = include_str!("../../config/enrichd.toml");
 
 /// Environment variables with this prefix override config keys;
 /// `__` separates sections (`ENRICHD__SERVER__LISTEN`).
@@ -34,14 +37,14 @@ pub struct Config {
     pub dns: DnsConfig,
     pub phone: PhoneConfig,
     pub sources: SourcesConfig,
-    pub batch: crate::service::BatchConfig,
-    pub ledger: crate::ledger::LedgerConfig,
+    pub batch: BatchConfig,
+    pub ledger: LedgerConfig,
     pub http: HttpConfig,
     pub cache: CacheConfig,
     pub resilience: ResilienceConfig,
     pub reference: ReferencePaths,
     #[serde(default)]
-    pub scoring: crate::scoring::ScoringPaths,
+    pub scoring: ScoringPaths,
     pub purposes: BTreeMap<String, PurposeConfig>,
 }
 
@@ -69,19 +72,6 @@ pub struct ServerConfig {
     pub shed_retry_after: Duration,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    pub filter: String,
-}
-
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct PrivacyConfig {
     #[serde(default)]
@@ -104,6 +94,53 @@ impl fmt::Debug for PrivacyConfig {
 pub struct PhoneConfig {
     #[serde(default)]
     pub default_region: Option<String>,
+}
+
+/// `[batch]` settings: streamed enrichment.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct BatchConfig {
+    /// Requests of one stream in progress at once.
+    pub max_in_flight: usize,
+    /// Answers buffered for a slow reader before reading stops.
+    pub buffer: usize,
+    /// Budget of each streamed request: it waits for rate-limit slots within it.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 32,
+            buffer: 16,
+            deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+fn all_fields() -> Vec<String> {
+    FIELDS.iter().map(|f| f.to_string()).collect()
+}
+
+/// A purpose as declared in config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PurposeConfig {
+    pub description: String,
+    /// The lawful bases a caller may rely on for this purpose.
+    pub lawful_bases: Vec<LawfulBasis>,
+    /// How long records of this processing are kept.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Data-protection impact assessment reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpia_ref: Option<String>,
+    /// Response fields it may return (default: all).
+    #[serde(default = "all_fields")]
+    pub fields: Vec<String>,
+    /// Sources it may ask (default: every source whose catalog entry lists
+    /// the purpose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<String>>,
 }
 
 /// Every problem found in a configuration.
@@ -262,10 +299,10 @@ impl Config {
                 ));
             }
             for field in &purpose.fields {
-                if !crate::purpose::FIELDS.contains(&field.as_str()) {
+                if !FIELDS.contains(&field.as_str()) {
                     p.push(format!(
                         "purposes.{id}.fields: {field:?} is not a response field ({})",
-                        crate::purpose::FIELDS.join(", ")
+                        FIELDS.join(", ")
                     ));
                 }
             }

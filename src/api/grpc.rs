@@ -1,4 +1,4 @@
-//! The gRPC handlers: thin (convert, call the pipeline, convert back).
+//! The gRPC handlers: thin (map the request, call the pipeline, map the answer).
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,9 +8,10 @@ use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::convert;
-use crate::enrich::{Enricher, EraseKind};
-use crate::error::Error;
+use super::{records, request, response, status};
+use crate::config::BatchConfig;
+use crate::error::{Error, FieldViolation};
+use crate::pipeline::Enricher;
 use crate::proto::v1 as pb;
 use crate::telemetry;
 
@@ -23,28 +24,6 @@ pub struct EnrichmentService {
     /// Source budget of a call that carries no grpc-timeout.
     budget: Duration,
     batch: BatchConfig,
-}
-
-/// `[batch]` settings: streamed enrichment.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
-pub struct BatchConfig {
-    /// Requests of one stream in progress at once.
-    pub max_in_flight: usize,
-    /// Answers buffered for a slow reader before reading stops.
-    pub buffer: usize,
-    /// Budget of each streamed request: it waits for rate-limit slots within it.
-    #[serde(with = "humantime_serde")]
-    pub deadline: Duration,
-}
-
-impl Default for BatchConfig {
-    fn default() -> Self {
-        Self {
-            max_in_flight: 32,
-            buffer: 16,
-            deadline: Duration::from_secs(120),
-        }
-    }
 }
 
 impl EnrichmentService {
@@ -69,9 +48,9 @@ impl EnrichmentService {
         caller: String,
         deadline: tokio::time::Instant,
     ) -> Result<pb::EnrichResponse, Status> {
-        let query = convert::enrich_query(request, deadline, caller)?;
+        let query = request::enrich_query(request, deadline, caller)?;
         let enrichment = self.enricher.enrich(query).await?;
-        Ok(convert::enrichment_to_proto(&enrichment))
+        Ok(response::enrichment_to_proto(&enrichment))
     }
 
     /// A stream item's answer; its failure becomes the item's `error`.
@@ -80,7 +59,7 @@ impl EnrichmentService {
         let request_id = request.request_id.clone();
         let result = if request_id.trim().is_empty() {
             Err(Status::from(Error::InvalidArgument(vec![
-                crate::error::FieldViolation::new(
+                FieldViolation::new(
                     "request_id",
                     "is required on EnrichStream, to match answers to requests",
                 ),
@@ -93,7 +72,7 @@ impl EnrichmentService {
         let result = observed("EnrichStream", started, result);
         result.unwrap_or_else(|status| pb::EnrichResponse {
             request_id,
-            error: Some(convert::request_error(&status)),
+            error: Some(status::request_error(&status)),
             ..Default::default()
         })
     }
@@ -232,35 +211,15 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
     ) -> Result<Response<pb::EraseResponse>, Status> {
         let started = Instant::now();
         let result = async {
-            let req = request.into_inner();
-            let kind = match pb::erase_request::Kind::try_from(req.kind) {
-                Ok(pb::erase_request::Kind::ObjectionToMarketing) => {
-                    EraseKind::ObjectionToMarketing
-                }
-                Ok(_) => EraseKind::Erasure,
-                Err(_) => {
-                    return Err(Error::InvalidArgument(vec![
-                        crate::error::FieldViolation::new(
-                            "kind",
-                            format!("{} is not an EraseRequest.Kind value", req.kind),
-                        ),
-                    ]));
-                }
-            };
-            let (email, phone) = match req.identifier {
-                Some(pb::erase_request::Identifier::Email(e)) => (Some(e), None),
-                Some(pb::erase_request::Identifier::Phone(p)) => (None, Some(p)),
-                None => (None, None),
-            };
-            let (raw, region) = convert::subject_identifier(email, phone, &req.default_region)?;
+            let (subject, kind) = request::erase_query(request.get_ref())?;
+            let reference = &request.get_ref().reference;
             let erased = self
                 .enricher
-                .erase(&raw, region, kind, &req.reference)
+                .erase(&subject.identifier, subject.region, kind, reference)
                 .await?;
-            Ok::<_, Error>(convert::erased_to_proto(&erased))
+            Ok::<_, Error>(Response::new(records::erased_to_proto(&erased)))
         }
         .await
-        .map(Response::new)
         .map_err(Status::from);
         observed("Erase", started, result)
     }
@@ -271,18 +230,14 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
     ) -> Result<Response<pb::AccessResponse>, Status> {
         let started = Instant::now();
         let result = async {
-            let req = request.into_inner();
-            let (email, phone) = match req.identifier {
-                Some(pb::access_request::Identifier::Email(e)) => (Some(e), None),
-                Some(pb::access_request::Identifier::Phone(p)) => (None, Some(p)),
-                None => (None, None),
-            };
-            let (raw, region) = convert::subject_identifier(email, phone, &req.default_region)?;
-            let report = self.enricher.access(&raw, region).await?;
-            Ok::<_, Error>(convert::access_to_proto(&report))
+            let subject = request::access_query(request.get_ref())?;
+            let report = self
+                .enricher
+                .access(&subject.identifier, subject.region)
+                .await?;
+            Ok::<_, Error>(Response::new(records::access_to_proto(&report)))
         }
         .await
-        .map(Response::new)
         .map_err(Status::from);
         observed("Access", started, result)
     }
@@ -294,13 +249,11 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         let started = Instant::now();
         let purpose = request.into_inner().purpose;
         let result = if !purpose.is_empty() && self.enricher.purposes().get(&purpose).is_none() {
-            Err(
-                Error::InvalidArgument(vec![crate::error::FieldViolation::new(
-                    "purpose",
-                    format!("purpose {purpose:?} is not declared"),
-                )])
-                .into(),
-            )
+            Err(Error::InvalidArgument(vec![FieldViolation::new(
+                "purpose",
+                format!("purpose {purpose:?} is not declared"),
+            )])
+            .into())
         } else {
             let sources = self
                 .enricher
@@ -308,7 +261,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
                 .sources()
                 .iter()
                 .filter(|s| purpose.is_empty() || s.serves(&purpose))
-                .map(|s| convert::source_to_proto(s))
+                .map(|s| records::source_to_proto(s))
                 .collect();
             Ok(Response::new(pb::ListSourcesResponse { sources }))
         };

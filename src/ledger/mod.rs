@@ -1,10 +1,15 @@
 //! The ledger (one append-only record per processing, refusals included) and
 //! the suppression list, in SQLite by default or PostgreSQL when configured:
 //! one schema, one set of migrations, through sqlx's `Any` driver.
+mod outcome;
+mod writer;
+
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
+
+pub use outcome::{LedgerOutcome, Refusal};
 
 /// `[ledger]` settings.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -17,7 +22,7 @@ pub struct LedgerConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum LedgerError {
     #[error("ledger database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("ledger write failed: {0}")]
@@ -27,7 +32,7 @@ pub enum StoreError {
 }
 
 /// One processing, as recorded.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub id: String,
     pub at_ms: i64,
@@ -37,67 +42,24 @@ pub struct Record {
     pub consent_ref: String,
     pub lia_ref: String,
     pub contract_ref: String,
+    /// Keyed hash of the canonical identifier; empty when it did not parse.
     pub subject: String,
     pub sources: Vec<String>,
     pub field_categories: Vec<String>,
-    pub outcome: String,
+    pub outcome: LedgerOutcome,
     pub retain_until_ms: i64,
     pub redacted: bool,
 }
 
-/// Suppression scopes.
-pub const ALL_PURPOSES: &str = "all";
-pub const MARKETING: &str = "marketing";
+/// The ledger's columns, in the order the writer binds them.
+const COLUMNS: &str = "id, at_ms, caller, purpose, lawful_basis, consent_ref, lia_ref, \
+     contract_ref, subject, sources, field_categories, outcome, retain_until_ms, redacted";
 
-type Pending = (Record, tokio::sync::oneshot::Sender<Result<(), String>>);
-
+/// The ledger and the suppression list. Cheap to clone.
 #[derive(Clone)]
-pub struct Store {
+pub struct Ledger {
     pool: AnyPool,
-    /// Records go through one writer that commits whatever has queued up in
-    /// one transaction (group commit): each caller still waits until its own
-    /// record is committed, but concurrent calls share the commit.
-    writer: tokio::sync::mpsc::Sender<Pending>,
-}
-
-/// Most records committed in one transaction.
-const GROUP: usize = 256;
-
-async fn commit(pool: &AnyPool, group: &[Pending]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for (r, _) in group {
-        sqlx::query(
-            "INSERT INTO ledger (id, at_ms, caller, purpose, lawful_basis, consent_ref, lia_ref, \
-             contract_ref, subject, sources, field_categories, outcome, retain_until_ms, redacted) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0)",
-        )
-        .bind(&r.id)
-        .bind(r.at_ms)
-        .bind(&r.caller)
-        .bind(&r.purpose)
-        .bind(&r.lawful_basis)
-        .bind(&r.consent_ref)
-        .bind(&r.lia_ref)
-        .bind(&r.contract_ref)
-        .bind(&r.subject)
-        .bind(json(&r.sources))
-        .bind(json(&r.field_categories))
-        .bind(&r.outcome)
-        .bind(r.retain_until_ms)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await
-}
-
-async fn write_loop(pool: AnyPool, mut queue: tokio::sync::mpsc::Receiver<Pending>) {
-    let mut group = Vec::with_capacity(GROUP);
-    while queue.recv_many(&mut group, GROUP).await > 0 {
-        let result = commit(&pool, &group).await.map_err(|e| e.to_string());
-        for (_, reply) in group.drain(..) {
-            let _ = reply.send(result.clone());
-        }
-    }
+    writer: writer::Writer,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -110,9 +72,14 @@ fn list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
-impl Store {
+fn outcome(text: String) -> Result<LedgerOutcome, sqlx::Error> {
+    LedgerOutcome::parse(&text)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown ledger outcome {text:?}").into()))
+}
+
+impl Ledger {
     /// Connects and migrates.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn open(url: &str) -> Result<Self, LedgerError> {
         install_default_drivers();
         let sqlite = url.starts_with("sqlite");
         // An in-memory SQLite database lives in its one connection.
@@ -139,31 +106,20 @@ impl Store {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        let (writer, queue) = tokio::sync::mpsc::channel(4 * GROUP);
-        tokio::spawn(write_loop(pool.clone(), queue));
+        let writer = writer::Writer::start(pool.clone());
         Ok(Self { pool, writer })
     }
 
     /// Appends a record; returns once it is committed.
-    pub async fn record(&self, r: &Record) -> Result<(), StoreError> {
-        let stopped = || StoreError::Write("the ledger writer stopped".into());
-        let (reply, done) = tokio::sync::oneshot::channel();
-        self.writer
-            .send((r.clone(), reply))
-            .await
-            .map_err(|_| stopped())?;
-        done.await
-            .map_err(|_| stopped())?
-            .map_err(StoreError::Write)
+    pub async fn record(&self, record: Record) -> Result<(), LedgerError> {
+        self.writer.write(record).await
     }
 
     /// Every record of a subject, oldest first.
-    pub async fn records(&self, subject: &str) -> Result<Vec<Record>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, at_ms, caller, purpose, lawful_basis, consent_ref, lia_ref, contract_ref, \
-             subject, sources, field_categories, outcome, retain_until_ms, redacted \
-             FROM ledger WHERE subject = $1 ORDER BY at_ms, id",
-        )
+    pub async fn records(&self, subject: &str) -> Result<Vec<Record>, LedgerError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM ledger WHERE subject = $1 ORDER BY at_ms, id"
+        ))
         .bind(subject)
         .fetch_all(&self.pool)
         .await?;
@@ -181,7 +137,7 @@ impl Store {
                     subject: row.try_get("subject")?,
                     sources: list(&row.try_get::<String, _>("sources")?),
                     field_categories: list(&row.try_get::<String, _>("field_categories")?),
-                    outcome: row.try_get("outcome")?,
+                    outcome: outcome(row.try_get("outcome")?)?,
                     retain_until_ms: row.try_get("retain_until_ms")?,
                     redacted: row.try_get::<i64, _>("redacted")? != 0,
                 })
@@ -191,11 +147,12 @@ impl Store {
     }
 
     /// When this subject was first enriched, if ever.
-    pub async fn first_enriched_ms(&self, subject: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn first_enriched_ms(&self, subject: &str) -> Result<Option<i64>, LedgerError> {
         let row = sqlx::query(
-            "SELECT MIN(at_ms) AS first FROM ledger WHERE subject = $1 AND outcome = 'enriched'",
+            "SELECT MIN(at_ms) AS first FROM ledger WHERE subject = $1 AND outcome = $2",
         )
         .bind(subject)
+        .bind(LedgerOutcome::Enriched.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get::<Option<i64>, _>("first")?)
@@ -203,7 +160,7 @@ impl Store {
 
     /// Art. 17: removes the personal parts of a subject's records, keeping
     /// the keyed hash as a tombstone. Returns how many records changed.
-    pub async fn redact(&self, subject: &str) -> Result<u64, StoreError> {
+    pub async fn redact(&self, subject: &str) -> Result<u64, LedgerError> {
         let done = sqlx::query(
             "UPDATE ledger SET caller = '', consent_ref = '', lia_ref = '', contract_ref = '', \
              sources = '[]', field_categories = '[]', redacted = 1 \
@@ -215,13 +172,14 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Adds a subject to the suppression list for `scope` (idempotent).
     pub async fn suppress(
         &self,
         subject: &str,
         scope: &str,
         reference: &str,
         at_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), LedgerError> {
         sqlx::query(
             "INSERT INTO suppression (subject, scope, at_ms, reference) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (subject, scope) DO NOTHING",
@@ -236,7 +194,7 @@ impl Store {
     }
 
     /// The scopes a subject is suppressed for.
-    pub async fn suppressions(&self, subject: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn suppressions(&self, subject: &str) -> Result<Vec<String>, LedgerError> {
         let rows = sqlx::query("SELECT scope FROM suppression WHERE subject = $1 ORDER BY scope")
             .bind(subject)
             .fetch_all(&self.pool)
@@ -247,7 +205,7 @@ impl Store {
     }
 
     /// Deletes records past their retention. Returns how many.
-    pub async fn sweep(&self, now_ms: i64) -> Result<u64, StoreError> {
+    pub async fn sweep(&self, now_ms: i64) -> Result<u64, LedgerError> {
         let done = sqlx::query("DELETE FROM ledger WHERE retain_until_ms < $1")
             .bind(now_ms)
             .execute(&self.pool)

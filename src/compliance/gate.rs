@@ -1,175 +1,15 @@
-//! Purposes and lawful bases: no enrichment without a declared purpose and an
-//! Art. 6(1) lawful basis, with the evidence that basis needs.
+//! The lawful-basis gate (Art. 6(1)): no enrichment without a declared
+//! purpose and a lawful basis, with the evidence that basis needs; vital
+//! interests are never a ground for enrichment.
 //!
 //! Purposes are data (the record of processing activities, Art. 30) declared
 //! in config; the gate below is a pure function over them.
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-/// GDPR Art. 6(1) lawful bases. On the command line and in config they are
-/// spelled in snake case (`legitimate_interests`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-pub enum LawfulBasis {
-    Consent,
-    Contract,
-    LegalObligation,
-    VitalInterests,
-    PublicTask,
-    LegitimateInterests,
-}
-
-impl LawfulBasis {
-    pub const ALL: [LawfulBasis; 6] = [
-        Self::Consent,
-        Self::Contract,
-        Self::LegalObligation,
-        Self::VitalInterests,
-        Self::PublicTask,
-        Self::LegitimateInterests,
-    ];
-
-    /// The article the basis rests on.
-    pub fn article(self) -> &'static str {
-        match self {
-            Self::Consent => "Art. 6(1)(a)",
-            Self::Contract => "Art. 6(1)(b)",
-            Self::LegalObligation => "Art. 6(1)(c)",
-            Self::VitalInterests => "Art. 6(1)(d)",
-            Self::PublicTask => "Art. 6(1)(e)",
-            Self::LegitimateInterests => "Art. 6(1)(f)",
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Consent => "consent",
-            Self::Contract => "contract",
-            Self::LegalObligation => "legal_obligation",
-            Self::VitalInterests => "vital_interests",
-            Self::PublicTask => "public_task",
-            Self::LegitimateInterests => "legitimate_interests",
-        }
-    }
-}
-
-impl fmt::Display for LawfulBasis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Response fields a purpose may return (data minimisation, Art. 5(1)(c)).
-pub const FIELDS: [&str; 6] = [
-    "verification",
-    "profiles",
-    "attributes",
-    "interests",
-    "footprint",
-    "risk",
-];
-
-/// Fields that need the sources to be asked.
-pub const SOURCE_FIELDS: [&str; 5] = ["profiles", "attributes", "interests", "footprint", "risk"];
-
-fn all_fields() -> Vec<String> {
-    FIELDS.iter().map(|f| f.to_string()).collect()
-}
-
-/// A purpose as declared in config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PurposeConfig {
-    pub description: String,
-    /// The lawful bases a caller may rely on for this purpose.
-    pub lawful_bases: Vec<LawfulBasis>,
-    /// How long records of this processing are kept.
-    #[serde(with = "humantime_serde")]
-    pub retention: Duration,
-    /// Data-protection impact assessment reference.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dpia_ref: Option<String>,
-    /// Response fields it may return (default: all).
-    #[serde(default = "all_fields")]
-    pub fields: Vec<String>,
-    /// Sources it may ask (default: every source whose catalog entry lists
-    /// the purpose).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sources: Option<Vec<String>>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Purpose {
-    pub id: String,
-    pub description: String,
-    pub lawful_bases: Vec<LawfulBasis>,
-    pub retention: Duration,
-    pub dpia_ref: Option<String>,
-    pub fields: Vec<String>,
-    pub sources: Option<Vec<String>>,
-}
-
-impl Purpose {
-    pub fn allows_field(&self, field: &str) -> bool {
-        self.fields.iter().any(|f| f == field)
-    }
-
-    /// The purpose's own source list, if it has one, admits the source.
-    pub fn allows_source(&self, id: &str) -> bool {
-        self.sources
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|s| s == id))
-    }
-}
-
-/// Evidence references a caller gives for its basis; recorded, not just checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct BasisEvidence {
-    pub consent_ref: Option<String>,
-    pub legitimate_interest_assessment_ref: Option<String>,
-    pub contract_ref: Option<String>,
-}
-
-/// What a caller claims: purpose id, basis, evidence. Unvalidated.
-#[derive(Debug, Clone, Default)]
-pub struct Claim {
-    pub purpose: String,
-    pub basis: Option<LawfulBasis>,
-    pub evidence: BasisEvidence,
-}
-
-/// A claim that passed the gate: the processing may go ahead.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LawfulGround {
-    pub purpose: Arc<Purpose>,
-    pub basis: LawfulBasis,
-    pub evidence: BasisEvidence,
-}
-
-/// One reason the gate refused, in the shape of google.rpc.PreconditionFailure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PreconditionViolation {
-    /// "PURPOSE", "LAWFUL_BASIS", "LAWFUL_BASIS_REFUSED", "BASIS_EVIDENCE".
-    pub kind: &'static str,
-    pub subject: String,
-    pub description: String,
-}
+use crate::config::PurposeConfig;
+use crate::error::PreconditionViolation;
+use crate::model::{Claim, LawfulBasis, LawfulGround, Purpose};
 
 /// The declared purposes.
 #[derive(Debug, Clone, Default)]
@@ -300,7 +140,10 @@ impl PurposeRegistry {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::model::{BasisEvidence, FIELDS};
 
     fn registry() -> PurposeRegistry {
         let mut declared = BTreeMap::new();
@@ -311,7 +154,7 @@ mod tests {
                 lawful_bases: vec![LawfulBasis::Consent, LawfulBasis::LegitimateInterests],
                 retention: Duration::from_secs(86400),
                 dpia_ref: None,
-                fields: all_fields(),
+                fields: FIELDS.iter().map(|f| f.to_string()).collect(),
                 sources: None,
             },
         );

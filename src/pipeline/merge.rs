@@ -1,10 +1,65 @@
-//! Merging findings: profiles ordered best first, and attributes that keep
-//! every distinct value with all of its provenance (none is silently dropped).
+//! Stage 6, merge: the findings become one account of the person: profiles
+//! the caller's confidence floor admits, best match first; attributes that
+//! keep every distinct value with all of its provenance (none is silently
+//! dropped); what the cache contributed.
 use std::collections::HashMap;
 
+use super::gather::Gathered;
+use super::query::EnrichQuery;
 use crate::catalog::Catalog;
-use crate::catalog::source::Field;
-use crate::model::{Attribute, AttributeValue, Profile};
+use crate::engine::Findings;
+use crate::model::{
+    Attribute, AttributeValue, CacheInfo, CacheMode, Field, Outcome, Profile, SourceOutcome,
+    Verification,
+};
+
+/// The merged findings of one request.
+pub(super) struct Merged {
+    pub verification: Option<Verification>,
+    /// Best match first.
+    pub profiles: Vec<Profile>,
+    /// One per (source, input) asked, then one per source not asked.
+    pub outcomes: Vec<SourceOutcome>,
+    pub cache: CacheInfo,
+}
+
+pub(super) fn merge(gathered: Gathered, query: &EnrichQuery, catalog: &Catalog) -> Merged {
+    let Gathered {
+        verification,
+        findings: Findings {
+            mut profiles,
+            outcomes,
+        },
+    } = gathered;
+    if let Some(min) = query.min_confidence {
+        profiles.retain(|p| p.confidence() >= min);
+    }
+    order_profiles(&mut profiles, catalog);
+    let cache = cache_info(&outcomes, query.cache.mode);
+    Merged {
+        verification,
+        profiles,
+        outcomes,
+        cache,
+    }
+}
+
+/// How many sources were asked, how many of those answered from the cache,
+/// and the oldest cached answer used.
+fn cache_info(outcomes: &[SourceOutcome], mode: CacheMode) -> CacheInfo {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let asked = outcomes
+        .iter()
+        .filter(|o| !matches!(o.outcome, Outcome::Skipped(_)))
+        .count();
+    let from_cache = outcomes.iter().filter(|o| o.cached).count();
+    CacheInfo {
+        policy: mode,
+        sources_from_cache: count(from_cache),
+        sources_fetched: count(asked - from_cache),
+        oldest_entry_age: outcomes.iter().filter_map(|o| o.cache_age).max(),
+    }
+}
 
 /// Fields merged across profiles, and the attribute names they get.
 const MERGED: [(Field, &str); 5] = [
@@ -16,7 +71,7 @@ const MERGED: [(Field, &str); 5] = [
 ];
 
 /// Best match first: confidence, then the source's catalog weight.
-pub fn order_profiles(profiles: &mut [Profile], catalog: &Catalog) {
+fn order_profiles(profiles: &mut [Profile], catalog: &Catalog) {
     let weight = |p: &Profile| catalog.get(&p.source_id).map_or(0.0, |s| s.weight);
     profiles.sort_by(|a, b| {
         b.confidence()

@@ -1,0 +1,11 @@
+//! Adapters: the gRPC service and the mapping between proto messages and
+//! the domain. They map types and never state a fact; the pipeline and
+//! `compliance` decide.
+mod enums;
+pub mod grpc;
+mod records;
+pub mod request;
+pub mod response;
+pub mod status;
+
+pub use enums::basis_to_proto;

@@ -1,0 +1,89 @@
+//! Answers out for the other RPCs: data-subject requests (Erase, Access)
+//! and the source catalog (ListSources).
+use super::enums;
+use super::response::{duration, profile_to_proto};
+use crate::catalog::Source;
+use crate::model::Outcome;
+use crate::proto::v1 as pb;
+use crate::rights::{AccessReport, Erased};
+
+pub fn erased_to_proto(e: &Erased) -> pb::EraseResponse {
+    pb::EraseResponse {
+        cache_entries_removed: e.cache_entries_removed,
+        ledger_records_redacted: e.ledger_records_redacted,
+        suppressed: true,
+        suppressed_purposes: e.suppressed_purposes.clone(),
+        tombstone: e.tombstone.clone(),
+    }
+}
+
+fn millis(ms: i64) -> Option<pbjson_types::Timestamp> {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).map(Into::into)
+}
+
+pub fn access_to_proto(a: &AccessReport) -> pb::AccessResponse {
+    use pb::source_outcome::Outcome as O;
+    pb::AccessResponse {
+        cached: a
+            .cached
+            .iter()
+            .map(|e| pb::CachedFinding {
+                source_id: e.source_id.clone(),
+                outcome: match e.outcome {
+                    Outcome::Found => O::Found,
+                    _ => O::NotFound,
+                }
+                .into(),
+                retrieved_at: Some(e.retrieved_at.into()),
+                expires_at: Some(
+                    (e.retrieved_at + chrono::Duration::from_std(e.ttl).unwrap_or_default()).into(),
+                ),
+                profiles: e.profile.iter().map(profile_to_proto).collect(),
+            })
+            .collect(),
+        ledger: a
+            .records
+            .iter()
+            .map(|r| pb::LedgerRecord {
+                id: r.id.clone(),
+                at: millis(r.at_ms),
+                caller: r.caller.clone(),
+                purpose: r.purpose.clone(),
+                lawful_basis: enums::basis_from_str(&r.lawful_basis).into(),
+                evidence: Some(pb::BasisEvidence {
+                    consent_ref: r.consent_ref.clone(),
+                    legitimate_interest_assessment_ref: r.lia_ref.clone(),
+                    contract_ref: r.contract_ref.clone(),
+                }),
+                sources_asked: r.sources.clone(),
+                field_categories: r.field_categories.clone(),
+                outcome: crate::rights::outcome_shown(r),
+                retain_until: millis(r.retain_until_ms),
+            })
+            .collect(),
+        suppressed: !a.suppressed.is_empty(),
+        suppressed_purposes: a.suppressed.clone(),
+        logic: a.logic.clone(),
+    }
+}
+
+pub fn source_to_proto(s: &Source) -> pb::SourceInfo {
+    pb::SourceInfo {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        platform: s.platform.clone(),
+        input: s.input.as_str().to_owned(),
+        tags: s.tags.clone(),
+        weight: s.weight,
+        data_categories: s.data_categories.clone(),
+        purposes: s.purposes.clone(),
+        public: s.public,
+        enabled: s.enabled(),
+        disabled_reason: s.disabled.clone().unwrap_or_default(),
+        rate_limit_per_second: s.limits.rate_limit.per_second,
+        rate_limit_burst: s.limits.rate_limit.burst,
+        max_concurrency: s.limits.max_concurrency,
+        timeout: Some(duration(s.limits.timeout)),
+        cache_ttl: Some(duration(s.limits.cache_ttl)),
+    }
+}

@@ -1,0 +1,316 @@
+//! Requests in: proto messages become pipeline queries, structurally
+//! validated with every malformed field reported at once. Whether the
+//! processing is lawful, and whether the identifier parses, is the
+//! pipeline's to decide (in that order).
+use std::time::Duration;
+
+use super::enums;
+use crate::compliance::suppression::EraseKind;
+use crate::error::{Error, FieldViolation};
+use crate::identity::Region;
+use crate::model::{BasisEvidence, CachePolicy, Claim};
+use crate::pipeline::{EnrichQuery, RawIdentifier};
+use crate::proto::v1 as pb;
+
+/// Longest evidence reference, name hint or request id accepted.
+const MAX_REF_CHARS: usize = 256;
+
+fn optional_ref(value: &str, field: &str, violations: &mut Vec<FieldViolation>) -> Option<String> {
+    let value = value.trim();
+    if value.chars().count() > MAX_REF_CHARS {
+        violations.push(FieldViolation::new(
+            field,
+            format!("must be at most {MAX_REF_CHARS} characters"),
+        ));
+        return None;
+    }
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// A proto enum field: `parse` the known values, name the field on others.
+fn enum_field<P: TryFrom<i32>, T>(
+    value: i32,
+    field: &str,
+    type_name: &str,
+    parse: impl Fn(P) -> T,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<T> {
+    match P::try_from(value) {
+        Ok(p) => Some(parse(p)),
+        Err(_) => {
+            violations.push(FieldViolation::new(
+                field,
+                format!("{value} is not a {type_name} value"),
+            ));
+            None
+        }
+    }
+}
+
+/// A region hint ("GB"); empty means none.
+fn region(value: &str, field: &str, violations: &mut Vec<FieldViolation>) -> Option<Region> {
+    match value.trim() {
+        "" => None,
+        region => region
+            .parse::<Region>()
+            .map_err(|e| violations.push(FieldViolation::new(field, e.to_string())))
+            .ok(),
+    }
+}
+
+/// The identifier oneof, as (email, phone).
+fn raw_identifier(
+    email: Option<String>,
+    phone: Option<String>,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<RawIdentifier> {
+    match (email, phone) {
+        (Some(e), _) => Some(RawIdentifier::Email(e)),
+        (None, Some(p)) => Some(RawIdentifier::Phone(p)),
+        (None, None) => {
+            violations.push(FieldViolation::new(
+                "identifier",
+                "one of email or phone is required",
+            ));
+            None
+        }
+    }
+}
+
+fn cache_policy(
+    policy: Option<&pb::CachePolicy>,
+    violations: &mut Vec<FieldViolation>,
+) -> CachePolicy {
+    let Some(policy) = policy else {
+        return CachePolicy::default();
+    };
+    let mode = enum_field(
+        policy.mode,
+        "cache.mode",
+        "CachePolicy.Mode",
+        enums::cache_mode_from_proto,
+        violations,
+    )
+    .unwrap_or_default();
+    let max_age = policy.max_age.and_then(|d| match Duration::try_from(d) {
+        Ok(d) => Some(d),
+        Err(_) => {
+            violations.push(FieldViolation::new("cache.max_age", "must not be negative"));
+            None
+        }
+    });
+    CachePolicy { mode, max_age }
+}
+
+/// Structural validation of an EnrichRequest: every malformed field at once.
+/// Whether the processing is lawful, and whether the identifier parses, is the
+/// pipeline's to decide (in that order).
+pub fn enrich_query(
+    req: pb::EnrichRequest,
+    deadline: tokio::time::Instant,
+    caller: String,
+) -> Result<EnrichQuery, Error> {
+    let mut violations = Vec::new();
+    if req.request_id.chars().count() > MAX_REF_CHARS {
+        violations.push(FieldViolation::new(
+            "request_id",
+            format!("must be at most {MAX_REF_CHARS} characters"),
+        ));
+    }
+    let (email, phone) = match req.identifier {
+        Some(pb::enrich_request::Identifier::Email(e)) => (Some(e), None),
+        Some(pb::enrich_request::Identifier::Phone(p)) => (None, Some(p)),
+        None => (None, None),
+    };
+    let identifier = raw_identifier(email, phone, &mut violations);
+    let hints = req.hints.unwrap_or_default();
+    let default_region = region(
+        &hints.default_region,
+        "hints.default_region",
+        &mut violations,
+    );
+    let name_hint = optional_ref(&hints.name, "hints.name", &mut violations);
+    let first_contact_at = hints.first_contact_at.and_then(|t| {
+        chrono::DateTime::<chrono::Utc>::try_from(t)
+            .map_err(|_| {
+                violations.push(FieldViolation::new(
+                    "hints.first_contact_at",
+                    "is not a valid timestamp",
+                ))
+            })
+            .ok()
+    });
+    let basis = enum_field(
+        req.lawful_basis,
+        "lawful_basis",
+        "LawfulBasis",
+        enums::basis_from_proto,
+        &mut violations,
+    )
+    .flatten();
+    let evidence = req.evidence.unwrap_or_default();
+    let evidence = BasisEvidence {
+        consent_ref: optional_ref(
+            &evidence.consent_ref,
+            "evidence.consent_ref",
+            &mut violations,
+        ),
+        legitimate_interest_assessment_ref: optional_ref(
+            &evidence.legitimate_interest_assessment_ref,
+            "evidence.legitimate_interest_assessment_ref",
+            &mut violations,
+        ),
+        contract_ref: optional_ref(
+            &evidence.contract_ref,
+            "evidence.contract_ref",
+            &mut violations,
+        ),
+    };
+    let cache = cache_policy(req.cache.as_ref(), &mut violations);
+    let options = req.options.unwrap_or_default();
+    let min_confidence = enum_field(
+        options.min_confidence,
+        "options.min_confidence",
+        "MatchConfidence",
+        enums::confidence_from_proto,
+        &mut violations,
+    )
+    .flatten();
+    let min_interest_score = options.min_interest_score;
+    if min_interest_score.is_some_and(|m| !(0.0..=1.0).contains(&m)) {
+        violations.push(FieldViolation::new(
+            "options.min_interest_score",
+            "must be within 0 and 1",
+        ));
+    }
+    let max_interests = (options.max_interests > 0).then_some(options.max_interests as usize);
+    match identifier {
+        Some(identifier) if violations.is_empty() => Ok(EnrichQuery {
+            request_id: req.request_id,
+            identifier,
+            default_region,
+            name_hint,
+            claim: Claim {
+                purpose: req.purpose,
+                basis,
+                evidence,
+            },
+            cache,
+            min_confidence,
+            min_interest_score,
+            max_interests,
+            deadline,
+            caller,
+            field_mask: req.field_mask.map(|m| m.paths).unwrap_or_default(),
+            first_contact_at,
+        }),
+        _ => Err(Error::InvalidArgument(violations)),
+    }
+}
+
+/// The person an Erase or Access request is about.
+pub struct SubjectQuery {
+    pub identifier: RawIdentifier,
+    pub region: Option<Region>,
+}
+
+fn subject_query(
+    email: Option<String>,
+    phone: Option<String>,
+    default_region: &str,
+) -> Result<SubjectQuery, Error> {
+    let mut violations = Vec::new();
+    let region = region(default_region, "default_region", &mut violations);
+    match raw_identifier(email, phone, &mut violations) {
+        Some(identifier) if violations.is_empty() => Ok(SubjectQuery { identifier, region }),
+        _ => Err(Error::InvalidArgument(violations)),
+    }
+}
+
+/// An Erase request: what it asks, and about whom.
+pub fn erase_query(req: &pb::EraseRequest) -> Result<(SubjectQuery, EraseKind), Error> {
+    use pb::erase_request::{Identifier, Kind};
+    let kind = match Kind::try_from(req.kind) {
+        Ok(Kind::ObjectionToMarketing) => EraseKind::ObjectionToMarketing,
+        Ok(Kind::Unspecified | Kind::Erasure) => EraseKind::Erasure,
+        Err(_) => {
+            return Err(Error::InvalidArgument(vec![FieldViolation::new(
+                "kind",
+                format!("{} is not an EraseRequest.Kind value", req.kind),
+            )]));
+        }
+    };
+    let (email, phone) = match req.identifier.clone() {
+        Some(Identifier::Email(e)) => (Some(e), None),
+        Some(Identifier::Phone(p)) => (None, Some(p)),
+        None => (None, None),
+    };
+    Ok((subject_query(email, phone, &req.default_region)?, kind))
+}
+
+/// An Access request: about whom.
+pub fn access_query(req: &pb::AccessRequest) -> Result<SubjectQuery, Error> {
+    use pb::access_request::Identifier;
+    let (email, phone) = match req.identifier.clone() {
+        Some(Identifier::Email(e)) => (Some(e), None),
+        Some(Identifier::Phone(p)) => (None, Some(p)),
+        None => (None, None),
+    };
+    subject_query(email, phone, &req.default_region)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_malformed_field_is_reported_at_once() {
+        let req = pb::EnrichRequest {
+            request_id: "r".repeat(300),
+            identifier: None,
+            hints: Some(pb::Hints {
+                name: String::new(),
+                default_region: "Narnia".into(),
+                first_contact_at: None,
+            }),
+            lawful_basis: 42,
+            cache: Some(pb::CachePolicy {
+                mode: 9,
+                max_age: None,
+            }),
+            ..Default::default()
+        };
+        let Err(Error::InvalidArgument(v)) =
+            enrich_query(req, tokio::time::Instant::now(), String::new())
+        else {
+            panic!("expected InvalidArgument");
+        };
+        let fields: Vec<&str> = v.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "request_id",
+                "identifier",
+                "hints.default_region",
+                "lawful_basis",
+                "cache.mode"
+            ]
+        );
+    }
+
+    #[test]
+    fn evidence_refs_are_trimmed_and_empty_means_absent() {
+        let req = pb::EnrichRequest {
+            identifier: Some(pb::enrich_request::Identifier::Email("a@b.co".into())),
+            evidence: Some(pb::BasisEvidence {
+                consent_ref: "  C-1 ".into(),
+                legitimate_interest_assessment_ref: "   ".into(),
+                contract_ref: String::new(),
+            }),
+            ..Default::default()
+        };
+        let q = enrich_query(req, tokio::time::Instant::now(), String::new()).expect("valid");
+        assert_eq!(q.claim.evidence.consent_ref.as_deref(), Some("C-1"));
+        assert_eq!(q.claim.evidence.legitimate_interest_assessment_ref, None);
+    }
+}

@@ -1,0 +1,380 @@
+//! Answers out: the domain answer of an enrichment becomes its proto message.
+//! Only mapping happens here; every fact was decided by the pipeline.
+use std::time::Duration;
+
+use super::enums;
+use crate::identity::{Identifier, NumberType};
+use crate::model::{
+    Attribute, BasisEvidence, CacheInfo, Compliance, Enrichment, EvidenceKind, Field, Footprint,
+    Interest, Method, MxCheck, MxStatus, NoticeDuty, Outcome, Profile, Provenance, Risk, RiskLevel,
+    SkipReason, SourceOutcome, Sourced, SuppressionReason, Value, Verification,
+};
+use crate::proto::v1 as pb;
+
+pub(super) fn duration(d: Duration) -> pbjson_types::Duration {
+    d.into()
+}
+
+fn mx_to_proto(mx: &MxCheck) -> pb::MxCheck {
+    use pb::mx_check::Status as S;
+    let (status, hosts, detail) = match &mx.status {
+        MxStatus::Found { hosts } => (S::Found, hosts.clone(), String::new()),
+        MxStatus::None { detail } => (S::None, Vec::new(), detail.clone()),
+        MxStatus::Error { detail } => (S::Error, Vec::new(), detail.clone()),
+        MxStatus::Skipped => (S::Skipped, Vec::new(), "MX checks are disabled".to_owned()),
+    };
+    pb::MxCheck {
+        status: status.into(),
+        hosts: hosts
+            .into_iter()
+            .map(|h| pb::MxHost {
+                preference: h.preference.into(),
+                exchange: h.exchange,
+            })
+            .collect(),
+        detail,
+        latency: Some(duration(mx.latency)),
+    }
+}
+
+fn number_type_to_proto(t: NumberType) -> pb::phone_verification::NumberType {
+    use pb::phone_verification::NumberType as P;
+    match t {
+        NumberType::FixedLine => P::FixedLine,
+        NumberType::Mobile => P::Mobile,
+        NumberType::FixedLineOrMobile => P::FixedLineOrMobile,
+        NumberType::TollFree => P::TollFree,
+        NumberType::PremiumRate => P::PremiumRate,
+        NumberType::SharedCost => P::SharedCost,
+        NumberType::Voip => P::Voip,
+        NumberType::PersonalNumber => P::PersonalNumber,
+        NumberType::Pager => P::Pager,
+        NumberType::Uan => P::Uan,
+        NumberType::Voicemail => P::Voicemail,
+        NumberType::Unknown => P::Unknown,
+    }
+}
+
+fn identifier_to_proto(id: &Identifier) -> pb::NormalizedIdentifier {
+    use pb::normalized_identifier::Kind;
+    let kind = match id {
+        Identifier::Email(e) => Kind::Email(pb::EmailIdentity {
+            address: e.address(),
+            canonical: e.canonical().to_owned(),
+            local_part: e.local_part().to_owned(),
+            domain: e.domain().to_owned(),
+            domain_unicode: if e.domain_unicode() == e.domain() {
+                String::new()
+            } else {
+                e.domain_unicode().to_owned()
+            },
+        }),
+        Identifier::Phone(p) => Kind::Phone(pb::PhoneIdentity {
+            e164: p.e164().to_owned(),
+            international: p.international().to_owned(),
+            national: p.national().to_owned(),
+            region: p.region().unwrap_or_default().to_owned(),
+            country_code: p.country_code().into(),
+        }),
+    };
+    pb::NormalizedIdentifier { kind: Some(kind) }
+}
+
+fn verification_to_proto(v: &Verification) -> pb::Verification {
+    use pb::verification::Kind;
+    let kind = match v {
+        Verification::Email(e) => Kind::Email(pb::EmailVerification {
+            syntax_valid: e.syntax_valid,
+            disposable: e.disposable,
+            free_provider: e.free_provider,
+            role_account: e.role_account,
+            mx: Some(mx_to_proto(&e.mx)),
+        }),
+        Verification::Phone(p) => Kind::Phone(pb::PhoneVerification {
+            valid: p.valid,
+            number_type: number_type_to_proto(p.number_type).into(),
+            region: p.region.clone().unwrap_or_default(),
+        }),
+    };
+    pb::Verification { kind: Some(kind) }
+}
+
+fn notice_to_proto(n: &NoticeDuty) -> pb::NoticeDuty {
+    pb::NoticeDuty {
+        required: n.required,
+        data_not_from_subject: n.data_not_from_subject,
+        data_categories: n.data_categories.clone(),
+        sources: n.sources.clone(),
+        notify_by: n.notify_by.map(Into::into),
+        exemption: n.exemption.clone().unwrap_or_default(),
+    }
+}
+
+fn compliance_to_proto(c: &Compliance, processing_id: &str) -> pb::Compliance {
+    use pb::suppression::Reason;
+    let g = &c.ground;
+    let suppressed = c
+        .suppressions
+        .iter()
+        .map(|s| pb::Suppression {
+            target: s.target.clone(),
+            reason: match s.reason {
+                SuppressionReason::DataSubjectRequest => Reason::DataSubjectRequest,
+                SuppressionReason::SpecialCategory => Reason::SpecialCategory,
+                SuppressionReason::Purpose => Reason::Purpose,
+                SuppressionReason::FieldMask => Reason::FieldMask,
+            }
+            .into(),
+            detail: s.detail.clone(),
+        })
+        .collect();
+    pb::Compliance {
+        purpose: g.purpose.id.clone(),
+        purpose_description: g.purpose.description.clone(),
+        lawful_basis: enums::basis_to_proto(g.basis).into(),
+        lawful_basis_article: g.basis.article().to_owned(),
+        evidence: Some(evidence_to_proto(&g.evidence)),
+        identifier_suppressed: c.identifier_suppressed,
+        suppressed,
+        special_categories_suppressed: c.special_categories_suppressed,
+        notice: Some(notice_to_proto(&c.notice)),
+        retention: Some(duration(g.purpose.retention)),
+        dpia_ref: g.purpose.dpia_ref.clone().unwrap_or_default(),
+        processing_id: processing_id.to_owned(),
+        source_of_data: c.source_of_data.to_owned(),
+        retain_until: Some(c.retain_until.into()),
+        fields_withheld: c.fields_withheld.clone(),
+    }
+}
+
+pub fn evidence_to_proto(e: &BasisEvidence) -> pb::BasisEvidence {
+    let text = |r: &Option<String>| r.clone().unwrap_or_default();
+    pb::BasisEvidence {
+        consent_ref: text(&e.consent_ref),
+        legitimate_interest_assessment_ref: text(&e.legitimate_interest_assessment_ref),
+        contract_ref: text(&e.contract_ref),
+    }
+}
+
+fn cache_to_proto(c: &CacheInfo) -> pb::CacheInfo {
+    pb::CacheInfo {
+        policy: enums::cache_mode_to_proto(c.policy).into(),
+        sources_from_cache: c.sources_from_cache,
+        sources_fetched: c.sources_fetched,
+        oldest_entry_age: c.oldest_entry_age.map(duration),
+    }
+}
+
+pub(super) fn provenance_to_proto(p: &Provenance) -> pb::Provenance {
+    use pb::ExtractionMethod as M;
+    pb::Provenance {
+        source_id: p.source_id.clone(),
+        url: p.url.clone(),
+        retrieved_at: Some(p.retrieved_at.into()),
+        method: match p.method {
+            Method::JsonPointer => M::JsonPointer,
+            Method::CssSelector => M::CssSelector,
+            Method::Regex => M::Regex,
+            Method::Detection => M::Detection,
+            Method::Dns => M::Dns,
+        }
+        .into(),
+        selector: p.selector.clone(),
+        confidence: enums::confidence_to_proto(p.confidence).into(),
+    }
+}
+
+fn text_value(s: &Sourced) -> pb::TextValue {
+    pb::TextValue {
+        value: s.value.as_text(),
+        provenance: Some(provenance_to_proto(&s.provenance)),
+    }
+}
+
+pub(super) fn profile_to_proto(p: &Profile) -> pb::Profile {
+    let text = |f: Field| p.fields.get(&f).map(text_value);
+    let time = |f: Field| {
+        p.fields.get(&f).and_then(|s| match &s.value {
+            Value::Time(t) => Some(pb::TimeValue {
+                value: Some((*t).into()),
+                provenance: Some(provenance_to_proto(&s.provenance)),
+            }),
+            _ => None,
+        })
+    };
+    let count = |f: Field| {
+        p.fields.get(&f).and_then(|s| match &s.value {
+            Value::Count(n) => Some(pb::CountValue {
+                value: *n,
+                provenance: Some(provenance_to_proto(&s.provenance)),
+            }),
+            _ => None,
+        })
+    };
+    pb::Profile {
+        source_id: p.source_id.clone(),
+        platform: p.platform.clone(),
+        provenance: Some(provenance_to_proto(&p.provenance)),
+        url: text(Field::Url),
+        username: text(Field::Username),
+        display_name: text(Field::DisplayName),
+        bio: text(Field::Bio),
+        location: text(Field::Location),
+        avatar_url: text(Field::AvatarUrl),
+        created_at: time(Field::CreatedAt),
+        last_active_at: time(Field::LastActiveAt),
+        followers: count(Field::Followers),
+        posts: count(Field::Posts),
+        linked_accounts: p
+            .accounts
+            .iter()
+            .map(|a| pb::LinkedAccount {
+                platform: a.platform.clone().unwrap_or_default(),
+                url: a.url.clone().unwrap_or_default(),
+                username: a.username.clone().unwrap_or_default(),
+                provenance: Some(provenance_to_proto(&a.provenance)),
+            })
+            .collect(),
+        extra: p
+            .extra
+            .iter()
+            .map(|(k, v)| (k.clone(), text_value(v)))
+            .collect(),
+    }
+}
+
+fn attribute_to_proto(a: &Attribute) -> pb::Attribute {
+    pb::Attribute {
+        name: a.name.to_owned(),
+        values: a
+            .values
+            .iter()
+            .map(|v| pb::AttributeValue {
+                value: v.value.clone(),
+                provenance: v.provenance.iter().map(provenance_to_proto).collect(),
+            })
+            .collect(),
+    }
+}
+
+pub fn outcome_to_proto(o: &SourceOutcome) -> pb::SourceOutcome {
+    use pb::source_outcome::{Outcome as O, SkipReason as S};
+    let (outcome, skip) = match o.outcome {
+        Outcome::Found => (O::Found, S::Unspecified),
+        Outcome::NotFound => (O::NotFound, S::Unspecified),
+        Outcome::Error => (O::Error, S::Unspecified),
+        Outcome::Timeout => (O::Timeout, S::Unspecified),
+        Outcome::RateLimited => (O::RateLimited, S::Unspecified),
+        Outcome::CircuitOpen => (O::CircuitOpen, S::Unspecified),
+        Outcome::Skipped(reason) => (
+            O::Skipped,
+            match reason {
+                SkipReason::InputNotApplicable => S::InputNotApplicable,
+                SkipReason::Purpose => S::Purpose,
+                SkipReason::Disabled => S::Disabled,
+                SkipReason::Depth => S::Depth,
+                SkipReason::CacheOnly => S::CacheOnly,
+            },
+        ),
+    };
+    pb::SourceOutcome {
+        source_id: o.source_id.clone(),
+        outcome: outcome.into(),
+        skip_reason: skip.into(),
+        detail: o.detail.clone().unwrap_or_default(),
+        latency: Some(duration(o.latency)),
+        http_status: o.http_status.map(u32::from).unwrap_or_default(),
+        cached: o.cached,
+        cache_age: o.cache_age.map(duration),
+        stale: o.stale,
+        depth: o.depth,
+        retry_after: o.retry_after.map(duration),
+        input: o.input.as_str().to_owned(),
+    }
+}
+
+fn interest_to_proto(i: &Interest) -> pb::Interest {
+    use pb::interest_evidence::Kind;
+    pb::Interest {
+        id: i.id.clone(),
+        name: i.name.clone(),
+        tier_path: i.tier_path.clone(),
+        score: i.score,
+        evidence: i
+            .evidence
+            .iter()
+            .map(|e| pb::InterestEvidence {
+                source_id: e.source_id.clone(),
+                kind: match e.kind {
+                    EvidenceKind::SourceTag => Kind::SourceTag,
+                    EvidenceKind::TextTerm => Kind::TextTerm,
+                    EvidenceKind::Child => Kind::Child,
+                }
+                .into(),
+                matched: e.matched.clone(),
+                span: e.span.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn footprint_to_proto(f: &Footprint) -> pb::Footprint {
+    pb::Footprint {
+        score: f.score,
+        components: f
+            .components
+            .iter()
+            .map(|c| pb::ScoreComponent {
+                name: c.name.to_owned(),
+                value: c.value,
+                contribution: c.contribution,
+                explanation: c.explanation.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn risk_to_proto(r: &Risk) -> pb::Risk {
+    use pb::risk::Level;
+    pb::Risk {
+        score: r.score,
+        level: match r.level {
+            RiskLevel::Low => Level::Low,
+            RiskLevel::Medium => Level::Medium,
+            RiskLevel::High => Level::High,
+        }
+        .into(),
+        reasons: r
+            .reasons
+            .iter()
+            .map(|x| pb::RiskReason {
+                code: x.code.to_owned(),
+                weight: x.weight,
+                detail: x.detail.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The identifier of an Erase or Access request.
+pub fn enrichment_to_proto(e: &Enrichment) -> pb::EnrichResponse {
+    pb::EnrichResponse {
+        request_id: e.request_id.clone(),
+        identifier: e.identifier.as_ref().map(identifier_to_proto),
+        verification: e.verification.as_ref().map(verification_to_proto),
+        profiles: e.profiles.iter().map(profile_to_proto).collect(),
+        attributes: e.attributes.iter().map(attribute_to_proto).collect(),
+        interests: e.interests.iter().map(interest_to_proto).collect(),
+        footprint: e.footprint.as_ref().map(footprint_to_proto),
+        risk: e.risk.as_ref().map(risk_to_proto),
+        compliance: Some(compliance_to_proto(&e.compliance, &e.processing_id)),
+        sources: e.sources.iter().map(outcome_to_proto).collect(),
+        cache: Some(cache_to_proto(&e.cache)),
+        confidence: e
+            .confidence()
+            .map_or(pb::MatchConfidence::Unspecified, enums::confidence_to_proto)
+            .into(),
+        error: None,
+        generated_at: Some(e.generated_at.into()),
+    }
+}

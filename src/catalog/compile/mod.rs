@@ -1,0 +1,325 @@
+//! Compiling a declaration into a runnable `Source`: every problem is
+//! collected (prefixed with where it is), nothing stops at the first.
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use regex::Regex;
+use reqwest::header::HeaderName;
+
+mod extract;
+
+use super::source::*;
+use super::spec::*;
+use super::template::Template;
+use crate::model::InputKind;
+use extract::{compile_extract, compile_pivot};
+
+/// Collects problems for one source, prefixed with where they are.
+pub struct Problems<'a> {
+    pub prefix: String,
+    pub out: &'a mut Vec<String>,
+}
+
+impl Problems<'_> {
+    pub(super) fn push(&mut self, what: impl std::fmt::Display) {
+        self.out.push(format!("{}: {what}", self.prefix));
+    }
+
+    pub fn push_dup(&mut self, previous: &Path) {
+        self.push(format!(
+            "duplicate id (also declared in {})",
+            previous.display()
+        ));
+    }
+}
+
+fn compile_template(text: &str, at: &str, p: &mut Problems<'_>) -> Option<Template> {
+    Template::parse(text)
+        .map_err(|e| p.push(format!("{at}: {e}")))
+        .ok()
+}
+
+fn compile_headers(
+    headers: &BTreeMap<String, String>,
+    at: &str,
+    p: &mut Problems<'_>,
+) -> Vec<(HeaderName, Template)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| p.push(format!("{at}.{name}: not a valid header name")))
+                .ok();
+            let template = compile_template(value, &format!("{at}.{name}"), p);
+            Some((header?, template?))
+        })
+        .collect()
+}
+
+/// Compiles one declaration. `env` reads secrets; `purposes` are the declared
+/// purpose ids.
+pub fn compile(
+    spec: &SourceSpec,
+    file: &Path,
+    purposes: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems<'_>,
+) -> Option<Source> {
+    let before = p.out.len();
+    check_identity(spec, purposes, p);
+    let input_pattern = spec.input_pattern.as_deref().and_then(|pattern| {
+        Regex::new(pattern)
+            .map_err(|e| {
+                p.push(format!(
+                    "input_pattern: {}",
+                    e.to_string().replace('\n', " ")
+                ))
+            })
+            .ok()
+    });
+    check_limits(spec, p);
+    let mut disabled = (!spec.enabled).then(|| "disabled in the catalog".to_owned());
+    let kind = match spec.kind {
+        KindSpec::DnsMx => {
+            if spec.input != InputKind::EmailDomain {
+                p.push("kind = \"dns_mx\" takes input = \"email_domain\"");
+            }
+            if spec.request.is_some() {
+                p.push("kind = \"dns_mx\" has no [request]");
+            }
+            Some(SourceKind::DnsMx)
+        }
+        KindSpec::Http => match &spec.request {
+            None => {
+                p.push("request: an HTTP source needs [source.request] with a url");
+                None
+            }
+            Some(r) => compile_http(spec, r, env, &mut disabled, p),
+        },
+    };
+    if p.out.len() > before {
+        return None;
+    }
+    Some(assemble(spec, file, input_pattern, disabled, kind?))
+}
+
+/// Id, names, weight and purposes.
+fn check_identity(spec: &SourceSpec, purposes: &[String], p: &mut Problems<'_>) {
+    if spec.id.is_empty()
+        || !spec
+            .id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
+        p.push("id: use lowercase letters, digits, '-' and '_'");
+    }
+    if spec.name.trim().is_empty() || spec.platform.trim().is_empty() {
+        p.push("name and platform must not be empty");
+    }
+    if !(0.0..=10.0).contains(&spec.weight) {
+        p.push(format!("weight: {} is outside 0..=10", spec.weight));
+    }
+    if spec.purposes.is_empty() {
+        p.push("purposes: name at least one purpose the source may serve");
+    }
+    for purpose in &spec.purposes {
+        if !purposes.contains(purpose) {
+            p.push(format!(
+                "purposes: {purpose:?} is not a declared purpose ({})",
+                purposes.join(", ")
+            ));
+        }
+    }
+}
+
+/// Timeouts, rate limits, concurrency, retries, redirects.
+fn check_limits(spec: &SourceSpec, p: &mut Problems<'_>) {
+    let l = &spec.limits;
+    if l.timeout.is_zero() || l.timeout > Duration::from_secs(120) {
+        p.push("limits.timeout: must be more than 0 and at most 120s");
+    }
+    if !(l.rate_limit.per_second > 0.0 && l.rate_limit.per_second.is_finite()) {
+        p.push("limits.rate_limit.per_second: must be more than 0");
+    }
+    if l.rate_limit.burst == 0 {
+        p.push("limits.rate_limit.burst: must be at least 1");
+    }
+    if l.max_concurrency == 0 {
+        p.push("limits.max_concurrency: must be at least 1");
+    }
+    if !(1..=3).contains(&l.retry.attempts) {
+        p.push("limits.retry.attempts: must be 1, 2 or 3");
+    }
+    if spec.network.max_redirects > 10 {
+        p.push("network.max_redirects: at most 10");
+    }
+}
+
+/// The request, detection, extraction and pivots of an HTTP source. A
+/// required secret missing from the environment disables the source.
+fn compile_http(
+    spec: &SourceSpec,
+    r: &RequestSpec,
+    env: &dyn Fn(&str) -> Option<String>,
+    disabled: &mut Option<String>,
+    p: &mut Problems<'_>,
+) -> Option<SourceKind> {
+    let method = reqwest::Method::from_bytes(r.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| {
+            p.push(format!(
+                "request.method: {:?} is not an HTTP method",
+                r.method
+            ))
+        })
+        .ok();
+    let url = compile_template(&r.url, "request.url", p);
+    if let Some(url) = &url {
+        let prefix = url.literal_prefix();
+        let whole = r.url == "{input}";
+        if whole && spec.input != InputKind::Url {
+            p.push("request.url: \"{input}\" alone needs input = \"url\"");
+        }
+        // The scheme, host and port are literal, closed by '/', '?' or '#',
+        // so no input can change where the request goes.
+        let literal_origin = matches!(
+            prefix.split_once("://"),
+            Some(("http" | "https", rest)) if rest.find(['/', '?', '#']).is_some_and(|i| i > 0)
+        );
+        if !whole && !literal_origin {
+            p.push(
+                "request.url: must start with http:// or https://, a literal host and \
+                 a '/' before any placeholder",
+            );
+        }
+    }
+    let headers = compile_headers(&r.headers, "request.headers", p);
+    let optional_headers = compile_headers(&r.optional_headers, "request.optional_headers", p);
+    let body = r
+        .body
+        .as_deref()
+        .and_then(|b| compile_template(b, "request.body", p))
+        .map(|t| (t, r.body_encoding));
+    let uses_input = url.as_ref().is_some_and(|u| u.uses_input())
+        || headers.iter().any(|(_, t)| t.uses_input())
+        || body.as_ref().is_some_and(|(t, _)| t.uses_input());
+    if url.is_some() && !uses_input {
+        p.push("request: no {input} placeholder in the url, headers or body");
+    }
+    // A required secret that is missing disables the source, loudly.
+    let mut required = url.iter().flat_map(|u| u.env_vars()).collect::<Vec<_>>();
+    required.extend(headers.iter().flat_map(|(_, t)| t.env_vars()));
+    if let Some((b, _)) = &body {
+        required.extend(b.env_vars());
+    }
+    if let Some(missing) = required.iter().find(|name| env(name).is_none()) {
+        disabled.get_or_insert_with(|| format!("secret {missing} is not set in the environment"));
+    }
+
+    let d = &spec.detect;
+    if let Some(ptr) = &d.json_pointer {
+        if !(ptr.is_empty() || ptr.starts_with('/')) {
+            p.push(format!(
+                "detect.json_pointer: {ptr:?} is not a JSON pointer"
+            ));
+        }
+        if r.response_format != BodyFormat::Json {
+            p.push("detect.json_pointer: needs request.response_format = \"json\"");
+        }
+    }
+    if d.found_status.is_empty() {
+        p.push("detect.found_status: at least one status code");
+    }
+    if let Some(code) = d
+        .found_status
+        .iter()
+        .find(|c| d.not_found_status.contains(c))
+    {
+        p.push(format!("detect: status {code} is both found and not found"));
+    }
+    if let Some(code) = d
+        .found_status
+        .iter()
+        .chain(&d.not_found_status)
+        .find(|c| !(100..=599).contains(*c))
+    {
+        p.push(format!("detect: {code} is not an HTTP status code"));
+    }
+    let detect = Detect {
+        found_status: d.found_status.clone(),
+        not_found_status: d.not_found_status.clone(),
+        present: d.present.clone(),
+        absent: d.absent.clone(),
+        json_pointer: d.json_pointer.clone(),
+        redirect_means_absent: d.redirect_means_absent,
+        waf_markers: d
+            .waf_markers
+            .clone()
+            .unwrap_or_else(|| DEFAULT_WAF_MARKERS.iter().map(|s| s.to_string()).collect()),
+    };
+    let extract = compile_extract(&spec.extract, r.response_format, p);
+    let pivots = spec
+        .pivots
+        .iter()
+        .filter_map(|pv| compile_pivot(pv, p))
+        .collect();
+    match (method, url) {
+        (Some(method), Some(url)) => Some(SourceKind::Http(Box::new(HttpSource {
+            request: HttpRequest {
+                method,
+                url,
+                headers,
+                optional_headers,
+                body,
+                response_format: r.response_format,
+            },
+            detect,
+            extract,
+            pivots,
+        }))),
+        _ => None,
+    }
+}
+
+fn assemble(
+    spec: &SourceSpec,
+    file: &Path,
+    input_pattern: Option<Regex>,
+    disabled: Option<String>,
+    kind: SourceKind,
+) -> Source {
+    let l = &spec.limits;
+    Source {
+        id: spec.id.clone(),
+        name: spec.name.clone(),
+        platform: spec.platform.clone(),
+        tags: spec.tags.clone(),
+        weight: spec.weight,
+        data_categories: spec.data_categories.clone(),
+        purposes: spec.purposes.clone(),
+        public: spec.public,
+        disabled,
+        input: spec.input,
+        input_pattern,
+        kind,
+        limits: Limits {
+            timeout: l.timeout,
+            rate_limit: RateLimit {
+                per_second: l.rate_limit.per_second,
+                burst: l.rate_limit.burst,
+            },
+            max_concurrency: l.max_concurrency,
+            cache_ttl: l.cache_ttl,
+            negative_ttl: l.negative_ttl,
+            retry: Retry {
+                attempts: l.retry.attempts,
+                backoff: l.retry.backoff,
+            },
+        },
+        network: Network {
+            allow_private: spec.network.allow_private,
+            max_redirects: spec.network.max_redirects,
+        },
+        file: file.to_owned(),
+    }
+}

@@ -1,0 +1,239 @@
+//! The command line's arguments (clap derive). Help texts are the
+//! documentation users see first: each says what the flag is for.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::model::LawfulBasis;
+
+#[derive(Parser)]
+#[command(
+    name = "enrichd",
+    version,
+    about = "Contact enrichment with provenance and GDPR flags"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(super) enum Command {
+    /// Run the gRPC server.
+    Serve(ServeArgs),
+    /// Enrich one email address or phone number and print the answer as JSON.
+    Enrich(EnrichArgs),
+    /// Print the declared purposes (the record of processing activities).
+    Purposes(ConfigArg),
+    /// Ask a server's grpc.health.v1 service; exit 0 when SERVING (for
+    /// container health checks).
+    Health(HealthArgs),
+    /// Work with source catalogs.
+    #[command(subcommand)]
+    Sources(SourcesCommand),
+    /// GDPR Art. 17: erase what enrichd holds about a person and suppress
+    /// them (or, with --objection, suppress them for marketing only).
+    Erase(EraseArgs),
+    /// GDPR Art. 15: print what enrichd holds about a person, as JSON.
+    Access(AccessArgs),
+    /// Enrich a customer list (CSV or JSONL) into JSONL, one line per row;
+    /// resumable: run the same command again after a crash or Ctrl-C.
+    Batch(BatchArgs),
+}
+
+#[derive(Args)]
+pub(super) struct BatchArgs {
+    /// The list: CSV with a header row, or JSONL (by extension).
+    #[arg(long)]
+    pub(super) input: PathBuf,
+    /// Where the JSONL answers go (with .checkpoint and .summary.json beside it).
+    #[arg(long)]
+    pub(super) output: PathBuf,
+    /// Column (CSV) or field (JSONL) of the email; default: detected (email, e-mail, mail).
+    #[arg(long)]
+    pub(super) email_column: Option<String>,
+    /// Column or field of the phone number; default: detected (phone, mobile, tel).
+    #[arg(long)]
+    pub(super) phone_column: Option<String>,
+    /// Region for national phone numbers.
+    #[arg(long)]
+    pub(super) region: Option<String>,
+    #[arg(long)]
+    pub(super) purpose: String,
+    #[arg(long, value_enum)]
+    pub(super) basis: LawfulBasis,
+    #[arg(long)]
+    pub(super) consent_ref: Option<String>,
+    #[arg(long)]
+    pub(super) lia_ref: Option<String>,
+    #[arg(long)]
+    pub(super) contract_ref: Option<String>,
+    /// Rows in progress at once (in process; a server applies its own
+    /// batch.max_in_flight).
+    #[arg(long, default_value_t = 32)]
+    pub(super) concurrency: usize,
+    /// Send the rows to a running server's EnrichStream.
+    #[arg(long)]
+    pub(super) remote: Option<String>,
+    /// Use the sandbox sites (in process only).
+    #[arg(long, conflicts_with = "remote")]
+    pub(super) sandbox: bool,
+    #[command(flatten)]
+    pub(super) config: ConfigArg,
+}
+
+#[derive(Args)]
+pub(super) struct SubjectArgs {
+    #[command(flatten)]
+    pub(super) identifier: IdentifierArgs,
+    /// Region for national phone numbers (ISO 3166-1 alpha-2).
+    #[arg(long)]
+    pub(super) region: Option<String>,
+    /// Call a running server instead of working on the configured ledger
+    /// in process (the in-process cache of a CLI run is empty).
+    #[arg(long)]
+    pub(super) remote: Option<String>,
+    #[command(flatten)]
+    pub(super) config: ConfigArg,
+}
+
+#[derive(Args)]
+pub(super) struct EraseArgs {
+    #[command(flatten)]
+    pub(super) subject: SubjectArgs,
+    /// Art. 21(3) objection to direct marketing instead of erasure.
+    #[arg(long)]
+    pub(super) objection: bool,
+    /// Reference of the data-subject request (ticket id), recorded.
+    #[arg(long, default_value = "")]
+    pub(super) reference: String,
+}
+
+#[derive(Args)]
+pub(super) struct AccessArgs {
+    #[command(flatten)]
+    pub(super) subject: SubjectArgs,
+}
+
+#[derive(Subcommand)]
+pub(super) enum SourcesCommand {
+    /// Validate a catalog and print its sources (exit 1 on any problem).
+    Check(CheckArgs),
+    /// Convert a Maigret, Sherlock or WhatsMyName site list into a catalog file.
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+pub(super) struct ImportArgs {
+    /// The list's format.
+    #[arg(long, value_enum)]
+    pub(super) format: crate::catalog::import::Format,
+    /// The list (JSON), as published by the project.
+    pub(super) file: PathBuf,
+    /// Where to write the catalog file (default: standard output).
+    #[arg(long, short)]
+    pub(super) output: Option<PathBuf>,
+    /// Purposes the imported sources may serve.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "marketing,crm_enrichment"
+    )]
+    pub(super) purposes: Vec<String>,
+}
+
+#[derive(Args)]
+pub(super) struct CheckArgs {
+    /// Catalog directory; default: the configured one (or the built-in catalog).
+    #[arg(long)]
+    pub(super) catalog: Option<PathBuf>,
+    /// Check the sandbox catalog instead.
+    #[arg(long, conflicts_with = "catalog")]
+    pub(super) sandbox: bool,
+    #[command(flatten)]
+    pub(super) config: ConfigArg,
+}
+
+#[derive(Args)]
+pub(super) struct HealthArgs {
+    /// Server address ("host:port" or "http://host:port").
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub(super) addr: String,
+    /// Service to ask about; empty: the server as a whole.
+    #[arg(long, default_value = "")]
+    pub(super) service: String,
+}
+
+#[derive(Args)]
+pub(super) struct ConfigArg {
+    /// Config file (TOML); the shipped defaults apply without one.
+    #[arg(long, env = "ENRICHD_CONFIG")]
+    pub(super) config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(super) struct ServeArgs {
+    #[command(flatten)]
+    pub(super) config: ConfigArg,
+    /// gRPC address; overrides server.listen.
+    #[arg(long)]
+    pub(super) listen: Option<SocketAddr>,
+    /// Prometheus metrics address; overrides server.metrics_listen.
+    #[arg(long)]
+    pub(super) metrics_listen: Option<SocketAddr>,
+    /// Serve the sandbox: fake sites on loopback and their catalog, instead
+    /// of the real sources (see the README for the people it knows).
+    #[arg(long)]
+    pub(super) sandbox: bool,
+}
+
+#[derive(Args)]
+#[group(id = "identifier", required = true, multiple = false)]
+pub(super) struct IdentifierArgs {
+    /// Email address to enrich.
+    #[arg(long, group = "identifier")]
+    pub(super) email: Option<String>,
+    /// Phone number to enrich (E.164, or national with --region).
+    #[arg(long, group = "identifier")]
+    pub(super) phone: Option<String>,
+}
+
+#[derive(Args)]
+pub(super) struct EnrichArgs {
+    #[command(flatten)]
+    pub(super) identifier: IdentifierArgs,
+    /// Purpose id declared in the config (`enrichd purposes` lists them).
+    #[arg(long)]
+    pub(super) purpose: String,
+    /// Art. 6(1) lawful basis.
+    #[arg(long, value_enum)]
+    pub(super) basis: LawfulBasis,
+    /// Consent reference (required with --basis consent).
+    #[arg(long)]
+    pub(super) consent_ref: Option<String>,
+    /// Legitimate-interest assessment reference (required with --basis legitimate_interests).
+    #[arg(long)]
+    pub(super) lia_ref: Option<String>,
+    /// Contract reference (recorded with --basis contract).
+    #[arg(long)]
+    pub(super) contract_ref: Option<String>,
+    /// Region for national phone numbers (ISO 3166-1 alpha-2, e.g. GB).
+    #[arg(long)]
+    pub(super) region: Option<String>,
+    /// The person's name as you know it (compared with names found).
+    #[arg(long)]
+    pub(super) name: Option<String>,
+    /// Correlation id echoed in the answer.
+    #[arg(long, default_value = "")]
+    pub(super) request_id: String,
+    /// Call a running server ("host:port" or "http://host:port") instead of
+    /// running the pipeline in this process.
+    #[arg(long)]
+    pub(super) remote: Option<String>,
+    /// Use the sandbox (fake sites on loopback) instead of the real sources.
+    #[arg(long, conflicts_with = "remote")]
+    pub(super) sandbox: bool,
+    #[command(flatten)]
+    pub(super) config: ConfigArg,
+}

@@ -1,0 +1,457 @@
+//! The command line: `serve`, `enrich`, `batch`, `erase`, `access`,
+//! `purposes`, `health`, `sources check` and `sources import`. Commands
+//! that call the service run it in process, or call a running server with
+//! `--remote`; both go through one `Target`.
+mod args;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tonic::{Request, Response, Status};
+use tonic_types::StatusExt;
+
+pub use args::Cli;
+use args::{
+    AccessArgs, BatchArgs, CheckArgs, Command, ConfigArg, EnrichArgs, EraseArgs, HealthArgs,
+    IdentifierArgs, ImportArgs, ServeArgs, SourcesCommand,
+};
+
+use crate::api::basis_to_proto;
+use crate::api::grpc::EnrichmentService;
+use crate::config::Config;
+use crate::model::LawfulBasis;
+use crate::proto::v1 as pb;
+use crate::proto::v1::enrichment_client::EnrichmentClient;
+use crate::proto::v1::enrichment_server::Enrichment as _;
+use crate::sandbox::Sandbox;
+use crate::server::{self, Application};
+use crate::{startup, telemetry};
+
+/// The caller name the CLI records in the ledger.
+const CLI_CALLER: &str = "cli";
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Enrich(args) => enrich(args).await,
+            Command::Purposes(args) => purposes(args),
+            Command::Health(args) => health(args).await,
+            Command::Sources(SourcesCommand::Check(args)) => sources_check(args).await,
+            Command::Sources(SourcesCommand::Import(args)) => sources_import(args),
+            Command::Erase(args) => erase(args).await,
+            Command::Access(args) => access(args).await,
+            Command::Batch(args) => batch(args).await,
+        }
+    }
+}
+
+fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
+    Ok(Config::load(arg.config.as_deref())?)
+}
+
+/// Where a command's calls go: a running server, or the pipeline in this
+/// process (with the sandbox kept alive while it is used).
+enum Target {
+    Remote(EnrichmentClient<tonic::transport::Channel>),
+    Local(Box<EnrichmentService>, Option<Sandbox>),
+}
+
+impl Target {
+    async fn open(remote: Option<&str>, config: &Config, sandbox: bool) -> anyhow::Result<Self> {
+        Ok(match remote {
+            Some(addr) => Self::Remote(remote_client(addr).await?),
+            None => {
+                let (service, sb) = startup::local_service(config, sandbox).await?;
+                Self::Local(Box::new(service), sb)
+            }
+        })
+    }
+
+    async fn enrich(
+        &mut self,
+        request: pb::EnrichRequest,
+    ) -> Result<Response<pb::EnrichResponse>, Status> {
+        let request = as_cli(request);
+        match self {
+            Self::Remote(client) => client.enrich(request).await,
+            Self::Local(service, _) => service.enrich(request).await,
+        }
+    }
+
+    async fn erase(
+        &mut self,
+        request: pb::EraseRequest,
+    ) -> Result<Response<pb::EraseResponse>, Status> {
+        let request = as_cli(request);
+        match self {
+            Self::Remote(client) => client.erase(request).await,
+            Self::Local(service, _) => service.erase(request).await,
+        }
+    }
+
+    async fn access(
+        &mut self,
+        request: pb::AccessRequest,
+    ) -> Result<Response<pb::AccessResponse>, Status> {
+        let request = as_cli(request);
+        match self {
+            Self::Remote(client) => client.access(request).await,
+            Self::Local(service, _) => service.access(request).await,
+        }
+    }
+}
+
+/// A request that says it comes from the command line.
+fn as_cli<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "x-caller",
+        tonic::metadata::MetadataValue::from_static(CLI_CALLER),
+    );
+    request
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = load_config(&args.config)?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(metrics) = args.metrics_listen {
+        config.server.metrics_listen = Some(metrics);
+    }
+    telemetry::init_tracing(&config.log);
+    let (catalog, _sandbox) = startup::catalog(&config, args.sandbox).await?;
+    let hasher = startup::hasher(&config)?;
+    let app = Application::build(config, hasher, catalog).await?;
+    app.run_until_stopped(server::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The identifier flags as (email, phone); clap requires exactly one.
+fn identifier(args: &IdentifierArgs) -> (Option<String>, Option<String>) {
+    (args.email.clone(), args.phone.clone())
+}
+
+/// The lawful basis and its evidence, as flags give them.
+fn evidence(
+    consent_ref: &Option<String>,
+    lia_ref: &Option<String>,
+    contract_ref: &Option<String>,
+) -> pb::BasisEvidence {
+    pb::BasisEvidence {
+        consent_ref: consent_ref.clone().unwrap_or_default(),
+        legitimate_interest_assessment_ref: lia_ref.clone().unwrap_or_default(),
+        contract_ref: contract_ref.clone().unwrap_or_default(),
+    }
+}
+
+fn basis(basis: LawfulBasis) -> i32 {
+    basis_to_proto(basis).into()
+}
+
+fn enrich_request(args: &EnrichArgs) -> pb::EnrichRequest {
+    use pb::enrich_request::Identifier;
+    let identifier = match identifier(&args.identifier) {
+        (Some(email), _) => Some(Identifier::Email(email)),
+        (None, phone) => phone.map(Identifier::Phone),
+    };
+    pb::EnrichRequest {
+        request_id: args.request_id.clone(),
+        identifier,
+        hints: Some(pb::Hints {
+            name: args.name.clone().unwrap_or_default(),
+            default_region: args.region.clone().unwrap_or_default(),
+            first_contact_at: None,
+        }),
+        purpose: args.purpose.clone(),
+        lawful_basis: basis(args.basis),
+        evidence: Some(evidence(
+            &args.consent_ref,
+            &args.lia_ref,
+            &args.contract_ref,
+        )),
+        ..Default::default()
+    }
+}
+
+async fn enrich(args: EnrichArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.config)?;
+    quiet_logs(&config);
+    let mut target = Target::open(args.remote.as_deref(), &config, args.sandbox).await?;
+    print_result(target.enrich(enrich_request(&args)).await)
+}
+
+/// "host:port" or a full URI.
+fn endpoint(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let endpoint = endpoint(&args.addr);
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {endpoint}"))?;
+    let mut client = HealthClient::new(channel);
+    let status = client
+        .check(HealthCheckRequest {
+            service: args.service,
+        })
+        .await?
+        .into_inner()
+        .status();
+    println!("{}", status.as_str_name());
+    Ok(if status == ServingStatus::Serving {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn sources_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let mut config = load_config(&args.config)?;
+    if args.catalog.is_some() {
+        config.sources.catalog = args.catalog;
+    }
+    let catalog = match startup::catalog(&config, args.sandbox).await {
+        Ok((c, _)) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!(
+        "{:<22} {:<15} {:<42} {:>12} STATUS",
+        "ID", "INPUT", "PURPOSES", "RATE LIMIT"
+    );
+    for s in catalog.sources() {
+        let rate = format!(
+            "{}/s+{}",
+            s.limits.rate_limit.per_second, s.limits.rate_limit.burst
+        );
+        let status = match &s.disabled {
+            None => "enabled".to_owned(),
+            Some(why) => format!("disabled: {why}"),
+        };
+        println!(
+            "{:<22} {:<15} {:<42} {:>12} {}",
+            s.id,
+            s.input.as_str(),
+            s.purposes.join(","),
+            rate,
+            status
+        );
+    }
+    println!(
+        "{} sources, {} enabled",
+        catalog.sources().len(),
+        catalog.sources().iter().filter(|s| s.enabled()).count()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn remote_client(addr: &str) -> anyhow::Result<EnrichmentClient<tonic::transport::Channel>> {
+    let endpoint = endpoint(addr);
+    EnrichmentClient::connect(endpoint.clone())
+        .await
+        .with_context(|| format!("cannot connect to {endpoint}"))
+}
+
+/// Prints an answer as JSON, or the error and its details.
+fn print_result<T: serde::Serialize>(
+    result: Result<Response<T>, Status>,
+) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(response) => {
+            let text = serde_json::to_string_pretty(response.get_ref())?;
+            // A reader that stops early (`| head`) is not an error.
+            use std::io::Write as _;
+            match writeln!(std::io::stdout().lock(), "{text}") {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => {}
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(status) => {
+            eprintln!(
+                "error: {}: {}",
+                telemetry::code_name(status.code()),
+                status.message()
+            );
+            let details = status.get_error_details();
+            if let Some(bad) = details.bad_request() {
+                for v in &bad.field_violations {
+                    eprintln!("  field {}: {}", v.field, v.description);
+                }
+            }
+            if let Some(pre) = details.precondition_failure() {
+                for v in &pre.violations {
+                    eprintln!("  {} {}: {}", v.r#type, v.subject, v.description);
+                }
+            }
+            Ok(ExitCode::from(match status.code() {
+                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => 2,
+                _ => 1,
+            }))
+        }
+    }
+}
+
+async fn erase(args: EraseArgs) -> anyhow::Result<ExitCode> {
+    use pb::erase_request::{Identifier, Kind};
+    let s = &args.subject;
+    let config = load_config(&s.config)?;
+    quiet_logs(&config);
+    let request = pb::EraseRequest {
+        identifier: match identifier(&s.identifier) {
+            (Some(e), _) => Some(Identifier::Email(e)),
+            (None, p) => p.map(Identifier::Phone),
+        },
+        default_region: s.region.clone().unwrap_or_default(),
+        kind: if args.objection {
+            Kind::ObjectionToMarketing
+        } else {
+            Kind::Erasure
+        }
+        .into(),
+        reference: args.reference.clone(),
+    };
+    let mut target = Target::open(s.remote.as_deref(), &config, false).await?;
+    print_result(target.erase(request).await)
+}
+
+async fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
+    use pb::access_request::Identifier;
+    let s = &args.subject;
+    let config = load_config(&s.config)?;
+    quiet_logs(&config);
+    let request = pb::AccessRequest {
+        identifier: match identifier(&s.identifier) {
+            (Some(e), _) => Some(Identifier::Email(e)),
+            (None, p) => p.map(Identifier::Phone),
+        },
+        default_region: s.region.clone().unwrap_or_default(),
+    };
+    let mut target = Target::open(s.remote.as_deref(), &config, false).await?;
+    print_result(target.access(request).await)
+}
+
+async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
+    use futures::{FutureExt, StreamExt};
+    let mut config = load_config(&args.config)?;
+    config.batch.max_in_flight = args.concurrency.max(1);
+    quiet_logs(&config);
+    let run = crate::batch::Run {
+        input: args.input.clone(),
+        output: args.output.clone(),
+        columns: crate::batch::Columns {
+            email: args.email_column.clone(),
+            phone: args.phone_column.clone(),
+        },
+        template: pb::EnrichRequest {
+            purpose: args.purpose.clone(),
+            lawful_basis: basis(args.basis),
+            evidence: Some(evidence(
+                &args.consent_ref,
+                &args.lia_ref,
+                &args.contract_ref,
+            )),
+            hints: Some(pb::Hints {
+                default_region: args.region.clone().unwrap_or_default(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    };
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let target = Target::open(args.remote.as_deref(), &config, args.sandbox).await?;
+    let summary = match target {
+        Target::Remote(mut client) => {
+            run.execute(
+                move |requests| {
+                    async move {
+                        let answers = client.enrich_stream(as_cli(requests)).await?.into_inner();
+                        Ok(Box::pin(answers) as crate::batch::Answers)
+                    }
+                    .boxed_local()
+                },
+                interrupt,
+            )
+            .await?
+        }
+        Target::Local(service, _sandbox) => {
+            run.execute(
+                move |requests| {
+                    let answers = service.process_stream(requests.map(Ok), CLI_CALLER.to_owned());
+                    async move { Ok(Box::pin(answers) as crate::batch::Answers) }.boxed_local()
+                },
+                interrupt,
+            )
+            .await?
+        }
+    };
+    eprint!("{}", summary.render());
+    Ok(if summary.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One-shot commands keep stdout for the answer and stderr quiet unless asked.
+fn quiet_logs(config: &Config) {
+    let mut log = config.log.clone();
+    if std::env::var_os("RUST_LOG").is_none() {
+        log.filter = "warn".into();
+    }
+    telemetry::init_tracing(&log);
+}
+
+fn sources_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let imported = crate::catalog::import::import(args.format, &text, &args.purposes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    match &args.output {
+        Some(path) => std::fs::write(path, &imported.toml)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{}", imported.toml),
+    }
+    eprintln!(
+        "imported {} sources, skipped {}",
+        imported.count,
+        imported.skipped.len()
+    );
+    for (name, why) in &imported.skipped {
+        eprintln!("  skipped {name}: {why}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn purposes(args: ConfigArg) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args)?;
+    println!(
+        "{:<18} {:<44} {:<10} DESCRIPTION",
+        "PURPOSE", "LAWFUL BASES", "RETENTION"
+    );
+    for (id, p) in &config.purposes {
+        let bases: Vec<&str> = p.lawful_bases.iter().map(|b| b.as_str()).collect();
+        println!(
+            "{:<18} {:<44} {:<10} {}",
+            id,
+            bases.join(","),
+            format!("{}d", p.retention.as_secs() / 86_400),
+            p.description
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

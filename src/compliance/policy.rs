@@ -1,0 +1,167 @@
+//! Purpose policy (data minimisation, GDPR Art. 5(1)(c)): a purpose returns
+//! only the response fields it declares and asks only the sources that
+//! serve it; a caller's field mask narrows that further, never widens it.
+use crate::catalog::Source;
+use crate::error::FieldViolation;
+use crate::model::{FIELDS, Purpose, SOURCE_FIELDS, SkipReason, Suppression, SuppressionReason};
+
+/// Field-mask entries that name no response field.
+pub fn check_mask(mask: &[String]) -> Result<(), Vec<FieldViolation>> {
+    let unknown: Vec<FieldViolation> = mask
+        .iter()
+        .filter(|f| !FIELDS.contains(&f.as_str()))
+        .map(|f| {
+            FieldViolation::new(
+                "field_mask",
+                format!("{f:?} is not a response field ({})", FIELDS.join(", ")),
+            )
+        })
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(unknown)
+    }
+}
+
+/// The response fields one answer may carry, and those it leaves out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldPolicy {
+    wanted: Vec<&'static str>,
+    /// Left out, in response-field order, with the reason.
+    pub withheld: Vec<Suppression>,
+}
+
+impl FieldPolicy {
+    /// What `purpose` allows, narrowed by `mask` (empty: no narrowing).
+    pub fn decide(purpose: &Purpose, mask: &[String]) -> Self {
+        let mut wanted = Vec::new();
+        let mut withheld = Vec::new();
+        for field in FIELDS {
+            let left_out = if !purpose.fields.iter().any(|f| f == field) {
+                Some((
+                    SuppressionReason::Purpose,
+                    format!("purpose {:?} may not return it", purpose.id),
+                ))
+            } else if !mask.is_empty() && !mask.iter().any(|m| m == field) {
+                Some((
+                    SuppressionReason::FieldMask,
+                    "not in the request's field mask".to_owned(),
+                ))
+            } else {
+                None
+            };
+            match left_out {
+                Some((reason, detail)) => withheld.push(Suppression {
+                    target: field.to_owned(),
+                    reason,
+                    detail,
+                }),
+                None => wanted.push(field),
+            }
+        }
+        Self { wanted, withheld }
+    }
+
+    pub fn wants(&self, field: &str) -> bool {
+        self.wanted.contains(&field)
+    }
+
+    /// Some wanted field needs the sources to be asked.
+    pub fn needs_sources(&self) -> bool {
+        SOURCE_FIELDS.iter().any(|f| self.wants(f))
+    }
+
+    /// Verification runs for its own field and as evidence for risk.
+    pub fn needs_verification(&self) -> bool {
+        self.wants("verification") || self.wants("risk")
+    }
+
+    /// The names of the fields left out.
+    pub fn withheld_fields(&self) -> Vec<String> {
+        self.withheld.iter().map(|s| s.target.clone()).collect()
+    }
+}
+
+/// Why `source` may not be asked for `purpose`, if it may not.
+pub fn source_refusal(source: &Source, purpose: &Purpose) -> Option<(SkipReason, String)> {
+    if let Some(why) = &source.disabled {
+        return Some((SkipReason::Disabled, why.clone()));
+    }
+    let serves = source.serves(&purpose.id);
+    let listed = purpose
+        .sources
+        .as_ref()
+        .is_none_or(|list| list.contains(&source.id));
+    (!(serves && listed)).then(|| {
+        (
+            SkipReason::Purpose,
+            format!("not allowed for purpose {:?}", purpose.id),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::LawfulBasis;
+
+    fn purpose(fields: &[&str]) -> Purpose {
+        Purpose {
+            id: "crm".into(),
+            description: String::new(),
+            lawful_bases: vec![LawfulBasis::Contract],
+            retention: Duration::from_secs(1),
+            dpia_ref: None,
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            sources: None,
+        }
+    }
+
+    #[test]
+    fn the_purpose_decides_and_the_mask_only_narrows() {
+        let p = purpose(&["verification", "profiles", "risk"]);
+        let all = FieldPolicy::decide(&p, &[]);
+        assert!(all.wants("profiles") && !all.wants("interests"));
+        assert_eq!(
+            all.withheld_fields(),
+            ["attributes", "interests", "footprint"]
+        );
+        assert!(
+            all.withheld
+                .iter()
+                .all(|s| s.reason == SuppressionReason::Purpose)
+        );
+
+        // Asking for a field the purpose withholds does not bring it back.
+        let masked = FieldPolicy::decide(&p, &["risk".into(), "interests".into()]);
+        assert!(masked.wants("risk") && !masked.wants("interests") && !masked.wants("profiles"));
+        let reasons: Vec<(&str, SuppressionReason)> = masked
+            .withheld
+            .iter()
+            .map(|s| (s.target.as_str(), s.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("verification", SuppressionReason::FieldMask),
+                ("profiles", SuppressionReason::FieldMask),
+                ("attributes", SuppressionReason::Purpose),
+                ("interests", SuppressionReason::Purpose),
+                ("footprint", SuppressionReason::Purpose),
+            ]
+        );
+        assert!(masked.needs_sources() && masked.needs_verification());
+        let verification_only = FieldPolicy::decide(&p, &["verification".into()]);
+        assert!(!verification_only.needs_sources());
+    }
+
+    #[test]
+    fn unknown_mask_entries_are_named() {
+        let err = check_mask(&["risk".into(), "salary".into()]).expect_err("unknown");
+        assert_eq!(err.len(), 1);
+        assert!(err[0].description.contains("\"salary\""), "{:?}", err[0]);
+    }
+}

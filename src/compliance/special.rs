@@ -1,0 +1,25 @@
+//! GDPR Art. 9: interests that reveal health, religion, political opinions,
+//! sexuality, ethnicity, trade-union membership, biometric or genetic data
+//! are never returned (nor cached: the cache holds source answers, never
+//! interests), whatever the lawful basis; the answer counts what it left out.
+//!
+//! Which taxonomy nodes are special is data (`data/scoring/special-categories.toml`);
+//! scoring keeps them apart (they never rank and never roll up into a parent).
+use crate::model::{Interest, ScoredInterests, Suppression, SuppressionReason};
+
+/// What may be returned, and how many special-category interests were left out.
+pub fn suppress(scored: ScoredInterests) -> (Vec<Interest>, u32) {
+    let left_out = u32::try_from(scored.special.len()).unwrap_or(u32::MAX);
+    (scored.ranked, left_out)
+}
+
+/// The answer's account of what Art. 9 left out, if anything.
+pub fn explanation(left_out: u32) -> Option<Suppression> {
+    (left_out > 0).then(|| Suppression {
+        target: "interests".into(),
+        reason: SuppressionReason::SpecialCategory,
+        detail: format!(
+            "{left_out} interests revealing GDPR Art. 9 special-category data were found and left out"
+        ),
+    })
+}

@@ -1,0 +1,98 @@
+//! What became of one processing, as the ledger records it.
+use std::fmt;
+
+/// Why a request was refused before anything was looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NoLawfulGround,
+    InvalidFieldMask,
+    InvalidIdentifier,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 3] = [
+        Self::NoLawfulGround,
+        Self::InvalidFieldMask,
+        Self::InvalidIdentifier,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoLawfulGround => "no lawful ground",
+            Self::InvalidFieldMask => "invalid field mask",
+            Self::InvalidIdentifier => "invalid identifier",
+        }
+    }
+}
+
+/// The outcome column of a ledger record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerOutcome {
+    /// Sources yielded at least one profile.
+    Enriched,
+    /// Sources were asked (or nothing needed them) and found nobody.
+    NotFound,
+    /// The person is on the suppression list for this purpose.
+    Suppressed,
+    Refused(Refusal),
+}
+
+const REFUSED_PREFIX: &str = "refused: ";
+
+impl LedgerOutcome {
+    /// The stored spelling (stable: records written by earlier versions use it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enriched => "enriched",
+            Self::NotFound => "not_found",
+            Self::Suppressed => "suppressed",
+            Self::Refused(Refusal::NoLawfulGround) => "refused: no lawful ground",
+            Self::Refused(Refusal::InvalidFieldMask) => "refused: invalid field mask",
+            Self::Refused(Refusal::InvalidIdentifier) => "refused: invalid identifier",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "enriched" => Some(Self::Enriched),
+            "not_found" => Some(Self::NotFound),
+            "suppressed" => Some(Self::Suppressed),
+            _ => {
+                let why = text.strip_prefix(REFUSED_PREFIX)?;
+                Refusal::ALL
+                    .into_iter()
+                    .find(|r| r.as_str() == why)
+                    .map(Self::Refused)
+            }
+        }
+    }
+}
+
+impl fmt::Display for LedgerOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_reads_back_as_written() {
+        let all = [
+            LedgerOutcome::Enriched,
+            LedgerOutcome::NotFound,
+            LedgerOutcome::Suppressed,
+        ]
+        .into_iter()
+        .chain(Refusal::ALL.map(LedgerOutcome::Refused));
+        for outcome in all {
+            assert_eq!(LedgerOutcome::parse(outcome.as_str()), Some(outcome));
+            if let LedgerOutcome::Refused(r) = outcome {
+                assert_eq!(outcome.as_str(), format!("{REFUSED_PREFIX}{}", r.as_str()));
+            }
+        }
+        assert_eq!(LedgerOutcome::parse("refused: because"), None);
+    }
+}

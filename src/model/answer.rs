@@ -1,0 +1,126 @@
+//! The domain answer of one enrichment, before it becomes a proto message.
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::finding::{Confidence, Profile, Provenance};
+use super::outcome::SourceOutcome;
+use super::purpose::LawfulGround;
+use super::score::{Footprint, Interest, Risk};
+use super::verification::Verification;
+use crate::identity::Identifier;
+
+/// How the caller allows the cache to be used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CacheMode {
+    #[default]
+    Use,
+    Refresh,
+    CacheOnly,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CachePolicy {
+    pub mode: CacheMode,
+    pub max_age: Option<Duration>,
+}
+
+/// GDPR Art. 14 information duty of one answer (decided by
+/// `compliance::notice`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoticeDuty {
+    pub required: bool,
+    /// Art. 14 (data obtained elsewhere) rather than Art. 13 applies.
+    pub data_not_from_subject: bool,
+    pub data_categories: Vec<String>,
+    pub sources: Vec<String>,
+    pub notify_by: Option<DateTime<Utc>>,
+    pub exemption: Option<String>,
+}
+
+/// Why something was left out of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuppressionReason {
+    /// The person erased their data or objected.
+    DataSubjectRequest,
+    /// GDPR Art. 9 special-category data.
+    SpecialCategory,
+    /// The purpose may not return it.
+    Purpose,
+    /// The caller's field mask left it out.
+    FieldMask,
+}
+
+/// One thing left out of an answer, and why, in words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suppression {
+    /// "identifier", "interests", or a response field.
+    pub target: String,
+    pub reason: SuppressionReason,
+    pub detail: String,
+}
+
+/// The compliance block of one answer, as `compliance` decided it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compliance {
+    pub ground: LawfulGround,
+    pub notice: NoticeDuty,
+    /// Where the data came from (GDPR Art. 14(2)(f) wording).
+    pub source_of_data: &'static str,
+    pub special_categories_suppressed: u32,
+    /// The person is on the suppression list for this purpose.
+    pub identifier_suppressed: bool,
+    /// Everything left out, with its reason.
+    pub suppressions: Vec<Suppression>,
+    /// The response fields left out (by purpose or field mask).
+    pub fields_withheld: Vec<String>,
+    pub retain_until: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CacheInfo {
+    pub policy: CacheMode,
+    pub sources_from_cache: u32,
+    pub sources_fetched: u32,
+    pub oldest_entry_age: Option<Duration>,
+}
+
+/// One answer. Fields the purpose or the field mask leave out are `None`
+/// or empty; a suppressed person's answer holds the compliance block alone.
+#[derive(Debug, Clone)]
+pub struct Enrichment {
+    pub request_id: String,
+    pub processing_id: String,
+    pub identifier: Option<Identifier>,
+    pub verification: Option<Verification>,
+    /// Best match first.
+    pub profiles: Vec<Profile>,
+    pub attributes: Vec<Attribute>,
+    pub sources: Vec<SourceOutcome>,
+    pub interests: Vec<Interest>,
+    pub footprint: Option<Footprint>,
+    pub risk: Option<Risk>,
+    pub compliance: Compliance,
+    pub cache: CacheInfo,
+    pub generated_at: DateTime<Utc>,
+}
+
+impl Enrichment {
+    /// How closely the answer is tied to the identifier: its best profile's match.
+    pub fn confidence(&self) -> Option<Confidence> {
+        self.profiles.iter().map(Profile::confidence).max()
+    }
+}
+
+/// A merged attribute: every distinct value, most supported first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribute {
+    pub name: &'static str,
+    pub values: Vec<AttributeValue>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeValue {
+    pub value: String,
+    pub provenance: Vec<Provenance>,
+}

@@ -1,0 +1,179 @@
+//! Findings: what a source said about a person, and where each value came from.
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The input a source takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    /// The email address as used (local part as given, ASCII domain).
+    Email,
+    /// Hex MD5 of the trimmed, lowercased address (Gravatar, Libravatar).
+    EmailMd5,
+    /// Hex SHA-256 of the trimmed, lowercased address.
+    EmailSha256,
+    /// The local part, lowercased, without +tag.
+    EmailLocal,
+    /// The ASCII domain.
+    EmailDomain,
+    PhoneE164,
+    /// The national significant number, digits only.
+    PhoneNational,
+    /// A handle: from pivots, or guessed from the email's local part.
+    Username,
+    /// A profile or website URL from a pivot.
+    Url,
+}
+
+impl InputKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::EmailMd5 => "email_md5",
+            Self::EmailSha256 => "email_sha256",
+            Self::EmailLocal => "email_local",
+            Self::EmailDomain => "email_domain",
+            Self::PhoneE164 => "phone_e164",
+            Self::PhoneNational => "phone_national",
+            Self::Username => "username",
+            Self::Url => "url",
+        }
+    }
+}
+
+impl fmt::Display for InputKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How closely an input is tied to the identifier asked about. Ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    Guess,
+    Pivot,
+    Exact,
+}
+
+/// Profile fields a source can fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    Url,
+    Username,
+    DisplayName,
+    Bio,
+    Location,
+    AvatarUrl,
+    CreatedAt,
+    LastActiveAt,
+    Followers,
+    Posts,
+}
+
+impl Field {
+    pub const ALL: [Field; 10] = [
+        Field::Url,
+        Field::Username,
+        Field::DisplayName,
+        Field::Bio,
+        Field::Location,
+        Field::AvatarUrl,
+        Field::CreatedAt,
+        Field::LastActiveAt,
+        Field::Followers,
+        Field::Posts,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Url => "url",
+            Field::Username => "username",
+            Field::DisplayName => "display_name",
+            Field::Bio => "bio",
+            Field::Location => "location",
+            Field::AvatarUrl => "avatar_url",
+            Field::CreatedAt => "created_at",
+            Field::LastActiveAt => "last_active_at",
+            Field::Followers => "followers",
+            Field::Posts => "posts",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// How a value was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    JsonPointer,
+    CssSelector,
+    Regex,
+    Detection,
+    Dns,
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provenance {
+    pub source_id: String,
+    pub url: String,
+    pub retrieved_at: DateTime<Utc>,
+    pub method: Method,
+    pub selector: String,
+    pub confidence: Confidence,
+}
+
+/// An extracted value, typed where the field has a type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Text(String),
+    Time(DateTime<Utc>),
+    Count(i64),
+}
+
+impl Value {
+    pub fn as_text(&self) -> String {
+        match self {
+            Value::Text(s) => s.clone(),
+            Value::Time(t) => t.to_rfc3339(),
+            Value::Count(n) => n.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sourced {
+    pub value: Value,
+    pub provenance: Provenance,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkedAccount {
+    pub platform: Option<String>,
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub provenance: Provenance,
+}
+
+/// A profile found on one source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub source_id: String,
+    pub platform: String,
+    pub provenance: Provenance,
+    pub fields: BTreeMap<Field, Sourced>,
+    pub extra: BTreeMap<String, Sourced>,
+    pub accounts: Vec<LinkedAccount>,
+}
+
+impl Profile {
+    pub fn confidence(&self) -> Confidence {
+        self.provenance.confidence
+    }
+}

@@ -1,0 +1,134 @@
+//! Purposes and lawful bases as data: what a caller claims, and the ground a
+//! claim becomes once the compliance gate has accepted it.
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// GDPR Art. 6(1) lawful bases. On the command line and in config they are
+/// spelled in snake case (`legitimate_interests`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum LawfulBasis {
+    Consent,
+    Contract,
+    LegalObligation,
+    VitalInterests,
+    PublicTask,
+    LegitimateInterests,
+}
+
+impl LawfulBasis {
+    pub const ALL: [LawfulBasis; 6] = [
+        Self::Consent,
+        Self::Contract,
+        Self::LegalObligation,
+        Self::VitalInterests,
+        Self::PublicTask,
+        Self::LegitimateInterests,
+    ];
+
+    /// The article the basis rests on.
+    pub fn article(self) -> &'static str {
+        match self {
+            Self::Consent => "Art. 6(1)(a)",
+            Self::Contract => "Art. 6(1)(b)",
+            Self::LegalObligation => "Art. 6(1)(c)",
+            Self::VitalInterests => "Art. 6(1)(d)",
+            Self::PublicTask => "Art. 6(1)(e)",
+            Self::LegitimateInterests => "Art. 6(1)(f)",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Consent => "consent",
+            Self::Contract => "contract",
+            Self::LegalObligation => "legal_obligation",
+            Self::VitalInterests => "vital_interests",
+            Self::PublicTask => "public_task",
+            Self::LegitimateInterests => "legitimate_interests",
+        }
+    }
+}
+
+impl fmt::Display for LawfulBasis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Response fields a purpose may return (data minimisation, Art. 5(1)(c)).
+pub const FIELDS: [&str; 6] = [
+    "verification",
+    "profiles",
+    "attributes",
+    "interests",
+    "footprint",
+    "risk",
+];
+
+/// Fields that need the sources to be asked.
+pub const SOURCE_FIELDS: [&str; 5] = ["profiles", "attributes", "interests", "footprint", "risk"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Purpose {
+    pub id: String,
+    pub description: String,
+    pub lawful_bases: Vec<LawfulBasis>,
+    pub retention: Duration,
+    pub dpia_ref: Option<String>,
+    pub fields: Vec<String>,
+    pub sources: Option<Vec<String>>,
+}
+
+impl Purpose {
+    pub fn allows_field(&self, field: &str) -> bool {
+        self.fields.iter().any(|f| f == field)
+    }
+
+    /// The purpose's own source list, if it has one, admits the source.
+    pub fn allows_source(&self, id: &str) -> bool {
+        self.sources
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|s| s == id))
+    }
+}
+
+/// Evidence references a caller gives for its basis; recorded, not just checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BasisEvidence {
+    pub consent_ref: Option<String>,
+    pub legitimate_interest_assessment_ref: Option<String>,
+    pub contract_ref: Option<String>,
+}
+
+/// What a caller claims: purpose id, basis, evidence. Unvalidated.
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    pub purpose: String,
+    pub basis: Option<LawfulBasis>,
+    pub evidence: BasisEvidence,
+}
+
+/// A claim that passed the gate: the processing may go ahead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LawfulGround {
+    pub purpose: Arc<Purpose>,
+    pub basis: LawfulBasis,
+    pub evidence: BasisEvidence,
+}

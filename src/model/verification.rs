@@ -1,0 +1,55 @@
+//! Verification results: what the checks of an email address or a phone
+//! number found. A failed check is a value here, never an error.
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::identity::NumberType;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MxHost {
+    pub preference: u16,
+    pub exchange: String,
+}
+
+/// The outcome of an MX lookup. `None` is a fact about the domain; `Error`
+/// says nothing about it (the lookup itself failed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum MxStatus {
+    Found { hosts: Vec<MxHost> },
+    None { detail: String },
+    Error { detail: String },
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MxCheck {
+    #[serde(flatten)]
+    pub status: MxStatus,
+    pub latency: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EmailVerification {
+    /// RFC 5321/5322 syntax, as `identity::Email::parse` judged it.
+    pub syntax_valid: bool,
+    pub disposable: bool,
+    pub free_provider: bool,
+    pub role_account: bool,
+    pub mx: MxCheck,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PhoneVerification {
+    pub valid: bool,
+    pub number_type: NumberType,
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    Email(EmailVerification),
+    Phone(PhoneVerification),
+}

@@ -1,0 +1,71 @@
+//! Stage 10, answer: the domain answer, assembled from what the earlier
+//! stages decided; nothing is judged here.
+use chrono::{DateTime, Utc};
+
+use super::comply::Disclosed;
+use super::merge::Merged;
+use super::parse::Subject;
+use super::query::EnrichQuery;
+use crate::compliance::{notice, retention, suppression};
+use crate::model::{CacheInfo, Compliance, Enrichment, LawfulGround};
+
+pub(super) fn enriched(
+    query: EnrichQuery,
+    processing_id: String,
+    subject: Subject,
+    disclosed: Disclosed,
+    merged: Merged,
+    now: DateTime<Utc>,
+) -> Enrichment {
+    Enrichment {
+        request_id: query.request_id,
+        processing_id,
+        identifier: Some(subject.identifier),
+        verification: disclosed.verification,
+        profiles: disclosed.profiles,
+        attributes: disclosed.attributes,
+        sources: merged.outcomes,
+        interests: disclosed.interests,
+        footprint: disclosed.footprint,
+        risk: disclosed.risk,
+        compliance: disclosed.compliance,
+        cache: merged.cache,
+        generated_at: now,
+    }
+}
+
+/// A suppressed person's answer: the compliance block alone.
+pub(super) fn suppressed(
+    query: EnrichQuery,
+    processing_id: String,
+    ground: LawfulGround,
+    now: DateTime<Utc>,
+) -> Enrichment {
+    Enrichment {
+        request_id: query.request_id,
+        processing_id,
+        identifier: None,
+        verification: None,
+        profiles: Vec::new(),
+        attributes: Vec::new(),
+        sources: Vec::new(),
+        interests: Vec::new(),
+        footprint: None,
+        risk: None,
+        compliance: Compliance {
+            retain_until: retention::retain_until(now, Some(&ground.purpose)),
+            ground,
+            notice: notice::duty(now, Vec::new(), Vec::new()),
+            source_of_data: notice::SOURCE_OF_DATA,
+            special_categories_suppressed: 0,
+            identifier_suppressed: true,
+            suppressions: vec![suppression::explanation()],
+            fields_withheld: Vec::new(),
+        },
+        cache: CacheInfo {
+            policy: query.cache.mode,
+            ..CacheInfo::default()
+        },
+        generated_at: now,
+    }
+}

@@ -1,0 +1,138 @@
+//! Stage 8, comply: what this answer may disclose, and the compliance block
+//! that goes with it. Fields the purpose or the field mask withhold are
+//! dropped, special-category interests are suppressed (Art. 9), and the
+//! notice duty is decided (Art. 14), all by `compliance`.
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::merge::{self, Merged};
+use super::policy::Permitted;
+use super::query::EnrichQuery;
+use super::score::Scores;
+use super::{Enricher, unavailable};
+use crate::compliance::{notice, retention, special};
+use crate::error::Error;
+use crate::model::{Attribute, Compliance, Footprint, Interest, Profile, Risk, Verification};
+
+/// What the answer may carry.
+pub(super) struct Disclosed {
+    pub verification: Option<Verification>,
+    pub profiles: Vec<Profile>,
+    pub attributes: Vec<Attribute>,
+    pub interests: Vec<Interest>,
+    pub footprint: Option<Footprint>,
+    pub risk: Option<Risk>,
+    pub compliance: Compliance,
+}
+
+impl Disclosed {
+    /// The response fields that carry something (the ledger's field categories).
+    pub fn returned_fields(&self) -> Vec<String> {
+        [
+            ("verification", self.verification.is_some()),
+            ("profiles", !self.profiles.is_empty()),
+            ("attributes", !self.attributes.is_empty()),
+            ("interests", !self.interests.is_empty()),
+            ("footprint", self.footprint.is_some()),
+            ("risk", self.risk.is_some()),
+        ]
+        .iter()
+        .filter(|(_, present)| *present)
+        .map(|(f, _)| f.to_string())
+        .collect()
+    }
+}
+
+impl Enricher {
+    pub(super) async fn comply(
+        &self,
+        permitted: Permitted,
+        merged: &Merged,
+        scores: Scores,
+        subject: &str,
+        query: &EnrichQuery,
+        now: DateTime<Utc>,
+    ) -> Result<Disclosed, Error> {
+        let Permitted { ground, fields } = permitted;
+        let (interests, special_left_out) = special::suppress(scores.interests);
+        let notice = self.notice(merged, subject, query, now).await?;
+        let mut suppressions: Vec<_> = special::explanation(special_left_out).into_iter().collect();
+        suppressions.extend(fields.withheld.iter().cloned());
+        let wants = |f: &str| fields.wants(f);
+        Ok(Disclosed {
+            verification: merged
+                .verification
+                .clone()
+                .filter(|_| wants("verification")),
+            profiles: if wants("profiles") {
+                merged.profiles.clone()
+            } else {
+                Vec::new()
+            },
+            attributes: if wants("attributes") {
+                merge::attributes(&merged.profiles)
+            } else {
+                Vec::new()
+            },
+            interests: if wants("interests") {
+                interests
+            } else {
+                Vec::new()
+            },
+            footprint: wants("footprint").then_some(scores.footprint),
+            risk: scores.risk,
+            compliance: Compliance {
+                retain_until: retention::retain_until(now, Some(&ground.purpose)),
+                ground,
+                notice,
+                source_of_data: notice::SOURCE_OF_DATA,
+                special_categories_suppressed: special_left_out,
+                identifier_suppressed: false,
+                suppressions,
+                fields_withheld: fields.withheld_fields(),
+            },
+        })
+    }
+
+    /// The Art. 14 duty: the sources that yielded personal data, their data
+    /// categories, and the deadline, counted from the person's first
+    /// processing (asked of the ledger only when there is something to notify).
+    async fn notice(
+        &self,
+        merged: &Merged,
+        subject: &str,
+        query: &EnrichQuery,
+        now: DateTime<Utc>,
+    ) -> Result<crate::model::NoticeDuty, Error> {
+        let found: BTreeSet<&str> = merged
+            .profiles
+            .iter()
+            .map(|p| p.source_id.as_str())
+            .collect();
+        let categories: BTreeSet<String> = found
+            .iter()
+            .filter_map(|id| self.catalog().get(id))
+            .flat_map(|s| s.data_categories.iter().cloned())
+            .collect();
+        let first = if found.is_empty() {
+            None
+        } else {
+            self.ledger
+                .first_enriched_ms(subject)
+                .await
+                .map_err(unavailable)?
+        };
+        let first = first.map_or(now, |ms| time_of(ms, now));
+        Ok(notice::duty(
+            notice::deadline(first, query.first_contact_at),
+            found.iter().map(|s| s.to_string()).collect(),
+            categories.into_iter().collect(),
+        ))
+    }
+}
+
+/// A ledger time back as a date (`fallback` if out of range).
+fn time_of(ms: i64, fallback: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or(fallback)
+}

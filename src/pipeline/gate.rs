@@ -1,0 +1,27 @@
+//! Stage 1, gate: no processing without a declared purpose, an Art. 6(1)
+//! lawful basis with its evidence, and a field mask that names real fields
+//! (`compliance::gate`, `compliance::policy`). A refusal is recorded too.
+use super::Enricher;
+use super::query::EnrichQuery;
+use crate::compliance::policy;
+use crate::error::Error;
+use crate::ledger::Refusal;
+use crate::model::LawfulGround;
+
+impl Enricher {
+    pub(super) async fn gate(&self, query: &EnrichQuery) -> Result<LawfulGround, Error> {
+        let ground = match self.purposes.check(&query.claim) {
+            Ok(ground) => ground,
+            Err(violations) => {
+                self.record_refusal(query, Refusal::NoLawfulGround).await?;
+                return Err(Error::NoLawfulGround(violations));
+            }
+        };
+        if let Err(violations) = policy::check_mask(&query.field_mask) {
+            self.record_refusal(query, Refusal::InvalidFieldMask)
+                .await?;
+            return Err(Error::InvalidArgument(violations));
+        }
+        Ok(ground)
+    }
+}

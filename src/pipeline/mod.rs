@@ -1,0 +1,218 @@
+//! The pipeline of one request, as named stages:
+//!
+//! gate -> parse -> suppress -> policy -> gather -> merge -> score -> comply
+//! -> record -> answer
+//!
+//! Each stage is a function in the file of its name, with typed input and
+//! output; the rules they apply live in `compliance` and `scoring`. Every
+//! processing, refusals included, is recorded before it is answered.
+mod answer;
+mod comply;
+mod gate;
+mod gather;
+mod merge;
+mod parse;
+mod policy;
+mod query;
+mod record;
+mod score;
+mod suppress;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tracing::{instrument, warn};
+
+pub use parse::{Subject, parse_identifier};
+pub use query::{EnrichQuery, RawIdentifier};
+
+use crate::cache::CacheConfig;
+use crate::catalog::{Catalog, CatalogError};
+use crate::clock::SharedClock;
+use crate::compliance::PurposeRegistry;
+use crate::config::{Config, PurposeConfig};
+use crate::engine::{Engine, EngineParts};
+use crate::error::Error;
+use crate::fetch::{HttpClient, HttpConfig};
+use crate::identity::Region;
+use crate::ledger::{Ledger, LedgerError};
+use crate::model::Enrichment;
+use crate::privacy::KeyedHasher;
+use crate::reference::{DomainLists, ReferenceError, ReferencePaths};
+use crate::resilience::ResilienceConfig;
+use crate::scoring::{ScoringData, ScoringPaths};
+use crate::verify::{DnsConfig, ResolverError, Verifier};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Resolver(#[from] ResolverError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("HTTP client: {0}")]
+    Http(String),
+    #[error(transparent)]
+    Scoring(#[from] crate::scoring::data::ScoringDataError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// What the pipeline needs from the configuration, and nothing else.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub purposes: BTreeMap<String, PurposeConfig>,
+    pub reference: ReferencePaths,
+    pub dns: DnsConfig,
+    pub http: HttpConfig,
+    pub cache: CacheConfig,
+    pub resilience: ResilienceConfig,
+    pub scoring: ScoringPaths,
+    /// Where the ledger lives (`sqlite://…` or `postgres://…`).
+    pub ledger_url: String,
+    /// Pivot rounds after the identifier's own inputs.
+    pub max_depth: u32,
+    /// Region for national phone numbers when the request names none.
+    pub default_region: Option<Region>,
+    pub clock: SharedClock,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            purposes: config.purposes.clone(),
+            reference: config.reference.clone(),
+            dns: config.dns.clone(),
+            http: config.http.clone(),
+            cache: config.cache.clone(),
+            resilience: config.resilience.clone(),
+            scoring: config.scoring.clone(),
+            ledger_url: config.ledger.url.clone(),
+            max_depth: config.sources.max_depth,
+            default_region: config
+                .phone
+                .default_region
+                .as_deref()
+                .and_then(|r| r.parse().ok()),
+            clock: SharedClock::system(),
+        }
+    }
+
+    /// The same settings, reading time from `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// Everything one enrichment needs, built once per process and shared.
+pub struct Enricher {
+    purposes: PurposeRegistry,
+    scoring: ScoringData,
+    verifier: Verifier,
+    engine: Engine,
+    ledger: Ledger,
+    hasher: KeyedHasher,
+    default_region: Option<Region>,
+    clock: SharedClock,
+}
+
+/// The ledger could not be written or read: no answer without its record.
+pub(crate) fn unavailable(e: LedgerError) -> Error {
+    warn!(error = %e, "ledger write failed; the answer is withheld");
+    Error::Unavailable("the record of this processing could not be written; nothing was returned")
+}
+
+impl Enricher {
+    /// Builds the pipeline around `catalog`, opening (and migrating) the
+    /// ledger. Sources disabled for a missing secret are announced here.
+    pub async fn build(
+        settings: Settings,
+        hasher: KeyedHasher,
+        catalog: Catalog,
+    ) -> Result<Self, BuildError> {
+        for source in catalog.sources() {
+            if let Some(why) = &source.disabled
+                && why.starts_with("secret")
+            {
+                warn!(source = %source.id, reason = %why, "source disabled");
+            }
+        }
+        let lists = DomainLists::load(&settings.reference)?;
+        let verifier = Verifier::new(lists, &settings.dns)?;
+        let client = HttpClient::build(&settings.http, catalog.trusted_private_hosts())
+            .map_err(BuildError::Http)?;
+        let engine = Engine::new(
+            Arc::new(catalog),
+            EngineParts {
+                client,
+                verifier: verifier.clone(),
+                max_depth: settings.max_depth,
+                cache: settings.cache,
+                resilience: settings.resilience,
+                hasher: hasher.clone(),
+                clock: settings.clock.clone(),
+            },
+        );
+        Ok(Self {
+            purposes: PurposeRegistry::new(&settings.purposes),
+            scoring: ScoringData::load(&settings.scoring)?,
+            verifier,
+            engine,
+            ledger: Ledger::open(&settings.ledger_url).await?,
+            hasher,
+            default_region: settings.default_region,
+            clock: settings.clock,
+        })
+    }
+
+    pub fn purposes(&self) -> &PurposeRegistry {
+        &self.purposes
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        self.engine.catalog()
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn hasher(&self) -> &KeyedHasher {
+        &self.hasher
+    }
+
+    /// One enrichment, stage by stage.
+    #[instrument(skip_all, fields(request_id = %query.request_id, purpose = %query.claim.purpose))]
+    pub async fn enrich(&self, query: EnrichQuery) -> Result<Enrichment, Error> {
+        let ground = self.gate(&query).await?;
+        let subject = self.parse(&query).await?;
+        let now = self.clock.utc();
+        if self.suppressed(&ground, &subject.hash).await? {
+            let id = self
+                .record_suppressed(&query, &ground, &subject.hash, now)
+                .await?;
+            return Ok(answer::suppressed(query, id, ground, now));
+        }
+        let permitted = policy::policy(ground, &query);
+        let gathered = self.gather(&subject, &permitted, &query).await;
+        let merged = merge::merge(gathered, &query, self.catalog());
+        let scores = self.score(&merged, &permitted.fields, &query, now);
+        let disclosed = self
+            .comply(permitted, &merged, scores, &subject.hash, &query, now)
+            .await?;
+        let id = self
+            .record(&query, &disclosed, &merged, &subject.hash, now)
+            .await?;
+        Ok(answer::enriched(query, id, subject, disclosed, merged, now))
+    }
+}

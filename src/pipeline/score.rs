@@ -1,0 +1,46 @@
+//! Stage 7, score: interests, digital footprint and contact risk from the
+//! merged profiles (pure functions in `scoring`).
+use chrono::{DateTime, Utc};
+
+use super::Enricher;
+use super::merge::Merged;
+use super::query::EnrichQuery;
+use crate::compliance::policy::FieldPolicy;
+use crate::model::{Footprint, Risk, ScoredInterests};
+use crate::scoring::{footprint, interests, risk};
+
+pub(super) struct Scores {
+    pub interests: ScoredInterests,
+    pub footprint: Footprint,
+    /// Only when risk is wanted and the identifier was verified.
+    pub risk: Option<Risk>,
+}
+
+impl Enricher {
+    pub(super) fn score(
+        &self,
+        merged: &Merged,
+        fields: &FieldPolicy,
+        query: &EnrichQuery,
+        now: DateTime<Utc>,
+    ) -> Scores {
+        let catalog = self.catalog();
+        let defaults = &self.scoring.weights.interests;
+        let options = interests::InterestOptions {
+            min_score: query.min_interest_score.unwrap_or(defaults.min_score),
+            max: query.max_interests.unwrap_or(defaults.max_interests),
+        };
+        let profiles = &merged.profiles;
+        let footprint = footprint::score(profiles, catalog, &self.scoring, now);
+        let verification = merged.verification.as_ref();
+        let risk = verification.filter(|_| fields.wants("risk")).map(|v| {
+            let hint = query.name_hint.as_deref();
+            risk::score(v, profiles, &footprint, hint, &self.scoring, now)
+        });
+        Scores {
+            interests: interests::score(profiles, catalog, &self.scoring, options),
+            footprint,
+            risk,
+        }
+    }
+}

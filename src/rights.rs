@@ -1,0 +1,107 @@
+//! Data-subject requests: access (GDPR Art. 15), erasure (Art. 17) and
+//! objection to direct marketing (Art. 21(3)). What each request suppresses
+//! and discloses is decided in `compliance`; this module carries it out on
+//! every tier the pipeline writes (the cache, the ledger, the suppression
+//! list).
+use std::sync::Arc;
+
+use tracing::info;
+
+use crate::cache::Entry;
+use crate::compliance::profiling;
+use crate::compliance::suppression::EraseKind;
+use crate::error::Error;
+use crate::identity::Region;
+use crate::ledger::Record;
+use crate::pipeline::{Enricher, RawIdentifier, unavailable};
+
+/// What `Erase` did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Erased {
+    pub cache_entries_removed: u32,
+    pub ledger_records_redacted: u32,
+    /// The purposes now suppressed (empty: all of them).
+    pub suppressed_purposes: Vec<String>,
+    /// A short keyed-hash prefix naming the person in logs and tickets.
+    pub tombstone: String,
+}
+
+/// What `Access` found.
+#[derive(Debug, Clone, Default)]
+pub struct AccessReport {
+    pub cached: Vec<Arc<Entry>>,
+    pub records: Vec<Record>,
+    /// The suppression scopes the person is on.
+    pub suppressed: Vec<String>,
+    /// The logic of the scores, in words.
+    pub logic: Vec<String>,
+}
+
+/// A record's outcome as an access report shows it: a redacted record says so.
+pub fn outcome_shown(record: &Record) -> String {
+    if record.redacted {
+        format!("{} (redacted)", record.outcome)
+    } else {
+        record.outcome.to_string()
+    }
+}
+
+impl Enricher {
+    /// Art. 17 erasure (or Art. 21(3) objection): purge, redact, suppress.
+    pub async fn erase(
+        &self,
+        raw: &RawIdentifier,
+        region: Option<Region>,
+        kind: EraseKind,
+        reference: &str,
+    ) -> Result<Erased, Error> {
+        let subject = self.subject(raw, region)?;
+        let canonical = subject.identifier.canonical();
+        let mut erased = Erased {
+            tombstone: self.hasher().log_ref(&canonical),
+            suppressed_purposes: kind.reported_purposes(),
+            ..Erased::default()
+        };
+        if kind.purges() {
+            erased.cache_entries_removed = self
+                .engine()
+                .forget(&subject.hash, &subject.identifier)
+                .await;
+            let redacted = self
+                .ledger()
+                .redact(&subject.hash)
+                .await
+                .map_err(unavailable)?;
+            erased.ledger_records_redacted = u32::try_from(redacted).unwrap_or(u32::MAX);
+        }
+        let at_ms = self.clock().utc().timestamp_millis();
+        self.ledger()
+            .suppress(&subject.hash, kind.scope(), reference, at_ms)
+            .await
+            .map_err(unavailable)?;
+        info!(subject = %self.hasher().pii(&canonical), ?kind, "data-subject request carried out");
+        Ok(erased)
+    }
+
+    /// Art. 15 access: what enrichd holds, and the logic of its scores.
+    pub async fn access(
+        &self,
+        raw: &RawIdentifier,
+        region: Option<Region>,
+    ) -> Result<AccessReport, Error> {
+        let subject = self.subject(raw, region)?;
+        let ledger = self.ledger();
+        Ok(AccessReport {
+            cached: self
+                .engine()
+                .cached(&subject.hash, &subject.identifier)
+                .await,
+            records: ledger.records(&subject.hash).await.map_err(unavailable)?,
+            suppressed: ledger
+                .suppressions(&subject.hash)
+                .await
+                .map_err(unavailable)?,
+            logic: profiling::logic(),
+        })
+    }
+}

@@ -1,0 +1,93 @@
+//! Start-up shared by the server, the command line, the tests and the
+//! bench: the hash key, the catalog (configured or sandbox), and an
+//! in-process service.
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::api::grpc::EnrichmentService;
+use crate::catalog::{Catalog, CatalogError};
+use crate::config::Config;
+use crate::pipeline::{BuildError, Enricher, Settings};
+use crate::privacy::KeyedHasher;
+use crate::sandbox::Sandbox;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot read or create the hash key file {path}: {source}")]
+    HashKey {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the sandbox: {0}")]
+    Sandbox(#[source] std::io::Error),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// The catalog the config names: its directory, or the shipped one.
+pub fn configured_catalog(config: &Config) -> Result<Catalog, CatalogError> {
+    let purposes = config.purpose_ids();
+    match &config.sources.catalog {
+        Some(dir) => Catalog::load_dir(dir, &purposes),
+        None => Catalog::shipped(&purposes),
+    }
+}
+
+/// The configured hash key, or the key file's (created on first use, so
+/// keyed hashes in the ledger and the suppression list stay stable).
+pub fn hasher(config: &Config) -> Result<KeyedHasher, StartupError> {
+    if let Some(key) = &config.privacy.hash_key {
+        return Ok(KeyedHasher::new(key.as_bytes().to_vec()));
+    }
+    let path = &config.privacy.hash_key_file;
+    let (hasher, created) =
+        KeyedHasher::load_or_create(path).map_err(|source| StartupError::HashKey {
+            path: path.clone(),
+            source,
+        })?;
+    if created {
+        warn!(
+            file = %path.display(),
+            "privacy.hash_key is not set: created a key file; in production set \
+             privacy.hash_key from a secret store so every replica shares it"
+        );
+    }
+    Ok(hasher)
+}
+
+/// The catalog to run: the sandbox's (whose server must stay alive as long
+/// as the catalog is used), or the configured one.
+pub async fn catalog(
+    config: &Config,
+    sandbox: bool,
+) -> Result<(Catalog, Option<Sandbox>), StartupError> {
+    if sandbox {
+        let sb = Sandbox::start().await.map_err(StartupError::Sandbox)?;
+        info!(addr = %sb.addr(), "sandbox sites serving on loopback");
+        Ok((sb.catalog(&config.purpose_ids())?, Some(sb)))
+    } else {
+        Ok((configured_catalog(config)?, None))
+    }
+}
+
+/// The pipeline with the configured settings, hash key and `catalog`.
+pub async fn enricher(config: &Config, catalog: Catalog) -> Result<Enricher, StartupError> {
+    Ok(Enricher::build(Settings::from_config(config), hasher(config)?, catalog).await?)
+}
+
+/// A service for in-process commands: the configured catalog (or the
+/// sandbox's), ledger and keys.
+pub async fn local_service(
+    config: &Config,
+    sandbox: bool,
+) -> Result<(EnrichmentService, Option<Sandbox>), StartupError> {
+    let (catalog, sb) = catalog(config, sandbox).await?;
+    let enricher = enricher(config, catalog).await?;
+    let service = EnrichmentService::new(Arc::new(enricher), config.sources.deadline)
+        .with_batch(config.batch.clone());
+    Ok((service, sb))
+}
