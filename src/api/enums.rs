@@ -17,43 +17,11 @@ const BASES: [(LawfulBasis, pb::LawfulBasis); 6] = [
     ),
 ];
 
-pub fn basis_to_proto(basis: LawfulBasis) -> pb::LawfulBasis {
-    BASES
-        .iter()
-        .find(|(b, _)| *b == basis)
-        .map_or(pb::LawfulBasis::Unspecified, |(_, p)| *p)
-}
-
-/// `None` for UNSPECIFIED.
-pub fn basis_from_proto(basis: pb::LawfulBasis) -> Option<LawfulBasis> {
-    BASES.iter().find(|(_, p)| *p == basis).map(|(b, _)| *b)
-}
-
-/// A basis as the ledger spells it.
-pub fn basis_from_str(text: &str) -> pb::LawfulBasis {
-    BASES
-        .iter()
-        .find(|(b, _)| b.as_str() == text)
-        .map_or(pb::LawfulBasis::Unspecified, |(_, p)| *p)
-}
-
 const CONFIDENCES: [(Confidence, pb::MatchConfidence); 3] = [
     (Confidence::Guess, pb::MatchConfidence::Guess),
     (Confidence::Pivot, pb::MatchConfidence::Pivot),
     (Confidence::Exact, pb::MatchConfidence::Exact),
 ];
-
-pub fn confidence_to_proto(c: Confidence) -> pb::MatchConfidence {
-    CONFIDENCES
-        .iter()
-        .find(|(d, _)| *d == c)
-        .map_or(pb::MatchConfidence::Unspecified, |(_, p)| *p)
-}
-
-/// `None` for UNSPECIFIED.
-pub fn confidence_from_proto(c: pb::MatchConfidence) -> Option<Confidence> {
-    CONFIDENCES.iter().find(|(_, p)| *p == c).map(|(d, _)| *d)
-}
 
 const CACHE_MODES: [(CacheMode, pb::cache_policy::Mode); 3] = [
     (CacheMode::Use, pb::cache_policy::Mode::Use),
@@ -61,19 +29,47 @@ const CACHE_MODES: [(CacheMode, pb::cache_policy::Mode); 3] = [
     (CacheMode::CacheOnly, pb::cache_policy::Mode::CacheOnly),
 ];
 
+/// The proto twin of a domain value.
+fn to_proto<D: PartialEq + Copy, P: Copy>(table: &[(D, P)], value: D) -> Option<P> {
+    table.iter().find(|(d, _)| *d == value).map(|(_, p)| *p)
+}
+
+/// The domain twin of a proto value (`None` for UNSPECIFIED).
+fn from_proto<D: Copy, P: PartialEq + Copy>(table: &[(D, P)], value: P) -> Option<D> {
+    table.iter().find(|(_, p)| *p == value).map(|(d, _)| *d)
+}
+
+pub fn basis_to_proto(basis: LawfulBasis) -> pb::LawfulBasis {
+    to_proto(&BASES, basis).unwrap_or_default()
+}
+
+pub fn basis_from_proto(basis: pb::LawfulBasis) -> Option<LawfulBasis> {
+    from_proto(&BASES, basis)
+}
+
+/// A basis as the ledger spells it.
+pub fn basis_from_str(text: &str) -> pb::LawfulBasis {
+    LawfulBasis::ALL
+        .into_iter()
+        .find(|b| b.as_str() == text)
+        .map_or(pb::LawfulBasis::Unspecified, basis_to_proto)
+}
+
+pub fn confidence_to_proto(c: Confidence) -> pb::MatchConfidence {
+    to_proto(&CONFIDENCES, c).unwrap_or_default()
+}
+
+pub fn confidence_from_proto(c: pb::MatchConfidence) -> Option<Confidence> {
+    from_proto(&CONFIDENCES, c)
+}
+
 pub fn cache_mode_to_proto(m: CacheMode) -> pb::cache_policy::Mode {
-    CACHE_MODES
-        .iter()
-        .find(|(d, _)| *d == m)
-        .map_or(pb::cache_policy::Mode::Unspecified, |(_, p)| *p)
+    to_proto(&CACHE_MODES, m).unwrap_or_default()
 }
 
 /// UNSPECIFIED means the default, `Use`.
 pub fn cache_mode_from_proto(m: pb::cache_policy::Mode) -> CacheMode {
-    CACHE_MODES
-        .iter()
-        .find(|(_, p)| *p == m)
-        .map_or(CacheMode::Use, |(d, _)| *d)
+    from_proto(&CACHE_MODES, m).unwrap_or_default()
 }
 
 #[cfg(test)]

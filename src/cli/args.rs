@@ -59,16 +59,8 @@ pub(super) struct BatchArgs {
     /// Region for national phone numbers.
     #[arg(long)]
     pub(super) region: Option<String>,
-    #[arg(long)]
-    pub(super) purpose: String,
-    #[arg(long, value_enum)]
-    pub(super) basis: LawfulBasis,
-    #[arg(long)]
-    pub(super) consent_ref: Option<String>,
-    #[arg(long)]
-    pub(super) lia_ref: Option<String>,
-    #[arg(long)]
-    pub(super) contract_ref: Option<String>,
+    #[command(flatten)]
+    pub(super) claim: ClaimArgs,
     /// Rows in progress at once (in process; a server applies its own
     /// batch.max_in_flight).
     #[arg(long, default_value_t = 32)]
@@ -199,10 +191,9 @@ pub(super) struct IdentifierArgs {
     pub(super) phone: Option<String>,
 }
 
+/// The purpose and the lawful basis a processing rests on, with its evidence.
 #[derive(Args)]
-pub(super) struct EnrichArgs {
-    #[command(flatten)]
-    pub(super) identifier: IdentifierArgs,
+pub(super) struct ClaimArgs {
     /// Purpose id declared in the config (`enrichd purposes` lists them).
     #[arg(long)]
     pub(super) purpose: String,
@@ -218,6 +209,14 @@ pub(super) struct EnrichArgs {
     /// Contract reference (recorded with --basis contract).
     #[arg(long)]
     pub(super) contract_ref: Option<String>,
+}
+
+#[derive(Args)]
+pub(super) struct EnrichArgs {
+    #[command(flatten)]
+    pub(super) identifier: IdentifierArgs,
+    #[command(flatten)]
+    pub(super) claim: ClaimArgs,
     /// Region for national phone numbers (ISO 3166-1 alpha-2, e.g. GB).
     #[arg(long)]
     pub(super) region: Option<String>,

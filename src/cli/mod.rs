@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tonic::{Request, Response, Status};
 use tonic_types::StatusExt;
+use tower::util::BoxCloneService;
+use tower::{BoxError, ServiceExt};
 
 pub use args::Cli;
 use args::{
@@ -17,12 +19,10 @@ use args::{
 };
 
 use crate::api::basis_to_proto;
-use crate::api::grpc::EnrichmentService;
+use crate::api::grpc::EnrichmentServer;
 use crate::config::Config;
-use crate::model::LawfulBasis;
 use crate::proto::v1 as pb;
 use crate::proto::v1::enrichment_client::EnrichmentClient;
-use crate::proto::v1::enrichment_server::Enrichment as _;
 use crate::sandbox::Sandbox;
 use crate::server::{self, Application};
 use crate::{startup, telemetry};
@@ -50,55 +50,51 @@ fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
     Ok(Config::load(arg.config.as_deref())?)
 }
 
+/// A gRPC client of a running server, or of the service in this process
+/// (through the same codec, so both paths behave alike).
+type Client = EnrichmentClient<
+    BoxCloneService<
+        axum::http::Request<tonic::body::Body>,
+        axum::http::Response<tonic::body::Body>,
+        BoxError,
+    >,
+>;
+
 /// Where a command's calls go: a running server, or the pipeline in this
 /// process (with the sandbox kept alive while it is used).
-enum Target {
-    Remote(EnrichmentClient<tonic::transport::Channel>),
-    Local(Box<EnrichmentService>, Option<Sandbox>),
+struct Target {
+    client: Client,
+    _sandbox: Option<Sandbox>,
 }
 
 impl Target {
     async fn open(remote: Option<&str>, config: &Config, sandbox: bool) -> anyhow::Result<Self> {
         Ok(match remote {
-            Some(addr) => Self::Remote(remote_client(addr).await?),
+            Some(addr) => {
+                let endpoint = endpoint(addr);
+                let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())?
+                    .connect()
+                    .await
+                    .with_context(|| format!("cannot connect to {endpoint}"))?;
+                Self {
+                    client: EnrichmentClient::new(BoxCloneService::new(
+                        channel.map_err(BoxError::from),
+                    )),
+                    _sandbox: None,
+                }
+            }
             None => {
                 let (service, sb) = startup::local_service(config, sandbox).await?;
-                Self::Local(Box::new(service), sb)
+                let server = ServiceExt::<axum::http::Request<tonic::body::Body>>::map_err(
+                    EnrichmentServer::new(service),
+                    BoxError::from,
+                );
+                Self {
+                    client: EnrichmentClient::new(BoxCloneService::new(server)),
+                    _sandbox: sb,
+                }
             }
         })
-    }
-
-    async fn enrich(
-        &mut self,
-        request: pb::EnrichRequest,
-    ) -> Result<Response<pb::EnrichResponse>, Status> {
-        let request = as_cli(request);
-        match self {
-            Self::Remote(client) => client.enrich(request).await,
-            Self::Local(service, _) => service.enrich(request).await,
-        }
-    }
-
-    async fn erase(
-        &mut self,
-        request: pb::EraseRequest,
-    ) -> Result<Response<pb::EraseResponse>, Status> {
-        let request = as_cli(request);
-        match self {
-            Self::Remote(client) => client.erase(request).await,
-            Self::Local(service, _) => service.erase(request).await,
-        }
-    }
-
-    async fn access(
-        &mut self,
-        request: pb::AccessRequest,
-    ) -> Result<Response<pb::AccessResponse>, Status> {
-        let request = as_cli(request);
-        match self {
-            Self::Remote(client) => client.access(request).await,
-            Self::Local(service, _) => service.access(request).await,
-        }
     }
 }
 
@@ -133,21 +129,18 @@ fn identifier(args: &IdentifierArgs) -> (Option<String>, Option<String>) {
     (args.email.clone(), args.phone.clone())
 }
 
-/// The lawful basis and its evidence, as flags give them.
-fn evidence(
-    consent_ref: &Option<String>,
-    lia_ref: &Option<String>,
-    contract_ref: &Option<String>,
-) -> pb::BasisEvidence {
-    pb::BasisEvidence {
-        consent_ref: consent_ref.clone().unwrap_or_default(),
-        legitimate_interest_assessment_ref: lia_ref.clone().unwrap_or_default(),
-        contract_ref: contract_ref.clone().unwrap_or_default(),
+impl args::ClaimArgs {
+    /// The claim's fields of a request.
+    fn fill(&self, request: &mut pb::EnrichRequest) {
+        let text = |r: &Option<String>| r.clone().unwrap_or_default();
+        request.purpose = self.purpose.clone();
+        request.lawful_basis = basis_to_proto(self.basis).into();
+        request.evidence = Some(pb::BasisEvidence {
+            consent_ref: text(&self.consent_ref),
+            legitimate_interest_assessment_ref: text(&self.lia_ref),
+            contract_ref: text(&self.contract_ref),
+        });
     }
-}
-
-fn basis(basis: LawfulBasis) -> i32 {
-    basis_to_proto(basis).into()
 }
 
 fn enrich_request(args: &EnrichArgs) -> pb::EnrichRequest {
@@ -156,7 +149,7 @@ fn enrich_request(args: &EnrichArgs) -> pb::EnrichRequest {
         (Some(email), _) => Some(Identifier::Email(email)),
         (None, phone) => phone.map(Identifier::Phone),
     };
-    pb::EnrichRequest {
+    let mut request = pb::EnrichRequest {
         request_id: args.request_id.clone(),
         identifier,
         hints: Some(pb::Hints {
@@ -164,22 +157,17 @@ fn enrich_request(args: &EnrichArgs) -> pb::EnrichRequest {
             default_region: args.region.clone().unwrap_or_default(),
             first_contact_at: None,
         }),
-        purpose: args.purpose.clone(),
-        lawful_basis: basis(args.basis),
-        evidence: Some(evidence(
-            &args.consent_ref,
-            &args.lia_ref,
-            &args.contract_ref,
-        )),
         ..Default::default()
-    }
+    };
+    args.claim.fill(&mut request);
+    request
 }
 
 async fn enrich(args: EnrichArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     quiet_logs(&config);
     let mut target = Target::open(args.remote.as_deref(), &config, args.sandbox).await?;
-    print_result(target.enrich(enrich_request(&args)).await)
+    print_result(target.client.enrich(as_cli(enrich_request(&args))).await)
 }
 
 /// "host:port" or a full URI.
@@ -257,13 +245,6 @@ async fn sources_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn remote_client(addr: &str) -> anyhow::Result<EnrichmentClient<tonic::transport::Channel>> {
-    let endpoint = endpoint(addr);
-    EnrichmentClient::connect(endpoint.clone())
-        .await
-        .with_context(|| format!("cannot connect to {endpoint}"))
-}
-
 /// Prints an answer as JSON, or the error and its details.
 fn print_result<T: serde::Serialize>(
     result: Result<Response<T>, Status>,
@@ -324,7 +305,7 @@ async fn erase(args: EraseArgs) -> anyhow::Result<ExitCode> {
         reference: args.reference.clone(),
     };
     let mut target = Target::open(s.remote.as_deref(), &config, false).await?;
-    print_result(target.erase(request).await)
+    print_result(target.client.erase(as_cli(request)).await)
 }
 
 async fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
@@ -340,14 +321,22 @@ async fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
         default_region: s.region.clone().unwrap_or_default(),
     };
     let mut target = Target::open(s.remote.as_deref(), &config, false).await?;
-    print_result(target.access(request).await)
+    print_result(target.client.access(as_cli(request)).await)
 }
 
 async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
-    use futures::{FutureExt, StreamExt};
+    use futures::FutureExt;
     let mut config = load_config(&args.config)?;
     config.batch.max_in_flight = args.concurrency.max(1);
     quiet_logs(&config);
+    let mut template = pb::EnrichRequest {
+        hints: Some(pb::Hints {
+            default_region: args.region.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    args.claim.fill(&mut template);
     let run = crate::batch::Run {
         input: args.input.clone(),
         output: args.output.clone(),
@@ -355,50 +344,25 @@ async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
             email: args.email_column.clone(),
             phone: args.phone_column.clone(),
         },
-        template: pb::EnrichRequest {
-            purpose: args.purpose.clone(),
-            lawful_basis: basis(args.basis),
-            evidence: Some(evidence(
-                &args.consent_ref,
-                &args.lia_ref,
-                &args.contract_ref,
-            )),
-            hints: Some(pb::Hints {
-                default_region: args.region.clone().unwrap_or_default(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+        template,
     };
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     let target = Target::open(args.remote.as_deref(), &config, args.sandbox).await?;
-    let summary = match target {
-        Target::Remote(mut client) => {
-            run.execute(
-                move |requests| {
-                    async move {
-                        let answers = client.enrich_stream(as_cli(requests)).await?.into_inner();
-                        Ok(Box::pin(answers) as crate::batch::Answers)
-                    }
-                    .boxed_local()
-                },
-                interrupt,
-            )
-            .await?
-        }
-        Target::Local(service, _sandbox) => {
-            run.execute(
-                move |requests| {
-                    let answers = service.process_stream(requests.map(Ok), CLI_CALLER.to_owned());
-                    async move { Ok(Box::pin(answers) as crate::batch::Answers) }.boxed_local()
-                },
-                interrupt,
-            )
-            .await?
-        }
-    };
+    let mut client = target.client.clone();
+    let summary = run
+        .execute(
+            move |requests| {
+                async move {
+                    let answers = client.enrich_stream(as_cli(requests)).await?.into_inner();
+                    Ok(Box::pin(answers) as crate::batch::Answers)
+                }
+                .boxed_local()
+            },
+            interrupt,
+        )
+        .await?;
     eprint!("{}", summary.render());
     Ok(if summary.interrupted {
         ExitCode::from(130)
