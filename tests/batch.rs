@@ -58,7 +58,7 @@ async fn a_stream_answers_every_request_and_a_bad_one_does_not_stop_it() {
 }
 
 #[tokio::test]
-async fn a_reader_that_stops_reading_stops_the_stream_and_memory_stays_bounded() {
+async fn a_reader_that_stops_reading_stops_the_server_and_then_the_sender() {
     let arrivals = common::Arrivals::answering(ResponseTemplate::new(404));
     let (_server, catalog) = common::one_source(
         "email",
@@ -80,34 +80,59 @@ async fn a_reader_that_stops_reading_stops_the_stream_and_memory_stays_bounded()
         .await
         .unwrap();
     let mut client = pb::enrichment_client::EnrichmentClient::new(channel);
+    // Requests of ~2 KB: 2,000 of them (4 MB) are more than the server's
+    // HTTP/2 receive windows hold, so a server that stops reading holds the
+    // sender back too.
     let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = sent.clone();
     let requests = tokio_stream::StreamExt::map(tokio_stream::iter(0..2000), move |i| {
         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        request(&i.to_string(), &format!("p{i}@example.test"))
+        let mut r = request(&i.to_string(), &format!("p{i}@example.test"));
+        r.hints = Some(pb::Hints {
+            name: "n".repeat(250),
+            ..Default::default()
+        });
+        r.request_id.push_str(&"x".repeat(240));
+        let evidence = r.evidence.get_or_insert_default();
+        evidence.consent_ref = "c".repeat(250);
+        evidence.contract_ref = "k".repeat(250);
+        evidence
+            .legitimate_interest_assessment_ref
+            .push_str(&"l".repeat(240));
+        r
     });
     let mut answers = client.enrich_stream(requests).await.unwrap().into_inner();
 
-    // Read nothing until the server has stalled: it answers at most what fits
-    // in flight, in its buffer and in the HTTP/2 windows, then stops reading.
-    let guard = Instant::now() + Duration::from_secs(20);
-    let mut last = usize::MAX;
-    loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let now = arrivals.len();
-        if now == last || Instant::now() > guard {
-            break;
-        }
-        last = now;
+    // Read nothing. Wait until the server has started (at least a stream's
+    // worth in flight reached the source), then until neither the server's
+    // work nor the client's sending has moved for a second.
+    let sent_now = || sent.load(std::sync::atomic::Ordering::SeqCst);
+    let guard = Instant::now() + Duration::from_secs(30);
+    while arrivals.len() < 4 {
+        assert!(Instant::now() < guard, "the stream never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let processed = arrivals.len();
+    let mut last = (arrivals.len(), sent_now());
+    let mut still_since = Instant::now();
+    while still_since.elapsed() < Duration::from_secs(1) {
+        assert!(Instant::now() < guard, "the server never stopped: {last:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = (arrivals.len(), sent_now());
+        if now != last {
+            (last, still_since) = (now, Instant::now());
+        }
+    }
+    let (processed, pushed) = last;
+    // In flight (4) + buffered (4) + the answers the reader's 16 KB window
+    // took: a few dozen, not the 2,000 it was sent.
     assert!(
-        processed < 600,
+        processed <= 64,
         "the server kept working for a reader that stopped: {processed} of 2000"
     );
-    // (The 2,000 small requests themselves fit in the server's receive window:
-    // they wait there, bounded by it, unread.)
-    let _ = sent;
+    assert!(
+        pushed < 2000,
+        "the sender was never held back: it pushed all {pushed} requests"
+    );
 
     // Reading again drains everything.
     let mut n = 0;
@@ -115,6 +140,7 @@ async fn a_reader_that_stops_reading_stops_the_stream_and_memory_stays_bounded()
         n += 1;
     }
     assert_eq!(n, 2000);
+    assert_eq!(sent_now(), 2000);
 }
 
 /// 10,000 rows: 5 % invalid, 10 % repeating an earlier row.

@@ -198,3 +198,117 @@ async fn erase_and_access_work_end_to_end_on_postgres() {
     let outcomes: Vec<&str> = held.ledger.iter().map(|r| r.outcome.as_str()).collect();
     assert_eq!(outcomes, ["not_found (redacted)", "suppressed"]);
 }
+
+#[tokio::test]
+async fn a_failed_group_commit_fails_every_record_in_it_and_the_writer_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir).await;
+    store
+        .record(record("before", "s1", 1, 10, LedgerOutcome::Enriched))
+        .await
+        .unwrap();
+    // Break the table under the writer, as a full disk or a lost database would.
+    let url = format!("sqlite://{}", dir.path().join("l.db").display());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE ledger RENAME TO ledger_away")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let writes = (0..20).map(|i| {
+        let store = store.clone();
+        async move {
+            let r = record(&format!("r{i}"), "s2", 2, 10, LedgerOutcome::Enriched);
+            store.record(r).await
+        }
+    });
+    let results = futures::future::join_all(writes).await;
+    assert!(
+        results.iter().all(|r| r.is_err()),
+        "no caller is told its record was kept: {results:?}"
+    );
+    // Once the table is back, the same writer commits again.
+    sqlx::query("ALTER TABLE ledger_away RENAME TO ledger")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    store
+        .record(record("after", "s2", 3, 10, LedgerOutcome::Enriched))
+        .await
+        .expect("the writer survived the failed commit");
+    let ids: Vec<String> = store
+        .records("s2")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["after"]);
+}
+
+#[tokio::test]
+async fn the_servers_sweep_deletes_records_past_their_retention_on_its_clock() {
+    let clock = enrichd::clock::ManualClock::new();
+    let app = common::TestApp::with_clock(
+        "[dns]\nenabled = false\n[ledger]\nsweep_every = \"20ms\"\n",
+        enrichd::catalog::Catalog::default(),
+        clock.shared(),
+    )
+    .await;
+    let mut client = app.client().await;
+    client
+        .enrich(common::email_request("old@example.test"))
+        .await
+        .unwrap();
+    let access = || pb::AccessRequest {
+        identifier: Some(pb::access_request::Identifier::Email(
+            "old@example.test".into(),
+        )),
+        default_region: String::new(),
+    };
+    let held = |client: &mut pb::enrichment_client::EnrichmentClient<_>| {
+        let mut client = client.clone();
+        async move {
+            client
+                .access(access())
+                .await
+                .unwrap()
+                .into_inner()
+                .ledger
+                .len()
+        }
+    };
+    assert_eq!(held(&mut client).await, 1);
+    // Marketing keeps records 180 days; past that on the server's clock, the
+    // sweep (every 20 ms of real time) deletes it.
+    clock.advance(std::time::Duration::from_secs(180 * 86_400 + 1));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while held(&mut client).await != 0 {
+        assert!(std::time::Instant::now() < deadline, "never swept");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_keeps_records_until_their_retain_until_and_deletes_them_after() {
+    use enrichd::compliance::retention;
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir).await;
+    let clock = enrichd::clock::ManualClock::new();
+    let shared = clock.shared();
+    let until = shared.utc().timestamp_millis() + 1_000;
+    store
+        .record(record("a", "s1", 0, until, LedgerOutcome::Enriched))
+        .await
+        .unwrap();
+    clock.advance(std::time::Duration::from_millis(1_000));
+    assert_eq!(
+        retention::sweep(&store, &shared).await,
+        0,
+        "kept until then"
+    );
+    clock.advance(std::time::Duration::from_millis(1));
+    assert_eq!(retention::sweep(&store, &shared).await, 1, "gone after");
+    assert!(store.records("s1").await.unwrap().is_empty());
+}

@@ -308,8 +308,11 @@ async fn every_processing_and_refusal_is_recorded_with_its_caller() {
         .insert("x-caller", "crm-eu".parse().unwrap());
     let answer = client.enrich(ok).await.unwrap().into_inner();
     let c = answer.compliance.unwrap();
-    assert_eq!(c.source_of_data, "not_obtained_from_data_subject");
-    assert!(c.retain_until.is_some() && !c.processing_id.is_empty());
+    assert!(!c.processing_id.is_empty());
+    // Kept for the purpose's retention (marketing: 180 days), counted from
+    // this processing.
+    let kept = c.retain_until.unwrap().seconds - answer.generated_at.unwrap().seconds;
+    assert!((kept - 180 * 86_400).abs() <= 1, "{kept}");
 
     let held = client
         .access(access("ann@example.test"))
@@ -332,7 +335,7 @@ async fn the_notice_is_due_a_month_after_the_first_processing_or_at_first_contac
         .unwrap()
         .into_inner();
     let notice = first.compliance.unwrap().notice.unwrap();
-    assert!(notice.required && notice.data_not_from_subject);
+    assert!(notice.required && notice.exemption.is_empty());
     assert_eq!(notice.sources, ["all", "mkt"]);
     let due = notice.notify_by.unwrap().seconds;
     let generated = first.generated_at.unwrap().seconds;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Arrivals, TestApp, catalog_from, email_request, test_source};
+use enrichd::clock::ManualClock;
 use enrichd::proto::v1 as pb;
 use pb::source_outcome::Outcome;
 use wiremock::matchers::path_regex;
@@ -25,6 +26,26 @@ fn outcome<'a>(resp: &'a pb::EnrichResponse, source: &str) -> &'a pb::SourceOutc
 
 async fn app(catalog: enrichd::catalog::Catalog, extra: &str) -> TestApp {
     TestApp::with_catalog(&format!("[dns]\nenabled = false\n{extra}"), catalog).await
+}
+
+/// The server on a clock the test moves.
+async fn app_on(catalog: enrichd::catalog::Catalog, extra: &str) -> (TestApp, Arc<ManualClock>) {
+    let clock = ManualClock::new();
+    let config = format!("[dns]\nenabled = false\n{extra}");
+    let app = TestApp::with_clock(&config, catalog, clock.shared()).await;
+    (app, clock)
+}
+
+fn with_cache(
+    mut request: pb::EnrichRequest,
+    mode: pb::cache_policy::Mode,
+    max_age: Option<Duration>,
+) -> pb::EnrichRequest {
+    request.cache = Some(pb::CachePolicy {
+        mode: mode.into(),
+        max_age: max_age.map(|d| d.try_into().unwrap()),
+    });
+    request
 }
 
 #[tokio::test]
@@ -69,24 +90,23 @@ async fn concurrent_cold_calls_for_one_person_cost_one_upstream_call_per_source(
 
 #[tokio::test]
 async fn repeats_within_the_ttl_cost_nothing_and_after_it_one_call() {
+    use pb::cache_policy::Mode;
     let arrivals = Arrivals::answering(found());
     let (_server, catalog) = common::one_source(
         "email_md5",
-        "limits = { cache_ttl = \"400ms\", rate_limit = { per_second = 100, burst = 100 } }",
+        "limits = { cache_ttl = \"1h\", rate_limit = { per_second = 100, burst = 100 } }",
         arrivals.clone(),
     )
     .await;
-    let app = app(catalog, "").await;
+    let (app, clock) = app_on(catalog, "").await;
     let mut client = app.client().await;
     let count = || arrivals.len();
+    let ann = || email_request("ann@example.test");
+    let mut ask =
+        async |request: pb::EnrichRequest| client.enrich(request).await.unwrap().into_inner();
 
     // cache_only on a cold key: skipped, nothing asked.
-    let mut cold = email_request("ann@example.test");
-    cold.cache = Some(pb::CachePolicy {
-        mode: pb::cache_policy::Mode::CacheOnly.into(),
-        max_age: None,
-    });
-    let resp = client.enrich(cold.clone()).await.unwrap().into_inner();
+    let resp = ask(with_cache(ann(), Mode::CacheOnly, None)).await;
     let o = outcome(&resp, "a");
     assert_eq!(
         (o.outcome(), o.skip_reason()),
@@ -94,20 +114,15 @@ async fn repeats_within_the_ttl_cost_nothing_and_after_it_one_call() {
     );
     assert_eq!(count(), 0);
 
-    let first = client
-        .enrich(email_request("ann@example.test"))
-        .await
-        .unwrap()
-        .into_inner();
+    let first = ask(ann()).await;
     assert!(!outcome(&first, "a").cached);
     assert_eq!(first.cache.as_ref().unwrap().sources_fetched, 1);
-    let second = client
-        .enrich(email_request("ann@example.test"))
-        .await
-        .unwrap()
-        .into_inner();
+    clock.advance(Duration::from_secs(3599));
+    let second = ask(ann()).await;
     let o = outcome(&second, "a");
-    assert!(o.cached && o.cache_age.is_some(), "{o:?}");
+    assert!(o.cached, "{o:?}");
+    let age: Duration = o.cache_age.unwrap().try_into().unwrap();
+    assert_eq!(age, Duration::from_secs(3599), "the age is the clock's");
     assert_eq!(second.cache.as_ref().unwrap().sources_from_cache, 1);
     assert_eq!(
         second.profiles.len(),
@@ -116,28 +131,38 @@ async fn repeats_within_the_ttl_cost_nothing_and_after_it_one_call() {
     );
     assert_eq!(count(), 1);
 
-    // refresh: skips the read, asks again.
-    let mut refresh = email_request("ann@example.test");
-    refresh.cache = Some(pb::CachePolicy {
-        mode: pb::cache_policy::Mode::Refresh.into(),
-        max_age: None,
-    });
-    client.enrich(refresh).await.unwrap();
+    // max_age: an entry older than the caller accepts is asked again.
+    let young = ask(with_cache(
+        ann(),
+        Mode::Use,
+        Some(Duration::from_secs(3600)),
+    ))
+    .await;
+    assert!(outcome(&young, "a").cached);
+    assert_eq!(count(), 1);
+    let strict = ask(with_cache(ann(), Mode::Use, Some(Duration::from_secs(600)))).await;
+    assert!(
+        !outcome(&strict, "a").cached,
+        "older than max_age: asked again"
+    );
     assert_eq!(count(), 2);
 
-    // After the TTL, one call again.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let third = client
-        .enrich(email_request("ann@example.test"))
-        .await
-        .unwrap()
-        .into_inner();
+    // refresh: skips the read, asks again.
+    ask(with_cache(ann(), Mode::Refresh, None)).await;
+    assert_eq!(count(), 3);
+
+    // Within the TTL of the refreshed entry: cached; one second past it: asked.
+    clock.advance(Duration::from_secs(3600));
+    assert!(outcome(&ask(ann()).await, "a").cached);
+    assert_eq!(count(), 3);
+    clock.advance(Duration::from_secs(1));
+    let third = ask(ann()).await;
     assert!(!outcome(&third, "a").cached);
-    assert_eq!(count(), 3);
+    assert_eq!(count(), 4);
     // cache_only now finds it.
-    let warm = client.enrich(cold).await.unwrap().into_inner();
+    let warm = ask(with_cache(ann(), Mode::CacheOnly, None)).await;
     assert!(outcome(&warm, "a").cached);
-    assert_eq!(count(), 3);
+    assert_eq!(count(), 4);
 }
 
 #[tokio::test]
@@ -289,9 +314,9 @@ async fn a_hanging_source_is_contained_and_its_breaker_opens_then_closes() {
             "limits = { rate_limit = { per_second = 100, burst = 100 } }"
         ),
     ));
-    let app = app(
+    let (app, clock) = app_on(
         catalog,
-        "[sources]\ndeadline = \"800ms\"\n[resilience.breaker]\nconsecutive_failures = 2\nopen_for = \"300ms\"\n",
+        "[sources]\ndeadline = \"800ms\"\n[resilience.breaker]\nconsecutive_failures = 2\nopen_for = \"5m\"\n",
     )
     .await;
     let client = app.client().await;
@@ -342,9 +367,18 @@ async fn a_hanging_source_is_contained_and_its_breaker_opens_then_closes() {
     assert_eq!(outcome(&resp, "sick").outcome(), Outcome::CircuitOpen);
     assert_eq!(sick.arrivals.len(), before, "an open breaker sends nothing");
 
-    // It recovers; after the cool-down a trial call closes the breaker.
+    // It recovers, but the breaker stays open until its cool-down is over;
+    // then a trial call closes it.
     sick.healed.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    clock.advance(Duration::from_secs(299));
+    let resp = c
+        .enrich(email_request("q2@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(outcome(&resp, "sick").outcome(), Outcome::CircuitOpen);
+    assert_eq!(sick.arrivals.len(), before, "still open a second early");
+    clock.advance(Duration::from_secs(1));
     let resp = c
         .enrich(email_request("r@example.test"))
         .await
@@ -382,9 +416,9 @@ async fn a_failing_source_is_answered_from_its_stale_entry() {
         "a",
         "email",
         &format!("{}/a/{{input}}", server.uri()),
-        "limits = { cache_ttl = \"200ms\", rate_limit = { per_second = 100, burst = 100 } }",
+        "limits = { cache_ttl = \"1h\", rate_limit = { per_second = 100, burst = 100 } }",
     ));
-    let app = app(catalog, "").await;
+    let (app, clock) = app_on(catalog, "[cache]\nstale_grace = \"1h\"\n").await;
     let mut client = app.client().await;
     let fresh = client
         .enrich(email_request("ann@example.test"))
@@ -393,7 +427,7 @@ async fn a_failing_source_is_answered_from_its_stale_entry() {
         .into_inner();
     assert_eq!(outcome(&fresh, "a").outcome(), Outcome::Found);
     down.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance(Duration::from_secs(3601));
     let stale = client
         .enrich(email_request("ann@example.test"))
         .await
@@ -404,6 +438,17 @@ async fn a_failing_source_is_answered_from_its_stale_entry() {
     assert!(o.stale && o.cached, "{o:?}");
     assert!(o.detail.contains("stale"), "{}", o.detail);
     assert_eq!(stale.profiles.len(), 1);
+
+    // Past the grace period the old answer is no longer served.
+    clock.advance(Duration::from_secs(3600));
+    let gone = client
+        .enrich(email_request("ann@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    let o = outcome(&gone, "a");
+    assert_eq!(o.outcome(), Outcome::Error, "{o:?}");
+    assert!(gone.profiles.is_empty());
 }
 
 #[tokio::test]

@@ -81,3 +81,74 @@ async fn nobody_is_found_nowhere() {
     assert!(resp.sources.iter().all(|o| o.outcome() != Outcome::Found));
     assert!(!resp.compliance.unwrap().notice.unwrap().required);
 }
+
+#[tokio::test]
+async fn the_callers_options_narrow_profiles_and_interests() {
+    let (app, _sandbox) = common::sandbox_app().await;
+    let mut client = app.client().await;
+    let mut ask = async |options: pb::EnrichOptions| {
+        let mut req = email_request("jane.doe@example.com");
+        req.options = Some(options);
+        client.enrich(req).await.unwrap().into_inner()
+    };
+    // Two calls first: the flaky site (an error every other call) is then
+    // cached, so every answer below is built from the same findings.
+    ask(pb::EnrichOptions::default()).await;
+    ask(pb::EnrichOptions::default()).await;
+    let all = ask(pb::EnrichOptions::default()).await;
+    let confidences = |r: &pb::EnrichResponse| -> std::collections::BTreeSet<i32> {
+        r.profiles
+            .iter()
+            .map(|p| p.provenance.as_ref().unwrap().confidence)
+            .collect()
+    };
+    use pb::MatchConfidence::{Exact, Guess, Pivot};
+    assert_eq!(
+        confidences(&all),
+        [Guess as i32, Pivot as i32, Exact as i32].into(),
+        "Jane has a guessed, a pivoted and exact profiles"
+    );
+
+    // min_confidence drops the profiles below it, and the answer is only as
+    // sure as what is left.
+    let pivot = ask(pb::EnrichOptions {
+        min_confidence: Pivot.into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(confidences(&pivot), [Pivot as i32, Exact as i32].into());
+    let exact = ask(pb::EnrichOptions {
+        min_confidence: Exact.into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(confidences(&exact), [Exact as i32].into());
+    // The same profiles otherwise.
+    let at_least = |r: &pb::EnrichResponse, min: pb::MatchConfidence| {
+        r.profiles
+            .iter()
+            .filter(|p| p.provenance.as_ref().unwrap().confidence >= min as i32)
+            .map(|p| p.source_id.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(at_least(&pivot, Guess), at_least(&all, Pivot));
+    assert_eq!(at_least(&exact, Guess), at_least(&all, Exact));
+
+    // max_interests keeps the best N; min_interest_score drops the weaker.
+    assert!(all.interests.len() > 3, "{}", all.interests.len());
+    let top = ask(pb::EnrichOptions {
+        max_interests: 3,
+        ..Default::default()
+    })
+    .await;
+    let ids = |r: &pb::EnrichResponse| r.interests.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&top), ids(&all)[..3]);
+    let strong = ask(pb::EnrichOptions {
+        min_interest_score: Some(0.9),
+        ..Default::default()
+    })
+    .await;
+    assert!(!strong.interests.is_empty());
+    assert!(strong.interests.iter().all(|i| i.score >= 0.9));
+    assert!(strong.interests.len() < all.interests.len());
+}

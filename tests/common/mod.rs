@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use enrichd::catalog::Catalog;
+use enrichd::clock::SharedClock;
 use enrichd::config::Config;
+use enrichd::pipeline::{Enricher, Settings};
 use enrichd::privacy::KeyedHasher;
 use enrichd::proto::v1 as pb;
 use enrichd::server::Application;
@@ -44,6 +46,12 @@ impl TestApp {
 
     /// Starts the server with `catalog` as its sources.
     pub async fn with_catalog(overrides: &str, catalog: Catalog) -> TestApp {
+        Self::with_clock(overrides, catalog, SharedClock::system()).await
+    }
+
+    /// Starts the server with `catalog`, reading time from `clock` (a
+    /// `ManualClock` lets a test advance time instead of sleeping).
+    pub async fn with_clock(overrides: &str, catalog: Catalog, clock: SharedClock) -> TestApp {
         init_logs();
         let mut config = Config::from_toml(overrides).expect("test config is valid");
         config.server.listen = "127.0.0.1:0".parse().unwrap();
@@ -54,7 +62,11 @@ impl TestApp {
                 dir.path().join("ledger.db").display()
             );
         }
-        let app = Application::build(config, KeyedHasher::new(b"test-key".to_vec()), catalog)
+        let settings = Settings::from_config(&config).with_clock(clock);
+        let enricher = Enricher::build(settings, KeyedHasher::new(b"test-key".to_vec()), catalog)
+            .await
+            .expect("pipeline builds");
+        let app = Application::with_enricher(config, Arc::new(enricher))
             .await
             .expect("server builds");
         let addr = app.local_addr();
