@@ -43,7 +43,7 @@ fn with_cache(
 ) -> pb::EnrichRequest {
     request.cache = Some(pb::CachePolicy {
         mode: mode.into(),
-        max_age: max_age.map(|d| d.try_into().unwrap()),
+        max_age: max_age.map(Into::into),
     });
     request
 }
