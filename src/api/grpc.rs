@@ -9,6 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{records, request, response, status};
+use crate::compliance::policy;
 use crate::config::BatchConfig;
 use crate::error::{Error, FieldViolation};
 use crate::pipeline::Enricher;
@@ -248,23 +249,16 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
     ) -> Result<Response<pb::ListSourcesResponse>, Status> {
         let started = Instant::now();
         let purpose = request.into_inner().purpose;
-        let result = if !purpose.is_empty() && self.enricher.purposes().get(&purpose).is_none() {
-            Err(Error::InvalidArgument(vec![FieldViolation::new(
-                "purpose",
-                format!("purpose {purpose:?} is not declared"),
-            )])
-            .into())
-        } else {
-            let sources = self
-                .enricher
-                .catalog()
-                .sources()
-                .iter()
-                .filter(|s| purpose.is_empty() || s.serves(&purpose))
-                .map(|s| records::source_to_proto(s))
-                .collect();
-            Ok(Response::new(pb::ListSourcesResponse { sources }))
-        };
+        let result =
+            policy::listed_sources(self.enricher.catalog(), self.enricher.purposes(), &purpose)
+                .map(|sources| {
+                    let sources = sources
+                        .into_iter()
+                        .map(|s| records::source_to_proto(s))
+                        .collect();
+                    Response::new(pb::ListSourcesResponse { sources })
+                })
+                .map_err(|v| Status::from(Error::InvalidArgument(vec![v])));
         observed("ListSources", started, result)
     }
 }

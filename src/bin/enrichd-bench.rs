@@ -5,6 +5,9 @@
 //!   cargo run --release --bin enrichd-bench -- [hot] [cold] [sites] [budget] [memory]
 //!
 //! Prints one table and writes bench-results.json.
+//!
+//! (Over 400 lines: one file per binary; each scenario is one function and
+//! the shared load generator, echo baseline and table are at the end.)
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,6 +2,9 @@
 //! WhatsMyName) into catalog files. Their check types map onto `detect`,
 //! their tags and categories onto `tags`; the sites then run as `username`
 //! sources: on pivots, and on the email's local part as guesses.
+//!
+//! (Over 400 lines: the three formats stay in one file so their mappings
+//! onto the catalog can be read side by side.)
 use std::collections::BTreeSet;
 
 use serde_json::Value;

@@ -3,6 +3,7 @@
 //! that call the service run it in process, or call a running server with
 //! `--remote`; both go through one `Target`.
 mod args;
+mod sources;
 
 use std::process::ExitCode;
 
@@ -14,8 +15,8 @@ use tower::{BoxError, ServiceExt};
 
 pub use args::Cli;
 use args::{
-    AccessArgs, BatchArgs, CheckArgs, Command, ConfigArg, EnrichArgs, EraseArgs, HealthArgs,
-    IdentifierArgs, ImportArgs, ServeArgs, SourcesCommand,
+    AccessArgs, BatchArgs, Command, ConfigArg, EnrichArgs, EraseArgs, HealthArgs, IdentifierArgs,
+    ServeArgs, SourcesCommand,
 };
 
 use crate::api::basis_to_proto;
@@ -37,8 +38,8 @@ impl Cli {
             Command::Enrich(args) => enrich(args).await,
             Command::Purposes(args) => purposes(args),
             Command::Health(args) => health(args).await,
-            Command::Sources(SourcesCommand::Check(args)) => sources_check(args).await,
-            Command::Sources(SourcesCommand::Import(args)) => sources_import(args),
+            Command::Sources(SourcesCommand::Check(args)) => sources::check(args).await,
+            Command::Sources(SourcesCommand::Import(args)) => sources::import(args),
             Command::Erase(args) => erase(args).await,
             Command::Access(args) => access(args).await,
             Command::Batch(args) => batch(args).await,
@@ -203,48 +204,6 @@ async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn sources_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let mut config = load_config(&args.config)?;
-    if args.catalog.is_some() {
-        config.sources.catalog = args.catalog;
-    }
-    let catalog = match startup::catalog(&config, args.sandbox).await {
-        Ok((c, _)) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    println!(
-        "{:<22} {:<15} {:<42} {:>12} STATUS",
-        "ID", "INPUT", "PURPOSES", "RATE LIMIT"
-    );
-    for s in catalog.sources() {
-        let rate = format!(
-            "{}/s+{}",
-            s.limits.rate_limit.per_second, s.limits.rate_limit.burst
-        );
-        let status = match &s.disabled {
-            None => "enabled".to_owned(),
-            Some(why) => format!("disabled: {why}"),
-        };
-        println!(
-            "{:<22} {:<15} {:<42} {:>12} {}",
-            s.id,
-            s.input.as_str(),
-            s.purposes.join(","),
-            rate,
-            status
-        );
-    }
-    println!(
-        "{} sources, {} enabled",
-        catalog.sources().len(),
-        catalog.sources().iter().filter(|s| s.enabled()).count()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
 /// Prints an answer as JSON, or the error and its details.
 fn print_result<T: serde::Serialize>(
     result: Result<Response<T>, Status>,
@@ -378,27 +337,6 @@ fn quiet_logs(config: &Config) {
         log.filter = "warn".into();
     }
     telemetry::init_tracing(&log);
-}
-
-fn sources_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let imported = crate::catalog::import::import(args.format, &text, &args.purposes)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
-    match &args.output {
-        Some(path) => std::fs::write(path, &imported.toml)
-            .with_context(|| format!("cannot write {}", path.display()))?,
-        None => print!("{}", imported.toml),
-    }
-    eprintln!(
-        "imported {} sources, skipped {}",
-        imported.count,
-        imported.skipped.len()
-    );
-    for (name, why) in &imported.skipped {
-        eprintln!("  skipped {name}: {why}");
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn purposes(args: ConfigArg) -> anyhow::Result<ExitCode> {

@@ -1,7 +1,10 @@
 //! Purpose policy (data minimisation, GDPR Art. 5(1)(c)): a purpose returns
 //! only the response fields it declares and asks only the sources that
 //! serve it; a caller's field mask narrows that further, never widens it.
-use crate::catalog::Source;
+use std::sync::Arc;
+
+use super::PurposeRegistry;
+use crate::catalog::{Catalog, Source};
 use crate::error::FieldViolation;
 use crate::model::{FIELDS, Purpose, SOURCE_FIELDS, SkipReason, Suppression, SuppressionReason};
 
@@ -99,6 +102,26 @@ pub fn source_refusal(source: &Source, purpose: &Purpose) -> Option<(SkipReason,
             format!("not allowed for purpose {:?}", purpose.id),
         )
     })
+}
+
+/// The sources a purpose may ask (every source when `purpose` is empty);
+/// an undeclared purpose is named.
+pub fn listed_sources<'a>(
+    catalog: &'a Catalog,
+    purposes: &PurposeRegistry,
+    purpose: &str,
+) -> Result<Vec<&'a Arc<Source>>, FieldViolation> {
+    if !purpose.is_empty() && purposes.get(purpose).is_none() {
+        return Err(FieldViolation::new(
+            "purpose",
+            format!("purpose {purpose:?} is not declared"),
+        ));
+    }
+    Ok(catalog
+        .sources()
+        .iter()
+        .filter(|s| purpose.is_empty() || s.serves(purpose))
+        .collect())
 }
 
 #[cfg(test)]

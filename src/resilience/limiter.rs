@@ -1,5 +1,6 @@
-//! Per-source request budgets. The trait lets a shared (Redis) limiter stand
-//! in for the in-process one when enrichd runs as several replicas.
+//! Per-source request budgets, behind a trait so that another limiter (for
+//! example one shared by several processes) can stand in for the
+//! in-process one.
 use std::num::NonZeroU32;
 use std::time::Duration;
 

@@ -1,0 +1,192 @@
+//! `enrichd batch`: a customer list (CSV or JSONL) through the streamed
+//! pipeline, in process or against a server, into JSONL with one line per
+//! input row. Resumable: the output is the checkpoint (rows are numbered;
+//! a rerun skips the rows already written and cuts a half-written last line).
+mod checkpoint;
+mod rows;
+mod summary;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use serde_json::{Value, json};
+use tonic::Status;
+
+use crate::proto::v1 as pb;
+
+use checkpoint::{Checkpoint, checkpoint_path, resume};
+pub use rows::{Columns, Format, Row, read_rows};
+pub use summary::Summary;
+use summary::code_name;
+
+/// The output line of one answer.
+fn answer_line(row: u64, answer: pb::EnrichResponse) -> Value {
+    match &answer.error {
+        Some(err) => json!({
+            "row": row,
+            "error": {
+                "code": code_name(err.code),
+                "message": err.message,
+                "fieldViolations": err.field_violations.iter().map(|v| json!({"field": v.field, "description": v.description})).collect::<Vec<_>>(),
+                "preconditionViolations": err.precondition_violations.iter().map(|v| json!({"type": v.r#type, "subject": v.subject, "description": v.description})).collect::<Vec<_>>(),
+            }
+        }),
+        None => json!({"row": row, "answer": serde_json::to_value(&answer).unwrap_or(Value::Null)}),
+    }
+}
+
+/// Where the answers come from: the same streamed pipeline, in process or
+/// on a server.
+pub type Answers = std::pin::Pin<Box<dyn Stream<Item = Result<pb::EnrichResponse, Status>>>>;
+
+/// Settings of one run.
+pub struct Run {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub columns: Columns,
+    /// The request every row is sent with, but for its identifier.
+    pub template: pb::EnrichRequest,
+}
+
+impl Run {
+    /// Runs the list. `start` turns a stream of requests into answers.
+    pub async fn execute(
+        &self,
+        start: impl FnOnce(
+            std::pin::Pin<Box<dyn Stream<Item = pb::EnrichRequest> + Send>>,
+        ) -> futures::future::LocalBoxFuture<'static, anyhow::Result<Answers>>,
+        interrupt: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<Summary> {
+        let started = Instant::now();
+        let rows = read_rows(&self.input, Format::of(&self.input), &self.columns)?;
+        let checkpoint = Checkpoint {
+            input: std::fs::canonicalize(&self.input).unwrap_or_else(|_| self.input.clone()),
+            input_bytes: std::fs::metadata(&self.input)?.len(),
+            purpose: self.template.purpose.clone(),
+            rows: rows.len() as u64,
+        };
+        let cp_path = checkpoint_path(&self.output);
+        if self.output.exists()
+            && let Ok(text) = std::fs::read_to_string(&cp_path)
+            && let Ok(previous) = serde_json::from_str::<Checkpoint>(&text)
+            && previous != checkpoint
+        {
+            anyhow::bail!(
+                "{} belongs to another run ({} for purpose {}); choose another --output",
+                self.output.display(),
+                previous.input.display(),
+                previous.purpose
+            );
+        }
+        std::fs::write(&cp_path, serde_json::to_vec_pretty(&checkpoint)?)?;
+        let (mut out, done) = resume(&self.output)?;
+
+        let mut summary = Summary {
+            rows_in: rows.len() as u64,
+            already_done: done.len() as u64,
+            ..Summary::default()
+        };
+        let bar = if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(rows.len() as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} rows · {per_sec} · ETA {eta} · {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_position(done.len() as u64);
+        let mut last_line = Instant::now();
+        let mut progress = |summary: &Summary, finished: u64| {
+            bar.set_position(finished);
+            bar.set_message(summary.short());
+            if bar.is_hidden() && last_line.elapsed() >= Duration::from_secs(5) {
+                last_line = Instant::now();
+                eprintln!(
+                    "batch: {finished}/{} rows · {}",
+                    summary.rows_in,
+                    summary.short()
+                );
+            }
+        };
+        let mut write = |line: Value| -> anyhow::Result<()> {
+            let mut text = serde_json::to_string(&line)?;
+            text.push('\n');
+            out.write_all(text.as_bytes())?;
+            Ok(())
+        };
+
+        // Invalid rows are answered here; the rest go to the pipeline.
+        let mut finished = done.len() as u64;
+        let mut requests = Vec::new();
+        for row in rows.into_iter().filter(|r| !done.contains(&r.number)) {
+            match row.identifier {
+                Err(reason) => {
+                    let line = json!({"row": row.number, "error": {"code": "INVALID_ARGUMENT", "message": reason, "fieldViolations": [{"field": "row", "description": reason}]}});
+                    summary.count(&line);
+                    write(line)?;
+                    finished += 1;
+                }
+                Ok(identifier) => requests.push(pb::EnrichRequest {
+                    request_id: row.number.to_string(),
+                    identifier: Some(identifier),
+                    ..self.template.clone()
+                }),
+            }
+        }
+        progress(&summary, finished);
+
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut stop_tx = Some(stop_tx);
+        let feed = futures::stream::iter(requests).take_until(stop_rx);
+        let mut answers = start(Box::pin(feed)).await?;
+        tokio::pin!(interrupt);
+        let mut interrupted = false;
+        loop {
+            tokio::select! {
+                () = &mut interrupt, if !interrupted => {
+                    // Stop sending; the requests in flight still finish and are written.
+                    interrupted = true;
+                    if let Some(stop) = stop_tx.take() {
+                        let _ = stop.send(());
+                    }
+                    bar.println("interrupted: finishing the rows in flight");
+                }
+                next = answers.next() => match next {
+                    Some(Ok(answer)) => {
+                        let row: u64 = answer.request_id.parse().unwrap_or(0);
+                        let line = answer_line(row, answer);
+                        summary.count(&line);
+                        write(line)?;
+                        finished += 1;
+                        progress(&summary, finished);
+                    }
+                    Some(Err(status)) => {
+                        bar.abandon();
+                        anyhow::bail!("the stream failed: {}: {}", crate::telemetry::code_name(status.code()), status.message());
+                    }
+                    None => break,
+                }
+            }
+        }
+        out.flush()?;
+        out.sync_all()?;
+        bar.finish_and_clear();
+        summary.interrupted = interrupted;
+        summary.elapsed_seconds = started.elapsed().as_secs_f64();
+        let processed = finished - summary.already_done;
+        summary.rows_per_second = processed as f64 / summary.elapsed_seconds.max(1e-9);
+        let mut summary_path = self.output.as_os_str().to_owned();
+        summary_path.push(".summary.json");
+        std::fs::write(
+            PathBuf::from(summary_path),
+            serde_json::to_vec_pretty(&summary)?,
+        )?;
+        Ok(summary)
+    }
+}
