@@ -37,6 +37,10 @@ pub enum Error {
     #[error("no lawful ground for this processing: {}", describe_preconditions(.0))]
     NoLawfulGround(Vec<PreconditionViolation>),
 
+    /// The caller may not do this (PERMISSION_DENIED).
+    #[error("{0}")]
+    PermissionDenied(String),
+
     /// A dependency enrichd cannot answer without (the ledger) failed.
     #[error("{0}")]
     Unavailable(&'static str),

@@ -13,6 +13,7 @@
 // on its task down; `expect` is reserved for invariants and says which one.
 #![warn(clippy::unwrap_used)]
 pub mod api;
+pub mod auth;
 pub mod batch;
 pub mod cache;
 pub mod catalog;

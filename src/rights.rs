@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use tracing::info;
 
+use crate::auth::Caller;
 use crate::cache::Entry;
-use crate::compliance::profiling;
 use crate::compliance::suppression::EraseKind;
+use crate::compliance::{profiling, retention};
 use crate::error::Error;
 use crate::identity::Region;
-use crate::ledger::Record;
-use crate::pipeline::{Enricher, RawIdentifier, unavailable};
+use crate::ledger::{LedgerOutcome, REQUEST_PURPOSE, Record};
+use crate::model::{BasisEvidence, LawfulBasis};
+use crate::pipeline::{Enricher, RawIdentifier, Under, record_of, unavailable};
 
 /// What `Erase` did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -47,9 +49,33 @@ pub fn outcome_shown(record: &Record) -> String {
 }
 
 impl Enricher {
+    /// Records a data-subject request: who asked, under which reference,
+    /// and what it returned or erased. Kept for `REQUEST_RETENTION`, past
+    /// the redaction of the person's other records.
+    async fn record_request(
+        &self,
+        caller: &Caller,
+        subject: &str,
+        outcome: LedgerOutcome,
+        reference: &str,
+        detail: String,
+    ) -> Result<(), Error> {
+        let under = Under {
+            purpose_id: REQUEST_PURPOSE,
+            basis: Some(LawfulBasis::LegalObligation),
+            evidence: &BasisEvidence::default(),
+            keep: retention::REQUEST_RETENTION,
+        };
+        let mut record = record_of(caller, under, subject, outcome, self.clock().utc());
+        record.reference = reference.chars().take(256).collect();
+        record.detail = detail;
+        self.append(record).await.map(drop)
+    }
+
     /// Art. 17 erasure (or Art. 21(3) objection): purge, redact, suppress.
     pub async fn erase(
         &self,
+        caller: &Caller,
         raw: &RawIdentifier,
         region: Option<Region>,
         kind: EraseKind,
@@ -79,6 +105,21 @@ impl Enricher {
             .suppress(&subject.hash, kind.scope(), reference, at_ms)
             .await
             .map_err(unavailable)?;
+        let (outcome, detail) = match kind {
+            EraseKind::Erasure => (
+                LedgerOutcome::Erasure,
+                format!(
+                    "{} cache entries removed, {} records redacted, suppressed for every purpose",
+                    erased.cache_entries_removed, erased.ledger_records_redacted
+                ),
+            ),
+            EraseKind::ObjectionToMarketing => (
+                LedgerOutcome::Objection,
+                "suppressed for marketing".to_owned(),
+            ),
+        };
+        self.record_request(caller, &subject.hash, outcome, reference, detail)
+            .await?;
         info!(subject = %self.hasher().pii(&canonical), ?kind, "data-subject request carried out");
         Ok(erased)
     }
@@ -86,22 +127,40 @@ impl Enricher {
     /// Art. 15 access: what enrichd holds, and the logic of its scores.
     pub async fn access(
         &self,
+        caller: &Caller,
         raw: &RawIdentifier,
         region: Option<Region>,
+        reference: &str,
     ) -> Result<AccessReport, Error> {
         let subject = self.subject(raw, region)?;
         let ledger = self.ledger();
-        Ok(AccessReport {
-            cached: self
-                .engine()
-                .cached(&subject.hash, &subject.identifier)
-                .await,
+        let cached = self
+            .engine()
+            .cached(&subject.hash, &subject.identifier)
+            .await;
+        let report = AccessReport {
+            cached,
             records: ledger.records(&subject.hash).await.map_err(unavailable)?,
             suppressed: ledger
                 .suppressions(&subject.hash)
                 .await
                 .map_err(unavailable)?,
             logic: profiling::logic(),
-        })
+        };
+        let detail = format!(
+            "{} cached findings, {} records, {} suppressions returned",
+            report.cached.len(),
+            report.records.len(),
+            report.suppressed.len()
+        );
+        self.record_request(
+            caller,
+            &subject.hash,
+            LedgerOutcome::Access,
+            reference,
+            detail,
+        )
+        .await?;
+        Ok(report)
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tower::BoxError;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -17,9 +17,11 @@ use tracing::{info, warn};
 
 use crate::api::grpc::{EnrichmentServer, EnrichmentService};
 use crate::api::status;
+use crate::auth::keys::Keys;
+use crate::auth::layer::{AuthLayer, Authenticator};
 use crate::catalog::Catalog;
 use crate::compliance::retention;
-use crate::config::Config;
+use crate::config::{Config, TlsConfig};
 use crate::pipeline::{BuildError, Enricher, Settings};
 use crate::privacy::KeyedHasher;
 use crate::proto::FILE_DESCRIPTOR_SET;
@@ -39,6 +41,36 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("TLS: {0}")]
+    Tls(tonic::transport::Error),
+    #[error("cannot read {path}: {source}")]
+    TlsFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("refusing to start: {0}")]
+    Anonymous(String),
+}
+
+/// rustls through tonic: the server's certificate and key, and the CA that
+/// signs client certificates when mTLS is on (a client without one may
+/// still call with an API key).
+fn tls_config(tls: &TlsConfig) -> Result<ServerTlsConfig, ServerError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| ServerError::TlsFile {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let mut config =
+        ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+    if let Some(ca) = &tls.client_ca {
+        config = config
+            .client_ca_root(Certificate::from_pem(read(ca)?))
+            .client_auth_optional(true);
+    }
+    Ok(config)
 }
 
 /// A bound, ready-to-run server. `build` does the I/O of start-up (binding,
@@ -67,6 +99,15 @@ impl Application {
         config: Config,
         enricher: Arc<Enricher>,
     ) -> Result<Self, ServerError> {
+        if let Some(problem) = config.anonymous_problem() {
+            return Err(ServerError::Anonymous(problem));
+        }
+        if !config.auth.required {
+            warn!(
+                listen = %config.server.listen,
+                "auth.required = false: anyone who can reach this loopback address may call enrichd"
+            );
+        }
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -174,9 +215,22 @@ impl Application {
             ?addr,
             "enrichd serving gRPC (Enrichment, health, reflection)"
         );
-        let serve = Server::builder()
+        let keys = Keys::new(
+            self.enricher.ledger().clone(),
+            self.enricher.hasher(),
+            self.enricher.clock().clone(),
+        );
+        let auth = AuthLayer::new(Authenticator::new(keys, self.config.auth.clone()));
+        let mut builder = Server::builder();
+        if let Some(tls) = &server_cfg.tls {
+            builder = builder
+                .tls_config(tls_config(tls)?)
+                .map_err(ServerError::Tls)?;
+        }
+        let serve = builder
             .timeout(server_cfg.request_timeout)
-            .layer(shedding)
+            // Who calls is decided before a call takes a concurrency slot.
+            .layer(tower::ServiceBuilder::new().layer(auth).layer(shedding))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

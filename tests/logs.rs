@@ -54,6 +54,7 @@ async fn no_identifier_name_or_bio_reaches_a_log_line() {
                 "jane.doe@example.com".into(),
             )),
             default_region: String::new(),
+            reference: String::new(),
         })
         .await
         .unwrap();

@@ -9,6 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{records, request, response, status};
+use crate::auth::Caller;
 use crate::compliance::policy;
 use crate::config::BatchConfig;
 use crate::error::{Error, FieldViolation};
@@ -46,7 +47,7 @@ impl EnrichmentService {
     pub async fn enrich_one(
         &self,
         request: pb::EnrichRequest,
-        caller: String,
+        caller: Caller,
         deadline: tokio::time::Instant,
     ) -> Result<pb::EnrichResponse, Status> {
         let query = request::enrich_query(request, deadline, caller)?;
@@ -55,7 +56,7 @@ impl EnrichmentService {
     }
 
     /// A stream item's answer; its failure becomes the item's `error`.
-    async fn stream_item(&self, request: pb::EnrichRequest, caller: String) -> pb::EnrichResponse {
+    async fn stream_item(&self, request: pb::EnrichRequest, caller: Caller) -> pb::EnrichResponse {
         let started = Instant::now();
         let request_id = request.request_id.clone();
         let result = if request_id.trim().is_empty() {
@@ -86,7 +87,7 @@ impl EnrichmentService {
     pub fn process_stream<S>(
         &self,
         mut inbound: S,
-        caller: String,
+        caller: Caller,
     ) -> ReceiverStream<Result<pb::EnrichResponse, Status>>
     where
         S: Stream<Item = Result<pb::EnrichRequest, Status>> + Send + Unpin + 'static,
@@ -134,15 +135,14 @@ impl EnrichmentService {
     }
 }
 
-/// Who is calling, for the ledger: the `x-caller` metadata (an account or
-/// system name set by the caller or a gateway), else "unknown".
-pub fn caller(metadata: &tonic::metadata::MetadataMap) -> String {
-    metadata
-        .get("x-caller")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(128).collect())
-        .filter(|v: &String| !v.trim().is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
+/// The caller the auth layer admitted. A request that reached a handler
+/// without one is refused: the handlers fail closed.
+fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
 }
 
 /// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
@@ -185,11 +185,13 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
     ) -> Result<Response<pb::EnrichResponse>, Status> {
         let started = Instant::now();
         let deadline = self.deadline(request.metadata());
-        let caller = caller(request.metadata());
-        let result = self
-            .enrich_one(request.into_inner(), caller, deadline)
-            .await
-            .map(Response::new);
+        let result = match caller(&request) {
+            Ok(caller) => self
+                .enrich_one(request.into_inner(), caller, deadline)
+                .await
+                .map(Response::new),
+            Err(status) => Err(status),
+        };
         observed("Enrich", started, result)
     }
 
@@ -199,7 +201,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         &self,
         request: Request<Streaming<pb::EnrichRequest>>,
     ) -> Result<Response<Self::EnrichStreamStream>, Status> {
-        let caller = caller(request.metadata());
+        let caller = caller(&request)?;
         let inbound = request.into_inner();
         Ok(Response::new(Box::pin(
             self.process_stream(inbound, caller),
@@ -212,16 +214,22 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
     ) -> Result<Response<pb::EraseResponse>, Status> {
         let started = Instant::now();
         let result = async {
+            let caller = caller(&request)?;
             let (subject, kind) = request::erase_query(request.get_ref())?;
             let reference = &request.get_ref().reference;
             let erased = self
                 .enricher
-                .erase(&subject.identifier, subject.region, kind, reference)
+                .erase(
+                    &caller,
+                    &subject.identifier,
+                    subject.region,
+                    kind,
+                    reference,
+                )
                 .await?;
-            Ok::<_, Error>(Response::new(records::erased_to_proto(&erased)))
+            Ok::<_, Status>(Response::new(records::erased_to_proto(&erased)))
         }
-        .await
-        .map_err(Status::from);
+        .await;
         observed("Erase", started, result)
     }
 
@@ -231,15 +239,16 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
     ) -> Result<Response<pb::AccessResponse>, Status> {
         let started = Instant::now();
         let result = async {
+            let caller = caller(&request)?;
             let subject = request::access_query(request.get_ref())?;
+            let reference = &request.get_ref().reference;
             let report = self
                 .enricher
-                .access(&subject.identifier, subject.region)
+                .access(&caller, &subject.identifier, subject.region, reference)
                 .await?;
-            Ok::<_, Error>(Response::new(records::access_to_proto(&report)))
+            Ok::<_, Status>(Response::new(records::access_to_proto(&report)))
         }
-        .await
-        .map_err(Status::from);
+        .await;
         observed("Access", started, result)
     }
 

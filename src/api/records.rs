@@ -59,6 +59,10 @@ pub fn access_to_proto(a: &AccessReport) -> pb::AccessResponse {
                 field_categories: r.field_categories.clone(),
                 outcome: crate::rights::outcome_shown(r),
                 retain_until: millis(r.retain_until_ms),
+                caller_key_id: r.caller_id.clone(),
+                on_behalf_of: r.on_behalf_of.clone(),
+                reference: r.reference.clone(),
+                detail: r.detail.clone(),
             })
             .collect(),
         suppressed: !a.suppressed.is_empty(),

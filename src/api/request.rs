@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::enums;
+use crate::auth::Caller;
 use crate::compliance::suppression::EraseKind;
 use crate::error::{Error, FieldViolation};
 use crate::identity::Region;
@@ -108,7 +109,7 @@ fn cache_policy(
 pub fn enrich_query(
     req: pb::EnrichRequest,
     deadline: tokio::time::Instant,
-    caller: String,
+    caller: Caller,
 ) -> Result<EnrichQuery, Error> {
     let mut violations = Vec::new();
     if req.request_id.chars().count() > MAX_REF_CHARS {
@@ -281,7 +282,7 @@ mod tests {
             ..Default::default()
         };
         let Err(Error::InvalidArgument(v)) =
-            enrich_query(req, tokio::time::Instant::now(), String::new())
+            enrich_query(req, tokio::time::Instant::now(), Caller::anonymous())
         else {
             panic!("expected InvalidArgument");
         };
@@ -309,7 +310,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let q = enrich_query(req, tokio::time::Instant::now(), String::new()).expect("valid");
+        let q = enrich_query(req, tokio::time::Instant::now(), Caller::anonymous()).expect("valid");
         assert_eq!(q.claim.evidence.consent_ref.as_deref(), Some("C-1"));
         assert_eq!(q.claim.evidence.legitimate_interest_assessment_ref, None);
     }

@@ -39,6 +39,7 @@ impl From<Error> for Status {
                         .collect::<Vec<_>>(),
                 ),
             ),
+            Error::PermissionDenied(_) => Status::permission_denied(message),
             Error::Unavailable(_) => Status::unavailable(message),
         }
     }

@@ -40,6 +40,73 @@ pub(super) enum Command {
     /// Enrich a customer list (CSV or JSONL) into JSONL, one line per row;
     /// resumable: run the same command again after a crash or Ctrl-C.
     Batch(BatchArgs),
+    /// Manage the API keys callers authenticate with (in the ledger database).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// Where a command sends its calls: a running server, or (without
+/// --remote) the pipeline in this process, on the configured ledger.
+#[derive(Args)]
+pub(super) struct RemoteArgs {
+    /// Call a running server ("host:port", "http://host:port" or
+    /// "https://host:port") instead of working in this process.
+    #[arg(long)]
+    pub(super) remote: Option<String>,
+    /// API key for --remote, sent as "authorization: Bearer <key>".
+    #[arg(long, env = "ENRICHD_API_KEY", hide_env_values = true)]
+    pub(super) api_key: Option<String>,
+    /// CA certificate (PEM) to trust for an https:// --remote.
+    #[arg(long)]
+    pub(super) ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM) for mTLS with an https:// --remote.
+    #[arg(long, requires = "client_key")]
+    pub(super) client_cert: Option<PathBuf>,
+    /// Key (PEM) of --client-cert.
+    #[arg(long, requires = "client_cert")]
+    pub(super) client_key: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub(super) enum KeysCommand {
+    /// Create a key; its secret is printed once, alone on the last line.
+    Create(KeyCreateArgs),
+    /// List the keys (never their secrets).
+    List(ConfigArg),
+    /// Revoke the live keys of a name (or one of them, with --id).
+    Revoke(KeyRevokeArgs),
+}
+
+#[derive(Args)]
+pub(super) struct KeyCreateArgs {
+    /// Who the key is for ("crm-eu"); the ledger records it as the caller.
+    #[arg(long)]
+    pub(super) name: String,
+    /// What it may call: enrich, stream, sources, access, erase.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub(super) scopes: Vec<crate::auth::Scope>,
+    /// Purposes it may enrich for (default: every declared purpose).
+    #[arg(long, value_delimiter = ',')]
+    pub(super) purposes: Vec<String>,
+    /// Requests per second it may make ("5/s" or "5").
+    #[arg(long)]
+    pub(super) quota: Option<String>,
+    /// How long until it expires ("90days", "12h").
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(super) expires: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub(super) config: ConfigArg,
+}
+
+#[derive(Args)]
+pub(super) struct KeyRevokeArgs {
+    /// The key's name.
+    pub(super) name: String,
+    /// Only this key id (`enrichd keys list` shows them).
+    #[arg(long)]
+    pub(super) id: Option<String>,
+    #[command(flatten)]
+    pub(super) config: ConfigArg,
 }
 
 #[derive(Args)]
@@ -65,9 +132,8 @@ pub(super) struct BatchArgs {
     /// batch.max_in_flight).
     #[arg(long, default_value_t = 32)]
     pub(super) concurrency: usize,
-    /// Send the rows to a running server's EnrichStream.
-    #[arg(long)]
-    pub(super) remote: Option<String>,
+    #[command(flatten)]
+    pub(super) remote: RemoteArgs,
     /// Use the sandbox sites (in process only).
     #[arg(long, conflicts_with = "remote")]
     pub(super) sandbox: bool,
@@ -82,10 +148,11 @@ pub(super) struct SubjectArgs {
     /// Region for national phone numbers (ISO 3166-1 alpha-2).
     #[arg(long)]
     pub(super) region: Option<String>,
-    /// Call a running server instead of working on the configured ledger
-    /// in process (the in-process cache of a CLI run is empty).
-    #[arg(long)]
-    pub(super) remote: Option<String>,
+    /// Reference of the data-subject request (ticket id), recorded in the ledger.
+    #[arg(long, default_value = "")]
+    pub(super) reference: String,
+    #[command(flatten)]
+    pub(super) remote: RemoteArgs,
     #[command(flatten)]
     pub(super) config: ConfigArg,
 }
@@ -97,9 +164,6 @@ pub(super) struct EraseArgs {
     /// Art. 21(3) objection to direct marketing instead of erasure.
     #[arg(long)]
     pub(super) objection: bool,
-    /// Reference of the data-subject request (ticket id), recorded.
-    #[arg(long, default_value = "")]
-    pub(super) reference: String,
 }
 
 #[derive(Args)]
@@ -226,10 +290,8 @@ pub(super) struct EnrichArgs {
     /// Correlation id echoed in the answer.
     #[arg(long, default_value = "")]
     pub(super) request_id: String,
-    /// Call a running server ("host:port" or "http://host:port") instead of
-    /// running the pipeline in this process.
-    #[arg(long)]
-    pub(super) remote: Option<String>,
+    #[command(flatten)]
+    pub(super) remote: RemoteArgs,
     /// Use the sandbox (fake sites on loopback) instead of the real sources.
     #[arg(long, conflicts_with = "remote")]
     pub(super) sandbox: bool,

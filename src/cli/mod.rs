@@ -3,6 +3,7 @@
 //! that call the service run it in process, or call a running server with
 //! `--remote`; both go through one `Target`.
 mod args;
+mod keys;
 mod sources;
 
 use std::process::ExitCode;
@@ -16,11 +17,12 @@ use tower::{BoxError, ServiceExt};
 pub use args::Cli;
 use args::{
     AccessArgs, BatchArgs, Command, ConfigArg, EnrichArgs, EraseArgs, HealthArgs, IdentifierArgs,
-    ServeArgs, SourcesCommand,
+    RemoteArgs, ServeArgs, SourcesCommand,
 };
 
 use crate::api::basis_to_proto;
 use crate::api::grpc::EnrichmentServer;
+use crate::auth::Caller;
 use crate::config::Config;
 use crate::proto::v1 as pb;
 use crate::proto::v1::enrichment_client::EnrichmentClient;
@@ -43,6 +45,7 @@ impl Cli {
             Command::Erase(args) => erase(args).await,
             Command::Access(args) => access(args).await,
             Command::Batch(args) => batch(args).await,
+            Command::Keys(command) => keys::run(command).await,
         }
     }
 }
@@ -69,27 +72,45 @@ struct Target {
 }
 
 impl Target {
-    async fn open(remote: Option<&str>, config: &Config, sandbox: bool) -> anyhow::Result<Self> {
-        Ok(match remote {
+    async fn open(remote: &RemoteArgs, config: &Config, sandbox: bool) -> anyhow::Result<Self> {
+        type HttpRequest = axum::http::Request<tonic::body::Body>;
+        Ok(match &remote.remote {
             Some(addr) => {
-                let endpoint = endpoint(addr);
-                let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())?
-                    .connect()
-                    .await
-                    .with_context(|| format!("cannot connect to {endpoint}"))?;
+                let channel = connect(addr, remote).await?;
+                let bearer = match &remote.api_key {
+                    Some(key) => Some(
+                        format!("Bearer {}", key.trim())
+                            .parse::<axum::http::HeaderValue>()
+                            .map_err(|_| anyhow::anyhow!("--api-key: not a valid header value"))?,
+                    ),
+                    None => None,
+                };
+                let service = channel
+                    .map_request(move |mut request: HttpRequest| {
+                        if let Some(bearer) = &bearer {
+                            request
+                                .headers_mut()
+                                .insert(axum::http::header::AUTHORIZATION, bearer.clone());
+                        }
+                        request
+                    })
+                    .map_err(BoxError::from);
                 Self {
-                    client: EnrichmentClient::new(BoxCloneService::new(
-                        channel.map_err(BoxError::from),
-                    )),
+                    client: EnrichmentClient::new(BoxCloneService::new(service)),
                     _sandbox: None,
                 }
             }
             None => {
+                // The operator's own command line, on the ledger it configures.
                 let (service, sb) = startup::local_service(config, sandbox).await?;
-                let server = ServiceExt::<axum::http::Request<tonic::body::Body>>::map_err(
+                let server = ServiceExt::<HttpRequest>::map_request(
                     EnrichmentServer::new(service),
-                    BoxError::from,
-                );
+                    |mut request: HttpRequest| {
+                        request.extensions_mut().insert(Caller::operator());
+                        request
+                    },
+                )
+                .map_err(BoxError::from);
                 Self {
                     client: EnrichmentClient::new(BoxCloneService::new(server)),
                     _sandbox: sb,
@@ -97,6 +118,33 @@ impl Target {
             }
         })
     }
+}
+
+/// A channel to `addr`, over TLS for https:// (trusting --ca-cert, with
+/// --client-cert for mTLS).
+async fn connect(addr: &str, remote: &RemoteArgs) -> anyhow::Result<tonic::transport::Channel> {
+    let endpoint = endpoint(addr);
+    let mut builder = tonic::transport::Endpoint::from_shared(endpoint.clone())?;
+    if endpoint.starts_with("https://") {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let mut tls = tonic::transport::ClientTlsConfig::new();
+        if let Some(ca) = &remote.ca_cert {
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&remote.client_cert, &remote.client_key) {
+            tls = tls.identity(tonic::transport::Identity::from_pem(
+                read(cert)?,
+                read(key)?,
+            ));
+        }
+        builder = builder.tls_config(tls)?;
+    }
+    builder
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {endpoint}"))
 }
 
 /// A request that says it comes from the command line.
@@ -118,6 +166,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.server.metrics_listen = Some(metrics);
     }
     telemetry::init_tracing(&config.log);
+    if args.sandbox && config.server.listen.ip().is_loopback() && config.auth.required {
+        tracing::warn!("sandbox on loopback: callers need no API key");
+        config.auth.required = false;
+    }
     let (catalog, _sandbox) = startup::catalog(&config, args.sandbox).await?;
     let hasher = startup::hasher(&config)?;
     let app = Application::build(config, hasher, catalog).await?;
@@ -167,7 +219,7 @@ fn enrich_request(args: &EnrichArgs) -> pb::EnrichRequest {
 async fn enrich(args: EnrichArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     quiet_logs(&config);
-    let mut target = Target::open(args.remote.as_deref(), &config, args.sandbox).await?;
+    let mut target = Target::open(&args.remote, &config, args.sandbox).await?;
     print_result(target.client.enrich(as_cli(enrich_request(&args))).await)
 }
 
@@ -261,9 +313,9 @@ async fn erase(args: EraseArgs) -> anyhow::Result<ExitCode> {
             Kind::Erasure
         }
         .into(),
-        reference: args.reference.clone(),
+        reference: s.reference.clone(),
     };
-    let mut target = Target::open(s.remote.as_deref(), &config, false).await?;
+    let mut target = Target::open(&s.remote, &config, false).await?;
     print_result(target.client.erase(as_cli(request)).await)
 }
 
@@ -278,8 +330,9 @@ async fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
             (None, p) => p.map(Identifier::Phone),
         },
         default_region: s.region.clone().unwrap_or_default(),
+        reference: s.reference.clone(),
     };
-    let mut target = Target::open(s.remote.as_deref(), &config, false).await?;
+    let mut target = Target::open(&s.remote, &config, false).await?;
     print_result(target.client.access(as_cli(request)).await)
 }
 
@@ -308,7 +361,7 @@ async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let target = Target::open(args.remote.as_deref(), &config, args.sandbox).await?;
+    let target = Target::open(&args.remote, &config, args.sandbox).await?;
     let mut client = target.client.clone();
     let summary = run
         .execute(

@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AuthConfig;
 use crate::cache::CacheConfig;
 use crate::fetch::HttpConfig;
 use crate::identity::Region;
@@ -32,6 +33,8 @@ pub const ENV_PREFIX: &str = "ENRICHD__";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Config {
     pub server: ServerConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
     pub log: LogConfig,
     pub privacy: PrivacyConfig,
     pub dns: DnsConfig,
@@ -70,6 +73,18 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub shed_retry_after: Duration,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: PEM files.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TlsConfig {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// Clients may present a certificate signed by this CA (mTLS).
+    #[serde(default)]
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -222,6 +237,17 @@ impl Config {
         }
     }
 
+    /// Anonymous callers are allowed only on a loopback address.
+    pub fn anonymous_problem(&self) -> Option<String> {
+        (!self.auth.required && !self.server.listen.ip().is_loopback()).then(|| {
+            format!(
+                "auth.required = false lets anyone who reaches {} call enrichd; it is \
+                 allowed only when server.listen is a loopback address",
+                self.server.listen
+            )
+        })
+    }
+
     /// The declared purpose ids.
     pub fn purpose_ids(&self) -> Vec<String> {
         self.purposes.keys().cloned().collect()
@@ -239,6 +265,32 @@ impl Config {
         }
         if s.request_timeout.is_zero() {
             p.push("server.request_timeout: must be more than zero".into());
+        }
+        if let Some(problem) = self.anonymous_problem() {
+            p.push(problem);
+        }
+        for (name, client) in &self.auth.clients {
+            if client.scopes.is_empty() {
+                p.push(format!(
+                    "auth.clients.{name:?}.scopes: name at least one scope"
+                ));
+            }
+            for purpose in &client.purposes {
+                if !self.purposes.contains_key(purpose) {
+                    p.push(format!(
+                        "auth.clients.{name:?}.purposes: {purpose:?} is not a declared purpose"
+                    ));
+                }
+            }
+        }
+        if !self.auth.clients.is_empty()
+            && self
+                .server
+                .tls
+                .as_ref()
+                .is_none_or(|t| t.client_ca.is_none())
+        {
+            p.push("auth.clients: client certificates need server.tls.client_ca".into());
         }
         if self.sources.max_depth > 5 {
             p.push("sources.max_depth: at most 5".into());

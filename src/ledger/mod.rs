@@ -1,6 +1,7 @@
 //! The ledger (one append-only record per processing, refusals included) and
 //! the suppression list, in SQLite by default or PostgreSQL when configured:
 //! one schema, one set of migrations, through sqlx's `Any` driver.
+mod keys;
 mod outcome;
 mod writer;
 
@@ -9,6 +10,11 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
+pub use keys::KeyRow;
+
+/// The purpose column of a data-subject request's record: answering one is
+/// a legal obligation (GDPR Art. 6(1)(c), Art. 12).
+pub const REQUEST_PURPOSE: &str = "data_subject_request";
 pub use outcome::{LedgerOutcome, Refusal};
 
 /// `[ledger]` settings.
@@ -36,7 +42,13 @@ pub enum LedgerError {
 pub struct Record {
     pub id: String,
     pub at_ms: i64,
+    /// The authenticated caller's name (an API key's name, a client
+    /// certificate's subject, "cli" for the operator's command line).
     pub caller: String,
+    /// The caller's key id (empty for a certificate or the command line).
+    pub caller_id: String,
+    /// Whom the caller says it acts for (`x-caller`): a claim, not checked.
+    pub on_behalf_of: String,
     pub purpose: String,
     pub lawful_basis: String,
     pub consent_ref: String,
@@ -49,11 +61,16 @@ pub struct Record {
     pub outcome: LedgerOutcome,
     pub retain_until_ms: i64,
     pub redacted: bool,
+    /// The data-subject request's reference (Access, Erase).
+    pub reference: String,
+    /// What a data-subject request returned or erased, in words.
+    pub detail: String,
 }
 
 /// The ledger's columns, in the order the writer binds them.
 const COLUMNS: &str = "id, at_ms, caller, purpose, lawful_basis, consent_ref, lia_ref, \
-     contract_ref, subject, sources, field_categories, outcome, retain_until_ms, redacted";
+     contract_ref, subject, sources, field_categories, outcome, retain_until_ms, redacted, \
+     caller_id, on_behalf_of, reference, detail";
 
 /// The ledger and the suppression list. Cheap to clone.
 #[derive(Clone)]
@@ -140,6 +157,10 @@ impl Ledger {
                     outcome: outcome(row.try_get("outcome")?)?,
                     retain_until_ms: row.try_get("retain_until_ms")?,
                     redacted: row.try_get::<i64, _>("redacted")? != 0,
+                    caller_id: row.try_get("caller_id")?,
+                    on_behalf_of: row.try_get("on_behalf_of")?,
+                    reference: row.try_get("reference")?,
+                    detail: row.try_get("detail")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -159,14 +180,18 @@ impl Ledger {
     }
 
     /// Art. 17: removes the personal parts of a subject's records, keeping
-    /// the keyed hash as a tombstone. Returns how many records changed.
+    /// the keyed hash as a tombstone. The records of data-subject requests
+    /// stay whole: they hold no personal data but the hash, and they are the
+    /// evidence that the requests were answered. Returns how many changed.
     pub async fn redact(&self, subject: &str) -> Result<u64, LedgerError> {
         let done = sqlx::query(
-            "UPDATE ledger SET caller = '', consent_ref = '', lia_ref = '', contract_ref = '', \
-             sources = '[]', field_categories = '[]', redacted = 1 \
-             WHERE subject = $1 AND redacted = 0",
+            "UPDATE ledger SET caller = '', caller_id = '', on_behalf_of = '', consent_ref = '', \
+             lia_ref = '', contract_ref = '', sources = '[]', field_categories = '[]', \
+             detail = '', redacted = 1 \
+             WHERE subject = $1 AND redacted = 0 AND purpose <> $2",
         )
         .bind(subject)
+        .bind(REQUEST_PURPOSE)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())

@@ -5,13 +5,16 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     NoLawfulGround,
+    /// The caller's key does not allow the purpose.
+    PurposeNotAllowed,
     InvalidFieldMask,
     InvalidIdentifier,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 3] = [
+    const ALL: [Refusal; 4] = [
         Self::NoLawfulGround,
+        Self::PurposeNotAllowed,
         Self::InvalidFieldMask,
         Self::InvalidIdentifier,
     ];
@@ -19,6 +22,7 @@ impl Refusal {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NoLawfulGround => "no lawful ground",
+            Self::PurposeNotAllowed => "purpose not allowed for the caller",
             Self::InvalidFieldMask => "invalid field mask",
             Self::InvalidIdentifier => "invalid identifier",
         }
@@ -35,6 +39,11 @@ pub enum LedgerOutcome {
     /// The person is on the suppression list for this purpose.
     Suppressed,
     Refused(Refusal),
+    /// A data-subject request: Art. 15 access, Art. 17 erasure, Art. 21(3)
+    /// objection.
+    Access,
+    Erasure,
+    Objection,
 }
 
 const REFUSED_PREFIX: &str = "refused: ";
@@ -46,7 +55,13 @@ impl LedgerOutcome {
             Self::Enriched => "enriched",
             Self::NotFound => "not_found",
             Self::Suppressed => "suppressed",
+            Self::Access => "access",
+            Self::Erasure => "erasure",
+            Self::Objection => "objection",
             Self::Refused(Refusal::NoLawfulGround) => "refused: no lawful ground",
+            Self::Refused(Refusal::PurposeNotAllowed) => {
+                "refused: purpose not allowed for the caller"
+            }
             Self::Refused(Refusal::InvalidFieldMask) => "refused: invalid field mask",
             Self::Refused(Refusal::InvalidIdentifier) => "refused: invalid identifier",
         }
@@ -57,6 +72,9 @@ impl LedgerOutcome {
             "enriched" => Some(Self::Enriched),
             "not_found" => Some(Self::NotFound),
             "suppressed" => Some(Self::Suppressed),
+            "access" => Some(Self::Access),
+            "erasure" => Some(Self::Erasure),
+            "objection" => Some(Self::Objection),
             _ => {
                 let why = text.strip_prefix(REFUSED_PREFIX)?;
                 Refusal::ALL
@@ -84,6 +102,9 @@ mod tests {
             LedgerOutcome::Enriched,
             LedgerOutcome::NotFound,
             LedgerOutcome::Suppressed,
+            LedgerOutcome::Access,
+            LedgerOutcome::Erasure,
+            LedgerOutcome::Objection,
         ]
         .into_iter()
         .chain(Refusal::ALL.map(LedgerOutcome::Refused));

@@ -39,7 +39,7 @@ impl Writer {
 async fn commit(pool: &AnyPool, group: &[Pending]) -> Result<(), sqlx::Error> {
     let insert = format!(
         "INSERT INTO ledger ({COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
     );
     let mut tx = pool.begin().await?;
     for (r, _) in group {
@@ -58,6 +58,10 @@ async fn commit(pool: &AnyPool, group: &[Pending]) -> Result<(), sqlx::Error> {
             .bind(r.outcome.as_str())
             .bind(r.retain_until_ms)
             .bind(i64::from(r.redacted))
+            .bind(&r.caller_id)
+            .bind(&r.on_behalf_of)
+            .bind(&r.reference)
+            .bind(&r.detail)
             .execute(&mut *tx)
             .await?;
     }

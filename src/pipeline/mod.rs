@@ -25,6 +25,7 @@ use tracing::{instrument, warn};
 
 pub use parse::{Subject, parse_identifier};
 pub use query::{EnrichQuery, RawIdentifier};
+pub(crate) use record::{Under, record_of};
 
 use crate::cache::CacheConfig;
 use crate::catalog::{Catalog, CatalogError};

@@ -2,6 +2,7 @@
 //! saw to that), not yet judged lawful.
 use chrono::{DateTime, Utc};
 
+use crate::auth::Caller;
 use crate::identity::Region;
 use crate::model::{CachePolicy, Claim, Confidence};
 
@@ -16,8 +17,8 @@ pub enum RawIdentifier {
 #[derive(Clone)]
 pub struct EnrichQuery {
     pub request_id: String,
-    /// Who asked (request metadata `x-caller`, or "cli").
-    pub caller: String,
+    /// Who asked, as authenticated.
+    pub caller: Caller,
     pub identifier: RawIdentifier,
     /// From the request's hints; falls back to the configured default.
     pub default_region: Option<Region>,

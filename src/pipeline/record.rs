@@ -9,34 +9,36 @@ use super::comply::Disclosed;
 use super::merge::Merged;
 use super::query::EnrichQuery;
 use super::{Enricher, unavailable};
+use crate::auth::Caller;
 use crate::compliance::retention;
 use crate::error::Error;
 use crate::ledger::{LedgerOutcome, Record, Refusal};
-use crate::model::{BasisEvidence, LawfulBasis, LawfulGround, Outcome, Purpose};
+use crate::model::{BasisEvidence, LawfulBasis, LawfulGround, Outcome};
 
 /// The claim a record is made under: the accepted ground, or, for a
 /// refusal, what the caller claimed.
-struct Under<'a> {
-    purpose_id: &'a str,
-    /// The declared purpose, whose retention applies.
-    purpose: Option<&'a Purpose>,
-    basis: Option<LawfulBasis>,
-    evidence: &'a BasisEvidence,
+pub(crate) struct Under<'a> {
+    pub purpose_id: &'a str,
+    pub basis: Option<LawfulBasis>,
+    pub evidence: &'a BasisEvidence,
+    /// How long the record is kept.
+    pub keep: std::time::Duration,
 }
 
 impl<'a> Under<'a> {
     fn ground(ground: &'a LawfulGround) -> Self {
         Self {
             purpose_id: &ground.purpose.id,
-            purpose: Some(&ground.purpose),
             basis: Some(ground.basis),
             evidence: &ground.evidence,
+            keep: ground.purpose.retention,
         }
     }
 }
 
-fn record_of(
-    query: &EnrichQuery,
+/// The one way a ledger record is made.
+pub(crate) fn record_of(
+    caller: &Caller,
     under: Under<'_>,
     subject: &str,
     outcome: LedgerOutcome,
@@ -46,7 +48,9 @@ fn record_of(
     Record {
         id: new_id(),
         at_ms: now.timestamp_millis(),
-        caller: query.caller.clone(),
+        caller: caller.name.clone(),
+        caller_id: caller.id.clone(),
+        on_behalf_of: caller.on_behalf_of.clone().unwrap_or_default(),
         purpose: under.purpose_id.to_owned(),
         lawful_basis: under
             .basis
@@ -60,8 +64,10 @@ fn record_of(
         sources: Vec::new(),
         field_categories: Vec::new(),
         outcome,
-        retain_until_ms: retention::retain_until(now, under.purpose).timestamp_millis(),
+        retain_until_ms: retention::keep_until(now, under.keep).timestamp_millis(),
         redacted: false,
+        reference: String::new(),
+        detail: String::new(),
     }
 }
 
@@ -71,7 +77,7 @@ fn new_id() -> String {
 }
 
 impl Enricher {
-    async fn append(&self, record: Record) -> Result<String, Error> {
+    pub(crate) async fn append(&self, record: Record) -> Result<String, Error> {
         let id = record.id.clone();
         self.ledger.record(record).await.map_err(unavailable)?;
         Ok(id)
@@ -90,12 +96,16 @@ impl Enricher {
         let claim = &query.claim;
         let under = Under {
             purpose_id: &claim.purpose,
-            purpose: self.purposes.get(claim.purpose.trim()).map(|p| &**p),
             basis: claim.basis,
             evidence: &claim.evidence,
+            keep: self
+                .purposes
+                .get(claim.purpose.trim())
+                .map_or(retention::REFUSAL_RETENTION, |p| p.retention),
         };
         let now = self.clock.utc();
-        let record = record_of(query, under, &subject, LedgerOutcome::Refused(refusal), now);
+        let outcome = LedgerOutcome::Refused(refusal);
+        let record = record_of(&query.caller, under, &subject, outcome, now);
         self.append(record).await.map(drop)
     }
 
@@ -108,7 +118,13 @@ impl Enricher {
         now: DateTime<Utc>,
     ) -> Result<String, Error> {
         let under = Under::ground(ground);
-        let record = record_of(query, under, subject, LedgerOutcome::Suppressed, now);
+        let record = record_of(
+            &query.caller,
+            under,
+            subject,
+            LedgerOutcome::Suppressed,
+            now,
+        );
         self.append(record).await
     }
 
@@ -128,7 +144,7 @@ impl Enricher {
             LedgerOutcome::Enriched
         };
         let under = Under::ground(&disclosed.compliance.ground);
-        let mut record = record_of(query, under, subject, outcome, now);
+        let mut record = record_of(&query.caller, under, subject, outcome, now);
         let asked: BTreeSet<&str> = merged
             .outcomes
             .iter()
