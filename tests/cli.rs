@@ -4,14 +4,17 @@ mod common;
 use std::process::{Command, Output};
 
 fn enrichd(args: &[&str]) -> Output {
+    enrichd_on("sqlite::memory:", args)
+}
+
+/// The binary with its ledger at `ledger_url` (and the test servers' hash key).
+fn enrichd_on(ledger_url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_enrichd"))
         .args(args)
         .env("ENRICHD__DNS__ENABLED", "false")
-        .env("ENRICHD__LEDGER__URL", "sqlite::memory:")
-        .env(
-            "ENRICHD__PRIVACY__HASH_KEY",
-            "a-test-key-of-at-least-thirty-two-characters",
-        )
+        .env("ENRICHD__LEDGER__URL", ledger_url)
+        .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY)
+        .env_remove("ENRICHD_API_KEY")
         // No real source is ever asked from a test.
         .env(
             "ENRICHD__SOURCES__CATALOG",
@@ -161,4 +164,106 @@ async fn health_subcommand_reports_serving() {
         .unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "SERVING");
+}
+
+#[tokio::test]
+async fn keys_are_created_listed_used_and_revoked_from_the_command_line() {
+    let app = common::TestApp::spawn("[dns]\nenabled = false\n[auth]\nrequired = true\n").await;
+    let (url, addr) = (app.ledger_url.clone(), app.addr.to_string());
+    let run = |args: Vec<String>| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            enrichd_on(&url, &args)
+        })
+    };
+    let args = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+
+    let out = run(args("keys create --name crm --scopes enrich,sources --purposes fraud_prevention --quota 5/s --expires 90days")).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let secret = stdout.lines().last().unwrap().to_owned();
+    assert!(
+        secret.starts_with("ek_") && !secret.contains(' '),
+        "{stdout}"
+    );
+
+    let listed = run(args("keys list")).await.unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(
+        listed.contains("crm") && listed.contains("live") && listed.contains("5/s"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(secret.rsplit('_').next().unwrap()),
+        "keys list shows no secret"
+    );
+
+    let enrich = |key: Option<&str>| {
+        let mut a = args(&format!(
+            "enrich --remote {addr} --phone +447400123456 --purpose fraud_prevention \
+             --basis legitimate_interests --lia-ref LIA-9"
+        ));
+        if let Some(key) = key {
+            a.push("--api-key".into());
+            a.push(key.into());
+        }
+        run(a)
+    };
+    let ok = enrich(Some(&secret)).await.unwrap();
+    assert_eq!(json(&ok)["identifier"]["phone"]["e164"], "+447400123456");
+    let anonymous = enrich(None).await.unwrap();
+    assert!(!anonymous.status.success());
+    assert!(String::from_utf8_lossy(&anonymous.stderr).contains("UNAUTHENTICATED"));
+
+    let revoked = run(args("keys revoke crm")).await.unwrap();
+    assert!(revoked.status.success());
+    let after = enrich(Some(&secret)).await.unwrap();
+    let err = String::from_utf8_lossy(&after.stderr).to_string();
+    assert!(
+        err.contains("UNAUTHENTICATED") && err.contains("revoked"),
+        "{err}"
+    );
+    assert!(!err.contains(&secret), "errors never echo the secret");
+
+    let bad = run(args("keys create --name x --scopes enrich,admin"))
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "clap names the bad scope");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("admin"));
+}
+
+#[test]
+fn serve_refuses_anonymous_callers_on_a_public_address() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env("ENRICHD__AUTH__REQUIRED", "false")
+        .env("ENRICHD__LEDGER__URL", "sqlite::memory:")
+        .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("serve started anonymous on 0.0.0.0");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("auth.required = false") && err.contains("loopback"),
+        "{err}"
+    );
 }

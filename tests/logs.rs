@@ -33,39 +33,80 @@ async fn no_identifier_name_or_bio_reaches_a_log_line() {
         .with_ansi(false)
         .init();
 
-    let (app, _sandbox) = common::sandbox_app().await;
+    let (app, _sandbox) = common::sandbox_app_with("[auth]\nrequired = true\n").await;
+    let keys = app.keys().await;
+    let all = enrichd::auth::keys::NewKey {
+        name: "log-test".into(),
+        scopes: enrichd::auth::Scope::ALL.into(),
+        purposes: Default::default(),
+        quota_per_second: None,
+        expires_in: None,
+    };
+    let secret = keys.create(all.clone()).await.unwrap().secret;
+    let revoked = keys.create(all).await.unwrap();
+    keys.revoke("log-test", Some(&revoked.id)).await.unwrap();
     let mut client = app.client().await;
+    // Refused keys are logged as refusals, never with the secret.
+    for wrong in [revoked.secret.as_str(), "ek_0123456789abcdef_wrong-secret"] {
+        let refused = client
+            .enrich(common::with_key(
+                common::email_request("jane.doe@example.com"),
+                wrong,
+            ))
+            .await
+            .unwrap_err();
+        assert!(!refused.message().contains(wrong));
+    }
     let mut by_email = common::email_request("jane.doe@example.com");
     by_email.hints = Some(pb::Hints {
         name: "Jane Doe".into(),
         ..Default::default()
     });
-    let answer = client.enrich(by_email).await.unwrap().into_inner();
+    let answer = client
+        .enrich(common::with_key(by_email, &secret))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(answer.profiles.len() >= 8);
     let mut by_phone = common::phone_request("+447700900123");
     by_phone.purpose = "crm_enrichment".into();
     by_phone.lawful_basis = pb::LawfulBasis::Contract.into();
-    let phone_answer = client.enrich(by_phone).await.unwrap().into_inner();
+    let phone_answer = client
+        .enrich(common::with_key(by_phone, &secret))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!phone_answer.profiles.is_empty());
-    let _ = client.enrich(common::email_request("not an email")).await;
+    let _ = client
+        .enrich(common::with_key(
+            common::email_request("not an email"),
+            &secret,
+        ))
+        .await;
     client
-        .access(pb::AccessRequest {
-            identifier: Some(pb::access_request::Identifier::Email(
-                "jane.doe@example.com".into(),
-            )),
-            default_region: String::new(),
-            reference: String::new(),
-        })
+        .access(common::with_key(
+            pb::AccessRequest {
+                identifier: Some(pb::access_request::Identifier::Email(
+                    "jane.doe@example.com".into(),
+                )),
+                default_region: String::new(),
+                reference: String::new(),
+            },
+            &secret,
+        ))
         .await
         .unwrap();
     client
-        .erase(pb::EraseRequest {
-            identifier: Some(pb::erase_request::Identifier::Email(
-                "jane.doe@example.com".into(),
-            )),
-            kind: pb::erase_request::Kind::Erasure.into(),
-            ..Default::default()
-        })
+        .erase(common::with_key(
+            pb::EraseRequest {
+                identifier: Some(pb::erase_request::Identifier::Email(
+                    "jane.doe@example.com".into(),
+                )),
+                kind: pb::erase_request::Kind::Erasure.into(),
+                ..Default::default()
+            },
+            &secret,
+        ))
         .await
         .unwrap();
 
@@ -86,6 +127,12 @@ async fn no_identifier_name_or_bio_reaches_a_log_line() {
         "Jane Doe".into(),
         "not an email".into(),
     ];
+    // No API key secret, whole or in part, accepted or refused.
+    for key in [&secret, &revoked.secret] {
+        forbidden.push(key.clone());
+        forbidden.push(key.rsplit('_').next().unwrap().to_owned());
+    }
+    forbidden.push("wrong-secret".into());
     for p in answer.profiles.iter().chain(&phone_answer.profiles) {
         for v in [&p.display_name, &p.bio, &p.username].into_iter().flatten() {
             forbidden.push(v.value.clone());

@@ -18,6 +18,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+/// The hash key of test servers and of the binary in CLI tests.
+pub const TEST_HASH_KEY: &str = "a-test-key-of-at-least-thirty-two-characters";
+
 /// `TEST_LOG=1 cargo test` shows the server's logs.
 pub fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
@@ -30,6 +33,9 @@ pub fn init_logs() {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The ledger's database URL (keys live there too).
+    pub ledger_url: String,
+    pub clock: SharedClock,
     /// Holds the test's SQLite ledger.
     pub dir: tempfile::TempDir,
     pub metrics_addr: Option<SocketAddr>,
@@ -67,8 +73,9 @@ impl TestApp {
                 dir.path().join("ledger.db").display()
             );
         }
-        let settings = Settings::from_config(&config).with_clock(clock);
-        let enricher = Enricher::build(settings, KeyedHasher::new(b"test-key".to_vec()), catalog)
+        let ledger_url = config.ledger.url.clone();
+        let settings = Settings::from_config(&config).with_clock(clock.clone());
+        let enricher = Enricher::build(settings, KeyedHasher::new(TEST_HASH_KEY), catalog)
             .await
             .expect("pipeline builds");
         let app = Application::with_enricher(config, Arc::new(enricher))
@@ -82,6 +89,8 @@ impl TestApp {
         }));
         TestApp {
             addr,
+            ledger_url,
+            clock,
             dir,
             metrics_addr,
             shutdown: Some(tx),
@@ -107,6 +116,14 @@ impl TestApp {
 
     pub async fn client(&self) -> pb::enrichment_client::EnrichmentClient<Channel> {
         pb::enrichment_client::EnrichmentClient::new(self.channel().await)
+    }
+
+    /// The server's API keys, as another process (`enrichd keys`) sees them.
+    pub async fn keys(&self) -> enrichd::auth::keys::Keys {
+        let ledger = enrichd::ledger::Ledger::open(&self.ledger_url)
+            .await
+            .expect("the test ledger opens");
+        enrichd::auth::keys::Keys::new(ledger, &KeyedHasher::new(TEST_HASH_KEY), self.clock.clone())
     }
 
     /// Asks the server to stop (as SIGTERM would).
@@ -225,10 +242,24 @@ pub fn profile_of<'a>(resp: &'a pb::EnrichResponse, source: &str) -> &'a pb::Pro
 
 /// The server with the sandbox's catalog (keep the sandbox alive while used).
 pub async fn sandbox_app() -> (TestApp, enrichd::sandbox::Sandbox) {
+    sandbox_app_with("").await
+}
+
+/// The sandbox server with `extra` config (TOML).
+pub async fn sandbox_app_with(extra: &str) -> (TestApp, enrichd::sandbox::Sandbox) {
     let sandbox = enrichd::sandbox::Sandbox::start().await.unwrap();
     let catalog = sandbox.catalog(&Config::default().purpose_ids()).unwrap();
-    let app = TestApp::with_catalog("[dns]\nenabled = false\n", catalog).await;
+    let app = TestApp::with_catalog(&format!("[dns]\nenabled = false\n{extra}"), catalog).await;
     (app, sandbox)
+}
+
+/// A request that carries `secret` as its bearer API key.
+pub fn with_key<T>(message: T, secret: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {secret}").parse().unwrap());
+    request
 }
 
 /// Compiles catalog TOML written in a test.
