@@ -1,6 +1,11 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t enrichd .
-# Run:   docker run -p 50051:50051 -p 9464:9464 -e ENRICHD__PRIVACY__HASH_KEY=... enrichd
+# Keys:  docker run --rm -v enrichd-data:/var/lib/enrichd -e ENRICHD__PRIVACY__HASH_KEY=... \
+#            enrichd keys create --name crm --scopes enrich
+# Run:   docker run -v enrichd-data:/var/lib/enrichd -p 50051:50051 -p 9464:9464 \
+#            -e ENRICHD__PRIVACY__HASH_KEY=... enrichd
+# Every call needs "authorization: Bearer <key>" (auth.required = true). For
+# TLS, mount PEM files and set ENRICHD__SERVER__TLS__CERT / __KEY.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
@@ -21,6 +26,7 @@ COPY --from=build /src/target/release/enrichd /usr/local/bin/enrichd
 COPY config /etc/enrichd
 USER 10001
 ENV ENRICHD__SERVER__LISTEN=0.0.0.0:50051 \
+    ENRICHD__AUTH__REQUIRED=true \
     ENRICHD__SERVER__METRICS_LISTEN=0.0.0.0:9464 \
     ENRICHD__LOG__FORMAT=json \
     ENRICHD__LEDGER__URL=sqlite:///var/lib/enrichd/ledger.db?mode=rwc \

@@ -77,7 +77,7 @@ impl Target {
         Ok(match &remote.remote {
             Some(addr) => {
                 let channel = connect(addr, remote).await?;
-                let bearer = match &remote.api_key {
+                let bearer = match remote.api_key.as_deref().filter(|k| !k.trim().is_empty()) {
                     Some(key) => Some(
                         format!("Bearer {}", key.trim())
                             .parse::<axum::http::HeaderValue>()
