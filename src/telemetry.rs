@@ -103,10 +103,12 @@ pub async fn bind_metrics(addr: SocketAddr) -> std::io::Result<tokio::net::TcpLi
     tokio::net::TcpListener::bind(addr).await
 }
 
-/// Records one finished call: a counter by method and gRPC code, and a latency
-/// histogram by method.
-pub fn record_call(method: &'static str, started: Instant, code: tonic::Code) {
-    metrics::counter!(REQUESTS_TOTAL, "method" => method, "code" => code_name(code)).increment(1);
+/// Records one finished call: a counter by method, caller and gRPC code, and
+/// a latency histogram by method. The caller label is the name of a key or
+/// certificate an operator created (bounded, never a secret, never a person).
+pub fn record_call(method: &'static str, caller: &str, started: Instant, code: tonic::Code) {
+    metrics::counter!(REQUESTS_TOTAL, "method" => method, "caller" => caller.to_owned(), "code" => code_name(code))
+        .increment(1);
     metrics::histogram!(REQUEST_DURATION, "method" => method)
         .record(started.elapsed().as_secs_f64());
 }

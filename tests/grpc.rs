@@ -381,11 +381,13 @@ async fn metrics_count_calls_by_method_and_code() {
 
     let body = http_get(app.metrics_addr.expect("metrics bound"), "/metrics").await;
     assert!(
-        body.contains(r#"enrichd_grpc_requests_total{method="Enrich",code="OK"}"#),
+        body.contains(
+            r#"enrichd_grpc_requests_total{method="Enrich",caller="anonymous",code="OK"}"#
+        ),
         "{body}"
     );
     assert!(
-        body.contains(r#"enrichd_grpc_requests_total{method="Enrich",code="INVALID_ARGUMENT"}"#),
+        body.contains(r#"enrichd_grpc_requests_total{method="Enrich",caller="anonymous",code="INVALID_ARGUMENT"}"#),
         "{body}"
     );
     assert!(

@@ -69,9 +69,9 @@ impl EnrichmentService {
         } else {
             // Batch callers wait for rate-limit slots, up to the batch deadline.
             let deadline = tokio::time::Instant::now() + self.batch.deadline;
-            self.enrich_one(request, caller, deadline).await
+            self.enrich_one(request, caller.clone(), deadline).await
         };
-        let result = observed("EnrichStream", started, result);
+        let result = observed("EnrichStream", &caller, started, result);
         result.unwrap_or_else(|status| pb::EnrichResponse {
             request_id,
             error: Some(status::request_error(&status)),
@@ -165,13 +165,14 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 
 fn observed<T>(
     method: &'static str,
+    caller: &Caller,
     started: Instant,
     result: Result<T, Status>,
 ) -> Result<T, Status> {
     let code = result
         .as_ref()
         .map_or_else(Status::code, |_| tonic::Code::Ok);
-    telemetry::record_call(method, started, code);
+    telemetry::record_call(method, &caller.name, started, code);
     result
 }
 
@@ -184,15 +185,13 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         request: Request<pb::EnrichRequest>,
     ) -> Result<Response<pb::EnrichResponse>, Status> {
         let started = Instant::now();
+        let caller = caller(&request)?;
         let deadline = self.deadline(request.metadata());
-        let result = match caller(&request) {
-            Ok(caller) => self
-                .enrich_one(request.into_inner(), caller, deadline)
-                .await
-                .map(Response::new),
-            Err(status) => Err(status),
-        };
-        observed("Enrich", started, result)
+        let result = self
+            .enrich_one(request.into_inner(), caller.clone(), deadline)
+            .await
+            .map(Response::new);
+        observed("Enrich", &caller, started, result)
     }
 
     type EnrichStreamStream = ResponseStream;
@@ -213,8 +212,8 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         request: Request<pb::EraseRequest>,
     ) -> Result<Response<pb::EraseResponse>, Status> {
         let started = Instant::now();
+        let caller = caller(&request)?;
         let result = async {
-            let caller = caller(&request)?;
             let (subject, kind) = request::erase_query(request.get_ref())?;
             let reference = &request.get_ref().reference;
             let erased = self
@@ -230,7 +229,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
             Ok::<_, Status>(Response::new(records::erased_to_proto(&erased)))
         }
         .await;
-        observed("Erase", started, result)
+        observed("Erase", &caller, started, result)
     }
 
     async fn access(
@@ -238,8 +237,8 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         request: Request<pb::AccessRequest>,
     ) -> Result<Response<pb::AccessResponse>, Status> {
         let started = Instant::now();
+        let caller = caller(&request)?;
         let result = async {
-            let caller = caller(&request)?;
             let subject = request::access_query(request.get_ref())?;
             let reference = &request.get_ref().reference;
             let report = self
@@ -249,7 +248,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
             Ok::<_, Status>(Response::new(records::access_to_proto(&report)))
         }
         .await;
-        observed("Access", started, result)
+        observed("Access", &caller, started, result)
     }
 
     async fn list_sources(
@@ -257,6 +256,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         request: Request<pb::ListSourcesRequest>,
     ) -> Result<Response<pb::ListSourcesResponse>, Status> {
         let started = Instant::now();
+        let caller = caller(&request)?;
         let purpose = request.into_inner().purpose;
         let result =
             policy::listed_sources(self.enricher.catalog(), self.enricher.purposes(), &purpose)
@@ -268,7 +268,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
                     Response::new(pb::ListSourcesResponse { sources })
                 })
                 .map_err(|v| Status::from(Error::InvalidArgument(vec![v])));
-        observed("ListSources", started, result)
+        observed("ListSources", &caller, started, result)
     }
 }
 

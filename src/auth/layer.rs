@@ -53,8 +53,9 @@ impl Authenticator {
             metrics::counter!("enrichd_auth_denied_total", "caller" => caller.name.clone(), "scope" => scope.as_str())
                 .increment(1);
             return Err(Status::permission_denied(format!(
-                "caller {:?} lacks the scope {scope:?} that {method} needs",
-                caller.name
+                "caller {:?} lacks the scope {:?} that {method} needs",
+                caller.name,
+                scope.as_str()
             )));
         }
         if let Err(wait) = self.quotas.take(&caller) {
