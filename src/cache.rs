@@ -28,7 +28,7 @@ pub struct CacheConfig {
 }
 
 /// One cached answer of one source for one input.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Entry {
     pub source_id: String,
     pub outcome: Outcome,
@@ -41,6 +41,10 @@ pub struct Entry {
     pub retrieved_at: DateTime<Utc>,
     pub ttl: Duration,
     weight: u32,
+    /// Lineage: the subjects (keyed hashes) whose enrichments asked for or
+    /// used this answer. Access shows an entry to these subjects only, and
+    /// erasing one of them removes it.
+    subjects: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// What a source answered, before it is stored.
@@ -65,7 +69,24 @@ impl Entry {
             retrieved_at: clock.utc(),
             ttl,
             weight,
+            subjects: Default::default(),
         }
+    }
+
+    /// Ties the entry to a subject whose enrichment used it.
+    pub fn tie(&self, subject: &str) {
+        let mut subjects = self.subjects.lock().unwrap_or_else(|p| p.into_inner());
+        if !subjects.contains(subject) {
+            subjects.insert(subject.to_owned());
+        }
+    }
+
+    /// Whether a subject's enrichment used this entry.
+    pub fn is_tied_to(&self, subject: &str) -> bool {
+        self.subjects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(subject)
     }
 
     pub fn age(&self, now: Instant) -> Duration {

@@ -23,6 +23,7 @@ pub mod compliance;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod fence;
 pub mod fetch;
 pub mod identity;
 pub mod ledger;

@@ -9,11 +9,11 @@ use tracing::info;
 
 use crate::auth::Caller;
 use crate::cache::Entry;
-use crate::compliance::suppression::EraseKind;
+use crate::compliance::suppression::{self, EraseKind};
 use crate::compliance::{profiling, retention};
 use crate::error::Error;
 use crate::identity::Region;
-use crate::ledger::{LedgerOutcome, REQUEST_PURPOSE, Record};
+use crate::ledger::{LedgerOutcome, REQUEST_PURPOSE, Record, SuppressionRow};
 use crate::model::{BasisEvidence, LawfulBasis};
 use crate::pipeline::{Enricher, RawIdentifier, Under, record_of, unavailable};
 
@@ -33,8 +33,8 @@ pub struct Erased {
 pub struct AccessReport {
     pub cached: Vec<Arc<Entry>>,
     pub records: Vec<Record>,
-    /// The suppression scopes the person is on.
-    pub suppressed: Vec<String>,
+    /// The person's erasures and objections.
+    pub suppressions: Vec<SuppressionRow>,
     /// The logic of the scores, in words.
     pub logic: Vec<String>,
 }
@@ -83,16 +83,16 @@ impl Enricher {
     ) -> Result<Erased, Error> {
         let subject = self.subject(raw, region)?;
         let canonical = subject.identifier.canonical();
+        // Enrichments of this person in flight either answered before this
+        // point or will see the erasure (`fence`).
+        let _fenced = self.fence().erase(&subject.hash).await;
         let mut erased = Erased {
             tombstone: self.hasher().log_ref(&canonical),
             suppressed_purposes: kind.reported_purposes(),
             ..Erased::default()
         };
         if kind.purges() {
-            erased.cache_entries_removed = self
-                .engine()
-                .forget(&subject.hash, &subject.identifier)
-                .await;
+            erased.cache_entries_removed = self.engine().forget(&subject.hash).await;
             let redacted = self
                 .ledger()
                 .redact(&subject.hash)
@@ -134,24 +134,32 @@ impl Enricher {
     ) -> Result<AccessReport, Error> {
         let subject = self.subject(raw, region)?;
         let ledger = self.ledger();
-        let cached = self
-            .engine()
-            .cached(&subject.hash, &subject.identifier)
-            .await;
+        let suppressions = ledger
+            .suppression_records(&subject.hash)
+            .await
+            .map_err(unavailable)?;
+        // Erased by another process sharing the ledger (the command line,
+        // another replica): what this process still caches of the person is
+        // purged, not shown.
+        if suppressions
+            .iter()
+            .any(|s| s.scope == suppression::ALL_PURPOSES)
+        {
+            let _fenced = self.fence().erase(&subject.hash).await;
+            self.engine().forget(&subject.hash).await;
+        }
+        let cached = self.engine().cached(&subject.hash).await;
         let report = AccessReport {
             cached,
             records: ledger.records(&subject.hash).await.map_err(unavailable)?,
-            suppressed: ledger
-                .suppressions(&subject.hash)
-                .await
-                .map_err(unavailable)?,
+            suppressions,
             logic: profiling::logic(),
         };
         let detail = format!(
             "{} cached findings, {} records, {} suppressions returned",
             report.cached.len(),
             report.records.len(),
-            report.suppressed.len()
+            report.suppressions.len()
         );
         self.record_request(
             caller,

@@ -65,8 +65,17 @@ pub fn access_to_proto(a: &AccessReport) -> pb::AccessResponse {
                 detail: r.detail.clone(),
             })
             .collect(),
-        suppressed: !a.suppressed.is_empty(),
-        suppressed_purposes: a.suppressed.clone(),
+        suppressed: !a.suppressions.is_empty(),
+        suppressed_purposes: a.suppressions.iter().map(|s| s.scope.clone()).collect(),
+        suppressions: a
+            .suppressions
+            .iter()
+            .map(|s| pb::SuppressionRecord {
+                scope: s.scope.clone(),
+                at: millis(s.at_ms),
+                reference: s.reference.clone(),
+            })
+            .collect(),
         logic: a.logic.clone(),
     }
 }

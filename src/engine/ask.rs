@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::Engine;
 use super::http::{self, Asked};
+use super::{Asking, Engine};
 use crate::cache::{Answer, Entry};
 use crate::catalog::input::Input;
 use crate::catalog::source::{Source, SourceKind};
 use crate::clock::SharedClock;
 use crate::model::MxStatus;
-use crate::model::{CacheMode, CachePolicy, Outcome, SkipReason, SourceOutcome};
+use crate::model::{CacheMode, Outcome, SkipReason, SourceOutcome};
 use crate::resilience::Refusal;
 use crate::resilience::breaker::State;
 use crate::resilience::retry::backoff;
@@ -82,23 +82,22 @@ impl Engine {
     }
 
     /// Asks a source, through the cache as `policy` allows.
-    pub(super) async fn ask(
-        &self,
-        source: &Arc<Source>,
-        input: &Input,
-        deadline: tokio::time::Instant,
-        policy: CachePolicy,
-        keys: &std::sync::Mutex<Vec<String>>,
-    ) -> Asked {
+    pub(super) async fn ask(&self, source: &Arc<Source>, input: &Input, ctx: &Asking<'_>) -> Asked {
+        let (deadline, policy) = (ctx.deadline, ctx.policy);
         let started = Instant::now();
         let now = self.clock.now();
         let (Some(cache), SourceKind::Http(_)) = (&self.cache, &source.kind) else {
             return self.call(source, input, deadline).await;
         };
         let key = self.cache_key(source, input);
-        keys.lock()
+        ctx.keys
+            .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(key.clone());
+        let tied = |entry: Entry| {
+            entry.tie(ctx.subject);
+            Arc::new(entry)
+        };
         let existing = match policy.mode {
             CacheMode::Refresh => None,
             _ => cache.get(&key).await,
@@ -106,10 +105,12 @@ impl Engine {
         let mut asked = match (existing, policy.mode) {
             (Some(entry), _) if entry.is_fresh(now, policy.max_age) => {
                 cache_metric(source, "hit");
+                entry.tie(ctx.subject);
                 from_entry(source, input, &entry, now)
             }
             (Some(entry), CacheMode::CacheOnly) => {
                 cache_metric(source, "stale");
+                entry.tie(ctx.subject);
                 let mut asked = from_entry(source, input, &entry, now);
                 asked.outcome.stale = true;
                 asked
@@ -132,10 +133,11 @@ impl Engine {
                 cache_metric(source, "miss");
                 let asked = self.call(source, input, deadline).await;
                 if let Some(entry) = cacheable(source, &asked, &self.clock) {
-                    cache.insert(key, Arc::new(entry)).await;
+                    cache.insert(key, tied(entry)).await;
                     asked
                 } else if failed(&asked) && old.within_grace(now, self.stale_grace) {
                     cache_metric(source, "stale");
+                    old.tie(ctx.subject);
                     let mut stale = from_entry(source, input, &old, now);
                     stale.outcome.stale = true;
                     stale.outcome.detail = Some(format!(
@@ -154,7 +156,7 @@ impl Engine {
             (None, CacheMode::Refresh) => {
                 let asked = self.call(source, input, deadline).await;
                 if let Some(entry) = cacheable(source, &asked, &self.clock) {
-                    cache.insert(key, Arc::new(entry)).await;
+                    cache.insert(key, tied(entry)).await;
                 }
                 asked
             }
@@ -168,7 +170,7 @@ impl Engine {
                         ran.store(true, Ordering::Relaxed);
                         let asked = self.call(source, input, deadline).await;
                         match cacheable(source, &asked, &self.clock) {
-                            Some(entry) => Ok(Arc::new(entry)),
+                            Some(entry) => Ok(tied(entry)),
                             None => Err(asked),
                         }
                     })
@@ -176,6 +178,8 @@ impl Engine {
                 let ran = ran.load(Ordering::Relaxed);
                 match result {
                     Ok(entry) => {
+                        // A call that shared another's fetch uses it too.
+                        entry.tie(ctx.subject);
                         let mut asked = from_entry(source, input, &entry, now);
                         if ran {
                             asked.outcome.cached = false;

@@ -34,6 +34,8 @@ pub struct Findings {
     /// One per (source, input) asked, then one per source not asked.
     pub outcomes: Vec<SourceOutcome>,
     pub profiles: Vec<Profile>,
+    /// The cache keys this request read or wrote.
+    pub cache_keys: Vec<String>,
 }
 
 pub struct Engine {
@@ -47,9 +49,16 @@ pub struct Engine {
     hasher: KeyedHasher,
     clock: SharedClock,
     guards: HashMap<String, Guard>,
-    /// Cache keys written for each subject (keyed hash), so that erasure
-    /// reaches the entries of pivots too.
-    keys_by_subject: moka::sync::Cache<String, Arc<std::sync::Mutex<HashSet<String>>>>,
+}
+
+/// What every source asked for one request shares.
+pub(crate) struct Asking<'a> {
+    /// The subject (keyed hash) the answers are for: their lineage.
+    pub subject: &'a str,
+    pub deadline: tokio::time::Instant,
+    pub policy: CachePolicy,
+    /// The cache keys read or written, collected.
+    pub keys: &'a std::sync::Mutex<Vec<String>>,
 }
 
 /// What the engine needs besides the catalog.
@@ -149,65 +158,44 @@ impl Engine {
             hasher: parts.hasher,
             clock: parts.clock,
             guards,
-            keys_by_subject: moka::sync::Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_idle(std::time::Duration::from_secs(30 * 24 * 3600))
-                .build(),
         }
     }
 
-    fn remember(&self, subject: &str, keys: Vec<String>) {
-        if self.cache.is_none() || keys.is_empty() {
-            return;
-        }
-        let set = self
-            .keys_by_subject
-            .get_with(subject.to_owned(), Default::default);
-        set.lock().unwrap_or_else(|p| p.into_inner()).extend(keys);
-    }
-
-    /// Every cache key that may hold this subject's findings.
-    fn keys_of(&self, subject: &str, identifier: &Identifier) -> HashSet<String> {
-        let mut keys: HashSet<String> = self
-            .keys_by_subject
-            .get(subject)
-            .map(|set| set.lock().unwrap_or_else(|p| p.into_inner()).clone())
-            .unwrap_or_default();
-        for input in seed_inputs(identifier) {
-            for source in self.catalog.sources() {
-                keys.insert(self.cache_key(source, &input));
-            }
-        }
-        keys
-    }
-
-    /// Removes every cached entry of a subject. Returns how many there were.
-    pub async fn forget(&self, subject: &str, identifier: &Identifier) -> u32 {
+    /// Removes every cached entry a subject's enrichments used (their
+    /// lineage), pivots and guesses included. Returns how many there were.
+    pub async fn forget(&self, subject: &str) -> u32 {
         let Some(cache) = &self.cache else { return 0 };
         let mut removed = 0;
-        for key in self.keys_of(subject, identifier) {
-            if cache.remove(&key).await.is_some() {
+        for (key, entry) in cache.iter() {
+            if entry.is_tied_to(subject) {
+                cache.invalidate(key.as_ref()).await;
                 removed += 1;
             }
         }
-        self.keys_by_subject.invalidate(subject);
         removed
     }
 
-    /// The cached entries of a subject (those still servable).
-    pub async fn cached(&self, subject: &str, identifier: &Identifier) -> Vec<Arc<Entry>> {
+    /// Removes these entries (an enrichment cleaning up after an erasure
+    /// that overtook it).
+    pub async fn drop_entries(&self, keys: &[String]) {
+        if let Some(cache) = &self.cache {
+            for key in keys {
+                cache.invalidate(key).await;
+            }
+        }
+    }
+
+    /// The cached entries a subject's enrichments used (those still servable).
+    pub async fn cached(&self, subject: &str) -> Vec<Arc<Entry>> {
         let Some(cache) = &self.cache else {
             return Vec::new();
         };
         let now = self.clock.now();
-        let mut out = Vec::new();
-        for key in self.keys_of(subject, identifier) {
-            if let Some(entry) = cache.get(&key).await
-                && entry.within_grace(now, self.stale_grace)
-            {
-                out.push(entry);
-            }
-        }
+        let mut out: Vec<Arc<Entry>> = cache
+            .iter()
+            .map(|(_, entry)| entry)
+            .filter(|e| e.is_tied_to(subject) && e.within_grace(now, self.stale_grace))
+            .collect();
         out.sort_by(|a, b| a.source_id.cmp(&b.source_id));
         out
     }
@@ -226,13 +214,14 @@ impl Engine {
         policy: CachePolicy,
     ) -> Findings {
         let keys = std::sync::Mutex::new(Vec::new());
-        let findings = self
-            .rounds(identifier, purpose, deadline, policy, &keys)
-            .await;
-        self.remember(
+        let ctx = Asking {
             subject,
-            keys.into_inner().unwrap_or_else(|p| p.into_inner()),
-        );
+            deadline,
+            policy,
+            keys: &keys,
+        };
+        let mut findings = self.rounds(identifier, purpose, &ctx).await;
+        findings.cache_keys = keys.into_inner().unwrap_or_else(|p| p.into_inner());
         findings
     }
 
@@ -240,9 +229,7 @@ impl Engine {
         &self,
         identifier: &Identifier,
         purpose: &Purpose,
-        deadline: tokio::time::Instant,
-        policy: CachePolicy,
-        keys: &std::sync::Mutex<Vec<String>>,
+        ctx: &Asking<'_>,
     ) -> Findings {
         let mut findings = Findings::default();
         let mut eligible: Vec<&Arc<Source>> = Vec::new();
@@ -285,12 +272,7 @@ impl Engine {
                 }
             }
             debug!(tasks = tasks.len(), depth = round[0].depth, "source round");
-            let results = join_all(
-                tasks
-                    .iter()
-                    .map(|(s, i)| self.ask(s, i, deadline, policy, keys)),
-            )
-            .await;
+            let results = join_all(tasks.iter().map(|(s, i)| self.ask(s, i, ctx))).await;
             let mut next = Vec::new();
             for ((source, input), asked_result) in tasks.iter().zip(results) {
                 if let Some(profile) = &asked_result.profile {

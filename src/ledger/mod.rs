@@ -67,6 +67,14 @@ pub struct Record {
     pub detail: String,
 }
 
+/// One entry of the suppression list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuppressionRow {
+    pub scope: String,
+    pub at_ms: i64,
+    pub reference: String,
+}
+
 /// The ledger's columns, in the order the writer binds them.
 const COLUMNS: &str = "id, at_ms, caller, purpose, lawful_basis, consent_ref, lia_ref, \
      contract_ref, subject, sources, field_categories, outcome, retain_until_ms, redacted, \
@@ -216,6 +224,29 @@ impl Ledger {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// A subject's suppressions: scope, when, reference.
+    pub async fn suppression_records(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<SuppressionRow>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT scope, at_ms, reference FROM suppression WHERE subject = $1 ORDER BY at_ms, scope",
+        )
+        .bind(subject)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SuppressionRow {
+                    scope: r.try_get("scope")?,
+                    at_ms: r.try_get("at_ms")?,
+                    reference: r.try_get("reference")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
     /// The scopes a subject is suppressed for.

@@ -21,15 +21,19 @@ pub(super) struct Merged {
     /// One per (source, input) asked, then one per source not asked.
     pub outcomes: Vec<SourceOutcome>,
     pub cache: CacheInfo,
+    /// The cache keys the sources read or wrote for this request.
+    pub cache_keys: Vec<String>,
 }
 
 pub(super) fn merge(gathered: Gathered, query: &EnrichQuery, catalog: &Catalog) -> Merged {
     let Gathered {
         verification,
-        findings: Findings {
-            mut profiles,
-            outcomes,
-        },
+        findings:
+            Findings {
+                mut profiles,
+                outcomes,
+                cache_keys,
+            },
     } = gathered;
     if let Some(min) = query.min_confidence {
         profiles.retain(|p| p.confidence() >= min);
@@ -37,6 +41,7 @@ pub(super) fn merge(gathered: Gathered, query: &EnrichQuery, catalog: &Catalog) 
     order_profiles(&mut profiles, catalog);
     let cache = cache_info(&outcomes, query.cache.mode);
     Merged {
+        cache_keys,
         verification,
         profiles,
         outcomes,

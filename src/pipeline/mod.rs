@@ -34,6 +34,7 @@ use crate::compliance::PurposeRegistry;
 use crate::config::{Config, PurposeConfig};
 use crate::engine::{Engine, EngineParts};
 use crate::error::Error;
+use crate::fence::ErasureFence;
 use crate::fetch::{HttpClient, HttpConfig};
 use crate::identity::Region;
 use crate::ledger::{Ledger, LedgerError};
@@ -117,6 +118,7 @@ pub struct Enricher {
     hasher: KeyedHasher,
     default_region: Option<Region>,
     clock: SharedClock,
+    fence: ErasureFence,
 }
 
 /// The ledger could not be written or read: no answer without its record.
@@ -165,6 +167,7 @@ impl Enricher {
             hasher,
             default_region: settings.default_region,
             clock: settings.clock,
+            fence: ErasureFence::default(),
         })
     }
 
@@ -192,6 +195,10 @@ impl Enricher {
         &self.hasher
     }
 
+    pub(crate) fn fence(&self) -> &ErasureFence {
+        &self.fence
+    }
+
     /// One enrichment, stage by stage.
     #[instrument(skip_all, fields(request_id = %query.request_id, purpose = %query.claim.purpose))]
     pub async fn enrich(&self, query: EnrichQuery) -> Result<Enrichment, Error> {
@@ -199,10 +206,9 @@ impl Enricher {
         let subject = self.parse(&query).await?;
         let now = self.clock.utc();
         if self.suppressed(&ground, &subject.hash).await? {
-            let id = self
-                .record_suppressed(&query, &ground, &subject.hash, now)
-                .await?;
-            return Ok(answer::suppressed(query, id, ground, now));
+            return self
+                .answer_suppressed(query, ground, &subject.hash, now)
+                .await;
         }
         let permitted = policy::policy(ground, &query);
         let gathered = self.gather(&subject, &permitted, &query).await;
@@ -211,9 +217,34 @@ impl Enricher {
         let disclosed = self
             .comply(permitted, &merged, scores, &subject.hash, &query, now)
             .await?;
+        // An erasure that overtook the sources wins: nothing of the person
+        // is answered, and nothing this call cached of them is left.
+        let _fenced = self.fence.read(&subject.hash).await;
+        let ground = &disclosed.compliance.ground;
+        if self.suppressed(ground, &subject.hash).await? {
+            self.engine.drop_entries(&merged.cache_keys).await;
+            let ground = disclosed.compliance.ground;
+            return self
+                .answer_suppressed(query, ground, &subject.hash, now)
+                .await;
+        }
         let id = self
             .record(&query, &disclosed, &merged, &subject.hash, now)
             .await?;
         Ok(answer::enriched(query, id, subject, disclosed, merged, now))
+    }
+
+    /// A suppressed person's answer, recorded.
+    async fn answer_suppressed(
+        &self,
+        query: EnrichQuery,
+        ground: crate::model::LawfulGround,
+        subject: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Enrichment, Error> {
+        let id = self
+            .record_suppressed(&query, &ground, subject, now)
+            .await?;
+        Ok(answer::suppressed(query, id, ground, now))
     }
 }

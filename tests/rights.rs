@@ -1,0 +1,248 @@
+//! Data-subject rights that hold under ordinary use: access only to the
+//! person's own data, an erasure that wins a race with an enrichment in
+//! flight, an erasure by another process that reaches the running server,
+//! and an access report that says when and why a person was suppressed.
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use common::{Gate, TestApp, catalog_from, email_request, test_source};
+use enrichd::proto::v1 as pb;
+
+const GUARD: Duration = Duration::from_secs(20);
+
+fn access(email: &str) -> pb::AccessRequest {
+    pb::AccessRequest {
+        identifier: Some(pb::access_request::Identifier::Email(email.into())),
+        default_region: String::new(),
+        reference: "DSR-A".into(),
+    }
+}
+
+fn erase(email: &str, kind: pb::erase_request::Kind, reference: &str) -> pb::EraseRequest {
+    pb::EraseRequest {
+        identifier: Some(pb::erase_request::Identifier::Email(email.into())),
+        kind: kind.into(),
+        reference: reference.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn access_shows_nobody_else_s_findings_for_an_address_with_the_same_local_part() {
+    let (app, _sandbox) = common::sandbox_app().await;
+    let mut client = app.client().await;
+    let jane = client
+        .enrich(email_request("jane.doe@example.com"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        jane.profiles.iter().any(|p| p.source_id == "sb-forum"),
+        "Jane's forum profile came from a guess on her local part"
+    );
+    let mine = client
+        .access(access("jane.doe@example.com"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(mine.cached.iter().any(|c| c.source_id == "sb-forum"));
+
+    // Another person with the same local part, never enriched, holds nothing.
+    let other = client
+        .access(access("jane.doe@other-company.org"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        other.cached.is_empty(),
+        "another person's findings were disclosed: {:?}",
+        other
+            .cached
+            .iter()
+            .map(|c| &c.source_id)
+            .collect::<Vec<_>>()
+    );
+    assert!(other.ledger.is_empty());
+}
+
+/// A site whose `/a/` answers wait at `gate` until the test releases them.
+async fn held_site(gate: Gate) -> String {
+    async fn held(
+        State(gate): State<Gate>,
+        Path(_input): Path<String>,
+    ) -> axum::Json<serde_json::Value> {
+        gate.arrived.notify_one();
+        gate.release.notified().await;
+        axum::Json(serde_json::json!({"user": {"name": "Ann Example"}}))
+    }
+    let app = axum::Router::new()
+        .route("/a/{input}", axum::routing::get(held))
+        .with_state(gate);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn an_erasure_that_overtakes_an_enrichment_in_flight_wins() {
+    let gate = Gate::default();
+    let origin = held_site(gate.clone()).await;
+    let catalog = catalog_from(&test_source(
+        "a",
+        "email",
+        &format!("{origin}/a/{{input}}"),
+        "",
+    ));
+    let app = TestApp::with_catalog("[dns]\nenabled = false\n", catalog).await;
+    let mut client = app.client().await;
+
+    // An enrichment reaches the source and is held there.
+    let mut first = client.clone();
+    let in_flight = tokio::spawn(async move {
+        first
+            .enrich(email_request("ann@example.test"))
+            .await
+            .map(|r| r.into_inner())
+    });
+    tokio::time::timeout(GUARD, gate.arrived.notified())
+        .await
+        .expect("the source was asked");
+
+    // The person is erased meanwhile; the erasure answers first.
+    client
+        .erase(erase(
+            "ann@example.test",
+            pb::erase_request::Kind::Erasure,
+            "DSR-R",
+        ))
+        .await
+        .unwrap();
+
+    // The source answers now: the enrichment must not return Ann's data,
+    // nor leave it in the cache.
+    gate.release.notify_one();
+    let answer = tokio::time::timeout(GUARD, in_flight)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("answered");
+    let c = answer.compliance.as_ref().unwrap();
+    assert!(
+        c.identifier_suppressed,
+        "the overtaken call answered as for a suppressed person"
+    );
+    assert!(answer.profiles.is_empty() && answer.identifier.is_none());
+    let held = client
+        .access(access("ann@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        held.cached.is_empty(),
+        "the late answer was cached: {:?}",
+        held.cached
+    );
+    // The overtaken call is recorded as suppressed (at the time it began).
+    let mut outcomes: Vec<&str> = held.ledger.iter().map(|r| r.outcome.as_str()).collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["erasure", "suppressed"]);
+}
+
+#[tokio::test]
+async fn an_erasure_by_another_process_reaches_the_running_servers_cache() {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path_regex("^/a/"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_string(r#"{"user": {"name": "Ann Example"}}"#),
+        )
+        .mount(&server)
+        .await;
+    let catalog = catalog_from(&test_source(
+        "a",
+        "email",
+        &format!("{}/a/{{input}}", server.uri()),
+        "",
+    ));
+    let app = TestApp::with_catalog("[dns]\nenabled = false\n", catalog).await;
+    let mut client = app.client().await;
+    let found = client
+        .enrich(email_request("ann@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.profiles.len(), 1);
+
+    // `enrichd erase` in process: another Enricher on the same ledger.
+    let mut config = enrichd::config::Config::from_toml("[dns]\nenabled = false\n").unwrap();
+    config.ledger.url = app.ledger_url.clone();
+    let cli = enrichd::pipeline::Enricher::build(
+        enrichd::pipeline::Settings::from_config(&config),
+        enrichd::privacy::KeyedHasher::new(common::TEST_HASH_KEY),
+        enrichd::catalog::Catalog::default(),
+    )
+    .await
+    .unwrap();
+    cli.erase(
+        &enrichd::auth::Caller::operator(),
+        &enrichd::pipeline::RawIdentifier::Email("ann@example.test".into()),
+        None,
+        enrichd::compliance::suppression::EraseKind::Erasure,
+        "DSR-CLI",
+    )
+    .await
+    .unwrap();
+
+    // The running server shows none of what it cached, and never serves it.
+    let held = client
+        .access(access("ann@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(held.cached.is_empty(), "{:?}", held.cached);
+    assert!(held.suppressed);
+    let again = client
+        .enrich(email_request("ann@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.compliance.unwrap().identifier_suppressed && again.profiles.is_empty());
+}
+
+#[tokio::test]
+async fn access_says_when_in_which_scope_and_under_which_reference_a_person_objected_or_was_erased()
+{
+    let app = Arc::new(TestApp::spawn("[dns]\nenabled = false\n").await);
+    let mut client = app.client().await;
+    client
+        .erase(erase(
+            "bo@example.test",
+            pb::erase_request::Kind::ObjectionToMarketing,
+            "OBJ-4",
+        ))
+        .await
+        .unwrap();
+    client
+        .erase(erase(
+            "bo@example.test",
+            pb::erase_request::Kind::Erasure,
+            "DSR-5",
+        ))
+        .await
+        .unwrap();
+    let held = client
+        .access(access("bo@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Vec<(&str, &str, bool)> = held
+        .suppressions
+        .iter()
+        .map(|s| (s.scope.as_str(), s.reference.as_str(), s.at.is_some()))
+        .collect();
+    assert_eq!(got, [("marketing", "OBJ-4", true), ("all", "DSR-5", true)]);
+}
