@@ -29,8 +29,7 @@ ENV ENRICHD__SERVER__LISTEN=0.0.0.0:50051 \
     ENRICHD__AUTH__REQUIRED=true \
     ENRICHD__SERVER__METRICS_LISTEN=0.0.0.0:9464 \
     ENRICHD__LOG__FORMAT=json \
-    ENRICHD__LEDGER__URL=sqlite:///var/lib/enrichd/ledger.db?mode=rwc \
-    ENRICHD__PRIVACY__HASH_KEY_FILE=/var/lib/enrichd/hash.key
+    ENRICHD__STORAGE__DATA_DIR=/var/lib/enrichd
 VOLUME /var/lib/enrichd
 EXPOSE 50051 9464
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \

@@ -77,6 +77,14 @@ impl KeyedHasher {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// Names the key without revealing it (16 hex characters), so a ledger
+    /// can tell the key it was written with from another.
+    pub fn fingerprint(&self) -> String {
+        let mut full = self.hash("enrichd hash key fingerprint v1");
+        full.truncate(16);
+        full
+    }
+
     /// A short prefix of the keyed hash, for log lines.
     pub fn log_ref(&self, value: &str) -> String {
         let mut full = self.hash(value);

@@ -256,6 +256,10 @@ impl Application {
                 warn!(?drain_timeout, "drain timeout reached; abandoning calls still in flight");
             }
         }
+        // The ledger file alone is then a complete copy (no -wal needed).
+        if let Err(e) = self.enricher.ledger().checkpoint().await {
+            warn!(error = %e, "ledger checkpoint at shutdown failed");
+        }
         info!("enrichd stopped");
         Ok(())
     }

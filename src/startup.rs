@@ -20,6 +20,17 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "there is no ledger at {0}: enrichd has recorded nothing there. Is the data \
+         directory right (--data-dir, storage.data_dir, ledger.url)?"
+    )]
+    NoLedger(std::path::PathBuf),
     #[error("cannot start the sandbox: {0}")]
     Sandbox(#[source] std::io::Error),
     #[error(transparent)]
@@ -37,12 +48,53 @@ pub fn configured_catalog(config: &Config) -> Result<Catalog, CatalogError> {
     }
 }
 
+/// Creates the data directory (mode 0700) and says where state lives.
+pub fn prepare_data_dir(config: &Config) -> Result<(), StartupError> {
+    let dir = &config.storage.data_dir;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|source| StartupError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+    info!(
+        data_dir = %dir.display(),
+        ledger = %config.sqlite_path().map_or_else(|| "(database server)".to_owned(), |p| p.display().to_string()),
+        hash_key_file = %config.privacy.hash_key_file.display(),
+        "state"
+    );
+    Ok(())
+}
+
+/// The key file's directory, created if missing.
+fn key_file_dir(config: &Config) -> Result<(), StartupError> {
+    match config.privacy.hash_key_file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => prepare_data_dir(config),
+        _ => Ok(()),
+    }
+}
+
+/// For commands that read what enrichd recorded (access, erase): the
+/// SQLite ledger must exist already; an empty new one would answer
+/// "nothing recorded" for anyone.
+pub fn existing_ledger(config: &Config) -> Result<(), StartupError> {
+    match config.sqlite_path() {
+        Some(path) if !path.exists() => Err(StartupError::NoLedger(path)),
+        _ => Ok(()),
+    }
+}
+
 /// The configured hash key, or the key file's (created on first use, so
 /// keyed hashes in the ledger and the suppression list stay stable).
 pub fn hasher(config: &Config) -> Result<KeyedHasher, StartupError> {
     if let Some(key) = &config.privacy.hash_key {
         return Ok(KeyedHasher::new(key.as_bytes().to_vec()));
     }
+    key_file_dir(config)?;
     let path = &config.privacy.hash_key_file;
     let (hasher, created) =
         KeyedHasher::load_or_create(path).map_err(|source| StartupError::HashKey {
@@ -76,6 +128,7 @@ pub async fn catalog(
 
 /// The pipeline with the configured settings, hash key and `catalog`.
 pub async fn enricher(config: &Config, catalog: Catalog) -> Result<Enricher, StartupError> {
+    prepare_data_dir(config)?;
     Ok(Enricher::build(Settings::from_config(config), hasher(config)?, catalog).await?)
 }
 

@@ -43,6 +43,24 @@ pub(super) enum Command {
     /// Manage the API keys callers authenticate with (in the ledger database).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Work with the ledger database.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Subcommand)]
+pub(super) enum LedgerCommand {
+    /// Write one self-contained, consistent copy of the SQLite ledger to
+    /// FILE, while a server may be using it (for PostgreSQL, use pg_dump).
+    Backup(BackupArgs),
+}
+
+#[derive(Args)]
+pub(super) struct BackupArgs {
+    /// Where the copy goes (must not exist yet).
+    pub(super) file: PathBuf,
+    #[command(flatten)]
+    pub(super) config: ConfigArg,
 }
 
 /// Where a command sends its calls: a running server, or (without
@@ -226,6 +244,10 @@ pub(super) struct ConfigArg {
     /// Config file (TOML); the shipped defaults apply without one.
     #[arg(long, env = "ENRICHD_CONFIG")]
     pub(super) config: Option<PathBuf>,
+    /// Where the ledger and the hash key live (overrides storage.data_dir;
+    /// default: the platform's data directory, e.g. ~/.local/share/enrichd).
+    #[arg(long, env = "ENRICHD_DATA_DIR")]
+    pub(super) data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]

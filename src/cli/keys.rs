@@ -39,11 +39,9 @@ async fn open(config: &Config) -> anyhow::Result<Keys> {
     let ledger = Ledger::open(&config.ledger.url)
         .await
         .with_context(|| "cannot open the ledger database (ledger.url)")?;
-    Ok(Keys::new(
-        ledger,
-        &startup::hasher(config)?,
-        SharedClock::system(),
-    ))
+    let hasher = startup::hasher(config)?;
+    ledger.bind_hash_key(&hasher.fingerprint()).await?;
+    Ok(Keys::new(ledger, &hasher, SharedClock::system()))
 }
 
 /// "5/s" or "5".

@@ -46,12 +46,16 @@ impl Cli {
             Command::Access(args) => access(args).await,
             Command::Batch(args) => batch(args).await,
             Command::Keys(command) => keys::run(command).await,
+            Command::Ledger(args::LedgerCommand::Backup(args)) => backup(args).await,
         }
     }
 }
 
 fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
-    Ok(Config::load(arg.config.as_deref())?)
+    Ok(Config::load_with(
+        arg.config.as_deref(),
+        arg.data_dir.as_deref(),
+    )?)
 }
 
 /// A gRPC client of a running server, or of the service in this process
@@ -315,6 +319,9 @@ async fn erase(args: EraseArgs) -> anyhow::Result<ExitCode> {
         .into(),
         reference: s.reference.clone(),
     };
+    if s.remote.remote.is_none() {
+        startup::existing_ledger(&config)?;
+    }
     let mut target = Target::open(&s.remote, &config, false).await?;
     print_result(target.client.erase(as_cli(request)).await)
 }
@@ -332,6 +339,9 @@ async fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
         default_region: s.region.clone().unwrap_or_default(),
         reference: s.reference.clone(),
     };
+    if s.remote.remote.is_none() {
+        startup::existing_ledger(&config)?;
+    }
     let mut target = Target::open(&s.remote, &config, false).await?;
     print_result(target.client.access(as_cli(request)).await)
 }
@@ -381,6 +391,30 @@ async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn backup(args: args::BackupArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.config)?;
+    let Some(_) = config.sqlite_path() else {
+        eprintln!(
+            "error: the ledger is not a SQLite file ({}); back a PostgreSQL ledger up with \
+             pg_dump (e.g. `pg_dump --format=custom --file enrichd.dump DBNAME`)",
+            if config.ledger.url.starts_with("postgres") {
+                "PostgreSQL"
+            } else {
+                "in memory"
+            }
+        );
+        return Ok(ExitCode::from(2));
+    };
+    startup::existing_ledger(&config)?;
+    if args.file.exists() {
+        anyhow::bail!("{} exists already; choose a new file", args.file.display());
+    }
+    let ledger = crate::ledger::Ledger::open(&config.ledger.url).await?;
+    ledger.backup(&args.file).await?;
+    println!("ledger copied to {}", args.file.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One-shot commands keep stdout for the answer and stderr quiet unless asked.

@@ -37,6 +37,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub privacy: PrivacyConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
     pub dns: DnsConfig,
     pub phone: PhoneConfig,
     pub sources: SourcesConfig,
@@ -77,6 +79,14 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
 }
 
+/// `[storage]`: where state lives.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StorageConfig {
+    /// Empty: the platform's data directory. Absolute once loaded.
+    #[serde(default)]
+    pub data_dir: std::path::PathBuf,
+}
+
 /// `[server.tls]`: PEM files.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TlsConfig {
@@ -91,7 +101,9 @@ pub struct TlsConfig {
 pub struct PrivacyConfig {
     #[serde(default)]
     pub hash_key: Option<String>,
-    /// Where the key lives when `hash_key` is not set (created on first use).
+    /// Where the key lives when `hash_key` is not set (created on first use;
+    /// empty: `hash.key` in `storage.data_dir`).
+    #[serde(default)]
     pub hash_key_file: std::path::PathBuf,
 }
 
@@ -187,6 +199,19 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Shipped defaults, then `file` (if any), then the environment, then
+    /// `data_dir` (the command line's `--data-dir`).
+    pub fn load_with(file: Option<&Path>, data_dir: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = Self::load(file)?;
+        if let Some(dir) = data_dir {
+            config.storage.data_dir = absolute(dir)?;
+            config.ledger.url.clear();
+            config.privacy.hash_key_file = std::path::PathBuf::new();
+            config.resolve_paths()?;
+        }
+        Ok(config)
+    }
+
     /// Shipped defaults, then `file` (if any), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Toml::string(SHIPPED));
@@ -230,11 +255,43 @@ impl Config {
             .map(|key| format!("{key}: unknown key"))
             .collect();
         problems.extend(config.problems());
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError { problems })
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
         }
+        let mut config = config;
+        config.resolve_paths()?;
+        Ok(config)
+    }
+
+    /// Makes `storage.data_dir` absolute (the platform's data directory when
+    /// empty) and puts the ledger and the key file there unless configured.
+    fn resolve_paths(&mut self) -> Result<(), ConfigError> {
+        self.storage.data_dir = if self.storage.data_dir.as_os_str().is_empty() {
+            directories::ProjectDirs::from("", "", "enrichd")
+                .map(|dirs| dirs.data_dir().to_owned())
+                .ok_or_else(|| {
+                    ConfigError::one(
+                        "storage.data_dir: no platform data directory (is HOME set?); set it",
+                    )
+                })?
+        } else {
+            absolute(&self.storage.data_dir)?
+        };
+        if self.ledger.url.trim().is_empty() {
+            let db = self.storage.data_dir.join("ledger.db");
+            self.ledger.url = format!("sqlite://{}?mode=rwc", db.display());
+        }
+        if self.privacy.hash_key_file.as_os_str().is_empty() {
+            self.privacy.hash_key_file = self.storage.data_dir.join("hash.key");
+        } else {
+            self.privacy.hash_key_file = absolute(&self.privacy.hash_key_file)?;
+        }
+        Ok(())
+    }
+
+    /// The SQLite ledger's file, if the ledger is SQLite on a file.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        crate::ledger::sqlite_file(&self.ledger.url)
     }
 
     /// Anonymous callers are allowed only on a loopback address.
@@ -364,6 +421,16 @@ impl Config {
         }
         p
     }
+}
+
+/// `path` from the working directory.
+fn absolute(path: &Path) -> Result<std::path::PathBuf, ConfigError> {
+    std::path::absolute(path).map_err(|e| {
+        ConfigError::one(format!(
+            "{}: cannot make the path absolute: {e}",
+            path.display()
+        ))
+    })
 }
 
 #[cfg(test)]

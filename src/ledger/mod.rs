@@ -35,6 +35,13 @@ pub enum LedgerError {
     Write(String),
     #[error("ledger migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the ledger was written with another hash key (fingerprint {stored}; this key's is \
+         {given}): with this key every erasure and suppression would silently stop matching. \
+         Start with the key the ledger was written with (privacy.hash_key, or the file \
+         privacy.hash_key_file names)"
+    )]
+    HashKeyChanged { stored: String, given: String },
 }
 
 /// One processing, as recorded.
@@ -97,15 +104,55 @@ fn list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
+/// The file of a `sqlite://PATH?...` URL (none for memory databases).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://")?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.contains(":memory:")).then(|| path.into())
+}
+
+/// Creates `path` empty with mode 0600 (and its directory, 0700) unless it
+/// exists.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other.map(drop),
+    }
+}
+
 fn outcome(text: String) -> Result<LedgerOutcome, sqlx::Error> {
     LedgerOutcome::parse(&text)
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown ledger outcome {text:?}").into()))
 }
 
 impl Ledger {
-    /// Connects and migrates.
+    /// Connects and migrates. A new SQLite file is created private (0600;
+    /// SQLite gives its -wal and -shm files the same mode), in a private
+    /// directory if that is missing too.
     pub async fn open(url: &str) -> Result<Self, LedgerError> {
         install_default_drivers();
+        if let Some(path) = sqlite_file(url) {
+            create_private(&path).map_err(|e| {
+                LedgerError::Write(format!("cannot create {}: {e}", path.display()))
+            })?;
+        }
         let sqlite = url.starts_with("sqlite");
         // An in-memory SQLite database lives in its one connection.
         let memory = sqlite && url.contains(":memory:");
@@ -133,6 +180,51 @@ impl Ledger {
         MIGRATOR.run(&pool).await?;
         let writer = writer::Writer::start(pool.clone());
         Ok(Self { pool, writer })
+    }
+
+    /// Binds the ledger to a hash key: the first key's fingerprint is kept;
+    /// another one is refused.
+    pub async fn bind_hash_key(&self, fingerprint: &str) -> Result<(), LedgerError> {
+        sqlx::query(
+            "INSERT INTO ledger_meta (name, value) VALUES ('hash_key_fingerprint', $1) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(fingerprint)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT value FROM ledger_meta WHERE name = 'hash_key_fingerprint'")
+            .fetch_one(&self.pool)
+            .await?;
+        let stored: String = row.try_get("value")?;
+        if stored == fingerprint {
+            Ok(())
+        } else {
+            Err(LedgerError::HashKeyChanged {
+                stored,
+                given: fingerprint.to_owned(),
+            })
+        }
+    }
+
+    /// Folds the write-ahead log into the database file (SQLite), so that
+    /// the file alone is a complete copy after a clean stop.
+    pub async fn checkpoint(&self) -> Result<(), LedgerError> {
+        if self.pool.connect_options().database_url.scheme() == "sqlite" {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One self-contained, consistent copy of a SQLite ledger at `path`,
+    /// taken while the ledger is in use (`VACUUM INTO`).
+    pub async fn backup(&self, path: &std::path::Path) -> Result<(), LedgerError> {
+        sqlx::query("VACUUM INTO $1")
+            .bind(path.display().to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Appends a record; returns once it is committed.

@@ -158,12 +158,14 @@ impl Enricher {
                 clock: settings.clock.clone(),
             },
         );
+        let ledger = Ledger::open(&settings.ledger_url).await?;
+        ledger.bind_hash_key(&hasher.fingerprint()).await?;
         Ok(Self {
             purposes: PurposeRegistry::new(&settings.purposes),
             scoring: ScoringData::load(&settings.scoring)?,
             verifier,
             engine,
-            ledger: Ledger::open(&settings.ledger_url).await?,
+            ledger,
             hasher,
             default_region: settings.default_region,
             clock: settings.clock,
