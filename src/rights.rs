@@ -37,6 +37,17 @@ pub struct AccessReport {
     pub suppressions: Vec<SuppressionRow>,
     /// The logic of the scores, in words.
     pub logic: Vec<String>,
+    pub summary: Summary,
+}
+
+/// Art. 15(1)(a)-(d), (g): drawn from the person's records.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// Purpose, the bases relied on, and its retention.
+    pub purposes: Vec<(std::sync::Arc<crate::model::Purpose>, Vec<LawfulBasis>)>,
+    pub data_categories: Vec<String>,
+    pub recipients: Vec<String>,
+    pub sources: Vec<String>,
 }
 
 /// A record's outcome as an access report shows it: a redacted record says so.
@@ -124,6 +135,53 @@ impl Enricher {
         Ok(erased)
     }
 
+    /// Purposes, data categories, recipients and sources of the records.
+    fn summary(&self, records: &[Record]) -> Summary {
+        use std::collections::{BTreeMap, BTreeSet};
+        let processings: Vec<&Record> = records
+            .iter()
+            .filter(|r| matches!(r.outcome, LedgerOutcome::Enriched | LedgerOutcome::NotFound))
+            .collect();
+        let mut purposes: BTreeMap<&str, BTreeSet<LawfulBasis>> = BTreeMap::new();
+        for r in &processings {
+            let bases = purposes.entry(r.purpose.as_str()).or_default();
+            if let Some(b) = LawfulBasis::ALL
+                .into_iter()
+                .find(|b| b.as_str() == r.lawful_basis)
+            {
+                bases.insert(b);
+            }
+        }
+        let sources: BTreeSet<&str> = processings
+            .iter()
+            .flat_map(|r| r.sources.iter().map(String::as_str))
+            .collect();
+        let data_categories: BTreeSet<&str> = sources
+            .iter()
+            .filter_map(|id| self.catalog().get(id))
+            .flat_map(|s| s.data_categories.iter().map(String::as_str))
+            .collect();
+        Summary {
+            purposes: purposes
+                .into_iter()
+                .filter_map(|(id, bases)| {
+                    let purpose = self.purposes().get(id)?.clone();
+                    Some((purpose, bases.into_iter().collect()))
+                })
+                .collect(),
+            data_categories: data_categories.into_iter().map(str::to_owned).collect(),
+            recipients: processings
+                .iter()
+                .map(|r| r.caller.as_str())
+                .filter(|c| !c.is_empty())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            sources: sources.into_iter().map(str::to_owned).collect(),
+        }
+    }
+
     /// Art. 15 access: what enrichd holds, and the logic of its scores.
     pub async fn access(
         &self,
@@ -149,9 +207,11 @@ impl Enricher {
             self.engine().forget(&subject.hash).await;
         }
         let cached = self.engine().cached(&subject.hash).await;
+        let records = ledger.records(&subject.hash).await.map_err(unavailable)?;
         let report = AccessReport {
+            summary: self.summary(&records),
             cached,
-            records: ledger.records(&subject.hash).await.map_err(unavailable)?,
+            records,
             suppressions,
             logic: profiling::logic(),
         };

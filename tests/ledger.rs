@@ -320,3 +320,65 @@ async fn a_sweep_keeps_records_until_their_retain_until_and_deletes_them_after()
     assert_eq!(retention::sweep(&store, &shared).await, 1, "gone after");
     assert!(store.records("s1").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_later_processing_never_extends_the_retention_of_an_earlier_one() {
+    let clock = enrichd::clock::ManualClock::new();
+    let app = common::TestApp::with_clock(
+        "[dns]\nenabled = false\n[ledger]\nsweep_every = \"20ms\"\n",
+        enrichd::catalog::Catalog::default(),
+        clock.shared(),
+    )
+    .await;
+    let mut client = app.client().await;
+    let day = std::time::Duration::from_secs(86_400);
+    client
+        .enrich(common::email_request("old@example.test"))
+        .await
+        .unwrap();
+    clock.advance(100 * day);
+    // The same person again (a refresh): a new record with its own retention.
+    client
+        .enrich(common::email_request("old@example.test"))
+        .await
+        .unwrap();
+    let kept = |client: &mut pb::enrichment_client::EnrichmentClient<_>| {
+        let mut client = client.clone();
+        async move {
+            client
+                .access(pb::AccessRequest {
+                    identifier: Some(pb::access_request::Identifier::Email(
+                        "old@example.test".into(),
+                    )),
+                    default_region: String::new(),
+                    reference: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .ledger
+                .into_iter()
+                .filter(|r| r.outcome != "access")
+                .map(|r| r.at.unwrap().seconds)
+                .collect::<Vec<_>>()
+        }
+    };
+    let both = kept(&mut client).await;
+    assert_eq!(both.len(), 2);
+    // 180 days after the first processing, the first record goes and the
+    // second (80 days old) stays.
+    clock.advance(80 * day + std::time::Duration::from_secs(1));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = kept(&mut client).await;
+        if left.len() == 1 {
+            assert_eq!(left[0], both[1], "the later record is the one kept");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never swept: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -246,3 +246,45 @@ async fn access_says_when_in_which_scope_and_under_which_reference_a_person_obje
         .collect();
     assert_eq!(got, [("marketing", "OBJ-4", true), ("all", "DSR-5", true)]);
 }
+
+#[tokio::test]
+async fn access_answers_art_15_purposes_categories_recipients_sources_and_retention() {
+    let (app, _sandbox) = common::sandbox_app().await;
+    let mut client = app.client().await;
+    let mut jane = tonic::Request::new(email_request("jane.doe@example.com"));
+    jane.metadata_mut()
+        .insert("x-caller", "campaign-7".parse().unwrap());
+    let answer = client.enrich(jane).await.unwrap().into_inner();
+    let held = client
+        .access(access("jane.doe@example.com"))
+        .await
+        .unwrap()
+        .into_inner();
+    let summary = held.summary.expect("a summary");
+    assert_eq!(summary.purposes.len(), 1);
+    let marketing = &summary.purposes[0];
+    assert_eq!(marketing.id, "marketing");
+    assert_eq!(
+        marketing.lawful_bases,
+        [pb::LawfulBasis::LegitimateInterests as i32]
+    );
+    assert_eq!(marketing.retention.unwrap().seconds, 180 * 86_400);
+    assert_eq!(
+        summary.recipients,
+        ["anonymous"],
+        "the caller, not its x-caller note"
+    );
+    let asked: std::collections::BTreeSet<&str> = answer
+        .sources
+        .iter()
+        .filter(|o| o.outcome() != pb::source_outcome::Outcome::Skipped)
+        .map(|o| o.source_id.as_str())
+        .collect();
+    let listed: std::collections::BTreeSet<&str> =
+        summary.sources.iter().map(String::as_str).collect();
+    assert_eq!(listed, asked);
+    let categories = answer.compliance.unwrap().notice.unwrap().data_categories;
+    for c in &categories {
+        assert!(summary.data_categories.contains(c), "{c} missing");
+    }
+}

@@ -67,6 +67,25 @@ pub fn access_to_proto(a: &AccessReport) -> pb::AccessResponse {
             .collect(),
         suppressed: !a.suppressions.is_empty(),
         suppressed_purposes: a.suppressions.iter().map(|s| s.scope.clone()).collect(),
+        summary: Some(pb::ProcessingSummary {
+            purposes: a
+                .summary
+                .purposes
+                .iter()
+                .map(|(p, bases)| pb::PurposeSummary {
+                    id: p.id.clone(),
+                    description: p.description.clone(),
+                    lawful_bases: bases
+                        .iter()
+                        .map(|b| enums::basis_to_proto(*b).into())
+                        .collect(),
+                    retention: Some(duration(p.retention)),
+                })
+                .collect(),
+            data_categories: a.summary.data_categories.clone(),
+            recipients: a.summary.recipients.clone(),
+            sources: a.summary.sources.clone(),
+        }),
         suppressions: a
             .suppressions
             .iter()
