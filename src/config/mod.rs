@@ -204,9 +204,16 @@ impl Config {
     pub fn load_with(file: Option<&Path>, data_dir: Option<&Path>) -> Result<Self, ConfigError> {
         let mut config = Self::load(file)?;
         if let Some(dir) = data_dir {
+            // Paths that came from the old data directory follow the new
+            // one; a ledger URL or key file configured on purpose stays.
+            let (ledger, key) = config.default_paths();
+            if config.ledger.url == ledger {
+                config.ledger.url.clear();
+            }
+            if config.privacy.hash_key_file == key {
+                config.privacy.hash_key_file = std::path::PathBuf::new();
+            }
             config.storage.data_dir = absolute(dir)?;
-            config.ledger.url.clear();
-            config.privacy.hash_key_file = std::path::PathBuf::new();
             config.resolve_paths()?;
         }
         Ok(config)
@@ -277,16 +284,25 @@ impl Config {
         } else {
             absolute(&self.storage.data_dir)?
         };
+        let (ledger, key) = self.default_paths();
         if self.ledger.url.trim().is_empty() {
-            let db = self.storage.data_dir.join("ledger.db");
-            self.ledger.url = format!("sqlite://{}?mode=rwc", db.display());
+            self.ledger.url = ledger;
         }
         if self.privacy.hash_key_file.as_os_str().is_empty() {
-            self.privacy.hash_key_file = self.storage.data_dir.join("hash.key");
+            self.privacy.hash_key_file = key;
         } else {
             self.privacy.hash_key_file = absolute(&self.privacy.hash_key_file)?;
         }
         Ok(())
+    }
+
+    /// The ledger URL and key file that `storage.data_dir` implies.
+    fn default_paths(&self) -> (String, std::path::PathBuf) {
+        let db = self.storage.data_dir.join("ledger.db");
+        (
+            format!("sqlite://{}?mode=rwc", db.display()),
+            self.storage.data_dir.join("hash.key"),
+        )
     }
 
     /// The SQLite ledger's file, if the ledger is SQLite on a file.
@@ -494,6 +510,24 @@ mod tests {
         let err =
             Config::from_toml("[server]\nlisten = \"not an address\"\n").expect_err("invalid");
         assert!(err.to_string().contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn data_dir_moves_the_default_paths_and_keeps_configured_ones() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("state");
+        let plain = tmp.path().join("plain.toml");
+        std::fs::write(&plain, "").expect("write");
+        let c = Config::load_with(Some(&plain), Some(&data)).expect("valid");
+        assert_eq!(c.storage.data_dir, data);
+        assert_eq!(c.sqlite_path(), Some(data.join("ledger.db")));
+        assert_eq!(c.privacy.hash_key_file, data.join("hash.key"));
+
+        let pg = tmp.path().join("pg.toml");
+        std::fs::write(&pg, "[ledger]\nurl = \"postgres://db.internal/enrichd\"\n").expect("write");
+        let c = Config::load_with(Some(&pg), Some(&data)).expect("valid");
+        assert_eq!(c.ledger.url, "postgres://db.internal/enrichd");
+        assert_eq!(c.privacy.hash_key_file, data.join("hash.key"));
     }
 
     #[test]
