@@ -17,10 +17,24 @@ type HmacSha256 = Hmac<Sha256>;
 /// How many hex characters of the keyed hash a log line shows.
 const LOG_PREFIX_LEN: usize = 12;
 
-/// The process's keyed hasher. Cheap to clone.
+/// The process's keyed hasher: a chain of keys, oldest first. A rotation
+/// adds a key and re-hashes every stored reference under it, so a
+/// reference is `HMAC(k_n, … HMAC(k_2, HMAC(k_1, identifier)))`: whoever
+/// holds an old key alone (a leaked one) can no longer test guesses against
+/// the stored references. Cheap to clone.
 #[derive(Clone)]
 pub struct KeyedHasher {
-    key: Arc<[u8]>,
+    keys: Arc<[Vec<u8>]>,
+}
+
+fn mac(key: &[u8], value: &[u8]) -> String {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC-SHA-256 accepts keys of any length");
+    mac.update(value);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn invalid(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message)
 }
 
 impl fmt::Debug for KeyedHasher {
@@ -31,9 +45,88 @@ impl fmt::Debug for KeyedHasher {
 
 impl KeyedHasher {
     pub fn new(key: impl Into<Vec<u8>>) -> Self {
+        Self::chain(vec![key.into()])
+    }
+
+    /// A hasher over several keys, oldest first (at least one).
+    pub fn chain(keys: Vec<Vec<u8>>) -> Self {
+        assert!(!keys.is_empty(), "a hash key chain holds at least one key");
         Self {
-            key: Arc::from(key.into()),
+            keys: Arc::from(keys),
         }
+    }
+
+    /// An inline key (`privacy.hash_key`): its bytes, or after a rotation
+    /// several keys separated by whitespace, oldest first.
+    pub fn inline(text: &str) -> Self {
+        Self::chain(
+            text.split_whitespace()
+                .map(|k| k.as_bytes().to_vec())
+                .collect(),
+        )
+    }
+
+    /// Parses a key file: one hex key per line, oldest first.
+    pub fn parse_file(text: &str) -> std::io::Result<Self> {
+        let keys = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .enumerate()
+            .map(|(i, line)| {
+                hex::decode(line)
+                    .map_err(|e| invalid(format!("line {}: not a hex key: {e}", i + 1)))
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        if keys.is_empty() {
+            return Err(invalid("the file holds no key".into()));
+        }
+        Ok(Self::chain(keys))
+    }
+
+    /// The key file's text for this chain (one hex key per line).
+    pub fn file_text(&self) -> String {
+        self.keys.iter().map(|k| hex::encode(k) + "\n").collect()
+    }
+
+    /// The inline form of this chain (`privacy.hash_key`).
+    pub fn inline_text(&self) -> String {
+        self.keys
+            .iter()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// This chain with a new random key after the others. The new key is
+    /// 64 hex characters, so it reads the same inline and in a file.
+    pub fn rotated(&self) -> Self {
+        let fresh: [u8; 32] = rand::random();
+        let mut keys = self.keys.to_vec();
+        keys.push(hex::encode(fresh).into_bytes());
+        Self::chain(keys)
+    }
+
+    /// How many keys the chain holds.
+    pub fn generation(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Re-keys a reference made by the chain without its last key: what
+    /// `hash` would give with this chain. The empty reference (an
+    /// identifier that did not parse) stays empty.
+    pub fn rehash(&self, previous: &str) -> String {
+        if previous.is_empty() {
+            return String::new();
+        }
+        mac(self.keys.last().expect("non-empty"), previous.as_bytes())
+    }
+
+    /// A hash under the first key alone, stable across rotations: for what
+    /// does not need a rotation's protection (API-key secrets are random
+    /// and long, so their MAC key is not what guards them).
+    pub fn root_hash(&self, value: &str) -> String {
+        mac(&self.keys[0], value.as_bytes())
     }
 
     /// A hasher with a random key: references are stable for this process only.
@@ -46,24 +139,12 @@ impl KeyedHasher {
     /// Returns whether the file was created.
     pub fn load_or_create(path: &std::path::Path) -> std::io::Result<(Self, bool)> {
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let key = hex::decode(text.trim()).map_err(|e| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("not a hex key: {e}"),
-                    )
-                })?;
-                Ok((Self::new(key), false))
-            }
+            Ok(text) => Ok((Self::parse_file(&text)?, false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key: [u8; 32] = rand::random();
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                use std::io::Write as _;
-                options.open(path)?.write_all(hex::encode(key).as_bytes())?;
-                Ok((Self::new(key.to_vec()), true))
+                let hasher = Self::new(key.to_vec());
+                write_private(path, &hasher.file_text(), true)?;
+                Ok((hasher, true))
             }
             Err(e) => Err(e),
         }
@@ -71,10 +152,9 @@ impl KeyedHasher {
 
     /// The full keyed hash, hex-encoded (64 characters).
     pub fn hash(&self, value: &str) -> String {
-        let mut mac =
-            HmacSha256::new_from_slice(&self.key).expect("HMAC-SHA-256 accepts keys of any length");
-        mac.update(value.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        let (first, rest) = self.keys.split_first().expect("non-empty");
+        rest.iter()
+            .fold(mac(first, value.as_bytes()), |h, k| mac(k, h.as_bytes()))
     }
 
     /// Names the key without revealing it (16 hex characters), so a ledger
@@ -99,6 +179,24 @@ impl KeyedHasher {
             hasher: self.clone(),
         }
     }
+}
+
+/// Writes `text` to `path` with mode 0600 and flushes it to disk;
+/// `new` refuses an existing file.
+pub fn write_private(path: &std::path::Path, text: &str, new: bool) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if new {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    use std::io::Write as _;
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 /// Personal data that must not be printed: formats as a keyed-hash prefix.
@@ -141,6 +239,31 @@ mod tests {
         let (b, created) = KeyedHasher::load_or_create(&path).expect("read");
         assert!(!created);
         assert_eq!(a.hash("x"), b.hash("x"));
+    }
+
+    #[test]
+    fn a_rotated_chain_rehashes_old_references_to_its_own() {
+        let one = KeyedHasher::new(b"key-a".to_vec());
+        let two = one.rotated();
+        assert_eq!(two.generation(), 2);
+        let old = one.hash("jane@example.com");
+        assert_ne!(two.hash("jane@example.com"), old);
+        assert_eq!(two.rehash(&old), two.hash("jane@example.com"));
+        assert_eq!(two.rehash(""), "");
+        assert_ne!(one.fingerprint(), two.fingerprint());
+        assert_eq!(one.root_hash("x"), two.root_hash("x"));
+        // Both written forms read back as the same chain.
+        let from_file = KeyedHasher::parse_file(&two.file_text()).expect("file");
+        let inline = KeyedHasher::inline(&two.inline_text());
+        assert_eq!(from_file.hash("x"), two.hash("x"));
+        assert_eq!(inline.hash("x"), two.hash("x"));
+        // A one-key chain hashes as the single key always did.
+        assert_eq!(
+            one.hash("x"),
+            KeyedHasher::parse_file(&hex::encode(b"key-a"))
+                .expect("one")
+                .hash("x")
+        );
     }
 
     #[test]

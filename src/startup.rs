@@ -92,7 +92,7 @@ pub fn existing_ledger(config: &Config) -> Result<(), StartupError> {
 /// keyed hashes in the ledger and the suppression list stay stable).
 pub fn hasher(config: &Config) -> Result<KeyedHasher, StartupError> {
     if let Some(key) = &config.privacy.hash_key {
-        return Ok(KeyedHasher::new(key.as_bytes().to_vec()));
+        return Ok(KeyedHasher::inline(key));
     }
     key_file_dir(config)?;
     let path = &config.privacy.hash_key_file;

@@ -279,6 +279,9 @@ async fn a_ten_thousand_row_list_survives_a_kill_and_stays_within_its_budget() {
         }
     }
     assert_eq!(seen.len(), 10_000, "no gaps");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&output).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the answers are private");
     assert_eq!(seen, (1..=10_000).collect());
 
     let max = arrivals.max_per_second();

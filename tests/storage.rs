@@ -182,3 +182,157 @@ async fn after_a_clean_stop_the_database_file_alone_holds_everything_and_a_live_
     );
     drop(Ledger::open(&app.ledger_url).await.unwrap());
 }
+
+/// How many ledger rows and suppression rows carry `subject`.
+async fn rows_for(db: &Path, subject: &str) -> (i64, i64) {
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let mut counts = [0; 2];
+    for (i, table) in ["ledger", "suppression"].iter().enumerate() {
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM {table} WHERE subject = $1"
+        ))
+        .bind(subject)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        counts[i] = sqlx::Row::try_get::<i64, _>(&row, "n").unwrap();
+    }
+    (counts[0], counts[1])
+}
+
+#[tokio::test]
+async fn rotating_the_hash_key_rekeys_every_subject_keeps_erasures_and_api_keys_and_retires_the_old_key()
+ {
+    use enrichd::privacy::KeyedHasher;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("state");
+    let run = |args: &[&str]| {
+        let out = enrichd(&data, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&enrich_args());
+    run(&[
+        "erase",
+        "--email",
+        "ann@example.test",
+        "--reference",
+        "DSR-7",
+    ]);
+    let created = run(&["keys", "create", "--name", "crm", "--scopes", "enrich"]);
+    let secret = created.lines().last().unwrap().to_owned();
+    let (db, key) = (data.join("ledger.db"), data.join("hash.key"));
+    let old_key = std::fs::read_to_string(&key).unwrap();
+    let old = KeyedHasher::parse_file(&old_key).unwrap();
+    let old_subject = old.hash("email:ann@example.test");
+    let (records, suppressed) = rows_for(&db, &old_subject).await;
+    assert!(records >= 2 && suppressed == 1, "{records} {suppressed}");
+
+    let said = run(&["keys", "rotate-hash"]);
+    assert!(said.contains("re-keyed 1 subject(s)"), "{said}");
+    let new = KeyedHasher::parse_file(&std::fs::read_to_string(&key).unwrap()).unwrap();
+    assert_eq!(new.generation(), 2);
+    assert_eq!(mode(&key), 0o600);
+    assert!(!data.join("hash.key.next").exists());
+    // Every record and the suppression moved to the new reference; none is
+    // left under the old one.
+    assert_eq!(rows_for(&db, &old_subject).await, (0, 0));
+    let new_subject = new.hash("email:ann@example.test");
+    assert_eq!(rows_for(&db, &new_subject).await, (records, 1));
+
+    // Ann stays erased, and the API key still opens.
+    let out = run(&enrich_args());
+    let answer: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(answer["compliance"]["identifierSuppressed"], true);
+    let ledger = Ledger::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let keys =
+        enrichd::auth::keys::Keys::new(ledger.clone(), &new, enrichd::clock::SharedClock::system());
+    let caller = keys.authenticate(&secret).await.unwrap();
+    assert!(caller.is_ok(), "the API key survives the rotation");
+
+    // The old key alone is refused.
+    std::fs::write(&key, &old_key).unwrap();
+    let out = enrichd(&data, &enrich_args());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another hash key"));
+
+    // A rotation cut off after the ledger moved but before the key file was
+    // replaced: rerunning the command finishes it.
+    std::fs::write(data.join("hash.key.next"), new.file_text()).unwrap();
+    let said = run(&["keys", "rotate-hash"]);
+    assert!(said.contains("finished an interrupted rotation"), "{said}");
+    let out = run(&enrich_args());
+    let answer: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(answer["compliance"]["identifierSuppressed"], true);
+}
+
+#[test]
+fn rotating_an_inline_hash_key_needs_a_file_for_the_new_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("state");
+    let inline = "an-inline-hash-key-of-more-than-32-characters";
+    let with_inline = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_enrichd"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .env("ENRICHD__DNS__ENABLED", "false")
+            .env(
+                "ENRICHD__SOURCES__CATALOG",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/empty-catalog"),
+            )
+            .env_remove("ENRICHD__LEDGER__URL")
+            .env_remove("ENRICHD_DATA_DIR")
+            .env("ENRICHD__PRIVACY__HASH_KEY", inline)
+            .output()
+            .unwrap()
+    };
+    let mut args = enrich_args();
+    assert!(with_inline(&args).status.success());
+    let out = with_inline(&["keys", "rotate-hash"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--out"));
+
+    let file = tmp.path().join("new-key");
+    let out = with_inline(&["keys", "rotate-hash", "--out", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&file), 0o600);
+    let value = std::fs::read_to_string(&file).unwrap();
+    assert!(value.trim().starts_with(inline) && value.trim().contains(' '));
+    // The old value is refused now; the new one works.
+    assert!(!with_inline(&args).status.success());
+    args.push("--explain");
+    let out = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+        .args(enrich_args())
+        .arg("--data-dir")
+        .arg(&data)
+        .env("ENRICHD__DNS__ENABLED", "false")
+        .env(
+            "ENRICHD__SOURCES__CATALOG",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/empty-catalog"),
+        )
+        .env_remove("ENRICHD__LEDGER__URL")
+        .env_remove("ENRICHD_DATA_DIR")
+        .env("ENRICHD__PRIVACY__HASH_KEY", value.trim())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

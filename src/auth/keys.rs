@@ -4,7 +4,8 @@
 //! Why a keyed fast hash (HMAC-SHA-256) and not a password hash: a secret
 //! is 256 random bits, so no amount of guessing per second finds it, and a
 //! slow hash would only slow every call down. The key (derived from the
-//! service's hash key) makes a copied table useless on its own.
+//! service's first hash key, so keys outlive a rotation of the hash key)
+//! makes a copied table useless on its own.
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -77,7 +78,7 @@ impl Keys {
     pub fn new(ledger: Ledger, hasher: &KeyedHasher, clock: SharedClock) -> Self {
         // A key of its own, derived from the service's hash key, so key
         // hashes and subject hashes never share a key.
-        let mac_key = hasher.hash("enrichd api keys v1").into_bytes();
+        let mac_key = hasher.root_hash("enrichd api keys v1").into_bytes();
         Self {
             ledger,
             mac_key,

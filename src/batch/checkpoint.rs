@@ -51,12 +51,12 @@ pub(super) fn resume(output: &Path) -> anyhow::Result<(File, HashSet<u64>)> {
             }
         }
     }
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(output)?;
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).read(true).write(true);
+    // The answers are personal data: private to the operator, like the ledger.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(output)?;
     // A line cut short by a crash is dropped; its row is done again.
     file.set_len(good_len)?;
     file.seek(SeekFrom::End(0))?;

@@ -93,6 +93,21 @@ pub(super) enum KeysCommand {
     List(ConfigArg),
     /// Revoke the live keys of a name (or one of them, with --id).
     Revoke(KeyRevokeArgs),
+    /// Rotate the hash key: add a new key to the chain and re-key every
+    /// stored subject (ledger and suppression list) in one transaction.
+    /// Stop every server sharing the ledger first.
+    RotateHash(RotateHashArgs),
+}
+
+#[derive(Args)]
+pub(super) struct RotateHashArgs {
+    /// Where to write the new privacy.hash_key value when the key is set
+    /// inline (a new file, mode 0600); not used with a key file, which is
+    /// rewritten in place.
+    #[arg(long)]
+    pub(super) out: Option<PathBuf>,
+    #[command(flatten)]
+    pub(super) config: ConfigArg,
 }
 
 #[derive(Args)]

@@ -3,18 +3,20 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::args::{KeyCreateArgs, KeysCommand};
+use super::args::{KeyCreateArgs, KeysCommand, RotateHashArgs};
 use super::load_config;
 use crate::auth::keys::{Keys, NewKey, is_live};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::ledger::Ledger;
+use crate::privacy::{KeyedHasher, write_private};
 use crate::startup;
 
 pub(super) async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
     match command {
         KeysCommand::Create(args) => create(args).await,
         KeysCommand::List(config) => list(&load_config(&config)?).await,
+        KeysCommand::RotateHash(args) => rotate_hash(args).await,
         KeysCommand::Revoke(args) => {
             let keys = open(&load_config(&args.config)?).await?;
             let n = keys.revoke(&args.name, args.id.as_deref()).await?;
@@ -124,6 +126,98 @@ async fn list(config: &Config) -> anyhow::Result<ExitCode> {
             date(k.expires_ms),
             date(k.revoked_ms)
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `<key file>.next`: the rotated chain, written before the ledger moves to
+/// it and renamed over the key file after, so a crash between the two
+/// leaves both keys on disk and a rerun finishes the rotation.
+fn next_path(key_file: &std::path::Path) -> std::path::PathBuf {
+    let mut name = key_file.as_os_str().to_owned();
+    name.push(".next");
+    name.into()
+}
+
+async fn rotate_hash(args: RotateHashArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.config)?;
+    startup::existing_ledger(&config)?;
+    let inline = config.privacy.hash_key.is_some();
+    if inline && args.out.is_none() {
+        anyhow::bail!(
+            "--out: privacy.hash_key is set inline, so the rotated key cannot be written back; \
+             name a new file for it (--out FILE) and put its contents in privacy.hash_key"
+        );
+    }
+    if !inline && args.out.is_some() {
+        anyhow::bail!(
+            "--out: the hash key lives in {} and is rewritten in place; drop --out",
+            config.privacy.hash_key_file.display()
+        );
+    }
+    let ledger = Ledger::open(&config.ledger.url)
+        .await
+        .with_context(|| "cannot open the ledger database (ledger.url)")?;
+    let current = startup::hasher(&config)?;
+    let key_file = &config.privacy.hash_key_file;
+    let next = next_path(key_file);
+    let stored = ledger.hash_key_fingerprint().await?;
+
+    // A rotation that stopped between the ledger's commit and the rename.
+    if !inline && next.exists() {
+        let pending = KeyedHasher::parse_file(&std::fs::read_to_string(&next)?)
+            .with_context(|| format!("{} is not a key file", next.display()))?;
+        if stored.as_deref() == Some(pending.fingerprint().as_str()) {
+            std::fs::rename(&next, key_file)?;
+            println!(
+                "finished an interrupted rotation: {} holds key generation {} (fingerprint {})",
+                key_file.display(),
+                pending.generation(),
+                pending.fingerprint()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::fs::remove_file(&next)?;
+    }
+    if let Some(stored) = &stored
+        && *stored != current.fingerprint()
+    {
+        return Err(crate::ledger::LedgerError::HashKeyChanged {
+            stored: stored.clone(),
+            given: current.fingerprint(),
+        }
+        .into());
+    }
+
+    let rotated = current.rotated();
+    match &args.out {
+        Some(out) => write_private(out, &(rotated.inline_text() + "\n"), true)
+            .with_context(|| format!("--out: cannot create {}", out.display()))?,
+        None => write_private(&next, &rotated.file_text(), false)
+            .with_context(|| format!("cannot write {}", next.display()))?,
+    }
+    let subjects = ledger.rekey(&current.fingerprint(), &rotated).await?;
+    if args.out.is_none() {
+        std::fs::rename(&next, key_file).with_context(|| {
+            format!("cannot rename {} to {}", next.display(), key_file.display())
+        })?;
+    }
+    ledger.checkpoint().await?;
+    println!(
+        "re-keyed {subjects} subject(s) in the ledger and the suppression list; key generation {} \
+         (fingerprint {})",
+        rotated.generation(),
+        rotated.fingerprint()
+    );
+    match &args.out {
+        Some(out) => println!(
+            "put the contents of {} in privacy.hash_key of every replica, then restart them",
+            out.display()
+        ),
+        None => println!(
+            "{} holds the new key chain; restart the servers",
+            key_file.display()
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -388,9 +388,14 @@ impl Config {
             p.push("dns.timeout: must be more than zero".into());
         }
         if let Some(key) = &self.privacy.hash_key
-            && key.len() < 32
+            && (key.split_whitespace().next().is_none()
+                || key.split_whitespace().any(|k| k.len() < 32))
         {
-            p.push("privacy.hash_key: must be at least 32 characters".into());
+            p.push(
+                "privacy.hash_key: must be at least 32 characters (after a rotation: keys of \
+                 at least 32 characters separated by spaces)"
+                    .into(),
+            );
         }
         if let Some(region) = &self.phone.default_region
             && let Err(e) = region.parse::<Region>()

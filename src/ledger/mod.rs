@@ -39,7 +39,8 @@ pub enum LedgerError {
         "the ledger was written with another hash key (fingerprint {stored}; this key's is \
          {given}): with this key every erasure and suppression would silently stop matching. \
          Start with the key the ledger was written with (privacy.hash_key, or the file \
-         privacy.hash_key_file names)"
+         privacy.hash_key_file names); if `enrichd keys rotate-hash` was interrupted, run it \
+         again to finish"
     )]
     HashKeyChanged { stored: String, given: String },
 }
@@ -204,6 +205,68 @@ impl Ledger {
                 given: fingerprint.to_owned(),
             })
         }
+    }
+
+    /// The fingerprint of the hash key the ledger is bound to, if any yet.
+    pub async fn hash_key_fingerprint(&self) -> Result<Option<String>, LedgerError> {
+        let row = sqlx::query("SELECT value FROM ledger_meta WHERE name = 'hash_key_fingerprint'")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("value")).transpose()?)
+    }
+
+    /// Re-keys every stored subject (ledger and suppression list) from the
+    /// chain `rotated` extends to `rotated` and binds the ledger to it, in
+    /// one transaction: either every reference moves or none. Refuses
+    /// unless the ledger is bound to `previous`. Returns how many subjects.
+    pub async fn rekey(
+        &self,
+        previous: &str,
+        rotated: &crate::privacy::KeyedHasher,
+    ) -> Result<u64, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        let stored: Option<String> =
+            sqlx::query("SELECT value FROM ledger_meta WHERE name = 'hash_key_fingerprint'")
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get("value"))
+                .transpose()?;
+        if let Some(stored) = stored.filter(|s| s != previous) {
+            return Err(LedgerError::HashKeyChanged {
+                stored,
+                given: previous.to_owned(),
+            });
+        }
+        let subjects: Vec<String> = sqlx::query(
+            "SELECT subject FROM ledger WHERE subject <> '' \
+             UNION SELECT subject FROM suppression",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("subject"))
+        .collect::<Result<_, _>>()?;
+        for old in &subjects {
+            let new = rotated.rehash(old);
+            for table in ["ledger", "suppression"] {
+                sqlx::query(&format!(
+                    "UPDATE {table} SET subject = $1 WHERE subject = $2"
+                ))
+                .bind(&new)
+                .bind(old)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO ledger_meta (name, value) VALUES ('hash_key_fingerprint', $1) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(rotated.fingerprint())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(subjects.len() as u64)
     }
 
     /// Folds the write-ahead log into the database file (SQLite), so that
