@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -26,6 +27,58 @@ pub struct EnrichmentService {
     /// Source budget of a call that carries no grpc-timeout.
     budget: Duration,
     batch: BatchConfig,
+    stream_limits: Option<StreamLimits>,
+}
+
+/// Bounds of a stream served to a remote caller (none in process).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    /// Ends a stream with nothing in progress that receives no request for
+    /// this long, and one whose reader takes no answer for this long.
+    pub idle: Duration,
+    /// Ends any stream this long after it opened.
+    pub max_duration: Duration,
+}
+
+/// A call's admission permit, put in its request's extensions by the
+/// server's admission layer. Handlers that keep working after they return
+/// (streams) hold a clone as long; more permits for a stream's parallel
+/// work come from `pool`.
+#[derive(Clone)]
+pub struct Admitted {
+    pub permit: Arc<OwnedSemaphorePermit>,
+    pub pool: Arc<Semaphore>,
+    /// How many permits the pool holds in all.
+    pub pool_size: usize,
+}
+
+/// Stands for "no bound" in timers (a year).
+const UNBOUNDED: Duration = Duration::from_secs(365 * 86_400);
+
+/// The permit one item of a stream runs under: the stream's own (`base`,
+/// one item at a time), or one borrowed from the server's pool while more
+/// than a quarter of it is free (the rest is kept for single calls and new
+/// streams, so batch work never starves them), else the stream's own when
+/// it is free again. A stream never waits in the pool's queue.
+async fn item_slot(
+    base: Arc<Semaphore>,
+    pool: Option<Arc<Semaphore>>,
+    pool_size: usize,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(own) = base.clone().try_acquire_owned() {
+        return Some(own);
+    }
+    let Some(pool) = pool else {
+        // In process: no server-wide limit; max_in_flight bounds the stream.
+        return None;
+    };
+    let reserve = (pool_size / 4).max(1);
+    if pool.available_permits() > reserve
+        && let Ok(borrowed) = pool.try_acquire_owned()
+    {
+        return Some(borrowed);
+    }
+    base.acquire_owned().await.ok()
 }
 
 impl EnrichmentService {
@@ -34,7 +87,14 @@ impl EnrichmentService {
             enricher,
             budget,
             batch: BatchConfig::default(),
+            stream_limits: None,
         }
+    }
+
+    /// Idle and total-time bounds of every stream.
+    pub fn with_stream_limits(mut self, limits: StreamLimits) -> Self {
+        self.stream_limits = Some(limits);
+        self
     }
 
     /// Settings of streamed (batch) enrichment.
@@ -84,38 +144,81 @@ impl EnrichmentService {
     /// output buffer fills, no new request is read, and HTTP/2 flow control
     /// slows the sender. When the reader goes away, the work in progress is
     /// dropped, and with it its upstream requests.
+    ///
+    /// Under a server (`admitted`), the stream holds its admission permit
+    /// for its whole life and runs one item on it; further items run in
+    /// parallel only on permits borrowed from the server's pool (see
+    /// `item_slot`), so streams never run more enrichments than
+    /// `max_concurrent_requests`.
+    /// With `stream_limits`, a stream that is idle (no request and nothing
+    /// in progress), whose reader stops taking answers, or that outlives
+    /// its maximum duration is ended with DEADLINE_EXCEEDED, and its permit
+    /// released.
     pub fn process_stream<S>(
         &self,
         mut inbound: S,
         caller: Caller,
+        admitted: Option<Admitted>,
     ) -> ReceiverStream<Result<pb::EnrichResponse, Status>>
     where
         S: Stream<Item = Result<pb::EnrichRequest, Status>> + Send + Unpin + 'static,
     {
         let (tx, rx) = tokio::sync::mpsc::channel(self.batch.buffer.max(1));
         let this = self.clone();
+        let limits = self.stream_limits;
         tokio::spawn(async move {
+            let _permit = admitted.as_ref().map(|a| a.permit.clone());
+            let pool_size = admitted.as_ref().map_or(0, |a| a.pool_size);
+            let pool = admitted.map(|a| a.pool);
+            let base = Arc::new(Semaphore::new(1));
             let max = this.batch.max_in_flight.max(1);
-            let mut running = FuturesUnordered::new();
-            let mut open = true;
-            loop {
-                tokio::select! {
-                    biased;
-                    Some(answer) = running.next(), if !running.is_empty() => {
-                        if tx.send(Ok(answer)).await.is_err() {
-                            return;
+            let idle = limits.map_or(UNBOUNDED, |l| l.idle);
+            let work = async {
+                let mut running = FuturesUnordered::new();
+                let mut open = true;
+                let mut quiet_since = tokio::time::Instant::now();
+                loop {
+                    tokio::select! {
+                        biased;
+                        Some(answer) = running.next(), if !running.is_empty() => {
+                            match tokio::time::timeout(idle, tx.send(Ok(answer))).await {
+                                Ok(Ok(())) => quiet_since = tokio::time::Instant::now(),
+                                Ok(Err(_)) => return None,
+                                Err(_) => return Some("the client took no answer for server.stream_idle_timeout"),
+                            }
                         }
+                        next = inbound.next(), if open && running.len() < max => match next {
+                            Some(Ok(request)) => {
+                                quiet_since = tokio::time::Instant::now();
+                                let (this, caller) = (this.clone(), caller.clone());
+                                let slot = item_slot(base.clone(), pool.clone(), pool_size);
+                                running.push(async move {
+                                    let _slot = slot.await;
+                                    this.stream_item(request, caller).await
+                                });
+                            }
+                            Some(Err(status)) => {
+                                let _ = tx.send(Err(status)).await;
+                                return None;
+                            }
+                            None => open = false,
+                        },
+                        () = tokio::time::sleep_until(quiet_since + idle), if limits.is_some() && running.is_empty() && open => {
+                            return Some("no request for server.stream_idle_timeout");
+                        }
+                        else => return None,
                     }
-                    next = inbound.next(), if open && running.len() < max => match next {
-                        Some(Ok(request)) => running.push(this.stream_item(request, caller.clone())),
-                        Some(Err(status)) => {
-                            let _ = tx.send(Err(status)).await;
-                            return;
-                        }
-                        None => open = false,
-                    },
-                    else => return,
                 }
+            };
+            let ended = match limits {
+                Some(l) => tokio::time::timeout(l.max_duration, work)
+                    .await
+                    .unwrap_or(Some("the stream reached server.stream_max_duration")),
+                None => work.await,
+            };
+            if let Some(why) = ended {
+                metrics::counter!("enrichd_streams_ended_total", "reason" => why).increment(1);
+                let _ = tx.try_send(Err(Status::deadline_exceeded(why)));
             }
         });
         ReceiverStream::new(rx)
@@ -201,9 +304,10 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         request: Request<Streaming<pb::EnrichRequest>>,
     ) -> Result<Response<Self::EnrichStreamStream>, Status> {
         let caller = caller(&request)?;
+        let admitted = request.extensions().get::<Admitted>().cloned();
         let inbound = request.into_inner();
         Ok(Response::new(Box::pin(
-            self.process_stream(inbound, caller),
+            self.process_stream(inbound, caller, admitted),
         )))
     }
 

@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 use futures::future::BoxFuture;
 use tonic::body::Body;
 use tonic::codegen::http;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{BoxError, Layer, Service};
@@ -137,12 +136,15 @@ impl Authenticator {
     }
 }
 
+/// The certificate chain a client presented on its TLS connection (the
+/// transport puts it in the request's extensions), leaf first.
+#[derive(Clone)]
+pub struct ClientCertificates(pub Arc<Vec<tonic::transport::CertificateDer<'static>>>);
+
 /// The common name of the client certificate, if the connection has one.
 fn client_name(extensions: &http::Extensions) -> Option<String> {
-    let certs = extensions
-        .get::<TlsConnectInfo<TcpConnectInfo>>()?
-        .peer_certs()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(certs.first()?.as_ref()).ok()?;
+    let certs = extensions.get::<ClientCertificates>()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(certs.0.first()?.as_ref()).ok()?;
     let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
     Some(cn.to_owned())
 }

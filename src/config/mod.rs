@@ -75,6 +75,30 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub shed_retry_after: Duration,
+    /// Open connections at most; more are closed at once.
+    pub max_connections: usize,
+    /// A connection with no open stream for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// HTTP/2 pings to each connection this often; a peer that does not
+    /// answer within `http2_keepalive_timeout` is dropped.
+    #[serde(with = "humantime_serde")]
+    pub http2_keepalive_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub http2_keepalive_timeout: Duration,
+    /// Concurrent HTTP/2 streams (calls) per connection.
+    pub max_concurrent_streams: u32,
+    /// An EnrichStream with nothing in progress that receives no request,
+    /// or whose reader takes no answer, for this long is ended.
+    #[serde(with = "humantime_serde")]
+    pub stream_idle_timeout: Duration,
+    /// Any EnrichStream is ended this long after it opened.
+    #[serde(with = "humantime_serde")]
+    pub stream_max_duration: Duration,
+    /// Connections older than this are asked to close (GOAWAY) and closed
+    /// after `drain_timeout` more. Unset: no age limit.
+    #[serde(default, with = "humantime_serde")]
+    pub max_connection_age: Option<Duration>,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
 }
@@ -338,6 +362,23 @@ impl Config {
         }
         if s.request_timeout.is_zero() {
             p.push("server.request_timeout: must be more than zero".into());
+        }
+        if s.max_connections == 0 {
+            p.push("server.max_connections: must be at least 1".into());
+        }
+        if s.max_concurrent_streams == 0 {
+            p.push("server.max_concurrent_streams: must be at least 1".into());
+        }
+        for (name, value) in [
+            ("idle_timeout", s.idle_timeout),
+            ("http2_keepalive_interval", s.http2_keepalive_interval),
+            ("http2_keepalive_timeout", s.http2_keepalive_timeout),
+            ("stream_idle_timeout", s.stream_idle_timeout),
+            ("stream_max_duration", s.stream_max_duration),
+        ] {
+            if value.is_zero() {
+                p.push(format!("server.{name}: must be more than zero"));
+            }
         }
         if let Some(problem) = self.anonymous_problem() {
             p.push(problem);

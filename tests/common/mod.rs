@@ -353,3 +353,48 @@ pub async fn one_source(
     let url = format!("{}/a/{{input}}", server.uri());
     (server, catalog_from(&test_source("a", input, &url, extra)))
 }
+
+/// How long any one wait in a test may take before it counts as hung.
+pub const HUNG: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The server's overall health.
+pub async fn health(
+    app: &TestApp,
+) -> Result<tonic_health::pb::health_check_response::ServingStatus, tonic::Status> {
+    let mut client = tonic_health::pb::health_client::HealthClient::new(app.channel().await);
+    let answer = client
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?;
+    Ok(answer.into_inner().status())
+}
+
+/// A stream whose sender stays open and never sends: its answers, and the
+/// sender to keep alive.
+pub async fn idle_stream(
+    client: &mut pb::enrichment_client::EnrichmentClient<tonic::transport::Channel>,
+) -> (
+    tonic::Streaming<pb::EnrichResponse>,
+    tokio::sync::mpsc::Sender<pb::EnrichRequest>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let answers = client
+        .enrich_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    (answers, tx)
+}
+
+/// Reads until the peer closes; true when it did (EOF or reset).
+pub async fn closed_by_peer(mut conn: tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(HUNG, tokio::io::AsyncReadExt::read(&mut conn, &mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}

@@ -1,6 +1,10 @@
 //! The gRPC server: Enrichment, health and reflection on one port, behind a
-//! tower stack (request timeout from `grpc-timeout`, global concurrency limit,
-//! load shedding), with graceful shutdown.
+//! tower stack (request timeout from `grpc-timeout`, authentication,
+//! admission with load shedding), over a bounded accept loop, with graceful
+//! shutdown.
+pub mod admission;
+pub mod connections;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,13 +14,9 @@ use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
-use tower::BoxError;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::load_shed::error::Overloaded;
 use tracing::{info, warn};
 
-use crate::api::grpc::{EnrichmentServer, EnrichmentService};
-use crate::api::status;
+use crate::api::grpc::{EnrichmentServer, EnrichmentService, StreamLimits};
 use crate::auth::keys::Keys;
 use crate::auth::layer::{AuthLayer, Authenticator};
 use crate::catalog::Catalog;
@@ -120,11 +120,16 @@ impl Application {
             ),
             None => None,
         };
+        let service = EnrichmentService::new(enricher.clone(), config.sources.deadline)
+            .with_batch(config.batch.clone())
+            .with_stream_limits(StreamLimits {
+                idle: config.server.stream_idle_timeout,
+                max_duration: config.server.stream_max_duration,
+            });
         Ok(Self {
             listener,
             metrics_listener,
-            service: EnrichmentService::new(enricher.clone(), config.sources.deadline)
-                .with_batch(config.batch.clone()),
+            service,
             enricher,
             config,
         })
@@ -180,21 +185,14 @@ impl Application {
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip);
 
-        let retry_after = server_cfg.shed_retry_after;
-        let shedding = tower::ServiceBuilder::new()
-            .map_err(move |e: BoxError| -> BoxError {
-                if e.is::<Overloaded>() {
-                    telemetry::record_shed();
-                    Box::new(status::overloaded(retry_after))
-                } else {
-                    e
-                }
-            })
-            .load_shed()
-            .layer(GlobalConcurrencyLimitLayer::new(
-                server_cfg.max_concurrent_requests,
-            ))
-            .into_inner();
+        let admission = admission::AdmissionLayer::new(
+            server_cfg.max_concurrent_requests,
+            server_cfg.shed_retry_after,
+        );
+        let limits = connections::ConnectionLimits {
+            max_connections: descriptor_room(server_cfg.max_connections),
+            idle_timeout: server_cfg.idle_timeout,
+        };
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let reporter = health.clone();
@@ -227,21 +225,32 @@ impl Application {
                 .tls_config(tls_config(tls)?)
                 .map_err(ServerError::Tls)?;
         }
-        let serve = builder
+        builder = builder
             .timeout(server_cfg.request_timeout)
+            .http2_keepalive_interval(Some(server_cfg.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(server_cfg.http2_keepalive_timeout))
+            .max_concurrent_streams(server_cfg.max_concurrent_streams);
+        if let Some(age) = server_cfg.max_connection_age {
+            builder = builder
+                .max_connection_age(age)
+                .max_connection_age_grace(server_cfg.drain_timeout);
+        }
+        let serve = builder
             // Who calls is decided before a call takes a concurrency slot.
-            .layer(tower::ServiceBuilder::new().layer(auth).layer(shedding))
+            .layer(
+                tower::ServiceBuilder::new()
+                    .map_request(admission::client_certificates)
+                    .layer(auth)
+                    .layer(admission),
+            )
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(enrichment)
-            // The listener is ours (bound in `build` for port 0), so tonic's own
-            // TCP settings do not apply: turn Nagle off here, or every answer
+            // The listener is ours (bound in `build` for port 0): the accept
+            // loop sets its own limits and turns Nagle off, or every answer
             // larger than a segment waits ~40 ms for a delayed ACK.
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(self.listener).with_nodelay(Some(true)),
-                signal,
-            );
+            .serve_with_incoming_shutdown(connections::incoming(self.listener, limits), signal);
 
         let drain_timeout: Duration = server_cfg.drain_timeout;
         tokio::select! {
@@ -263,6 +272,34 @@ impl Application {
         info!("enrichd stopped");
         Ok(())
     }
+}
+
+/// Descriptors each process keeps besides its connections (ledger, DNS,
+/// outgoing HTTP, logs).
+const SPARE_DESCRIPTORS: u64 = 256;
+
+/// `max_connections`, once the descriptor limit is raised to fit it (soft
+/// up to hard); lowered, with a warning, when the hard limit is too low.
+fn descriptor_room(max_connections: usize) -> usize {
+    let wanted = max_connections as u64 + SPARE_DESCRIPTORS;
+    let limit = match rlimit::increase_nofile_limit(wanted) {
+        Ok(limit) => limit,
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the open-files limit");
+            return max_connections;
+        }
+    };
+    if limit >= wanted {
+        return max_connections;
+    }
+    let fitted = limit.saturating_sub(SPARE_DESCRIPTORS).max(1) as usize;
+    warn!(
+        max_connections,
+        open_files_limit = limit,
+        using = fitted,
+        "server.max_connections does not fit the open-files limit; using fewer"
+    );
+    fitted
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -1,0 +1,164 @@
+//! Admission: a call to `enrichd.v1.Enrichment` takes one of
+//! `server.max_concurrent_requests` permits or is shed at once with
+//! RESOURCE_EXHAUSTED. The permit lives as long as the call's response: a
+//! unary call's until it is answered, a stream's until the stream ends
+//! (the handler carries it into the work it spawns). Health and reflection
+//! are never shed, so an orchestrator does not kill a busy but healthy
+//! replica. Every call, exempt or not, counts as an open stream of its
+//! connection until its response body is dropped.
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::Semaphore;
+use tonic::body::Body;
+use tonic::codegen::http;
+use tonic::transport::server::TlsConnectInfo;
+use tower::{BoxError, Layer, Service};
+
+use super::connections::{ConnInfo, StreamGuard};
+use crate::api::grpc::Admitted;
+use crate::api::status;
+use crate::auth::layer::ClientCertificates;
+use crate::telemetry;
+
+/// The calls that take a permit.
+const ADMITTED: &str = "/enrichd.v1.Enrichment/";
+
+#[derive(Clone)]
+pub struct AdmissionLayer {
+    pool: Arc<Semaphore>,
+    size: usize,
+    retry_after: Duration,
+}
+
+impl AdmissionLayer {
+    pub fn new(max_concurrent: usize, retry_after: Duration) -> Self {
+        let size = max_concurrent.max(1);
+        Self {
+            pool: Arc::new(Semaphore::new(size)),
+            size,
+            retry_after,
+        }
+    }
+}
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Admission {
+            layer: self.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Admission<S> {
+    layer: AdmissionLayer,
+    inner: S,
+}
+
+/// The connection a request came in on, with or without TLS.
+fn connection(extensions: &http::Extensions) -> Option<&ConnInfo> {
+    extensions.get::<ConnInfo>().or_else(|| {
+        extensions
+            .get::<TlsConnectInfo<ConnInfo>>()
+            .map(TlsConnectInfo::get_ref)
+    })
+}
+
+/// Hands the client's TLS certificates to authentication, which runs
+/// before admission and knows nothing of the transport.
+pub fn client_certificates(mut request: http::Request<Body>) -> http::Request<Body> {
+    let certs = request
+        .extensions()
+        .get::<TlsConnectInfo<ConnInfo>>()
+        .and_then(TlsConnectInfo::peer_certs);
+    if let Some(certs) = certs {
+        request.extensions_mut().insert(ClientCertificates(certs));
+    }
+    request
+}
+
+impl<S> Service<http::Request<Body>> for Admission<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let stream = connection(request.extensions()).map(ConnInfo::open_stream);
+        let mut held = None;
+        if request.uri().path().starts_with(ADMITTED) {
+            match self.layer.pool.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let admitted = Admitted {
+                        permit: Arc::new(permit),
+                        pool: self.layer.pool.clone(),
+                        pool_size: self.layer.size,
+                    };
+                    held = Some(admitted.permit.clone());
+                    request.extensions_mut().insert(admitted);
+                }
+                Err(_) => {
+                    telemetry::record_shed();
+                    let status = status::overloaded(self.layer.retry_after);
+                    return Box::pin(async move { Ok(status.into_http()) });
+                }
+            }
+        }
+        Box::pin(async move {
+            let response = inner.call(request).await.map_err(Into::into)?;
+            drop(held);
+            Ok(match stream {
+                Some(guard) => response.map(|body| {
+                    Body::new(Tracked {
+                        body,
+                        _guard: guard,
+                    })
+                }),
+                None => response,
+            })
+        })
+    }
+}
+
+/// A response body that keeps its connection's stream open until dropped.
+struct Tracked {
+    body: Body,
+    _guard: StreamGuard,
+}
+
+impl http_body::Body for Tracked {
+    type Data = tonic::codegen::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -1,0 +1,251 @@
+//! The accept loop, bounded: at most `server.max_connections` open (more are
+//! closed at once, with a log line), accept errors back off instead of
+//! spinning, and a connection with no open stream for
+//! `server.idle_timeout` is closed (a silent TCP connection, a client that
+//! sent only the HTTP/2 preface, a pooled connection nobody uses).
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tracing::{error, warn};
+
+/// Longest pause after accept errors (out of descriptors, say).
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+/// At most one "connection limit reached" line per this interval.
+const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Limits of the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
+/// What a connection's requests see of it: its TCP addresses, and the
+/// count of its open streams that decides when it is idle.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    pub tcp: TcpConnectInfo,
+    activity: Arc<Activity>,
+}
+
+impl ConnInfo {
+    /// Marks a stream open until the guard is dropped.
+    pub fn open_stream(&self) -> StreamGuard {
+        self.activity.streams.fetch_add(1, Ordering::AcqRel);
+        StreamGuard(self.activity.clone())
+    }
+}
+
+#[derive(Debug)]
+struct Activity {
+    base: Instant,
+    streams: AtomicUsize,
+    /// Milliseconds after `base` when the last stream closed.
+    last_closed_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            streams: AtomicUsize::new(0),
+            last_closed_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// When the connection turns idle-expired, or `None` while a stream is open.
+    fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
+        (self.streams.load(Ordering::Acquire) == 0).then(|| {
+            self.base + Duration::from_millis(self.last_closed_ms.load(Ordering::Acquire)) + idle
+        })
+    }
+}
+
+/// An open stream of a connection; dropping it closes the stream.
+pub struct StreamGuard(Arc<Activity>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let ms = self.0.base.elapsed().as_millis() as u64;
+        self.0.last_closed_ms.fetch_max(ms, Ordering::AcqRel);
+        self.0.streams.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An accepted connection: closed when idle past the timeout; its slot of
+/// `max_connections` is released when it is dropped.
+pub struct Conn {
+    io: TcpStream,
+    info: ConnInfo,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        metrics::gauge!("enrichd_connections_open").decrement(1);
+    }
+}
+
+impl Conn {
+    /// Whether the idle timeout has passed; otherwise the timer is armed
+    /// for the next moment it could.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let now = Instant::now();
+            match self.info.activity.idle_deadline(self.idle) {
+                Some(deadline) if deadline <= now => return true,
+                Some(deadline) => self.timer.as_mut().reset(deadline),
+                None => self.timer.as_mut().reset(now + self.idle),
+            }
+        }
+    }
+}
+
+impl Connected for Conn {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Pending if this.idle_expired(cx) => {
+                metrics::counter!("enrichd_connections_idle_closed_total").increment(1);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no open stream for server.idle_timeout",
+                )))
+            }
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// The accepted connections of `listener`, within `limits`. Never yields an
+/// error: accept errors are logged and retried after a growing pause.
+pub fn incoming(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+) -> impl Stream<Item = Result<Conn, io::Error>> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    struct State {
+        listener: TcpListener,
+        slots: Arc<Semaphore>,
+        limits: ConnectionLimits,
+        backoff: Duration,
+        last_limit_log: Option<Instant>,
+    }
+    let state = State {
+        listener,
+        slots,
+        limits,
+        backoff: Duration::ZERO,
+        last_limit_log: None,
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        loop {
+            let (io, peer) = match s.listener.accept().await {
+                Ok(accepted) => {
+                    s.backoff = Duration::ZERO;
+                    accepted
+                }
+                Err(e) => {
+                    s.backoff = (s.backoff * 2)
+                        .max(Duration::from_millis(5))
+                        .min(MAX_ACCEPT_BACKOFF);
+                    error!(error = %e, pause = ?s.backoff, "accept failed; pausing");
+                    metrics::counter!("enrichd_accept_errors_total").increment(1);
+                    tokio::time::sleep(s.backoff).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = s.slots.clone().try_acquire_owned() else {
+                metrics::counter!("enrichd_connections_refused_total").increment(1);
+                if s.last_limit_log
+                    .is_none_or(|t| t.elapsed() >= LIMIT_LOG_EVERY)
+                {
+                    s.last_limit_log = Some(Instant::now());
+                    warn!(
+                        max_connections = s.limits.max_connections,
+                        "server.max_connections reached: closing new connections until some close"
+                    );
+                }
+                drop(io);
+                continue;
+            };
+            if let Err(e) = io.set_nodelay(true) {
+                warn!(error = %e, "cannot turn Nagle off on a connection");
+            }
+            let info = ConnInfo {
+                tcp: TcpConnectInfo {
+                    local_addr: io.local_addr().ok(),
+                    remote_addr: Some(peer),
+                },
+                activity: Arc::new(Activity::new()),
+            };
+            metrics::gauge!("enrichd_connections_open").increment(1);
+            let conn = Conn {
+                io,
+                info,
+                idle: s.limits.idle_timeout,
+                timer: Box::pin(tokio::time::sleep(s.limits.idle_timeout)),
+                _slot: slot,
+            };
+            return Some((Ok(conn), s));
+        }
+    })
+}

@@ -1,0 +1,147 @@
+//! Hostile clients: streams that hold their permits and end when idle,
+//! connections that are capped and closed when idle, health that is never
+//! shed. Run over real loopback connections. (The memory and descriptor
+//! bound runs alone in tests/loopback_bounds.rs, so that its measurements
+//! are its own.)
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{HUNG, TestApp, closed_by_peer, email_request, health, idle_stream};
+use enrichd::proto::v1 as pb;
+use tokio::net::TcpStream;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+#[tokio::test]
+async fn a_stream_holds_its_permit_until_it_ends_idle_and_health_is_never_shed() {
+    let app = TestApp::spawn(
+        "[dns]\nenabled = false\n[server]\nmax_concurrent_requests = 2\nstream_idle_timeout = \"400ms\"\n",
+    )
+    .await;
+    let mut client = app.client().await;
+    let opened = Instant::now();
+    let (mut first, _keep1) = idle_stream(&mut client).await;
+    let (mut second, _keep2) = idle_stream(&mut client).await;
+
+    // Both permits are held by streams that do nothing: a call is shed,
+    // health still answers.
+    let shed = client
+        .enrich(email_request("ann@example.test"))
+        .await
+        .expect_err("no permit left");
+    assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
+    assert_eq!(health(&app).await.unwrap(), ServingStatus::Serving);
+
+    // Idle streams are ended by their timeout, and their permits return.
+    for answers in [&mut first, &mut second] {
+        let ended = tokio::time::timeout(HUNG, answers.message())
+            .await
+            .expect("the idle stream is ended")
+            .expect_err("with a status");
+        assert_eq!(ended.code(), Code::DeadlineExceeded);
+        assert!(ended.message().contains("stream_idle_timeout"), "{ended:?}");
+    }
+    assert!(opened.elapsed() >= Duration::from_millis(400));
+    client
+        .enrich(email_request("ann@example.test"))
+        .await
+        .expect("a permit is free again");
+}
+
+/// A site that holds each request 150 ms and remembers the most it held at once.
+async fn holding_site() -> (String, Arc<AtomicUsize>) {
+    let (now, max) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (n, m) = (now.clone(), max.clone());
+    let app = axum::Router::new().route(
+        "/a/{x}",
+        axum::routing::get(move || {
+            let (now, max) = (n.clone(), m.clone());
+            async move {
+                let held = now.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(held, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                axum::http::StatusCode::NOT_FOUND
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (origin, max)
+}
+
+#[tokio::test]
+async fn streams_together_never_run_more_enrichments_than_the_concurrency_limit() {
+    let (origin, max) = holding_site().await;
+    let catalog = common::catalog_from(&common::test_source(
+        "a",
+        "email",
+        &format!("{origin}/a/{{input}}"),
+        "limits = { rate_limit = { per_second = 10000, burst = 10000 }, max_concurrency = 1000 }",
+    ));
+    let app = TestApp::with_catalog(
+        "[dns]\nenabled = false\n[server]\nmax_concurrent_requests = 8\n",
+        catalog,
+    )
+    .await;
+    let mut streams = Vec::new();
+    for s in 0..3 {
+        let mut client = app.client().await;
+        let requests: Vec<_> = (0..8)
+            .map(|i| pb::EnrichRequest {
+                request_id: format!("{s}-{i}"),
+                ..email_request(&format!("p{s}x{i}@example.test"))
+            })
+            .collect();
+        streams.push(tokio::spawn(async move {
+            let mut answers = client
+                .enrich_stream(tokio_stream::iter(requests))
+                .await
+                .unwrap()
+                .into_inner();
+            let mut n = 0;
+            while let Some(answer) = answers.message().await.unwrap() {
+                assert!(answer.error.is_none(), "{:?}", answer.error);
+                n += 1;
+            }
+            n
+        }));
+    }
+    for s in streams {
+        assert_eq!(tokio::time::timeout(HUNG, s).await.unwrap().unwrap(), 8);
+    }
+    let max = max.load(Ordering::SeqCst);
+    assert!(
+        (1..=8).contains(&max),
+        "the site saw {max} enrichments at once (limit 8)"
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_at_once_and_service_resumes_when_idle_ones_close() {
+    let app = TestApp::spawn(
+        "[dns]\nenabled = false\n[server]\nmax_connections = 20\nidle_timeout = \"700ms\"\n",
+    )
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(TcpStream::connect(app.addr).await.unwrap());
+    }
+    // The 21st is accepted and closed straight away, long before any timeout.
+    let started = Instant::now();
+    let extra = TcpStream::connect(app.addr).await.unwrap();
+    assert!(closed_by_peer(extra).await);
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "closed by the cap, not by the idle timeout"
+    );
+    // The silent ones are closed by the idle timeout; then service resumes.
+    for conn in silent {
+        assert!(closed_by_peer(conn).await);
+    }
+    assert_eq!(health(&app).await.unwrap(), ServingStatus::Serving);
+}
