@@ -319,7 +319,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         let caller = caller(&request)?;
         let result = async {
             let (subject, kind) = request::erase_query(request.get_ref())?;
-            let reference = &request.get_ref().reference;
+            let reference = &subject.reference;
             let erased = self
                 .enricher
                 .erase(
@@ -344,7 +344,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         let caller = caller(&request)?;
         let result = async {
             let subject = request::access_query(request.get_ref())?;
-            let reference = &request.get_ref().reference;
+            let reference = &subject.reference;
             let report = self
                 .enricher
                 .access(&caller, &subject.identifier, subject.region, reference)
@@ -362,16 +362,19 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         let started = Instant::now();
         let caller = caller(&request)?;
         let purpose = request.into_inner().purpose;
-        let result =
-            policy::listed_sources(self.enricher.catalog(), self.enricher.purposes(), &purpose)
-                .map(|sources| {
-                    let sources = sources
-                        .into_iter()
-                        .map(|s| records::source_to_proto(s))
-                        .collect();
-                    Response::new(pb::ListSourcesResponse { sources })
-                })
-                .map_err(|v| Status::from(Error::InvalidArgument(vec![v])));
+        let result = request::purpose(&purpose)
+            .map_err(Status::from)
+            .and_then(|purpose| {
+                policy::listed_sources(self.enricher.catalog(), self.enricher.purposes(), purpose)
+                    .map(|sources| {
+                        let sources = sources
+                            .into_iter()
+                            .map(|s| records::source_to_proto(s))
+                            .collect();
+                        Response::new(pb::ListSourcesResponse { sources })
+                    })
+                    .map_err(|v| Status::from(Error::InvalidArgument(vec![v])))
+            });
         observed("ListSources", &caller, started, result)
     }
 }

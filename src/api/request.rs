@@ -13,19 +13,73 @@ use crate::model::{BasisEvidence, CachePolicy, Claim};
 use crate::pipeline::{EnrichQuery, RawIdentifier};
 use crate::proto::v1 as pb;
 
-/// Longest evidence reference, name hint or request id accepted.
+/// Longest evidence reference, data-subject request reference, name hint
+/// or request id accepted.
 const MAX_REF_CHARS: usize = 256;
+/// Longest purpose id (purposes are declared in config: short words).
+const MAX_PURPOSE_CHARS: usize = 64;
+/// Longest email address as sent (RFC 5321 allows 254 octets; room for a
+/// `mailto:` prefix and spaces around it).
+const MAX_EMAIL_CHARS: usize = 320;
+/// Longest phone number as sent (`tel:` prefix, spaces, an extension).
+const MAX_PHONE_CHARS: usize = 64;
+/// Longest region hint ("GB").
+const MAX_REGION_CHARS: usize = 8;
+/// Paths of a field mask, and the longest path.
+const MAX_MASK_PATHS: usize = 64;
+const MAX_MASK_PATH_CHARS: usize = 128;
+
+/// The first control (Cc: NUL, CR, LF, TAB...) or format (Cf: zero-width
+/// characters, bidi overrides, BOM) character: they hide what a value says,
+/// so they are refused, never stripped.
+fn hidden_char(value: &str) -> Option<char> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    value
+        .chars()
+        .find(|c| c.is_control() || c.general_category() == GeneralCategory::Format)
+}
+
+/// Checks a text field before anything records or echoes it: at most `max`
+/// characters, no hidden characters. The violation names the field and
+/// never repeats the value.
+fn text_ok(value: &str, field: &str, max: usize, violations: &mut Vec<FieldViolation>) -> bool {
+    let n = value.chars().count();
+    if n > max {
+        violations.push(FieldViolation::new(
+            field,
+            format!("must be at most {max} characters (has {n})"),
+        ));
+        return false;
+    }
+    if let Some(c) = hidden_char(value) {
+        violations.push(FieldViolation::new(
+            field,
+            format!(
+                "contains the control or format character U+{:04X}; send the value without it",
+                c as u32
+            ),
+        ));
+        return false;
+    }
+    true
+}
 
 fn optional_ref(value: &str, field: &str, violations: &mut Vec<FieldViolation>) -> Option<String> {
     let value = value.trim();
-    if value.chars().count() > MAX_REF_CHARS {
-        violations.push(FieldViolation::new(
-            field,
-            format!("must be at most {MAX_REF_CHARS} characters"),
-        ));
+    if !text_ok(value, field, MAX_REF_CHARS, violations) {
         return None;
     }
     (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// The purpose an enrichment or a source listing names.
+pub fn purpose(value: &str) -> Result<&str, Error> {
+    let mut violations = Vec::new();
+    if text_ok(value, "purpose", MAX_PURPOSE_CHARS, &mut violations) {
+        Ok(value)
+    } else {
+        Err(Error::InvalidArgument(violations))
+    }
 }
 
 /// A proto enum field: `parse` the known values, name the field on others.
@@ -50,6 +104,9 @@ fn enum_field<P: TryFrom<i32>, T>(
 
 /// A region hint ("GB"); empty means none.
 fn region(value: &str, field: &str, violations: &mut Vec<FieldViolation>) -> Option<Region> {
+    if !text_ok(value, field, MAX_REGION_CHARS, violations) {
+        return None;
+    }
     match value.trim() {
         "" => None,
         region => region
@@ -66,8 +123,12 @@ fn raw_identifier(
     violations: &mut Vec<FieldViolation>,
 ) -> Option<RawIdentifier> {
     match (email, phone) {
-        (Some(e), _) => Some(RawIdentifier::Email(e)),
-        (None, Some(p)) => Some(RawIdentifier::Phone(p)),
+        (Some(e), _) => {
+            text_ok(&e, "email", MAX_EMAIL_CHARS, violations).then_some(RawIdentifier::Email(e))
+        }
+        (None, Some(p)) => {
+            text_ok(&p, "phone", MAX_PHONE_CHARS, violations).then_some(RawIdentifier::Phone(p))
+        }
         (None, None) => {
             violations.push(FieldViolation::new(
                 "identifier",
@@ -112,12 +173,13 @@ pub fn enrich_query(
     caller: Caller,
 ) -> Result<EnrichQuery, Error> {
     let mut violations = Vec::new();
-    if req.request_id.chars().count() > MAX_REF_CHARS {
-        violations.push(FieldViolation::new(
-            "request_id",
-            format!("must be at most {MAX_REF_CHARS} characters"),
-        ));
-    }
+    text_ok(
+        &req.request_id,
+        "request_id",
+        MAX_REF_CHARS,
+        &mut violations,
+    );
+    text_ok(&req.purpose, "purpose", MAX_PURPOSE_CHARS, &mut violations);
     let (email, phone) = match req.identifier {
         Some(pb::enrich_request::Identifier::Email(e)) => (Some(e), None),
         Some(pb::enrich_request::Identifier::Phone(p)) => (None, Some(p)),
@@ -185,6 +247,19 @@ pub fn enrich_query(
         ));
     }
     let max_interests = (options.max_interests > 0).then_some(options.max_interests as usize);
+    let field_mask = req.field_mask.map(|m| m.paths).unwrap_or_default();
+    if field_mask.len() > MAX_MASK_PATHS {
+        violations.push(FieldViolation::new(
+            "field_mask",
+            format!("must name at most {MAX_MASK_PATHS} paths"),
+        ));
+    } else {
+        for path in &field_mask {
+            if !text_ok(path, "field_mask", MAX_MASK_PATH_CHARS, &mut violations) {
+                break;
+            }
+        }
+    }
     match identifier {
         Some(identifier) if violations.is_empty() => Ok(EnrichQuery {
             request_id: req.request_id,
@@ -202,28 +277,36 @@ pub fn enrich_query(
             max_interests,
             deadline,
             caller,
-            field_mask: req.field_mask.map(|m| m.paths).unwrap_or_default(),
+            field_mask,
             first_contact_at,
         }),
         _ => Err(Error::InvalidArgument(violations)),
     }
 }
 
-/// The person an Erase or Access request is about.
+/// The person an Erase or Access request is about, and the request's
+/// reference.
 pub struct SubjectQuery {
     pub identifier: RawIdentifier,
     pub region: Option<Region>,
+    pub reference: String,
 }
 
 fn subject_query(
     email: Option<String>,
     phone: Option<String>,
     default_region: &str,
+    reference: &str,
 ) -> Result<SubjectQuery, Error> {
     let mut violations = Vec::new();
     let region = region(default_region, "default_region", &mut violations);
+    let reference = optional_ref(reference, "reference", &mut violations).unwrap_or_default();
     match raw_identifier(email, phone, &mut violations) {
-        Some(identifier) if violations.is_empty() => Ok(SubjectQuery { identifier, region }),
+        Some(identifier) if violations.is_empty() => Ok(SubjectQuery {
+            identifier,
+            region,
+            reference,
+        }),
         _ => Err(Error::InvalidArgument(violations)),
     }
 }
@@ -246,7 +329,10 @@ pub fn erase_query(req: &pb::EraseRequest) -> Result<(SubjectQuery, EraseKind), 
         Some(Identifier::Phone(p)) => (None, Some(p)),
         None => (None, None),
     };
-    Ok((subject_query(email, phone, &req.default_region)?, kind))
+    Ok((
+        subject_query(email, phone, &req.default_region, &req.reference)?,
+        kind,
+    ))
 }
 
 /// An Access request: about whom.
@@ -257,7 +343,7 @@ pub fn access_query(req: &pb::AccessRequest) -> Result<SubjectQuery, Error> {
         Some(Identifier::Phone(p)) => (None, Some(p)),
         None => (None, None),
     };
-    subject_query(email, phone, &req.default_region)
+    subject_query(email, phone, &req.default_region, &req.reference)
 }
 
 #[cfg(test)]
@@ -297,6 +383,58 @@ mod tests {
                 "cache.mode"
             ]
         );
+    }
+
+    #[test]
+    fn long_values_and_hidden_characters_are_refused_naming_the_field() {
+        let req = pb::EnrichRequest {
+            request_id: "r\u{0}".into(),
+            purpose: "p".repeat(60_000),
+            identifier: Some(pb::enrich_request::Identifier::Phone(
+                "+44 7700\u{200B}900123".into(),
+            )),
+            evidence: Some(pb::BasisEvidence {
+                consent_ref: "C-\u{202E}1".into(),
+                ..Default::default()
+            }),
+            field_mask: Some(pbjson_types::FieldMask {
+                paths: vec!["profiles".into(); 65],
+            }),
+            ..Default::default()
+        };
+        let Err(Error::InvalidArgument(v)) =
+            enrich_query(req, tokio::time::Instant::now(), Caller::anonymous())
+        else {
+            panic!("expected InvalidArgument");
+        };
+        let fields: Vec<&str> = v.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "request_id",
+                "purpose",
+                "phone",
+                "evidence.consent_ref",
+                "field_mask"
+            ]
+        );
+        assert!(v[1].description.contains("at most 64"), "{:?}", v[1]);
+        assert!(v[2].description.contains("U+200B"), "{:?}", v[2]);
+        assert!(
+            v.iter().all(|f| f.description.len() < 200),
+            "nothing echoed"
+        );
+
+        let erase = pb::EraseRequest {
+            identifier: Some(pb::erase_request::Identifier::Email("a@b.co\r\n".into())),
+            reference: "DSR\n1".into(),
+            ..Default::default()
+        };
+        let Err(Error::InvalidArgument(v)) = erase_query(&erase) else {
+            panic!("expected InvalidArgument");
+        };
+        let fields: Vec<&str> = v.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["reference", "email"]);
     }
 
     #[test]

@@ -125,7 +125,16 @@ impl PhoneNumber {
             return Err(PhoneError::NotANumber);
         }
         let international = s.starts_with('+') || s.to_ascii_lowercase().starts_with("tel:+");
-        let parsed = phonenumber::parse(default_region.map(|r| r.0), s).map_err(|e| {
+        let database = &*phonenumber::metadata::DATABASE;
+        let region_id = default_region.map(|r| r.0);
+        let as_written = phonenumber::parse(region_id, s);
+        let parsed = match as_written {
+            Ok(ref p) if p.is_valid_with(database) => as_written,
+            _ => without_trunk_prefix(s)
+                .and_then(|alt| phonenumber::parse(region_id, alt).ok())
+                .map_or(as_written, Ok),
+        };
+        let parsed = parsed.map_err(|e| {
             use phonenumber::ParseError as P;
             match e {
                 P::InvalidCountryCode if !international && default_region.is_none() => {
@@ -137,7 +146,6 @@ impl PhoneNumber {
                 _ => PhoneError::NotANumber,
             }
         })?;
-        let database = &*phonenumber::metadata::DATABASE;
         // A number that fits no range has no region of its own; its country
         // code still names a main region (+44: GB), which is worth reporting.
         let region = parsed
@@ -186,12 +194,62 @@ impl PhoneNumber {
     }
 }
 
+/// "+44 (0) 7700 900123", "+44 07700 900123": a national trunk prefix kept
+/// after the country code. As libphonenumber does, the prefix is dropped
+/// when the number as written is not valid (in a country with a trunk
+/// prefix no national number starts with it), so every written form of one
+/// number is one subject. The candidate without the prefix, for an
+/// international number of digits and punctuation only.
+fn without_trunk_prefix(input: &str) -> Option<String> {
+    let rest = input
+        .strip_prefix("tel:")
+        .unwrap_or(input)
+        .strip_prefix('+')?;
+    if rest.chars().any(|c| c.is_alphabetic()) {
+        return None;
+    }
+    let digits: String = rest.chars().filter(char::is_ascii_digit).collect();
+    let database = &*phonenumber::metadata::DATABASE;
+    (1..=3.min(digits.len())).find_map(|len| {
+        let (code, national) = digits.split_at(len);
+        let main = database
+            .by_code(&code.parse::<u16>().ok()?)?
+            .into_iter()
+            .find(|m| m.is_main_country_for_code())?;
+        let national = national
+            .strip_prefix(main.national_prefix()?)
+            .filter(|n| !n.is_empty())?;
+        Some(format!("+{code}{national}"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn gb() -> Option<Region> {
         Some("GB".parse().expect("GB is a region"))
+    }
+
+    #[test]
+    fn a_trunk_prefix_after_the_country_code_is_the_same_number() {
+        for written in [
+            "+44 (0) 7700 900123",
+            "+44 (0)7700 900123",
+            "+44 07700 900123",
+            "+447700900123",
+        ] {
+            for region in [gb(), None] {
+                let p = PhoneNumber::parse(written, region).expect(written);
+                assert_eq!(p.e164(), "+447700900123", "{written}");
+            }
+        }
+        let london = PhoneNumber::parse("+44 (0) 20 7946 0018", None).expect("London");
+        assert_eq!(london.e164(), "+442079460018");
+        assert!(london.is_valid());
+        // Italian numbers keep their leading zero: it is not a trunk prefix.
+        let it = PhoneNumber::parse("+39 06 6982 0000", None).expect("Rome");
+        assert_eq!(it.e164(), "+390669820000");
     }
 
     #[test]
