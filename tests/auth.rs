@@ -211,7 +211,7 @@ async fn scopes_and_purposes_are_enforced_and_named() {
         outcomes,
         [
             ("refused: purpose not allowed for the caller", "fraud-team"),
-            ("not_found", "fraud-team")
+            ("incomplete", "fraud-team")
         ]
     );
 }

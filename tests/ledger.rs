@@ -201,7 +201,7 @@ async fn erase_and_access_work_end_to_end_on_postgres() {
         .unwrap()
         .into_inner();
     let outcomes: Vec<&str> = held.ledger.iter().map(|r| r.outcome.as_str()).collect();
-    assert_eq!(outcomes, ["not_found (redacted)", "erasure", "suppressed"]);
+    assert_eq!(outcomes, ["incomplete (redacted)", "erasure", "suppressed"]);
 }
 
 #[tokio::test]

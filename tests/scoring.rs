@@ -458,9 +458,32 @@ fn risk_reasons_and_levels() {
     ];
     for (v, profiles, hint, codes, level) in cases {
         let fp = footprint::score(&profiles, &c, &d, now);
-        let r = risk::score(&v, &profiles, &fp, hint, &d, now);
+        let evidence = risk::Evidence {
+            profiles: &profiles,
+            footprint: &fp,
+            coverage_sufficient: true,
+        };
+        let r = risk::score(&v, &evidence, hint, &d, now);
         let got: Vec<&str> = r.reasons.iter().map(|x| x.code).collect();
         assert_eq!(got, codes, "{v:?}");
+        // When too few sources answered, an empty result is not evidence.
+        let unsure = risk::score(
+            &v,
+            &risk::Evidence {
+                coverage_sufficient: false,
+                ..evidence
+            },
+            hint,
+            &d,
+            now,
+        );
+        let unsure: Vec<&str> = unsure.reasons.iter().map(|x| x.code).collect();
+        let expected: Vec<&str> = codes
+            .iter()
+            .copied()
+            .filter(|c| *c != "no_digital_footprint")
+            .collect();
+        assert_eq!(unsure, expected, "{v:?}");
         assert_eq!(r.level, level, "{got:?} score {}", r.score);
         let sum: f64 = r.reasons.iter().map(|x| x.weight).sum();
         assert_eq!(r.score, sum.round().min(100.0) as u32);

@@ -5,9 +5,9 @@ use std::time::Duration;
 use super::enums;
 use crate::identity::{Identifier, NumberType};
 use crate::model::{
-    Attribute, BasisEvidence, CacheInfo, Compliance, Enrichment, EvidenceKind, Field, Footprint,
-    Interest, Method, MxCheck, MxStatus, NoticeDuty, Outcome, Profile, Provenance, Risk, RiskLevel,
-    SkipReason, SourceOutcome, Sourced, SuppressionReason, Value, Verification,
+    Attribute, BasisEvidence, CacheInfo, Completeness, Compliance, Enrichment, EvidenceKind, Field,
+    Footprint, Interest, Method, MxCheck, MxStatus, NoticeDuty, Outcome, Profile, Provenance, Risk,
+    RiskLevel, SkipReason, SourceOutcome, Sourced, SuppressionReason, Value, Verification,
 };
 use crate::proto::v1 as pb;
 
@@ -376,5 +376,21 @@ pub fn enrichment_to_proto(e: &Enrichment) -> pb::EnrichResponse {
             .into(),
         error: None,
         generated_at: Some(e.generated_at.into()),
+        coverage: (!e.compliance.identifier_suppressed).then(|| coverage_to_proto(e)),
+    }
+}
+
+fn coverage_to_proto(e: &Enrichment) -> pb::Coverage {
+    use pb::coverage::Completeness as C;
+    let completeness = match e.completeness() {
+        Completeness::Found => C::Found,
+        Completeness::NotFound => C::NotFound,
+        Completeness::Incomplete => C::Incomplete,
+    };
+    pb::Coverage {
+        completeness: completeness as i32,
+        answered: e.coverage.answered,
+        unanswered: e.coverage.unanswered,
+        skipped: e.coverage.skipped,
     }
 }

@@ -12,6 +12,8 @@ pub struct Summary {
     pub already_done: u64,
     pub enriched: u64,
     pub not_found: u64,
+    /// Nothing found, but too few sources answered to say nobody is there.
+    pub incomplete: u64,
     pub suppressed: u64,
     pub invalid: u64,
     pub errors: BTreeMap<String, u64>,
@@ -36,13 +38,12 @@ impl Summary {
         let answer = &line["answer"];
         if answer["compliance"]["identifierSuppressed"].as_bool() == Some(true) {
             self.suppressed += 1;
-        } else if answer["sources"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|o| o["outcome"] == "OUTCOME_FOUND"))
-        {
-            self.enriched += 1;
         } else {
-            self.not_found += 1;
+            match answer["coverage"]["completeness"].as_str() {
+                Some("COMPLETENESS_FOUND") => self.enriched += 1,
+                Some("COMPLETENESS_NOT_FOUND") => self.not_found += 1,
+                _ => self.incomplete += 1,
+            }
         }
         self.upstream_requests += answer["cache"]["sourcesFetched"].as_u64().unwrap_or(0);
         self.cache_hits += answer["cache"]["sourcesFromCache"].as_u64().unwrap_or(0);
@@ -50,9 +51,10 @@ impl Summary {
 
     pub(super) fn short(&self) -> String {
         format!(
-            "enriched {} · not found {} · invalid {} · suppressed {} · errors {}",
+            "enriched {} · not found {} · incomplete {} · invalid {} · suppressed {} · errors {}",
             self.enriched,
             self.not_found,
+            self.incomplete,
             self.invalid,
             self.suppressed,
             self.errors.values().sum::<u64>()
@@ -61,11 +63,12 @@ impl Summary {
 
     pub fn render(&self) -> String {
         let mut out = format!(
-            "rows in          {}\nalready done     {}\nenriched         {}\nnot found        {}\ninvalid          {}\nsuppressed       {}\n",
+            "rows in          {}\nalready done     {}\nenriched         {}\nnot found        {}\nincomplete       {}\ninvalid          {}\nsuppressed       {}\n",
             self.rows_in,
             self.already_done,
             self.enriched,
             self.not_found,
+            self.incomplete,
             self.invalid,
             self.suppressed
         );

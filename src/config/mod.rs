@@ -60,6 +60,10 @@ pub struct SourcesConfig {
     pub max_depth: u32,
     #[serde(with = "humantime_serde")]
     pub deadline: Duration,
+    /// Share (0..=1) of the sources asked that must answer (found or not
+    /// found) before an empty answer means "not found"; below it the answer
+    /// is incomplete.
+    pub min_coverage: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -421,6 +425,9 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&b.failure_rate) {
             p.push("resilience.breaker.failure_rate: must be within 0..=1".into());
+        }
+        if !(0.0..=1.0).contains(&self.sources.min_coverage) {
+            p.push("sources.min_coverage: must be within 0..=1".into());
         }
         if !(0.0..=1.0).contains(&self.resilience.retry_ratio) {
             p.push("resilience.retry_ratio: must be within 0..=1".into());

@@ -34,8 +34,10 @@ impl Refusal {
 pub enum LedgerOutcome {
     /// Sources yielded at least one profile.
     Enriched,
-    /// Sources were asked (or nothing needed them) and found nobody.
+    /// Enough sources answered, and none found the person.
     NotFound,
+    /// Nothing found, but too few sources answered to say nobody is there.
+    Incomplete,
     /// The person is on the suppression list for this purpose.
     Suppressed,
     Refused(Refusal),
@@ -54,6 +56,7 @@ impl LedgerOutcome {
         match self {
             Self::Enriched => "enriched",
             Self::NotFound => "not_found",
+            Self::Incomplete => "incomplete",
             Self::Suppressed => "suppressed",
             Self::Access => "access",
             Self::Erasure => "erasure",
@@ -71,6 +74,7 @@ impl LedgerOutcome {
         match text {
             "enriched" => Some(Self::Enriched),
             "not_found" => Some(Self::NotFound),
+            "incomplete" => Some(Self::Incomplete),
             "suppressed" => Some(Self::Suppressed),
             "access" => Some(Self::Access),
             "erasure" => Some(Self::Erasure),
@@ -101,6 +105,7 @@ mod tests {
         let all = [
             LedgerOutcome::Enriched,
             LedgerOutcome::NotFound,
+            LedgerOutcome::Incomplete,
             LedgerOutcome::Suppressed,
             LedgerOutcome::Access,
             LedgerOutcome::Erasure,

@@ -85,6 +85,38 @@ pub struct CacheInfo {
     pub oldest_entry_age: Option<Duration>,
 }
 
+/// Whether an empty answer means "nobody found": the sources asked that
+/// answered (found or not found) against those that could not (errors,
+/// timeouts, rate limits, open breakers, cache-only misses). Sources left
+/// out by the catalog or the purpose are not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Coverage {
+    pub answered: u32,
+    pub unanswered: u32,
+    pub skipped: u32,
+    /// Enough sources answered for "not found" to be a finding
+    /// (`sources.min_coverage`).
+    pub sufficient: bool,
+}
+
+/// What the answer as a whole says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completeness {
+    Found,
+    /// Enough sources answered, and none found the person.
+    NotFound,
+    /// Nothing found, but too few sources answered to say nobody is there.
+    Incomplete,
+}
+
+pub fn completeness(found: bool, coverage: &Coverage) -> Completeness {
+    match (found, coverage.sufficient) {
+        (true, _) => Completeness::Found,
+        (false, true) => Completeness::NotFound,
+        (false, false) => Completeness::Incomplete,
+    }
+}
+
 /// One answer. Fields the purpose or the field mask leave out are `None`
 /// or empty; a suppressed person's answer holds the compliance block alone.
 #[derive(Debug, Clone)]
@@ -102,10 +134,15 @@ pub struct Enrichment {
     pub risk: Option<Risk>,
     pub compliance: Compliance,
     pub cache: CacheInfo,
+    pub coverage: Coverage,
     pub generated_at: DateTime<Utc>,
 }
 
 impl Enrichment {
+    pub fn completeness(&self) -> Completeness {
+        completeness(!self.profiles.is_empty(), &self.coverage)
+    }
+
     /// How closely the answer is tied to the identifier: its best profile's match.
     pub fn confidence(&self) -> Option<Confidence> {
         self.profiles.iter().map(Profile::confidence).max()

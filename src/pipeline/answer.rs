@@ -30,6 +30,7 @@ pub(super) fn enriched(
         risk: disclosed.risk,
         compliance: disclosed.compliance,
         cache: merged.cache,
+        coverage: merged.coverage,
         generated_at: now,
     }
 }
@@ -66,6 +67,7 @@ pub(super) fn suppressed(
             policy: query.cache.mode,
             ..CacheInfo::default()
         },
+        coverage: Default::default(),
         generated_at: now,
     }
 }

@@ -9,8 +9,8 @@ use super::query::EnrichQuery;
 use crate::catalog::Catalog;
 use crate::engine::Findings;
 use crate::model::{
-    Attribute, AttributeValue, CacheInfo, CacheMode, Field, Outcome, Profile, SourceOutcome,
-    Verification,
+    Attribute, AttributeValue, CacheInfo, CacheMode, Coverage, Field, Outcome, Profile, SkipReason,
+    SourceOutcome, Verification,
 };
 
 /// The merged findings of one request.
@@ -21,11 +21,17 @@ pub(super) struct Merged {
     /// One per (source, input) asked, then one per source not asked.
     pub outcomes: Vec<SourceOutcome>,
     pub cache: CacheInfo,
+    pub coverage: Coverage,
     /// The cache keys the sources read or wrote for this request.
     pub cache_keys: Vec<String>,
 }
 
-pub(super) fn merge(gathered: Gathered, query: &EnrichQuery, catalog: &Catalog) -> Merged {
+pub(super) fn merge(
+    gathered: Gathered,
+    query: &EnrichQuery,
+    catalog: &Catalog,
+    min_coverage: f64,
+) -> Merged {
     let Gathered {
         verification,
         findings:
@@ -40,12 +46,40 @@ pub(super) fn merge(gathered: Gathered, query: &EnrichQuery, catalog: &Catalog) 
     }
     order_profiles(&mut profiles, catalog);
     let cache = cache_info(&outcomes, query.cache.mode);
+    let coverage = coverage(&outcomes, min_coverage);
     Merged {
+        coverage,
         cache_keys,
         verification,
         profiles,
         outcomes,
         cache,
+    }
+}
+
+/// How many sources answered, could not answer, or were left out; and
+/// whether at least one and at least `min_coverage` of those asked answered.
+fn coverage(outcomes: &[SourceOutcome], min_coverage: f64) -> Coverage {
+    let count = |f: &dyn Fn(&Outcome) -> bool| {
+        u32::try_from(outcomes.iter().filter(|o| f(&o.outcome)).count()).unwrap_or(u32::MAX)
+    };
+    let answered = count(&|o| matches!(o, Outcome::Found | Outcome::NotFound));
+    let unanswered = count(&|o| {
+        matches!(
+            o,
+            Outcome::Error
+                | Outcome::Timeout
+                | Outcome::RateLimited
+                | Outcome::CircuitOpen
+                | Outcome::Skipped(SkipReason::CacheOnly)
+        )
+    });
+    let asked = f64::from(answered) + f64::from(unanswered);
+    Coverage {
+        answered,
+        unanswered,
+        skipped: u32::try_from(outcomes.len()).unwrap_or(u32::MAX) - answered - unanswered,
+        sufficient: answered > 0 && f64::from(answered) >= min_coverage * asked,
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Settings {
     pub max_depth: u32,
     /// Region for national phone numbers when the request names none.
     pub default_region: Option<Region>,
+    /// Share of the sources asked that must answer for "not found".
+    pub min_coverage: f64,
     pub clock: SharedClock,
 }
 
@@ -92,6 +94,7 @@ impl Settings {
             scoring: config.scoring.clone(),
             ledger_url: config.ledger.url.clone(),
             max_depth: config.sources.max_depth,
+            min_coverage: config.sources.min_coverage,
             default_region: config
                 .phone
                 .default_region
@@ -117,6 +120,7 @@ pub struct Enricher {
     ledger: Ledger,
     hasher: KeyedHasher,
     default_region: Option<Region>,
+    min_coverage: f64,
     clock: SharedClock,
     fence: ErasureFence,
 }
@@ -168,6 +172,7 @@ impl Enricher {
             ledger,
             hasher,
             default_region: settings.default_region,
+            min_coverage: settings.min_coverage,
             clock: settings.clock,
             fence: ErasureFence::default(),
         })
@@ -214,7 +219,7 @@ impl Enricher {
         }
         let permitted = policy::policy(ground, &query);
         let gathered = self.gather(&subject, &permitted, &query).await;
-        let merged = merge::merge(gathered, &query, self.catalog());
+        let merged = merge::merge(gathered, &query, self.catalog(), self.min_coverage);
         let scores = self.score(&merged, &permitted.fields, &query, now);
         let disclosed = self
             .comply(permitted, &merged, scores, &subject.hash, &query, now)

@@ -14,6 +14,7 @@ use crate::compliance::retention;
 use crate::error::Error;
 use crate::ledger::{LedgerOutcome, Record, Refusal};
 use crate::model::{BasisEvidence, LawfulBasis, LawfulGround, Outcome};
+use crate::model::{Completeness, completeness};
 
 /// The claim a record is made under: the accepted ground, or, for a
 /// refusal, what the caller claimed.
@@ -138,10 +139,10 @@ impl Enricher {
         subject: &str,
         now: DateTime<Utc>,
     ) -> Result<String, Error> {
-        let outcome = if merged.profiles.is_empty() {
-            LedgerOutcome::NotFound
-        } else {
-            LedgerOutcome::Enriched
+        let outcome = match completeness(!merged.profiles.is_empty(), &merged.coverage) {
+            Completeness::Found => LedgerOutcome::Enriched,
+            Completeness::NotFound => LedgerOutcome::NotFound,
+            Completeness::Incomplete => LedgerOutcome::Incomplete,
         };
         let under = Under::ground(&disclosed.compliance.ground);
         let mut record = record_of(&query.caller, under, subject, outcome, now);

@@ -35,7 +35,12 @@ impl Enricher {
         let verification = merged.verification.as_ref();
         let risk = verification.filter(|_| fields.wants("risk")).map(|v| {
             let hint = query.name_hint.as_deref();
-            risk::score(v, profiles, &footprint, hint, &self.scoring, now)
+            let evidence = risk::Evidence {
+                profiles,
+                footprint: &footprint,
+                coverage_sufficient: merged.coverage.sufficient,
+            };
+            risk::score(v, &evidence, hint, &self.scoring, now)
         });
         Scores {
             interests: interests::score(profiles, catalog, &self.scoring, options),

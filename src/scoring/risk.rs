@@ -19,14 +19,22 @@ fn tokens(name: &str) -> Vec<String> {
         .collect()
 }
 
+/// What the sources gave: the profiles, their footprint, and whether
+/// enough sources answered for an empty result to be evidence.
+pub struct Evidence<'a> {
+    pub profiles: &'a [Profile],
+    pub footprint: &'a Footprint,
+    pub coverage_sufficient: bool,
+}
+
 pub fn score(
     verification: &Verification,
-    profiles: &[Profile],
-    footprint: &Footprint,
+    evidence: &Evidence<'_>,
     name_hint: Option<&str>,
     data: &ScoringData,
     now: DateTime<Utc>,
 ) -> Risk {
+    let (profiles, footprint) = (evidence.profiles, evidence.footprint);
     let weights = &data.weights.risk;
     let mut reasons = Vec::new();
     let mut add = |code: &'static str, detail: String| {
@@ -96,10 +104,13 @@ pub fn score(
         .collect();
     if grounded.is_empty() {
         if profiles.is_empty() {
-            add(
-                "no_digital_footprint",
-                "no profile was found on any source".into(),
-            );
+            // When too few sources answered, absence is not evidence.
+            if evidence.coverage_sufficient {
+                add(
+                    "no_digital_footprint",
+                    "no profile was found on any source".into(),
+                );
+            }
         } else {
             add(
                 "only_guessed_matches",

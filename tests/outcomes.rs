@@ -1,0 +1,62 @@
+//! Honest outcomes: "not found" only when enough sources answered; when
+//! they errored the answer is incomplete, the ledger says so, and risk does
+//! not count a missing footprint against the person.
+mod common;
+
+use common::{TestApp, email_request};
+use enrichd::ledger::{Ledger, LedgerOutcome};
+use enrichd::privacy::KeyedHasher;
+use enrichd::proto::v1 as pb;
+use pb::coverage::Completeness;
+use wiremock::ResponseTemplate;
+
+async fn answer_and_record(status: u16) -> (pb::EnrichResponse, LedgerOutcome) {
+    let (_site, catalog) = common::one_source("email", "", ResponseTemplate::new(status)).await;
+    let app = TestApp::with_catalog("[dns]\nenabled = false\n", catalog).await;
+    let answer = app
+        .client()
+        .await
+        .enrich(email_request("ann@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    let ledger = Ledger::open(&app.ledger_url).await.unwrap();
+    let subject = KeyedHasher::new(common::TEST_HASH_KEY).hash("email:ann@example.test");
+    let records = ledger.records(&subject).await.unwrap();
+    (answer, records.last().unwrap().outcome)
+}
+
+fn risk_codes(answer: &pb::EnrichResponse) -> Vec<String> {
+    answer
+        .risk
+        .as_ref()
+        .unwrap()
+        .reasons
+        .iter()
+        .map(|r| r.code.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn sources_that_errored_make_an_incomplete_answer_not_a_not_found() {
+    let (answer, outcome) = answer_and_record(500).await;
+    let coverage = answer.coverage.unwrap();
+    assert_eq!(coverage.completeness(), Completeness::Incomplete);
+    assert_eq!((coverage.answered, coverage.unanswered), (0, 1));
+    assert_eq!(outcome, LedgerOutcome::Incomplete);
+    assert!(
+        !risk_codes(&answer).contains(&"no_digital_footprint".to_owned()),
+        "{:?}",
+        risk_codes(&answer)
+    );
+}
+
+#[tokio::test]
+async fn sources_that_answered_make_a_not_found_with_its_risk_reason() {
+    let (answer, outcome) = answer_and_record(404).await;
+    let coverage = answer.coverage.unwrap();
+    assert_eq!(coverage.completeness(), Completeness::NotFound);
+    assert_eq!((coverage.answered, coverage.unanswered), (1, 0));
+    assert_eq!(outcome, LedgerOutcome::NotFound);
+    assert!(risk_codes(&answer).contains(&"no_digital_footprint".to_owned()));
+}
