@@ -12,7 +12,14 @@ use enrichd::ledger::Ledger;
 /// The binary with its state in `data_dir` (no hash key configured: the key
 /// file in the data directory is used, as on a real install).
 fn enrichd(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_enrichd"))
+    enrichd_keyed(data_dir, None, args)
+}
+
+/// The binary with its state in `data_dir` and, if given, an inline
+/// `privacy.hash_key`.
+fn enrichd_keyed(data_dir: &Path, hash_key: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_enrichd"));
+    command
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
@@ -25,9 +32,11 @@ fn enrichd(data_dir: &Path, args: &[&str]) -> Output {
         .env_remove("ENRICHD__PRIVACY__HASH_KEY")
         .env_remove("ENRICHD_DATA_DIR")
         .env_remove("RUST_LOG")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("runs")
+        .current_dir(std::env::temp_dir());
+    if let Some(key) = hash_key {
+        command.env("ENRICHD__PRIVACY__HASH_KEY", key);
+    }
+    command.output().expect("runs")
 }
 
 fn enrich_args() -> Vec<&'static str> {
@@ -281,24 +290,8 @@ fn rotating_an_inline_hash_key_needs_a_file_for_the_new_value() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("state");
     let inline = "an-inline-hash-key-of-more-than-32-characters";
-    let with_inline = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_enrichd"))
-            .args(args)
-            .arg("--data-dir")
-            .arg(&data)
-            .env("ENRICHD__DNS__ENABLED", "false")
-            .env(
-                "ENRICHD__SOURCES__CATALOG",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/empty-catalog"),
-            )
-            .env_remove("ENRICHD__LEDGER__URL")
-            .env_remove("ENRICHD_DATA_DIR")
-            .env("ENRICHD__PRIVACY__HASH_KEY", inline)
-            .output()
-            .unwrap()
-    };
-    let mut args = enrich_args();
-    assert!(with_inline(&args).status.success());
+    let with_inline = |args: &[&str]| enrichd_keyed(&data, Some(inline), args);
+    assert!(with_inline(&enrich_args()).status.success());
     let out = with_inline(&["keys", "rotate-hash"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--out"));
@@ -314,22 +307,8 @@ fn rotating_an_inline_hash_key_needs_a_file_for_the_new_value() {
     let value = std::fs::read_to_string(&file).unwrap();
     assert!(value.trim().starts_with(inline) && value.trim().contains(' '));
     // The old value is refused now; the new one works.
-    assert!(!with_inline(&args).status.success());
-    args.push("--explain");
-    let out = Command::new(env!("CARGO_BIN_EXE_enrichd"))
-        .args(enrich_args())
-        .arg("--data-dir")
-        .arg(&data)
-        .env("ENRICHD__DNS__ENABLED", "false")
-        .env(
-            "ENRICHD__SOURCES__CATALOG",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/empty-catalog"),
-        )
-        .env_remove("ENRICHD__LEDGER__URL")
-        .env_remove("ENRICHD_DATA_DIR")
-        .env("ENRICHD__PRIVACY__HASH_KEY", value.trim())
-        .output()
-        .unwrap();
+    assert!(!with_inline(&enrich_args()).status.success());
+    let out = enrichd_keyed(&data, Some(value.trim()), &enrich_args());
     assert!(
         out.status.success(),
         "{}",
