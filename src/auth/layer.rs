@@ -16,8 +16,9 @@ use super::keys::Keys;
 use super::quota::Quotas;
 use super::{AuthConfig, Caller, Scope};
 
-/// The service whose methods need a caller.
-const GUARDED: &str = "/enrichd.v1.Enrichment/";
+/// The service whose methods need a caller (and, in the server, a
+/// concurrency permit).
+pub const GUARDED: &str = "/enrichd.v1.Enrichment/";
 /// Longest `x-caller` note kept.
 const MAX_NOTE_CHARS: usize = 128;
 

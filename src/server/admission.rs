@@ -21,11 +21,8 @@ use tower::{BoxError, Layer, Service};
 use super::connections::{ConnInfo, StreamGuard};
 use crate::api::grpc::Admitted;
 use crate::api::status;
-use crate::auth::layer::ClientCertificates;
+use crate::auth::layer::{ClientCertificates, GUARDED};
 use crate::telemetry;
-
-/// The calls that take a permit.
-const ADMITTED: &str = "/enrichd.v1.Enrichment/";
 
 #[derive(Clone)]
 pub struct AdmissionLayer {
@@ -103,7 +100,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let stream = connection(request.extensions()).map(ConnInfo::open_stream);
         let mut held = None;
-        if request.uri().path().starts_with(ADMITTED) {
+        if request.uri().path().starts_with(GUARDED) {
             match self.layer.pool.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let admitted = Admitted {
