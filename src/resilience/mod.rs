@@ -16,6 +16,10 @@ use breaker::{Breaker, BreakerConfig};
 use limiter::{Limiter, LocalLimiter};
 use retry::RetryBudget;
 
+/// The least time a waited-for rate slot must leave before the deadline for
+/// the request itself.
+const REQUEST_ROOM: Duration = Duration::from_millis(100);
+
 /// `[resilience]` settings.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 pub struct ResilienceConfig {
@@ -104,8 +108,10 @@ impl Guard {
         pause.cool_down = Duration::ZERO;
     }
 
-    /// Waits for a rate-limit slot; refuses at once when the wait would pass
-    /// the deadline (unary callers get `rate_limited` rather than a hang).
+    /// Waits for a rate-limit slot; refuses at once when the wait would
+    /// leave less than `REQUEST_ROOM` before the deadline (unary callers get
+    /// `rate_limited` rather than a hang, and no slot is spent on a request
+    /// that would be cut off).
     pub async fn rate_slot(&self, deadline: tokio::time::Instant) -> Result<(), Refusal> {
         loop {
             if let Some(paused) = self.paused_for() {
@@ -113,7 +119,7 @@ impl Guard {
             }
             match self.limiter.try_acquire() {
                 Ok(()) => return Ok(()),
-                Err(wait) if tokio::time::Instant::now() + wait > deadline => {
+                Err(wait) if tokio::time::Instant::now() + wait + REQUEST_ROOM > deadline => {
                     metrics::counter!("enrichd_source_limiter_refusals_total", "source" => self.id.clone())
                         .increment(1);
                     return Err(Refusal::RateLimited(wait));
