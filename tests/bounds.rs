@@ -145,3 +145,76 @@ async fn connections_beyond_the_cap_are_closed_at_once_and_service_resumes_when_
     }
     assert_eq!(health(&app).await.unwrap(), ServingStatus::Serving);
 }
+
+/// A client that sends many requests on a stream and never reads: the server
+/// stops working for it once its answers back up (bounded by the stream's
+/// buffer, its parallelism and the client's HTTP/2 window, not by what the
+/// client sent), ends the stream after `stream_idle_timeout`, and the
+/// client, reading at last, gets what was answered and then that status.
+#[tokio::test]
+async fn a_client_that_never_reads_gets_bounded_work_and_then_a_status() {
+    let name = "x".repeat(1500);
+    let site = common::Arrivals::answering(
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(serde_json::json!({ "user": { "name": name } })),
+    );
+    let limits =
+        "limits = { rate_limit = { per_second = 10000, burst = 10000 }, max_concurrency = 64 }";
+    let (_server, catalog) = common::one_source("email", limits, site.clone()).await;
+    let app = TestApp::with_catalog(
+        "[dns]\nenabled = false\n[cache]\nenabled = false\n\
+         [server]\nstream_idle_timeout = \"1s\"\n[batch]\nmax_in_flight = 8\nbuffer = 4\n",
+        catalog,
+    )
+    .await;
+    // A small receive window, as a slow or hostile client would keep.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap();
+    let mut client = pb::enrichment_client::EnrichmentClient::new(channel);
+    let sent = 400;
+    let (tx, rx) = tokio::sync::mpsc::channel(sent);
+    for i in 0..sent {
+        tx.send(email_request(&format!("p{i}@example.test")))
+            .await
+            .unwrap();
+    }
+    let mut answers = client
+        .enrich_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Not reading for well past the idle timeout is the behaviour under test.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let worked = site.len();
+    assert!(
+        worked < sent / 4,
+        "{worked} of {sent} requests were worked on for a client that read nothing"
+    );
+    assert_eq!(health(&app).await.unwrap(), ServingStatus::Serving);
+
+    let mut answered = 0;
+    let ended = loop {
+        match tokio::time::timeout(HUNG, answers.message())
+            .await
+            .expect("not hung")
+        {
+            Ok(Some(_)) => answered += 1,
+            Ok(None) => panic!("the stream ended as if complete after {answered} answers"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    assert!(ended.message().contains("took no answer"), "{ended:?}");
+    assert!(
+        answered <= worked,
+        "{answered} answers for {worked} lookups"
+    );
+    drop(tx);
+    assert_eq!(site.len(), worked, "no work after the stream ended");
+}

@@ -72,6 +72,66 @@ input = "fax_number"
 }
 
 #[test]
+fn private_reach_needs_a_fixed_host_or_named_origins() {
+    let source = |url: &str, network: &str| {
+        format!(
+            "[[source]]\nid = \"s\"\nname = \"S\"\nplatform = \"S\"\npurposes = [\"marketing\"]\n\
+             input = \"url\"\nnetwork = {{ {network} }}\n[source.request]\nurl = \"{url}\"\n"
+        )
+    };
+    let compile = |text: String| {
+        Catalog::from_files(
+            &[("p.toml".into(), text)],
+            &["marketing".to_string()],
+            &|_| None,
+        )
+    };
+    // A URL that is the input: its "own origin" would be the attacker's.
+    let err = compile(source("{input}", "allow_private = true")).expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("network.allow_private: needs a request.url with a fixed host"),
+        "{err}"
+    );
+    for bad in [
+        "http://h.test/path",
+        "ftp://h.test",
+        "http://u:p@h.test",
+        "h.test",
+    ] {
+        let err =
+            compile(source("{input}", &format!("private_origins = [\"{bad}\"]"))).expect_err(bad);
+        assert!(
+            err.to_string().contains(&format!(
+                "network.private_origins: \"{bad}\" is not an origin"
+            )),
+            "{err}"
+        );
+    }
+    let named = compile(source(
+        "{input}",
+        "private_origins = [\"http://10.0.0.5:8080\", \"https://intranet.test\"]",
+    ))
+    .unwrap();
+    let origins: Vec<String> = named.sources()[0]
+        .network
+        .private_origins
+        .iter()
+        .map(|o| o.ascii_serialization())
+        .collect();
+    assert_eq!(origins, ["http://10.0.0.5:8080", "https://intranet.test"]);
+    let fixed = compile(source(
+        "http://10.0.0.5:8080/u?q={input}",
+        "allow_private = true",
+    ))
+    .unwrap();
+    assert_eq!(
+        fixed.sources()[0].network.private_origins[0].ascii_serialization(),
+        "http://10.0.0.5:8080"
+    );
+}
+
+#[test]
 fn a_source_with_a_missing_secret_is_disabled_not_dropped() {
     let text = r#"
 [[source]]

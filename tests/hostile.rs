@@ -181,9 +181,9 @@ async fn every_hostile_site_ends_as_the_right_outcome() {
         ("bomb", Outcome::Error, "limit"),
         ("waf", Outcome::Error, "bot wall"),
         ("nopresence", Outcome::Error, "presence"),
-        ("to-loopback", Outcome::Error, "blocked"),
-        ("to-metadata", Outcome::Error, "blocked"),
-        ("unallowed", Outcome::Error, "blocked"),
+        ("to-loopback", Outcome::Blocked, "blocked"),
+        ("to-metadata", Outcome::Blocked, "blocked"),
+        ("unallowed", Outcome::Blocked, "blocked"),
         ("reset", Outcome::Error, ""),
         ("found", Outcome::Found, ""),
     ];
@@ -281,4 +281,151 @@ url = "{origin}/users/{{input}}/profile?q={{input}}"
         Some("q=..%2Fadmin%3Fx%3D1%23frag%2Fj%C3%BCrgen")
     );
     assert_eq!(pivot.url.fragment(), None);
+}
+
+/// A source whose URL comes from a profile (a personal homepage) reaches the
+/// one private origin it names and nothing else, whatever spelling a hostile
+/// profile uses; the refused links are `blocked`, not failures of the source,
+/// so they do not open its breaker for the next caller.
+#[tokio::test]
+async fn links_from_a_profile_reach_only_the_named_private_origin_and_spare_the_breaker() {
+    use wiremock::matchers::path;
+    let server = MockServer::start().await;
+    let origin = server.uri();
+    let hostile = [
+        "http://127.0.0.1:9/admin",
+        "http://2130706433:9/",
+        "http://0x7f.0.0.1:9/",
+        "http://0177.0.0.1:9/",
+        "http://[::1]:9/",
+        "http://[::ffff:127.0.0.1]:9/",
+        "http://[::127.0.0.1]:9/",
+        "http://0.0.0.0:9/",
+        "http://localhost:9/",
+        "http://169.254.169.254/latest/meta-data/",
+    ];
+    let links = |urls: &[String]| {
+        let items: Vec<_> = urls
+            .iter()
+            .map(|u| serde_json::json!({ "site": "Web", "url": u }))
+            .collect();
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({ "user": { "links": items } }))
+    };
+    // Links at the allowed origin that redirect to a private address: they
+    // are sent (and take a rate-limit slot), then blocked at the redirect.
+    let hops = 6;
+    for n in 0..hops {
+        Mock::given(path(format!("/hop/{n}")))
+            .respond_with(
+                ResponseTemplate::new(302).insert_header("Location", "http://127.0.0.1:9/admin"),
+            )
+            .mount(&server)
+            .await;
+    }
+    let mut hostile_links: Vec<String> = hostile.iter().map(|s| s.to_string()).collect();
+    hostile_links.extend((0..hops).map(|n| format!("{origin}/hop/{n}")));
+    let honest_link = vec![format!("{origin}/home/ann")];
+    // The email's MD5 picks the seed's answer.
+    let md5 = |email: &str| {
+        use md5::Digest;
+        hex::encode(md5::Md5::digest(email.as_bytes()))
+    };
+    Mock::given(path(format!("/seed/{}", md5("evil@example.test"))))
+        .respond_with(links(&hostile_links))
+        .mount(&server)
+        .await;
+    Mock::given(path(format!("/seed/{}", md5("ann@example.test"))))
+        .respond_with(links(&honest_link))
+        .mount(&server)
+        .await;
+    Mock::given(path("/home/ann"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("<div class=\"h-card\"><p class=\"p-name\">Ann</p></div>"),
+        )
+        .mount(&server)
+        .await;
+    let text = format!(
+        r#"
+[[source]]
+id = "seed"
+name = "seed"
+platform = "Test"
+purposes = ["marketing"]
+input = "email_md5"
+network = {{ allow_private = true }}
+[source.request]
+url = "{origin}/seed/{{input}}"
+response_format = "json"
+[source.detect]
+json_pointer = "/user"
+[source.extract.accounts]
+each = {{ json = "/user/links" }}
+platform = {{ json = "/site" }}
+url = {{ json = "/url" }}
+[[source.pivots]]
+from = "accounts.url"
+as = "url"
+
+[[source]]
+id = "home"
+name = "home"
+platform = "Homepage"
+purposes = ["marketing"]
+input = "url"
+network = {{ private_origins = ["{origin}"] }}
+limits = {{ rate_limit = {{ per_second = 1, burst = {hops} }} }}
+[source.request]
+url = "{{input}}"
+response_format = "html"
+[source.detect]
+present = ["h-card"]
+[source.extract]
+display_name = {{ css = ".p-name" }}
+"#
+    );
+    let purposes = vec!["marketing".to_string()];
+    let catalog = Catalog::from_files(&[("t.toml".into(), text)], &purposes, &|_| None).unwrap();
+    let dns = common::dns::start().await;
+    let app = common::TestApp::with_catalog(
+        // The homepage source has slots for the redirecting links only:
+        // within a 2 s deadline, the links refused at once must take none.
+        &format!(
+            "[dns]\nnameservers = [\"{}\"]\n[sources]\ndeadline = \"2s\"\n",
+            dns.addr
+        ),
+        catalog,
+    )
+    .await;
+    let mut client = app.client().await;
+    let evil = client
+        .enrich(email_request("evil@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    let home: Vec<_> = evil
+        .sources
+        .iter()
+        .filter(|o| o.source_id == "home")
+        .collect();
+    // Decimal, hex and octal spellings of 127.0.0.1 are one URL once parsed.
+    let distinct: std::collections::HashSet<String> = hostile
+        .iter()
+        .map(|u| url::Url::parse(u).unwrap().to_string())
+        .collect();
+    assert_eq!(home.len(), distinct.len() + hops, "every link was tried");
+    for o in &home {
+        assert_eq!(o.outcome(), Outcome::Blocked, "{}", o.detail);
+        assert!(o.detail.contains("blocked"), "{}", o.detail);
+    }
+    // The next caller's honest link is fetched: the breaker saw no failure
+    // (5 consecutive failures would have opened it).
+    let ann = client
+        .enrich(email_request("ann@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(outcome_of(&ann, "home"), Outcome::Found);
+    let requests = server.received_requests().await.unwrap();
+    assert!(requests.iter().all(|r| r.url.path() != "/admin"));
 }

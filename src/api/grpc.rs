@@ -159,11 +159,15 @@ impl EnrichmentService {
         mut inbound: S,
         caller: Caller,
         admitted: Option<Admitted>,
-    ) -> ReceiverStream<Result<pb::EnrichResponse, Status>>
+    ) -> impl Stream<Item = Result<pb::EnrichResponse, Status>> + Send + 'static
     where
         S: Stream<Item = Result<pb::EnrichRequest, Status>> + Send + Unpin + 'static,
     {
         let (tx, rx) = tokio::sync::mpsc::channel(self.batch.buffer.max(1));
+        // How the stream ended, delivered after every buffered answer: a
+        // client that stopped reading still learns, when it reads again, that
+        // the stream was cut and why (a full buffer cannot swallow it).
+        let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Status>();
         let this = self.clone();
         let limits = self.stream_limits;
         tokio::spawn(async move {
@@ -184,7 +188,7 @@ impl EnrichmentService {
                             match tokio::time::timeout(idle, tx.send(Ok(answer))).await {
                                 Ok(Ok(())) => quiet_since = tokio::time::Instant::now(),
                                 Ok(Err(_)) => return None,
-                                Err(_) => return Some("the client took no answer for server.stream_idle_timeout"),
+                                Err(_) => return Some(Ok("the client took no answer for server.stream_idle_timeout")),
                             }
                         }
                         next = inbound.next(), if open && running.len() < max => match next {
@@ -197,14 +201,11 @@ impl EnrichmentService {
                                     this.stream_item(request, caller).await
                                 });
                             }
-                            Some(Err(status)) => {
-                                let _ = tx.send(Err(status)).await;
-                                return None;
-                            }
+                            Some(Err(status)) => return Some(Err(status)),
                             None => open = false,
                         },
                         () = tokio::time::sleep_until(quiet_since + idle), if limits.is_some() && running.is_empty() && open => {
-                            return Some("no request for server.stream_idle_timeout");
+                            return Some(Ok("no request for server.stream_idle_timeout"));
                         }
                         else => return None,
                     }
@@ -213,15 +214,22 @@ impl EnrichmentService {
             let ended = match limits {
                 Some(l) => tokio::time::timeout(l.max_duration, work)
                     .await
-                    .unwrap_or(Some("the stream reached server.stream_max_duration")),
+                    .unwrap_or(Some(Ok("the stream reached server.stream_max_duration"))),
                 None => work.await,
             };
-            if let Some(why) = ended {
-                metrics::counter!("enrichd_streams_ended_total", "reason" => why).increment(1);
-                let _ = tx.try_send(Err(Status::deadline_exceeded(why)));
-            }
+            let status = match ended {
+                Some(Ok(why)) => {
+                    metrics::counter!("enrichd_streams_ended_total", "reason" => why).increment(1);
+                    Status::deadline_exceeded(why)
+                }
+                Some(Err(status)) => status,
+                None => return,
+            };
+            let _ = end_tx.send(status);
         });
-        ReceiverStream::new(rx)
+        ReceiverStream::new(rx).chain(
+            futures::stream::once(end_rx).filter_map(|end| std::future::ready(end.ok().map(Err))),
+        )
     }
 
     /// When the sources must have answered: the configured budget, or less

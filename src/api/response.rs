@@ -266,6 +266,7 @@ pub fn outcome_to_proto(o: &SourceOutcome) -> pb::SourceOutcome {
         Outcome::Timeout => (O::Timeout, S::Unspecified),
         Outcome::RateLimited => (O::RateLimited, S::Unspecified),
         Outcome::CircuitOpen => (O::CircuitOpen, S::Unspecified),
+        Outcome::Blocked => (O::Blocked, S::Unspecified),
         Outcome::Skipped(reason) => (
             O::Skipped,
             match reason {

@@ -8,7 +8,7 @@ pub mod source;
 pub mod spec;
 pub mod template;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -183,18 +183,11 @@ impl Catalog {
         self.sources.is_empty()
     }
 
-    /// Host names of sources allowed to reach private addresses (the HTTP
-    /// client's resolver lets only these resolve to private addresses).
-    pub fn trusted_private_hosts(&self) -> HashSet<String> {
+    /// The sources that may reach private origins, with those origins.
+    pub fn private_origins(&self) -> impl Iterator<Item = (&str, &[url::Origin])> {
         self.sources
             .iter()
-            .filter(|s| s.network.allow_private)
-            .filter_map(|s| match &s.kind {
-                source::SourceKind::Http(h) => url::Url::parse(h.request.url.literal_prefix())
-                    .ok()
-                    .and_then(|u| u.host_str().map(str::to_ascii_lowercase)),
-                source::SourceKind::DnsMx => None,
-            })
-            .collect()
+            .filter(|s| !s.network.private_origins.is_empty())
+            .map(|s| (s.id.as_str(), s.network.private_origins.as_slice()))
     }
 }

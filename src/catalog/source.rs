@@ -153,8 +153,9 @@ pub struct Limits {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Network {
-    /// May reach a private/loopback address, at the origin of its URL only.
-    pub allow_private: bool,
+    /// The origins (scheme, host and port) this source may reach on a
+    /// private, loopback or otherwise non-public address; empty for most.
+    pub private_origins: Vec<url::Origin>,
     pub max_redirects: u32,
 }
 

@@ -283,8 +283,13 @@ impl Default for LimitsSpec {
 
 #[derive(Debug, Deserialize)]
 pub struct NetworkSpec {
+    /// May reach its URL template's fixed origin on a private address.
     #[serde(default)]
     pub allow_private: bool,
+    /// Origins (`scheme://host[:port]`) a source may reach on private
+    /// addresses, for sources whose URL is their input.
+    #[serde(default)]
+    pub private_origins: Vec<String>,
     #[serde(default = "max_redirects")]
     pub max_redirects: u32,
 }
@@ -295,6 +300,7 @@ impl Default for NetworkSpec {
     fn default() -> Self {
         Self {
             allow_private: false,
+            private_origins: Vec::new(),
             max_redirects: max_redirects(),
         }
     }

@@ -125,12 +125,22 @@ impl Template {
         self.parts.contains(&Part::Input)
     }
 
-    /// The literal text before the first placeholder (for a URL: its origin).
-    pub fn literal_prefix(&self) -> &str {
-        match self.parts.first() {
-            Some(Part::Literal(s)) => s,
-            _ => "",
+    /// For a URL template: its origin when the scheme, host and port are
+    /// literal and closed by '/', '?' or '#' before any placeholder, so no
+    /// input can change where the request goes.
+    pub fn fixed_origin(&self) -> Option<url::Origin> {
+        let Some(Part::Literal(prefix)) = self.parts.first() else {
+            return None;
+        };
+        let (scheme, rest) = prefix.split_once("://")?;
+        let end = rest.find(['/', '?', '#']).filter(|&i| i > 0)?;
+        if !matches!(scheme, "http" | "https") {
+            return None;
         }
+        let origin = url::Url::parse(&format!("{scheme}://{}/", &rest[..end]))
+            .ok()?
+            .origin();
+        origin.is_tuple().then_some(origin)
     }
 
     fn is_whole_input(&self) -> bool {

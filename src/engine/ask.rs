@@ -217,6 +217,13 @@ impl Engine {
                 .increment(1);
             Asked::new(o)
         };
+        if let SourceKind::Http(h) = &source.kind
+            && let Err(refused) = http::preflight(source, h, input, self.env.as_ref())
+        {
+            metrics::counter!("enrichd_source_outcomes_total", "source" => source.id.clone(), "outcome" => refused.outcome.outcome.name())
+                .increment(1);
+            return *refused;
+        }
         let _slot = match guard.admit(deadline).await {
             Ok(slot) => slot,
             Err(Refusal::RateLimited(wait)) => {

@@ -9,7 +9,7 @@ use super::extract::extract;
 use crate::catalog::input::Input;
 use crate::catalog::source::{BodyEncoding, BodyFormat, HttpSource, Source};
 use crate::catalog::template::RenderError;
-use crate::fetch::{FetchError, HttpClient, Outgoing, Reach};
+use crate::fetch::{FetchError, Header, HttpClient, Outgoing, Reach, check_destination};
 use crate::model::{
     Confidence, Field, LinkedAccount, Method, Outcome, Profile, Provenance, SkipReason,
     SourceOutcome, Sourced, Value,
@@ -22,13 +22,16 @@ fn prepare(h: &HttpSource, input: &str, env: &Env) -> Result<Outgoing, RenderErr
     let url = r.url.render_url(input, env)?;
     let url = Url::parse(&url).map_err(|_| RenderError::NotAUrl)?;
     let mut headers = Vec::new();
-    for (name, t) in &r.headers {
-        headers.push((name.clone(), t.render_raw(input, env)?));
-    }
-    for (name, t) in &r.optional_headers {
-        if t.env_vars().all(|v| env(v).is_some()) {
-            headers.push((name.clone(), t.render_raw(input, env)?));
-        }
+    let optional = r
+        .optional_headers
+        .iter()
+        .filter(|(_, t)| t.env_vars().all(|v| env(v).is_some()));
+    for (name, t) in r.headers.iter().chain(optional) {
+        headers.push(Header {
+            name: name.clone(),
+            value: t.render_raw(input, env)?,
+            secret: t.env_vars().next().is_some(),
+        });
     }
     let body = match &r.body {
         Some((t, BodyEncoding::Json)) => Some(t.render_json(input, env)?),
@@ -63,6 +66,33 @@ impl Asked {
     }
 }
 
+/// The request for `input`, or why none is sent: an input the source
+/// cannot take, or a destination it may not reach (`blocked`). Decided before
+/// the source's rate limit is asked, so refused links cost no slot and no wait.
+pub fn preflight(
+    source: &Source,
+    h: &HttpSource,
+    input: &Input,
+    env: &Env,
+) -> Result<Outgoing, Box<Asked>> {
+    let refuse = |outcome: Outcome, detail: String| {
+        Box::new(Asked::new(
+            SourceOutcome::new(&source.id, input.kind, input.depth, outcome).with_detail(detail),
+        ))
+    };
+    let request = prepare(h, &input.value, env).map_err(|e| {
+        refuse(
+            Outcome::Skipped(SkipReason::InputNotApplicable),
+            format!("the input cannot be sent to this source: {e}"),
+        )
+    })?;
+    if let Err(e) = check_destination(&request.url, &source.network.private_origins) {
+        tracing::warn!(source = %source.id, error = %e, "source request blocked");
+        return Err(refuse(Outcome::Blocked, e.to_string()));
+    }
+    Ok(request)
+}
+
 pub async fn run(
     source: &Source,
     h: &HttpSource,
@@ -80,16 +110,13 @@ pub async fn run(
             retryable: false,
         }
     };
-    let request = match prepare(h, &input.value, env) {
+    let request = match preflight(source, h, input, env) {
         Ok(r) => r,
-        Err(e) => {
-            outcome.outcome = Outcome::Skipped(SkipReason::InputNotApplicable);
-            outcome.detail = Some(format!("the input cannot be sent to this source: {e}"));
-            return done(outcome, None);
-        }
+        Err(refused) => return done(refused.outcome, None),
     };
     let reach = Reach {
-        allow_private: source.network.allow_private,
+        source: &source.id,
+        private_origins: &source.network.private_origins,
         max_redirects: source.network.max_redirects,
         follow_redirects: !h.detect.redirect_means_absent,
     };
@@ -104,6 +131,7 @@ pub async fn run(
             }
             if let FetchError::Blocked(_) = e {
                 tracing::warn!(source = %source.id, error = %e, "source request blocked");
+                outcome.outcome = Outcome::Blocked;
             }
             return done(outcome, None);
         }

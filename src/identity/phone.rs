@@ -146,6 +146,16 @@ impl PhoneNumber {
                 _ => PhoneError::NotANumber,
             }
         })?;
+        // The subject is keyed on the E.164 form, and the same person must
+        // come back from it: a parse that yields a form that does not read
+        // back as itself ("0002" in DE became +4902, itself "too short") is
+        // no number.
+        let e164 = parsed.format().mode(Mode::E164).to_string();
+        if !phonenumber::parse(None, &e164)
+            .is_ok_and(|again| again.format().mode(Mode::E164).to_string() == e164)
+        {
+            return Err(PhoneError::TooShort);
+        }
         // A number that fits no range has no region of its own; its country
         // code still names a main region (+44: GB), which is worth reporting.
         let region = parsed
@@ -161,7 +171,7 @@ impl PhoneNumber {
             })
             .filter(|id| id != "001");
         Ok(Self {
-            e164: parsed.format().mode(Mode::E164).to_string(),
+            e164,
             international: parsed.format().mode(Mode::International).to_string(),
             national: parsed.format().mode(Mode::National).to_string(),
             region,
@@ -405,5 +415,13 @@ mod tests {
     fn debug_never_shows_the_number() {
         let p = PhoneNumber::parse("+447700900123", None).expect("valid");
         assert_eq!(format!("{p:?}"), "PhoneNumber(<redacted>)");
+    }
+
+    #[test]
+    fn a_number_whose_e164_form_does_not_read_back_is_refused() {
+        // Found by tests/properties.rs: "0002" with region DE read as +4902.
+        let de = "DE".parse::<Region>().ok();
+        assert_eq!(PhoneNumber::parse("0002", de), Err(PhoneError::TooShort));
+        assert_eq!(PhoneNumber::parse("000a", de), Err(PhoneError::TooShort));
     }
 }

@@ -22,6 +22,10 @@ pub enum Outcome {
     Timeout,
     RateLimited,
     CircuitOpen,
+    /// The request would have reached a non-public address, or one the
+    /// source may not reach: refused before it was sent. Says nothing about
+    /// the source's health.
+    Blocked,
     Skipped(SkipReason),
 }
 
@@ -34,6 +38,7 @@ impl Outcome {
             Outcome::Timeout => "timeout",
             Outcome::RateLimited => "rate_limited",
             Outcome::CircuitOpen => "circuit_open",
+            Outcome::Blocked => "blocked",
             Outcome::Skipped(_) => "skipped",
         }
     }

@@ -148,7 +148,7 @@ impl Enricher {
         }
         let lists = DomainLists::load(&settings.reference)?;
         let verifier = Verifier::new(lists, &settings.dns)?;
-        let client = HttpClient::build(&settings.http, catalog.trusted_private_hosts())
+        let client = HttpClient::build(&settings.http, catalog.private_origins())
             .map_err(BuildError::Http)?;
         let engine = Engine::new(
             Arc::new(catalog),

@@ -98,10 +98,64 @@ pub fn compile(
             Some(r) => compile_http(spec, r, env, &mut disabled, p),
         },
     };
+    let private_origins = kind
+        .as_ref()
+        .map(|k| compile_private_origins(spec, k, p))
+        .unwrap_or_default();
     if p.out.len() > before {
         return None;
     }
-    Some(assemble(spec, file, input_pattern, disabled, kind?))
+    Some(assemble(
+        spec,
+        file,
+        input_pattern,
+        disabled,
+        kind?,
+        private_origins,
+    ))
+}
+
+/// The origins a source may reach on private addresses: its URL's fixed
+/// origin with `allow_private`, or the origins it lists. A source whose URL
+/// is its input (a pivot from a profile an attacker may write) can never
+/// borrow "its own origin": it names the private origins it may reach.
+fn compile_private_origins(
+    spec: &SourceSpec,
+    kind: &SourceKind,
+    p: &mut Problems<'_>,
+) -> Vec<url::Origin> {
+    let n = &spec.network;
+    let mut origins = Vec::new();
+    // (A dns_mx source sends no HTTP: the setting has nothing to allow.)
+    if let (true, SourceKind::Http(h)) = (n.allow_private, kind) {
+        match h.request.url.fixed_origin() {
+            Some(origin) => origins.push(origin),
+            None => p.push(
+                "network.allow_private: needs a request.url with a fixed host; a source \
+                 whose URL comes from its input lists the private origins it may reach \
+                 in network.private_origins",
+            ),
+        }
+    }
+    for text in &n.private_origins {
+        match url::Url::parse(text) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.has_host()
+                    && u.username().is_empty()
+                    && u.password().is_none()
+                    && u.path() == "/"
+                    && u.query().is_none()
+                    && u.fragment().is_none() =>
+            {
+                origins.push(u.origin())
+            }
+            _ => p.push(format!(
+                "network.private_origins: {text:?} is not an origin (http(s)://host[:port])"
+            )),
+        }
+    }
+    origins
 }
 
 /// Id, names, weight and purposes.
@@ -175,18 +229,11 @@ fn compile_http(
         .ok();
     let url = compile_template(&r.url, "request.url", p);
     if let Some(url) = &url {
-        let prefix = url.literal_prefix();
         let whole = r.url == "{input}";
         if whole && spec.input != InputKind::Url {
             p.push("request.url: \"{input}\" alone needs input = \"url\"");
         }
-        // The scheme, host and port are literal, closed by '/', '?' or '#',
-        // so no input can change where the request goes.
-        let literal_origin = matches!(
-            prefix.split_once("://"),
-            Some(("http" | "https", rest)) if rest.find(['/', '?', '#']).is_some_and(|i| i > 0)
-        );
-        if !whole && !literal_origin {
+        if !whole && url.fixed_origin().is_none() {
             p.push(
                 "request.url: must start with http:// or https://, a literal host and \
                  a '/' before any placeholder",
@@ -287,6 +334,7 @@ fn assemble(
     input_pattern: Option<Regex>,
     disabled: Option<String>,
     kind: SourceKind,
+    private_origins: Vec<url::Origin>,
 ) -> Source {
     let l = &spec.limits;
     Source {
@@ -317,7 +365,7 @@ fn assemble(
             },
         },
         network: Network {
-            allow_private: spec.network.allow_private,
+            private_origins,
             max_redirects: spec.network.max_redirects,
         },
         file: file.to_owned(),
