@@ -4,6 +4,7 @@
 //! Each check is a verb and its failure is a value in the answer: an MX lookup
 //! that times out says `mx: error`, it never fails the request.
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::identity::{Email, PhoneNumber};
@@ -30,12 +31,43 @@ pub struct DnsConfig {
 #[error("cannot set up the DNS resolver: {0}")]
 pub struct ResolverError(String);
 
+/// Longest an MX answer is kept, whatever its TTL.
+const MX_MAX_TTL: Duration = Duration::from_secs(3600);
+/// How long "no such domain" and "no MX records" are kept.
+const MX_NEGATIVE_TTL: Duration = Duration::from_secs(300);
+/// Domains whose MX answers are kept at once.
+const MX_CACHE_DOMAINS: u64 = 100_000;
+
+/// An MX answer and how long it holds (its records' TTL, capped).
+struct CachedMx {
+    status: MxStatus,
+    ttl: Duration,
+}
+
+struct MxExpiry;
+
+impl moka::Expiry<String, Arc<CachedMx>> for MxExpiry {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        value: &Arc<CachedMx>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
 /// Runs the verification checks. Built once per process.
 #[derive(Clone)]
 pub struct Verifier {
     lists: DomainLists,
     resolver: Option<TokioResolver>,
     timeout: Duration,
+    /// MX answers per domain for their TTL (at most an hour): a CRM asking
+    /// about the same company's contacts all day asks DNS once an hour.
+    /// Concurrent checks of one domain share one lookup; failures are not
+    /// kept. Domains, not people: nothing here names a person.
+    mx_cache: moka::future::Cache<String, Arc<CachedMx>>,
 }
 
 impl Verifier {
@@ -71,6 +103,10 @@ impl Verifier {
             lists,
             resolver,
             timeout: dns.timeout,
+            mx_cache: moka::future::Cache::builder()
+                .max_capacity(MX_CACHE_DOMAINS)
+                .expire_after(MxExpiry)
+                .build(),
         })
     }
 
@@ -94,7 +130,8 @@ impl Verifier {
         }
     }
 
-    /// Looks up the domain's mail exchangers, bounded by the configured timeout.
+    /// The domain's mail exchangers: from the MX cache, or looked up,
+    /// bounded by the configured timeout.
     pub async fn check_mx(&self, ascii_domain: &str) -> MxCheck {
         let started = Instant::now();
         let Some(resolver) = &self.resolver else {
@@ -103,22 +140,58 @@ impl Verifier {
                 latency: Duration::ZERO,
             };
         };
+        let looked = self
+            .mx_cache
+            .try_get_with(ascii_domain.to_owned(), async {
+                let (status, ttl) = self.lookup_mx(resolver, ascii_domain).await;
+                match ttl {
+                    Some(ttl) => Ok(Arc::new(CachedMx { status, ttl })),
+                    None => Err(status),
+                }
+            })
+            .await;
+        let status = match looked {
+            Ok(cached) => cached.status.clone(),
+            Err(failed) => (*failed).clone(),
+        };
+        MxCheck {
+            status,
+            latency: started.elapsed(),
+        }
+    }
+
+    /// One MX lookup, and how long its answer may be kept (`None`: not at all).
+    async fn lookup_mx(
+        &self,
+        resolver: &TokioResolver,
+        ascii_domain: &str,
+    ) -> (MxStatus, Option<Duration>) {
         // Fully qualified: no search-domain suffixes are tried.
         let fqdn = format!("{ascii_domain}.");
-        let status = match tokio::time::timeout(self.timeout, resolver.mx_lookup(fqdn)).await {
-            Err(_) => MxStatus::Error {
-                detail: format!("timed out after {:?}", self.timeout),
-            },
-            Ok(Err(e)) if e.is_nx_domain() => MxStatus::None {
-                detail: "the domain does not exist (NXDOMAIN)".into(),
-            },
-            Ok(Err(e)) if e.is_no_records_found() => MxStatus::None {
-                detail: "the domain has no MX records".into(),
-            },
-            Ok(Err(e)) => MxStatus::Error {
-                detail: e.to_string(),
-            },
+        let negative = |detail: &str| {
+            let status = MxStatus::None {
+                detail: detail.into(),
+            };
+            (status, Some(MX_NEGATIVE_TTL))
+        };
+        match tokio::time::timeout(self.timeout, resolver.mx_lookup(fqdn)).await {
+            Err(_) => {
+                let detail = format!("timed out after {:?}", self.timeout);
+                (MxStatus::Error { detail }, None)
+            }
+            Ok(Err(e)) if e.is_nx_domain() => negative("the domain does not exist (NXDOMAIN)"),
+            Ok(Err(e)) if e.is_no_records_found() => negative("the domain has no MX records"),
+            Ok(Err(e)) => (
+                MxStatus::Error {
+                    detail: e.to_string(),
+                },
+                None,
+            ),
             Ok(Ok(lookup)) => {
+                let ttl = lookup
+                    .valid_until()
+                    .saturating_duration_since(Instant::now())
+                    .min(MX_MAX_TTL);
                 let mut hosts: Vec<MxHost> = lookup
                     .answers()
                     .iter()
@@ -132,7 +205,7 @@ impl Verifier {
                     .collect();
                 hosts.sort_by(|a, b| (a.preference, &a.exchange).cmp(&(b.preference, &b.exchange)));
                 // RFC 7505: a single MX of "." means the domain accepts no mail.
-                if hosts.is_empty() {
+                let status = if hosts.is_empty() {
                     MxStatus::None {
                         detail: "the domain has no MX records".into(),
                     }
@@ -143,12 +216,9 @@ impl Verifier {
                     }
                 } else {
                     MxStatus::Found { hosts }
-                }
+                };
+                (status, Some(ttl))
             }
-        };
-        MxCheck {
-            status,
-            latency: started.elapsed(),
         }
     }
 }

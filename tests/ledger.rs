@@ -114,9 +114,9 @@ async fn behaves(store: Store) {
         .suppress("s2", MARKETING, "OBJ-1", 3_000)
         .await
         .unwrap();
-    assert_eq!(store.suppressions("s1").await.unwrap(), ["all"]);
-    assert_eq!(store.suppressions("s2").await.unwrap(), ["marketing"]);
-    assert!(store.suppressions("s3").await.unwrap().is_empty());
+    assert_eq!(store.suppressions("s1").unwrap(), ["all"]);
+    assert_eq!(store.suppressions("s2").unwrap(), ["marketing"]);
+    assert!(store.suppressions("s3").unwrap().is_empty());
 
     // Retention: rows past their retain-until go; the rest stay.
     assert_eq!(store.sweep(15_000).await.unwrap(), 2);
@@ -250,6 +250,75 @@ async fn a_failed_group_commit_fails_every_record_in_it_and_the_writer_goes_on()
         .map(|r| r.id)
         .collect();
     assert_eq!(ids, ["after"]);
+}
+
+#[tokio::test]
+async fn one_bad_record_fails_only_its_own_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir).await;
+    store
+        .record(record("taken", "s0", 1, 10, LedgerOutcome::Enriched))
+        .await
+        .unwrap();
+    // 40 concurrent records share group commits; one reuses a taken id.
+    let writes = (0..40).map(|i| {
+        let store = store.clone();
+        async move {
+            let id = if i == 17 {
+                "taken".to_owned()
+            } else {
+                format!("r{i}")
+            };
+            store
+                .record(record(&id, "s1", 2, 10, LedgerOutcome::Enriched))
+                .await
+        }
+    });
+    let results = futures::future::join_all(writes).await;
+    let failed: Vec<usize> = (0..40).filter(|&i| results[i].is_err()).collect();
+    assert_eq!(failed, [17], "{results:?}");
+    assert_eq!(store.records("s1").await.unwrap().len(), 39);
+}
+
+/// Another process's erasure reaches this one's in-memory suppression list
+/// through the database's change counter.
+async fn suppression_is_followed_across_processes(url: &str) {
+    let here = Store::open(url).await.unwrap();
+    let there = Store::open(url).await.unwrap();
+    assert!(here.suppressions("p1").unwrap().is_empty());
+    there
+        .suppress("p1", ALL_PURPOSES, "ERASE-1", 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        there.suppressions("p1").unwrap(),
+        [ALL_PURPOSES],
+        "at once where it was made"
+    );
+    let deadline = std::time::Instant::now() + common::HUNG;
+    while here.suppressions("p1").unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never seen by the other process"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(here.suppressions("p1").unwrap(), [ALL_PURPOSES]);
+    // A third process starts with it.
+    let later = Store::open(url).await.unwrap();
+    assert_eq!(later.suppressions("p1").unwrap(), [ALL_PURPOSES]);
+}
+
+#[tokio::test]
+async fn the_sqlite_suppression_list_is_followed_across_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("l.db").display());
+    suppression_is_followed_across_processes(&url).await;
+}
+
+#[tokio::test]
+async fn the_postgres_suppression_list_is_followed_across_processes() {
+    suppression_is_followed_across_processes(&postgres_url().await).await;
 }
 
 #[tokio::test]

@@ -54,6 +54,47 @@ async fn mx_outcomes_follow_the_zone() {
 }
 
 #[tokio::test]
+async fn mx_answers_are_kept_per_domain_and_failures_are_not() {
+    let dns = common::dns::start().await;
+    let (addr, queries) = common::dns::counted(dns.addr).await;
+    let v = verifier(addr, Duration::from_secs(5));
+    // 20 concurrent checks of one domain, then 20 more: one query.
+    let checks = futures::future::join_all((0..20).map(|_| v.check_mx("example.test"))).await;
+    assert!(
+        checks
+            .iter()
+            .all(|c| matches!(c.status, MxStatus::Found { .. }))
+    );
+    for _ in 0..20 {
+        assert!(matches!(
+            v.check_mx("example.test").await.status,
+            MxStatus::Found { .. }
+        ));
+    }
+    assert_eq!(queries.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // A domain without MX is kept too (a negative answer), once.
+    for _ in 0..3 {
+        assert!(matches!(
+            v.check_mx("missing.example.test").await.status,
+            MxStatus::None { .. }
+        ));
+    }
+    assert_eq!(queries.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // A lookup that failed is asked again.
+    let (silent, _socket) = common::dns::silent().await;
+    let (addr, queries) = common::dns::counted(silent).await;
+    let v = verifier(addr, Duration::from_millis(200));
+    for _ in 0..2 {
+        assert!(matches!(
+            v.check_mx("example.test").await.status,
+            MxStatus::Error { .. }
+        ));
+    }
+    assert_eq!(queries.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn an_unanswered_lookup_is_an_error_within_the_timeout() {
     let (addr, _socket) = common::dns::silent().await;
     let v = verifier(addr, Duration::from_millis(300));

@@ -86,7 +86,7 @@ impl Engine {
         let (deadline, policy) = (ctx.deadline, ctx.policy);
         let started = Instant::now();
         let now = self.clock.now();
-        let (Some(cache), SourceKind::Http(_)) = (&self.cache, &source.kind) else {
+        let Some(cache) = &self.cache else {
             return self.call(source, input, deadline).await;
         };
         let key = self.cache_key(source, input);

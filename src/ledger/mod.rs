@@ -3,8 +3,10 @@
 //! one schema, one set of migrations, through sqlx's `Any` driver.
 mod keys;
 mod outcome;
+mod suppressions;
 mod writer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -93,7 +95,15 @@ const COLUMNS: &str = "id, at_ms, caller, purpose, lawful_basis, consent_ref, li
 pub struct Ledger {
     pool: AnyPool,
     writer: writer::Writer,
+    /// The suppression list in memory, kept in step with the database.
+    suppressed: Arc<suppressions::Suppressions>,
+    /// When each subject was first enriched, once known (it only moves when
+    /// records are swept, re-keyed or a person erased, which clear it).
+    first_enriched: moka::sync::Cache<String, i64>,
 }
+
+/// Subjects whose first enrichment time is kept in memory.
+const FIRST_ENRICHED_KEPT: u64 = 100_000;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -161,6 +171,9 @@ impl Ledger {
             // WAL lets readers run beside the one writer.
             .max_connections(if memory { 1 } else { 8 })
             .acquire_timeout(Duration::from_secs(5))
+            // No ping before every use: a broken connection fails its query,
+            // which is reported as such (UNAVAILABLE), and is not reused.
+            .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
@@ -180,7 +193,21 @@ impl Ledger {
             .await?;
         MIGRATOR.run(&pool).await?;
         let writer = writer::Writer::start(pool.clone());
-        Ok(Self { pool, writer })
+        let suppressed = suppressions::Suppressions::load(&pool).await?;
+        suppressions::follow(pool.clone(), Arc::downgrade(&suppressed));
+        Ok(Self {
+            pool,
+            writer,
+            suppressed,
+            first_enriched: moka::sync::Cache::builder()
+                .max_capacity(FIRST_ENRICHED_KEPT)
+                .build(),
+        })
+    }
+
+    /// Whether the writer task is running: every call needs it.
+    pub fn writer_running(&self) -> bool {
+        self.writer.running()
     }
 
     /// Binds the ledger to a hash key: the first key's fingerprint is kept;
@@ -265,7 +292,10 @@ impl Ledger {
         .bind(rotated.fingerprint())
         .execute(&mut *tx)
         .await?;
+        suppressions::bump(&mut tx).await?;
         tx.commit().await?;
+        self.suppressed.reload(&self.pool).await?;
+        self.first_enriched.invalidate_all();
         Ok(subjects.len() as u64)
     }
 
@@ -332,6 +362,9 @@ impl Ledger {
 
     /// When this subject was first enriched, if ever.
     pub async fn first_enriched_ms(&self, subject: &str) -> Result<Option<i64>, LedgerError> {
+        if let Some(first) = self.first_enriched.get(subject) {
+            return Ok(Some(first));
+        }
         let row = sqlx::query(
             "SELECT MIN(at_ms) AS first FROM ledger WHERE subject = $1 AND outcome = $2",
         )
@@ -339,7 +372,11 @@ impl Ledger {
         .bind(LedgerOutcome::Enriched.as_str())
         .fetch_one(&self.pool)
         .await?;
-        Ok(row.try_get::<Option<i64>, _>("first")?)
+        let first = row.try_get::<Option<i64>, _>("first")?;
+        if let Some(first) = first {
+            self.first_enriched.insert(subject.to_owned(), first);
+        }
+        Ok(first)
     }
 
     /// Art. 17: removes the personal parts of a subject's records, keeping
@@ -357,6 +394,7 @@ impl Ledger {
         .bind(REQUEST_PURPOSE)
         .execute(&self.pool)
         .await?;
+        self.first_enriched.invalidate(subject);
         Ok(done.rows_affected())
     }
 
@@ -368,6 +406,7 @@ impl Ledger {
         reference: &str,
         at_ms: i64,
     ) -> Result<(), LedgerError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO suppression (subject, scope, at_ms, reference) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (subject, scope) DO NOTHING",
@@ -376,8 +415,13 @@ impl Ledger {
         .bind(scope)
         .bind(at_ms)
         .bind(reference)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        suppressions::bump(&mut tx).await?;
+        tx.commit().await?;
+        // In force in this process before the erasure is answered; other
+        // processes see the counter move within `suppressions::FOLLOW_EVERY`.
+        self.suppressed.add(subject, scope);
         Ok(())
     }
 
@@ -404,15 +448,11 @@ impl Ledger {
             .map_err(Into::into)
     }
 
-    /// The scopes a subject is suppressed for.
-    pub async fn suppressions(&self, subject: &str) -> Result<Vec<String>, LedgerError> {
-        let rows = sqlx::query("SELECT scope FROM suppression WHERE subject = $1 ORDER BY scope")
-            .bind(subject)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| r.try_get("scope").map_err(Into::into))
-            .collect()
+    /// The scopes a subject is suppressed for, from the in-memory copy of
+    /// the list. Fails (and so does every enrichment) while that copy cannot
+    /// be kept in step with the database.
+    pub fn suppressions(&self, subject: &str) -> Result<Vec<String>, LedgerError> {
+        self.suppressed.scopes(subject)
     }
 
     /// Deletes records past their retention. Returns how many.
@@ -421,6 +461,9 @@ impl Ledger {
             .bind(now_ms)
             .execute(&self.pool)
             .await?;
+        if done.rows_affected() > 0 {
+            self.first_enriched.invalidate_all();
+        }
         Ok(done.rows_affected())
     }
 }

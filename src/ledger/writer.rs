@@ -1,6 +1,12 @@
 //! Group commit: records go through one writer task that commits whatever
-//! has queued up in one transaction. Each caller still waits until its own
-//! record is committed, but concurrent calls share the commit.
+//! has queued up as one multi-row INSERT (one statement, one transaction).
+//! Each caller still waits until its own record is committed, but concurrent
+//! calls share the commit; if the group fails, each record is tried alone,
+//! so one bad record fails only its own call. If the task ever stops,
+//! `running` says so (health turns NOT_SERVING).
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
@@ -14,13 +20,35 @@ type Pending = (Record, oneshot::Sender<Result<(), String>>);
 #[derive(Clone)]
 pub(super) struct Writer {
     queue: mpsc::Sender<Pending>,
+    running: Arc<AtomicBool>,
+}
+
+/// Marks the writer stopped when its task ends, panics included.
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+        metrics::gauge!("enrichd_ledger_writer_up").set(0.0);
+        tracing::error!("the ledger writer stopped: no call can be recorded or answered");
+    }
 }
 
 impl Writer {
     pub(super) fn start(pool: AnyPool) -> Self {
         let (queue, pending) = mpsc::channel(4 * GROUP);
-        tokio::spawn(write_loop(pool, pending));
-        Self { queue }
+        let running = Arc::new(AtomicBool::new(true));
+        metrics::gauge!("enrichd_ledger_writer_up").set(1.0);
+        let guard = Running(running.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            write_loop(pool, pending).await;
+        });
+        Self { queue, running }
+    }
+
+    pub(super) fn running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
     }
 
     pub(super) async fn write(&self, record: Record) -> Result<(), LedgerError> {
@@ -36,14 +64,26 @@ impl Writer {
     }
 }
 
-async fn commit(pool: &AnyPool, group: &[Pending]) -> Result<(), sqlx::Error> {
-    let insert = format!(
-        "INSERT INTO ledger ({COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-    );
-    let mut tx = pool.begin().await?;
-    for (r, _) in group {
-        sqlx::query(&insert)
+/// One multi-row INSERT for the whole group (18 bound values a row: 256
+/// rows stay within SQLite's and PostgreSQL's limits).
+async fn insert(
+    conn: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    records: &[&Record],
+) -> Result<(), sqlx::Error> {
+    let mut sql = format!("INSERT INTO ledger ({COLUMNS}) VALUES ");
+    for i in 0..records.len() {
+        let first = i * 18;
+        let row: Vec<String> = (1..=18).map(|n| format!("${}", first + n)).collect();
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        sql.push_str(&row.join(", "));
+        sql.push(')');
+    }
+    let mut query = sqlx::query(&sql);
+    for r in records {
+        query = query
             .bind(&r.id)
             .bind(r.at_ms)
             .bind(&r.caller)
@@ -61,19 +101,25 @@ async fn commit(pool: &AnyPool, group: &[Pending]) -> Result<(), sqlx::Error> {
             .bind(&r.caller_id)
             .bind(&r.on_behalf_of)
             .bind(&r.reference)
-            .bind(&r.detail)
-            .execute(&mut *tx)
-            .await?;
+            .bind(&r.detail);
     }
-    tx.commit().await
+    query.execute(conn).await.map(drop)
 }
 
 async fn write_loop(pool: AnyPool, mut queue: mpsc::Receiver<Pending>) {
     let mut group = Vec::with_capacity(GROUP);
     while queue.recv_many(&mut group, GROUP).await > 0 {
-        let result = commit(&pool, &group).await.map_err(|e| e.to_string());
-        for (_, reply) in group.drain(..) {
-            let _ = reply.send(result.clone());
+        let records: Vec<&Record> = group.iter().map(|(r, _)| r).collect();
+        if insert(&pool, &records).await.is_ok() {
+            for (_, reply) in group.drain(..) {
+                let _ = reply.send(Ok(()));
+            }
+            continue;
+        }
+        // One bad record must not fail the others: each again, alone.
+        for (record, reply) in group.drain(..) {
+            let result = insert(&pool, &[&record]).await.map_err(|e| e.to_string());
+            let _ = reply.send(result);
         }
     }
 }

@@ -207,7 +207,7 @@ impl Enricher {
     }
 
     /// One enrichment, stage by stage.
-    #[instrument(skip_all, fields(request_id = %query.request_id, purpose = %query.claim.purpose))]
+    #[instrument(level = "debug", skip_all, fields(request_id = %query.request_id, purpose = %query.claim.purpose))]
     pub async fn enrich(&self, query: EnrichQuery) -> Result<Enrichment, Error> {
         let ground = self.gate(&query).await?;
         let subject = self.parse(&query).await?;

@@ -13,11 +13,7 @@ impl Enricher {
         ground: &LawfulGround,
         subject: &str,
     ) -> Result<bool, Error> {
-        let scopes = self
-            .ledger
-            .suppressions(subject)
-            .await
-            .map_err(unavailable)?;
+        let scopes = self.ledger.suppressions(subject).map_err(unavailable)?;
         Ok(suppression::stops(&scopes, &ground.purpose.id))
     }
 }

@@ -172,6 +172,22 @@ impl Application {
         health
             .set_serving::<EnrichmentServer<EnrichmentService>>()
             .await;
+        // No call can be answered without its record: a stopped ledger
+        // writer takes the service out of rotation.
+        let ledger = self.enricher.ledger().clone();
+        let watcher = health.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            while ledger.writer_running() {
+                every.tick().await;
+            }
+            watcher
+                .set_not_serving::<EnrichmentServer<EnrichmentService>>()
+                .await;
+            watcher
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+        });
         // Both reflection versions: grpcurl and older tools still ask v1alpha.
         let reflection = || {
             tonic_reflection::server::Builder::configure()

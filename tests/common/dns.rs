@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hickory_proto::rr::rdata::{A, MX, SOA};
 use hickory_proto::rr::{LowerName, Name, RData, Record};
@@ -102,12 +103,35 @@ pub async fn gated(upstream: SocketAddr, gate: Gate) -> SocketAddr {
             };
             gate.arrived.notify_one();
             gate.release.notified().await;
-            let up = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            up.send_to(&buf[..n], upstream).await.unwrap();
-            let mut reply = vec![0u8; 4096];
-            let (m, _) = up.recv_from(&mut reply).await.unwrap();
-            let _ = socket.send_to(&reply[..m], peer).await;
+            relay(&socket, &buf[..n], peer, upstream).await;
         }
     });
     addr
+}
+
+/// Forwards each DNS query to `upstream` and counts them.
+pub async fn counted(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let queries = Arc::new(AtomicUsize::new(0));
+    let count = queries.clone();
+    let socket = Arc::new(socket);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let (socket, query) = (socket.clone(), buf[..n].to_vec());
+            tokio::spawn(async move { relay(&socket, &query, peer, upstream).await });
+        }
+    });
+    (addr, queries)
+}
+
+/// Sends one query upstream and its answer back to `peer`.
+async fn relay(socket: &UdpSocket, query: &[u8], peer: SocketAddr, upstream: SocketAddr) {
+    let up = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    up.send_to(query, upstream).await.unwrap();
+    let mut reply = vec![0u8; 4096];
+    let (m, _) = up.recv_from(&mut reply).await.unwrap();
+    let _ = socket.send_to(&reply[..m], peer).await;
 }
