@@ -2,9 +2,11 @@
 //! run, on loopback: local sources with controlled latency, the real server,
 //! and a baseline measured in the same run wherever one exists.
 //!
-//!   cargo run --release --bin enrichd-bench -- [hot] [cold] [sites] [budget] [memory]
+//!   cargo run --release --bin enrichd-bench -- [hot] [history] [cold] [sites] [budget] [memory]
 //!
-//! Prints one table and writes bench-results.json.
+//! Prints one table and writes bench-results.json. The ledger is SQLite in a
+//! temporary directory, or PostgreSQL when BENCH_LEDGER_URL names one (each
+//! server gets a schema of its own).
 //!
 //! (Over 400 lines: one file per binary; each scenario is one function and
 //! the shared load generator, echo baseline and table are at the end.)
@@ -28,8 +30,14 @@ use tonic::transport::Channel;
 #[derive(Parser)]
 #[command(about = "Benchmarks enrichd against baselines measured in the same run")]
 struct Args {
-    /// Scenarios to run (default: all): hot, cold, sites, budget, memory.
+    /// Scenarios to run (default: all): hot, history, cold, sites, budget, memory.
     scenarios: Vec<String>,
+    /// history: ledger rows written before measuring, and how many of them
+    /// are the measured person's.
+    #[arg(long, default_value_t = 1_000_000)]
+    history_rows: usize,
+    #[arg(long, default_value_t = 100_000)]
+    history_person_rows: usize,
     /// hot: concurrent clients.
     #[arg(long, default_value_t = 16)]
     clients: usize,
@@ -151,22 +159,48 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
+/// A ledger of its own: a SQLite file in `dir`, or a fresh schema in the
+/// PostgreSQL database BENCH_LEDGER_URL names.
+async fn ledger_url(dir: &tempfile::TempDir) -> String {
+    match std::env::var("BENCH_LEDGER_URL") {
+        Ok(base) => {
+            sqlx::any::install_default_drivers();
+            let schema = format!("bench{}", hex::encode(rand::random::<[u8; 6]>()));
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
+                .await
+                .expect("BENCH_LEDGER_URL connects");
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}options=-c%20search_path%3D{schema}")
+        }
+        Err(_) => format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("ledger.db").display()
+        ),
+    }
+}
+
+fn hasher() -> KeyedHasher {
+    KeyedHasher::new(b"bench".to_vec())
+}
+
 async fn start(catalog: Catalog, extra: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
+    let url = ledger_url(&dir).await;
+    start_on(catalog, extra, dir, url).await
+}
+
+async fn start_on(catalog: Catalog, extra: &str, dir: tempfile::TempDir, url: String) -> Server {
     let mut config = Config::from_toml(&format!(
         "[dns]\nenabled = false\n[server]\nmax_concurrent_requests = 4096\n[batch]\nmax_in_flight = 256\n{extra}"
     ))
     .unwrap();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.ledger.url = std::env::var("BENCH_LEDGER_URL").unwrap_or_else(|_| {
-        format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("ledger.db").display()
-        )
-    });
-    let app = Application::build(config, KeyedHasher::new(b"bench".to_vec()), catalog)
-        .await
-        .unwrap();
+    config.ledger.url = url;
+    let app = Application::build(config, hasher(), catalog).await.unwrap();
     let addr = app.local_addr();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     Server { addr, _dir: dir }
@@ -253,17 +287,57 @@ async fn start_echo() -> SocketAddr {
     addr
 }
 
-/// `clients` loops calling Enrich for `seconds`; requests/s and latencies.
-async fn load(addr: SocketAddr, clients: usize, seconds: u64) -> (f64, Duration, Duration) {
+/// What a load run calls.
+#[derive(Clone, Copy)]
+enum Call {
+    /// Enrich for one person (every source cached after the first call).
+    Enrich(&'static str),
+    /// grpc.health.v1.Health/Check on the same server: the transport's ceiling.
+    Health,
+}
+
+/// `clients` loops calling `call` for `seconds`, each as fast as it can or,
+/// with `rate`, paced so that all together send `rate` calls a second;
+/// calls/s and the 50th and 99th percentile latencies.
+async fn load(
+    addr: SocketAddr,
+    clients: usize,
+    seconds: u64,
+    call: Call,
+    rate: Option<f64>,
+) -> (f64, Duration, Duration) {
     let until = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let mut c = client(addr).await;
+    for n in 0..clients {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut enrich = pb::enrichment_client::EnrichmentClient::new(channel.clone());
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let every = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
+            let mut next =
+                Instant::now() + every.map_or(Duration::ZERO, |e| e * n as u32 / clients as u32);
             while Instant::now() < until {
+                if let Some(every) = every {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += every;
+                }
                 let t = Instant::now();
-                c.enrich(request("hot@example.test")).await.unwrap();
+                match call {
+                    Call::Enrich(email) => {
+                        enrich.enrich(request(email)).await.unwrap();
+                    }
+                    Call::Health => {
+                        health
+                            .check(tonic_health::pb::HealthCheckRequest::default())
+                            .await
+                            .unwrap();
+                    }
+                }
                 lat.push(t.elapsed());
             }
             lat
@@ -283,18 +357,137 @@ async fn load(addr: SocketAddr, clients: usize, seconds: u64) -> (f64, Duration,
     )
 }
 
-async fn hot(args: &Args) -> Value {
+/// The person of `hot` and `history`: found on all 10 sources.
+const HOT: &str = "found-hot@example.test";
+
+/// A server whose 10 sources have all answered for `HOT`.
+async fn hot_server(dir: tempfile::TempDir, url: String) -> Server {
     let (origin, _) = serve_sites(Duration::ZERO).await;
-    let server = start(catalog(origin, 5, "email", false, (1e6, 1_000_000)), "").await;
-    let mut c = client(server.addr).await;
-    c.enrich(request("hot@example.test")).await.unwrap(); // warm the cache
+    let server = start_on(
+        catalog(origin, 10, "email", false, (1e6, 1_000_000)),
+        "",
+        dir,
+        url,
+    )
+    .await;
+    let answer = client(server.addr)
+        .await
+        .enrich(request(HOT))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        answer.profiles.len(),
+        10,
+        "the hot person is found everywhere"
+    );
+    server
+}
+
+async fn hot(args: &Args) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let url = ledger_url(&dir).await;
+    let server = hot_server(dir, url).await;
     let echo = start_echo().await;
-    let (echo_rps, echo_p50, echo_p99) = load(echo, args.clients, args.seconds).await;
-    let (rps, p50, p99) = load(server.addr, args.clients, args.seconds).await;
+    let (echo_rps, echo_p50, echo_p99) =
+        load(echo, args.clients, args.seconds, Call::Enrich(HOT), None).await;
+    let (health_rps, health_p50, health_p99) =
+        load(server.addr, args.clients, args.seconds, Call::Health, None).await;
+    let (rps, p50, p99) = load(
+        server.addr,
+        args.clients,
+        args.seconds,
+        Call::Enrich(HOT),
+        None,
+    )
+    .await;
+    // Half the health check's throughput, paced: the latency a CRM sees.
+    let half = health_rps / 2.0;
+    let (half_rps, half_p50, half_p99) = load(
+        server.addr,
+        args.clients,
+        args.seconds,
+        Call::Enrich(HOT),
+        Some(half),
+    )
+    .await;
+    let ratio = |a: f64, b: f64| (a / b * 1000.0).round() / 1000.0;
     json!({
-        "scenario": "hot", "clients": args.clients,
-        "enrichd_rps": rps.round(), "echo_rps": echo_rps.round(), "ratio_rps": (rps / echo_rps * 1000.0).round() / 1000.0,
-        "enrichd_p50_ms": ms(p50), "enrichd_p99_ms": ms(p99), "echo_p50_ms": ms(echo_p50), "echo_p99_ms": ms(echo_p99),
+        "scenario": "hot", "clients": args.clients, "profiles": 10,
+        "enrichd_rps": rps.round(), "health_rps": health_rps.round(), "ratio_to_health": ratio(rps, health_rps),
+        "echo_rps": echo_rps.round(), "ratio_to_echo": ratio(rps, echo_rps),
+        "enrichd_p50_ms": ms(p50), "enrichd_p99_ms": ms(p99),
+        "health_p50_ms": ms(health_p50), "health_p99_ms": ms(health_p99),
+        "echo_p50_ms": ms(echo_p50), "echo_p99_ms": ms(echo_p99),
+        "paced_rps": half_rps.round(), "paced_p50_ms": ms(half_p50), "paced_p99_ms": ms(half_p99),
+    })
+}
+
+/// Writes `rows` ledger rows, `person` of them for `HOT`'s subject (as
+/// enriched), the rest for other subjects, in multi-row inserts.
+async fn fill_ledger(url: &str, rows: usize, person: usize) {
+    use enrichd::identity::{Email, Identifier};
+    let ledger = enrichd::ledger::Ledger::open(url).await.unwrap();
+    drop(ledger); // migrated; the rows go in through a plain connection
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap();
+    let subject = hasher().hash(&Identifier::Email(Email::parse(HOT).unwrap()).canonical());
+    let now = chrono::Utc::now().timestamp_millis();
+    let chunk = 500;
+    let mut written = 0;
+    while written < rows {
+        let n = chunk.min(rows - written);
+        let mut sql = String::from(
+            "INSERT INTO ledger (id, at_ms, caller, purpose, lawful_basis, consent_ref, lia_ref, \
+             contract_ref, subject, sources, field_categories, outcome, retain_until_ms, redacted, \
+             caller_id, on_behalf_of, reference, detail) VALUES ",
+        );
+        for i in written..written + n {
+            let who = if i < person {
+                subject.clone()
+            } else {
+                format!("{:064x}", i)
+            };
+            let outcome = if i % 3 == 0 { "not_found" } else { "enriched" };
+            if i > written {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "('h{i}', {}, 'bench', 'marketing', 'legitimate_interests', '', 'LIA', '', '{who}', \
+                 '[\"s0\"]', '[\"profiles\"]', '{outcome}', {}, 0, '', '', '', '')",
+                now - 1_000_000 + i as i64,
+                now + 86_400_000_000,
+            ));
+        }
+        sqlx::query(&sql).execute(&mut conn).await.unwrap();
+        written += n;
+    }
+}
+
+async fn history(args: &Args) -> Value {
+    let empty_dir = tempfile::tempdir().unwrap();
+    let empty_url = ledger_url(&empty_dir).await;
+    let full_dir = tempfile::tempdir().unwrap();
+    let full_url = ledger_url(&full_dir).await;
+    let t = Instant::now();
+    fill_ledger(&full_url, args.history_rows, args.history_person_rows).await;
+    eprintln!(
+        "history: {} rows written in {:.1}s",
+        args.history_rows,
+        t.elapsed().as_secs_f64()
+    );
+    let empty = hot_server(empty_dir, empty_url).await;
+    let full = hot_server(full_dir, full_url).await;
+    let run = |addr| load(addr, args.clients, args.seconds, Call::Enrich(HOT), None);
+    let (empty_rps, _, empty_p99) = run(empty.addr).await;
+    let (full_rps, _, full_p99) = run(full.addr).await;
+    json!({
+        "scenario": "history", "clients": args.clients, "ledger_rows": args.history_rows, "person_rows": args.history_person_rows,
+        "empty_rps": empty_rps.round(), "full_rps": full_rps.round(),
+        "ratio_full_to_empty": (full_rps / empty_rps * 1000.0).round() / 1000.0,
+        "empty_p99_ms": ms(empty_p99), "full_p99_ms": ms(full_p99),
     })
 }
 
@@ -430,7 +623,7 @@ async fn memory(args: &Args) -> Value {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let all = ["hot", "cold", "sites", "budget", "memory"];
+    let all = ["hot", "history", "cold", "sites", "budget", "memory"];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
         all.to_vec()
     } else {
@@ -441,6 +634,7 @@ async fn main() {
         eprintln!("running {s}...");
         let r = match s {
             "hot" => hot(&args).await,
+            "history" => history(&args).await,
             "cold" => cold(&args).await,
             "sites" => sites(&args).await,
             "budget" => budget(&args).await,
@@ -468,6 +662,7 @@ async fn main() {
     }
     let doc = json!({
         "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "os": std::env::consts::OS },
+        "ledger": if std::env::var("BENCH_LEDGER_URL").is_ok() { "postgresql" } else { "sqlite" },
         "results": results,
     });
     std::fs::write(&args.json, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
