@@ -213,6 +213,66 @@ async fn an_erasure_by_another_process_reaches_the_running_servers_cache() {
     assert!(again.compliance.unwrap().identifier_suppressed && again.profiles.is_empty());
 }
 
+/// Another process erases; the running server's very next enrichment (no
+/// Access in between, well inside the server's 200 ms follow of the list)
+/// answers as for a suppressed person: the ledger writer checks the list's
+/// change counter before it records, and so before anything is answered.
+#[tokio::test]
+async fn the_next_enrichment_after_another_process_erases_is_suppressed() {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path_regex("^/a/"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_string(r#"{"user": {"name": "Ann Example"}}"#),
+        )
+        .mount(&server)
+        .await;
+    let catalog = catalog_from(&test_source(
+        "a",
+        "email",
+        &format!("{}/a/{{input}}", server.uri()),
+        "",
+    ));
+    let app = TestApp::with_catalog("[dns]\nenabled = false\n", catalog).await;
+    let mut client = app.client().await;
+    for round in 0..5 {
+        let email = format!("ann{round}@example.test");
+        let found = client
+            .enrich(email_request(&email))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(found.profiles.len(), 1);
+        let mut config = enrichd::config::Config::from_toml("[dns]\nenabled = false\n").unwrap();
+        config.ledger.url = app.ledger_url.clone();
+        let cli = enrichd::pipeline::Enricher::build(
+            enrichd::pipeline::Settings::from_config(&config),
+            enrichd::privacy::KeyedHasher::new(common::TEST_HASH_KEY),
+            enrichd::catalog::Catalog::default(),
+        )
+        .await
+        .unwrap();
+        cli.erase(
+            &enrichd::auth::Caller::operator(),
+            &enrichd::pipeline::RawIdentifier::Email(email.clone()),
+            None,
+            enrichd::compliance::suppression::EraseKind::Erasure,
+            "DSR-CLI",
+        )
+        .await
+        .unwrap();
+        let again = client
+            .enrich(email_request(&email))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            again.compliance.unwrap().identifier_suppressed && again.profiles.is_empty(),
+            "round {round}: an erased person was answered"
+        );
+    }
+}
+
 #[tokio::test]
 async fn access_says_when_in_which_scope_and_under_which_reference_a_person_objected_or_was_erased()
 {

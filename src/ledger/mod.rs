@@ -35,6 +35,11 @@ pub enum LedgerError {
     Db(#[from] sqlx::Error),
     #[error("ledger write failed: {0}")]
     Write(String),
+    /// The person was erased or objected (in any process) while the
+    /// processing ran: its record was not written, and nothing may be
+    /// answered but the suppressed answer.
+    #[error("the person was suppressed while the processing ran")]
+    SuppressedMeanwhile,
     #[error("ledger migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(
@@ -192,8 +197,8 @@ impl Ledger {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        let writer = writer::Writer::start(pool.clone());
         let suppressed = suppressions::Suppressions::load(&pool).await?;
+        let writer = writer::Writer::start(pool.clone(), suppressed.clone());
         suppressions::follow(pool.clone(), Arc::downgrade(&suppressed));
         Ok(Self {
             pool,

@@ -100,8 +100,17 @@ impl Suppressions {
         Ok(state.scopes.get(subject).cloned().unwrap_or_default())
     }
 
+    /// Whether `subject` is suppressed for `purpose` (the copy as it stands).
+    pub(super) fn stops(&self, subject: &str, purpose: &str) -> bool {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state
+            .scopes
+            .get(subject)
+            .is_some_and(|scopes| crate::compliance::suppression::stops(scopes, purpose))
+    }
+
     /// One check of the counter; the whole list again when it moved.
-    async fn follow_once(&self, pool: &AnyPool) -> Result<(), LedgerError> {
+    pub(super) async fn follow_once(&self, pool: &AnyPool) -> Result<(), LedgerError> {
         let now = version(pool).await?;
         let known = self
             .state

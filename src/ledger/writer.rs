@@ -10,12 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{COLUMNS, LedgerError, Record, json};
+use super::suppressions::Suppressions;
+use super::{COLUMNS, LedgerError, LedgerOutcome, Record, json};
 
 /// Most records committed in one transaction.
 const GROUP: usize = 256;
 
-type Pending = (Record, oneshot::Sender<Result<(), String>>);
+type Pending = (Record, oneshot::Sender<Result<(), LedgerError>>);
 
 #[derive(Clone)]
 pub(super) struct Writer {
@@ -35,14 +36,14 @@ impl Drop for Running {
 }
 
 impl Writer {
-    pub(super) fn start(pool: AnyPool) -> Self {
+    pub(super) fn start(pool: AnyPool, suppressed: Arc<Suppressions>) -> Self {
         let (queue, pending) = mpsc::channel(4 * GROUP);
         let running = Arc::new(AtomicBool::new(true));
         metrics::gauge!("enrichd_ledger_writer_up").set(1.0);
         let guard = Running(running.clone());
         tokio::spawn(async move {
             let _guard = guard;
-            write_loop(pool, pending).await;
+            write_loop(pool, pending, suppressed).await;
         });
         Self { queue, running }
     }
@@ -58,9 +59,7 @@ impl Writer {
             .send((record, reply))
             .await
             .map_err(|_| stopped())?;
-        done.await
-            .map_err(|_| stopped())?
-            .map_err(LedgerError::Write)
+        done.await.map_err(|_| stopped())?
     }
 }
 
@@ -106,19 +105,45 @@ async fn insert(
     query.execute(conn).await.map(drop)
 }
 
-async fn write_loop(pool: AnyPool, mut queue: mpsc::Receiver<Pending>) {
+async fn write_loop(pool: AnyPool, mut queue: mpsc::Receiver<Pending>, list: Arc<Suppressions>) {
     let mut group = Vec::with_capacity(GROUP);
     while queue.recv_many(&mut group, GROUP).await > 0 {
-        let records: Vec<&Record> = group.iter().map(|(r, _)| r).collect();
-        if insert(&pool, &records).await.is_ok() {
+        // Erasure wins across processes: before a group of processings is
+        // recorded (and so answered), the suppression list is brought up to
+        // date if any process changed it, and the records of people
+        // suppressed meanwhile are not written; their callers answer as for
+        // a suppressed person. One read of the counter per group.
+        if let Err(e) = list.follow_once(&pool).await {
+            let why = format!("cannot check the suppression list: {e}");
             for (_, reply) in group.drain(..) {
+                let _ = reply.send(Err(LedgerError::Write(why.clone())));
+            }
+            continue;
+        }
+        let (stopped, go): (Vec<Pending>, Vec<Pending>) = group.drain(..).partition(|(r, _)| {
+            matches!(
+                r.outcome,
+                LedgerOutcome::Enriched | LedgerOutcome::NotFound | LedgerOutcome::Incomplete
+            ) && list.stops(&r.subject, &r.purpose)
+        });
+        for (_, reply) in stopped {
+            let _ = reply.send(Err(LedgerError::SuppressedMeanwhile));
+        }
+        let records: Vec<&Record> = go.iter().map(|(r, _)| r).collect();
+        if records.is_empty() {
+            continue;
+        }
+        if insert(&pool, &records).await.is_ok() {
+            for (_, reply) in go {
                 let _ = reply.send(Ok(()));
             }
             continue;
         }
         // One bad record must not fail the others: each again, alone.
-        for (record, reply) in group.drain(..) {
-            let result = insert(&pool, &[&record]).await.map_err(|e| e.to_string());
+        for (record, reply) in go {
+            let result = insert(&pool, &[&record])
+                .await
+                .map_err(|e| LedgerError::Write(e.to_string()));
             let _ = reply.send(result);
         }
     }

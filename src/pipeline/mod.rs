@@ -225,19 +225,25 @@ impl Enricher {
             .comply(permitted, &merged, scores, &subject.hash, &query, now)
             .await?;
         // An erasure that overtook the sources wins: nothing of the person
-        // is answered, and nothing this call cached of them is left.
+        // is answered, and nothing this call cached of them is left. This
+        // process's erasures are in the list at once; another process's are
+        // found by the ledger writer before it records (and so before this
+        // answers), which returns no id.
         let _fenced = self.fence.read(&subject.hash).await;
         let ground = &disclosed.compliance.ground;
-        if self.suppressed(ground, &subject.hash).await? {
+        let id = if self.suppressed(ground, &subject.hash).await? {
+            None
+        } else {
+            self.record(&query, &disclosed, &merged, &subject.hash, now)
+                .await?
+        };
+        let Some(id) = id else {
             self.engine.drop_entries(&merged.cache_keys).await;
             let ground = disclosed.compliance.ground;
             return self
                 .answer_suppressed(query, ground, &subject.hash, now)
                 .await;
-        }
-        let id = self
-            .record(&query, &disclosed, &merged, &subject.hash, now)
-            .await?;
+        };
         Ok(answer::enriched(query, id, subject, disclosed, merged, now))
     }
 

@@ -12,7 +12,7 @@ use super::{Enricher, unavailable};
 use crate::auth::Caller;
 use crate::compliance::retention;
 use crate::error::Error;
-use crate::ledger::{LedgerOutcome, Record, Refusal};
+use crate::ledger::{LedgerError, LedgerOutcome, Record, Refusal};
 use crate::model::{BasisEvidence, LawfulBasis, LawfulGround, Outcome};
 use crate::model::{Completeness, completeness};
 
@@ -130,7 +130,8 @@ impl Enricher {
     }
 
     /// Records a processing: the sources asked, the fields returned and
-    /// whether anyone was found. Returns its id.
+    /// whether anyone was found. Returns its id, or `None` when the person
+    /// was suppressed (by any process) before it could be recorded.
     pub(super) async fn record(
         &self,
         query: &EnrichQuery,
@@ -138,7 +139,7 @@ impl Enricher {
         merged: &Merged,
         subject: &str,
         now: DateTime<Utc>,
-    ) -> Result<String, Error> {
+    ) -> Result<Option<String>, Error> {
         let outcome = match completeness(!merged.profiles.is_empty(), &merged.coverage) {
             Completeness::Found => LedgerOutcome::Enriched,
             Completeness::NotFound => LedgerOutcome::NotFound,
@@ -154,6 +155,11 @@ impl Enricher {
             .collect();
         record.sources = asked.into_iter().map(str::to_owned).collect();
         record.field_categories = disclosed.returned_fields();
-        self.append(record).await
+        let id = record.id.clone();
+        match self.ledger.record(record).await {
+            Ok(()) => Ok(Some(id)),
+            Err(LedgerError::SuppressedMeanwhile) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }
