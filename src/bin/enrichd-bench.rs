@@ -195,7 +195,7 @@ async fn start(catalog: Catalog, extra: &str) -> Server {
 
 async fn start_on(catalog: Catalog, extra: &str, dir: tempfile::TempDir, url: String) -> Server {
     let mut config = Config::from_toml(&format!(
-        "[dns]\nenabled = false\n[server]\nmax_concurrent_requests = 4096\n[batch]\nmax_in_flight = 256\n{extra}"
+        "[dns]\nenabled = false\n[auth]\nrequired = false\n[server]\nmax_concurrent_requests = 4096\n[batch]\nmax_in_flight = 256\n{extra}"
     ))
     .unwrap();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
