@@ -360,8 +360,9 @@ async fn load(
 /// The person of `hot` and `history`: found on all 10 sources.
 const HOT: &str = "found-hot@example.test";
 
-/// A server whose 10 sources have all answered for `HOT`.
-async fn hot_server(dir: tempfile::TempDir, url: String) -> Server {
+/// A server whose 10 sources have all answered for `HOT`, and the size of
+/// its answer in bytes.
+async fn hot_server(dir: tempfile::TempDir, url: String) -> (Server, usize) {
     let (origin, _) = serve_sites(Duration::ZERO).await;
     let server = start_on(
         catalog(origin, 10, "email", false, (1e6, 1_000_000)),
@@ -381,13 +382,13 @@ async fn hot_server(dir: tempfile::TempDir, url: String) -> Server {
         10,
         "the hot person is found everywhere"
     );
-    server
+    (server, prost::Message::encoded_len(&answer))
 }
 
 async fn hot(args: &Args) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let url = ledger_url(&dir).await;
-    let server = hot_server(dir, url).await;
+    let (server, answer_bytes) = hot_server(dir, url).await;
     let echo = start_echo().await;
     let (echo_rps, echo_p50, echo_p99) =
         load(echo, args.clients, args.seconds, Call::Enrich(HOT), None).await;
@@ -413,7 +414,7 @@ async fn hot(args: &Args) -> Value {
     .await;
     let ratio = |a: f64, b: f64| (a / b * 1000.0).round() / 1000.0;
     json!({
-        "scenario": "hot", "clients": args.clients, "profiles": 10,
+        "scenario": "hot", "clients": args.clients, "profiles": 10, "answer_bytes": answer_bytes,
         "enrichd_rps": rps.round(), "health_rps": health_rps.round(), "ratio_to_health": ratio(rps, health_rps),
         "echo_rps": echo_rps.round(), "ratio_to_echo": ratio(rps, echo_rps),
         "enrichd_p50_ms": ms(p50), "enrichd_p99_ms": ms(p99),
@@ -478,8 +479,8 @@ async fn history(args: &Args) -> Value {
         args.history_rows,
         t.elapsed().as_secs_f64()
     );
-    let empty = hot_server(empty_dir, empty_url).await;
-    let full = hot_server(full_dir, full_url).await;
+    let (empty, _) = hot_server(empty_dir, empty_url).await;
+    let (full, _) = hot_server(full_dir, full_url).await;
     let run = |addr| load(addr, args.clients, args.seconds, Call::Enrich(HOT), None);
     let (empty_rps, _, empty_p99) = run(empty.addr).await;
     let (full_rps, _, full_p99) = run(full.addr).await;
