@@ -8,7 +8,7 @@ pub mod source;
 pub mod spec;
 pub mod template;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +38,9 @@ pub fn process_env(name: &str) -> Option<String> {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     sources: Vec<Arc<Source>>,
+    /// Each source's position by id: `get` is asked per profile while
+    /// answers are merged and scored.
+    index: Arc<HashMap<String, usize>>,
 }
 
 impl Catalog {
@@ -160,7 +163,7 @@ impl Catalog {
             }
         }
         if problems.is_empty() {
-            Ok(Self { sources })
+            Ok(Self::from_sources(sources))
         } else {
             Err(CatalogError { problems })
         }
@@ -168,7 +171,14 @@ impl Catalog {
 
     /// A catalog of already compiled sources (a subset of another, say).
     pub fn from_sources(sources: Vec<Arc<Source>>) -> Self {
-        Self { sources }
+        let mut index = HashMap::new();
+        for (i, s) in sources.iter().enumerate() {
+            index.entry(s.id.clone()).or_insert(i);
+        }
+        Self {
+            sources,
+            index: Arc::new(index),
+        }
     }
 
     pub fn sources(&self) -> &[Arc<Source>] {
@@ -176,7 +186,7 @@ impl Catalog {
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<Source>> {
-        self.sources.iter().find(|s| s.id == id)
+        self.index.get(id).map(|&i| &self.sources[i])
     }
 
     pub fn is_empty(&self) -> bool {
