@@ -152,32 +152,21 @@ async fn an_erasure_that_overtakes_an_enrichment_in_flight_wins() {
     assert_eq!(outcomes, ["erasure", "suppressed"]);
 }
 
-#[tokio::test]
-async fn an_erasure_by_another_process_reaches_the_running_servers_cache() {
-    let server = wiremock::MockServer::start().await;
-    wiremock::Mock::given(wiremock::matchers::path_regex("^/a/"))
-        .respond_with(
-            wiremock::ResponseTemplate::new(200)
-                .set_body_string(r#"{"user": {"name": "Ann Example"}}"#),
-        )
-        .mount(&server)
-        .await;
-    let catalog = catalog_from(&test_source(
-        "a",
+/// A server whose one source finds everyone (as "Ann Example"), and the site.
+async fn app_knowing_everyone() -> (wiremock::MockServer, TestApp) {
+    let (site, catalog) = common::one_source(
         "email",
-        &format!("{}/a/{{input}}", server.uri()),
         "",
-    ));
+        wiremock::ResponseTemplate::new(200)
+            .set_body_string(r#"{"user": {"name": "Ann Example"}}"#),
+    )
+    .await;
     let app = TestApp::with_catalog("[dns]\nenabled = false\n", catalog).await;
-    let mut client = app.client().await;
-    let found = client
-        .enrich(email_request("ann@example.test"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(found.profiles.len(), 1);
+    (site, app)
+}
 
-    // `enrichd erase` in process: another Enricher on the same ledger.
+/// `enrichd erase` in process: another Enricher on the server's ledger.
+async fn erase_in_another_process(app: &TestApp, email: &str) {
     let mut config = enrichd::config::Config::from_toml("[dns]\nenabled = false\n").unwrap();
     config.ledger.url = app.ledger_url.clone();
     let cli = enrichd::pipeline::Enricher::build(
@@ -189,13 +178,27 @@ async fn an_erasure_by_another_process_reaches_the_running_servers_cache() {
     .unwrap();
     cli.erase(
         &enrichd::auth::Caller::operator(),
-        &enrichd::pipeline::RawIdentifier::Email("ann@example.test".into()),
+        &enrichd::pipeline::RawIdentifier::Email(email.into()),
         None,
         enrichd::compliance::suppression::EraseKind::Erasure,
         "DSR-CLI",
     )
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn an_erasure_by_another_process_reaches_the_running_servers_cache() {
+    let (_site, app) = app_knowing_everyone().await;
+    let mut client = app.client().await;
+    let found = client
+        .enrich(email_request("ann@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.profiles.len(), 1);
+
+    erase_in_another_process(&app, "ann@example.test").await;
 
     // The running server shows none of what it cached, and never serves it.
     let held = client
@@ -219,21 +222,7 @@ async fn an_erasure_by_another_process_reaches_the_running_servers_cache() {
 /// change counter before it records, and so before anything is answered.
 #[tokio::test]
 async fn the_next_enrichment_after_another_process_erases_is_suppressed() {
-    let server = wiremock::MockServer::start().await;
-    wiremock::Mock::given(wiremock::matchers::path_regex("^/a/"))
-        .respond_with(
-            wiremock::ResponseTemplate::new(200)
-                .set_body_string(r#"{"user": {"name": "Ann Example"}}"#),
-        )
-        .mount(&server)
-        .await;
-    let catalog = catalog_from(&test_source(
-        "a",
-        "email",
-        &format!("{}/a/{{input}}", server.uri()),
-        "",
-    ));
-    let app = TestApp::with_catalog("[dns]\nenabled = false\n", catalog).await;
+    let (_site, app) = app_knowing_everyone().await;
     let mut client = app.client().await;
     for round in 0..5 {
         let email = format!("ann{round}@example.test");
@@ -243,24 +232,7 @@ async fn the_next_enrichment_after_another_process_erases_is_suppressed() {
             .unwrap()
             .into_inner();
         assert_eq!(found.profiles.len(), 1);
-        let mut config = enrichd::config::Config::from_toml("[dns]\nenabled = false\n").unwrap();
-        config.ledger.url = app.ledger_url.clone();
-        let cli = enrichd::pipeline::Enricher::build(
-            enrichd::pipeline::Settings::from_config(&config),
-            enrichd::privacy::KeyedHasher::new(common::TEST_HASH_KEY),
-            enrichd::catalog::Catalog::default(),
-        )
-        .await
-        .unwrap();
-        cli.erase(
-            &enrichd::auth::Caller::operator(),
-            &enrichd::pipeline::RawIdentifier::Email(email.clone()),
-            None,
-            enrichd::compliance::suppression::EraseKind::Erasure,
-            "DSR-CLI",
-        )
-        .await
-        .unwrap();
+        erase_in_another_process(&app, &email).await;
         let again = client
             .enrich(email_request(&email))
             .await
