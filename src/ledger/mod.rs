@@ -198,7 +198,7 @@ impl Ledger {
             .await?;
         MIGRATOR.run(&pool).await?;
         let suppressed = suppressions::Suppressions::load(&pool).await?;
-        let writer = writer::Writer::start(pool.clone(), suppressed.clone());
+        let writer = writer::Writer::start(pool.clone(), suppressed.clone(), !sqlite);
         suppressions::follow(pool.clone(), Arc::downgrade(&suppressed));
         Ok(Self {
             pool,

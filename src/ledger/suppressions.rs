@@ -109,6 +109,12 @@ impl Suppressions {
             .is_some_and(|scopes| crate::compliance::suppression::stops(scopes, purpose))
     }
 
+    /// The counter as this copy knows it.
+    pub(super) fn version(&self) -> String {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state.version.clone()
+    }
+
     /// One check of the counter; the whole list again when it moved.
     pub(super) async fn follow_once(&self, pool: &AnyPool) -> Result<(), LedgerError> {
         let now = version(pool).await?;

@@ -36,14 +36,16 @@ impl Drop for Running {
 }
 
 impl Writer {
-    pub(super) fn start(pool: AnyPool, suppressed: Arc<Suppressions>) -> Self {
+    /// `postgres`: the guard share-locks the suppression counter's row.
+    pub(super) fn start(pool: AnyPool, suppressed: Arc<Suppressions>, postgres: bool) -> Self {
         let (queue, pending) = mpsc::channel(4 * GROUP);
         let running = Arc::new(AtomicBool::new(true));
         metrics::gauge!("enrichd_ledger_writer_up").set(1.0);
         let guard = Running(running.clone());
         tokio::spawn(async move {
             let _guard = guard;
-            write_loop(pool, pending, suppressed).await;
+            let lock = if postgres { " FOR SHARE" } else { "" };
+            write_loop(pool, pending, suppressed, lock).await;
         });
         Self { queue, running }
     }
@@ -63,13 +65,26 @@ impl Writer {
     }
 }
 
+/// The version of the suppression list a group is written under, and how
+/// the guard reads it: on PostgreSQL the counter's row is share-locked, so an
+/// erasure's bump waits for this insert to commit (and its redaction then
+/// sees these rows) or this insert waits for the erasure and then finds the
+/// counter moved; SQLite serialises writers and needs no lock.
+struct Guard<'a> {
+    version: &'a str,
+    lock: &'static str,
+}
+
 /// One multi-row INSERT for the whole group (18 bound values a row: 256
-/// rows stay within SQLite's and PostgreSQL's limits).
+/// rows stay within SQLite's and PostgreSQL's limits), written only if the
+/// suppression list is still at `guard.version`. Returns the rows written:
+/// none when the list moved.
 async fn insert(
     conn: impl sqlx::Executor<'_, Database = sqlx::Any>,
     records: &[&Record],
-) -> Result<(), sqlx::Error> {
-    let mut sql = format!("INSERT INTO ledger ({COLUMNS}) VALUES ");
+    guard: &Guard<'_>,
+) -> Result<u64, sqlx::Error> {
+    let mut sql = format!("INSERT INTO ledger ({COLUMNS}) SELECT * FROM (VALUES ");
     for i in 0..records.len() {
         let first = i * 18;
         let row: Vec<String> = (1..=18).map(|n| format!("${}", first + n)).collect();
@@ -80,6 +95,12 @@ async fn insert(
         sql.push_str(&row.join(", "));
         sql.push(')');
     }
+    sql.push_str(&format!(
+        ") AS v WHERE EXISTS (SELECT 1 FROM ledger_meta \
+         WHERE name = 'suppression_version' AND value = ${}{})",
+        records.len() * 18 + 1,
+        guard.lock
+    ));
     let mut query = sqlx::query(&sql);
     for r in records {
         query = query
@@ -102,49 +123,88 @@ async fn insert(
             .bind(&r.reference)
             .bind(&r.detail);
     }
-    query.execute(conn).await.map(drop)
+    let done = query.bind(guard.version).execute(conn).await?;
+    Ok(done.rows_affected())
 }
 
-async fn write_loop(pool: AnyPool, mut queue: mpsc::Receiver<Pending>, list: Arc<Suppressions>) {
+/// Records of people suppressed (by the list as this process knows it) are
+/// answered as such and left out.
+fn drop_suppressed(group: &mut Vec<Pending>, list: &Suppressions) {
+    let (stopped, go): (Vec<Pending>, Vec<Pending>) = group.drain(..).partition(|(r, _)| {
+        matches!(
+            r.outcome,
+            LedgerOutcome::Enriched | LedgerOutcome::NotFound | LedgerOutcome::Incomplete
+        ) && list.stops(&r.subject, &r.purpose)
+    });
+    for (_, reply) in stopped {
+        let _ = reply.send(Err(LedgerError::SuppressedMeanwhile));
+    }
+    *group = go;
+}
+
+fn fail_all(group: &mut Vec<Pending>, why: &str) {
+    for (_, reply) in group.drain(..) {
+        let _ = reply.send(Err(LedgerError::Write(why.to_owned())));
+    }
+}
+
+/// Erasure wins across processes: a group of processings is recorded (and
+/// so answered) only under the suppression list as this process holds it,
+/// checked in the INSERT itself (one statement a group). When another
+/// process changed the list meanwhile, nothing is written: the list is read
+/// again, the records of people suppressed meanwhile are dropped (their
+/// callers answer as for a suppressed person), and the rest tried again.
+async fn write_loop(
+    pool: AnyPool,
+    mut queue: mpsc::Receiver<Pending>,
+    list: Arc<Suppressions>,
+    lock: &'static str,
+) {
     let mut group = Vec::with_capacity(GROUP);
     while queue.recv_many(&mut group, GROUP).await > 0 {
-        // Erasure wins across processes: before a group of processings is
-        // recorded (and so answered), the suppression list is brought up to
-        // date if any process changed it, and the records of people
-        // suppressed meanwhile are not written; their callers answer as for
-        // a suppressed person. One read of the counter per group.
-        if let Err(e) = list.follow_once(&pool).await {
-            let why = format!("cannot check the suppression list: {e}");
-            for (_, reply) in group.drain(..) {
-                let _ = reply.send(Err(LedgerError::Write(why.clone())));
+        drop_suppressed(&mut group, &list);
+        while !group.is_empty() {
+            let version = list.version();
+            let guard = Guard {
+                version: &version,
+                lock,
+            };
+            let records: Vec<&Record> = group.iter().map(|(r, _)| r).collect();
+            match insert(&pool, &records, &guard).await {
+                Ok(0) => {
+                    match list.follow_once(&pool).await {
+                        Err(e) => fail_all(
+                            &mut group,
+                            &format!("cannot check the suppression list: {e}"),
+                        ),
+                        // Nothing written although the list did not move:
+                        // never spin on it.
+                        Ok(()) if list.version() == version => {
+                            fail_all(&mut group, "the ledger wrote none of the records")
+                        }
+                        Ok(()) => drop_suppressed(&mut group, &list),
+                    }
+                }
+                Ok(_) => {
+                    for (_, reply) in group.drain(..) {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+                // One bad record must not fail the others: each again, alone
+                // (a list that moved meanwhile sends it round once more).
+                Err(_) if group.len() > 1 => {
+                    let mut retry = Vec::new();
+                    for (record, reply) in group.drain(..) {
+                        match insert(&pool, &[&record], &guard).await {
+                            Ok(0) => retry.push((record, reply)),
+                            Ok(_) => drop(reply.send(Ok(()))),
+                            Err(e) => drop(reply.send(Err(LedgerError::Write(e.to_string())))),
+                        }
+                    }
+                    group = retry;
+                }
+                Err(e) => fail_all(&mut group, &e.to_string()),
             }
-            continue;
-        }
-        let (stopped, go): (Vec<Pending>, Vec<Pending>) = group.drain(..).partition(|(r, _)| {
-            matches!(
-                r.outcome,
-                LedgerOutcome::Enriched | LedgerOutcome::NotFound | LedgerOutcome::Incomplete
-            ) && list.stops(&r.subject, &r.purpose)
-        });
-        for (_, reply) in stopped {
-            let _ = reply.send(Err(LedgerError::SuppressedMeanwhile));
-        }
-        let records: Vec<&Record> = go.iter().map(|(r, _)| r).collect();
-        if records.is_empty() {
-            continue;
-        }
-        if insert(&pool, &records).await.is_ok() {
-            for (_, reply) in go {
-                let _ = reply.send(Ok(()));
-            }
-            continue;
-        }
-        // One bad record must not fail the others: each again, alone.
-        for (record, reply) in go {
-            let result = insert(&pool, &[&record])
-                .await
-                .map_err(|e| LedgerError::Write(e.to_string()));
-            let _ = reply.send(result);
         }
     }
 }
