@@ -73,12 +73,30 @@ impl Entry {
         }
     }
 
-    /// Ties the entry to a subject whose enrichment used it.
-    pub fn tie(&self, subject: &str) {
+    /// An answer stored elsewhere (another replica) at `retrieved_at`: its
+    /// age counts from then, on this process's clocks.
+    pub fn restored(
+        source_id: &str,
+        answer: Answer,
+        ttl: Duration,
+        retrieved_at: DateTime<Utc>,
+        clock: &SharedClock,
+    ) -> Self {
+        let mut entry = Self::new(source_id, answer, ttl, clock);
+        let age = (clock.utc() - retrieved_at).to_std().unwrap_or_default();
+        entry.stored_at = entry.stored_at.checked_sub(age).unwrap_or(entry.stored_at);
+        entry.retrieved_at = retrieved_at;
+        entry
+    }
+
+    /// Ties the entry to a subject whose enrichment used it; `true` if it
+    /// was not tied to it yet.
+    pub fn tie(&self, subject: &str) -> bool {
         let mut subjects = self.subjects.lock().unwrap_or_else(|p| p.into_inner());
-        if !subjects.contains(subject) {
-            subjects.insert(subject.to_owned());
+        if subjects.contains(subject) {
+            return false;
         }
+        subjects.insert(subject.to_owned())
     }
 
     /// Whether a subject's enrichment used this entry.
@@ -143,6 +161,18 @@ impl Expiry<String, Arc<Entry>> for EntryExpiry {
 
 /// The answer cache: keyed hashes to entries, bounded by weight.
 pub type AnswerCache = moka::future::Cache<String, Arc<Entry>>;
+
+/// Removes every entry tied to `subject`; returns their keys.
+pub async fn forget(cache: &AnswerCache, subject: &str) -> std::collections::HashSet<String> {
+    let mut removed = std::collections::HashSet::new();
+    for (key, entry) in cache.iter() {
+        if entry.is_tied_to(subject) {
+            cache.invalidate(key.as_ref()).await;
+            removed.insert(key.as_ref().clone());
+        }
+    }
+    removed
+}
 
 /// Builds the cache, or `None` when it is disabled.
 pub fn build(config: &CacheConfig) -> Option<AnswerCache> {

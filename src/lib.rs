@@ -6,7 +6,8 @@
 //! - [`compliance`]: every rule the law or the product decides;
 //! - [`rights`]: data-subject requests (access, erasure, objection);
 //! - [`engine`], [`catalog`], [`fetch`], [`cache`], [`resilience`]: asking
-//!   sources politely and safely; [`verify`], [`scoring`]: checks and scores;
+//!   sources politely and safely; [`cluster`]: what replicas share
+//!   through Redis; [`verify`], [`scoring`]: checks and scores;
 //! - [`model`]: the domain vocabulary; [`ledger`]: the record of processing;
 //! - [`api`], [`server`], [`cli`], [`batch`], [`startup`]: the ways in.
 // House rule: errors are values. A panic on the service path takes every call
@@ -19,6 +20,7 @@ pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod compliance;
 pub mod config;
 pub mod engine;

@@ -102,6 +102,17 @@ impl Enricher {
             suppressed_purposes: kind.reported_purposes(),
             ..Erased::default()
         };
+        // Suppressed first: from its commit on, no process records (and so
+        // answers) a processing of the person; what one recorded before is
+        // redacted next, and what the caches hold is removed.
+        let at_ms = self.clock().utc().timestamp_millis();
+        self.ledger()
+            .suppress(&subject.hash, kind.scope(), reference, at_ms)
+            .await
+            .map_err(unavailable)?;
+        if let Some(cluster) = self.cluster() {
+            cluster.announce_erasure().await;
+        }
         if kind.purges() {
             erased.cache_entries_removed = self.engine().forget(&subject.hash).await;
             let redacted = self
@@ -111,11 +122,6 @@ impl Enricher {
                 .map_err(unavailable)?;
             erased.ledger_records_redacted = u32::try_from(redacted).unwrap_or(u32::MAX);
         }
-        let at_ms = self.clock().utc().timestamp_millis();
-        self.ledger()
-            .suppress(&subject.hash, kind.scope(), reference, at_ms)
-            .await
-            .map_err(unavailable)?;
         let (outcome, detail) = match kind {
             EraseKind::Erasure => (
                 LedgerOutcome::Erasure,

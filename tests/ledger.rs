@@ -9,24 +9,9 @@ use enrichd::proto::v1 as pb;
 
 /// PostgreSQL in a fresh schema of its own, so tests never see each other's rows.
 async fn postgres() -> Store {
-    Store::open(&postgres_url().await)
+    Store::open(&common::postgres_url().await)
         .await
         .expect("opens and migrates")
-}
-
-async fn postgres_url() -> String {
-    sqlx::any::install_default_drivers();
-    let base = std::env::var("ENRICHD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let schema = format!("t{}", hex::encode(rand::random::<[u8; 6]>()));
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required for this test: {e}"));
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    format!("{base}?options=-c%20search_path%3D{schema}")
 }
 
 async fn sqlite(dir: &tempfile::TempDir) -> Store {
@@ -161,7 +146,7 @@ async fn reopening_a_ledger_keeps_its_records() {
 
 #[tokio::test]
 async fn erase_and_access_work_end_to_end_on_postgres() {
-    let url = postgres_url().await;
+    let url = common::postgres_url().await;
     let app = common::TestApp::spawn(&format!(
         "[dns]\nenabled = false\n[ledger]\nurl = \"{url}\"\n"
     ))
@@ -318,7 +303,7 @@ async fn the_sqlite_suppression_list_is_followed_across_processes() {
 
 #[tokio::test]
 async fn the_postgres_suppression_list_is_followed_across_processes() {
-    suppression_is_followed_across_processes(&postgres_url().await).await;
+    suppression_is_followed_across_processes(&common::postgres_url().await).await;
 }
 
 #[tokio::test]

@@ -47,6 +47,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub cache: CacheConfig,
     pub resilience: ResilienceConfig,
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterConfig,
     pub reference: ReferencePaths,
     #[serde(default)]
     pub scoring: ScoringPaths,
@@ -409,6 +411,15 @@ impl Config {
                 .is_none_or(|t| t.client_ca.is_none())
         {
             p.push("auth.clients: client certificates need server.tls.client_ca".into());
+        }
+        p.extend(self.cluster.problems(&self.ledger.url));
+        for (name, value) in [
+            ("sweep_every", self.ledger.sweep_every),
+            ("follow_every", self.ledger.follow_every),
+        ] {
+            if value.is_zero() {
+                p.push(format!("ledger.{name}: must be more than zero"));
+            }
         }
         if self.sources.max_depth > 5 {
             p.push("sources.max_depth: at most 5".into());

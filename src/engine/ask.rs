@@ -81,6 +81,35 @@ impl Engine {
         ))
     }
 
+    /// An entry another replica stored, now in this process's cache too.
+    async fn shared_entry(&self, key: &str) -> Option<Arc<Entry>> {
+        let entry = Arc::new(self.shared.as_ref()?.get(key).await?);
+        if let Some(cache) = &self.cache {
+            cache.insert(key.to_owned(), entry.clone()).await;
+        }
+        Some(entry)
+    }
+
+    /// Ties an entry to the subject whose enrichment uses it, in the shared
+    /// tier's lineage too the first time.
+    async fn tie(&self, key: &str, entry: &Entry, subject: &str) {
+        if entry.tie(subject)
+            && let Some(shared) = &self.shared
+        {
+            shared.tie(key, entry, subject).await;
+        }
+    }
+
+    /// Keeps a fresh answer, in process and for the other replicas.
+    async fn store(&self, key: &str, entry: Arc<Entry>, subject: &str) {
+        if let Some(shared) = &self.shared {
+            shared.put(key, &entry, subject).await;
+        }
+        if let Some(cache) = &self.cache {
+            cache.insert(key.to_owned(), entry).await;
+        }
+    }
+
     /// Asks a source, through the cache as `policy` allows.
     pub(super) async fn ask(&self, source: &Arc<Source>, input: &Input, ctx: &Asking<'_>) -> Asked {
         let (deadline, policy) = (ctx.deadline, ctx.policy);
@@ -100,17 +129,20 @@ impl Engine {
         };
         let existing = match policy.mode {
             CacheMode::Refresh => None,
-            _ => cache.get(&key).await,
+            _ => match cache.get(&key).await {
+                Some(entry) => Some(entry),
+                None => self.shared_entry(&key).await,
+            },
         };
         let mut asked = match (existing, policy.mode) {
             (Some(entry), _) if entry.is_fresh(now, policy.max_age) => {
                 cache_metric(source, "hit");
-                entry.tie(ctx.subject);
+                self.tie(&key, &entry, ctx.subject).await;
                 from_entry(source, input, &entry, now)
             }
             (Some(entry), CacheMode::CacheOnly) => {
                 cache_metric(source, "stale");
-                entry.tie(ctx.subject);
+                self.tie(&key, &entry, ctx.subject).await;
                 let mut asked = from_entry(source, input, &entry, now);
                 asked.outcome.stale = true;
                 asked
@@ -133,11 +165,11 @@ impl Engine {
                 cache_metric(source, "miss");
                 let asked = self.call(source, input, deadline).await;
                 if let Some(entry) = cacheable(source, &asked, &self.clock) {
-                    cache.insert(key, tied(entry)).await;
+                    self.store(&key, tied(entry), ctx.subject).await;
                     asked
                 } else if failed(&asked) && old.within_grace(now, self.stale_grace) {
                     cache_metric(source, "stale");
-                    old.tie(ctx.subject);
+                    self.tie(&key, &old, ctx.subject).await;
                     let mut stale = from_entry(source, input, &old, now);
                     stale.outcome.stale = true;
                     stale.outcome.detail = Some(format!(
@@ -156,22 +188,39 @@ impl Engine {
             (None, CacheMode::Refresh) => {
                 let asked = self.call(source, input, deadline).await;
                 if let Some(entry) = cacheable(source, &asked, &self.clock) {
-                    cache.insert(key, tied(entry)).await;
+                    self.store(&key, tied(entry), ctx.subject).await;
                 }
                 asked
             }
-            // A miss: concurrent misses for one key share one upstream call;
+            // A miss: concurrent misses for one key share one upstream call
+            // (across replicas too, through a short lock in the shared tier);
             // if the leading caller goes away, a waiting one takes over.
             (None, _) => {
                 cache_metric(source, "miss");
                 let ran = AtomicBool::new(false);
                 let result = cache
-                    .try_get_with(key, async {
+                    .try_get_with(key.clone(), async {
+                        if let Some(shared) = &self.shared
+                            && let Some(entry) = shared.lock_or_wait(&key, deadline).await
+                        {
+                            return Ok(Arc::new(entry));
+                        }
                         ran.store(true, Ordering::Relaxed);
                         let asked = self.call(source, input, deadline).await;
                         match cacheable(source, &asked, &self.clock) {
-                            Some(entry) => Ok(tied(entry)),
-                            None => Err(asked),
+                            Some(entry) => {
+                                let entry = tied(entry);
+                                if let Some(shared) = &self.shared {
+                                    shared.put(&key, &entry, ctx.subject).await;
+                                }
+                                Ok(entry)
+                            }
+                            None => {
+                                if let Some(shared) = &self.shared {
+                                    shared.unlock(&key).await;
+                                }
+                                Err(asked)
+                            }
                         }
                     })
                     .await;
@@ -179,7 +228,7 @@ impl Engine {
                 match result {
                     Ok(entry) => {
                         // A call that shared another's fetch uses it too.
-                        entry.tie(ctx.subject);
+                        self.tie(&key, &entry, ctx.subject).await;
                         let mut asked = from_entry(source, input, &entry, now);
                         if ran {
                             asked.outcome.cached = false;
@@ -278,6 +327,7 @@ impl Engine {
         match asked.outcome.outcome {
             Outcome::RateLimited => {
                 let wait = guard.pause(asked.outcome.retry_after);
+                guard.share_pause(wait).await;
                 asked.outcome.retry_after = Some(wait);
                 guard.breaker.release_trial();
             }

@@ -18,6 +18,8 @@ use crate::catalog::Catalog;
 use crate::catalog::input::{Input, seed_inputs};
 use crate::catalog::source::{PivotFrom, Source};
 use crate::clock::SharedClock;
+use crate::cluster::Cluster;
+use crate::cluster::cache::SharedCache;
 use crate::compliance::policy;
 use crate::fetch::HttpClient;
 use crate::identity::Identifier;
@@ -45,6 +47,8 @@ pub struct Engine {
     max_depth: u32,
     env: Arc<http::Env>,
     cache: Option<AnswerCache>,
+    /// The replicas' tier behind `cache`, when they share one.
+    shared: Option<SharedCache>,
     stale_grace: std::time::Duration,
     hasher: KeyedHasher,
     clock: SharedClock,
@@ -70,6 +74,8 @@ pub struct EngineParts {
     pub resilience: ResilienceConfig,
     pub hasher: KeyedHasher,
     pub clock: SharedClock,
+    /// Shared with other replicas: budgets, pauses and the second cache tier.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// Normalises a pivot value for its input kind; `None` drops it.
@@ -143,7 +149,12 @@ impl Engine {
             .sources()
             .iter()
             .map(|s| {
-                let guard = Guard::new(s, &parts.resilience, parts.clock.clone());
+                let guard = Guard::new(
+                    s,
+                    &parts.resilience,
+                    parts.clock.clone(),
+                    parts.cluster.as_ref(),
+                );
                 (s.id.clone(), guard)
             })
             .collect();
@@ -154,6 +165,10 @@ impl Engine {
             max_depth: parts.max_depth,
             env: Arc::new(crate::catalog::process_env),
             cache: crate::cache::build(&parts.cache),
+            shared: parts
+                .cluster
+                .filter(|_| parts.cache.enabled)
+                .map(|c| SharedCache::new(c, parts.cache.stale_grace, parts.clock.clone())),
             stale_grace: parts.cache.stale_grace,
             hasher: parts.hasher,
             clock: parts.clock,
@@ -162,17 +177,23 @@ impl Engine {
     }
 
     /// Removes every cached entry a subject's enrichments used (their
-    /// lineage), pivots and guesses included. Returns how many there were.
+    /// lineage), pivots and guesses included, in this process and in the
+    /// replicas' shared tier. Returns how many there were.
     pub async fn forget(&self, subject: &str) -> u32 {
-        let Some(cache) = &self.cache else { return 0 };
-        let mut removed = 0;
-        for (key, entry) in cache.iter() {
-            if entry.is_tied_to(subject) {
-                cache.invalidate(key.as_ref()).await;
-                removed += 1;
-            }
+        let mut removed: HashSet<String> = match &self.cache {
+            Some(cache) => crate::cache::forget(cache, subject).await,
+            None => return 0,
+        };
+        if let Some(shared) = &self.shared {
+            removed.extend(shared.forget(subject).await);
         }
-        removed
+        u32::try_from(removed.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The in-process cache, for what must reach it from outside a call
+    /// (erasures learnt from other processes).
+    pub fn local_cache(&self) -> Option<AnswerCache> {
+        self.cache.clone()
     }
 
     /// Removes these entries (an enrichment cleaning up after an erasure
@@ -183,19 +204,35 @@ impl Engine {
                 cache.invalidate(key).await;
             }
         }
+        if let Some(shared) = &self.shared {
+            shared.drop_entries(keys).await;
+        }
     }
 
-    /// The cached entries a subject's enrichments used (those still servable).
+    /// The cached entries a subject's enrichments used (those still
+    /// servable), in this process and the shared tier.
     pub async fn cached(&self, subject: &str) -> Vec<Arc<Entry>> {
         let Some(cache) = &self.cache else {
             return Vec::new();
         };
         let now = self.clock.now();
+        let mut keys = HashSet::new();
         let mut out: Vec<Arc<Entry>> = cache
             .iter()
-            .map(|(_, entry)| entry)
-            .filter(|e| e.is_tied_to(subject) && e.within_grace(now, self.stale_grace))
+            .filter(|(_, e)| e.is_tied_to(subject) && e.within_grace(now, self.stale_grace))
+            .map(|(key, entry)| {
+                keys.insert(key.as_ref().clone());
+                entry
+            })
             .collect();
+        if let Some(shared) = &self.shared {
+            for (key, entry) in shared.of_subject(subject).await {
+                if !keys.contains(&key) && entry.within_grace(now, self.stale_grace) {
+                    entry.tie(subject);
+                    out.push(Arc::new(entry));
+                }
+            }
+        }
         out.sort_by(|a, b| a.source_id.cmp(&b.source_id));
         out
     }

@@ -27,7 +27,14 @@ pub struct LedgerConfig {
     /// How often rows past their purpose's retention are deleted.
     #[serde(with = "humantime_serde")]
     pub sweep_every: Duration,
+    /// How often the suppression list's change counter is read (how soon
+    /// another process's erasure is seen without Redis to announce it).
+    #[serde(with = "humantime_serde")]
+    pub follow_every: Duration,
 }
+
+/// The shipped `ledger.follow_every`.
+pub const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -107,6 +114,25 @@ pub struct Ledger {
     first_enriched: moka::sync::Cache<String, i64>,
 }
 
+/// Reads the suppression list again when told another process changed it.
+pub struct Follower {
+    pool: AnyPool,
+    list: std::sync::Weak<suppressions::Suppressions>,
+}
+
+impl Follower {
+    /// One check now; `false` once the ledger is gone.
+    pub async fn follow_now(&self) -> bool {
+        let Some(list) = self.list.upgrade() else {
+            return false;
+        };
+        if let Err(e) = list.follow_once(&self.pool).await {
+            tracing::warn!(error = %e, "cannot check the suppression list for changes");
+        }
+        true
+    }
+}
+
 /// Subjects whose first enrichment time is kept in memory.
 const FIRST_ENRICHED_KEPT: u64 = 100_000;
 
@@ -163,6 +189,11 @@ impl Ledger {
     /// SQLite gives its -wal and -shm files the same mode), in a private
     /// directory if that is missing too.
     pub async fn open(url: &str) -> Result<Self, LedgerError> {
+        Self::open_following(url, FOLLOW_EVERY).await
+    }
+
+    /// `open`, reading the suppression list's change counter every `every`.
+    pub async fn open_following(url: &str, every: Duration) -> Result<Self, LedgerError> {
         install_default_drivers();
         if let Some(path) = sqlite_file(url) {
             create_private(&path).map_err(|e| {
@@ -197,9 +228,9 @@ impl Ledger {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        let suppressed = suppressions::Suppressions::load(&pool).await?;
+        let suppressed = suppressions::Suppressions::load(&pool, every).await?;
         let writer = writer::Writer::start(pool.clone(), suppressed.clone(), !sqlite);
-        suppressions::follow(pool.clone(), Arc::downgrade(&suppressed));
+        suppressions::follow(pool.clone(), Arc::downgrade(&suppressed), every);
         Ok(Self {
             pool,
             writer,
@@ -208,6 +239,22 @@ impl Ledger {
                 .max_capacity(FIRST_ENRICHED_KEPT)
                 .build(),
         })
+    }
+
+    /// Subjects other processes suppress, as this process learns of them
+    /// (within `ledger.follow_every`, or at once after `follower`'s
+    /// `follow_now`).
+    pub fn suppression_news(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.suppressed.news()
+    }
+
+    /// A handle that reads the suppression list again on demand, without
+    /// keeping the ledger open.
+    pub fn follower(&self) -> Follower {
+        Follower {
+            pool: self.pool.clone(),
+            list: Arc::downgrade(&self.suppressed),
+        }
     }
 
     /// Whether the writer task is running: every call needs it.
@@ -425,7 +472,7 @@ impl Ledger {
         suppressions::bump(&mut tx).await?;
         tx.commit().await?;
         // In force in this process before the erasure is answered; other
-        // processes see the counter move within `suppressions::FOLLOW_EVERY`.
+        // processes see the counter move within their `ledger.follow_every`.
         self.suppressed.add(subject, scope);
         Ok(())
     }

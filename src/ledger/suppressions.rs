@@ -3,8 +3,9 @@
 //! the source of truth: this process adds its own erasures and objections to
 //! the copy before it answers them, and follows a change counter
 //! (`ledger_meta.suppression_version`, moved in the same transaction as every
-//! change) to pick up other processes' within `FOLLOW_EVERY`. A copy that has
-//! not been checked against the database for `TRUST_FOR` is not trusted:
+//! change) to pick up other processes' every `ledger.follow_every` (at once
+//! when a replica announces one through Redis). A copy that has not been
+//! checked against the database for `TRUST_CHECKS` of those is not trusted:
 //! enrichment answers UNAVAILABLE rather than risk serving an erased person.
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
@@ -14,15 +15,18 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::LedgerError;
 
-/// How often the change counter is read.
-pub(super) const FOLLOW_EVERY: Duration = Duration::from_millis(200);
-/// How long a copy is trusted without a successful check.
-const TRUST_FOR: Duration = Duration::from_secs(5);
+/// How many follow periods a copy is trusted without a successful check
+/// (5 s at the default 200 ms).
+const TRUST_CHECKS: u32 = 25;
 
 const VERSION: &str = "SELECT value FROM ledger_meta WHERE name = 'suppression_version'";
 
 pub(super) struct Suppressions {
     state: RwLock<State>,
+    trust_for: Duration,
+    /// Subjects another process suppressed, as this copy learns of them
+    /// (this process's caches drop what they held of them).
+    news: tokio::sync::broadcast::Sender<String>,
 }
 
 struct State {
@@ -68,16 +72,30 @@ async fn read(pool: &AnyPool) -> Result<State, sqlx::Error> {
 }
 
 impl Suppressions {
-    pub(super) async fn load(pool: &AnyPool) -> Result<Arc<Self>, LedgerError> {
+    pub(super) async fn load(pool: &AnyPool, every: Duration) -> Result<Arc<Self>, LedgerError> {
         Ok(Arc::new(Self {
             state: RwLock::new(read(pool).await?),
+            trust_for: every * TRUST_CHECKS,
+            news: tokio::sync::broadcast::channel(1024).0,
         }))
     }
 
     pub(super) async fn reload(&self, pool: &AnyPool) -> Result<(), LedgerError> {
         let fresh = read(pool).await?;
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        for (subject, scopes) in &fresh.scopes {
+            let known = state.scopes.get(subject);
+            if scopes.iter().any(|s| known.is_none_or(|k| !k.contains(s))) {
+                let _ = self.news.send(subject.clone());
+            }
+        }
+        *state = fresh;
         Ok(())
+    }
+
+    /// Subjects newly suppressed by other processes, from now on.
+    pub(super) fn news(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.news.subscribe()
     }
 
     /// Adds a change this process committed.
@@ -92,7 +110,7 @@ impl Suppressions {
     /// The scopes a subject is suppressed for.
     pub(super) fn scopes(&self, subject: &str) -> Result<Vec<String>, LedgerError> {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-        if state.checked.elapsed() > TRUST_FOR {
+        if state.checked.elapsed() > self.trust_for {
             return Err(LedgerError::Write(
                 "the suppression list could not be checked against the database".into(),
             ));
@@ -137,9 +155,9 @@ impl Suppressions {
 }
 
 /// Follows the database until the ledger is dropped.
-pub(super) fn follow(pool: AnyPool, list: Weak<Suppressions>) {
+pub(super) fn follow(pool: AnyPool, list: Weak<Suppressions>, every: Duration) {
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(FOLLOW_EVERY);
+        let mut every = tokio::time::interval(every);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;

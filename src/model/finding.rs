@@ -51,7 +51,7 @@ impl fmt::Display for InputKind {
 }
 
 /// How closely an input is tied to the identifier asked about. Ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Confidence {
     Guess,
@@ -60,7 +60,8 @@ pub enum Confidence {
 }
 
 /// Profile fields a source can fill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Field {
     Url,
     Username,
@@ -109,7 +110,7 @@ impl Field {
 }
 
 /// How a value was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Method {
     JsonPointer,
     CssSelector,
@@ -119,7 +120,7 @@ pub enum Method {
 }
 
 /// Where a value came from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
     pub source_id: String,
     pub url: String,
@@ -130,7 +131,7 @@ pub struct Provenance {
 }
 
 /// An extracted value, typed where the field has a type.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     Text(String),
     Time(DateTime<Utc>),
@@ -147,13 +148,13 @@ impl Value {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sourced {
     pub value: Value,
     pub provenance: Provenance,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkedAccount {
     pub platform: Option<String>,
     pub url: Option<String>,
@@ -162,7 +163,7 @@ pub struct LinkedAccount {
 }
 
 /// A profile found on one source.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub source_id: String,
     pub platform: String,

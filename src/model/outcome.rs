@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::finding::InputKind;
 
 /// Why a source was not asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SkipReason {
     InputNotApplicable,
     Purpose,
@@ -14,7 +14,7 @@ pub enum SkipReason {
     CacheOnly,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     Found,
     NotFound,

@@ -30,6 +30,7 @@ pub(crate) use record::{Under, record_of};
 use crate::cache::CacheConfig;
 use crate::catalog::{Catalog, CatalogError};
 use crate::clock::SharedClock;
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::compliance::PurposeRegistry;
 use crate::config::{Config, PurposeConfig};
 use crate::engine::{Engine, EngineParts};
@@ -71,8 +72,11 @@ pub struct Settings {
     pub cache: CacheConfig,
     pub resilience: ResilienceConfig,
     pub scoring: ScoringPaths,
+    pub cluster: ClusterConfig,
     /// Where the ledger lives (`sqlite://…` or `postgres://…`).
     pub ledger_url: String,
+    /// How often the ledger's suppression list is followed.
+    pub ledger_follow_every: std::time::Duration,
     /// Pivot rounds after the identifier's own inputs.
     pub max_depth: u32,
     /// Region for national phone numbers when the request names none.
@@ -92,7 +96,9 @@ impl Settings {
             cache: config.cache.clone(),
             resilience: config.resilience.clone(),
             scoring: config.scoring.clone(),
+            cluster: config.cluster.clone(),
             ledger_url: config.ledger.url.clone(),
+            ledger_follow_every: config.ledger.follow_every,
             max_depth: config.sources.max_depth,
             min_coverage: config.sources.min_coverage,
             default_region: config
@@ -123,12 +129,45 @@ pub struct Enricher {
     min_coverage: f64,
     clock: SharedClock,
     fence: ErasureFence,
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// The ledger could not be written or read: no answer without its record.
 pub(crate) fn unavailable(e: LedgerError) -> Error {
     warn!(error = %e, "ledger write failed; the answer is withheld");
     Error::Unavailable("the record of this processing could not be written; nothing was returned")
+}
+
+/// Erasures committed by other processes reach this one's cache: the
+/// people the suppression list gains (read every 200 ms, and at once when a
+/// replica announces an erasure through Redis) are dropped from it.
+fn follow_erasures(ledger: &Ledger, engine: &Engine, cluster: Option<&Cluster>) {
+    if let Some(cache) = engine.local_cache() {
+        let mut news = ledger.suppression_news();
+        tokio::spawn(async move {
+            loop {
+                match news.recv().await {
+                    Ok(subject) => drop(crate::cache::forget(&cache, &subject).await),
+                    // Too many at once to tell which: drop everything.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        cache.invalidate_all()
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+    if let Some(cluster) = cluster {
+        let mut announced = cluster.erasure_news();
+        let follower = ledger.follower();
+        tokio::spawn(async move {
+            while announced.changed().await.is_ok() {
+                if !follower.follow_now().await {
+                    return;
+                }
+            }
+        });
+    }
 }
 
 impl Enricher {
@@ -150,6 +189,7 @@ impl Enricher {
         let verifier = Verifier::new(lists, &settings.dns)?;
         let client = HttpClient::build(&settings.http, catalog.private_origins())
             .map_err(BuildError::Http)?;
+        let cluster = Cluster::start(&settings.cluster);
         let engine = Engine::new(
             Arc::new(catalog),
             EngineParts {
@@ -160,10 +200,13 @@ impl Enricher {
                 resilience: settings.resilience,
                 hasher: hasher.clone(),
                 clock: settings.clock.clone(),
+                cluster: cluster.clone(),
             },
         );
-        let ledger = Ledger::open(&settings.ledger_url).await?;
+        let ledger =
+            Ledger::open_following(&settings.ledger_url, settings.ledger_follow_every).await?;
         ledger.bind_hash_key(&hasher.fingerprint()).await?;
+        follow_erasures(&ledger, &engine, cluster.as_deref());
         Ok(Self {
             purposes: PurposeRegistry::new(&settings.purposes),
             scoring: ScoringData::load(&settings.scoring)?,
@@ -175,7 +218,13 @@ impl Enricher {
             min_coverage: settings.min_coverage,
             clock: settings.clock,
             fence: ErasureFence::default(),
+            cluster,
         })
+    }
+
+    /// The replicas' shared store, when there is one.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     pub fn purposes(&self) -> &PurposeRegistry {
@@ -194,7 +243,8 @@ impl Enricher {
         &self.clock
     }
 
-    pub(crate) fn engine(&self) -> &Engine {
+    /// The source engine (its caches, for tests and embedders).
+    pub fn engine(&self) -> &Engine {
         &self.engine
     }
 

@@ -5,13 +5,15 @@ pub mod breaker;
 pub mod limiter;
 pub mod retry;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
 use crate::catalog::source::Source;
 use crate::clock::SharedClock;
+use crate::cluster::Cluster;
+use crate::cluster::limits::{Grant, SharedLimit};
 use breaker::{Breaker, BreakerConfig};
 use limiter::{Limiter, LocalLimiter};
 use retry::RetryBudget;
@@ -48,6 +50,8 @@ pub struct Guard {
     /// The source's catalog id (a metric label; never personal data).
     id: String,
     limiter: Box<dyn Limiter>,
+    /// The budget across replicas, when they share one (then `limiter` is unused).
+    shared: Option<SharedLimit>,
     slots: Semaphore,
     pause: Mutex<Pause>,
     pub breaker: Breaker,
@@ -66,10 +70,18 @@ struct Pause {
 pub struct Slot<'a>(#[allow(dead_code)] tokio::sync::SemaphorePermit<'a>);
 
 impl Guard {
-    pub fn new(source: &Source, config: &ResilienceConfig, clock: SharedClock) -> Self {
+    pub fn new(
+        source: &Source,
+        config: &ResilienceConfig,
+        clock: SharedClock,
+        cluster: Option<&Arc<Cluster>>,
+    ) -> Self {
         Self {
             id: source.id.clone(),
             limiter: Box::new(LocalLimiter::new(source.limits.rate_limit)),
+            shared: cluster.map(|c| {
+                SharedLimit::new(c.clone(), "source", &source.id, source.limits.rate_limit)
+            }),
             slots: Semaphore::new(source.limits.max_concurrency as usize),
             pause: Mutex::new(Pause::default()),
             breaker: Breaker::new(config.breaker, clock.clone()),
@@ -103,6 +115,13 @@ impl Guard {
         wait
     }
 
+    /// Tells the other replicas about a pause (see `pause`).
+    pub async fn share_pause(&self, wait: Duration) {
+        if let Some(shared) = &self.shared {
+            shared.pause(wait).await;
+        }
+    }
+
     pub fn succeeded(&self) {
         let mut pause = self.pause.lock().unwrap_or_else(|p| p.into_inner());
         pause.cool_down = Duration::ZERO;
@@ -117,14 +136,24 @@ impl Guard {
             if let Some(paused) = self.paused_for() {
                 return Err(Refusal::RateLimited(paused));
             }
-            match self.limiter.try_acquire() {
-                Ok(()) => return Ok(()),
-                Err(wait) if tokio::time::Instant::now() + wait + REQUEST_ROOM > deadline => {
+            let grant = match &self.shared {
+                Some(shared) => shared.acquire().await,
+                None => match self.limiter.try_acquire() {
+                    Ok(()) => Grant::Now,
+                    Err(wait) => Grant::Wait(wait),
+                },
+            };
+            match grant {
+                Grant::Now => return Ok(()),
+                Grant::Paused(wait) => return Err(Refusal::RateLimited(wait)),
+                Grant::Wait(wait)
+                    if tokio::time::Instant::now() + wait + REQUEST_ROOM > deadline =>
+                {
                     metrics::counter!("enrichd_source_limiter_refusals_total", "source" => self.id.clone())
                         .increment(1);
                     return Err(Refusal::RateLimited(wait));
                 }
-                Err(wait) => {
+                Grant::Wait(wait) => {
                     metrics::counter!("enrichd_source_limiter_waits_total", "source" => self.id.clone())
                         .increment(1);
                     tokio::time::sleep(wait).await

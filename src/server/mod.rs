@@ -14,6 +14,9 @@ use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
+
+/// The health service name that tells whether Redis is shared right now.
+pub const CLUSTER_HEALTH: &str = "enrichd.cluster";
 use tracing::{info, warn};
 
 use crate::api::grpc::{EnrichmentServer, EnrichmentService, StreamLimits};
@@ -188,6 +191,30 @@ impl Application {
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
         });
+        // Whether the replicas' shared store is in use: `enrichd.cluster`
+        // is SERVING in shared mode and NOT_SERVING in fallback (the service
+        // itself keeps answering either way).
+        if let Some(cluster) = self.enricher.cluster().map(Arc::downgrade) {
+            let reporter = health.clone();
+            tokio::spawn(async move {
+                let mut shown = None;
+                loop {
+                    let Some(up) = cluster.upgrade().map(|c| c.is_up()) else {
+                        return;
+                    };
+                    if shown != Some(up) {
+                        let status = if up {
+                            ServingStatus::Serving
+                        } else {
+                            ServingStatus::NotServing
+                        };
+                        reporter.set_service_status(CLUSTER_HEALTH, status).await;
+                        shown = Some(up);
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            });
+        }
         // Both reflection versions: grpcurl and older tools still ask v1alpha.
         let reflection = || {
             tonic_reflection::server::Builder::configure()

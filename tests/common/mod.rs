@@ -39,6 +39,8 @@ pub struct TestApp {
     /// Holds the test's SQLite ledger.
     pub dir: tempfile::TempDir,
     pub metrics_addr: Option<SocketAddr>,
+    /// The pipeline the server runs (to look inside, as an operator cannot).
+    pub enricher: Arc<Enricher>,
     shutdown: Option<oneshot::Sender<()>>,
     pub handle: JoinHandle<Result<(), enrichd::server::ServerError>>,
 }
@@ -78,7 +80,8 @@ impl TestApp {
         let enricher = Enricher::build(settings, KeyedHasher::new(TEST_HASH_KEY), catalog)
             .await
             .expect("pipeline builds");
-        let app = Application::with_enricher(config, Arc::new(enricher))
+        let enricher = Arc::new(enricher);
+        let app = Application::with_enricher(config, enricher.clone())
             .await
             .expect("server builds");
         let addr = app.local_addr();
@@ -93,6 +96,7 @@ impl TestApp {
             clock,
             dir,
             metrics_addr,
+            enricher,
             shutdown: Some(tx),
             handle,
         }
@@ -352,6 +356,23 @@ pub async fn one_source(
         .await;
     let url = format!("{}/a/{{input}}", server.uri());
     (server, catalog_from(&test_source("a", input, &url, extra)))
+}
+
+/// A PostgreSQL URL in a fresh schema of its own, so tests never see each
+/// other's rows. Fails (never skips) when PostgreSQL cannot be reached.
+pub async fn postgres_url() -> String {
+    sqlx::any::install_default_drivers();
+    let base = std::env::var("ENRICHD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let schema = format!("t{}", hex::encode(rand::random::<[u8; 6]>()));
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required for this test: {e}"));
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    format!("{base}?options=-c%20search_path%3D{schema}")
 }
 
 /// How long any one wait in a test may take before it counts as hung.

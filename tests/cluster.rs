@@ -1,0 +1,342 @@
+//! Several replicas on one Redis and one PostgreSQL: a shared cache, one
+//! budget per source across replicas, erasure that reaches every replica,
+//! and a replica that keeps answering within its share when Redis goes away.
+//! Each test has its own key prefix and schema, so they run in parallel on
+//! the shared Redis (127.0.0.1:6379) and PostgreSQL; they fail, never skip,
+//! when either cannot be reached.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Arrivals, HUNG, TestApp, catalog_from, email_request, outcome_of, test_source};
+use enrichd::proto::v1 as pb;
+use pb::source_outcome::Outcome;
+use tonic_health::pb::health_check_response::ServingStatus;
+use wiremock::ResponseTemplate;
+
+const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
+
+fn found() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_string(r#"{"user": {"name": "Ann Example"}}"#)
+}
+
+/// A deployment: its site, its Redis key prefix and its PostgreSQL schema.
+struct Deployment {
+    site: wiremock::MockServer,
+    prefix: String,
+    redis: String,
+    ledger: String,
+    limits: String,
+}
+
+impl Deployment {
+    async fn new(redis: &str, responder: impl wiremock::Respond + 'static, limits: &str) -> Self {
+        let site = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::path_regex("^/a/"))
+            .respond_with(responder)
+            .mount(&site)
+            .await;
+        Self {
+            site,
+            prefix: format!("t{}", hex::encode(rand::random::<[u8; 6]>())),
+            redis: redis.to_owned(),
+            ledger: common::postgres_url().await,
+            limits: limits.to_owned(),
+        }
+    }
+
+    /// One more replica of the deployment.
+    async fn replica(&self) -> TestApp {
+        self.replica_following("200ms").await
+    }
+
+    /// A replica that reads the suppression list every `every` (longer than
+    /// a test: only Redis's announcement can tell it of an erasure).
+    async fn replica_following(&self, every: &str) -> TestApp {
+        let url = format!("{}/a/{{input}}", self.site.uri());
+        let catalog = catalog_from(&test_source("a", "email", &url, &self.limits));
+        let config = format!(
+            "[dns]\nenabled = false\n[sources]\ndeadline = \"5s\"\n\
+             [ledger]\nurl = \"{}\"\nfollow_every = \"{every}\"\n\
+             [cluster]\nredis_url = \"{}\"\nkey_prefix = \"{}\"\nreplicas = 2\n",
+            self.ledger, self.redis, self.prefix
+        );
+        let app = TestApp::with_catalog(&config, catalog).await;
+        until_cluster_is(&app, ServingStatus::Serving).await;
+        app
+    }
+
+    async fn redis_keys(&self, kind: &str) -> Vec<String> {
+        let client = redis::Client::open(self.redis.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("KEYS")
+            .arg(format!("{}:{kind}:*", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+}
+
+async fn cluster_status(app: &TestApp) -> ServingStatus {
+    let mut client = tonic_health::pb::health_client::HealthClient::new(app.channel().await);
+    let answer = client
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: enrichd::server::CLUSTER_HEALTH.into(),
+        })
+        .await;
+    answer.map_or(ServingStatus::Unknown, |a| a.into_inner().status())
+}
+
+/// Waits (bounded) for the replica's health to say shared or fallback.
+async fn until_cluster_is(app: &TestApp, wanted: ServingStatus) {
+    let started = Instant::now();
+    while cluster_status(app).await != wanted {
+        assert!(
+            started.elapsed() < HUNG,
+            "enrichd.cluster never became {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What the replica holds in its own process.
+async fn in_process(app: &TestApp) -> u64 {
+    let cache = app.enricher.engine().local_cache().unwrap();
+    cache.run_pending_tasks().await;
+    cache.iter().count() as u64
+}
+
+async fn enrich(app: &TestApp, email: &str) -> pb::EnrichResponse {
+    app.client()
+        .await
+        .enrich(email_request(email))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn cached(answer: &pb::EnrichResponse) -> bool {
+    answer
+        .sources
+        .iter()
+        .any(|o| o.source_id == "a" && o.cached)
+}
+
+#[tokio::test]
+async fn a_person_enriched_on_one_replica_is_a_cache_hit_on_the_other() {
+    let arrivals = Arrivals::answering(found());
+    let deployment = Deployment::new(SHARED_REDIS, arrivals.clone(), "").await;
+    let (a, b) = (deployment.replica().await, deployment.replica().await);
+
+    let first = enrich(&a, "ann@example.test").await;
+    assert_eq!(outcome_of(&first, "a"), Outcome::Found);
+    assert!(!cached(&first));
+    let second = enrich(&b, "ann@example.test").await;
+    assert_eq!(outcome_of(&second, "a"), Outcome::Found);
+    assert!(cached(&second), "B answers from what A fetched");
+    assert_eq!(second.profiles.len(), 1);
+    assert_eq!(arrivals.len(), 1, "one request to the site in all");
+    // The shared tier holds a keyed hash, never the address.
+    let keys = deployment.redis_keys("*").await;
+    assert!(!keys.is_empty());
+    assert!(keys.iter().all(|k| !k.contains("ann")), "{keys:?}");
+}
+
+#[tokio::test]
+async fn concurrent_cold_calls_on_two_replicas_cause_one_request() {
+    let arrivals = Arrivals::answering(found().set_delay(Duration::from_millis(300)));
+    let deployment = Deployment::new(SHARED_REDIS, arrivals.clone(), "").await;
+    let (a, b) = (deployment.replica().await, deployment.replica().await);
+    let calls = (0..100).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        async move { enrich(app, "cold@example.test").await }
+    });
+    let answers = futures::future::join_all(calls).await;
+    assert!(answers.iter().all(|r| outcome_of(r, "a") == Outcome::Found));
+    assert_eq!(arrivals.len(), 1, "2 replicas x 50 cold calls, one fetch");
+}
+
+#[tokio::test]
+async fn an_erasure_on_one_replica_holds_on_the_other_at_once() {
+    let deployment = Deployment::new(SHARED_REDIS, found(), "").await;
+    let a = deployment.replica().await;
+    let b = deployment.replica_following("30s").await;
+    enrich(&a, "ann@example.test").await;
+    assert!(cached(&enrich(&b, "ann@example.test").await));
+    assert_eq!(in_process(&b).await, 1, "B holds the entry in process");
+
+    let erased = a
+        .client()
+        .await
+        .erase(pb::EraseRequest {
+            identifier: Some(pb::erase_request::Identifier::Email(
+                "ann@example.test".into(),
+            )),
+            kind: pb::erase_request::Kind::Erasure.into(),
+            reference: "DSR-9".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(erased.cache_entries_removed, 1);
+
+    // B's own copy goes at once: B reads the suppression list only every
+    // 30 s, so it is Redis's announcement that tells it.
+    let started = Instant::now();
+    while in_process(&b).await > 0 {
+        assert!(
+            started.elapsed() < HUNG,
+            "B still holds what it cached of the erased person"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // And B's next call answers as for a suppressed person.
+    let again = enrich(&b, "ann@example.test").await;
+    assert!(again.compliance.unwrap().identifier_suppressed);
+    assert!(again.profiles.is_empty());
+    assert!(deployment.redis_keys("c").await.is_empty());
+    assert!(deployment.redis_keys("l").await.is_empty());
+}
+
+/// `clients` loops per replica, each enriching new people until `until`.
+async fn load(apps: &[&TestApp], clients: usize, until: Instant) -> Vec<pb::EnrichResponse> {
+    let mut calls = Vec::new();
+    for (r, app) in apps.iter().enumerate() {
+        for c in 0..clients {
+            let mut client = app.client().await;
+            calls.push(async move {
+                let mut answers = Vec::new();
+                let mut n = 0;
+                while Instant::now() < until {
+                    let email = format!("r{r}c{c}n{n}@example.test");
+                    answers.push(
+                        client
+                            .enrich(email_request(&email))
+                            .await
+                            .unwrap()
+                            .into_inner(),
+                    );
+                    n += 1;
+                }
+                answers
+            });
+        }
+    }
+    futures::future::join_all(calls).await.concat()
+}
+
+#[tokio::test]
+async fn replicas_together_keep_to_one_budget_and_use_it() {
+    let arrivals = Arrivals::answering(found());
+    let (rate, burst) = (20.0, 4);
+    let limits = format!("limits = {{ rate_limit = {{ per_second = {rate}, burst = {burst} }} }}");
+    let deployment = Deployment::new(SHARED_REDIS, arrivals.clone(), &limits).await;
+    let (a, b) = (deployment.replica().await, deployment.replica().await);
+    load(&[&a, &b], 8, Instant::now() + Duration::from_secs(3)).await;
+
+    let most = arrivals.max_per_second();
+    assert!(
+        most <= rate as usize + burst,
+        "{most} requests in one second; the budget is {rate}/s + {burst}"
+    );
+    let times = arrivals.times.lock().unwrap().clone();
+    let span = (*times.iter().max().unwrap() - *times.iter().min().unwrap()).as_secs_f64();
+    let budget = rate * span + burst as f64;
+    assert!(
+        times.len() as f64 >= 0.95 * budget,
+        "{} requests in {span:.2}s: under 95% of the budget ({budget:.0})",
+        times.len()
+    );
+}
+
+/// A private Redis on a free port, for a test to stop and start.
+struct PrivateRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    fn start_on(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < HUNG, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self { port, child }
+    }
+
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn without_redis_replicas_keep_answering_within_their_share_and_rejoin() {
+    let mut redis = PrivateRedis::start();
+    let arrivals = Arrivals::answering(found());
+    let (rate, burst) = (20.0, 2);
+    let limits = format!("limits = {{ rate_limit = {{ per_second = {rate}, burst = {burst} }} }}");
+    let deployment = Deployment::new(&redis.url(), arrivals.clone(), &limits).await;
+    let (a, b) = (deployment.replica().await, deployment.replica().await);
+
+    redis.kill();
+    let killed = Instant::now();
+    // Every call is answered while Redis is away (found, or rate limited
+    // when no slot of the local share is free in time).
+    let answers = load(&[&a, &b], 4, killed + Duration::from_secs(3)).await;
+    assert!(
+        answers
+            .iter()
+            .all(|r| matches!(outcome_of(r, "a"), Outcome::Found | Outcome::RateLimited))
+    );
+    assert_eq!(cluster_status(&a).await, ServingStatus::NotServing);
+    let times: Vec<Instant> = arrivals.times.lock().unwrap().clone();
+    let after: Vec<&Instant> = times.iter().filter(|t| **t > killed).collect();
+    let most = {
+        let mut per = std::collections::BTreeMap::new();
+        for t in &after {
+            *per.entry((**t - killed).as_secs()).or_insert(0usize) += 1;
+        }
+        per.into_values().max().unwrap_or(0)
+    };
+    assert!(
+        most <= rate as usize + burst,
+        "{most} requests in one second while Redis was down"
+    );
+    assert!(!after.is_empty(), "the replicas kept asking the source");
+
+    // Redis is back: shared again (a person fetched on A is a hit on B).
+    let _redis = PrivateRedis::start_on(redis.port);
+    until_cluster_is(&a, ServingStatus::Serving).await;
+    until_cluster_is(&b, ServingStatus::Serving).await;
+    enrich(&a, "back@example.test").await;
+    assert!(cached(&enrich(&b, "back@example.test").await));
+}
