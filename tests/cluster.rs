@@ -47,18 +47,19 @@ impl Deployment {
 
     /// One more replica of the deployment.
     async fn replica(&self) -> TestApp {
-        self.replica_following("200ms").await
+        self.replica_with("200ms", "").await
     }
 
     /// A replica that reads the suppression list every `every` (longer than
-    /// a test: only Redis's announcement can tell it of an erasure).
-    async fn replica_following(&self, every: &str) -> TestApp {
+    /// a test: only Redis's announcement can tell it of an erasure), with
+    /// `extra` configuration.
+    async fn replica_with(&self, every: &str, extra: &str) -> TestApp {
         let url = format!("{}/a/{{input}}", self.site.uri());
         let catalog = catalog_from(&test_source("a", "email", &url, &self.limits));
         let config = format!(
             "[dns]\nenabled = false\n[sources]\ndeadline = \"5s\"\n\
              [ledger]\nurl = \"{}\"\nfollow_every = \"{every}\"\n\
-             [cluster]\nredis_url = \"{}\"\nkey_prefix = \"{}\"\nreplicas = 2\n",
+             [cluster]\nredis_url = \"{}\"\nkey_prefix = \"{}\"\nreplicas = 2\n{extra}",
             self.ledger, self.redis, self.prefix
         );
         let app = TestApp::with_catalog(&config, catalog).await;
@@ -160,7 +161,7 @@ async fn concurrent_cold_calls_on_two_replicas_cause_one_request() {
 async fn an_erasure_on_one_replica_holds_on_the_other_at_once() {
     let deployment = Deployment::new(SHARED_REDIS, found(), "").await;
     let a = deployment.replica().await;
-    let b = deployment.replica_following("30s").await;
+    let b = deployment.replica_with("30s", "").await;
     enrich(&a, "ann@example.test").await;
     assert!(cached(&enrich(&b, "ann@example.test").await));
     assert_eq!(in_process(&b).await, 1, "B holds the entry in process");
@@ -197,6 +198,39 @@ async fn an_erasure_on_one_replica_holds_on_the_other_at_once() {
     assert!(again.profiles.is_empty());
     assert!(deployment.redis_keys("c").await.is_empty());
     assert!(deployment.redis_keys("l").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_caller_s_quota_holds_for_the_replicas_together() {
+    let deployment = Deployment::new(SHARED_REDIS, found(), "").await;
+    let auth = "[auth]\nrequired = true\n";
+    let a = deployment.replica_with("200ms", auth).await;
+    let b = deployment.replica_with("200ms", auth).await;
+    let key = a
+        .keys()
+        .await
+        .create(enrichd::auth::keys::NewKey {
+            name: "crm".into(),
+            scopes: [enrichd::auth::Scope::Sources].into_iter().collect(),
+            purposes: Default::default(),
+            quota_per_second: Some(5.0),
+            expires_in: None,
+        })
+        .await
+        .unwrap();
+    let (mut on_a, mut on_b) = (a.client().await, b.client().await);
+    let mut ok = 0;
+    for i in 0..12 {
+        let client = if i % 2 == 0 { &mut on_a } else { &mut on_b };
+        let request = common::with_key(pb::ListSourcesRequest::default(), &key.secret);
+        ok += usize::from(client.list_sources(request).await.is_ok());
+    }
+    // A second's worth (5) at once across both replicas; each alone would
+    // have granted 5 of its own 6.
+    assert!(
+        (5..=6).contains(&ok),
+        "{ok} calls admitted on a quota of 5/s"
+    );
 }
 
 /// `clients` loops per replica, each enriching new people until `until`.

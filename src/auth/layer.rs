@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 use super::keys::Keys;
 use super::quota::Quotas;
 use super::{AuthConfig, Caller, Scope};
+use crate::cluster::Cluster;
 
 /// The service whose methods need a caller (and, in the server, a
 /// concurrency permit).
@@ -30,11 +31,12 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(keys: Keys, config: AuthConfig) -> Self {
+    /// `cluster`: the replicas' shared store, where quotas hold for all.
+    pub fn new(keys: Keys, config: AuthConfig, cluster: Option<Arc<Cluster>>) -> Self {
         Self {
             keys,
             config,
-            quotas: Quotas::default(),
+            quotas: Quotas::new(cluster),
         }
     }
 
@@ -58,7 +60,7 @@ impl Authenticator {
                 scope.as_str()
             )));
         }
-        if let Err(wait) = self.quotas.take(&caller) {
+        if let Err(wait) = self.quotas.take(&caller).await {
             metrics::counter!("enrichd_caller_quota_exceeded_total", "caller" => caller.name.clone())
                 .increment(1);
             return Err(Status::with_error_details(

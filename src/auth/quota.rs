@@ -1,42 +1,69 @@
 //! Per-caller quotas: requests per second of each key or certificate,
-//! apart from the sources' own budgets (one process; several replicas would
-//! share them through a store).
+//! apart from the sources' own budgets. With `[cluster]` Redis a quota holds
+//! for the replicas together (GCRA in Redis, as the sources' budgets); while
+//! Redis is down each replica enforces its share of it.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Caller;
 use crate::catalog::source::RateLimit;
+use crate::cluster::Cluster;
+use crate::cluster::limits::{Grant, SharedLimit};
 use crate::resilience::limiter::{Limiter, LocalLimiter};
 
 #[derive(Default)]
 pub(super) struct Quotas {
-    limiters: Mutex<HashMap<String, (f64, Arc<LocalLimiter>)>>,
+    limiters: Mutex<HashMap<String, (f64, Arc<Quota>)>>,
+    cluster: Option<Arc<Cluster>>,
+}
+
+enum Quota {
+    Local(LocalLimiter),
+    Shared(SharedLimit),
 }
 
 impl Quotas {
+    pub(super) fn new(cluster: Option<Arc<Cluster>>) -> Self {
+        Self {
+            limiters: Mutex::default(),
+            cluster,
+        }
+    }
+
     /// Takes one request of the caller's quota, or says how long to wait.
-    pub(super) fn take(&self, caller: &Caller) -> Result<(), Duration> {
+    pub(super) async fn take(&self, caller: &Caller) -> Result<(), Duration> {
         let Some(rate) = caller.quota_per_second else {
             return Ok(());
         };
-        let who = format!("{}\u{0}{}", caller.name, caller.id);
-        let limiter = {
+        let who = format!("{}:{}", caller.name, caller.id);
+        let quota = {
             let mut limiters = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
-            let entry = limiters.entry(who).or_insert_with(|| (rate, limiter(rate)));
+            let fresh = || (rate, Arc::new(self.quota(&who, rate)));
+            let entry = limiters.entry(who.clone()).or_insert_with(fresh);
             if entry.0 != rate {
-                *entry = (rate, limiter(rate));
+                *entry = fresh();
             }
             entry.1.clone()
         };
-        limiter.try_acquire()
+        match quota.as_ref() {
+            Quota::Local(limiter) => limiter.try_acquire(),
+            Quota::Shared(shared) => match shared.acquire().await {
+                Grant::Now => Ok(()),
+                Grant::Wait(wait) | Grant::Paused(wait) => Err(wait),
+            },
+        }
     }
-}
 
-/// `rate` per second, a second's worth at once.
-fn limiter(rate: f64) -> Arc<LocalLimiter> {
-    Arc::new(LocalLimiter::new(RateLimit {
-        per_second: rate,
-        burst: rate.ceil().max(1.0) as u32,
-    }))
+    /// `rate` per second, a second's worth at once.
+    fn quota(&self, who: &str, rate: f64) -> Quota {
+        let rate = RateLimit {
+            per_second: rate,
+            burst: rate.ceil().max(1.0) as u32,
+        };
+        match &self.cluster {
+            Some(cluster) => Quota::Shared(SharedLimit::new(cluster.clone(), "caller", who, rate)),
+            None => Quota::Local(LocalLimiter::new(rate)),
+        }
+    }
 }

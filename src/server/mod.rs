@@ -261,7 +261,11 @@ impl Application {
             self.enricher.hasher(),
             self.enricher.clock().clone(),
         );
-        let auth = AuthLayer::new(Authenticator::new(keys, self.config.auth.clone()));
+        let auth = AuthLayer::new(Authenticator::new(
+            keys,
+            self.config.auth.clone(),
+            self.enricher.cluster().cloned(),
+        ));
         let mut builder = Server::builder();
         if let Some(tls) = &server_cfg.tls {
             builder = builder
