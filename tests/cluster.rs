@@ -233,6 +233,27 @@ async fn a_caller_s_quota_holds_for_the_replicas_together() {
     );
 }
 
+#[tokio::test]
+async fn a_breaker_one_replica_opened_keeps_the_other_from_the_sick_source() {
+    let arrivals = Arrivals::answering(ResponseTemplate::new(500));
+    let deployment = Deployment::new(SHARED_REDIS, arrivals.clone(), "").await;
+    let (a, b) = (deployment.replica().await, deployment.replica().await);
+    // Five failures in a row open A's breaker (the shipped threshold).
+    let mut n = 0;
+    loop {
+        let answer = enrich(&a, &format!("p{n}@example.test")).await;
+        n += 1;
+        if outcome_of(&answer, "a") == Outcome::CircuitOpen {
+            break;
+        }
+        assert!(n < 20, "A's breaker never opened");
+    }
+    let seen = arrivals.len();
+    let answer = enrich(&b, "someone-else@example.test").await;
+    assert_eq!(outcome_of(&answer, "a"), Outcome::CircuitOpen);
+    assert_eq!(arrivals.len(), seen, "B did not call the sick source");
+}
+
 /// `clients` loops per replica, each enriching new people until `until`.
 async fn load(apps: &[&TestApp], clients: usize, until: Instant) -> Vec<pb::EnrichResponse> {
     let mut calls = Vec::new();

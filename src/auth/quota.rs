@@ -50,7 +50,7 @@ impl Quotas {
             Quota::Local(limiter) => limiter.try_acquire(),
             Quota::Shared(shared) => match shared.acquire().await {
                 Grant::Now => Ok(()),
-                Grant::Wait(wait) | Grant::Paused(wait) => Err(wait),
+                Grant::Wait(wait) | Grant::Paused(wait) | Grant::Open(wait) => Err(wait),
             },
         }
     }

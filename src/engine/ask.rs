@@ -335,7 +335,10 @@ impl Engine {
                 guard.breaker.record(true);
                 guard.succeeded();
             }
-            Outcome::Error | Outcome::Timeout => guard.breaker.record(false),
+            Outcome::Error | Outcome::Timeout => {
+                guard.breaker.record(false);
+                guard.share_open().await;
+            }
             _ => guard.breaker.release_trial(),
         }
         if retries > 0 {

@@ -115,6 +115,17 @@ impl Guard {
         wait
     }
 
+    /// Tells the other replicas this replica's breaker for the source opened
+    /// (for as long as it stays open here).
+    pub async fn share_open(&self) {
+        if let (Some(shared), breaker::State::Open { until }) = (&self.shared, self.breaker.state())
+        {
+            shared
+                .open(until.saturating_duration_since(self.clock.now()))
+                .await;
+        }
+    }
+
     /// Tells the other replicas about a pause (see `pause`).
     pub async fn share_pause(&self, wait: Duration) {
         if let Some(shared) = &self.shared {
@@ -146,6 +157,7 @@ impl Guard {
             match grant {
                 Grant::Now => return Ok(()),
                 Grant::Paused(wait) => return Err(Refusal::RateLimited(wait)),
+                Grant::Open(wait) => return Err(Refusal::CircuitOpen(wait)),
                 Grant::Wait(wait)
                     if tokio::time::Instant::now() + wait + REQUEST_ROOM > deadline =>
                 {
