@@ -2,11 +2,12 @@
 //! run, on loopback: local sources with controlled latency, the real server,
 //! and a baseline measured in the same run wherever one exists.
 //!
-//!   cargo run --release --bin enrichd-bench -- [hot] [history] [cold] [sites] [budget] [memory]
+//!   cargo run --release --bin enrichd-bench -- [hot] [history] [cold] [sites] [budget] [memory] [cluster]
 //!
 //! Prints one table and writes bench-results.json. The ledger is SQLite in a
 //! temporary directory, or PostgreSQL when BENCH_LEDGER_URL names one (each
-//! server gets a schema of its own).
+//! server gets a schema of its own); `cluster` runs two replicas on Redis
+//! and PostgreSQL (BENCH_REDIS_URL, BENCH_LEDGER_URL; local by default).
 //!
 //! (Over 400 lines: one file per binary; each scenario is one function and
 //! the shared load generator, echo baseline and table are at the end.)
@@ -30,7 +31,9 @@ use tonic::transport::Channel;
 #[derive(Parser)]
 #[command(about = "Benchmarks enrichd against baselines measured in the same run")]
 struct Args {
-    /// Scenarios to run (default: all): hot, history, cold, sites, budget, memory.
+    /// Scenarios to run (default: all): hot, history, cold, sites, budget,
+    /// memory, cluster (needs Redis, BENCH_REDIS_URL, and PostgreSQL,
+    /// BENCH_LEDGER_URL; both default to the local ones).
     scenarios: Vec<String>,
     /// history: ledger rows written before measuring, and how many of them
     /// are the measured person's.
@@ -50,7 +53,7 @@ struct Args {
     /// sites: number of sites.
     #[arg(long, default_value_t = 600)]
     sites: usize,
-    /// budget: identifiers streamed, and the source's rate limit.
+    /// budget, cluster: identifiers streamed, and the source's rate limit.
     #[arg(long, default_value_t = 5000)]
     budget_ids: usize,
     #[arg(long, default_value_t = 500.0)]
@@ -163,24 +166,27 @@ struct Server {
 /// PostgreSQL database BENCH_LEDGER_URL names.
 async fn ledger_url(dir: &tempfile::TempDir) -> String {
     match std::env::var("BENCH_LEDGER_URL") {
-        Ok(base) => {
-            sqlx::any::install_default_drivers();
-            let schema = format!("bench{}", hex::encode(rand::random::<[u8; 6]>()));
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
-                .await
-                .expect("BENCH_LEDGER_URL connects");
-            sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            let sep = if base.contains('?') { '&' } else { '?' };
-            format!("{base}{sep}options=-c%20search_path%3D{schema}")
-        }
+        Ok(base) => pg_schema(&base).await,
         Err(_) => format!(
             "sqlite://{}?mode=rwc",
             dir.path().join("ledger.db").display()
         ),
     }
+}
+
+/// A fresh schema in the PostgreSQL database `base` names, as a URL.
+async fn pg_schema(base: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let schema = format!("bench{}", hex::encode(rand::random::<[u8; 6]>()));
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(base)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {base}: {e}"));
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
 }
 
 fn hasher() -> KeyedHasher {
@@ -195,11 +201,10 @@ async fn start(catalog: Catalog, extra: &str) -> Server {
 
 async fn start_on(catalog: Catalog, extra: &str, dir: tempfile::TempDir, url: String) -> Server {
     let mut config = Config::from_toml(&format!(
-        "[dns]\nenabled = false\n[auth]\nrequired = false\n[server]\nmax_concurrent_requests = 4096\n[batch]\nmax_in_flight = 256\n{extra}"
+        "[dns]\nenabled = false\n[auth]\nrequired = false\n[server]\nmax_concurrent_requests = 4096\n[batch]\nmax_in_flight = 256\n[ledger]\nurl = \"{url}\"\n{extra}"
     ))
     .unwrap();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.ledger.url = url;
     let app = Application::build(config, hasher(), catalog).await.unwrap();
     let addr = app.local_addr();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -574,21 +579,102 @@ async fn budget(args: &Args) -> Value {
         got += 1;
     }
     let secs = t.elapsed().as_secs_f64();
-    let mut times = state.arrivals.lock().unwrap().clone();
-    times.sort();
-    let mut max = 0;
-    let mut start_i = 0;
-    for end in 0..times.len() {
-        while times[end] - times[start_i] >= Duration::from_secs(1) {
-            start_i += 1;
-        }
-        max = max.max(end - start_i + 1);
-    }
+    let times = state.arrivals.lock().unwrap().clone();
+    let max = max_in_one_second(times.clone());
     let achieved = times.len() as f64 / secs;
     json!({
         "scenario": "budget", "identifiers": n, "answers": got, "limit_per_second": args.budget_rate, "burst": args.budget_burst,
         "achieved_per_second": (achieved * 10.0).round() / 10.0, "ratio": (achieved / args.budget_rate * 1000.0).round() / 1000.0,
         "max_in_one_second": max, "within_budget": max as f64 <= args.budget_rate + args.budget_burst as f64,
+    })
+}
+
+/// The most arrivals in any one-second window.
+fn max_in_one_second(mut times: Vec<Instant>) -> usize {
+    times.sort();
+    let (mut max, mut start) = (0, 0);
+    for end in 0..times.len() {
+        while times[end] - times[start] >= Duration::from_secs(1) {
+            start += 1;
+        }
+        max = max.max(end - start + 1);
+    }
+    max
+}
+
+/// `n` identifiers streamed, half through each server: the rate the
+/// source saw, and the most it saw in any one second.
+async fn split_stream(
+    a: &Server,
+    b: &Server,
+    n: usize,
+    arrivals: &std::sync::Mutex<Vec<Instant>>,
+) -> (f64, usize) {
+    let half = |server: SocketAddr, from: usize, to: usize| async move {
+        let mut c = client(server).await;
+        let requests =
+            tokio_stream::iter((from..to).map(|i| request(&format!("c{i}@example.test"))));
+        let mut answers = c.enrich_stream(requests).await.unwrap().into_inner();
+        while answers.message().await.unwrap().is_some() {}
+    };
+    let t = Instant::now();
+    tokio::join!(half(a.addr, 0, n / 2), half(b.addr, n / 2, n));
+    let secs = t.elapsed().as_secs_f64();
+    let times = arrivals.lock().unwrap().clone();
+    (times.len() as f64 / secs, max_in_one_second(times))
+}
+
+/// Two replicas on one Redis and one PostgreSQL ledger: the budget of one
+/// source held across them, and how often one replica's fetch is the
+/// other's cache hit.
+async fn cluster(args: &Args) -> Value {
+    let (origin, state) = serve_sites(Duration::ZERO).await;
+    let rate = (args.budget_rate, args.budget_burst);
+    let redis =
+        std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let base = std::env::var("BENCH_LEDGER_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg_schema(&base).await;
+    let prefix = format!("bench{}", hex::encode(rand::random::<[u8; 6]>()));
+    let extra =
+        format!("[cluster]\nredis_url = \"{redis}\"\nkey_prefix = \"{prefix}\"\nreplicas = 2\n");
+    let a = start_on(
+        catalog(origin, 1, "email", false, rate),
+        &extra,
+        dir,
+        url.clone(),
+    )
+    .await;
+    let b = start_on(
+        catalog(origin, 1, "email", false, rate),
+        &extra,
+        tempfile::tempdir().unwrap(),
+        url,
+    )
+    .await;
+    let n = args.budget_ids;
+    let (achieved, max) = split_stream(&a, &b, n, &state.arrivals).await;
+    // What A fetched, asked of B.
+    let asked = n.min(500) / 2;
+    let mut c = client(b.addr).await;
+    let requests = tokio_stream::iter((0..asked).map(|i| request(&format!("c{i}@example.test"))));
+    let mut answers = c.enrich_stream(requests).await.unwrap().into_inner();
+    let mut hits = 0;
+    while let Some(answer) = answers.message().await.unwrap() {
+        hits += usize::from(answer.sources.iter().any(|o| o.cached));
+    }
+    // The baseline: the same two replicas without Redis (each on its own).
+    let (origin, alone) = serve_sites(Duration::ZERO).await;
+    let solo = || async { start(catalog(origin, 1, "email", false, rate), "").await };
+    let (c, d) = (solo().await, solo().await);
+    let (unshared, unshared_max) = split_stream(&c, &d, n, &alone.arrivals).await;
+    json!({
+        "scenario": "cluster", "replicas": 2, "identifiers": n, "limit_per_second": rate.0, "burst": rate.1,
+        "unshared_ratio": (unshared / rate.0 * 1000.0).round() / 1000.0, "unshared_max_in_one_second": unshared_max,
+        "achieved_per_second": (achieved * 10.0).round() / 10.0, "ratio": (achieved / rate.0 * 1000.0).round() / 1000.0,
+        "max_in_one_second": max, "within_budget": max as f64 <= rate.0 + rate.1 as f64,
+        "cross_replica_hit_ratio": (hits as f64 / asked as f64 * 1000.0).round() / 1000.0,
     })
 }
 
@@ -624,7 +710,9 @@ async fn memory(args: &Args) -> Value {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let all = ["hot", "history", "cold", "sites", "budget", "memory"];
+    let all = [
+        "hot", "history", "cold", "sites", "budget", "memory", "cluster",
+    ];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
         all.to_vec()
     } else {
@@ -640,6 +728,7 @@ async fn main() {
             "sites" => sites(&args).await,
             "budget" => budget(&args).await,
             "memory" => memory(&args).await,
+            "cluster" => cluster(&args).await,
             other => {
                 eprintln!("unknown scenario {other}; choose from {}", all.join(", "));
                 std::process::exit(2);
