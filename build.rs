@@ -48,8 +48,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("shipped_catalog.rs"), listing)?;
 
     let descriptors = std::fs::read(&descriptor_path)?;
+    // Every field in every answer, false and 0 included: a CRM's field
+    // mapping never meets a missing key.
     pbjson_build::Builder::new()
         .register_descriptors(&descriptors)?
+        .emit_fields()
         .build(&[".enrichd"])?;
     Ok(())
 }

@@ -3,6 +3,8 @@
 //! `compliance` decide.
 mod enums;
 pub mod grpc;
+pub mod http;
+pub mod openapi;
 mod records;
 pub mod request;
 pub mod response;

@@ -275,6 +275,9 @@ pub(super) struct ServeArgs {
     /// Prometheus metrics address; overrides server.metrics_listen.
     #[arg(long)]
     pub(super) metrics_listen: Option<SocketAddr>,
+    /// JSON-over-HTTP address (POST /v1/enrich ...); overrides server.http_listen.
+    #[arg(long)]
+    pub(super) http_listen: Option<SocketAddr>,
     /// Serve the sandbox: fake sites on loopback and their catalog, instead
     /// of the real sources (see the README for the people it knows).
     #[arg(long)]

@@ -169,8 +169,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(metrics) = args.metrics_listen {
         config.server.metrics_listen = Some(metrics);
     }
+    if let Some(http) = args.http_listen {
+        config.server.http_listen = Some(http);
+    }
     telemetry::init_tracing(&config.log);
-    if args.sandbox && config.server.listen.ip().is_loopback() && config.auth.required {
+    let loopback = std::iter::once(config.server.listen)
+        .chain(config.server.http_listen)
+        .all(|a| a.ip().is_loopback());
+    if args.sandbox && loopback && config.auth.required {
         tracing::warn!("sandbox on loopback: callers need no API key");
         config.auth.required = false;
     }

@@ -73,6 +73,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// JSON over HTTP (the same API as gRPC); unset: gRPC only.
+    #[serde(default)]
+    pub http_listen: Option<SocketAddr>,
     pub max_concurrent_requests: usize,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -340,15 +343,19 @@ impl Config {
         crate::ledger::sqlite_file(&self.ledger.url)
     }
 
-    /// Anonymous callers are allowed only on a loopback address.
+    /// Anonymous callers are allowed only on loopback addresses (gRPC and,
+    /// when served, HTTP).
     pub fn anonymous_problem(&self) -> Option<String> {
-        (!self.auth.required && !self.server.listen.ip().is_loopback()).then(|| {
-            format!(
-                "auth.required = false lets anyone who reaches {} call enrichd; it is \
-                 allowed only when server.listen is a loopback address",
-                self.server.listen
-            )
-        })
+        if self.auth.required {
+            return None;
+        }
+        let open = std::iter::once(self.server.listen)
+            .chain(self.server.http_listen)
+            .find(|addr| !addr.ip().is_loopback())?;
+        Some(format!(
+            "auth.required = false lets anyone who reaches {open} call enrichd; it is \
+             allowed only when server.listen and server.http_listen are loopback addresses"
+        ))
     }
 
     /// The declared purpose ids.

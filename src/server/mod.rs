@@ -81,6 +81,7 @@ fn tls_config(tls: &TlsConfig) -> Result<ServerTlsConfig, ServerError> {
 pub struct Application {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    http_listener: Option<TcpListener>,
     config: Config,
     service: EnrichmentService,
     enricher: Arc<Enricher>,
@@ -123,6 +124,14 @@ impl Application {
             ),
             None => None,
         };
+        let http_listener = match config.server.http_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let service = EnrichmentService::new(enricher.clone(), config.sources.deadline)
             .with_batch(config.batch.clone())
             .with_stream_limits(StreamLimits {
@@ -132,6 +141,7 @@ impl Application {
         Ok(Self {
             listener,
             metrics_listener,
+            http_listener,
             service,
             enricher,
             config,
@@ -143,6 +153,13 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The JSON-over-HTTP address actually bound, when served.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
@@ -238,6 +255,7 @@ impl Application {
         };
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
         let reporter = health.clone();
         let signal = async move {
             shutdown.await;
@@ -249,6 +267,7 @@ impl Application {
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
             let _ = drain_tx.send(());
+            let _ = stop_http.send(true);
         };
 
         let addr = self.listener.local_addr().ok();
@@ -266,6 +285,33 @@ impl Application {
             self.config.auth.clone(),
             self.enricher.cluster().cloned(),
         ));
+        if let Some(listener) = self.http_listener {
+            // The same stack as the gRPC port: caller, scopes, quotas, then
+            // a concurrency slot from the same pool.
+            let guarded = tower::ServiceBuilder::new()
+                .layer(auth.clone())
+                .layer(admission.clone())
+                .service(enrichment.clone());
+            let router = crate::api::http::router(
+                crate::api::http::stack(guarded),
+                crate::api::http::stack(health_service.clone()),
+                server_cfg.max_request_bytes,
+                server_cfg.request_timeout,
+            );
+            info!(addr = ?listener.local_addr().ok(), "enrichd serving JSON over HTTP (/v1/..., /openapi.json)");
+            let mut stopped = http_stopped;
+            tokio::spawn(async move {
+                let until = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, router)
+                    .with_graceful_shutdown(until)
+                    .await
+                {
+                    warn!(error = %e, "the HTTP listener stopped");
+                }
+            });
+        }
         let mut builder = Server::builder();
         if let Some(tls) = &server_cfg.tls {
             builder = builder

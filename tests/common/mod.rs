@@ -39,6 +39,8 @@ pub struct TestApp {
     /// Holds the test's SQLite ledger.
     pub dir: tempfile::TempDir,
     pub metrics_addr: Option<SocketAddr>,
+    /// The JSON-over-HTTP address, when `[server] http_listen` is set.
+    pub http_addr: Option<SocketAddr>,
     /// The pipeline the server runs (to look inside, as an operator cannot).
     pub enricher: Arc<Enricher>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -86,6 +88,7 @@ impl TestApp {
             .expect("server builds");
         let addr = app.local_addr();
         let metrics_addr = app.metrics_addr();
+        let http_addr = app.http_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
@@ -96,6 +99,7 @@ impl TestApp {
             clock,
             dir,
             metrics_addr,
+            http_addr,
             enricher,
             shutdown: Some(tx),
             handle,

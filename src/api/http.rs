@@ -1,0 +1,344 @@
+//! JSON over HTTP, for CRMs, iPaaS tools and scripts that do not speak gRPC.
+//!
+//! Each endpoint is the gRPC method of the same name, called in process
+//! through the very stack the gRPC port serves (authentication, scopes,
+//! quotas, admission, the service): the bodies are the proto messages'
+//! canonical JSON, so a gRPC answer and an HTTP answer are one document,
+//! and no rule can differ between the two doors. A refusal is the gRPC
+//! status mapped to its HTTP code, with a JSON body in the google.rpc shape
+//! (`error.code`, `error.status`, `error.message`, `error.details[]` with
+//! `@type`, e.g. the BadRequest field violations naming the field).
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use crate::proto::v1 as pb;
+use pb::enrichment_client::EnrichmentClient;
+
+/// The gRPC stack, as an in-process service (a transport error is a
+/// `Status`: a concrete error type keeps the call futures `Send`).
+pub type Stack = tower::util::BoxCloneSyncService<
+    axum::http::Request<tonic::body::Body>,
+    axum::http::Response<tonic::body::Body>,
+    Status,
+>;
+
+/// Wraps a service of the gRPC server as a `Stack`.
+pub fn stack<S>(service: S) -> Stack
+where
+    S: tower::Service<
+            axum::http::Request<tonic::body::Body>,
+            Response = axum::http::Response<tonic::body::Body>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<tower::BoxError>,
+{
+    use tower::ServiceExt;
+    Stack::new(service.map_err(|e| Status::internal(e.into().to_string())))
+}
+
+type Health = tonic_health::pb::health_client::HealthClient<Stack>;
+
+struct Gateway {
+    enrichment: EnrichmentClient<Stack>,
+    health: Health,
+    timeout: Duration,
+}
+
+/// The routes, over `enrichment` (the guarded Enrichment stack) and
+/// `health` (the health service); request bodies up to `max_body` bytes,
+/// each call up to `timeout`.
+pub fn router(enrichment: Stack, health: Stack, max_body: usize, timeout: Duration) -> Router {
+    let origin = axum::http::Uri::from_static("http://enrichd.in-process");
+    let gateway = Arc::new(Gateway {
+        enrichment: EnrichmentClient::with_origin(enrichment, origin.clone()),
+        health: Health::with_origin(health, origin),
+        timeout,
+    });
+    Router::new()
+        .route("/v1/enrich", post(enrich))
+        .route("/v1/erase", post(erase))
+        .route("/v1/access", post(access))
+        .route("/v1/sources", get(sources))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(gateway)
+}
+
+async fn enrich(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut client = g.enrichment.clone();
+    call(&g, &headers, &body, |r| {
+        Box::pin(async move { client.enrich(r).await })
+    })
+    .await
+}
+
+async fn erase(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut client = g.enrichment.clone();
+    call(&g, &headers, &body, |r| {
+        Box::pin(async move { client.erase(r).await })
+    })
+    .await
+}
+
+async fn access(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut client = g.enrichment.clone();
+    call(&g, &headers, &body, |r| {
+        Box::pin(async move { client.access(r).await })
+    })
+    .await
+}
+
+async fn sources(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let mut client = g.enrichment.clone();
+    call(&g, &headers, b"{}", |r| {
+        Box::pin(async move { client.list_sources(r).await })
+    })
+    .await
+}
+
+/// Alive: the process answers.
+async fn healthz() -> Response {
+    Json(json!({ "status": "SERVING" }))
+}
+
+/// Ready: the Enrichment service is serving (not draining, ledger writer
+/// up); with replicas, whether Redis is shared right now.
+async fn readyz(State(g): State<Arc<Gateway>>) -> Response {
+    let status = |service: &str| {
+        let mut health = g.health.clone();
+        let service = service.to_owned();
+        async move {
+            let asked = health
+                .check(tonic_health::pb::HealthCheckRequest { service })
+                .await;
+            asked.map_or(0, |r| r.into_inner().status)
+        }
+    };
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let serving = status("enrichd.v1.Enrichment").await == ServingStatus::Serving as i32;
+    let cluster = status(crate::server::CLUSTER_HEALTH).await;
+    let mut body = json!({ "status": if serving { "SERVING" } else { "NOT_SERVING" } });
+    if let Ok(shared) = ServingStatus::try_from(cluster)
+        && shared != ServingStatus::ServiceUnknown
+    {
+        body["cluster"] = json!(if shared == ServingStatus::Serving {
+            "SHARED"
+        } else {
+            "FALLBACK"
+        });
+    }
+    let code = if serving {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn openapi() -> Response {
+    Json(super::openapi::document())
+}
+
+async fn not_found() -> Response {
+    error_response(&Status::not_found(
+        "no such endpoint; see /openapi.json for the API",
+    ))
+}
+
+#[allow(non_snake_case)]
+fn Json(value: Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+/// Parses the body as the request message's JSON, calls the method with
+/// the caller's credentials, and answers its JSON or its status.
+async fn call<Req, Resp, F>(g: &Gateway, headers: &HeaderMap, body: &[u8], method: F) -> Response
+where
+    Req: serde::de::DeserializeOwned,
+    Resp: serde::Serialize,
+    F: FnOnce(
+        tonic::Request<Req>,
+    ) -> futures::future::BoxFuture<'static, Result<tonic::Response<Resp>, Status>>,
+{
+    if let Some(kind) = headers.get(header::CONTENT_TYPE)
+        && !kind
+            .to_str()
+            .is_ok_and(|k| k.trim_start().starts_with("application/json"))
+    {
+        return error_response(&Status::invalid_argument(
+            "content-type: send application/json",
+        ))
+        .map_code(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+    let message: Req = match parse(body) {
+        Ok(message) => message,
+        Err(status) => return error_response(&status),
+    };
+    let mut request = tonic::Request::new(message);
+    for name in ["authorization", "x-caller"] {
+        if let Some(value) = headers
+            .get(name)
+            .and_then(|v| tonic::metadata::MetadataValue::try_from(v.as_bytes()).ok())
+        {
+            request.metadata_mut().insert(name, value);
+        }
+    }
+    match tokio::time::timeout(g.timeout, method(request)).await {
+        Ok(Ok(answer)) => match serde_json::to_value(answer.get_ref()) {
+            Ok(value) => Json(value),
+            Err(e) => error_response(&Status::internal(format!("answer not encodable: {e}"))),
+        },
+        Ok(Err(status)) => error_response(&status),
+        Err(_) => error_response(&Status::deadline_exceeded(format!(
+            "no answer within server.request_timeout ({})",
+            humantime::format_duration(g.timeout)
+        ))),
+    }
+}
+
+/// The request message from its JSON; a bad body names the field.
+fn parse<Req: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Req, Status> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    let bad = |field: String, why: String| {
+        Status::with_error_details(
+            Code::InvalidArgument,
+            format!("{field}: {why}"),
+            tonic_types::ErrorDetails::with_bad_request_violation(field, why),
+        )
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let message = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." || path.is_empty() {
+            "body".to_owned()
+        } else {
+            path
+        };
+        bad(field, e.into_inner().to_string())
+    })?;
+    de.end().map_err(|e| bad("body".into(), e.to_string()))?;
+    Ok(message)
+}
+
+/// The HTTP code of a gRPC status (as Google's APIs map them).
+fn http_code(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The google.rpc status name of a code (`INVALID_ARGUMENT`).
+fn status_name(code: Code) -> String {
+    let mut name = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
+/// A refusal: the HTTP code, and the status with its details as JSON.
+pub fn error_response(status: &Status) -> Response {
+    let details = status.get_error_details();
+    let mut out = Vec::new();
+    if let Some(bad) = details.bad_request() {
+        let violations: Vec<Value> = bad
+            .field_violations
+            .iter()
+            .map(|v| json!({ "field": v.field, "description": v.description }))
+            .collect();
+        out.push(json!({
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "fieldViolations": violations,
+        }));
+    }
+    if let Some(pre) = details.precondition_failure() {
+        let violations: Vec<Value> = pre
+            .violations
+            .iter()
+            .map(
+                |v| json!({ "type": v.r#type, "subject": v.subject, "description": v.description }),
+            )
+            .collect();
+        out.push(json!({
+            "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+            "violations": violations,
+        }));
+    }
+    let delay = details.retry_info().and_then(|r| r.retry_delay);
+    if let Some(delay) = delay {
+        out.push(json!({
+            "@type": "type.googleapis.com/google.rpc.RetryInfo",
+            "retryDelay": format!("{}s", delay.as_secs_f64()),
+        }));
+    }
+    let code = http_code(status.code());
+    let mut response = (
+        code,
+        Json(json!({ "error": {
+            "code": code.as_u16(),
+            "status": status_name(status.code()),
+            "message": status.message(),
+            "details": out,
+        }})),
+    )
+        .into_response();
+    if let Some(delay) = delay
+        && let Ok(value) = axum::http::HeaderValue::from_str(
+            &(delay.as_secs_f64().ceil().max(1.0) as u64).to_string(),
+        )
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+trait MapCode {
+    fn map_code(self, code: StatusCode) -> Response;
+}
+
+impl MapCode for Response {
+    fn map_code(mut self, code: StatusCode) -> Response {
+        *self.status_mut() = code;
+        self
+    }
+}

@@ -1,0 +1,219 @@
+//! The OpenAPI 3.1 document of the JSON API, generated from the gRPC
+//! contract's descriptors (so it cannot drift from the proto): each message
+//! a schema in its proto3 JSON form (lowerCamelCase names, 64-bit integers
+//! as strings, enums by name, Duration as "1.5s", Timestamp as RFC 3339).
+//! The committed copy (`proto/enrichd/v1/openapi.json`) is checked against
+//! this by a test.
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use prost::Message;
+use prost_types::field_descriptor_proto::{Label, Type};
+use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorSet};
+use serde_json::{Value, json};
+
+/// The document (built once).
+pub fn document() -> Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(build).clone()
+}
+
+const PACKAGE: &str = ".enrichd.v1.";
+
+struct Types {
+    messages: BTreeMap<String, DescriptorProto>,
+    enums: BTreeMap<String, Vec<String>>,
+}
+
+/// Schema names: `Profile`, or `SourceOutcome.Outcome` for nested types.
+fn schema_name(full: &str) -> String {
+    full.trim_start_matches(PACKAGE).to_owned()
+}
+
+fn collect(prefix: &str, message: &DescriptorProto, types: &mut Types) {
+    let full = format!("{prefix}{}", message.name());
+    for nested in &message.nested_type {
+        collect(&format!("{full}."), nested, types);
+    }
+    for e in &message.enum_type {
+        let values = e.value.iter().map(|v| v.name().to_owned()).collect();
+        types.enums.insert(format!("{full}.{}", e.name()), values);
+    }
+    types.messages.insert(full, message.clone());
+}
+
+fn field_schema(field: &FieldDescriptorProto, types: &Types) -> Value {
+    let type_name = field.type_name();
+    let single = match field.r#type() {
+        Type::String => json!({ "type": "string" }),
+        Type::Bytes => json!({ "type": "string", "contentEncoding": "base64" }),
+        Type::Bool => json!({ "type": "boolean" }),
+        Type::Int32 | Type::Sint32 | Type::Sfixed32 | Type::Uint32 | Type::Fixed32 => {
+            json!({ "type": "integer" })
+        }
+        Type::Int64 | Type::Sint64 | Type::Sfixed64 | Type::Uint64 | Type::Fixed64 => {
+            json!({ "type": ["string", "integer"], "pattern": "^-?[0-9]+$" })
+        }
+        Type::Double | Type::Float => json!({ "type": "number" }),
+        Type::Enum => json!({
+            "type": "string",
+            "enum": types.enums.get(type_name).cloned().unwrap_or_default(),
+        }),
+        Type::Message | Type::Group => match type_name {
+            ".google.protobuf.Duration" => {
+                json!({ "type": ["string", "null"], "pattern": "^-?[0-9]+(\\.[0-9]+)?s$" })
+            }
+            ".google.protobuf.Timestamp" => {
+                json!({ "type": ["string", "null"], "format": "date-time" })
+            }
+            ".google.protobuf.FieldMask" => {
+                json!({ "type": ["string", "null"], "description": "Comma-separated field paths." })
+            }
+            name => {
+                if let Some(entry) = types.messages.get(name)
+                    && entry.options.as_ref().is_some_and(|o| o.map_entry())
+                {
+                    let value = entry.field.iter().find(|f| f.number() == 2);
+                    return json!({
+                        "type": "object",
+                        "additionalProperties": value.map_or(json!({}), |v| field_schema(v, types)),
+                    });
+                }
+                let reference =
+                    json!({ "$ref": format!("#/components/schemas/{}", schema_name(name)) });
+                if field.label() == Label::Repeated {
+                    reference
+                } else {
+                    json!({ "anyOf": [reference, { "type": "null" }] })
+                }
+            }
+        },
+    };
+    if field.label() == Label::Repeated {
+        json!({ "type": "array", "items": single })
+    } else {
+        single
+    }
+}
+
+fn message_schema(message: &DescriptorProto, types: &Types) -> Value {
+    let properties: serde_json::Map<String, Value> = message
+        .field
+        .iter()
+        .map(|f| (f.json_name().to_owned(), field_schema(f, types)))
+        .collect();
+    json!({ "type": "object", "properties": properties })
+}
+
+fn operation(summary: &str, scope: &str, request: Option<&str>, response: &str) -> Value {
+    let mut op = json!({
+        "summary": summary,
+        "description": format!("Needs an API key with the `{scope}` scope (anonymous only on a loopback server that allows it)."),
+        "responses": {
+            "200": { "description": "The answer (the gRPC method's response, as proto3 JSON).",
+                     "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{response}") } } } },
+            "default": { "description": "A refusal: the gRPC status as its HTTP code, with google.rpc details.",
+                         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+        },
+    });
+    if let Some(request) = request {
+        op["requestBody"] = json!({
+            "required": true,
+            "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{request}") } } },
+        });
+    }
+    op
+}
+
+fn build() -> Value {
+    let set = FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET)
+        .expect("the compiled descriptor set decodes");
+    let mut types = Types {
+        messages: BTreeMap::new(),
+        enums: BTreeMap::new(),
+    };
+    for file in set.file.iter().filter(|f| f.package() == "enrichd.v1") {
+        for e in &file.enum_type {
+            let values = e.value.iter().map(|v| v.name().to_owned()).collect();
+            types.enums.insert(format!("{PACKAGE}{}", e.name()), values);
+        }
+        for m in &file.message_type {
+            collect(PACKAGE, m, &mut types);
+        }
+    }
+    let mut schemas: serde_json::Map<String, Value> = types
+        .messages
+        .iter()
+        .filter(|(_, m)| !m.options.as_ref().is_some_and(|o| o.map_entry()))
+        .map(|(name, m)| (schema_name(name), message_schema(m, &types)))
+        .collect();
+    schemas.insert(
+        "Error".into(),
+        json!({
+            "type": "object",
+            "required": ["error"],
+            "properties": { "error": {
+                "type": "object",
+                "required": ["code", "status", "message", "details"],
+                "properties": {
+                    "code": { "type": "integer", "description": "The HTTP status code." },
+                    "status": { "type": "string", "description": "The gRPC status name, e.g. INVALID_ARGUMENT." },
+                    "message": { "type": "string" },
+                    "details": { "type": "array", "items": {
+                        "type": "object",
+                        "required": ["@type"],
+                        "properties": { "@type": { "type": "string" } },
+                    } },
+                },
+            } },
+        }),
+    );
+    schemas.insert(
+        "Health".into(),
+        json!({
+            "type": "object",
+            "required": ["status"],
+            "properties": {
+                "status": { "type": "string", "enum": ["SERVING", "NOT_SERVING"] },
+                "cluster": { "type": "string", "enum": ["SHARED", "FALLBACK"] },
+            },
+        }),
+    );
+    let health = |summary: &str| {
+        json!({ "get": {
+            "summary": summary,
+            "security": [],
+            "responses": {
+                "200": { "description": "Serving.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Health" } } } },
+                "503": { "description": "Not serving.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Health" } } } },
+            },
+        } })
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "enrichd",
+            "version": "v1",
+            "description": "Contact enrichment with provenance and GDPR flags: the gRPC service enrichd.v1.Enrichment as JSON over HTTP. Bodies are the proto messages in their proto3 JSON form.",
+        },
+        "servers": [{ "url": "http://127.0.0.1:8080" }],
+        "security": [{ "bearer": [] }, {}],
+        "paths": {
+            "/v1/enrich": { "post": operation("Enrich one email address or phone number", "enrich", Some("EnrichRequest"), "EnrichResponse") },
+            "/v1/erase": { "post": operation("Erase a person, or record their objection (GDPR Art. 17, 21)", "erase", Some("EraseRequest"), "EraseResponse") },
+            "/v1/access": { "post": operation("What is held about a person (GDPR Art. 15)", "access", Some("AccessRequest"), "AccessResponse") },
+            "/v1/sources": { "get": operation("The source catalog", "sources", None, "ListSourcesResponse") },
+            "/healthz": health("Alive"),
+            "/readyz": health("Ready to enrich (with replicas: whether Redis is shared)"),
+            "/openapi.json": { "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": { "200": { "description": "The OpenAPI document.", "content": { "application/json": { "schema": { "type": "object" } } } } },
+            } },
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "An API key made with `enrichd keys create`." } },
+            "schemas": schemas,
+        },
+    })
+}

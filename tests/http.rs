@@ -1,0 +1,350 @@
+//! JSON over HTTP, called with a real HTTP client against the running
+//! server: the same answers, callers, scopes and refusals as gRPC.
+mod common;
+
+use common::{TestApp, email_request, with_key};
+use enrichd::auth::Scope;
+use enrichd::auth::keys::NewKey;
+use serde_json::{Value, json};
+
+const HTTP: &str = "[dns]\nenabled = false\n[server]\nhttp_listen = \"127.0.0.1:0\"\n";
+
+struct Http {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Http {
+    fn of(app: &TestApp) -> Self {
+        Self {
+            base: format!("http://{}", app.http_addr.expect("HTTP is served")),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let answer = request.send().await.expect("the server answers");
+        let status = answer.status().as_u16();
+        let kind = answer
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = answer.bytes().await.unwrap();
+        assert_eq!(kind.as_deref(), Some("application/json"), "{status}");
+        (status, serde_json::from_slice(&body).expect("a JSON body"))
+    }
+
+    async fn post(&self, path: &str, body: &Value, key: Option<&str>) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        self.send(request).await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.client.get(format!("{}{path}", self.base)))
+            .await
+    }
+}
+
+fn enrich_body(email: &str) -> Value {
+    json!({
+        "email": email,
+        "purpose": "marketing",
+        "lawfulBasis": "LAWFUL_BASIS_LEGITIMATE_INTERESTS",
+        "evidence": { "legitimateInterestAssessmentRef": "LIA-1" },
+    })
+}
+
+#[tokio::test]
+async fn enrich_over_http_is_the_grpc_answer_as_json() {
+    let app = TestApp::spawn(HTTP).await;
+    let http = Http::of(&app);
+    let (status, answer) = http
+        .post("/v1/enrich", &enrich_body("jane@example.test"), None)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let grpc = app
+        .client()
+        .await
+        .enrich(email_request("jane@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    let grpc = serde_json::to_value(&grpc).unwrap();
+    // One document: the same fields at every level (ids and times differ).
+    fn shape(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), shape(v))).collect(),
+            Value::Array(a) => a.first().map_or(json!([]), |v| json!([shape(v)])),
+            _ => Value::Null,
+        }
+    }
+    assert_eq!(shape(&answer), shape(&grpc));
+    // Stable JSON: false and zero are there, not left out.
+    assert_eq!(answer["compliance"]["identifierSuppressed"], json!(false));
+    assert!(answer["compliance"]["specialCategoriesSuppressed"].is_number());
+    assert_eq!(answer["requestId"], json!(""), "{}", answer["identifier"]);
+}
+
+#[tokio::test]
+async fn a_bad_body_is_refused_naming_the_field() {
+    let app = TestApp::spawn(HTTP).await;
+    let http = Http::of(&app);
+    let (status, answer) = http
+        .post(
+            "/v1/enrich",
+            &json!({ "email": 5, "purpose": "marketing" }),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["status"], "INVALID_ARGUMENT");
+    let violation = &answer["error"]["details"][0];
+    assert_eq!(
+        violation["@type"],
+        "type.googleapis.com/google.rpc.BadRequest"
+    );
+    assert_eq!(violation["fieldViolations"][0]["field"], "email");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("email: invalid type: integer `5`, expected a string"),
+        "{answer}"
+    );
+
+    // Well-formed, but no lawful ground: the pipeline's own refusal.
+    let (status, answer) = http
+        .post(
+            "/v1/enrich",
+            &json!({ "email": "a@example.test", "purpose": "marketing" }),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["status"], "FAILED_PRECONDITION");
+    assert_eq!(
+        answer["error"]["details"][0]["@type"],
+        "type.googleapis.com/google.rpc.PreconditionFailure"
+    );
+
+    // Not JSON, and an unknown path.
+    let plain = http
+        .client
+        .post(format!("{}/v1/enrich", http.base))
+        .header("content-type", "text/plain")
+        .body("email=a@example.test");
+    let (status, _) = http.send(plain).await;
+    assert_eq!(status, 415);
+    let (status, answer) = http.get("/v1/nothing").await;
+    assert_eq!(status, 404);
+    assert_eq!(answer["error"]["status"], "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn http_callers_need_a_key_with_the_scope_like_grpc_callers() {
+    let app = TestApp::spawn(&format!("{HTTP}[auth]\nrequired = true\n")).await;
+    let http = Http::of(&app);
+    let keys = app.keys().await;
+    let key = |name: &str, scope: Scope| NewKey {
+        name: name.into(),
+        scopes: [scope].into_iter().collect(),
+        purposes: Default::default(),
+        quota_per_second: None,
+        expires_in: None,
+    };
+    let crm = keys.create(key("crm", Scope::Enrich)).await.unwrap();
+    let dpo = keys.create(key("dpo", Scope::Access)).await.unwrap();
+    let body = enrich_body("ann@example.test");
+
+    let (status, answer) = http.post("/v1/enrich", &body, None).await;
+    assert_eq!(
+        (status, answer["error"]["status"].clone()),
+        (401, json!("UNAUTHENTICATED"))
+    );
+    let (status, answer) = http.post("/v1/enrich", &body, Some("not-a-key")).await;
+    assert_eq!(status, 401, "{answer}");
+    let (status, answer) = http.post("/v1/enrich", &body, Some(&dpo.secret)).await;
+    assert_eq!(
+        (status, answer["error"]["status"].clone()),
+        (403, json!("PERMISSION_DENIED"))
+    );
+    let (status, answer) = http.post("/v1/enrich", &body, Some(&crm.secret)).await;
+    assert_eq!(status, 200, "{answer}");
+
+    // The ledger says who asked, over HTTP as over gRPC.
+    let (status, report) = http
+        .post(
+            "/v1/access",
+            &json!({ "email": "ann@example.test", "reference": "DSR-1" }),
+            Some(&dpo.secret),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    let records = report["ledger"].as_array().unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["callerKeyId"] == json!(crm.id) && r["caller"] == "crm"),
+        "{report}"
+    );
+    // Health and the API description need no key.
+    assert_eq!(http.get("/healthz").await.0, 200);
+    assert_eq!(http.get("/openapi.json").await.0, 200);
+    // gRPC refuses the same way (one stack behind both doors).
+    let refused = app
+        .client()
+        .await
+        .enrich(with_key(email_request("ann@example.test"), &dpo.secret))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn erase_sources_and_readiness_over_http() {
+    let app = TestApp::spawn(HTTP).await;
+    let http = Http::of(&app);
+    assert_eq!(
+        http.post("/v1/enrich", &enrich_body("bo@example.test"), None)
+            .await
+            .0,
+        200
+    );
+    let (status, erased) = http
+        .post(
+            "/v1/erase",
+            &json!({ "email": "bo@example.test", "kind": "KIND_ERASURE", "reference": "DSR-2" }),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{erased}");
+    assert!(
+        erased["ledgerRecordsRedacted"].as_u64().unwrap() >= 1,
+        "{erased}"
+    );
+    let (_, again) = http
+        .post("/v1/enrich", &enrich_body("bo@example.test"), None)
+        .await;
+    assert_eq!(again["compliance"]["identifierSuppressed"], json!(true));
+
+    let (status, sources) = http.get("/v1/sources").await;
+    assert_eq!(status, 200);
+    assert!(sources["sources"].is_array());
+    let (status, ready) = http.get("/readyz").await;
+    assert_eq!((status, ready["status"].clone()), (200, json!("SERVING")));
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused() {
+    let app = TestApp::spawn(&format!("{HTTP}max_request_bytes = 2048\n")).await;
+    let http = Http::of(&app);
+    let big = json!({ "email": "a@example.test", "requestId": "x".repeat(4096) });
+    let answer = http
+        .client
+        .post(format!("{}/v1/enrich", http.base))
+        .header("content-type", "application/json")
+        .body(big.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 413);
+}
+
+/// The committed OpenAPI document is the one the server serves, which is
+/// generated from the proto. `ENRICHD_WRITE_OPENAPI=1` rewrites the file.
+#[tokio::test]
+async fn the_committed_openapi_document_is_the_served_one() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/proto/enrichd/v1/openapi.json");
+    let generated = enrichd::api::openapi::document();
+    let text = serde_json::to_string_pretty(&generated).unwrap() + "\n";
+    if std::env::var_os("ENRICHD_WRITE_OPENAPI").is_some() {
+        std::fs::write(path, &text).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).expect("the committed document");
+    assert!(
+        committed == text,
+        "proto/enrichd/v1/openapi.json is out of date: ENRICHD_WRITE_OPENAPI=1 cargo test --test http"
+    );
+    let app = TestApp::spawn(HTTP).await;
+    let (status, served) = Http::of(&app).get("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(served, generated);
+    // Every reference resolves.
+    let schemas = generated["components"]["schemas"].as_object().unwrap();
+    let mut refs = Vec::new();
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| walk(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    walk(&generated, &mut refs);
+    for r in refs {
+        let name = r.trim_start_matches("#/components/schemas/");
+        assert!(schemas.contains_key(name), "dangling {r}");
+    }
+}
+
+/// The README's curl examples, run exactly as written (with `ENRICHD`
+/// pointing at this test's sandbox server) by bash and curl.
+#[tokio::test]
+async fn the_readme_curl_examples_work_as_written() {
+    let readme = include_str!("../README.md");
+    let block = readme
+        .split("<!-- http-example -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- /http-example -->").next())
+        .expect("the README's HTTP example");
+    let script = block
+        .trim()
+        .strip_prefix("```sh")
+        .and_then(|s| s.strip_suffix("```"))
+        .expect("a sh block");
+    let (app, _sandbox) =
+        common::sandbox_app_with("[server]\nhttp_listen = \"127.0.0.1:0\"\n").await;
+    let base = format!("http://{}", app.http_addr.unwrap());
+    let script = script.to_owned();
+    // Blocking, off the runtime that serves the calls.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .env("ENRICHD", &base)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("bash and curl run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Three JSON documents, one per curl.
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<Value> = serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .collect::<Result<_, _>>()
+        .expect("each answer is JSON");
+    assert_eq!(docs.len(), 3, "{text}");
+    assert_eq!(docs[0]["requestId"], "crm-42");
+    assert!(
+        docs[0]["profiles"].as_array().unwrap().len() >= 5,
+        "{}",
+        docs[0]
+    );
+    assert!(!docs[1]["sources"].as_array().unwrap().is_empty());
+    assert_eq!(docs[2]["status"], "SERVING");
+}
