@@ -239,6 +239,7 @@ async fn erase_sources_and_readiness_over_http() {
     assert!(sources["sources"].is_array());
     let (status, ready) = http.get("/readyz").await;
     assert_eq!((status, ready["status"].clone()), (200, json!("SERVING")));
+    assert!(ready.get("cluster").is_none(), "one process: {ready}");
 }
 
 #[tokio::test]

@@ -120,6 +120,7 @@ async fn healthz() -> Response {
 /// Ready: the Enrichment service is serving (not draining, ledger writer
 /// up); with replicas, whether Redis is shared right now.
 async fn readyz(State(g): State<Arc<Gateway>>) -> Response {
+    use tonic_health::pb::health_check_response::ServingStatus;
     let status = |service: &str| {
         let mut health = g.health.clone();
         let service = service.to_owned();
@@ -130,7 +131,6 @@ async fn readyz(State(g): State<Arc<Gateway>>) -> Response {
             asked.map_or(0, |r| r.into_inner().status)
         }
     };
-    use tonic_health::pb::health_check_response::ServingStatus;
     let serving = status("enrichd.v1.Enrichment").await == ServingStatus::Serving as i32;
     let cluster = status(crate::server::CLUSTER_HEALTH).await;
     let mut body = json!({ "status": if serving { "SERVING" } else { "NOT_SERVING" } });

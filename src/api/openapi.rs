@@ -66,9 +66,12 @@ fn field_schema(field: &FieldDescriptorProto, types: &Types) -> Value {
             ".google.protobuf.Timestamp" => {
                 json!({ "type": ["string", "null"], "format": "date-time" })
             }
-            ".google.protobuf.FieldMask" => {
-                json!({ "type": ["string", "null"], "description": "Comma-separated field paths." })
-            }
+            ".google.protobuf.FieldMask" => json!({
+                "anyOf": [
+                    { "type": "object", "properties": { "paths": { "type": "array", "items": { "type": "string" } } } },
+                    { "type": "null" },
+                ],
+            }),
             name => {
                 if let Some(entry) = types.messages.get(name)
                     && entry.options.as_ref().is_some_and(|o| o.map_entry())
@@ -102,7 +105,32 @@ fn message_schema(message: &DescriptorProto, types: &Types) -> Value {
         .iter()
         .map(|f| (f.json_name().to_owned(), field_schema(f, types)))
         .collect();
-    json!({ "type": "object", "properties": properties })
+    let mut schema = json!({ "type": "object", "properties": properties });
+    // A oneof takes at most one of its members (proto3 `optional` fields
+    // are oneofs of one and need nothing).
+    let mut exclusive = serde_json::Map::new();
+    for (i, _) in message.oneof_decl.iter().enumerate() {
+        let members: Vec<&str> = message
+            .field
+            .iter()
+            .filter(|f| f.oneof_index == Some(i as i32) && !f.proto3_optional())
+            .map(|f| f.json_name())
+            .collect();
+        for m in &members {
+            let others: Vec<Value> = members
+                .iter()
+                .filter(|o| *o != m)
+                .map(|o| json!({ "required": [o] }))
+                .collect();
+            if !others.is_empty() {
+                exclusive.insert((*m).to_owned(), json!({ "not": { "anyOf": others } }));
+            }
+        }
+    }
+    if !exclusive.is_empty() {
+        schema["dependentSchemas"] = Value::Object(exclusive);
+    }
+    schema
 }
 
 fn operation(summary: &str, scope: &str, request: Option<&str>, response: &str) -> Value {
