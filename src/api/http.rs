@@ -134,14 +134,11 @@ async fn readyz(State(g): State<Arc<Gateway>>) -> Response {
     let serving = status("enrichd.v1.Enrichment").await == ServingStatus::Serving as i32;
     let cluster = status(crate::server::CLUSTER_HEALTH).await;
     let mut body = json!({ "status": if serving { "SERVING" } else { "NOT_SERVING" } });
-    if let Ok(shared) = ServingStatus::try_from(cluster)
-        && shared != ServingStatus::ServiceUnknown
-    {
-        body["cluster"] = json!(if shared == ServingStatus::Serving {
-            "SHARED"
-        } else {
-            "FALLBACK"
-        });
+    // Only a server with replicas registers the cluster's health.
+    if cluster == ServingStatus::Serving as i32 {
+        body["cluster"] = json!("SHARED");
+    } else if cluster == ServingStatus::NotServing as i32 {
+        body["cluster"] = json!("FALLBACK");
     }
     let code = if serving {
         StatusCode::OK
