@@ -309,3 +309,51 @@ async fn a_ten_thousand_row_list_survives_a_kill_and_stays_within_its_budget() {
     );
     println!("{stderr}");
 }
+
+/// A purpose nobody declared is wrong for every row: the run stops at once
+/// with exit 2, names the flag, and writes nothing, so the corrected run can
+/// use the same output.
+#[test]
+fn a_run_refused_as_a_whole_writes_nothing_and_names_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("list.csv");
+    let mut rows = String::from("email,customer_id\n");
+    for i in 0..50 {
+        rows.push_str(&format!("p{i}@example.test,C{i}\n"));
+    }
+    rows.push_str("not-an-address,C50\n");
+    std::fs::write(&input, rows).unwrap();
+    let output = dir.path().join("out.jsonl");
+    let ledger = format!("sqlite://{}?mode=rwc", dir.path().join("l.db").display());
+    let run = |purpose: &str| {
+        Command::new(env!("CARGO_BIN_EXE_enrichd"))
+            .args(["batch", "--input", input.to_str().unwrap()])
+            .args(["--output", output.to_str().unwrap(), "--purpose", purpose])
+            .args(["--basis", "legitimate_interests", "--lia-ref", "LIA-1"])
+            .env("ENRICHD__DNS__ENABLED", "false")
+            .env(
+                "ENRICHD__SOURCES__CATALOG",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/empty-catalog"),
+            )
+            .env("ENRICHD__LEDGER__URL", &ledger)
+            .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let refused = run("marketting");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--purpose: purpose \"marketting\" is not declared"),
+        "{err}"
+    );
+    assert!(!output.exists(), "nothing written");
+
+    let done = run("marketing");
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{err}");
+    assert!(!err.contains("interrupted"), "{err}");
+    let lines = std::fs::read_to_string(&output).unwrap();
+    assert_eq!(lines.lines().count(), 51, "every row once, the bad one too");
+}

@@ -75,7 +75,7 @@ fn bad_input_exits_2_and_names_the_field() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("INVALID_ARGUMENT"), "{err}");
-    assert!(err.contains("field phone:"), "{err}");
+    assert!(err.contains("  --phone:"), "the flag, not the field: {err}");
     assert!(out.stdout.is_empty());
 
     let out = enrichd(&[
@@ -90,9 +90,26 @@ fn bad_input_exits_2_and_names_the_field() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("FAILED_PRECONDITION") && err.contains("evidence.consent_ref"),
+        err.contains("FAILED_PRECONDITION") && err.contains("  --consent-ref: consent needs"),
+        "the flag, not the field: {err}"
+    );
+
+    let out = enrichd(&[
+        "enrich",
+        "--email",
+        "a@b.co",
+        "--purpose",
+        "marketting",
+        "--basis",
+        "legitimate_interests",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("  --purpose: purpose \"marketting\" is not declared"),
         "{err}"
     );
+    assert!(err.contains("  --lia-ref: "), "{err}");
 }
 
 #[test]

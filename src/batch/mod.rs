@@ -37,6 +37,29 @@ fn answer_line(row: u64, answer: pb::EnrichResponse) -> Value {
     }
 }
 
+/// The run was refused as a whole: the purpose, the lawful basis or the
+/// key is wrong for every row alike. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {message} (the whole run is refused; nothing was written)")]
+pub struct RunRefused {
+    pub code: String,
+    pub message: String,
+    /// The fields at fault, with why.
+    pub fields: Vec<(String, String)>,
+    /// The preconditions that failed: type, subject, why.
+    pub preconditions: Vec<(String, String, String)>,
+}
+
+/// Codes that say the claim or the caller is wrong, not the row.
+fn refuses_the_run(code: i32) -> bool {
+    matches!(
+        tonic::Code::from(code),
+        tonic::Code::FailedPrecondition
+            | tonic::Code::Unauthenticated
+            | tonic::Code::PermissionDenied
+    )
+}
+
 /// Where the answers come from: the same streamed pipeline, in process or
 /// on a server.
 pub type Answers = std::pin::Pin<Box<dyn Stream<Item = Result<pb::EnrichResponse, Status>>>>;
@@ -68,6 +91,7 @@ impl Run {
             rows: rows.len() as u64,
         };
         let cp_path = checkpoint_path(&self.output);
+        let fresh = !self.output.exists();
         if self.output.exists()
             && let Ok(text) = std::fs::read_to_string(&cp_path)
             && let Ok(previous) = serde_json::from_str::<Checkpoint>(&text)
@@ -107,8 +131,17 @@ impl Run {
             bar.set_message(summary.short());
             if bar.is_hidden() && last_line.elapsed() >= Duration::from_secs(5) {
                 last_line = Instant::now();
+                let done_now = finished.saturating_sub(summary.already_done) as f64;
+                let rate = done_now / started.elapsed().as_secs_f64().max(1e-9);
+                let left = summary.rows_in.saturating_sub(finished) as f64;
+                let eta = if rate > 0.0 {
+                    let secs = Duration::from_secs((left / rate).ceil() as u64);
+                    humantime::format_duration(secs).to_string()
+                } else {
+                    "unknown".to_owned()
+                };
                 eprintln!(
-                    "batch: {finished}/{} rows · {}",
+                    "batch: {finished}/{} rows · {rate:.1} rows/s · ETA {eta} · {}",
                     summary.rows_in,
                     summary.short()
                 );
@@ -121,15 +154,17 @@ impl Run {
             Ok(())
         };
 
-        // Invalid rows are answered here; the rest go to the pipeline.
+        // Invalid rows are answered here (written once the first answer
+        // shows the run itself is accepted); the rest go to the pipeline.
         let mut finished = done.len() as u64;
         let mut requests = Vec::new();
+        let mut held = Vec::new();
         for row in rows.into_iter().filter(|r| !done.contains(&r.number)) {
             match row.identifier {
                 Err(reason) => {
                     let line = json!({"row": row.number, "error": {"code": "INVALID_ARGUMENT", "message": reason, "fieldViolations": [{"field": "row", "description": reason}]}});
                     summary.count(&line);
-                    write(line)?;
+                    held.push(line);
                     finished += 1;
                 }
                 Ok(identifier) => requests.push(pb::EnrichRequest {
@@ -137,6 +172,11 @@ impl Run {
                     identifier: Some(identifier),
                     ..self.template.clone()
                 }),
+            }
+        }
+        if requests.is_empty() {
+            for line in held.drain(..) {
+                write(line)?;
             }
         }
         progress(&summary, finished);
@@ -159,6 +199,34 @@ impl Run {
                 }
                 next = answers.next() => match next {
                     Some(Ok(answer)) => {
+                        if let Some(err) = answer.error.as_ref().filter(|e| refuses_the_run(e.code)) {
+                            if let Some(stop) = stop_tx.take() {
+                                let _ = stop.send(());
+                            }
+                            bar.abandon();
+                            if fresh && finished == summary.already_done + held.len() as u64 {
+                                let _ = std::fs::remove_file(&self.output);
+                                let _ = std::fs::remove_file(&cp_path);
+                            }
+                            return Err(RunRefused {
+                                code: code_name(err.code).to_owned(),
+                                message: err.message.clone(),
+                                fields: err
+                                    .field_violations
+                                    .iter()
+                                    .map(|v| (v.field.clone(), v.description.clone()))
+                                    .collect(),
+                                preconditions: err
+                                    .precondition_violations
+                                    .iter()
+                                    .map(|v| (v.r#type.clone(), v.subject.clone(), v.description.clone()))
+                                    .collect(),
+                            }
+                            .into());
+                        }
+                        for line in held.drain(..) {
+                            write(line)?;
+                        }
                         let row: u64 = answer.request_id.parse().unwrap_or(0);
                         let line = answer_line(row, answer);
                         summary.count(&line);
@@ -177,7 +245,9 @@ impl Run {
         out.flush()?;
         out.sync_all()?;
         bar.finish_and_clear();
-        summary.interrupted = interrupted;
+        // Interrupted only if rows remain: a run that finished every row
+        // before the signal took effect is complete.
+        summary.interrupted = interrupted && finished < summary.rows_in;
         summary.elapsed_seconds = started.elapsed().as_secs_f64();
         let processed = finished - summary.already_done;
         summary.rows_per_second = processed as f64 / summary.elapsed_seconds.max(1e-9);

@@ -287,10 +287,10 @@ pub(super) struct ServeArgs {
 #[derive(Args)]
 #[group(id = "identifier", required = true, multiple = false)]
 pub(super) struct IdentifierArgs {
-    /// Email address to enrich.
+    /// The person's email address.
     #[arg(long, group = "identifier")]
     pub(super) email: Option<String>,
-    /// Phone number to enrich (E.164, or national with --region).
+    /// The person's phone number (E.164, or national with --region).
     #[arg(long, group = "identifier")]
     pub(super) phone: Option<String>,
 }

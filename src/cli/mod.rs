@@ -288,22 +288,67 @@ fn print_result<T: serde::Serialize>(
                 status.message()
             );
             let details = status.get_error_details();
-            if let Some(bad) = details.bad_request() {
-                for v in &bad.field_violations {
-                    eprintln!("  field {}: {}", v.field, v.description);
-                }
-            }
-            if let Some(pre) = details.precondition_failure() {
-                for v in &pre.violations {
-                    eprintln!("  {} {}: {}", v.r#type, v.subject, v.description);
-                }
-            }
+            let fields: Vec<(String, String)> = details
+                .bad_request()
+                .map(|b| {
+                    b.field_violations
+                        .iter()
+                        .map(|v| (v.field.clone(), v.description.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let preconditions: Vec<(String, String, String)> = details
+                .precondition_failure()
+                .map(|p| {
+                    p.violations
+                        .iter()
+                        .map(|v| (v.r#type.clone(), v.subject.clone(), v.description.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            print_violations(&fields, &preconditions);
             Ok(ExitCode::from(match status.code() {
                 tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => 2,
                 _ => 1,
             }))
         }
     }
+}
+
+/// A refusal's violations, each under the flag that fixes it.
+fn print_violations(fields: &[(String, String)], preconditions: &[(String, String, String)]) {
+    for (field, why) in fields {
+        eprintln!("  {}: {why}", flag_of(field));
+    }
+    for (kind, subject, why) in preconditions {
+        let flag = match kind.as_str() {
+            "PURPOSE" => "--purpose".to_owned(),
+            "LAWFUL_BASIS" | "LAWFUL_BASIS_REFUSED" => "--basis".to_owned(),
+            _ => flag_of(subject),
+        };
+        eprintln!("  {flag}: {why}");
+    }
+}
+
+/// The command-line flag that sets a request field, for errors a user of
+/// the command line can act on (the field itself when no flag sets it).
+fn flag_of(field: &str) -> String {
+    let flag = match field.trim_start_matches("request.") {
+        "email" => "--email",
+        "phone" => "--phone",
+        "purpose" => "--purpose",
+        "lawful_basis" | "lawfulBasis" => "--basis",
+        "evidence.consent_ref" | "evidence.consentRef" => "--consent-ref",
+        "evidence.legitimate_interest_assessment_ref"
+        | "evidence.legitimateInterestAssessmentRef" => "--lia-ref",
+        "evidence.contract_ref" | "evidence.contractRef" => "--contract-ref",
+        "hints.default_region" | "default_region" | "hints.defaultRegion" => "--region",
+        "hints.name" => "--name",
+        "request_id" => "--request-id",
+        "reference" => "--reference",
+        other => return other.to_owned(),
+    };
+    flag.to_owned()
 }
 
 async fn erase(args: EraseArgs) -> anyhow::Result<ExitCode> {
@@ -379,7 +424,7 @@ async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
     };
     let target = Target::open(&args.remote, &config, args.sandbox).await?;
     let mut client = target.client.clone();
-    let summary = run
+    let executed = run
         .execute(
             move |requests| {
                 async move {
@@ -390,7 +435,18 @@ async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
             },
             interrupt,
         )
-        .await?;
+        .await;
+    let summary = match executed {
+        Ok(summary) => summary,
+        Err(e) => match e.downcast::<crate::batch::RunRefused>() {
+            Ok(refused) => {
+                eprintln!("error: {refused}");
+                print_violations(&refused.fields, &refused.preconditions);
+                return Ok(ExitCode::from(2));
+            }
+            Err(e) => return Err(e),
+        },
+    };
     eprint!("{}", summary.render());
     Ok(if summary.interrupted {
         ExitCode::from(130)
