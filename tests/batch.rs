@@ -356,4 +356,10 @@ fn a_run_refused_as_a_whole_writes_nothing_and_names_the_flag() {
     assert!(!err.contains("interrupted"), "{err}");
     let lines = std::fs::read_to_string(&output).unwrap();
     assert_eq!(lines.lines().count(), 51, "every row once, the bad one too");
+    // Each line carries its row's columns, the bad row's too.
+    for line in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let row = v["row"].as_u64().unwrap();
+        assert_eq!(v["input"]["customer_id"], format!("C{}", row - 1), "{line}");
+    }
 }

@@ -159,19 +159,36 @@ impl Run {
         let mut finished = done.len() as u64;
         let mut requests = Vec::new();
         let mut held = Vec::new();
+        let mut inputs = std::collections::HashMap::new();
         for row in rows.into_iter().filter(|r| !done.contains(&r.number)) {
             match row.identifier {
                 Err(reason) => {
-                    let line = json!({"row": row.number, "error": {"code": "INVALID_ARGUMENT", "message": reason, "fieldViolations": [{"field": "row", "description": reason}]}});
+                    let line = json!({"row": row.number, "input": row.input, "error": {"code": "INVALID_ARGUMENT", "message": reason, "fieldViolations": [{"field": "row", "description": reason}]}});
                     summary.count(&line);
                     held.push(line);
                     finished += 1;
                 }
-                Ok(identifier) => requests.push(pb::EnrichRequest {
-                    request_id: row.number.to_string(),
-                    identifier: Some(identifier),
-                    ..self.template.clone()
-                }),
+                Ok(identifier) => {
+                    let mut request = pb::EnrichRequest {
+                        request_id: row.number.to_string(),
+                        identifier: Some(identifier),
+                        ..self.template.clone()
+                    };
+                    // The list's own name and region are this row's hints.
+                    let hints = request.hints.get_or_insert_with(Default::default);
+                    if let Some(name) = row.name {
+                        hints.name = name;
+                    }
+                    if let Some(region) = row
+                        .region
+                        .filter(|r| r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic()))
+                        && hints.default_region.is_empty()
+                    {
+                        hints.default_region = region;
+                    }
+                    inputs.insert(row.number, row.input);
+                    requests.push(request);
+                }
             }
         }
         if requests.is_empty() {
@@ -228,7 +245,8 @@ impl Run {
                             write(line)?;
                         }
                         let row: u64 = answer.request_id.parse().unwrap_or(0);
-                        let line = answer_line(row, answer);
+                        let mut line = answer_line(row, answer);
+                        line["input"] = Value::Object(inputs.remove(&row).unwrap_or_default());
                         summary.count(&line);
                         write(line)?;
                         finished += 1;

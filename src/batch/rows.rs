@@ -13,6 +13,44 @@ use crate::proto::v1 as pb;
 pub struct Row {
     pub number: u64,
     pub identifier: Result<pb::enrich_request::Identifier, String>,
+    /// The row as read (every column), carried to its output line.
+    pub input: serde_json::Map<String, Value>,
+    /// From a `name` column: the person's name as the list has it.
+    pub name: Option<String>,
+    /// From a `region`/`country` column: for national phone numbers.
+    pub region: Option<String>,
+}
+
+const NAME_NAMES: &[&str] = &["name", "full_name", "fullname", "contact_name"];
+const REGION_NAMES: &[&str] = &["region", "country", "country_code"];
+
+/// The first non-empty text among `names` in a row.
+fn text_of(input: &serde_json::Map<String, Value>, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|n| {
+        input
+            .iter()
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(n))
+            .and_then(|(_, v)| v.as_str())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    })
+}
+
+impl Row {
+    fn new(
+        number: u64,
+        identifier: Result<pb::enrich_request::Identifier, String>,
+        input: serde_json::Map<String, Value>,
+    ) -> Self {
+        Self {
+            number,
+            identifier,
+            name: text_of(&input, NAME_NAMES),
+            region: text_of(&input, REGION_NAMES),
+            input,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +109,12 @@ pub fn read_rows(path: &Path, format: Format, columns: &Columns) -> anyhow::Resu
             .map(|(i, line)| {
                 let line = line?;
                 let number = i as u64 + 1;
-                let identifier = match serde_json::from_str::<Value>(&line) {
+                let parsed = serde_json::from_str::<Value>(&line);
+                let input = match &parsed {
+                    Ok(Value::Object(m)) => m.clone(),
+                    _ => serde_json::Map::new(),
+                };
+                let identifier = match parsed {
                     Ok(v) => {
                         let field = |names: &[&str], chosen: &Option<String>| match chosen {
                             Some(c) => v.get(c).and_then(Value::as_str).map(str::to_owned),
@@ -87,13 +130,13 @@ pub fn read_rows(path: &Path, format: Format, columns: &Columns) -> anyhow::Resu
                     }
                     Err(e) => Err(format!("not a JSON object: {e}")),
                 };
-                Ok(Row { number, identifier })
+                Ok(Row::new(number, identifier, input))
             })
             .collect(),
         Format::Csv => {
             let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
-            let headers: Vec<String> = reader
-                .headers()?
+            let original: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
+            let headers: Vec<String> = original
                 .iter()
                 .map(|h| h.trim().to_ascii_lowercase())
                 .collect();
@@ -115,6 +158,16 @@ pub fn read_rows(path: &Path, format: Format, columns: &Columns) -> anyhow::Resu
             let mut rows = Vec::new();
             for (i, record) in reader.records().enumerate() {
                 let number = i as u64 + 1;
+                let input = record.as_ref().map_or_else(
+                    |_| serde_json::Map::new(),
+                    |r| {
+                        original
+                            .iter()
+                            .zip(r.iter())
+                            .map(|(h, v)| (h.clone(), Value::String(v.to_owned())))
+                            .collect()
+                    },
+                );
                 let identifier = match record {
                     Ok(r) if r.len() != headers.len() => Err(format!(
                         "{} columns where the header has {}",
@@ -124,7 +177,7 @@ pub fn read_rows(path: &Path, format: Format, columns: &Columns) -> anyhow::Resu
                     Ok(r) => identifier(email.and_then(|c| r.get(c)), phone.and_then(|c| r.get(c))),
                     Err(e) => Err(format!("unreadable CSV row: {e}")),
                 };
-                rows.push(Row { number, identifier });
+                rows.push(Row::new(number, identifier, input));
             }
             Ok(rows)
         }
