@@ -349,3 +349,51 @@ async fn the_readme_curl_examples_work_as_written() {
     assert!(!docs[1]["sources"].as_array().unwrap().is_empty());
     assert_eq!(docs[2]["status"], "SERVING");
 }
+
+/// A CRM maps the summary: each value with where it came from, a few KB
+/// with `VIEW_SUMMARY`, the same summary inside the full answer.
+#[tokio::test]
+async fn the_summary_view_is_small_and_points_to_its_sources() {
+    let (app, _sandbox) =
+        common::sandbox_app_with("[server]\nhttp_listen = \"127.0.0.1:0\"\n").await;
+    let http = Http::of(&app);
+    let mut body = enrich_body("jane.doe@example.com");
+    let (status, full) = http.post("/v1/enrich", &body, None).await;
+    assert_eq!(status, 200, "{full}");
+    body["options"] = json!({ "view": "VIEW_SUMMARY" });
+    let (status, summary) = http.post("/v1/enrich", &body, None).await;
+    assert_eq!(status, 200, "{summary}");
+
+    let s = &summary["summary"];
+    // (The sandbox's flaky site answers every other call: the two answers
+    // may differ by its profile, not by the name.)
+    assert_eq!(
+        s["displayName"]["value"],
+        full["summary"]["displayName"]["value"]
+    );
+    let name = &s["displayName"];
+    assert!(!name["value"].as_str().unwrap().is_empty(), "{s}");
+    let source = name["sourceId"].as_str().unwrap();
+    let (_, sources) = http.get("/v1/sources").await;
+    assert!(
+        sources["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == source),
+        "the name's source is a source of the catalog: {s}"
+    );
+    assert!(name["url"].as_str().unwrap().starts_with("http"), "{s}");
+    assert!(s["profilesFound"].as_u64().unwrap() >= 5, "{s}");
+    assert_eq!(s["identifierValid"], json!(true));
+    assert!(!s["topInterests"].as_array().unwrap().is_empty(), "{s}");
+
+    assert!(summary["profiles"].as_array().unwrap().is_empty());
+    assert!(summary["sources"].as_array().unwrap().is_empty());
+    assert!(!summary["compliance"].is_null());
+    let (small, large) = (summary.to_string().len(), full.to_string().len());
+    assert!(
+        small < 8_000 && small * 5 < large,
+        "{small} bytes vs {large}"
+    );
+}

@@ -110,9 +110,15 @@ impl EnrichmentService {
         caller: Caller,
         deadline: tokio::time::Instant,
     ) -> Result<pb::EnrichResponse, Status> {
+        let view = request
+            .options
+            .as_ref()
+            .map_or(pb::View::Unspecified, |o| o.view());
         let query = request::enrich_query(request, deadline, caller)?;
         let enrichment = self.enricher.enrich(query).await?;
-        Ok(response::enrichment_to_proto(&enrichment))
+        let mut answer = response::enrichment_to_proto(&enrichment);
+        response::apply_view(&mut answer, view);
+        Ok(answer)
     }
 
     /// A stream item's answer; its failure becomes the item's `error`.
