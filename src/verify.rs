@@ -119,6 +119,9 @@ impl Verifier {
             free_provider: self.lists.is_free_provider(email.domain()),
             role_account: self.lists.is_role_account(&email.local_base()),
             mx: self.check_mx(email.domain()).await,
+            did_you_mean: crate::identity::lookalike::meant(email.domain_unicode())
+                .map(str::to_owned),
+            mixed_script: crate::identity::lookalike::mixed_script(email.domain_unicode()),
         }
     }
 

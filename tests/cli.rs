@@ -59,6 +59,29 @@ fn enrich_in_process_prints_the_answer_as_json() {
         v["compliance"]["evidence"]["legitimateInterestAssessmentRef"],
         "LIA-1"
     );
+    assert_eq!(v["summary"]["identifierValid"], true);
+
+    // --view summary: the summary and compliance, no verification details.
+    let out = enrichd(&[
+        "enrich",
+        "--email",
+        "Jane.Doe@GoogleMail.com",
+        "--purpose",
+        "marketing",
+        "--basis",
+        "legitimate_interests",
+        "--lia-ref",
+        "LIA-1",
+        "--view",
+        "summary",
+    ]);
+    let v = json(&out);
+    assert!(v["verification"].is_null(), "{v}");
+    assert_eq!(v["summary"]["identifierValid"], true);
+    assert_eq!(
+        v["compliance"]["lawfulBasis"],
+        "LAWFUL_BASIS_LEGITIMATE_INTERESTS"
+    );
 }
 
 #[test]
@@ -281,6 +304,49 @@ fn serve_refuses_anonymous_callers_on_a_public_address() {
     assert!(!status.success());
     assert!(
         err.contains("auth.required = false") && err.contains("loopback"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_typo_of_a_well_known_domain_is_named_and_counts_as_risk() {
+    let out = enrichd(&[
+        "enrich",
+        "--email",
+        "jane.doe@exmaple.com",
+        "--purpose",
+        "fraud_prevention",
+        "--basis",
+        "legitimate_interests",
+        "--lia-ref",
+        "LIA-7",
+    ]);
+    let v = json(&out);
+    let email = &v["verification"]["email"];
+    assert_eq!(email["didYouMean"], "example.com", "{email}");
+    assert_eq!(email["mixedScript"], false);
+    let reasons = v["risk"]["reasons"].as_array().unwrap();
+    assert!(
+        reasons.iter().any(|r| r["code"] == "domain_typo"),
+        "{reasons:?}"
+    );
+
+    // A trailing dot is refused, naming the flag.
+    let out = enrichd(&[
+        "enrich",
+        "--email",
+        "jane@example.com.",
+        "--purpose",
+        "fraud_prevention",
+        "--basis",
+        "legitimate_interests",
+        "--lia-ref",
+        "LIA-7",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("  --email: ") && err.contains("ends with a dot"),
         "{err}"
     );
 }

@@ -340,6 +340,8 @@ fn email(disposable: bool, free: bool, role: bool, mx: MxStatus) -> Verification
             status: mx,
             latency: Duration::ZERO,
         },
+        did_you_mean: None,
+        mixed_script: false,
     })
 }
 

@@ -89,6 +89,8 @@ fn verification_to_proto(v: &Verification) -> pb::Verification {
             free_provider: e.free_provider,
             role_account: e.role_account,
             mx: Some(mx_to_proto(&e.mx)),
+            did_you_mean: e.did_you_mean.clone().unwrap_or_default(),
+            mixed_script: e.mixed_script,
         }),
         Verification::Phone(p) => Kind::Phone(pb::PhoneVerification {
             valid: p.valid,

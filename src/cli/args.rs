@@ -315,6 +315,14 @@ pub(super) struct ClaimArgs {
     pub(super) contract_ref: Option<String>,
 }
 
+/// `--view`: EnrichOptions.view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum View {
+    Summary,
+    Standard,
+    Full,
+}
+
 #[derive(Args)]
 pub(super) struct EnrichArgs {
     #[command(flatten)]
@@ -330,6 +338,10 @@ pub(super) struct EnrichArgs {
     /// Correlation id echoed in the answer.
     #[arg(long, default_value = "")]
     pub(super) request_id: String,
+    /// How much to print: the summary alone, the answer without per-source
+    /// outcomes, or everything.
+    #[arg(long, value_enum, default_value_t = View::Full)]
+    pub(super) view: View,
     #[command(flatten)]
     pub(super) remote: RemoteArgs,
     /// Use the sandbox (fake sites on loopback) instead of the real sources.

@@ -220,6 +220,15 @@ fn enrich_request(args: &EnrichArgs) -> pb::EnrichRequest {
             default_region: args.region.clone().unwrap_or_default(),
             first_contact_at: None,
         }),
+        options: Some(pb::EnrichOptions {
+            view: match args.view {
+                args::View::Summary => pb::View::Summary,
+                args::View::Standard => pb::View::Standard,
+                args::View::Full => pb::View::Full,
+            }
+            .into(),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     args.claim.fill(&mut request);

@@ -1,6 +1,7 @@
 //! Identifiers, parsed once at the edge: inside enrichd an [`Email`] or a
 //! [`PhoneNumber`] is valid by construction.
 mod email;
+pub mod lookalike;
 mod phone;
 
 pub use email::{Email, EmailError};

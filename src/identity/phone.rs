@@ -29,6 +29,12 @@ pub enum PhoneError {
     TooShort,
     #[error("is too long to be a phone number")]
     TooLongNumber,
+    #[error("has {digits} digits after the country code; numbers in {region} have {lengths}")]
+    LengthForRegion {
+        digits: usize,
+        region: String,
+        lengths: String,
+    },
 }
 
 /// `default_region` is not an ISO 3166-1 alpha-2 region libphonenumber knows.
@@ -170,6 +176,52 @@ impl PhoneNumber {
                     .map(|m| m.id().to_owned())
             })
             .filter(|id| id != "001");
+        // Too short or too long for every number of its region (a local
+        // number without its area code is not a contact detail).
+        // A valid number is never refused here.
+        if let Some(meta) = region
+            .as_deref()
+            .filter(|_| !parsed.is_valid_with(database))
+            .and_then(|r| database.by_id(r))
+        {
+            // Every length a number of some type may have there (the general
+            // descriptor's list is empty in this metadata).
+            let d = meta.descriptors();
+            let mut possible: Vec<u16> = [
+                d.fixed_line(),
+                d.mobile(),
+                d.toll_free(),
+                d.premium_rate(),
+                d.shared_cost(),
+                d.personal_number(),
+                d.voip(),
+                d.pager(),
+                d.uan(),
+                d.voicemail(),
+            ]
+            .into_iter()
+            .flatten()
+            .chain(std::iter::once(d.general()))
+            .flat_map(|desc| desc.possible_length().iter().copied())
+            .collect();
+            possible.sort_unstable();
+            possible.dedup();
+            let digits = parsed.national().to_string().len();
+            if !possible.is_empty() && !possible.contains(&(digits as u16)) {
+                let mut lengths: Vec<String> = possible.iter().map(u16::to_string).collect();
+                let last = lengths.pop().unwrap_or_default();
+                let lengths = if lengths.is_empty() {
+                    format!("{last} digits")
+                } else {
+                    format!("{} or {last} digits", lengths.join(", "))
+                };
+                return Err(PhoneError::LengthForRegion {
+                    digits,
+                    region: region.clone().unwrap_or_default(),
+                    lengths,
+                });
+            }
+        }
         Ok(Self {
             e164,
             international: parsed.format().mode(Mode::International).to_string(),
@@ -400,6 +452,24 @@ mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_number_too_short_or_long_for_its_region_is_refused_with_the_lengths() {
+        let gb = "GB".parse::<Region>().ok();
+        let err = PhoneNumber::parse("12345", gb).expect_err("five digits in GB");
+        assert!(
+            matches!(&err, PhoneError::LengthForRegion { digits: 5, region, .. } if region == "GB"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("has 5 digits after the country code; numbers in GB have "),
+            "{err}"
+        );
+        // Valid and merely unassigned numbers still parse.
+        assert!(PhoneNumber::parse("+44 7700 900123", None).is_ok());
+        assert!(PhoneNumber::parse("+1 202 555 0143", None).is_ok());
     }
 
     #[test]

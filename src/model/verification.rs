@@ -38,6 +38,10 @@ pub struct EmailVerification {
     pub free_provider: bool,
     pub role_account: bool,
     pub mx: MxCheck,
+    /// The well-known domain this one is probably a typo or look-alike of.
+    pub did_you_mean: Option<String>,
+    /// A label of the domain mixes scripts (Unicode TR39).
+    pub mixed_script: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

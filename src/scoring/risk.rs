@@ -71,6 +71,18 @@ pub fn score(
                     "the domain is a free webmail provider".into(),
                 );
             }
+            if let Some(meant) = &e.did_you_mean {
+                add(
+                    "domain_typo",
+                    format!("the domain looks like a typo or look-alike of {meant}"),
+                );
+            }
+            if e.mixed_script {
+                add(
+                    "mixed_script_domain",
+                    "the domain mixes scripts (e.g. a Cyrillic letter among Latin ones)".into(),
+                );
+            }
             if e.role_account {
                 add(
                     "role_account",
