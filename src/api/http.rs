@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -114,7 +115,7 @@ async fn sources(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Response 
 
 /// Alive: the process answers.
 async fn healthz() -> Response {
-    Json(json!({ "status": "SERVING" }))
+    Json(json!({ "status": "SERVING" })).into_response()
 }
 
 /// Ready: the Enrichment service is serving (not draining, ledger writer
@@ -149,22 +150,13 @@ async fn readyz(State(g): State<Arc<Gateway>>) -> Response {
 }
 
 async fn openapi() -> Response {
-    Json(super::openapi::document())
+    Json(super::openapi::document()).into_response()
 }
 
 async fn not_found() -> Response {
     error_response(&Status::not_found(
         "no such endpoint; see /openapi.json for the API",
     ))
-}
-
-#[allow(non_snake_case)]
-fn Json(value: Value) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        value.to_string(),
-    )
-        .into_response()
 }
 
 /// Parses the body as the request message's JSON, calls the method with
@@ -182,10 +174,11 @@ where
             .to_str()
             .is_ok_and(|k| k.trim_start().starts_with("application/json"))
     {
-        return error_response(&Status::invalid_argument(
+        let mut refused = error_response(&Status::invalid_argument(
             "content-type: send application/json",
-        ))
-        .map_code(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        ));
+        *refused.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        return refused;
     }
     let message: Req = match parse(body) {
         Ok(message) => message,
@@ -202,7 +195,7 @@ where
     }
     match tokio::time::timeout(g.timeout, method(request)).await {
         Ok(Ok(answer)) => match serde_json::to_value(answer.get_ref()) {
-            Ok(value) => Json(value),
+            Ok(value) => Json(value).into_response(),
             Err(e) => error_response(&Status::internal(format!("answer not encodable: {e}"))),
         },
         Ok(Err(status)) => error_response(&status),
@@ -327,15 +320,4 @@ pub fn error_response(status: &Status) -> Response {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
-}
-
-trait MapCode {
-    fn map_code(self, code: StatusCode) -> Response;
-}
-
-impl MapCode for Response {
-    fn map_code(mut self, code: StatusCode) -> Response {
-        *self.status_mut() = code;
-        self
-    }
 }
