@@ -16,7 +16,7 @@ use crate::clock::SharedClock;
 use crate::model::{Outcome, Profile};
 
 /// `[cache]` settings.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, eserde::Deserialize, serde::Serialize)]
 pub struct CacheConfig {
     pub enabled: bool,
     /// Upper bound of the cache, in (estimated) bytes of its entries.

@@ -62,12 +62,25 @@ fn describe_preconditions(v: &[PreconditionViolation]) -> String {
 
 /// Writes a titled list of problems, one a line: how configuration and
 /// catalog validation report everything they found at once.
+/// `write_problems` as a string, for error types that derive `Display`.
+pub fn problems_text(what: &str, problems: &[String]) -> String {
+    struct Problems<'a>(&'a str, &'a [String]);
+    impl std::fmt::Display for Problems<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write_problems(f, self.0, self.1)
+        }
+    }
+    Problems(what, problems).to_string()
+}
+
 pub fn write_problems(
     f: &mut std::fmt::Formatter<'_>,
     what: &str,
     problems: &[String],
 ) -> std::fmt::Result {
-    writeln!(f, "invalid {what} ({} problems):", problems.len())?;
+    let n = problems.len();
+    let plural = if n == 1 { "" } else { "s" };
+    writeln!(f, "invalid {what} ({n} problem{plural}):")?;
     for p in problems {
         writeln!(f, "  - {p}")?;
     }

@@ -17,7 +17,7 @@ use reqwest::{Method, StatusCode};
 use url::{Host, Origin, Url};
 
 /// Settings of the process-wide client.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, eserde::Deserialize, serde::Serialize)]
 pub struct HttpConfig {
     pub user_agent: String,
     /// Largest response body read, after decompression.

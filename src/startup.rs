@@ -31,6 +31,8 @@ pub enum StartupError {
          directory right (--data-dir, storage.data_dir, ledger.url)?"
     )]
     NoLedger(std::path::PathBuf),
+    #[error("{}", crate::error::problems_text("state paths", .0))]
+    Paths(Vec<String>),
     #[error("cannot start the sandbox: {0}")]
     Sandbox(#[source] std::io::Error),
     #[error(transparent)]
@@ -48,8 +50,64 @@ pub fn configured_catalog(config: &Config) -> Result<Catalog, CatalogError> {
     }
 }
 
+/// Checks, before anything is created, that the data directory, the SQLite
+/// ledger and the key file can be where the configuration puts them: each
+/// problem names its key, and a failure leaves nothing behind.
+pub fn check_paths(config: &Config) -> Result<(), StartupError> {
+    use std::path::Path;
+    fn check(key: &str, path: &Path, want_dir: bool, out: &mut Vec<String>) {
+        if let Ok(meta) = std::fs::metadata(path) {
+            match (want_dir, meta.is_dir()) {
+                (true, false) => out.push(format!("{key}: {} is not a directory", path.display())),
+                (false, true) => out.push(format!("{key}: {} is a directory", path.display())),
+                _ => {}
+            }
+            return;
+        }
+        // The nearest ancestor that exists must be a directory for the
+        // rest to be created in it.
+        if let Some(blocker) = path
+            .ancestors()
+            .skip(1)
+            .find(|a| a.exists() || a.is_symlink())
+        {
+            if !blocker.is_dir() {
+                out.push(format!(
+                    "{key}: {} cannot be created: {} is not a directory",
+                    path.display(),
+                    blocker.display()
+                ));
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    check(
+        "storage.data_dir",
+        &config.storage.data_dir,
+        true,
+        &mut problems,
+    );
+    if let Some(ledger) = config.sqlite_path() {
+        check("ledger.url", &ledger, false, &mut problems);
+    }
+    if config.privacy.hash_key.is_none() {
+        check(
+            "privacy.hash_key_file",
+            &config.privacy.hash_key_file,
+            false,
+            &mut problems,
+        );
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(StartupError::Paths(problems))
+    }
+}
+
 /// Creates the data directory (mode 0700) and says where state lives.
 pub fn prepare_data_dir(config: &Config) -> Result<(), StartupError> {
+    check_paths(config)?;
     let dir = &config.storage.data_dir;
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -94,6 +152,7 @@ pub fn hasher(config: &Config) -> Result<KeyedHasher, StartupError> {
     if let Some(key) = &config.privacy.hash_key {
         return Ok(KeyedHasher::inline(key));
     }
+    check_paths(config)?;
     key_file_dir(config)?;
     let path = &config.privacy.hash_key_file;
     let (hasher, created) =

@@ -16,7 +16,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 
 /// DNS settings for MX checks.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, eserde::Deserialize, serde::Serialize, PartialEq)]
 pub struct DnsConfig {
     /// Look up MX records at all.
     pub enabled: bool,

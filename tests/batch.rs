@@ -333,7 +333,10 @@ fn a_run_refused_as_a_whole_writes_nothing_and_names_the_flag() {
             .env("ENRICHD__DNS__ENABLED", "false")
             .env(
                 "ENRICHD__SOURCES__CATALOG",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/empty-catalog"),
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/disabled-catalog"
+                ),
             )
             .env("ENRICHD__LEDGER__URL", &ledger)
             .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY)

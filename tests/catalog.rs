@@ -132,6 +132,62 @@ fn private_reach_needs_a_fixed_host_or_named_origins() {
 }
 
 #[test]
+fn header_values_with_control_characters_are_refused_secrets_unprinted() {
+    let text = "
+[[source]]
+id = \"crlf\"
+name = \"CR LF\"
+platform = \"X\"
+purposes = [\"marketing\"]
+input = \"email\"
+[source.request]
+url = \"https://api.x.test/lookup?email={input}\"
+headers = { X-Client = \"enrichd\\r\\nX-Injected: 1\", Authorization = \"Bearer {env.PAID_API_KEY}\" }
+";
+    let purposes = vec!["marketing".to_string()];
+    let err = Catalog::from_files(&[("h.toml".into(), text.into())], &purposes, &|_| {
+        Some("s3cret\r\nX-Evil: 1".into())
+    })
+    .expect_err("invalid");
+    let text = err.to_string();
+    for needle in [
+        "h.toml: source \"crlf\": request.headers.X-Client: the value holds a character a header value cannot",
+        "request.headers.Authorization: the environment variable PAID_API_KEY holds a character",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert!(!text.contains("s3cret"), "the secret is printed:\n{text}");
+    assert_eq!(err.problems.len(), 2, "{text}");
+}
+
+#[test]
+fn an_empty_catalog_is_an_error() {
+    let purposes = vec!["marketing".to_string()];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = Catalog::load_dir(dir.path(), &purposes).expect_err("no files");
+    assert!(err.to_string().contains("holds no *.toml file"), "{err}");
+    std::fs::write(dir.path().join("none.toml"), "# nothing yet\n").expect("write");
+    let err = Catalog::load_dir(dir.path(), &purposes).expect_err("no sources");
+    assert!(
+        err.to_string().contains("the catalog declares no source"),
+        "{err}"
+    );
+    // Through the command line: exit 1, the directory named.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+        .args(["sources", "check"])
+        .env("ENRICHD__SOURCES__CATALOG", empty.path())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}: holds no *.toml file", empty.path().display())),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_source_with_a_missing_secret_is_disabled_not_dropped() {
     let text = r#"
 [[source]]

@@ -18,7 +18,10 @@ fn enrichd_on(ledger_url: &str, args: &[&str]) -> Output {
         // No real source is ever asked from a test.
         .env(
             "ENRICHD__SOURCES__CATALOG",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/empty-catalog"),
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/disabled-catalog"
+            ),
         )
         .env_remove("RUST_LOG")
         .output()
@@ -151,6 +154,54 @@ fn bad_config_reports_every_problem() {
         err.contains("server.max_concurrent_requests") && err.contains("dns.timeout"),
         "{err}"
     );
+}
+
+#[test]
+fn bad_state_paths_are_named_before_anything_is_created() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("file");
+    std::fs::write(&file, "not a directory").expect("write");
+    let data = tmp.path().join("state");
+    let out = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+        .args([
+            "enrich",
+            "--email",
+            "jane@example.com",
+            "--purpose",
+            "marketing",
+        ])
+        .args(["--basis", "legitimate_interests", "--lia-ref", "LIA-1"])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("ENRICHD__DNS__ENABLED", "false")
+        .env(
+            "ENRICHD__LEDGER__URL",
+            format!("sqlite://{}/ledger.db?mode=rwc", file.display()),
+        )
+        .env("ENRICHD__PRIVACY__HASH_KEY_FILE", file.join("hash.key"))
+        .env_remove("ENRICHD__PRIVACY__HASH_KEY")
+        .env(
+            "ENRICHD__SOURCES__CATALOG",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/disabled-catalog"
+            ),
+        )
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let blocked = format!("cannot be created: {} is not a directory", file.display());
+    for needle in [
+        format!("ledger.url: {}/ledger.db {blocked}", file.display()),
+        format!(
+            "privacy.hash_key_file: {}/hash.key {blocked}",
+            file.display()
+        ),
+    ] {
+        assert!(stderr.contains(&needle), "missing {needle:?} in:\n{stderr}");
+    }
+    assert!(!data.exists(), "the data directory was created");
 }
 
 #[test]

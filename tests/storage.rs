@@ -26,7 +26,10 @@ fn enrichd_keyed(data_dir: &Path, hash_key: Option<&str>, args: &[&str]) -> Outp
         .env("ENRICHD__DNS__ENABLED", "false")
         .env(
             "ENRICHD__SOURCES__CATALOG",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/empty-catalog"),
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/disabled-catalog"
+            ),
         )
         .env_remove("ENRICHD__LEDGER__URL")
         .env_remove("ENRICHD__PRIVACY__HASH_KEY")

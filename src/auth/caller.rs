@@ -3,7 +3,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// What a caller may call: one scope per RPC.
 #[derive(
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
     Ord,
     Hash,
     Serialize,
-    Deserialize,
+    eserde::Deserialize,
     clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]

@@ -10,12 +10,12 @@ mod quota;
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub use caller::{Caller, Scope};
 
 /// `[auth]` settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, eserde::Deserialize)]
 pub struct AuthConfig {
     /// Every call must carry a valid key or client certificate. Anonymous
     /// mode (`false`) is refused unless the server listens on loopback only.
@@ -27,7 +27,7 @@ pub struct AuthConfig {
 }
 
 /// What a caller identified by its client certificate may do.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, eserde::Deserialize)]
 pub struct ClientConfig {
     pub scopes: Vec<Scope>,
     /// Empty: any declared purpose.

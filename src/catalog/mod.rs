@@ -71,6 +71,14 @@ impl Catalog {
             .filter(|p| p.extension().is_some_and(|e| e == "toml"))
             .collect();
         paths.sort();
+        if paths.is_empty() {
+            return Err(CatalogError {
+                problems: vec![format!(
+                    "{}: holds no *.toml file; a catalog declares at least one [[source]]",
+                    dir.display()
+                )],
+            });
+        }
         let mut problems = Vec::new();
         let mut files = Vec::new();
         for path in paths {
@@ -161,6 +169,12 @@ impl Catalog {
                     sources.push(Arc::new(source));
                 }
             }
+        }
+        if problems.is_empty() && sources.is_empty() {
+            problems.push(
+                "the catalog declares no source; a catalog declares at least one [[source]]"
+                    .to_owned(),
+            );
         }
         if problems.is_empty() {
             Ok(Self::from_sources(sources))

@@ -19,7 +19,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tracing::{info, warn};
 
 /// `[cluster]` settings.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, eserde::Deserialize, serde::Serialize)]
 pub struct ClusterConfig {
     /// Redis shared by the replicas; unset: one process, nothing shared.
     #[serde(default)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::auth::AuthConfig;
 use crate::cache::CacheConfig;
@@ -30,7 +30,7 @@ pub const SHIPPED: &str = include_str!("../../config/enrichd.toml");
 /// `__` separates sections (`ENRICHD__SERVER__LISTEN`).
 pub const ENV_PREFIX: &str = "ENRICHD__";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, eserde::Deserialize, PartialEq)]
 pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
@@ -49,13 +49,15 @@ pub struct Config {
     pub resilience: ResilienceConfig,
     #[serde(default)]
     pub cluster: crate::cluster::ClusterConfig,
+    #[eserde(compat)]
     pub reference: ReferencePaths,
     #[serde(default)]
+    #[eserde(compat)]
     pub scoring: ScoringPaths,
     pub purposes: BTreeMap<String, PurposeConfig>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, eserde::Deserialize, PartialEq)]
 pub struct SourcesConfig {
     #[serde(default)]
     pub catalog: Option<std::path::PathBuf>,
@@ -68,7 +70,7 @@ pub struct SourcesConfig {
     pub min_coverage: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, eserde::Deserialize, PartialEq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     #[serde(default)]
@@ -113,7 +115,7 @@ pub struct ServerConfig {
 }
 
 /// `[storage]`: where state lives.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, eserde::Deserialize, PartialEq)]
 pub struct StorageConfig {
     /// Empty: the platform's data directory. Absolute once loaded.
     #[serde(default)]
@@ -121,7 +123,7 @@ pub struct StorageConfig {
 }
 
 /// `[server.tls]`: PEM files.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, eserde::Deserialize, PartialEq)]
 pub struct TlsConfig {
     pub cert: std::path::PathBuf,
     pub key: std::path::PathBuf,
@@ -130,7 +132,7 @@ pub struct TlsConfig {
     pub client_ca: Option<std::path::PathBuf>,
 }
 
-#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, eserde::Deserialize, PartialEq)]
 pub struct PrivacyConfig {
     #[serde(default)]
     pub hash_key: Option<String>,
@@ -150,14 +152,14 @@ impl fmt::Debug for PrivacyConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, eserde::Deserialize, PartialEq, Default)]
 pub struct PhoneConfig {
     #[serde(default)]
     pub default_region: Option<String>,
 }
 
 /// `[batch]` settings: streamed enrichment.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, eserde::Deserialize, serde::Serialize)]
 pub struct BatchConfig {
     /// Requests of one stream in progress at once.
     pub max_in_flight: usize,
@@ -183,7 +185,7 @@ fn all_fields() -> Vec<String> {
 }
 
 /// A purpose as declared in config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, eserde::Deserialize)]
 pub struct PurposeConfig {
     pub description: String,
     /// The lawful bases a caller may rely on for this purpose.
@@ -277,23 +279,17 @@ impl Config {
         let value: figment::value::Value = figment.extract().map_err(|e| ConfigError {
             problems: e.into_iter().map(|e| e.to_string()).collect(),
         })?;
-        let mut unknown = Vec::new();
-        let config: Config =
-            match serde_ignored::deserialize(&value, |path| unknown.push(path.to_string())) {
-                Ok(config) => config,
-                // Figment's own extraction names the key and where its value came from.
-                Err(plain) => {
-                    let problems = match figment.extract::<Config>() {
-                        Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
-                        Ok(_) => vec![plain.to_string()],
-                    };
-                    return Err(ConfigError { problems });
+        let config: Config = match value.deserialize() {
+            Ok(config) => config,
+            Err(first) => {
+                let mut problems = every_problem(&value, &figment);
+                if problems.is_empty() {
+                    problems.push(first.to_string());
                 }
-            };
-        let mut problems: Vec<String> = unknown
-            .into_iter()
-            .map(|key| format!("{key}: unknown key"))
-            .collect();
+                return Err(ConfigError { problems });
+            }
+        };
+        let mut problems = unknown_keys(&value);
         problems.extend(config.problems());
         if !problems.is_empty() {
             return Err(ConfigError { problems });
@@ -520,6 +516,150 @@ fn absolute(path: &Path) -> Result<std::path::PathBuf, ConfigError> {
     })
 }
 
+/// Every problem in a configuration that does not deserialize, each with
+/// its key path and where the value came from (file, environment variable):
+/// every value of the wrong type or shape (serde stops at the first; eserde
+/// visits the whole document), then every unknown key (serde_ignored, over
+/// the document with the wrong values set back to their defaults).
+fn every_problem(value: &figment::value::Value, figment: &Figment) -> Vec<String> {
+    let Ok(text) = toml::to_string(value) else {
+        return Vec::new();
+    };
+    let Err(errors) = eserde::toml::from_str::<Config>(&text) else {
+        return Vec::new();
+    };
+    let defaults = Figment::from(Toml::string(SHIPPED))
+        .extract::<figment::value::Value>()
+        .ok();
+    let mut repaired = value.clone();
+    let mut problems = Vec::new();
+    for e in errors.iter() {
+        let path = e.path().map(|p| p.to_string()).unwrap_or_default();
+        let from = figment
+            .find_metadata(&path)
+            .map(|m| match &m.source {
+                Some(source) => format!(" (from {source})"),
+                None => format!(" (from {})", m.name),
+            })
+            .unwrap_or_default();
+        problems.push(format!("{path}: {}{from}", e.message().trim()));
+        // The value's key, not an element of it ("a.b[2]" is "a.b").
+        let key = path.split('[').next().unwrap_or_default();
+        let default = defaults.as_ref().and_then(|d| d.find_ref(key)).cloned();
+        set_at(&mut repaired, key, default);
+    }
+    problems.extend(unknown_keys(&repaired));
+    problems
+}
+
+/// Every key of `value` that `Config` does not read, with a guess at the
+/// key meant.
+fn unknown_keys(value: &figment::value::Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let _ = serde_ignored::deserialize::<_, _, Config>(value, |p| unknown.push(p.to_string()));
+    if unknown.is_empty() {
+        return unknown;
+    }
+    let known = known_keys();
+    unknown
+        .into_iter()
+        .map(|key| match did_you_mean(&known, &key) {
+            Some(guess) => format!("{key}: unknown key; did you mean {guess}?"),
+            None => format!("{key}: unknown key"),
+        })
+        .collect()
+}
+
+/// Puts `new` at the dotted `path` of `value`, or removes the key there.
+fn set_at(value: &mut figment::value::Value, path: &str, new: Option<figment::value::Value>) {
+    let mut node = value;
+    let mut segments = path.split('.').peekable();
+    while let Some(segment) = segments.next() {
+        let figment::value::Value::Dict(_, dict) = node else {
+            return;
+        };
+        if segments.peek().is_none() {
+            match new {
+                Some(v) => {
+                    dict.insert(segment.to_owned(), v);
+                }
+                None => {
+                    dict.remove(segment);
+                }
+            }
+            return;
+        }
+        match dict.get_mut(segment) {
+            Some(next) => node = next,
+            None => return,
+        }
+    }
+}
+
+/// Every key path the configuration knows: the shipped file's and the
+/// defaults' (which include the optional keys the shipped file leaves out).
+fn known_keys() -> Vec<String> {
+    let mut keys = Vec::new();
+    let shipped = Figment::from(Toml::string(SHIPPED));
+    let Ok(config) = shipped.extract::<Config>() else {
+        return keys;
+    };
+    let defaults = Figment::from(figment::providers::Serialized::defaults(config));
+    for figment in [shipped, defaults] {
+        if let Ok(figment::value::Value::Dict(_, dict)) = figment.extract::<figment::value::Value>()
+        {
+            collect_keys(&dict, "", &mut keys);
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+fn collect_keys(dict: &figment::value::Dict, prefix: &str, out: &mut Vec<String>) {
+    for (key, value) in dict {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        if let figment::value::Value::Dict(_, inner) = value {
+            collect_keys(inner, &path, out);
+        }
+        out.push(path);
+    }
+}
+
+/// The known key closest to an unknown one among its siblings (same parent,
+/// or the same place in another entry of a table of tables such as
+/// `purposes`), if one is close enough to be a slip.
+fn did_you_mean(known: &[String], unknown: &str) -> Option<String> {
+    let (parent, leaf) = unknown.rsplit_once('.').unwrap_or(("", unknown));
+    let depth = unknown.matches('.').count();
+    let grand = parent.rsplit_once('.').map_or("", |(g, _)| g);
+    known
+        .iter()
+        .filter_map(|k| {
+            let (k_parent, k_leaf) = k.rsplit_once('.').unwrap_or(("", k.as_str()));
+            let sibling = k_parent == parent
+                || (k.matches('.').count() == depth
+                    && k_parent.rsplit_once('.').map_or("", |(g, _)| g) == grand
+                    && !grand.is_empty());
+            let distance = strsim::damerau_levenshtein(leaf, k_leaf);
+            (sibling && distance > 0 && distance <= 2.max(leaf.len() / 4)).then(|| {
+                (
+                    distance,
+                    format!(
+                        "{parent}{}{k_leaf}",
+                        if parent.is_empty() { "" } else { "." }
+                    ),
+                )
+            })
+        })
+        .min()
+        .map(|(_, guess)| guess)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,6 +714,53 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
         assert_eq!(err.problems.len(), 8, "{text}");
+    }
+
+    #[test]
+    fn type_errors_and_unknown_keys_are_all_reported_in_one_pass() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("enrichd.toml");
+        std::fs::write(
+            &file,
+            r#"
+            [server]
+            max_concurrent_requests = "many"
+            request_timeout = 5
+            max_conections = 10
+            [dns]
+            timeout = "fast"
+            [purposes.marketing]
+            retenion = "30d"
+            [servr]
+            listen = "127.0.0.1:1"
+            "#,
+        )
+        .expect("write");
+        let err = Config::load(Some(&file)).expect_err("invalid");
+        let text = err.to_string();
+        let from = format!("(from {})", file.display());
+        for needle in [
+            format!(
+                "server.max_concurrent_requests: invalid type: string \"many\", expected usize {from}"
+            ),
+            format!(
+                "server.request_timeout: invalid type: integer `5`, expected a duration {from}"
+            ),
+            "dns.timeout: ".to_owned(),
+            "server.max_conections: unknown key; did you mean server.max_connections?".to_owned(),
+            "purposes.marketing.retenion: unknown key; did you mean purposes.marketing.retention?"
+                .to_owned(),
+            "servr: unknown key; did you mean server?".to_owned(),
+        ] {
+            assert!(text.contains(&needle), "missing {needle:?} in:\n{text}");
+        }
+        assert_eq!(err.problems.len(), 6, "{text}");
+    }
+
+    #[test]
+    fn an_unknown_key_far_from_any_known_one_gets_no_guess() {
+        let err = Config::from_toml("[server]\ncolour = \"blue\"\n").expect_err("invalid");
+        assert_eq!(err.problems, ["server.colour: unknown key"]);
     }
 
     #[test]

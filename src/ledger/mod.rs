@@ -20,7 +20,7 @@ pub const REQUEST_PURPOSE: &str = "data_subject_request";
 pub use outcome::{LedgerOutcome, Refusal};
 
 /// `[ledger]` settings.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, eserde::Deserialize, serde::Serialize)]
 pub struct LedgerConfig {
     /// `sqlite://PATH?mode=rwc` (created at start) or `postgres://...`.
     pub url: String,

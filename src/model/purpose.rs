@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// GDPR Art. 6(1) lawful bases. On the command line and in config they are
 /// spelled in snake case (`legitimate_interests`).
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
     PartialOrd,
     Ord,
     Serialize,
-    Deserialize,
+    eserde::Deserialize,
     clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::clock::SharedClock;
 
 /// Breaker settings (config `[resilience]`).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, eserde::Deserialize, serde::Serialize)]
 pub struct BreakerConfig {
     /// Opens after this many failures in a row (Envoy's default is 5).
     pub consecutive_failures: u32,

@@ -23,7 +23,7 @@ use retry::RetryBudget;
 const REQUEST_ROOM: Duration = Duration::from_millis(100);
 
 /// `[resilience]` settings.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, eserde::Deserialize, serde::Serialize)]
 pub struct ResilienceConfig {
     pub breaker: BreakerConfig,
     /// Share of calls that may be retries.

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use regex::Regex;
-use reqwest::header::HeaderName;
+use reqwest::header::{HeaderName, HeaderValue};
 
 mod extract;
 
@@ -43,6 +43,7 @@ fn compile_template(text: &str, at: &str, p: &mut Problems<'_>) -> Option<Templa
 fn compile_headers(
     headers: &BTreeMap<String, String>,
     at: &str,
+    env: &dyn Fn(&str) -> Option<String>,
     p: &mut Problems<'_>,
 ) -> Vec<(HeaderName, Template)> {
     headers
@@ -51,8 +52,27 @@ fn compile_headers(
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| p.push(format!("{at}.{name}: not a valid header name")))
                 .ok();
-            let template = compile_template(value, &format!("{at}.{name}"), p);
-            Some((header?, template?))
+            // Placeholders are visible ASCII, so a value that is no header
+            // value as written holds a control character (CR, LF, NUL...):
+            // every request of the source would fail.
+            if HeaderValue::from_str(value).is_err() {
+                p.push(format!(
+                    "{at}.{name}: the value holds a character a header value cannot (a \
+                     control character such as CR, LF or NUL, or non-ASCII text)"
+                ));
+                return None;
+            }
+            let template = compile_template(value, &format!("{at}.{name}"), p)?;
+            // A secret is checked the same way, without printing it.
+            for var in template.env_vars() {
+                if env(var).is_some_and(|v| HeaderValue::from_str(&v).is_err()) {
+                    p.push(format!(
+                        "{at}.{name}: the environment variable {var} holds a character a \
+                         header value cannot (a control character such as CR or LF)"
+                    ));
+                }
+            }
+            Some((header?, template))
         })
         .collect()
 }
@@ -240,8 +260,8 @@ fn compile_http(
             );
         }
     }
-    let headers = compile_headers(&r.headers, "request.headers", p);
-    let optional_headers = compile_headers(&r.optional_headers, "request.optional_headers", p);
+    let headers = compile_headers(&r.headers, "request.headers", env, p);
+    let optional_headers = compile_headers(&r.optional_headers, "request.optional_headers", env, p);
     let body = r
         .body
         .as_deref()
