@@ -22,6 +22,7 @@ use crate::pipeline::{Enricher, RawIdentifier, Under, record_of, unavailable};
 pub struct Erased {
     pub cache_entries_removed: u32,
     pub ledger_records_redacted: u32,
+    pub batch_rows_erased: u32,
     /// The purposes now suppressed (empty: all of them).
     pub suppressed_purposes: Vec<String>,
     /// A short keyed-hash prefix naming the person in logs and tickets.
@@ -121,13 +122,23 @@ impl Enricher {
                 .await
                 .map_err(unavailable)?;
             erased.ledger_records_redacted = u32::try_from(redacted).unwrap_or(u32::MAX);
+            // Rows of batch jobs submitted over HTTP hold the person too.
+            let rows = self
+                .ledger()
+                .erase_job_rows(&subject.hash)
+                .await
+                .map_err(unavailable)?;
+            erased.batch_rows_erased = u32::try_from(rows).unwrap_or(u32::MAX);
         }
         let (outcome, detail) = match kind {
             EraseKind::Erasure => (
                 LedgerOutcome::Erasure,
                 format!(
-                    "{} cache entries removed, {} records redacted, suppressed for every purpose",
-                    erased.cache_entries_removed, erased.ledger_records_redacted
+                    "{} cache entries removed, {} records redacted, {} batch job rows erased, \
+                     suppressed for every purpose",
+                    erased.cache_entries_removed,
+                    erased.ledger_records_redacted,
+                    erased.batch_rows_erased
                 ),
             ),
             EraseKind::ObjectionToMarketing => (

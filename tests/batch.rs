@@ -144,6 +144,36 @@ async fn a_reader_that_stops_reading_stops_the_server_and_then_the_sender() {
 }
 
 /// 10,000 rows: 5 % invalid, 10 % repeating an earlier row.
+/// A local site answering with `responder`, and a catalog directory in
+/// `dir` with one email source `a` on it under the budget given.
+async fn catalog_dir(
+    dir: &std::path::Path,
+    responder: impl wiremock::Respond + 'static,
+    per_second: u32,
+    burst: u32,
+) -> (MockServer, std::path::PathBuf) {
+    let server = MockServer::start().await;
+    Mock::given(path_regex("^/a/"))
+        .respond_with(responder)
+        .mount(&server)
+        .await;
+    let catalog = dir.join("catalog");
+    std::fs::create_dir(&catalog).unwrap();
+    std::fs::write(
+        catalog.join("a.toml"),
+        test_source(
+            "a",
+            "email",
+            &format!("{}/a/{{input}}", server.uri()),
+            &format!(
+                "limits = {{ rate_limit = {{ per_second = {per_second}, burst = {burst} }} }}"
+            ),
+        ),
+    )
+    .unwrap();
+    (server, catalog)
+}
+
 fn write_list(path: &std::path::Path) -> (HashSet<u64>, usize) {
     let mut text = String::from("id,email\n");
     let mut invalid = HashSet::new();
@@ -170,25 +200,9 @@ fn write_list(path: &std::path::Path) -> (HashSet<u64>, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ten_thousand_row_list_survives_a_kill_and_stays_within_its_budget() {
-    let server = MockServer::start().await;
     let arrivals = common::Arrivals::answering(ResponseTemplate::new(404));
-    Mock::given(path_regex("^/a/"))
-        .respond_with(arrivals.clone())
-        .mount(&server)
-        .await;
     let dir = tempfile::tempdir().unwrap();
-    let catalog = dir.path().join("catalog");
-    std::fs::create_dir(&catalog).unwrap();
-    std::fs::write(
-        catalog.join("a.toml"),
-        test_source(
-            "a",
-            "email",
-            &format!("{}/a/{{input}}", server.uri()),
-            "limits = { rate_limit = { per_second = 1500, burst = 20 } }",
-        ),
-    )
-    .unwrap();
+    let (_server, catalog) = catalog_dir(dir.path(), arrivals.clone(), 1500, 20).await;
     let input = dir.path().join("list.csv");
     let output = dir.path().join("out.jsonl");
     let (invalid, _distinct) = write_list(&input);
@@ -365,4 +379,113 @@ fn a_run_refused_as_a_whole_writes_nothing_and_names_the_flag() {
         let row = v["row"].as_u64().unwrap();
         assert_eq!(v["input"]["customer_id"], format!("C{}", row - 1), "{line}");
     }
+}
+
+/// Ctrl-C (SIGINT) stops sending at once: the command exits within a second
+/// plus the rows already in flight, writes those, says "interrupted", and
+/// the CSV of summary columns holds exactly the rows written.
+#[tokio::test]
+async fn ctrl_c_stops_within_a_second_plus_the_rows_in_flight() {
+    let slow = Duration::from_millis(400);
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, catalog) = catalog_dir(
+        dir.path(),
+        ResponseTemplate::new(404).set_delay(slow),
+        1000,
+        50,
+    )
+    .await;
+    let input = dir.path().join("list.csv");
+    let mut list = "customer_id,email\n".to_owned();
+    for i in 1..=300 {
+        list.push_str(&format!("c{i},p{i}@example.com\n"));
+    }
+    std::fs::write(&input, list).unwrap();
+    let output = dir.path().join("out.jsonl");
+    let csv = dir.path().join("out.csv");
+    let concurrency = 4;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+        .args([
+            "batch",
+            "--purpose",
+            "marketing",
+            "--basis",
+            "legitimate_interests",
+        ])
+        .args([
+            "--lia-ref",
+            "LIA-1",
+            "--concurrency",
+            &concurrency.to_string(),
+        ])
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .arg("--csv")
+        .arg(&csv)
+        .env("ENRICHD__DNS__ENABLED", "false")
+        .env("ENRICHD__SOURCES__CATALOG", &catalog)
+        .env(
+            "ENRICHD__LEDGER__URL",
+            format!("sqlite://{}?mode=rwc", dir.path().join("l.db").display()),
+        )
+        .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = || {
+        std::fs::read_to_string(&output)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let guard = Instant::now() + Duration::from_secs(60);
+    while lines() < 8 && Instant::now() < guard {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = lines();
+    let signalled = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
+    })
+    .await
+    .unwrap();
+    let took = signalled.elapsed();
+    let (status, stderr) = status;
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let after = lines();
+    println!("SIGINT with {before} rows written: exit after {took:?}, {after} rows written");
+    assert!(
+        took < Duration::from_secs(1) + slow,
+        "took {took:?} to stop"
+    );
+    assert!(
+        after <= before + 2 * concurrency,
+        "{} rows written after the signal (concurrency {concurrency})",
+        after - before
+    );
+    // The CSV holds the rows written, in row order, with their columns.
+    let table = std::fs::read_to_string(&csv).expect("the CSV is written");
+    let mut rows = table.lines();
+    assert!(
+        rows.next()
+            .unwrap()
+            .starts_with("customer_id,email,row,outcome,")
+    );
+    let numbers: Vec<u64> = rows
+        .map(|r| r.split(',').nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(numbers.len(), after);
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "row order");
 }

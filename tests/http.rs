@@ -303,43 +303,13 @@ async fn the_committed_openapi_document_is_the_served_one() {
 /// pointing at this test's sandbox server) by bash and curl.
 #[tokio::test]
 async fn the_readme_curl_examples_work_as_written() {
-    let readme = include_str!("../README.md");
-    let block = readme
-        .split("<!-- http-example -->")
-        .nth(1)
-        .and_then(|rest| rest.split("<!-- /http-example -->").next())
-        .expect("the README's HTTP example");
-    let script = block
-        .trim()
-        .strip_prefix("```sh")
-        .and_then(|s| s.strip_suffix("```"))
-        .expect("a sh block");
     let (app, _sandbox) =
         common::sandbox_app_with("[server]\nhttp_listen = \"127.0.0.1:0\"\n").await;
     let base = format!("http://{}", app.http_addr.unwrap());
-    let script = script.to_owned();
-    // Blocking, off the runtime that serves the calls.
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("bash")
-            .args(["-euo", "pipefail", "-c", &script])
-            .env("ENRICHD", &base)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("bash and curl run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = tempfile::tempdir().unwrap();
     // Three JSON documents, one per curl.
-    let text = String::from_utf8(out.stdout).unwrap();
-    let docs: Vec<Value> = serde_json::Deserializer::from_str(&text)
-        .into_iter::<Value>()
-        .collect::<Result<_, _>>()
-        .expect("each answer is JSON");
-    assert_eq!(docs.len(), 3, "{text}");
+    let docs = common::run_readme_block("http-example", base, dir.path()).await;
+    assert_eq!(docs.len(), 3, "{docs:?}");
     assert_eq!(docs[0]["requestId"], "crm-42");
     assert!(
         docs[0]["profiles"].as_array().unwrap().len() >= 5,

@@ -56,19 +56,45 @@ struct Gateway {
     enrichment: EnrichmentClient<Stack>,
     health: Health,
     timeout: Duration,
+    batches: Option<Batches>,
+}
+
+/// Batch jobs, and who may use them (the same callers and scopes as the
+/// gRPC port: a job needs the `stream` scope).
+#[derive(Clone)]
+pub struct Batches {
+    pub jobs: Arc<crate::batch::jobs::Jobs>,
+    pub auth: Arc<crate::auth::layer::Authenticator>,
+    pub max_upload: usize,
 }
 
 /// The routes, over `enrichment` (the guarded Enrichment stack) and
 /// `health` (the health service); request bodies up to `max_body` bytes,
 /// each call up to `timeout`.
-pub fn router(enrichment: Stack, health: Stack, max_body: usize, timeout: Duration) -> Router {
+pub fn router(
+    enrichment: Stack,
+    health: Stack,
+    max_body: usize,
+    timeout: Duration,
+    batches: Option<Batches>,
+) -> Router {
     let origin = axum::http::Uri::from_static("http://enrichd.in-process");
+    let upload = batches
+        .as_ref()
+        .map_or(max_body, |b| b.max_upload.max(max_body));
     let gateway = Arc::new(Gateway {
         enrichment: EnrichmentClient::with_origin(enrichment, origin.clone()),
         health: Health::with_origin(health, origin),
         timeout,
+        batches,
     });
     Router::new()
+        .route(
+            "/v1/batches",
+            post(submit_batch).layer(DefaultBodyLimit::max(upload)),
+        )
+        .route("/v1/batches/{id}", get(batch_status))
+        .route("/v1/batches/{id}/results", get(batch_results))
         .route("/v1/enrich", post(enrich))
         .route("/v1/erase", post(erase))
         .route("/v1/access", post(access))
@@ -111,6 +137,215 @@ async fn sources(State(g): State<Arc<Gateway>>, headers: HeaderMap) -> Response 
         Box::pin(async move { client.list_sources(r).await })
     })
     .await
+}
+
+/// The caller of a batch endpoint, or the refusal to send.
+async fn batch_caller(
+    g: &Gateway,
+    headers: &HeaderMap,
+) -> Result<(Batches, crate::auth::Caller), Response> {
+    let Some(batches) = g.batches.clone() else {
+        return Err(error_response(&Status::unimplemented(
+            "batch jobs are not served here",
+        )));
+    };
+    match batches
+        .auth
+        .admit("EnrichStream", headers, &axum::http::Extensions::new())
+        .await
+    {
+        Ok(caller) => Ok((batches, caller)),
+        Err(status) => Err(error_response(&status)),
+    }
+}
+
+/// `POST /v1/batches`: the list is the body (CSV with a header row, or
+/// NDJSON); the claim is in the query string, named as in the EnrichRequest
+/// JSON (`purpose`, `lawfulBasis`, `evidence.legitimateInterestAssessmentRef`,
+/// `options.view`, ...), with `webhookUrl`, `emailColumn`, `phoneColumn`.
+async fn submit_batch(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    body: Bytes,
+) -> Response {
+    let (batches, caller) = match batch_caller(&g, &headers).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
+    let kind = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let format = match kind.as_str() {
+        "text/csv" => crate::batch::Format::Csv,
+        "application/x-ndjson" | "application/jsonl" | "application/ndjson" => {
+            crate::batch::Format::Jsonl
+        }
+        _ => {
+            let mut refused = error_response(&Status::invalid_argument(
+                "content-type: send the list as text/csv (with a header row) or application/x-ndjson",
+            ));
+            *refused.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            return refused;
+        }
+    };
+    let mut claim = serde_json::Map::new();
+    let mut columns = crate::batch::Columns::default();
+    let mut webhook = None;
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "webhookUrl" => webhook = Some(value.into_owned()),
+            "emailColumn" => columns.email = Some(value.into_owned()),
+            "phoneColumn" => columns.phone = Some(value.into_owned()),
+            "requestId" | "email" | "phone" | "identifier" => {
+                return error_response(&bad_field(
+                    key.as_ref(),
+                    "is set per row from the list, not for the job",
+                ));
+            }
+            _ => set_dotted(&mut claim, &key, &value),
+        }
+    }
+    let template: pb::EnrichRequest = match parse(Value::Object(claim).to_string().as_bytes()) {
+        Ok(template) => template,
+        Err(status) => return error_response(&status),
+    };
+    let webhook_url = match webhook
+        .filter(|w| !w.is_empty())
+        .map(|w| url::Url::parse(&w))
+    {
+        None => None,
+        Some(Ok(url)) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Some(url)
+        }
+        Some(_) => {
+            return error_response(&bad_field(
+                "webhookUrl",
+                "is not an absolute http:// or https:// URL",
+            ));
+        }
+    };
+    let choose = "the emailColumn or phoneColumn query parameter";
+    let rows = match crate::batch::read_rows_from(body.as_ref(), "body", format, &columns, choose) {
+        Ok(rows) => rows,
+        Err(e) => return error_response(&bad_field("body", &e.to_string())),
+    };
+    let submission = crate::batch::jobs::Submission {
+        caller,
+        template,
+        rows,
+        webhook_url,
+    };
+    match batches.jobs.submit(submission).await {
+        Ok(view) => (StatusCode::ACCEPTED, Json(view)).into_response(),
+        Err(status) => error_response(&status),
+    }
+}
+
+/// `GET /v1/batches/{id}`: state, progress and counts.
+async fn batch_status(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    batch_read(&g, &headers, &id, false).await
+}
+
+/// `GET /v1/batches/{id}/results`: the answered rows as NDJSON.
+/// With `?format=csv`, the summary columns as CSV (a spreadsheet's view).
+async fn batch_results(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let csv = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .any(|(k, v)| k == "format" && v == "csv");
+    if !csv {
+        return batch_read(&g, &headers, &id, true).await;
+    }
+    let (batches, caller) = match batch_caller(&g, &headers).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
+    let lines = match batches.jobs.result_lines(&caller, &id).await {
+        Ok(lines) => lines,
+        Err(status) => return error_response(&status),
+    };
+    let mut table = Vec::new();
+    match crate::batch::table::write_csv(lines, &mut table) {
+        Ok(()) => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], table).into_response(),
+        Err(e) => error_response(&Status::internal(format!(
+            "the table cannot be written: {e}"
+        ))),
+    }
+}
+
+/// A job's view, or its results, for its owner.
+async fn batch_read(g: &Gateway, headers: &HeaderMap, id: &str, results: bool) -> Response {
+    let (batches, caller) = match batch_caller(g, headers).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
+    let answer = if results {
+        batches.jobs.results(&caller, id).await.map(|lines| {
+            (
+                [(header::CONTENT_TYPE, "application/x-ndjson")],
+                axum::body::Body::from_stream(lines),
+            )
+                .into_response()
+        })
+    } else {
+        batches
+            .jobs
+            .status(&caller, id)
+            .await
+            .map(|view| Json(view).into_response())
+    };
+    answer.unwrap_or_else(|status| error_response(&status))
+}
+
+/// Puts `value` at the dotted `key` of a JSON object ("evidence.consentRef");
+/// `true`, `false` and numbers become JSON's.
+fn set_dotted(object: &mut serde_json::Map<String, Value>, key: &str, value: &str) {
+    let mut node = object;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            let value = match value {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                v => v
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .unwrap_or_else(|_| Value::String(v.to_owned())),
+            };
+            node.insert(part.to_owned(), value);
+            return;
+        }
+        let next = node
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Object(Default::default()));
+        if !next.is_object() {
+            *next = Value::Object(Default::default());
+        }
+        let Value::Object(inner) = next else { return };
+        node = inner;
+    }
+}
+
+fn bad_field(field: &str, why: &str) -> Status {
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("{field}: {why}"),
+        tonic_types::ErrorDetails::with_bad_request_violation(field, why),
+    )
 }
 
 /// Alive: the process answers.
@@ -213,13 +448,6 @@ fn parse<Req: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Req, Status> {
     } else {
         body
     };
-    let bad = |field: String, why: String| {
-        Status::with_error_details(
-            Code::InvalidArgument,
-            format!("{field}: {why}"),
-            tonic_types::ErrorDetails::with_bad_request_violation(field, why),
-        )
-    };
     let mut de = serde_json::Deserializer::from_slice(body);
     let message = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -228,9 +456,9 @@ fn parse<Req: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Req, Status> {
         } else {
             path
         };
-        bad(field, e.into_inner().to_string())
+        bad_field(&field, &e.into_inner().to_string())
     })?;
-    de.end().map_err(|e| bad("body".into(), e.to_string()))?;
+    de.end().map_err(|e| bad_field("body", &e.to_string()))?;
     Ok(message)
 }
 

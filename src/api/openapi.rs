@@ -140,8 +140,7 @@ fn operation(summary: &str, scope: &str, request: Option<&str>, response: &str) 
         "responses": {
             "200": { "description": "The answer (the gRPC method's response, as proto3 JSON).",
                      "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{response}") } } } },
-            "default": { "description": "A refusal: the gRPC status as its HTTP code, with google.rpc details.",
-                         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+            "default": refusal(),
         },
     });
     if let Some(request) = request {
@@ -151,6 +150,103 @@ fn operation(summary: &str, scope: &str, request: Option<&str>, response: &str) 
         });
     }
     op
+}
+
+/// A refusal, as every operation may answer one.
+fn refusal() -> Value {
+    json!({ "description": "A refusal: the gRPC status as its HTTP code, with google.rpc details.",
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+fn batch_job_schema() -> Value {
+    let count = json!({ "type": "integer", "minimum": 0 });
+    let time = json!({ "type": ["string", "null"], "format": "date-time" });
+    json!({
+        "type": "object",
+        "required": ["id", "state", "reason", "createdAt", "finishedAt", "rowsTotal", "rowsDone",
+                     "rowsPending", "summary", "webhook", "results"],
+        "properties": {
+            "id": { "type": "string" },
+            "state": { "type": "string", "enum": ["RUNNING", "DONE", "FAILED"] },
+            "reason": { "type": "string", "description": "Why a FAILED job failed (e.g. its key was revoked)." },
+            "createdAt": time,
+            "finishedAt": time,
+            "rowsTotal": count,
+            "rowsDone": count,
+            "rowsPending": count,
+            "summary": {
+                "type": "object",
+                "required": ["enriched", "notFound", "incomplete", "suppressed", "invalid", "erased", "errors"],
+                "properties": {
+                    "enriched": count, "notFound": count, "incomplete": count,
+                    "suppressed": count, "invalid": count, "erased": count,
+                    "errors": { "type": "object", "additionalProperties": count,
+                                "description": "Rows refused, by gRPC status name." },
+                },
+            },
+            "webhook": { "type": "string", "enum": ["NONE", "PENDING", "DELIVERED", "FAILED"] },
+            "results": { "type": "string", "description": "The path of the job's results." },
+            "webhookSecret": { "type": "string",
+                               "description": "Only in the answer to the submission, with a webhookUrl: the key of the HMAC-SHA-256 signature of each delivery." },
+        },
+    })
+}
+
+fn batch_operation(operation_id: &str, summary: &str, responses: Value) -> Value {
+    let mut responses = responses;
+    responses["default"] = refusal();
+    let mut parameters = vec![
+        json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }),
+    ];
+    if operation_id == "getBatchResults" {
+        parameters.push(json!({ "name": "format", "in": "query", "required": false,
+                                "schema": { "type": "string", "enum": ["ndjson", "csv"] } }));
+    }
+    json!({
+        "operationId": operation_id,
+        "summary": summary,
+        "description": "Needs an API key with the `stream` scope; only the key that submitted the job sees it (404 for any other).",
+        "parameters": parameters,
+        "responses": responses,
+    })
+}
+
+fn submit_batch_operation() -> Value {
+    let text = |name: &str, description: &str| json!({ "name": name, "in": "query", "required": false, "schema": { "type": "string" }, "description": description });
+    json!({
+        "operationId": "submitBatch",
+        "summary": "Submit a list (CSV or NDJSON) as a batch job",
+        "description": "Needs an API key with the `stream` scope. The claim (purpose, lawful basis, evidence, options) is checked before anything is stored; each row then runs as an EnrichRequest with its identifier, its name and region columns as hints. The job survives a restart; each row is answered once.",
+        "parameters": [
+            text("purpose", "A declared purpose id."),
+            text("lawfulBasis", "LAWFUL_BASIS_CONSENT, LAWFUL_BASIS_CONTRACT, LAWFUL_BASIS_LEGAL_OBLIGATION, LAWFUL_BASIS_PUBLIC_TASK or LAWFUL_BASIS_LEGITIMATE_INTERESTS."),
+            text("evidence.consentRef", "With LAWFUL_BASIS_CONSENT."),
+            text("evidence.legitimateInterestAssessmentRef", "With LAWFUL_BASIS_LEGITIMATE_INTERESTS."),
+            text("evidence.contractRef", "With LAWFUL_BASIS_CONTRACT."),
+            text("options.view", "VIEW_SUMMARY, VIEW_STANDARD or VIEW_FULL (default)."),
+            text("webhookUrl", "Told when the job ends: a POST of the job's JSON, signed (Enrichd-Timestamp, Enrichd-Signature: v1=<hex HMAC-SHA-256 of \"<timestamp>.<body>\">)."),
+            text("emailColumn", "The column holding the email address (default: email, e-mail, email_address or mail)."),
+            text("phoneColumn", "The column holding the phone number (default: phone, phone_number, mobile, tel or telephone)."),
+        ],
+        "requestBody": {
+            "required": true,
+            "content": {
+                "text/csv": { "schema": { "type": "string" } },
+                "application/x-ndjson": { "schema": { "type": "string" } },
+            },
+        },
+        "responses": {
+            "202": {
+                "description": "The job, accepted and started.",
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/BatchJob" } } },
+                "links": {
+                    "GetBatch": { "operationId": "getBatch", "parameters": { "id": "$response.body#/id" } },
+                    "GetBatchResults": { "operationId": "getBatchResults", "parameters": { "id": "$response.body#/id" } },
+                },
+            },
+            "default": refusal(),
+        },
+    })
 }
 
 fn build() -> Value {
@@ -207,6 +303,7 @@ fn build() -> Value {
             },
         }),
     );
+    schemas.insert("BatchJob".into(), batch_job_schema());
     let health = |summary: &str| {
         json!({ "get": {
             "summary": summary,
@@ -231,6 +328,19 @@ fn build() -> Value {
             "/v1/erase": { "post": operation("Erase a person, or record their objection (GDPR Art. 17, 21)", "erase", Some("EraseRequest"), "EraseResponse") },
             "/v1/access": { "post": operation("What is held about a person (GDPR Art. 15)", "access", Some("AccessRequest"), "AccessResponse") },
             "/v1/sources": { "get": operation("The source catalog", "sources", None, "ListSourcesResponse") },
+            "/v1/batches": { "post": submit_batch_operation() },
+            "/v1/batches/{id}": { "get": batch_operation(
+                "getBatch",
+                "A batch job's state, progress and counts",
+                json!({ "200": { "description": "The job.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/BatchJob" } } } } }),
+            ) },
+            "/v1/batches/{id}/results": { "get": batch_operation(
+                "getBatchResults",
+                "A batch job's answered rows, in order, as NDJSON",
+                json!({ "200": { "description": "One JSON object per answered row: `row`, `input` (the row's columns), then `answer` (an EnrichResponse), `error`, or `erased: true`. Rows not answered yet are left out. With `format=csv`: the rows' columns and the answers' summary columns as CSV.",
+                                 "content": { "application/x-ndjson": { "schema": { "type": "string" } },
+                                              "text/csv": { "schema": { "type": "string" } } } } }),
+            ) },
             "/healthz": health("Alive"),
             "/readyz": health("Ready to enrich (with replicas: whether Redis is shared)"),
             "/openapi.json": { "get": {

@@ -11,6 +11,7 @@ pub fn erased_to_proto(e: &Erased) -> pb::EraseResponse {
     pb::EraseResponse {
         cache_entries_removed: e.cache_entries_removed,
         ledger_records_redacted: e.ledger_records_redacted,
+        batch_rows_erased: e.batch_rows_erased,
         suppressed: true,
         suppressed_purposes: e.suppressed_purposes.clone(),
         tombstone: e.tombstone.clone(),

@@ -85,8 +85,8 @@ impl FromStr for Scope {
     }
 }
 
-/// An authenticated caller.
-#[derive(Debug, Clone, PartialEq)]
+/// An authenticated caller (stored with a batch job: it holds no secret).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Caller {
     /// The key id (empty for a client certificate, the command line or an
     /// anonymous caller).

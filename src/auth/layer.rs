@@ -41,7 +41,9 @@ impl Authenticator {
     }
 
     /// The caller of a request to `method`, or the status that refuses it.
-    async fn admit(
+    /// The caller of `method` (an Enrichment method name, e.g.
+    /// "EnrichStream"), if it may call it: identity, scope, quota.
+    pub async fn admit(
         &self,
         method: &str,
         headers: &http::HeaderMap,
@@ -158,6 +160,11 @@ pub struct AuthLayer(Arc<Authenticator>);
 impl AuthLayer {
     pub fn new(authenticator: Authenticator) -> Self {
         Self(Arc::new(authenticator))
+    }
+
+    /// For doors other than gRPC that decide on the same callers.
+    pub fn authenticator(&self) -> Arc<Authenticator> {
+        self.0.clone()
     }
 }
 

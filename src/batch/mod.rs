@@ -3,8 +3,10 @@
 //! input row. Resumable: the output is the checkpoint (rows are numbered;
 //! a rerun skips the rows already written and cuts a half-written last line).
 mod checkpoint;
+pub mod jobs;
 mod rows;
 mod summary;
+pub mod table;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -17,12 +19,12 @@ use tonic::Status;
 use crate::proto::v1 as pb;
 
 use checkpoint::{Checkpoint, checkpoint_path, resume};
-pub use rows::{Columns, Format, Row, read_rows};
-pub use summary::Summary;
+pub use rows::{Columns, Format, Row, read_rows, read_rows_from};
 use summary::code_name;
+pub use summary::{Summary, outcome_of};
 
 /// The output line of one answer.
-fn answer_line(row: u64, answer: pb::EnrichResponse) -> Value {
+pub fn answer_line(row: u64, answer: pb::EnrichResponse) -> Value {
     match &answer.error {
         Some(err) => json!({
             "row": row,
@@ -35,6 +37,28 @@ fn answer_line(row: u64, answer: pb::EnrichResponse) -> Value {
         }),
         None => json!({"row": row, "answer": serde_json::to_value(&answer).unwrap_or(Value::Null)}),
     }
+}
+
+/// Writes the summary columns of `output`'s lines (a finished or
+/// interrupted run) to `csv`, in row order.
+pub fn write_table(output: &std::path::Path, csv: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(output)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", output.display()))?;
+    let lines: Vec<Value> = std::io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    let out = std::fs::File::create(csv)
+        .map_err(|e| anyhow::anyhow!("--csv: cannot create {}: {e}", csv.display()))?;
+    table::write_csv(lines, std::io::BufWriter::new(out))
+}
+
+/// The output line of a row that has no usable identifier.
+pub fn invalid_row_line(row: &Row) -> Value {
+    let reason = row.identifier.as_ref().err().cloned().unwrap_or_default();
+    json!({"row": row.number, "input": row.input, "error": {"code": "INVALID_ARGUMENT", "message": reason, "fieldViolations": [{"field": "row", "description": reason}]}})
 }
 
 /// The run was refused as a whole: the purpose, the lawful basis or the
@@ -51,7 +75,7 @@ pub struct RunRefused {
 }
 
 /// Codes that say the claim or the caller is wrong, not the row.
-fn refuses_the_run(code: i32) -> bool {
+pub(crate) fn refuses_the_run(code: i32) -> bool {
     matches!(
         tonic::Code::from(code),
         tonic::Code::FailedPrecondition
@@ -71,6 +95,8 @@ pub struct Run {
     pub columns: Columns,
     /// The request every row is sent with, but for its identifier.
     pub template: pb::EnrichRequest,
+    /// Rows sent ahead of their answers (`--concurrency`).
+    pub window: usize,
 }
 
 impl Run {
@@ -161,31 +187,14 @@ impl Run {
         let mut held = Vec::new();
         let mut inputs = std::collections::HashMap::new();
         for row in rows.into_iter().filter(|r| !done.contains(&r.number)) {
-            match row.identifier {
-                Err(reason) => {
-                    let line = json!({"row": row.number, "input": row.input, "error": {"code": "INVALID_ARGUMENT", "message": reason, "fieldViolations": [{"field": "row", "description": reason}]}});
+            match row.request(&self.template) {
+                None => {
+                    let line = invalid_row_line(&row);
                     summary.count(&line);
                     held.push(line);
                     finished += 1;
                 }
-                Ok(identifier) => {
-                    let mut request = pb::EnrichRequest {
-                        request_id: row.number.to_string(),
-                        identifier: Some(identifier),
-                        ..self.template.clone()
-                    };
-                    // The list's own name and region are this row's hints.
-                    let hints = request.hints.get_or_insert_with(Default::default);
-                    if let Some(name) = row.name {
-                        hints.name = name;
-                    }
-                    if let Some(region) = row
-                        .region
-                        .filter(|r| r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic()))
-                        && hints.default_region.is_empty()
-                    {
-                        hints.default_region = region;
-                    }
+                Some(request) => {
                     inputs.insert(row.number, row.input);
                     requests.push(request);
                 }
@@ -198,10 +207,21 @@ impl Run {
         }
         progress(&summary, finished);
 
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut stop_tx = Some(stop_tx);
-        let feed = futures::stream::iter(requests).take_until(stop_rx);
-        let mut answers = start(Box::pin(feed)).await?;
+        // Requests go out as answers come back, at most `window` ahead: a
+        // transport that reads the whole request stream at once (in process,
+        // or a large HTTP/2 window) still has only `window` rows started,
+        // so Ctrl-C stops within the rows in flight.
+        let window = self.window.max(1);
+        let (feed_tx, feed_rx) = tokio::sync::mpsc::unbounded_channel::<pb::EnrichRequest>();
+        let mut queue: std::collections::VecDeque<pb::EnrichRequest> = requests.into();
+        for request in queue.drain(..window.min(queue.len())) {
+            let _ = feed_tx.send(request);
+        }
+        // Dropped (closing the stream) when no request is left to send or
+        // the run is interrupted.
+        let mut feed = (!queue.is_empty()).then_some(feed_tx);
+        let requests = tokio_stream::wrappers::UnboundedReceiverStream::new(feed_rx);
+        let mut answers = start(Box::pin(requests)).await?;
         tokio::pin!(interrupt);
         let mut interrupted = false;
         loop {
@@ -209,17 +229,12 @@ impl Run {
                 () = &mut interrupt, if !interrupted => {
                     // Stop sending; the requests in flight still finish and are written.
                     interrupted = true;
-                    if let Some(stop) = stop_tx.take() {
-                        let _ = stop.send(());
-                    }
+                    feed = None;
                     bar.println("interrupted: finishing the rows in flight");
                 }
                 next = answers.next() => match next {
                     Some(Ok(answer)) => {
                         if let Some(err) = answer.error.as_ref().filter(|e| refuses_the_run(e.code)) {
-                            if let Some(stop) = stop_tx.take() {
-                                let _ = stop.send(());
-                            }
                             bar.abandon();
                             if fresh && finished == summary.already_done + held.len() as u64 {
                                 let _ = std::fs::remove_file(&self.output);
@@ -243,6 +258,15 @@ impl Run {
                         }
                         for line in held.drain(..) {
                             write(line)?;
+                        }
+                        // One answer in, one more request out.
+                        if let Some(sender) = &feed {
+                            match queue.pop_front() {
+                                Some(next) => {
+                                    let _ = sender.send(next);
+                                }
+                                None => feed = None,
+                            }
                         }
                         let row: u64 = answer.request_id.parse().unwrap_or(0);
                         let mut line = answer_line(row, answer);

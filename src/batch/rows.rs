@@ -38,6 +38,31 @@ fn text_of(input: &serde_json::Map<String, Value>, names: &[&str]) -> Option<Str
 }
 
 impl Row {
+    /// The request for this row: `template` with the row's identifier, its
+    /// number as the request id, and the list's name and region as hints.
+    /// None for a row without a usable identifier.
+    pub fn request(&self, template: &pb::EnrichRequest) -> Option<pb::EnrichRequest> {
+        let identifier = self.identifier.as_ref().ok()?.clone();
+        let mut request = pb::EnrichRequest {
+            request_id: self.number.to_string(),
+            identifier: Some(identifier),
+            ..template.clone()
+        };
+        let hints = request.hints.get_or_insert_with(Default::default);
+        if let Some(name) = &self.name {
+            hints.name = name.clone();
+        }
+        if let Some(region) = self
+            .region
+            .as_ref()
+            .filter(|r| r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic()))
+            && hints.default_region.is_empty()
+        {
+            hints.default_region = region.clone();
+        }
+        Some(request)
+    }
+
     fn new(
         number: u64,
         identifier: Result<pb::enrich_request::Identifier, String>,
@@ -102,8 +127,26 @@ fn identifier(
 pub fn read_rows(path: &Path, format: Format, columns: &Columns) -> anyhow::Result<Vec<Row>> {
     let file =
         File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    read_rows_from(
+        file,
+        &path.display().to_string(),
+        format,
+        columns,
+        "--email-column or --phone-column",
+    )
+}
+
+/// `read_rows` over any reader; `source` names it in errors, `choose` says
+/// how a caller names the identifier column.
+pub fn read_rows_from(
+    input: impl std::io::Read,
+    source: &str,
+    format: Format,
+    columns: &Columns,
+    choose: &str,
+) -> anyhow::Result<Vec<Row>> {
     match format {
-        Format::Jsonl => BufReader::new(file)
+        Format::Jsonl => BufReader::new(input)
             .lines()
             .enumerate()
             .map(|(i, line)| {
@@ -134,7 +177,7 @@ pub fn read_rows(path: &Path, format: Format, columns: &Columns) -> anyhow::Resu
             })
             .collect(),
         Format::Csv => {
-            let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
+            let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
             let original: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
             let headers: Vec<String> = original
                 .iter()
@@ -150,8 +193,7 @@ pub fn read_rows(path: &Path, format: Format, columns: &Columns) -> anyhow::Resu
             let phone = find(&columns.phone, PHONE_NAMES);
             if email.is_none() && phone.is_none() {
                 anyhow::bail!(
-                    "{}: no email or phone column in the header ({}); name one with --email-column or --phone-column",
-                    path.display(),
+                    "{source}: no email or phone column in the header ({}); name one with {choose}",
                     headers.join(", ")
                 );
             }

@@ -26,25 +26,18 @@ pub struct Summary {
 
 impl Summary {
     pub(super) fn count(&mut self, line: &Value) {
-        if let Some(err) = line.get("error") {
-            let code = err.get("code").and_then(Value::as_str).unwrap_or("UNKNOWN");
-            if code == "INVALID_ARGUMENT" {
-                self.invalid += 1;
-            } else {
+        match outcome_of(line).as_str() {
+            "enriched" => self.enriched += 1,
+            "not_found" => self.not_found += 1,
+            "incomplete" => self.incomplete += 1,
+            "suppressed" => self.suppressed += 1,
+            "invalid" => self.invalid += 1,
+            other => {
+                let code = other.strip_prefix("error:").unwrap_or(other);
                 *self.errors.entry(code.to_owned()).or_default() += 1;
             }
-            return;
         }
         let answer = &line["answer"];
-        if answer["compliance"]["identifierSuppressed"].as_bool() == Some(true) {
-            self.suppressed += 1;
-        } else {
-            match answer["coverage"]["completeness"].as_str() {
-                Some("COMPLETENESS_FOUND") => self.enriched += 1,
-                Some("COMPLETENESS_NOT_FOUND") => self.not_found += 1,
-                _ => self.incomplete += 1,
-            }
-        }
         self.upstream_requests += answer["cache"]["sourcesFetched"].as_u64().unwrap_or(0);
         self.cache_hits += answer["cache"]["sourcesFromCache"].as_u64().unwrap_or(0);
     }
@@ -84,6 +77,30 @@ impl Summary {
         }
         out
     }
+}
+
+/// What an output line counts as: `enriched`, `not_found`, `incomplete`,
+/// `suppressed`, `invalid` (a row refused for its own content) or
+/// `error:<CODE>`.
+pub fn outcome_of(line: &Value) -> String {
+    if let Some(err) = line.get("error") {
+        let code = err.get("code").and_then(Value::as_str).unwrap_or("UNKNOWN");
+        return if code == "INVALID_ARGUMENT" {
+            "invalid".to_owned()
+        } else {
+            format!("error:{code}")
+        };
+    }
+    let answer = &line["answer"];
+    if answer["compliance"]["identifierSuppressed"].as_bool() == Some(true) {
+        return "suppressed".to_owned();
+    }
+    match answer["coverage"]["completeness"].as_str() {
+        Some("COMPLETENESS_FOUND") => "enriched",
+        Some("COMPLETENESS_NOT_FOUND") => "not_found",
+        _ => "incomplete",
+    }
+    .to_owned()
 }
 
 pub(super) fn code_name(code: i32) -> &'static str {

@@ -150,6 +150,11 @@ pub(super) struct BatchArgs {
     /// Where the JSONL answers go (with .checkpoint and .summary.json beside it).
     #[arg(long)]
     pub(super) output: PathBuf,
+    /// Also write the answers' summary columns (name, location, avatar,
+    /// interests, footprint, risk, validity) as CSV here, one line per row
+    /// in row order, for spreadsheets.
+    #[arg(long)]
+    pub(super) csv: Option<PathBuf>,
     /// Column (CSV) or field (JSONL) of the email; default: detected (email, e-mail, mail).
     #[arg(long)]
     pub(super) email_column: Option<String>,

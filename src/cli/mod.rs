@@ -427,6 +427,7 @@ async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
             phone: args.phone_column.clone(),
         },
         template,
+        window: args.concurrency.max(1),
     };
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -457,6 +458,10 @@ async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
         },
     };
     eprint!("{}", summary.render());
+    if let Some(csv) = &args.csv {
+        crate::batch::write_table(&args.output, csv)?;
+        eprintln!("summary columns written to {}", csv.display());
+    }
     Ok(if summary.interrupted {
         ExitCode::from(130)
     } else {

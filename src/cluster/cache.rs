@@ -175,7 +175,16 @@ impl SharedCache {
                 .query_async(&mut conn)
                 .await;
             match taken {
-                Ok(Some(_)) => return None,
+                // Taken: unless the answer was stored between this
+                // replica's miss and its lock (the holder stores, then
+                // lets go), this replica fetches.
+                Ok(Some(_)) => {
+                    let stored = self.get(key).await;
+                    if stored.is_some() {
+                        self.unlock(key).await;
+                    }
+                    return stored;
+                }
                 Ok(None) => {}
                 Err(e) => {
                     self.cluster.failed(&e);

@@ -168,6 +168,18 @@ pub struct BatchConfig {
     /// Budget of each streamed request: it waits for rate-limit slots within it.
     #[serde(with = "humantime_serde")]
     pub deadline: Duration,
+    /// Rows one batch job submitted over HTTP may hold.
+    pub max_job_rows: usize,
+    /// Bytes of one uploaded list (`POST /v1/batches`).
+    pub max_upload_bytes: usize,
+    /// A finished job and its rows (personal data) are deleted this long
+    /// after it finished.
+    #[serde(with = "humantime_serde")]
+    pub job_retention: Duration,
+    /// Origins a job's webhook may reach on a private address (like a
+    /// source's `network.private_origins`); empty: public addresses only.
+    #[serde(default)]
+    pub webhook_private_origins: Vec<String>,
 }
 
 impl Default for BatchConfig {
@@ -176,6 +188,10 @@ impl Default for BatchConfig {
             max_in_flight: 32,
             buffer: 16,
             deadline: Duration::from_secs(120),
+            max_job_rows: 100_000,
+            max_upload_bytes: 16 << 20,
+            job_retention: Duration::from_secs(7 * 86_400),
+            webhook_private_origins: Vec::new(),
         }
     }
 }
@@ -362,6 +378,24 @@ impl Config {
     /// Semantic checks that types alone cannot express.
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
+        let b = &self.batch;
+        if b.max_job_rows == 0 {
+            p.push("batch.max_job_rows: must be at least 1".into());
+        }
+        if b.max_upload_bytes < 1024 {
+            p.push("batch.max_upload_bytes: must be at least 1024".into());
+        }
+        for origin in &b.webhook_private_origins {
+            let ok = url::Url::parse(origin).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/"
+            });
+            if !ok {
+                p.push(format!(
+                    "batch.webhook_private_origins: {origin:?} is not an origin \
+                     (scheme://host[:port], e.g. \"http://10.0.0.7:8080\")"
+                ));
+            }
+        }
         let s = &self.server;
         if s.max_concurrent_requests == 0 {
             p.push("server.max_concurrent_requests: must be at least 1".into());
@@ -691,6 +725,8 @@ mod tests {
             timeout = "0s"
             [phone]
             default_region = "ZZ"
+            [batch]
+            webhook_private_origins = ["10.0.0.7:8080/hooks"]
             [privacy]
             hash_key = "short"
             [purposes.Bad-Id]
@@ -710,10 +746,11 @@ mod tests {
             "purposes.Bad-Id: ids use",
             "purposes.Bad-Id.description",
             "purposes.Bad-Id.lawful_bases: vital_interests",
+            "batch.webhook_private_origins: \"10.0.0.7:8080/hooks\" is not an origin",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
-        assert_eq!(err.problems.len(), 8, "{text}");
+        assert_eq!(err.problems.len(), 9, "{text}");
     }
 
     #[test]

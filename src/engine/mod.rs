@@ -192,6 +192,12 @@ impl Engine {
 
     /// The in-process cache, for what must reach it from outside a call
     /// (erasures learnt from other processes).
+    /// The HTTP client sources are asked with (batch webhooks use it too,
+    /// under the same rules on private addresses).
+    pub fn http_client(&self) -> &HttpClient {
+        &self.client
+    }
+
     pub fn local_cache(&self) -> Option<AnswerCache> {
         self.cache.clone()
     }

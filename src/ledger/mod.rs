@@ -1,6 +1,7 @@
 //! The ledger (one append-only record per processing, refusals included) and
 //! the suppression list, in SQLite by default or PostgreSQL when configured:
 //! one schema, one set of migrations, through sqlx's `Any` driver.
+mod jobs;
 mod keys;
 mod outcome;
 mod suppressions;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
+pub use jobs::{JobRow, JobRowInput, RowOutput};
 pub use keys::KeyRow;
 
 /// The purpose column of a data-subject request's record: answering one is

@@ -11,26 +11,38 @@ use crate::model::LawfulGround;
 
 impl Enricher {
     pub(super) async fn gate(&self, query: &EnrichQuery) -> Result<LawfulGround, Error> {
-        let ground = match self.purposes.check(&query.claim) {
-            Ok(ground) => ground,
-            Err(violations) => {
-                self.record_refusal(query, Refusal::NoLawfulGround).await?;
-                return Err(Error::NoLawfulGround(violations));
+        match self.check_claim(query) {
+            Ok(ground) => Ok(ground),
+            Err((refusal, error)) => {
+                self.record_refusal(query, refusal).await?;
+                Err(error)
             }
-        };
+        }
+    }
+
+    /// Whether `query`'s claim (purpose, lawful basis and evidence, the
+    /// caller's purposes, the field mask) lets it run, without recording
+    /// anything: batch jobs check a claim once before their first row.
+    pub fn check_claim(&self, query: &EnrichQuery) -> Result<LawfulGround, (Refusal, Error)> {
+        let ground = self
+            .purposes
+            .check(&query.claim)
+            .map_err(|violations| (Refusal::NoLawfulGround, Error::NoLawfulGround(violations)))?;
         if !query.caller.allows_purpose(&ground.purpose.id) {
-            self.record_refusal(query, Refusal::PurposeNotAllowed)
-                .await?;
-            return Err(Error::PermissionDenied(format!(
-                "caller {:?} may not enrich for purpose {:?}",
-                query.caller.name, ground.purpose.id
-            )));
+            return Err((
+                Refusal::PurposeNotAllowed,
+                Error::PermissionDenied(format!(
+                    "caller {:?} may not enrich for purpose {:?}",
+                    query.caller.name, ground.purpose.id
+                )),
+            ));
         }
-        if let Err(violations) = policy::check_mask(&query.field_mask) {
-            self.record_refusal(query, Refusal::InvalidFieldMask)
-                .await?;
-            return Err(Error::InvalidArgument(violations));
-        }
+        policy::check_mask(&query.field_mask).map_err(|violations| {
+            (
+                Refusal::InvalidFieldMask,
+                Error::InvalidArgument(violations),
+            )
+        })?;
         Ok(ground)
     }
 }

@@ -254,11 +254,27 @@ impl Application {
             idle_timeout: server_cfg.idle_timeout,
         };
 
+        // Batch jobs over HTTP: those a previous run left unfinished go on.
+        let jobs = Arc::new(crate::batch::jobs::Jobs::new(
+            EnrichmentService::new(self.enricher.clone(), self.config.sources.deadline)
+                .with_batch(self.config.batch.clone()),
+            self.enricher.clone(),
+            self.config.batch.clone(),
+        ));
+        jobs.resume().await;
+        tokio::spawn(crate::batch::jobs::sweep_every(
+            Arc::downgrade(&jobs),
+            self.config.ledger.sweep_every,
+        ));
+
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
         let reporter = health.clone();
+        let stopping = jobs.clone();
         let signal = async move {
             shutdown.await;
+            // No job row starts from now on; those in flight finish.
+            stopping.cancel();
             info!("shutdown requested: health NOT_SERVING, draining in-flight calls");
             reporter
                 .set_not_serving::<EnrichmentServer<EnrichmentService>>()
@@ -297,6 +313,11 @@ impl Application {
                 crate::api::http::stack(health_service.clone()),
                 server_cfg.max_request_bytes,
                 server_cfg.request_timeout,
+                Some(crate::api::http::Batches {
+                    jobs: jobs.clone(),
+                    auth: auth.authenticator(),
+                    max_upload: self.config.batch.max_upload_bytes,
+                }),
             );
             info!(addr = ?listener.local_addr().ok(), "enrichd serving JSON over HTTP (/v1/..., /openapi.json)");
             let mut stopped = http_stopped;
@@ -358,6 +379,7 @@ impl Application {
                 warn!(?drain_timeout, "drain timeout reached; abandoning calls still in flight");
             }
         }
+        jobs.stop(drain_timeout).await;
         // The ledger file alone is then a complete copy (no -wal needed).
         if let Err(e) = self.enricher.ledger().checkpoint().await {
             warn!(error = %e, "ledger checkpoint at shutdown failed");

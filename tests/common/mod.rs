@@ -423,3 +423,44 @@ pub async fn closed_by_peer(mut conn: tokio::net::TcpStream) -> bool {
         }
     }
 }
+
+/// Runs the README's `sh` block between `<!-- {marker} -->` and
+/// `<!-- /{marker} -->` with bash (`-euo pipefail`) in `cwd`, `ENRICHD`
+/// set to `base`, off the runtime that serves its calls; returns the JSON
+/// documents it printed. Fails if the script fails.
+pub async fn run_readme_block(
+    marker: &str,
+    base: String,
+    cwd: &std::path::Path,
+) -> Vec<serde_json::Value> {
+    let readme = include_str!("../../README.md");
+    let script = readme
+        .split(&format!("<!-- {marker} -->"))
+        .nth(1)
+        .and_then(|rest| rest.split(&format!("<!-- /{marker} -->")).next())
+        .and_then(|block| block.trim().strip_prefix("```sh"))
+        .and_then(|s| s.strip_suffix("```"))
+        .unwrap_or_else(|| panic!("the README's {marker} block"))
+        .to_owned();
+    let cwd = cwd.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .env("ENRICHD", &base)
+            .current_dir(cwd)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("bash and curl run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_json::Deserializer::from_str(&text)
+        .into_iter::<serde_json::Value>()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{e}: {text}"))
+}

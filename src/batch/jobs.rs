@@ -1,0 +1,602 @@
+//! Batch jobs over HTTP, for systems that cannot hold a stream open: a list
+//! is uploaded once (`POST /v1/batches`), its rows are stored in the ledger
+//! database and run through the same streamed pipeline as `enrichd batch`,
+//! each row's answer is stored as it arrives, and a restarted server goes
+//! on with the rows that have none. On completion an optional webhook is
+//! told, signed with HMAC-SHA-256 over the timestamp and the body.
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use tracing::{info, warn};
+
+use super::{Row, answer_line, invalid_row_line, outcome_of, refuses_the_run};
+use crate::api::grpc::EnrichmentService;
+use crate::auth::Caller;
+use crate::config::BatchConfig;
+use crate::fetch::{Header, Outgoing, Reach};
+use crate::ledger::{JobRow, JobRowInput, Ledger};
+use crate::pipeline::Enricher;
+use crate::proto::v1 as pb;
+
+/// Rows read from the database and fed to the pipeline at a time.
+const PAGE: i64 = 256;
+/// Webhook deliveries: attempts, the first retry's delay (doubled each time).
+const WEBHOOK_ATTEMPTS: u32 = 6;
+const WEBHOOK_FIRST_RETRY: Duration = Duration::from_secs(1);
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The jobs of one server: submitted, resumed after a restart, run.
+pub struct Jobs {
+    service: EnrichmentService,
+    enricher: Arc<Enricher>,
+    config: BatchConfig,
+    webhook_origins: Vec<url::Origin>,
+    /// Cancelled when the server stops: no new row is started, the rows in
+    /// flight finish and are stored.
+    stop: CancellationToken,
+    tasks: Mutex<tokio::task::JoinSet<()>>,
+}
+
+/// What a caller submits.
+pub struct Submission {
+    pub caller: Caller,
+    /// The request every row is sent with (purpose, basis, evidence,
+    /// options), without an identifier.
+    pub template: pb::EnrichRequest,
+    pub rows: Vec<Row>,
+    pub webhook_url: Option<url::Url>,
+}
+
+impl Jobs {
+    pub fn new(service: EnrichmentService, enricher: Arc<Enricher>, config: BatchConfig) -> Self {
+        let webhook_origins = config
+            .webhook_private_origins
+            .iter()
+            .filter_map(|o| url::Url::parse(o).ok().map(|u| u.origin()))
+            .collect();
+        Self {
+            service,
+            enricher,
+            config,
+            webhook_origins,
+            stop: CancellationToken::new(),
+            tasks: Mutex::new(tokio::task::JoinSet::new()),
+        }
+    }
+
+    fn ledger(&self) -> &Ledger {
+        self.enricher.ledger()
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.enricher.clock().utc().timestamp_millis()
+    }
+
+    /// The secret a job's webhook is signed with: derived from the hash
+    /// key, so it is never stored and survives a restart.
+    pub fn webhook_secret(&self, id: &str) -> String {
+        self.enricher
+            .hasher()
+            .root_hash(&format!("enrichd batch webhook secret v1 {id}"))
+    }
+
+    /// Checks the claim once (purpose, basis, evidence, the caller's
+    /// purposes, the field mask: a refusal refuses the job, nothing is
+    /// stored), stores the job and its rows, and starts it.
+    pub async fn submit(self: &Arc<Self>, submission: Submission) -> Result<Value, Status> {
+        let Submission {
+            caller,
+            template,
+            rows,
+            webhook_url,
+        } = submission;
+        if rows.is_empty() {
+            return Err(bad("body", "the list has no row"));
+        }
+        if rows.len() > self.config.max_job_rows {
+            return Err(bad(
+                "body",
+                &format!(
+                    "{} rows; a job holds at most {} (batch.max_job_rows): split the list",
+                    rows.len(),
+                    self.config.max_job_rows
+                ),
+            ));
+        }
+        // The claim is the template's; any identifier stands in for the rows'.
+        let probe = pb::EnrichRequest {
+            request_id: "claim".into(),
+            identifier: Some(pb::enrich_request::Identifier::Email(
+                "claim@example.invalid".into(),
+            )),
+            ..template.clone()
+        };
+        let deadline = tokio::time::Instant::now() + self.config.deadline;
+        let query = crate::api::request::enrich_query(probe, deadline, caller.clone())
+            .map_err(Status::from)?;
+        self.enricher
+            .check_claim(&query)
+            .map_err(|(_, error)| Status::from(error))?;
+
+        let id = format!("job_{}", hex::encode(rand::random::<[u8; 16]>()));
+        let mut stored = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let input = Value::Object(row.input.clone()).to_string();
+            let (subject, request, answered) = match row.request(&template) {
+                Some(request) => {
+                    let subject = enrich_subject(&self.enricher, &request);
+                    let text = serde_json::to_string(&request)
+                        .map_err(|e| Status::internal(format!("request not encodable: {e}")))?;
+                    (subject, text, None)
+                }
+                None => {
+                    let line = without_row(invalid_row_line(row));
+                    let outcome = outcome_of(&line);
+                    (
+                        String::new(),
+                        String::new(),
+                        Some((line.to_string(), outcome)),
+                    )
+                }
+            };
+            stored.push(JobRowInput {
+                number: row.number as i64,
+                subject,
+                input,
+                request,
+                answered,
+            });
+        }
+        let template_text = serde_json::to_string(&pb::EnrichRequest {
+            identifier: None,
+            ..template
+        })
+        .map_err(|e| Status::internal(format!("request not encodable: {e}")))?;
+        let job = JobRow {
+            id: id.clone(),
+            caller: serde_json::to_string(&caller)
+                .map_err(|e| Status::internal(format!("caller not encodable: {e}")))?,
+            caller_id: caller.id.clone(),
+            template: template_text,
+            webhook_url: webhook_url
+                .as_ref()
+                .map(|u| u.to_string())
+                .unwrap_or_default(),
+            state: "running".into(),
+            reason: String::new(),
+            rows_total: rows.len() as i64,
+            created_ms: self.now_ms(),
+            finished_ms: 0,
+            webhook_state: if webhook_url.is_some() {
+                "pending"
+            } else {
+                "none"
+            }
+            .into(),
+        };
+        self.ledger()
+            .insert_job(&job, &stored)
+            .await
+            .map_err(|e| Status::unavailable(format!("the job cannot be stored: {e}")))?;
+        info!(job = %id, rows = rows.len(), caller = %caller.name, "batch job submitted");
+        self.start(job);
+        let mut view = self.view(&id).await?;
+        if webhook_url.is_some() {
+            view["webhookSecret"] = json!(self.webhook_secret(&id));
+        }
+        Ok(view)
+    }
+
+    /// Starts every job a previous run of the server left unfinished, and
+    /// every webhook it did not deliver.
+    pub async fn resume(self: &Arc<Self>) {
+        match self.ledger().unfinished_jobs().await {
+            Ok(jobs) => {
+                for job in jobs {
+                    info!(job = %job.id, state = %job.state, "resuming batch job");
+                    self.start(job);
+                }
+            }
+            Err(e) => warn!(error = %e, "unfinished batch jobs cannot be read"),
+        }
+    }
+
+    fn start(self: &Arc<Self>, job: JobRow) {
+        let this = self.clone();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.spawn(async move {
+            let id = job.id.clone();
+            if job.state == "running"
+                && let Err(why) = this.run(&job).await
+            {
+                warn!(job = %id, error = %why, "batch job failed");
+                let _ = this
+                    .ledger()
+                    .finish_job(&id, "failed", &why, this.now_ms())
+                    .await;
+            }
+            if this.stop.is_cancelled() {
+                return;
+            }
+            if !job.webhook_url.is_empty() {
+                this.deliver_webhook(&id, &job.webhook_url).await;
+            }
+        });
+    }
+
+    /// No new row starts from now on (the server is stopping).
+    pub fn cancel(&self) {
+        self.stop.cancel();
+    }
+
+    /// Stops the jobs: no new row starts; the rows in flight finish and are
+    /// stored (within `within`); the rest wait for the next start.
+    pub async fn stop(&self, within: Duration) {
+        self.stop.cancel();
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        if tokio::time::timeout(within, async { while tasks.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            tasks.abort_all();
+        }
+    }
+
+    /// Runs the rows of `job` that have no answer. Ok when the job is done
+    /// or the server is stopping; Err with the reason when it fails as a
+    /// whole.
+    async fn run(&self, job: &JobRow) -> Result<(), String> {
+        let mut caller: Caller =
+            serde_json::from_str(&job.caller).map_err(|e| format!("stored caller: {e}"))?;
+        caller.on_behalf_of = None;
+        // A job outlives the call that submitted it, not its key.
+        if !caller.id.is_empty() {
+            let live = self
+                .ledger()
+                .key(&caller.id)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some_and(|key| crate::auth::keys::is_live(&key, self.now_ms()));
+            if !live {
+                return Err("the API key that submitted the job was revoked or expired".into());
+            }
+        }
+        let mut after = 0;
+        loop {
+            if self.stop.is_cancelled() {
+                return Ok(());
+            }
+            let page = self
+                .ledger()
+                .pending_rows(&job.id, after, PAGE)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(&(last, _)) = page.last() else {
+                break;
+            };
+            after = last;
+            let requests: Vec<Result<pb::EnrichRequest, Status>> = page
+                .into_iter()
+                .filter_map(|(_, text)| serde_json::from_str(&text).ok())
+                .map(Ok)
+                .collect();
+            let inbound =
+                futures::stream::iter(requests).take_until(self.stop.clone().cancelled_owned());
+            let answers = self
+                .service
+                .process_stream(Box::pin(inbound), caller.clone(), None);
+            futures::pin_mut!(answers);
+            while let Some(answer) = answers.next().await {
+                let answer = answer.map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+                if let Some(err) = answer.error.as_ref().filter(|e| refuses_the_run(e.code)) {
+                    return Err(format!(
+                        "{}: {}",
+                        super::summary::code_name(err.code),
+                        err.message
+                    ));
+                }
+                let Ok(number) = answer.request_id.parse::<i64>() else {
+                    continue;
+                };
+                let line = without_row(answer_line(number as u64, answer));
+                let outcome = outcome_of(&line);
+                self.ledger()
+                    .put_row_result(&job.id, number, &line.to_string(), &outcome)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        if self.stop.is_cancelled() {
+            return Ok(());
+        }
+        self.ledger()
+            .finish_job(&job.id, "done", "", self.now_ms())
+            .await
+            .map_err(|e| e.to_string())?;
+        info!(job = %job.id, "batch job done");
+        Ok(())
+    }
+
+    /// The job's state, progress and counts, for its owner; NOT_FOUND for
+    /// anyone else (a job's existence is not disclosed).
+    pub async fn status(&self, caller: &Caller, id: &str) -> Result<Value, Status> {
+        self.owned(caller, id).await?;
+        self.view(id).await
+    }
+
+    /// The stored job, or NOT_FOUND.
+    async fn job(&self, id: &str) -> Result<JobRow, Status> {
+        self.ledger()
+            .job(id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| not_found(id))
+    }
+
+    async fn view(&self, id: &str) -> Result<Value, Status> {
+        let job = self.job(id).await?;
+        let counts = self.ledger().job_counts(id).await.map_err(unavailable)?;
+        let mut by_outcome: BTreeMap<String, i64> = BTreeMap::new();
+        let mut errors: BTreeMap<String, i64> = BTreeMap::new();
+        for (outcome, n) in counts {
+            match outcome.strip_prefix("error:") {
+                Some(code) => *errors.entry(code.to_owned()).or_default() += n,
+                None => *by_outcome.entry(outcome).or_default() += n,
+            }
+        }
+        let count = |k: &str| by_outcome.get(k).copied().unwrap_or(0);
+        let pending = count("pending");
+        let done = job.rows_total - pending;
+        let time = |ms: i64| {
+            (ms > 0)
+                .then(|| chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339()))
+                .flatten()
+        };
+        Ok(json!({
+            "id": job.id,
+            "state": job.state.to_ascii_uppercase(),
+            "reason": job.reason,
+            "createdAt": time(job.created_ms),
+            "finishedAt": time(job.finished_ms),
+            "rowsTotal": job.rows_total,
+            "rowsDone": done,
+            "rowsPending": pending,
+            "summary": {
+                "enriched": count("enriched"),
+                "notFound": count("not_found"),
+                "incomplete": count("incomplete"),
+                "suppressed": count("suppressed"),
+                "invalid": count("invalid"),
+                "erased": count("erased"),
+                "errors": errors,
+            },
+            "webhook": job.webhook_state.to_ascii_uppercase(),
+            "results": format!("/v1/batches/{}/results", job.id),
+        }))
+    }
+
+    /// The answered rows in order as NDJSON lines (`row`, `input`, then the
+    /// answer or the error), for the job's owner. Rows not answered yet are
+    /// left out: fetch again when the job is DONE.
+    pub async fn results(
+        self: &Arc<Self>,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + use<>, Status>
+    {
+        self.owned(caller, id).await?;
+        let this = self.clone();
+        let id = id.to_owned();
+        Ok(futures::stream::try_unfold(0_i64, move |after| {
+            let (this, id) = (this.clone(), id.clone());
+            async move {
+                let rows = this
+                    .ledger()
+                    .job_rows(&id, after, PAGE)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let Some(&(last, _, _)) = rows.last() else {
+                    return Ok(None);
+                };
+                let mut text = String::new();
+                for (number, input, result) in rows {
+                    if let Some(line) = result_line(number, &input, result.as_deref()) {
+                        text.push_str(&line.to_string());
+                        text.push('\n');
+                    }
+                }
+                Ok(Some((bytes::Bytes::from(text), last)))
+            }
+        }))
+    }
+
+    /// Every answered row of a job, in order (for the CSV table).
+    pub async fn result_lines(&self, caller: &Caller, id: &str) -> Result<Vec<Value>, Status> {
+        self.owned(caller, id).await?;
+        let mut lines = Vec::new();
+        let mut after = 0;
+        loop {
+            let rows = self
+                .ledger()
+                .job_rows(id, after, PAGE)
+                .await
+                .map_err(unavailable)?;
+            let Some(&(last, _, _)) = rows.last() else {
+                return Ok(lines);
+            };
+            after = last;
+            lines.extend(
+                rows.into_iter()
+                    .filter_map(|(n, input, result)| result_line(n, &input, result.as_deref())),
+            );
+        }
+    }
+
+    async fn owned(&self, caller: &Caller, id: &str) -> Result<(), Status> {
+        let job = self.job(id).await?;
+        let owner: Caller =
+            serde_json::from_str(&job.caller).map_err(|e| Status::internal(e.to_string()))?;
+        if owner.id == caller.id && owner.name == caller.name {
+            Ok(())
+        } else {
+            Err(not_found(id))
+        }
+    }
+
+    /// Tells the webhook the job ended: the job's view as JSON, with
+    /// `Enrichd-Timestamp` (Unix seconds) and `Enrichd-Signature: v1=<hex
+    /// HMAC-SHA-256 of "<timestamp>.<body>" under the job's secret>`.
+    /// Retried with backoff on any answer but 2xx; given up after
+    /// `WEBHOOK_ATTEMPTS` (state FAILED, visible in the job).
+    async fn deliver_webhook(&self, id: &str, url: &str) {
+        let Ok(url) = url::Url::parse(url) else {
+            let _ = self.ledger().set_webhook_state(id, "failed").await;
+            return;
+        };
+        let secret = self.webhook_secret(id);
+        let mut delay = WEBHOOK_FIRST_RETRY;
+        for attempt in 1..=WEBHOOK_ATTEMPTS {
+            if self.stop.is_cancelled() {
+                return;
+            }
+            let Ok(view) = self.view(id).await else {
+                return;
+            };
+            let body = view.to_string();
+            let timestamp = self.enricher.clock().utc().timestamp().to_string();
+            let header = |name: &'static str, value: String| Header {
+                name: reqwest::header::HeaderName::from_static(name),
+                value,
+                secret: false,
+            };
+            let request = Outgoing {
+                method: reqwest::Method::POST,
+                url: url.clone(),
+                headers: vec![
+                    header("content-type", "application/json".into()),
+                    header("enrichd-job", id.to_owned()),
+                    header("enrichd-timestamp", timestamp.clone()),
+                    header(
+                        "enrichd-signature",
+                        format!("v1={}", sign(&secret, &timestamp, &body)),
+                    ),
+                ],
+                body: Some(body),
+            };
+            let reach = Reach {
+                source: "batch-webhook",
+                private_origins: &self.webhook_origins,
+                max_redirects: 0,
+                follow_redirects: false,
+            };
+            let client = self.enricher.engine().http_client();
+            let sent = tokio::time::timeout(WEBHOOK_TIMEOUT, client.fetch(request, reach)).await;
+            match sent {
+                Ok(Ok(answer)) if answer.status.is_success() => {
+                    let _ = self.ledger().set_webhook_state(id, "delivered").await;
+                    info!(job = %id, attempt, "batch webhook delivered");
+                    return;
+                }
+                Ok(Ok(answer)) => {
+                    warn!(job = %id, attempt, status = %answer.status, "batch webhook refused")
+                }
+                Ok(Err(e)) => warn!(job = %id, attempt, error = %e, "batch webhook failed"),
+                Err(_) => warn!(job = %id, attempt, "batch webhook timed out"),
+            }
+            if attempt < WEBHOOK_ATTEMPTS {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = self.stop.cancelled() => return,
+                }
+                delay *= 2;
+            }
+        }
+        let _ = self.ledger().set_webhook_state(id, "failed").await;
+    }
+}
+
+/// Deletes finished jobs past `batch.job_retention`, every `every`, while
+/// the jobs live.
+pub async fn sweep_every(jobs: std::sync::Weak<Jobs>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let Some(jobs) = jobs.upgrade() else { return };
+        let retention = i64::try_from(jobs.config.job_retention.as_millis()).unwrap_or(i64::MAX);
+        match jobs
+            .ledger()
+            .sweep_jobs(jobs.now_ms().saturating_sub(retention))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => info!(deleted = n, "batch jobs past batch.job_retention deleted"),
+            Err(e) => warn!(error = %e, "batch job sweep failed"),
+        }
+    }
+}
+
+/// The signature of a webhook delivery: hex HMAC-SHA-256 of
+/// `"<timestamp>.<body>"` under `secret`.
+pub fn sign(secret: &str, timestamp: &str, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The keyed hash of a request's identifier ('' when it does not parse: the
+/// pipeline refuses such a row with its own error).
+fn enrich_subject(enricher: &Enricher, request: &pb::EnrichRequest) -> String {
+    let deadline = tokio::time::Instant::now();
+    crate::api::request::enrich_query(request.clone(), deadline, Caller::operator())
+        .ok()
+        .and_then(|q| enricher.subject(&q.identifier, q.default_region).ok())
+        .map(|s| s.hash)
+        .unwrap_or_default()
+}
+
+/// A stored row as its output line: `row`, `input`, then the answer, the
+/// error or `erased`; None while it has no answer.
+fn result_line(number: i64, input: &str, result: Option<&str>) -> Option<Value> {
+    let mut line = json!({ "row": number });
+    line["input"] = serde_json::from_str(input).unwrap_or(Value::Null);
+    if let Ok(Value::Object(rest)) = serde_json::from_str::<Value>(result?) {
+        for (k, v) in rest {
+            line[k] = v;
+        }
+    }
+    Some(line)
+}
+
+fn without_row(mut line: Value) -> Value {
+    if let Value::Object(map) = &mut line {
+        map.remove("row");
+        map.remove("input");
+    }
+    line
+}
+
+fn bad(field: &str, why: &str) -> Status {
+    use tonic_types::StatusExt;
+    Status::with_error_details(
+        tonic::Code::InvalidArgument,
+        format!("{field}: {why}"),
+        tonic_types::ErrorDetails::with_bad_request_violation(field, why),
+    )
+}
+
+fn not_found(id: &str) -> Status {
+    Status::not_found(format!("no batch job {id:?}"))
+}
+
+fn unavailable(e: crate::ledger::LedgerError) -> Status {
+    Status::unavailable(format!("batch jobs cannot be read right now: {e}"))
+}

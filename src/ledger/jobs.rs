@@ -1,0 +1,273 @@
+//! Batch jobs' state in the ledger database (see
+//! migrations/20261126000001_batch_jobs.sql): a job, its rows, each row's
+//! answer once it is in.
+use sqlx::Row;
+
+use super::{Ledger, LedgerError};
+
+/// A job as stored.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub id: String,
+    pub caller: String,
+    pub caller_id: String,
+    pub template: String,
+    pub webhook_url: String,
+    pub state: String,
+    pub reason: String,
+    pub rows_total: i64,
+    pub created_ms: i64,
+    pub finished_ms: i64,
+    pub webhook_state: String,
+}
+
+/// A row as submitted.
+#[derive(Debug, Clone)]
+pub struct JobRowInput {
+    pub number: i64,
+    pub subject: String,
+    pub input: String,
+    pub request: String,
+    /// For a row answered at once (no usable identifier): its line and
+    /// outcome.
+    pub answered: Option<(String, String)>,
+}
+
+/// A row's output: number, input columns, answer line (None: pending).
+pub type RowOutput = (i64, String, Option<String>);
+
+const JOB_COLUMNS: &str = "id, caller, caller_id, template, webhook_url, state, reason, \
+    rows_total, created_ms, finished_ms, webhook_state";
+
+fn job(row: &sqlx::any::AnyRow) -> Result<JobRow, sqlx::Error> {
+    Ok(JobRow {
+        id: row.try_get("id")?,
+        caller: row.try_get("caller")?,
+        caller_id: row.try_get("caller_id")?,
+        template: row.try_get("template")?,
+        webhook_url: row.try_get("webhook_url")?,
+        state: row.try_get("state")?,
+        reason: row.try_get("reason")?,
+        rows_total: row.try_get("rows_total")?,
+        created_ms: row.try_get("created_ms")?,
+        finished_ms: row.try_get("finished_ms")?,
+        webhook_state: row.try_get("webhook_state")?,
+    })
+}
+
+impl Ledger {
+    /// Stores a job and all its rows in one transaction: a job exists whole
+    /// or not at all.
+    pub async fn insert_job(&self, job: &JobRow, rows: &[JobRowInput]) -> Result<(), LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!(
+            "INSERT INTO batch_jobs ({JOB_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
+        .bind(&job.id)
+        .bind(&job.caller)
+        .bind(&job.caller_id)
+        .bind(&job.template)
+        .bind(&job.webhook_url)
+        .bind(&job.state)
+        .bind(&job.reason)
+        .bind(job.rows_total)
+        .bind(job.created_ms)
+        .bind(job.finished_ms)
+        .bind(&job.webhook_state)
+        .execute(&mut *tx)
+        .await?;
+        for row in rows {
+            let (result, outcome) = match &row.answered {
+                Some((line, outcome)) => (Some(line.as_str()), outcome.as_str()),
+                None => (None, "pending"),
+            };
+            sqlx::query(
+                "INSERT INTO batch_rows (job_id, row_number, subject, input, request, result, outcome) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&job.id)
+            .bind(row.number)
+            .bind(&row.subject)
+            .bind(&row.input)
+            .bind(&row.request)
+            .bind(result)
+            .bind(outcome)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Option<JobRow>, LedgerError> {
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM batch_jobs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(job).transpose()?)
+    }
+
+    /// Jobs not finished, or finished with their webhook not yet delivered.
+    pub async fn unfinished_jobs(&self) -> Result<Vec<JobRow>, LedgerError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM batch_jobs \
+             WHERE state = 'running' OR webhook_state = 'pending' ORDER BY created_ms"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(job).collect::<Result<_, _>>()?)
+    }
+
+    /// Up to `limit` rows of a job with no answer yet, from `after` on:
+    /// number and request.
+    pub async fn pending_rows(
+        &self,
+        id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT row_number, request FROM batch_rows \
+             WHERE job_id = $1 AND result IS NULL AND row_number > $2 \
+             ORDER BY row_number LIMIT $3",
+        )
+        .bind(id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("row_number")?, r.try_get("request")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Stores a row's answer, unless it has one already (an erasure's
+    /// placeholder wins over an answer that arrives after it).
+    pub async fn put_row_result(
+        &self,
+        id: &str,
+        number: i64,
+        line: &str,
+        outcome: &str,
+    ) -> Result<(), LedgerError> {
+        sqlx::query(
+            "UPDATE batch_rows SET result = $1, outcome = $2 \
+             WHERE job_id = $3 AND row_number = $4 AND result IS NULL",
+        )
+        .bind(line)
+        .bind(outcome)
+        .bind(id)
+        .bind(number)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Rows of a job by outcome (`pending` for those not answered yet).
+    pub async fn job_counts(&self, id: &str) -> Result<Vec<(String, i64)>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT outcome, COUNT(*) AS n FROM batch_rows WHERE job_id = $1 GROUP BY outcome",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("outcome")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// A page of a job's rows in order, from `after` on.
+    pub async fn job_rows(
+        &self,
+        id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<RowOutput>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT row_number, input, result FROM batch_rows \
+             WHERE job_id = $1 AND row_number > $2 ORDER BY row_number LIMIT $3",
+        )
+        .bind(id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("row_number")?,
+                    r.try_get("input")?,
+                    r.try_get("result")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Ends a job: `done` or `failed` with the reason.
+    pub async fn finish_job(
+        &self,
+        id: &str,
+        state: &str,
+        reason: &str,
+        at_ms: i64,
+    ) -> Result<(), LedgerError> {
+        sqlx::query(
+            "UPDATE batch_jobs SET state = $1, reason = $2, finished_ms = $3 \
+             WHERE id = $4 AND state = 'running'",
+        )
+        .bind(state)
+        .bind(reason)
+        .bind(at_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_webhook_state(&self, id: &str, state: &str) -> Result<(), LedgerError> {
+        sqlx::query("UPDATE batch_jobs SET webhook_state = $1 WHERE id = $2")
+            .bind(state)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Art. 17 reaches batch jobs: the person's rows keep their number and
+    /// lose their input, request and answer. Returns how many rows.
+    pub async fn erase_job_rows(&self, subject: &str) -> Result<u64, LedgerError> {
+        let done = sqlx::query(
+            "UPDATE batch_rows SET input = '{}', request = '', \
+             result = '{\"erased\":true}', outcome = 'erased' WHERE subject = $1",
+        )
+        .bind(subject)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes the jobs (and rows) that finished before `before_ms`.
+    pub async fn sweep_jobs(&self, before_ms: i64) -> Result<u64, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM batch_rows WHERE job_id IN \
+             (SELECT id FROM batch_jobs WHERE state <> 'running' AND finished_ms < $1)",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await?;
+        let done =
+            sqlx::query("DELETE FROM batch_jobs WHERE state <> 'running' AND finished_ms < $1")
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+}

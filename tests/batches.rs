@@ -1,0 +1,429 @@
+//! Batch jobs over HTTP (`POST /v1/batches`), with a real HTTP client
+//! against running servers: a job survives a restart with every row
+//! answered once, its webhook is signed and retried, only its owner sees
+//! it, a refused claim stores nothing, and an erasure reaches its rows.
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, one_source};
+use enrichd::auth::Scope;
+use enrichd::auth::keys::NewKey;
+use enrichd::privacy::KeyedHasher;
+use serde_json::Value;
+use wiremock::ResponseTemplate;
+
+const HTTP: &str = "[dns]\nenabled = false\n[server]\nhttp_listen = \"127.0.0.1:0\"\n";
+/// The test source's budget: rate limits are not what these tests are about.
+const FAST: &str = "limits = { rate_limit = { per_second = 500.0, burst = 50 } }";
+const CLAIM: &str = "purpose=marketing&lawfulBasis=LAWFUL_BASIS_LEGITIMATE_INTERESTS\
+    &evidence.legitimateInterestAssessmentRef=LIA-1&options.view=VIEW_SUMMARY";
+
+fn base(app: &TestApp) -> String {
+    format!("http://{}", app.http_addr.expect("HTTP is served"))
+}
+
+fn list(n: usize) -> String {
+    let mut csv = "customer_id,email\n".to_owned();
+    for i in 1..=n {
+        csv.push_str(&format!("c{i},person{i}@example.com\n"));
+    }
+    csv
+}
+
+async fn submit(app: &TestApp, query: &str, csv: &str, key: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/v1/batches?{query}", base(app)))
+        .header("content-type", "text/csv")
+        .body(csv.to_owned());
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let answer = request.send().await.expect("answers");
+    let status = answer.status().as_u16();
+    (status, json_of(answer).await)
+}
+
+async fn json_of(answer: reqwest::Response) -> Value {
+    serde_json::from_slice(&answer.bytes().await.expect("a body")).expect("JSON")
+}
+
+async fn get(app: &TestApp, path: &str, key: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new().get(format!("{}{path}", base(app)));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    request.send().await.expect("answers")
+}
+
+async fn status(app: &TestApp, id: &str) -> Value {
+    json_of(get(app, &format!("/v1/batches/{id}"), None).await).await
+}
+
+/// Polls the job until `done` says so (the job runs on its own; there is no
+/// clock to inject into someone else's progress).
+async fn wait_for(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..600 {
+        let view = status(app, id).await;
+        if done(&view) {
+            return view;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the job never got there: {}", status(app, id).await);
+}
+
+async fn results(app: &TestApp, id: &str) -> Vec<Value> {
+    let answer = get(app, &format!("/v1/batches/{id}/results"), None).await;
+    assert_eq!(
+        answer.headers()["content-type"].to_str().unwrap(),
+        "application/x-ndjson"
+    );
+    answer
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_job_survives_a_restart_with_every_row_answered_once() {
+    survives_a_restart(None).await;
+}
+
+#[tokio::test]
+async fn a_job_survives_a_restart_on_postgresql() {
+    survives_a_restart(Some(common::postgres_url().await)).await;
+}
+
+/// Two servers in turn on one ledger database (SQLite in the first's
+/// directory, or `database`).
+async fn survives_a_restart(database: Option<String>) {
+    // A slow source, so the server stops with rows done, in flight and left.
+    let (_site, catalog) = one_source(
+        "email",
+        FAST,
+        ResponseTemplate::new(200)
+            .set_body_string(r#"{"user": {"name": "Someone"}}"#)
+            .set_delay(Duration::from_millis(150)),
+    )
+    .await;
+    let mut config = format!("{HTTP}[batch]\nmax_in_flight = 2\n");
+    if let Some(url) = &database {
+        config.push_str(&format!("[ledger]\nurl = \"{url}\"\n"));
+    }
+    let mut first = TestApp::with_catalog(&config, catalog.clone()).await;
+    let (code, job) = submit(&first, CLAIM, &list(24), None).await;
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_str().expect("an id").to_owned();
+    assert_eq!(job["state"], "RUNNING");
+    assert_eq!(job["rowsTotal"], 24);
+
+    wait_for(&first, &id, |v| v["rowsDone"].as_i64() >= Some(4)).await;
+    first.stop();
+    first.handle.await.expect("joins").expect("stops cleanly");
+    let ledger_url = first.ledger_url.clone();
+    let halfway = enrichd::ledger::Ledger::open(&ledger_url)
+        .await
+        .expect("opens")
+        .job_counts(&id)
+        .await
+        .expect("counts");
+    let pending = halfway
+        .iter()
+        .find(|(o, _)| o == "pending")
+        .map_or(0, |(_, n)| *n);
+    assert!(pending > 0 && pending < 24, "stopped halfway: {halfway:?}");
+
+    // Another server on the same database goes on with the rest.
+    if database.is_none() {
+        config.push_str(&format!("[ledger]\nurl = \"{ledger_url}\"\n"));
+    }
+    let second = TestApp::with_catalog(&config, catalog).await;
+    let done = wait_for(&second, &id, |v| v["state"] == "DONE").await;
+    assert_eq!(done["rowsDone"], 24, "{done}");
+    assert_eq!(done["summary"]["enriched"], 24, "{done}");
+
+    let lines = results(&second, &id).await;
+    let rows: Vec<i64> = lines.iter().map(|l| l["row"].as_i64().unwrap()).collect();
+    assert_eq!(
+        rows,
+        (1..=24).collect::<Vec<_>>(),
+        "every row once, in order"
+    );
+    assert_eq!(lines[6]["input"]["customer_id"], "c7");
+    assert_eq!(
+        lines[6]["answer"]["summary"]["displayName"]["value"], "Someone",
+        "{}",
+        lines[6]
+    );
+    // Each person was processed once: one record each in the ledger.
+    let hasher = KeyedHasher::new(common::TEST_HASH_KEY);
+    let ledger = second.enricher.ledger();
+    for i in 1..=24 {
+        let records = ledger
+            .records(&hasher.hash(&format!("email:person{i}@example.com")))
+            .await
+            .expect("records");
+        assert_eq!(records.len(), 1, "person{i}: {records:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_webhook_is_signed_and_retried_until_it_is_taken() {
+    let (_site, catalog) = one_source(
+        "email",
+        FAST,
+        ResponseTemplate::new(404).set_body_string("{}"),
+    )
+    .await;
+    let receiver = wiremock::MockServer::start().await;
+    let calls = common::Arrivals::answering(ResponseTemplate::new(200));
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .mount(&receiver)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(calls.clone())
+        .mount(&receiver)
+        .await;
+    let config = format!(
+        "{HTTP}[batch]\nwebhook_private_origins = [\"{}\"]\n",
+        receiver.uri()
+    );
+    let app = TestApp::with_catalog(&config, catalog).await;
+    let hook = format!("{}/hooks/enrichd", receiver.uri());
+    let query = format!(
+        "{CLAIM}&webhookUrl={}",
+        url::form_urlencoded::byte_serialize(hook.as_bytes()).collect::<String>()
+    );
+    let (code, job) = submit(&app, &query, &list(3), None).await;
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let secret = job["webhookSecret"].as_str().expect("a secret").to_owned();
+    let view = wait_for(&app, &id, |v| v["webhook"] == "DELIVERED").await;
+    assert_eq!(view["state"], "DONE");
+
+    let received = receiver.received_requests().await.expect("recorded");
+    assert_eq!(received.len(), 2, "one refusal, one retry");
+    for request in &received {
+        let header = |name: &str| request.headers[name].to_str().unwrap().to_owned();
+        let timestamp = header("enrichd-timestamp");
+        let body = String::from_utf8(request.body.clone()).unwrap();
+        assert_eq!(
+            header("enrichd-signature"),
+            format!(
+                "v1={}",
+                enrichd::batch::jobs::sign(&secret, &timestamp, &body)
+            )
+        );
+        // Verified as a receiver would, with its own HMAC.
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{timestamp}.{body}").as_bytes());
+        let expected = hex::encode(mac.finalize().into_bytes());
+        assert_eq!(header("enrichd-signature"), format!("v1={expected}"));
+        let sent: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(sent["id"], id.as_str());
+        assert_eq!(sent["summary"]["notFound"], 3);
+    }
+    assert_eq!(calls.len(), 1);
+}
+
+#[tokio::test]
+async fn only_the_owner_sees_a_job_and_a_refused_claim_stores_nothing() {
+    let (_site, catalog) = one_source(
+        "email",
+        FAST,
+        ResponseTemplate::new(404).set_body_string("{}"),
+    )
+    .await;
+    let app = TestApp::with_catalog(&format!("{HTTP}[auth]\nrequired = true\n"), catalog).await;
+    let keys = app.keys().await;
+    let key = |name: &str, scopes: std::collections::BTreeSet<Scope>| {
+        let keys = keys.clone();
+        let name = name.to_owned();
+        async move {
+            keys.create(NewKey {
+                name,
+                scopes,
+                purposes: Default::default(),
+                quota_per_second: None,
+                expires_in: None,
+            })
+            .await
+            .expect("created")
+            .secret
+        }
+    };
+    let owner = key("crm", [Scope::Stream].into()).await;
+    let other = key("other", [Scope::Stream].into()).await;
+    let narrow = key("narrow", [Scope::Enrich].into()).await;
+
+    let (code, refused) = submit(&app, CLAIM, &list(2), None).await;
+    assert_eq!(code, 401, "{refused}");
+    let (code, refused) = submit(&app, CLAIM, &list(2), Some(&narrow)).await;
+    assert_eq!(code, 403, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stream")
+    );
+
+    // A purpose with a typo refuses the job before any row: 400, the
+    // precondition named, nothing stored.
+    let (code, refused) = submit(
+        &app,
+        &CLAIM.replace("purpose=marketing", "purpose=marketting"),
+        &list(2),
+        Some(&owner),
+    )
+    .await;
+    assert_eq!(code, 400, "{refused}");
+    assert_eq!(refused["error"]["status"], "FAILED_PRECONDITION");
+    let ledger = app.enricher.ledger();
+    assert!(ledger.unfinished_jobs().await.unwrap().is_empty());
+    // A list with no identifier column names the body and the parameters.
+    let (code, refused) = submit(&app, CLAIM, "id,city\n1,Paris\n", Some(&owner)).await;
+    assert_eq!(code, 400, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("body: "), "{message}");
+    assert!(message.contains("emailColumn"), "{message}");
+    // A list sent as something else is refused by its type.
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/batches?{CLAIM}", base(&app)))
+        .bearer_auth(&owner)
+        .header("content-type", "application/pdf")
+        .body("%PDF")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 415);
+
+    let (code, job) = submit(&app, CLAIM, &list(2), Some(&owner)).await;
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let path = format!("/v1/batches/{id}");
+    assert_eq!(get(&app, &path, Some(&owner)).await.status().as_u16(), 200);
+    for stranger in [&other, &narrow] {
+        let answer = get(&app, &path, Some(stranger)).await;
+        assert!(
+            matches!(answer.status().as_u16(), 403 | 404),
+            "{}",
+            answer.status()
+        );
+        let answer = get(&app, &format!("{path}/results"), Some(stranger)).await;
+        assert!(matches!(answer.status().as_u16(), 403 | 404));
+    }
+    assert_eq!(get(&app, &path, Some(&other)).await.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn an_erasure_reaches_the_rows_of_batch_jobs() {
+    let (_site, catalog) = one_source(
+        "email",
+        FAST,
+        ResponseTemplate::new(200).set_body_string(r#"{"user": {"name": "Someone"}}"#),
+    )
+    .await;
+    let app = TestApp::with_catalog(HTTP, catalog).await;
+    let (_, job) = submit(&app, CLAIM, &list(3), None).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_for(&app, &id, |v| v["state"] == "DONE").await;
+
+    let erased = json_of(
+        reqwest::Client::new()
+            .post(format!("{}/v1/erase", base(&app)))
+            .header("content-type", "application/json")
+            .body(r#"{"email": "person2@example.com", "reference": "DSR-7"}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(erased["batchRowsErased"], 1, "{erased}");
+
+    let lines = results(&app, &id).await;
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1]["row"], 2);
+    assert_eq!(lines[1]["erased"], true);
+    assert_eq!(lines[1]["input"], serde_json::json!({}));
+    assert!(lines[1].get("answer").is_none());
+    assert!(!lines.iter().any(|l| l.to_string().contains("person2")));
+    assert_eq!(lines[0]["input"]["email"], "person1@example.com");
+    let view = status(&app, &id).await;
+    assert_eq!(view["summary"]["erased"], 1);
+
+    // The spreadsheet's view: the rows' columns, then the summary columns.
+    let table = get(&app, &format!("/v1/batches/{id}/results?format=csv"), None).await;
+    assert!(
+        table.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let table = table.text().await.unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("customer_id,email,row,outcome,error,display_name,"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("c1,person1@example.com,1,enriched,,Someone,a,"),
+        "{table}"
+    );
+    assert!(lines[2].starts_with(",,2,erased,"), "{table}");
+    assert_eq!(lines.len(), 4);
+}
+
+#[tokio::test]
+async fn the_readme_batch_example_works_as_written() {
+    let (app, _sandbox) =
+        common::sandbox_app_with("[server]\nhttp_listen = \"127.0.0.1:0\"\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let docs = common::run_readme_block("batch-example", base(&app), dir.path()).await;
+    assert_eq!(docs.len(), 3, "{docs:?}");
+    assert_eq!(docs[0]["state"], "DONE");
+    assert_eq!(docs[0]["summary"]["enriched"], 1, "{}", docs[0]);
+    assert_eq!(docs[0]["summary"]["notFound"], 1, "{}", docs[0]);
+    assert_eq!(docs[1]["input"]["customer_id"], "c1");
+    assert!(docs[1]["answer"]["summary"]["displayName"]["value"].is_string());
+    assert_eq!(docs[2]["row"], 2);
+}
+
+#[tokio::test]
+async fn a_finished_job_is_deleted_after_its_retention() {
+    let (_site, catalog) = one_source(
+        "email",
+        FAST,
+        ResponseTemplate::new(404).set_body_string("{}"),
+    )
+    .await;
+    let clock = enrichd::clock::ManualClock::new();
+    let config =
+        format!("{HTTP}[ledger]\nsweep_every = \"20ms\"\n[batch]\njob_retention = \"7d\"\n");
+    let app = TestApp::with_clock(&config, catalog, clock.shared()).await;
+    let (_, job) = submit(&app, CLAIM, &list(2), None).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_for(&app, &id, |v| v["state"] == "DONE").await;
+    let path = format!("/v1/batches/{id}");
+    // Six days on it is still there (sweeps ran meanwhile)...
+    clock.advance(Duration::from_secs(6 * 86_400));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(get(&app, &path, None).await.status().as_u16(), 200);
+    // ...and after seven it is gone, rows and all.
+    clock.advance(Duration::from_secs(2 * 86_400));
+    for _ in 0..100 {
+        if get(&app, &path, None).await.status().as_u16() == 404 {
+            let rows = app.enricher.ledger().job_rows(&id, 0, 10).await.unwrap();
+            assert!(rows.is_empty());
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the job outlived its retention");
+}
