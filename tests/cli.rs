@@ -205,6 +205,57 @@ fn bad_state_paths_are_named_before_anything_is_created() {
 }
 
 #[test]
+fn a_batch_on_slow_real_budgets_says_how_long_it_may_take() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let catalog = tmp.path().join("catalog");
+    std::fs::create_dir(&catalog).unwrap();
+    std::fs::write(
+        catalog.join("slow.toml"),
+        common::test_source(
+            "slow",
+            "email",
+            "http://192.0.2.1/{input}",
+            "limits = { rate_limit = { per_second = 0.01, burst = 1 } }",
+        ),
+    )
+    .unwrap();
+    let input = tmp.path().join("list.csv");
+    std::fs::write(
+        &input,
+        "email\na@example.com\nb@example.com\nc@example.com\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+        .args([
+            "batch",
+            "--purpose",
+            "marketing",
+            "--basis",
+            "legitimate_interests",
+        ])
+        .args(["--lia-ref", "LIA-1"])
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(tmp.path().join("out.jsonl"))
+        .env("ENRICHD__DNS__ENABLED", "false")
+        .env("ENRICHD__LEDGER__URL", "sqlite::memory:")
+        .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY)
+        .env("ENRICHD__SOURCES__CATALOG", &catalog)
+        .env("ENRICHD__BATCH__DEADLINE", "1s")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "note: source \"slow\" allows 0.01 requests/s (burst 1): 3 rows may take up to 3m 20s"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn purposes_prints_the_register() {
     let out = enrichd(&["purposes"]);
     assert!(out.status.success());

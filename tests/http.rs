@@ -90,6 +90,12 @@ async fn enrich_over_http_is_the_grpc_answer_as_json() {
     assert_eq!(answer["compliance"]["identifierSuppressed"], json!(false));
     assert!(answer["compliance"]["specialCategoriesSuppressed"].is_number());
     assert_eq!(answer["requestId"], json!(""), "{}", answer["identifier"]);
+    // Durations a spreadsheet reads: whole days and milliseconds beside them.
+    assert_eq!(answer["compliance"]["retention"], json!("15552000s"));
+    assert_eq!(answer["compliance"]["retentionDays"], json!(180));
+    for outcome in answer["sources"].as_array().unwrap() {
+        assert!(outcome["latencyMs"].is_u64(), "{outcome}");
+    }
 }
 
 #[tokio::test]

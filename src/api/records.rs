@@ -81,6 +81,7 @@ pub fn access_to_proto(a: &AccessReport) -> pb::AccessResponse {
                         .map(|b| enums::basis_to_proto(*b).into())
                         .collect(),
                     retention: Some(duration(p.retention)),
+                    retention_days: super::response::days(p.retention),
                 })
                 .collect(),
             data_categories: a.summary.data_categories.clone(),

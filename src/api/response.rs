@@ -34,6 +34,7 @@ fn mx_to_proto(mx: &MxCheck) -> pb::MxCheck {
             .collect(),
         detail,
         latency: Some(duration(mx.latency)),
+        latency_ms: millis(mx.latency),
     }
 }
 
@@ -141,6 +142,7 @@ fn compliance_to_proto(c: &Compliance, processing_id: &str) -> pb::Compliance {
         special_categories_suppressed: c.special_categories_suppressed,
         notice: Some(notice_to_proto(&c.notice)),
         retention: Some(duration(g.purpose.retention)),
+        retention_days: days(g.purpose.retention),
         dpia_ref: g.purpose.dpia_ref.clone().unwrap_or_default(),
         processing_id: processing_id.to_owned(),
         source_of_data: c.source_of_data.to_owned(),
@@ -286,6 +288,7 @@ pub fn outcome_to_proto(o: &SourceOutcome) -> pb::SourceOutcome {
         skip_reason: skip.into(),
         detail: o.detail.clone().unwrap_or_default(),
         latency: Some(duration(o.latency)),
+        latency_ms: millis(o.latency),
         http_status: o.http_status.map(u32::from).unwrap_or_default(),
         cached: o.cached,
         cache_age: o.cache_age.map(duration),
@@ -457,4 +460,14 @@ fn coverage_to_proto(e: &Enrichment) -> pb::Coverage {
         unanswered: e.coverage.unanswered,
         skipped: e.coverage.skipped,
     }
+}
+
+/// Whole milliseconds, for spreadsheets.
+pub fn millis(d: std::time::Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// Whole days, for spreadsheets.
+pub fn days(d: std::time::Duration) -> u32 {
+    u32::try_from(d.as_secs() / 86_400).unwrap_or(u32::MAX)
 }

@@ -429,6 +429,9 @@ async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
         template,
         window: args.concurrency.max(1),
     };
+    if args.remote.remote.is_none() && !args.sandbox {
+        slow_budget_note(&config, &args)?;
+    }
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -467,6 +470,52 @@ async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Real sources allow a few requests a minute, not a second: before a run
+/// on them, say how long its slowest budget makes it, at worst, so a
+/// five-row list that takes minutes is no surprise.
+fn slow_budget_note(config: &Config, args: &BatchArgs) -> anyhow::Result<()> {
+    let catalog = startup::configured_catalog(config)?;
+    let purpose = args.claim.purpose.as_str();
+    let Some(slowest) = catalog
+        .sources()
+        .iter()
+        .filter(|s| s.enabled() && s.purposes.iter().any(|p| p == purpose))
+        .min_by(|a, b| {
+            a.limits
+                .rate_limit
+                .per_second
+                .total_cmp(&b.limits.rate_limit.per_second)
+        })
+    else {
+        return Ok(());
+    };
+    let rows = crate::batch::read_rows(
+        &args.input,
+        crate::batch::Format::of(&args.input),
+        &crate::batch::Columns {
+            email: args.email_column.clone(),
+            phone: args.phone_column.clone(),
+        },
+    )
+    .map(|r| r.len())
+    .unwrap_or(0);
+    let rate = slowest.limits.rate_limit;
+    let beyond = rows.saturating_sub(rate.burst as usize) as f64;
+    let seconds = beyond / rate.per_second.max(f64::MIN_POSITIVE);
+    if seconds >= 60.0 {
+        eprintln!(
+            "note: source {:?} allows {} requests/s (burst {}): {rows} rows may take up to {} \
+             on the configured catalog (fewer when rows skip it or hit the cache); \
+             --sandbox runs on local sites",
+            slowest.id,
+            rate.per_second,
+            rate.burst,
+            humantime::format_duration(std::time::Duration::from_secs(seconds.ceil() as u64))
+        );
+    }
+    Ok(())
 }
 
 async fn backup(args: args::BackupArgs) -> anyhow::Result<ExitCode> {
