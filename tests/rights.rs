@@ -34,14 +34,12 @@ fn erase(email: &str, kind: pb::erase_request::Kind, reference: &str) -> pb::Era
 async fn access_shows_nobody_else_s_findings_for_an_address_with_the_same_local_part() {
     let (app, _sandbox) = common::sandbox_app().await;
     let mut client = app.client().await;
-    let jane = client
-        .enrich(email_request("jane.doe@example.com"))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut request = email_request("jane.doe@example.com");
+    request.hints.get_or_insert_with(Default::default).name = "Jane Doe".into();
+    let jane = client.enrich(request).await.unwrap().into_inner();
     assert!(
         jane.profiles.iter().any(|p| p.source_id == "sb-forum"),
-        "Jane's forum profile came from a guess on her local part"
+        "Jane's forum profile came from a guess on her local part, tied to her by her name"
     );
     let mine = client
         .access(access("jane.doe@example.com"))

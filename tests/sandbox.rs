@@ -82,6 +82,35 @@ async fn nobody_is_found_nowhere() {
     assert!(!resp.compliance.unwrap().notice.unwrap().required);
 }
 
+/// A username guessed from the local part belongs to whoever registered it:
+/// with a typo'd domain (nothing else found) Jane's forum profile is only a
+/// possible match, where it is and nothing more, and feeds no score.
+#[tokio::test]
+async fn an_uncorroborated_guess_is_a_possible_match_that_feeds_nothing() {
+    let resp = enrich(email_request("jane.doe@exmaple.com")).await;
+    assert!(resp.profiles.is_empty(), "{:?}", resp.profiles);
+    assert_eq!(resp.possible_matches.len(), 1);
+    let forum = &resp.possible_matches[0];
+    assert_eq!(forum.source_id, "sb-forum");
+    assert_eq!(
+        forum.provenance.as_ref().unwrap().confidence(),
+        pb::MatchConfidence::Guess
+    );
+    assert!(forum.url.is_some());
+    assert!(forum.display_name.is_none() && forum.bio.is_none() && forum.created_at.is_none());
+    assert!(forum.corroborated_by.is_empty());
+    assert!(resp.interests.is_empty());
+    assert_eq!(resp.footprint.unwrap().score, 0);
+    assert!(resp.attributes.is_empty());
+    // The same guess, with Jane's name given, is hers.
+    let mut named = email_request("jane.doe@exmaple.com");
+    named.hints.get_or_insert_with(Default::default).name = "Jane Doe".into();
+    let resp = enrich(named).await;
+    assert!(resp.possible_matches.is_empty());
+    assert_eq!(resp.profiles[0].source_id, "sb-forum");
+    assert!(!resp.interests.is_empty());
+}
+
 #[tokio::test]
 async fn the_callers_options_narrow_profiles_and_interests() {
     let (app, _sandbox) = common::sandbox_app().await;
@@ -89,6 +118,8 @@ async fn the_callers_options_narrow_profiles_and_interests() {
     let mut ask = async |options: pb::EnrichOptions| {
         let mut req = email_request("jane.doe@example.com");
         req.options = Some(options);
+        // The name corroborates the forum profile her local part guessed.
+        req.hints.get_or_insert_with(Default::default).name = "Jane Doe".into();
         client.enrich(req).await.unwrap().into_inner()
     };
     // Two calls first: the flaky site (an error every other call) is then
@@ -107,6 +138,16 @@ async fn the_callers_options_narrow_profiles_and_interests() {
         confidences(&all),
         [Guess as i32, Pivot as i32, Exact as i32].into(),
         "Jane has a guessed, a pivoted and exact profiles"
+    );
+    let forum = all
+        .profiles
+        .iter()
+        .find(|p| p.source_id == "sb-forum")
+        .unwrap();
+    assert_eq!(
+        forum.corroborated_by,
+        [pb::Corroboration::NameHint as i32],
+        "the guess is hers by the name given"
     );
 
     // min_confidence drops the profiles below it, and the answer is only as

@@ -60,6 +60,7 @@ fn profile(source: &str, confidence: Confidence, fields: &[(Field, Value)]) -> P
             .collect::<BTreeMap<_, _>>(),
         extra: BTreeMap::new(),
         accounts: Vec::new(),
+        corroborated_by: Vec::new(),
     }
 }
 

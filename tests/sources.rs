@@ -183,12 +183,27 @@ async fn the_real_catalog_reads_the_real_formats() {
     );
     assert_eq!(keybase.display_name.as_ref().unwrap().value, "Ada Lovelace");
     assert_eq!(keybase.linked_accounts.len(), 2);
-    let hn = profile_of(&resp, "hackernews");
+    // ...and it is hers: its proofs link to her confirmed GitHub account.
+    assert_eq!(keybase.corroborated_by, [pb::Corroboration::Link as i32]);
+    // Hacker News was reached by the same guess, and nothing ties that
+    // account to her (no name, no avatar, no link): a possible match, with
+    // where it is and nothing it says.
+    assert!(
+        resp.sources
+            .iter()
+            .any(|o| o.source_id == "hackernews" && o.outcome() == Outcome::Found)
+    );
+    assert!(resp.profiles.iter().all(|p| p.source_id != "hackernews"));
+    let hn = resp
+        .possible_matches
+        .iter()
+        .find(|p| p.source_id == "hackernews")
+        .expect("a possible match");
     assert_eq!(
         hn.provenance.as_ref().unwrap().confidence(),
         pb::MatchConfidence::Guess
     );
-    assert_eq!(hn.extra["karma"].value, "2937");
+    assert!(hn.extra.is_empty() && hn.bio.is_none() && hn.created_at.is_none());
     let mastodon = profile_of(&resp, "mastodon-social");
     assert_eq!(mastodon.username.as_ref().unwrap().value, "adal");
     assert_eq!(

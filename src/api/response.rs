@@ -244,6 +244,19 @@ pub(super) fn profile_to_proto(p: &Profile) -> pb::Profile {
             .iter()
             .map(|(k, v)| (k.clone(), text_value(v)))
             .collect(),
+        corroborated_by: p
+            .corroborated_by
+            .iter()
+            .map(|c| {
+                use crate::model::Corroboration as C;
+                match c {
+                    C::Avatar => pb::Corroboration::Avatar,
+                    C::Link => pb::Corroboration::Link,
+                    C::NameHint => pb::Corroboration::NameHint,
+                }
+                .into()
+            })
+            .collect(),
     }
 }
 
@@ -369,6 +382,7 @@ pub fn enrichment_to_proto(e: &Enrichment) -> pb::EnrichResponse {
         identifier: e.identifier.as_ref().map(identifier_to_proto),
         verification: e.verification.as_ref().map(verification_to_proto),
         profiles: e.profiles.iter().map(profile_to_proto).collect(),
+        possible_matches: e.possible_matches.iter().map(profile_to_proto).collect(),
         attributes: e.attributes.iter().map(attribute_to_proto).collect(),
         interests: e.interests.iter().map(interest_to_proto).collect(),
         footprint: e.footprint.as_ref().map(footprint_to_proto),
@@ -438,6 +452,7 @@ pub fn apply_view(answer: &mut pb::EnrichResponse, view: pb::View) {
         pb::View::Summary => {
             answer.verification = None;
             answer.profiles.clear();
+            answer.possible_matches.clear();
             answer.attributes.clear();
             answer.interests.clear();
             answer.footprint = None;

@@ -572,6 +572,9 @@ fn every_problem(value: &figment::value::Value, figment: &Figment) -> Vec<String
         let from = figment
             .find_metadata(&path)
             .map(|m| match &m.source {
+                // The path as configured (figment would print it relative
+                // to the working directory).
+                Some(figment::Source::File(path)) => format!(" (from {})", path.display()),
                 Some(source) => format!(" (from {source})"),
                 None => format!(" (from {})", m.name),
             })

@@ -241,6 +241,7 @@ pub async fn run(
                 fields,
                 extra,
                 accounts,
+                corroborated_by: Vec::new(),
             };
             done(outcome, Some(profile))
         }

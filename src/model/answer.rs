@@ -127,6 +127,9 @@ pub struct Enrichment {
     pub verification: Option<Verification>,
     /// Best match first.
     pub profiles: Vec<Profile>,
+    /// Found only through a guessed username, with nothing tying them to
+    /// the person: where they are, apart from the profiles.
+    pub possible_matches: Vec<Profile>,
     pub attributes: Vec<Attribute>,
     pub sources: Vec<SourceOutcome>,
     pub interests: Vec<Interest>,

@@ -171,6 +171,22 @@ pub struct Profile {
     pub fields: BTreeMap<Field, Sourced>,
     pub extra: BTreeMap<String, Sourced>,
     pub accounts: Vec<LinkedAccount>,
+    /// For a profile found only through a guessed username: what ties it to
+    /// the person (empty for confirmed profiles).
+    #[serde(default)]
+    pub corroborated_by: Vec<Corroboration>,
+}
+
+/// What ties a guessed profile to the person asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Corroboration {
+    /// The same avatar image (URL or image hash) as a confirmed profile.
+    Avatar,
+    /// A link between it and a confirmed profile, either way.
+    Link,
+    /// Its display name matches the name the caller gave.
+    NameHint,
 }
 
 impl Profile {

@@ -19,6 +19,7 @@ use crate::model::{Attribute, Compliance, Footprint, Interest, Profile, Risk, Ve
 pub(super) struct Disclosed {
     pub verification: Option<Verification>,
     pub profiles: Vec<Profile>,
+    pub possible_matches: Vec<Profile>,
     pub attributes: Vec<Attribute>,
     pub interests: Vec<Interest>,
     pub footprint: Option<Footprint>,
@@ -67,6 +68,11 @@ impl Enricher {
                 .filter(|_| wants("verification")),
             profiles: if wants("profiles") {
                 merged.profiles.clone()
+            } else {
+                Vec::new()
+            },
+            possible_matches: if wants("profiles") {
+                merged.possible_matches.clone()
             } else {
                 Vec::new()
             },

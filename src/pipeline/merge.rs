@@ -16,8 +16,11 @@ use crate::model::{
 /// The merged findings of one request.
 pub(super) struct Merged {
     pub verification: Option<Verification>,
-    /// Best match first.
+    /// The person's profiles, best match first: confirmed, and guesses
+    /// something corroborates (`corroborate`).
     pub profiles: Vec<Profile>,
+    /// Guesses nothing ties to the person: where they are, nothing more.
+    pub possible_matches: Vec<Profile>,
     /// One per (source, input) asked, then one per source not asked.
     pub outcomes: Vec<SourceOutcome>,
     pub cache: CacheInfo,
@@ -44,6 +47,8 @@ pub(super) fn merge(
     if let Some(min) = query.min_confidence {
         profiles.retain(|p| p.confidence() >= min);
     }
+    let (mut profiles, possible_matches) =
+        super::corroborate::corroborate(profiles, query.name_hint.as_deref());
     order_profiles(&mut profiles, catalog);
     let cache = cache_info(&outcomes, query.cache.mode);
     let coverage = coverage(&outcomes, min_coverage);
@@ -52,6 +57,7 @@ pub(super) fn merge(
         cache_keys,
         verification,
         profiles,
+        possible_matches,
         outcomes,
         cache,
     }

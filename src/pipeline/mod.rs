@@ -8,6 +8,7 @@
 //! processing, refusals included, is recorded before it is answered.
 mod answer;
 mod comply;
+mod corroborate;
 mod gate;
 mod gather;
 mod merge;
