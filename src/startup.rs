@@ -43,11 +43,11 @@ pub enum StartupError {
 
 /// The catalog the config names: its directory, or the shipped one.
 pub fn configured_catalog(config: &Config) -> Result<Catalog, CatalogError> {
-    let purposes = config.purpose_ids();
-    match &config.sources.catalog {
-        Some(dir) => Catalog::load_dir(dir, &purposes),
-        None => Catalog::shipped(&purposes),
-    }
+    Catalog::configured(
+        config.sources.catalog.as_deref(),
+        &config.sources.packs,
+        &config.purpose_ids(),
+    )
 }
 
 /// Checks, before anything is created, that the data directory, the SQLite

@@ -49,6 +49,12 @@ struct Site {
     present: Vec<String>,
     absent: Vec<String>,
     redirect_means_absent: bool,
+    /// The Art. 9 category presence on the site reveals (never asked).
+    special_category: Option<&'static str>,
+    /// Why the site is off, if it is.
+    disabled_reason: Option<String>,
+    /// Usernames known to have an account there.
+    known_present: Vec<String>,
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -117,7 +123,27 @@ impl Site {
             present: Vec::new(),
             absent: Vec::new(),
             redirect_means_absent: false,
+            special_category: None,
+            disabled_reason: None,
+            known_present: Vec::new(),
         }
+    }
+}
+
+/// A WhatsMyName category as interest tags (`data/scoring/tags.toml`), or
+/// the Art. 9 category that presence on such a site reveals.
+fn wmn_category(cat: &str) -> (Vec<String>, Option<&'static str>) {
+    let tags = |t: &[&str]| t.iter().map(|s| (*s).to_owned()).collect();
+    match cat {
+        "political" => (Vec::new(), Some("political_opinions")),
+        "health" => (Vec::new(), Some("health")),
+        "dating" | "xx NSFW xx" => (Vec::new(), Some("sex_life")),
+        "tech" => (tags(&["technology"]), None),
+        "images" => (tags(&["photography"]), None),
+        "blog" => (tags(&["blogging"]), None),
+        "finance" => (tags(&["personal finance"]), None),
+        "archived" | "misc" | "search" => (Vec::new(), None),
+        other => (tags(&[other]), None),
     }
 }
 
@@ -266,9 +292,53 @@ fn whatsmyname(doc: &Value, skipped: &mut Vec<(String, String)>) -> Vec<Site> {
         };
         let e_code = s.get("e_code").and_then(Value::as_u64).unwrap_or(200) as u16;
         let m_code = s.get("m_code").and_then(Value::as_u64).unwrap_or(404) as u16;
-        let e_string = strings(s.get("e_string"));
-        let m_string = strings(s.get("m_string"));
+        // WhatsMyName reads the first answer's status: a redirect there is
+        // the answer, never followed.
+        if (300..400).contains(&e_code) {
+            skipped.push((
+                name,
+                format!(
+                    "an account is a redirect ({e_code}), which enrichd does not read as found"
+                ),
+            ));
+            continue;
+        }
+        // An empty string is no marker (every page holds it).
+        let markers = |key: &str| -> Vec<String> {
+            strings(s.get(key))
+                .into_iter()
+                .filter(|m| !m.is_empty())
+                .collect()
+        };
+        let e_string = markers("e_string");
+        let m_string = markers("m_string");
+        // Same status both ways and nothing that says "no such account":
+        // a missing account could not be told from a bot wall.
+        if e_code == m_code && m_string.is_empty() {
+            skipped.push((
+                name,
+                format!(
+                    "no m_string and one status ({e_code}) for both answers: absence cannot be read"
+                ),
+            ));
+            continue;
+        }
         let body = post_body.map(|b| template(b, "{account}").unwrap_or_else(|| escape_braces(b)));
+        let (tags, special_category) =
+            wmn_category(s.get("cat").and_then(Value::as_str).unwrap_or(""));
+        // "user-agent" asks for a browser's User-Agent, which every request
+        // carries; any other shield (Cloudflare, a captcha...) answers a
+        // challenge page instead of the profile.
+        let protection: Vec<String> = strings(s.get("protection"))
+            .into_iter()
+            .filter(|p| p != "user-agent")
+            .collect();
+        let disabled_reason = (!protection.is_empty()).then(|| {
+            format!(
+                "behind {} (WhatsMyName's protection field): its answers cannot be read reliably",
+                protection.join(", ")
+            )
+        });
         out.push(Site {
             name,
             url,
@@ -279,7 +349,7 @@ fn whatsmyname(doc: &Value, skipped: &mut Vec<(String, String)>) -> Vec<Site> {
             },
             body,
             headers: headers(s.get("headers")),
-            tags: strings(s.get("cat")),
+            tags,
             pattern: None,
             found_status: vec![e_code],
             // The same status for both answers: the strings tell them apart.
@@ -294,7 +364,10 @@ fn whatsmyname(doc: &Value, skipped: &mut Vec<(String, String)>) -> Vec<Site> {
             } else {
                 Vec::new()
             },
-            redirect_means_absent: false,
+            redirect_means_absent: (300..400).contains(&m_code),
+            special_category,
+            disabled_reason,
+            known_present: strings(s.get("known")),
         });
     }
     out
@@ -306,10 +379,15 @@ fn to_toml(format: Format, site: Site, purposes: &[String]) -> Table {
     let list = |v: &[String]| {
         toml::Value::Array(v.iter().map(|x| toml::Value::String(x.clone())).collect())
     };
-    source.insert(
-        "id".into(),
-        s(&format!("{}-{}", format.prefix(), slug(&site.name))),
-    );
+    // A name in another script ("Военное обозрение") names the site by
+    // its host instead, so every id says something.
+    let named = if site.name.is_ascii() {
+        slug(&site.name)
+    } else {
+        let host = site.url.split("://").nth(1).unwrap_or(&site.url);
+        slug(host.split('/').next().unwrap_or(host))
+    };
+    source.insert("id".into(), s(&format!("{}-{named}", format.prefix())));
     source.insert("name".into(), s(&site.name));
     source.insert("platform".into(), s(&site.name));
     let tags: BTreeSet<String> = site.tags.iter().map(|t| t.to_lowercase()).collect();
@@ -318,6 +396,16 @@ fn to_toml(format: Format, site: Site, purposes: &[String]) -> Table {
     source.insert("data_categories".into(), list(&["profile".to_owned()]));
     source.insert("purposes".into(), list(purposes));
     source.insert("input".into(), s("username"));
+    if let Some(category) = site.special_category {
+        source.insert("special_category".into(), s(category));
+    }
+    if let Some(reason) = &site.disabled_reason {
+        source.insert("enabled".into(), toml::Value::Boolean(false));
+        source.insert("disabled_reason".into(), s(reason));
+    }
+    if !site.known_present.is_empty() {
+        source.insert("known_present".into(), list(&site.known_present));
+    }
     if let Some(p) = site.pattern {
         source.insert("input_pattern".into(), s(&p));
     }

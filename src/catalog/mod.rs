@@ -18,6 +18,15 @@ pub use source::Source;
 /// The catalog built into the binary: `config/sources/*.toml`, listed by build.rs.
 const SHIPPED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/shipped_catalog.rs"));
 
+/// Source packs shipped in the binary, by name (`config/packs/<name>.toml`),
+/// added to the catalog when `sources.packs` names them.
+pub const PACKS: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/packs.rs"));
+
+/// The names of the shipped packs.
+pub fn pack_names() -> Vec<&'static str> {
+    PACKS.iter().map(|(name, _)| *name).collect()
+}
+
 /// Every problem found in a catalog.
 #[derive(Debug, thiserror::Error)]
 pub struct CatalogError {
@@ -43,59 +52,91 @@ pub struct Catalog {
     index: Arc<HashMap<String, usize>>,
 }
 
+fn shipped_files() -> Vec<(PathBuf, String)> {
+    SHIPPED
+        .iter()
+        .map(|(name, text)| {
+            (
+                PathBuf::from("config/sources").join(name),
+                (*text).to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Every `*.toml` file in `dir` (sorted by name) with its text; a directory
+/// with none is an error.
+fn dir_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, CatalogError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| CatalogError {
+            problems: vec![format!(
+                "cannot read catalog directory {}: {e}",
+                dir.display()
+            )],
+        })?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(CatalogError {
+            problems: vec![format!(
+                "{}: holds no *.toml file; a catalog declares at least one [[source]]",
+                dir.display()
+            )],
+        });
+    }
+    let mut problems = Vec::new();
+    let mut files = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => files.push((path, text)),
+            Err(e) => problems.push(format!("{}: cannot read: {e}", path.display())),
+        }
+    }
+    if problems.is_empty() {
+        Ok(files)
+    } else {
+        Err(CatalogError { problems })
+    }
+}
+
 impl Catalog {
     /// The catalog shipped in the binary.
     pub fn shipped(purposes: &[String]) -> Result<Self, CatalogError> {
-        let files: Vec<(PathBuf, String)> = SHIPPED
-            .iter()
-            .map(|(name, text)| {
-                (
-                    PathBuf::from("config/sources").join(name),
-                    (*text).to_owned(),
-                )
-            })
-            .collect();
-        Self::from_files(&files, purposes, &process_env)
+        Self::from_files(&shipped_files(), purposes, &process_env)
     }
 
     /// Every `*.toml` file in `dir` (sorted by name).
     pub fn load_dir(dir: &Path, purposes: &[String]) -> Result<Self, CatalogError> {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| CatalogError {
-                problems: vec![format!(
-                    "cannot read catalog directory {}: {e}",
-                    dir.display()
-                )],
-            })?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-            .collect();
-        paths.sort();
-        if paths.is_empty() {
-            return Err(CatalogError {
-                problems: vec![format!(
-                    "{}: holds no *.toml file; a catalog declares at least one [[source]]",
-                    dir.display()
-                )],
-            });
+        Self::from_files(&dir_files(dir)?, purposes, &process_env)
+    }
+
+    /// The shipped catalog or the one in `dir`, with the named packs.
+    pub fn configured(
+        dir: Option<&Path>,
+        packs: &[String],
+        purposes: &[String],
+    ) -> Result<Self, CatalogError> {
+        let mut files = match dir {
+            Some(dir) => dir_files(dir)?,
+            None => shipped_files(),
+        };
+        for name in packs {
+            let Some((_, text)) = PACKS.iter().find(|(n, _)| n == name) else {
+                return Err(CatalogError {
+                    problems: vec![format!(
+                        "sources.packs: no pack {name:?} (the packs: {})",
+                        pack_names().join(", ")
+                    )],
+                });
+            };
+            files.push((
+                PathBuf::from(format!("config/packs/{name}.toml")),
+                (*text).to_owned(),
+            ));
         }
-        let mut problems = Vec::new();
-        let mut files = Vec::new();
-        for path in paths {
-            match std::fs::read_to_string(&path) {
-                Ok(text) => files.push((path, text)),
-                Err(e) => problems.push(format!("{}: cannot read: {e}", path.display())),
-            }
-        }
-        let catalog = Self::from_files(&files, purposes, &process_env);
-        match (catalog, problems.is_empty()) {
-            (Ok(c), true) => Ok(c),
-            (Ok(_), false) => Err(CatalogError { problems }),
-            (Err(mut e), _) => {
-                problems.append(&mut e.problems);
-                Err(CatalogError { problems })
-            }
-        }
+        Self::from_files(&files, purposes, &process_env)
     }
 
     /// Compiles catalog files given as (path, text).

@@ -171,6 +171,11 @@ pub struct Source {
     pub public: bool,
     /// `None` when the source runs; otherwise why not.
     pub disabled: Option<String>,
+    /// The Art. 9 category presence on the site would reveal (never asked).
+    pub special_category: Option<String>,
+    /// Usernames known to have an account there, and known not to.
+    pub known_present: Vec<String>,
+    pub known_absent: Vec<String>,
     pub input: InputKind,
     pub input_pattern: Option<Regex>,
     pub kind: SourceKind,

@@ -40,6 +40,20 @@ pub struct SourceSpec {
     pub public: bool,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Why a source with `enabled = false` is off (shown by `sources check`
+    /// and ListSources).
+    #[serde(default)]
+    pub disabled_reason: Option<String>,
+    /// The GDPR Art. 9 special category that presence on this site reveals
+    /// (a dating, health or political site): such a source is never asked.
+    #[serde(default)]
+    pub special_category: Option<String>,
+    /// Usernames known to have an account (`known_present`) and known not
+    /// to (`known_absent`), for checking that detection still works.
+    #[serde(default)]
+    pub known_present: Vec<String>,
+    #[serde(default)]
+    pub known_absent: Vec<String>,
     pub input: InputKind,
     #[serde(default)]
     pub input_pattern: Option<String>,

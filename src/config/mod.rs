@@ -61,6 +61,9 @@ pub struct Config {
 pub struct SourcesConfig {
     #[serde(default)]
     pub catalog: Option<std::path::PathBuf>,
+    /// Source packs shipped in the binary to add (e.g. "whatsmyname").
+    #[serde(default)]
+    pub packs: Vec<String>,
     pub max_depth: u32,
     #[serde(with = "humantime_serde")]
     pub deadline: Duration,
@@ -378,6 +381,15 @@ impl Config {
     /// Semantic checks that types alone cannot express.
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
+        let known = crate::catalog::pack_names();
+        for pack in &self.sources.packs {
+            if !known.contains(&pack.as_str()) {
+                p.push(format!(
+                    "sources.packs: no pack {pack:?} (the packs: {})",
+                    known.join(", ")
+                ));
+            }
+        }
         let b = &self.batch;
         if b.max_job_rows == 0 {
             p.push("batch.max_job_rows: must be at least 1".into());

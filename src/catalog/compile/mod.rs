@@ -99,7 +99,28 @@ pub fn compile(
             .ok()
     });
     check_limits(spec, p);
-    let mut disabled = (!spec.enabled).then(|| "disabled in the catalog".to_owned());
+    let mut disabled = match &spec.special_category {
+        // Asking whether someone is on a dating, health or political site
+        // is itself processing data of that category (Art. 9(1)): the
+        // question is not put, so there is nothing to return, cache or leak.
+        Some(category) => {
+            if !crate::compliance::special::ART9_CATEGORIES.contains(&category.as_str()) {
+                p.push(format!(
+                    "special_category: {category:?} is not one of {}",
+                    crate::compliance::special::ART9_CATEGORIES.join(", ")
+                ));
+            }
+            Some(format!(
+                "Art. 9 special category ({category}): presence on this site would reveal it, \
+                 so it is never asked"
+            ))
+        }
+        None => (!spec.enabled).then(|| {
+            spec.disabled_reason
+                .clone()
+                .unwrap_or_else(|| "disabled in the catalog".to_owned())
+        }),
+    };
     let kind = match spec.kind {
         KindSpec::DnsMx => {
             if spec.input != InputKind::EmailDomain {
@@ -367,6 +388,9 @@ fn assemble(
         purposes: spec.purposes.clone(),
         public: spec.public,
         disabled,
+        special_category: spec.special_category.clone(),
+        known_present: spec.known_present.clone(),
+        known_absent: spec.known_absent.clone(),
         input: spec.input,
         input_pattern,
         kind,
