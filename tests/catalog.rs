@@ -343,3 +343,69 @@ async fn list_sources_returns_the_catalog_and_filters_by_purpose() {
         .expect_err("unknown purpose");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
 }
+
+/// `sources check --live` asks each source with its known accounts and
+/// names the detections that no longer tell them apart: here a site whose
+/// answer changed shape (the profile moved from `/user` to `/data`), next
+/// to one that still reads right.
+#[tokio::test]
+async fn a_live_check_names_a_detection_that_broke() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let site = MockServer::start().await;
+    for (p, body) in [
+        ("/good/alice", r#"{"user": {"name": "Alice"}}"#),
+        ("/broken/alice", r#"{"data": {"name": "Alice"}}"#),
+    ] {
+        Mock::given(path(p))
+            .respond_with(ResponseTemplate::new(200).set_body_string(body))
+            .mount(&site)
+            .await;
+    }
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(404).set_body_string("{}"))
+        .mount(&site)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let known = "known_present = [\"alice\"]\nknown_absent = [\"no-such-user-7f3a\"]";
+    let catalog = [
+        common::test_source(
+            "good",
+            "username",
+            &format!("{}/good/{{input}}", site.uri()),
+            known,
+        ),
+        common::test_source(
+            "broken",
+            "username",
+            &format!("{}/broken/{{input}}", site.uri()),
+            known,
+        ),
+    ]
+    .join("\n");
+    std::fs::write(dir.path().join("sites.toml"), catalog).unwrap();
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_enrichd"))
+                .args(["sources", "check", "--live", "--catalog"])
+                .arg(dir)
+                .env_remove("RUST_LOG")
+                .output()
+                .expect("runs")
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("BROKEN broken                 \"alice\" is known present but the source answered not_found"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("BROKEN good"), "{stdout}");
+    assert!(
+        stdout.contains("live: 4 known accounts asked of 2 sources, 1 detections broken"),
+        "{stdout}"
+    );
+}

@@ -4,6 +4,7 @@
 mod compile;
 pub mod import;
 pub mod input;
+pub mod live;
 pub mod source;
 pub mod spec;
 pub mod template;

@@ -245,6 +245,14 @@ pub(super) struct CheckArgs {
     /// Check the sandbox catalog instead.
     #[arg(long, conflicts_with = "catalog")]
     pub(super) sandbox: bool,
+    /// Also ask every enabled source with its known accounts (known_present,
+    /// known_absent) and report detections that no longer tell them apart
+    /// (needs the internet; exit 1 on any).
+    #[arg(long)]
+    pub(super) live: bool,
+    /// With --live: only sources whose id starts with this.
+    #[arg(long, requires = "live")]
+    pub(super) only: Option<String>,
     #[command(flatten)]
     pub(super) config: ConfigArg,
 }

@@ -46,7 +46,39 @@ pub(super) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         catalog.sources().len(),
         catalog.sources().iter().filter(|s| s.enabled()).count()
     );
-    Ok(ExitCode::SUCCESS)
+    if !args.live {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let checks = crate::catalog::live::check(&catalog, &config.http, args.only.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("http: {e}"))?;
+    let broken: Vec<_> = checks.iter().filter(|c| !c.holds()).collect();
+    println!();
+    for c in &broken {
+        println!(
+            "BROKEN {:<22} {:?} is known {} but the source answered {} ({})",
+            c.source,
+            c.account,
+            if c.present { "present" } else { "absent" },
+            c.got,
+            c.detail
+        );
+    }
+    println!(
+        "live: {} known accounts asked of {} sources, {} detections broken",
+        checks.len(),
+        checks
+            .iter()
+            .map(|c| c.source.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        broken.len()
+    );
+    Ok(if broken.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub(super) fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
