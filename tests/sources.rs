@@ -99,6 +99,20 @@ async fn recorded_sites() -> MockServer {
     for mock in routes {
         mock.mount(&server).await;
     }
+    // Nobody else: the username sources' recorded "no such account"
+    // answers where they are not a plain 404 (tests/username_sources.rs
+    // reads each source's found and missing answers).
+    Mock::given(path("/xrpc/app.bsky.actor.getProfile"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_raw(fixture("bluesky/missing.json"), "application/json"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v4/users"))
+        .respond_with(json(fixture("gitlab/missing.json")))
+        .mount(&server)
+        .await;
     server
 }
 

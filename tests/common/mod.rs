@@ -190,12 +190,30 @@ pub fn real_catalog(origin: &str) -> Catalog {
                 "https://hacker-news.firebaseio.com",
                 "https://www.reddit.com",
                 "https://mastodon.social",
+                "https://gitlab.com",
+                "https://codeberg.org",
+                "https://gitea.com",
+                "https://hub.docker.com",
+                "https://www.codewars.com",
+                "https://dev.to",
+                "https://public.api.bsky.app",
+                "https://lichess.org",
+                "https://fosstodon.org",
+                "https://hachyderm.io",
+                "https://infosec.exchange",
+                "https://mstdn.social",
             ] {
                 text = text.replace(host, origin);
             }
             text = text.replace(
                 "[[source]]",
                 "[[source]]\nnetwork = { allow_private = true }",
+            );
+            // Tests never reach the internet: every real host is moved.
+            assert!(
+                !text.contains("url = \"https://"),
+                "{}: a host not moved to the local server",
+                path.display()
             );
             files.push((path, text));
         }
