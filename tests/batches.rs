@@ -427,3 +427,31 @@ async fn a_finished_job_is_deleted_after_its_retention() {
     }
     panic!("the job outlived its retention");
 }
+
+#[tokio::test]
+async fn jobs_beyond_max_running_jobs_wait_their_turn() {
+    let (_site, catalog) = one_source(
+        "email",
+        FAST,
+        ResponseTemplate::new(404)
+            .set_body_string("{}")
+            .set_delay(Duration::from_millis(100)),
+    )
+    .await;
+    let config = format!("{HTTP}[batch]\nmax_running_jobs = 1\nmax_in_flight = 1\n");
+    let app = TestApp::with_catalog(&config, catalog).await;
+    let (_, first) = submit(&app, CLAIM, &list(4), None).await;
+    let (_, second) = submit(&app, CLAIM, &list(4), None).await;
+    let (first, second) = (
+        first["id"].as_str().unwrap().to_owned(),
+        second["id"].as_str().unwrap().to_owned(),
+    );
+    // When the second has started, the first is done or has not started
+    // (whichever got the turn first).
+    wait_for(&app, &second, |v| v["rowsDone"].as_i64() > Some(0)).await;
+    let other = status(&app, &first).await;
+    let one_at_a_time = other["state"] == "DONE" || other["rowsDone"] == 0;
+    assert!(one_at_a_time, "both ran at once: {other}");
+    wait_for(&app, &first, |v| v["state"] == "DONE").await;
+    wait_for(&app, &second, |v| v["state"] == "DONE").await;
+}

@@ -42,6 +42,8 @@ pub struct Jobs {
     /// flight finish and are stored.
     stop: CancellationToken,
     tasks: Mutex<tokio::task::JoinSet<()>>,
+    /// `batch.max_running_jobs` turns: a job runs holding one.
+    turns: Arc<tokio::sync::Semaphore>,
 }
 
 /// What a caller submits.
@@ -64,10 +66,11 @@ impl Jobs {
         Self {
             service,
             enricher,
-            config,
             webhook_origins,
             stop: CancellationToken::new(),
             tasks: Mutex::new(tokio::task::JoinSet::new()),
+            turns: Arc::new(tokio::sync::Semaphore::new(config.max_running_jobs.max(1))),
+            config,
         }
     }
 
@@ -213,6 +216,12 @@ impl Jobs {
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.spawn(async move {
             let id = job.id.clone();
+            // Wait for a turn (or for the server to stop).
+            let turn = tokio::select! {
+                turn = this.turns.clone().acquire_owned() => turn.ok(),
+                () = this.stop.cancelled() => None,
+            };
+            let Some(turn) = turn else { return };
             if job.state == "running"
                 && let Err(why) = this.run(&job).await
             {
@@ -222,6 +231,8 @@ impl Jobs {
                     .finish_job(&id, "failed", &why, this.now_ms())
                     .await;
             }
+            // The webhook's retries do not hold up the next job.
+            drop(turn);
             if this.stop.is_cancelled() {
                 return;
             }

@@ -175,6 +175,9 @@ pub struct BatchConfig {
     pub max_job_rows: usize,
     /// Bytes of one uploaded list (`POST /v1/batches`).
     pub max_upload_bytes: usize,
+    /// Batch jobs that run at once on this server; later ones wait their
+    /// turn (RUNNING, no row done yet).
+    pub max_running_jobs: usize,
     /// A finished job and its rows (personal data) are deleted this long
     /// after it finished.
     #[serde(with = "humantime_serde")]
@@ -193,6 +196,7 @@ impl Default for BatchConfig {
             deadline: Duration::from_secs(120),
             max_job_rows: 100_000,
             max_upload_bytes: 16 << 20,
+            max_running_jobs: 4,
             job_retention: Duration::from_secs(7 * 86_400),
             webhook_private_origins: Vec::new(),
         }
@@ -393,6 +397,9 @@ impl Config {
         let b = &self.batch;
         if b.max_job_rows == 0 {
             p.push("batch.max_job_rows: must be at least 1".into());
+        }
+        if b.max_running_jobs == 0 {
+            p.push("batch.max_running_jobs: must be at least 1".into());
         }
         if b.max_upload_bytes < 1024 {
             p.push("batch.max_upload_bytes: must be at least 1024".into());
