@@ -378,6 +378,19 @@ async fn an_erasure_reaches_the_rows_of_batch_jobs() {
     );
     assert!(lines[2].starts_with(",,2,erased,"), "{table}");
     assert_eq!(lines.len(), 4);
+
+    // A later job with the erased person does not even store their row.
+    let (_, again) = submit(&app, CLAIM, &list(3), None).await;
+    let again = again["id"].as_str().unwrap().to_owned();
+    let view = wait_for(&app, &again, |v| v["state"] == "DONE").await;
+    assert_eq!(view["summary"]["suppressed"], 1, "{view}");
+    let lines = results(&app, &again).await;
+    assert_eq!(
+        lines[1],
+        serde_json::json!({"row": 2, "input": {}, "suppressed": true})
+    );
+    let stored = app.enricher.ledger().job_rows(&again, 1, 1).await.unwrap();
+    assert_eq!(stored[0].1, "{}", "nothing of the person is stored");
 }
 
 #[tokio::test]

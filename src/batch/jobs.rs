@@ -131,10 +131,32 @@ impl Jobs {
         let id = format!("job_{}", hex::encode(rand::random::<[u8; 16]>()));
         let mut stored = Vec::with_capacity(rows.len());
         for row in &rows {
-            let input = Value::Object(row.input.clone()).to_string();
+            let mut input = Value::Object(row.input.clone()).to_string();
             let (subject, request, answered) = match row.request(&template) {
                 Some(request) => {
                     let subject = enrich_subject(&self.enricher, &request);
+                    // A person suppressed for this purpose is not even
+                    // stored: their row keeps its number and nothing else.
+                    let scopes = self
+                        .ledger()
+                        .suppressions(&subject)
+                        .map_err(|e| Status::unavailable(e.to_string()))?;
+                    if !subject.is_empty()
+                        && crate::compliance::suppression::stops(&scopes, &template.purpose)
+                    {
+                        input = "{}".to_owned();
+                        stored.push(JobRowInput {
+                            number: row.number as i64,
+                            subject,
+                            input,
+                            request: String::new(),
+                            answered: Some((
+                                json!({ "suppressed": true }).to_string(),
+                                "suppressed".to_owned(),
+                            )),
+                        });
+                        continue;
+                    }
                     let text = serde_json::to_string(&request)
                         .map_err(|e| Status::internal(format!("request not encodable: {e}")))?;
                     (subject, text, None)

@@ -68,6 +68,8 @@ fn answer_cells(line: &Value) -> Vec<String> {
     let s = &line["answer"]["summary"];
     let outcome = if line.get("erased").is_some() {
         "erased".to_owned()
+    } else if line.get("suppressed").is_some() {
+        "suppressed".to_owned()
     } else {
         super::outcome_of(line)
     };
