@@ -104,6 +104,36 @@ const CASES: &[(&str, &str, &str, Expected)] = &[
             ("extra.games", "1044"),
         ],
     ),
+    (
+        "cratesio",
+        "https://crates.io",
+        "ada-l",
+        &[
+            ("display_name", "Ada Lovelace"),
+            ("url", "https://github.com/ada-l"),
+        ],
+    ),
+    (
+        "wikipedia-en",
+        "https://en.wikipedia.org",
+        "AdaL",
+        &[
+            ("username", "AdaL"),
+            ("created_at", "2006-12-10T09:15:00+00:00"),
+            ("posts", "2937"),
+        ],
+    ),
+    (
+        "chesscom",
+        "https://api.chess.com",
+        "adal",
+        &[
+            ("display_name", "Ada Lovelace"),
+            ("location", "London"),
+            ("created_at", "2010-11-22T08:48:00+00:00"),
+            ("followers", "120"),
+        ],
+    ),
 ];
 
 /// The real catalog with `host` moved onto `origin`, reachable on loopback.

@@ -202,6 +202,9 @@ pub fn real_catalog(origin: &str) -> Catalog {
                 "https://hachyderm.io",
                 "https://infosec.exchange",
                 "https://mstdn.social",
+                "https://crates.io",
+                "https://en.wikipedia.org",
+                "https://api.chess.com",
             ] {
                 text = text.replace(host, origin);
             }
