@@ -39,6 +39,8 @@ pub struct AccessReport {
     /// The logic of the scores, in words.
     pub logic: Vec<String>,
     pub summary: Summary,
+    /// Batch-job rows that hold the person: job, row, input, purpose.
+    pub batch_rows: Vec<(String, i64, String, String)>,
 }
 
 /// Art. 15(1)(a)-(d), (g): drawn from the person's records.
@@ -225,7 +227,12 @@ impl Enricher {
         }
         let cached = self.engine().cached(&subject.hash).await;
         let records = ledger.records(&subject.hash).await.map_err(unavailable)?;
+        let batch_rows = ledger
+            .job_rows_of(&subject.hash)
+            .await
+            .map_err(unavailable)?;
         let report = AccessReport {
+            batch_rows,
             summary: self.summary(&records),
             cached,
             records,
@@ -233,10 +240,11 @@ impl Enricher {
             logic: profiling::logic(),
         };
         let detail = format!(
-            "{} cached findings, {} records, {} suppressions returned",
+            "{} cached findings, {} records, {} suppressions, {} batch rows returned",
             report.cached.len(),
             report.records.len(),
-            report.suppressions.len()
+            report.suppressions.len(),
+            report.batch_rows.len()
         );
         self.record_request(
             caller,

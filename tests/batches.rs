@@ -335,6 +335,32 @@ async fn an_erasure_reaches_the_rows_of_batch_jobs() {
     let id = job["id"].as_str().unwrap().to_owned();
     wait_for(&app, &id, |v| v["state"] == "DONE").await;
 
+    // Access (Art. 15) shows the row a job holds of the person, and only hers.
+    let access = |email: &str| {
+        let body = format!(r#"{{"email": "{email}", "reference": "DSR-6"}}"#);
+        let url = format!("{}/v1/access", base(&app));
+        async move {
+            json_of(
+                reqwest::Client::new()
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let held = access("person2@example.com").await;
+    let rows = held["batchRows"].as_array().expect("batchRows");
+    assert_eq!(rows.len(), 1, "{held}");
+    assert_eq!(rows[0]["jobId"], id.as_str());
+    assert_eq!(rows[0]["row"], "2");
+    assert_eq!(rows[0]["purpose"], "marketing");
+    let input: Value = serde_json::from_str(rows[0]["input"].as_str().unwrap()).unwrap();
+    assert_eq!(input["customer_id"], "c2");
+
     let erased = json_of(
         reqwest::Client::new()
             .post(format!("{}/v1/erase", base(&app)))
@@ -357,6 +383,8 @@ async fn an_erasure_reaches_the_rows_of_batch_jobs() {
     assert_eq!(lines[0]["input"]["email"], "person1@example.com");
     let view = status(&app, &id).await;
     assert_eq!(view["summary"]["erased"], 1);
+    let held = access("person2@example.com").await;
+    assert_eq!(held["batchRows"], serde_json::json!([]), "{held}");
 
     // The spreadsheet's view: the rows' columns, then the summary columns.
     let table = get(&app, &format!("/v1/batches/{id}/results?format=csv"), None).await;

@@ -25,6 +25,16 @@ fn millis(ms: i64) -> Option<pbjson_types::Timestamp> {
 pub fn access_to_proto(a: &AccessReport) -> pb::AccessResponse {
     use pb::source_outcome::Outcome as O;
     pb::AccessResponse {
+        batch_rows: a
+            .batch_rows
+            .iter()
+            .map(|(job, row, input, purpose)| pb::BatchRowHeld {
+                job_id: job.clone(),
+                row: u64::try_from(*row).unwrap_or_default(),
+                input: input.clone(),
+                purpose: purpose.clone(),
+            })
+            .collect(),
         cached: a
             .cached
             .iter()

@@ -239,6 +239,38 @@ impl Ledger {
         Ok(())
     }
 
+    /// Art. 15: the rows of batch jobs that hold a subject: job id, row,
+    /// input columns, the job's purpose (from its stored request).
+    pub async fn job_rows_of(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<(String, i64, String, String)>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT r.job_id, r.row_number, r.input, j.template FROM batch_rows r \
+             JOIN batch_jobs j ON j.id = r.job_id \
+             WHERE r.subject = $1 AND r.outcome <> 'erased' ORDER BY j.created_ms, r.row_number",
+        )
+        .bind(subject)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let template: String = r.try_get("template")?;
+                let purpose = serde_json::from_str::<serde_json::Value>(&template)
+                    .ok()
+                    .and_then(|t| t["purpose"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                Ok((
+                    r.try_get("job_id")?,
+                    r.try_get("row_number")?,
+                    r.try_get("input")?,
+                    purpose,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     /// Art. 17 reaches batch jobs: the person's rows keep their number and
     /// lose their input, request and answer. Returns how many rows.
     pub async fn erase_job_rows(&self, subject: &str) -> Result<u64, LedgerError> {
