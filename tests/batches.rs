@@ -320,6 +320,49 @@ async fn only_the_owner_sees_a_job_and_a_refused_claim_stores_nothing() {
         assert!(matches!(answer.status().as_u16(), 403 | 404));
     }
     assert_eq!(get(&app, &path, Some(&other)).await.status().as_u16(), 404);
+    // Without a key, nothing about a job: not even whether it exists.
+    assert_eq!(get(&app, &path, None).await.status().as_u16(), 401);
+    assert_eq!(
+        get(&app, &format!("{path}/results"), None)
+            .await
+            .status()
+            .as_u16(),
+        401
+    );
+
+    // What a client sends is bounded before it is stored or echoed.
+    let long = format!("https://hooks.example/{}", "a".repeat(3000));
+    let (code, refused) = submit(
+        &app,
+        &format!("{CLAIM}&webhookUrl={long}"),
+        &list(1),
+        Some(&owner),
+    )
+    .await;
+    assert_eq!(code, 400, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("webhookUrl: is longer than 2048")
+    );
+    let wide: Vec<String> = (0..500)
+        .map(|i| format!("col{i}{}", "x".repeat(100)))
+        .collect();
+    let (code, refused) = submit(
+        &app,
+        CLAIM,
+        &format!("{}\n1\n", wide.join(",")),
+        Some(&owner),
+    )
+    .await;
+    assert_eq!(code, 400);
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("... 480 more") && message.len() < 2_000,
+        "{} chars",
+        message.len()
+    );
 }
 
 #[tokio::test]

@@ -50,6 +50,9 @@ where
     Stack::new(service.map_err(|e| Status::internal(e.into().to_string())))
 }
 
+/// A job's webhook URL is stored with it: at most this long.
+const MAX_WEBHOOK_CHARS: usize = 2048;
+
 type Health = tonic_health::pb::health_client::HealthClient<Stack>;
 
 struct Gateway {
@@ -216,6 +219,15 @@ async fn submit_batch(
         Ok(template) => template,
         Err(status) => return error_response(&status),
     };
+    if webhook
+        .as_ref()
+        .is_some_and(|w| w.chars().count() > MAX_WEBHOOK_CHARS)
+    {
+        return error_response(&bad_field(
+            "webhookUrl",
+            &format!("is longer than {MAX_WEBHOOK_CHARS} characters"),
+        ));
+    }
     let webhook_url = match webhook
         .filter(|w| !w.is_empty())
         .map(|w| url::Url::parse(&w))

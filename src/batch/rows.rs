@@ -122,6 +122,20 @@ fn identifier(
     }
 }
 
+/// The header's columns as an error message shows them: the first 20, each
+/// cut at 64 characters (the header is the sender's text, echoed back).
+fn shown(headers: &[String]) -> String {
+    let mut shown: Vec<String> = headers
+        .iter()
+        .take(20)
+        .map(|h| h.chars().take(64).collect())
+        .collect();
+    if headers.len() > 20 {
+        shown.push(format!("... {} more", headers.len() - 20));
+    }
+    shown.join(", ")
+}
+
 /// Reads every row of the input (rows are small; a million fit in memory
 /// as identifiers, and reading ahead lets the bar show a total).
 pub fn read_rows(path: &Path, format: Format, columns: &Columns) -> anyhow::Result<Vec<Row>> {
@@ -194,7 +208,7 @@ pub fn read_rows_from(
             if email.is_none() && phone.is_none() {
                 anyhow::bail!(
                     "{source}: no email or phone column in the header ({}); name one with {choose}",
-                    headers.join(", ")
+                    shown(&headers)
                 );
             }
             let mut rows = Vec::new();
