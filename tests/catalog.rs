@@ -206,7 +206,7 @@ headers = { Authorization = "Bearer {env.PAID_API_KEY}" }
     let source = catalog.get("paid").unwrap();
     assert_eq!(
         source.disabled.as_deref(),
-        Some("secret PAID_API_KEY is not set in the environment")
+        Some("secret not set: set PAID_API_KEY to enable")
     );
     let with_key = Catalog::from_files(&[("p.toml".into(), text.into())], &purposes, &|_| {
         Some("k".into())
@@ -317,7 +317,7 @@ async fn list_sources_returns_the_catalog_and_filters_by_purpose() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(all.sources.len(), 14);
+    assert_eq!(all.sources.len(), 17);
     let chat = all.sources.iter().find(|s| s.id == "sb-chat").unwrap();
     assert_eq!(chat.input, "phone_e164");
     assert!(chat.enabled);

@@ -61,6 +61,8 @@ fn profile(source: &str, confidence: Confidence, fields: &[(Field, Value)]) -> P
         extra: BTreeMap::new(),
         accounts: Vec::new(),
         corroborated_by: Vec::new(),
+        breaches: Vec::new(),
+        sensitive_breaches_withheld: 0,
     }
 }
 
@@ -465,6 +467,8 @@ fn risk_reasons_and_levels() {
             profiles: &profiles,
             footprint: &fp,
             coverage_sufficient: true,
+            phone_line: None,
+            mailbox: None,
         };
         let r = risk::score(&v, &evidence, hint, &d, now);
         let got: Vec<&str> = r.reasons.iter().map(|x| x.code).collect();

@@ -5,9 +5,10 @@ use std::time::Duration;
 use super::enums;
 use crate::identity::{Identifier, NumberType};
 use crate::model::{
-    Attribute, BasisEvidence, CacheInfo, Completeness, Compliance, Enrichment, EvidenceKind, Field,
-    Footprint, Interest, Method, MxCheck, MxStatus, NoticeDuty, Outcome, Profile, Provenance, Risk,
-    RiskLevel, SkipReason, SourceOutcome, Sourced, SuppressionReason, Value, Verification,
+    Attribute, BasisEvidence, Breach, CacheInfo, Completeness, Compliance, Enrichment,
+    EvidenceKind, Field, Footprint, Interest, Mailbox, Method, MxCheck, MxStatus, NoticeDuty,
+    Outcome, Profile, Provenance, Risk, RiskLevel, SkipReason, SourceOutcome, Sourced,
+    SuppressionReason, Value, Verification,
 };
 use crate::proto::v1 as pb;
 
@@ -81,7 +82,7 @@ fn identifier_to_proto(id: &Identifier) -> pb::NormalizedIdentifier {
     pb::NormalizedIdentifier { kind: Some(kind) }
 }
 
-fn verification_to_proto(v: &Verification) -> pb::Verification {
+fn verification_to_proto(v: &Verification, mailbox: Option<&Mailbox>) -> pb::Verification {
     use pb::verification::Kind;
     let kind = match v {
         Verification::Email(e) => Kind::Email(pb::EmailVerification {
@@ -92,6 +93,10 @@ fn verification_to_proto(v: &Verification) -> pb::Verification {
             mx: Some(mx_to_proto(&e.mx)),
             did_you_mean: e.did_you_mean.clone().unwrap_or_default(),
             mixed_script: e.mixed_script,
+            mailbox: mailbox.map(|m| pb::MailboxCheck {
+                status: Some(text_value(&m.status)),
+                score: m.score.as_ref().map(text_value),
+            }),
         }),
         Verification::Phone(p) => Kind::Phone(pb::PhoneVerification {
             valid: p.valid,
@@ -380,7 +385,10 @@ pub fn enrichment_to_proto(e: &Enrichment) -> pb::EnrichResponse {
     pb::EnrichResponse {
         request_id: e.request_id.clone(),
         identifier: e.identifier.as_ref().map(identifier_to_proto),
-        verification: e.verification.as_ref().map(verification_to_proto),
+        verification: e
+            .verification
+            .as_ref()
+            .map(|v| verification_to_proto(v, e.mailbox.as_ref())),
         profiles: e.profiles.iter().map(profile_to_proto).collect(),
         possible_matches: e.possible_matches.iter().map(profile_to_proto).collect(),
         attributes: e.attributes.iter().map(attribute_to_proto).collect(),
@@ -398,6 +406,35 @@ pub fn enrichment_to_proto(e: &Enrichment) -> pb::EnrichResponse {
         generated_at: Some(e.generated_at.into()),
         coverage: (!e.compliance.identifier_suppressed).then(|| coverage_to_proto(e)),
         summary: Some(summary_of(e)),
+        breaches: e.breaches.iter().map(breach_to_proto).collect(),
+        phone_line: e.phone_line.as_ref().map(|l| pb::PhoneLine {
+            carrier: l.carrier.as_ref().map(text_value),
+            line_type: l.line_type.as_ref().map(text_value),
+            caller_name: l.caller_name.as_ref().map(text_value),
+        }),
+        messaging_apps: e
+            .messaging_apps
+            .iter()
+            .map(|m| pb::MessagingApp {
+                platform: m.platform.clone(),
+                source_id: m.source_id.clone(),
+                present: m.present,
+                url: m.url.clone().unwrap_or_default(),
+                checked_at: Some(m.checked_at.into()),
+                confidence: enums::confidence_to_proto(m.confidence).into(),
+            })
+            .collect(),
+    }
+}
+
+fn breach_to_proto(b: &Breach) -> pb::Breach {
+    pb::Breach {
+        name: b.name.clone(),
+        title: b.title.clone().unwrap_or_default(),
+        domain: b.domain.clone().unwrap_or_default(),
+        breach_date: b.date.clone().unwrap_or_default(),
+        data_classes: b.data_classes.clone(),
+        provenance: Some(provenance_to_proto(&b.provenance)),
     }
 }
 
@@ -458,6 +495,9 @@ pub fn apply_view(answer: &mut pb::EnrichResponse, view: pb::View) {
             answer.footprint = None;
             answer.risk = None;
             answer.sources.clear();
+            answer.breaches.clear();
+            answer.phone_line = None;
+            answer.messaging_apps.clear();
         }
     }
 }

@@ -52,7 +52,7 @@ pub async fn check(
         .filter(|s| !s.known_present.is_empty() || !s.known_absent.is_empty())
         .collect();
     let checks = futures::stream::iter(sources)
-        .map(|source| ask_known(source, &client))
+        .map(|source| ask_known(source, &client, catalog.secrets()))
         .buffer_unordered(AT_ONCE)
         .collect::<Vec<_>>()
         .await;
@@ -61,7 +61,7 @@ pub async fn check(
     Ok(checks)
 }
 
-async fn ask_known(source: &Source, client: &HttpClient) -> Vec<Check> {
+async fn ask_known(source: &Source, client: &HttpClient, secrets: &super::Secrets) -> Vec<Check> {
     let SourceKind::Http(h) = &source.kind else {
         return Vec::new();
     };
@@ -71,6 +71,8 @@ async fn ask_known(source: &Source, client: &HttpClient) -> Vec<Check> {
         .iter()
         .map(|a| (a, true))
         .chain(source.known_absent.iter().map(|a| (a, false)));
+    let secrets = secrets.clone();
+    let env = move |name: &str| secrets.get(name);
     let mut out = Vec::new();
     for (i, (account, present)) in accounts.enumerate() {
         if i > 0 {
@@ -82,11 +84,8 @@ async fn ask_known(source: &Source, client: &HttpClient) -> Vec<Check> {
             confidence: Confidence::Exact,
             depth: 0,
         };
-        let asked = tokio::time::timeout(
-            source.limits.timeout,
-            run(source, h, &input, client, &super::process_env),
-        )
-        .await;
+        let asked =
+            tokio::time::timeout(source.limits.timeout, run(source, h, &input, client, &env)).await;
         let (got, detail) = match asked {
             Ok(asked) => (
                 outcome_name(&asked.outcome.outcome),

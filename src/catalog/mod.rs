@@ -45,9 +45,54 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The secrets (`{env.NAME}`) the catalog's sources name, read once when
+/// it was compiled. Shown by name only.
+#[derive(Clone, Default)]
+pub struct Secrets(Arc<HashMap<String, String>>);
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl Secrets {
+    fn read(sources: &[Arc<Source>], env: &dyn Fn(&str) -> Option<String>) -> Self {
+        let mut out = HashMap::new();
+        for source in sources {
+            let source::SourceKind::Http(h) = &source.kind else {
+                continue;
+            };
+            let r = &h.request;
+            let names = r
+                .url
+                .env_vars()
+                .chain(r.headers.iter().flat_map(|(_, t)| t.env_vars()))
+                .chain(r.optional_headers.iter().flat_map(|(_, t)| t.env_vars()))
+                .chain(
+                    r.basic_auth
+                        .iter()
+                        .flat_map(|(u, p)| u.env_vars().chain(p.env_vars())),
+                )
+                .chain(r.body.iter().flat_map(|(t, _)| t.env_vars()));
+            for name in names {
+                if let Some(value) = env(name) {
+                    out.insert(name.to_owned(), value);
+                }
+            }
+        }
+        Self(Arc::new(out))
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     sources: Vec<Arc<Source>>,
+    secrets: Secrets,
     /// Each source's position by id: `get` is asked per profile while
     /// answers are merged and scored.
     index: Arc<HashMap<String, usize>>,
@@ -219,7 +264,11 @@ impl Catalog {
             );
         }
         if problems.is_empty() {
-            Ok(Self::from_sources(sources))
+            let secrets = Secrets::read(&sources, env);
+            Ok(Self {
+                secrets,
+                ..Self::from_sources(sources)
+            })
         } else {
             Err(CatalogError { problems })
         }
@@ -233,8 +282,20 @@ impl Catalog {
         }
         Self {
             sources,
+            secrets: Secrets::default(),
             index: Arc::new(index),
         }
+    }
+
+    /// The same sources with another's secrets (for a subset of it).
+    pub fn with_secrets_of(mut self, other: &Catalog) -> Self {
+        self.secrets = other.secrets.clone();
+        self
+    }
+
+    /// The secrets its sources name, as read when it was compiled.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
 
     pub fn sources(&self) -> &[Arc<Source>] {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use regex::Regex;
 use scraper::Selector;
 
+pub use super::spec::Role;
 use super::template::Template;
 use crate::model::{Field, InputKind};
 
@@ -69,11 +70,24 @@ pub struct AccountsExtract {
     pub username: Option<Locator>,
 }
 
+/// A list of breaches in a JSON answer, as JSON pointers.
+#[derive(Debug, Clone)]
+pub struct BreachesExtract {
+    pub each: String,
+    pub name: String,
+    pub title: Option<String>,
+    pub domain: Option<String>,
+    pub date: Option<String>,
+    pub data_classes: Option<String>,
+    pub sensitive: Option<String>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Extract {
     pub fields: BTreeMap<Field, Locator>,
     pub extra: BTreeMap<String, Locator>,
     pub accounts: Option<AccountsExtract>,
+    pub breaches: Option<BreachesExtract>,
 }
 
 /// What a pivot takes from a finding.
@@ -109,6 +123,8 @@ pub struct HttpRequest {
     pub headers: Vec<(reqwest::header::HeaderName, Template)>,
     /// Sent only when every environment variable they name is set.
     pub optional_headers: Vec<(reqwest::header::HeaderName, Template)>,
+    /// HTTP Basic credentials: user name and password templates.
+    pub basic_auth: Option<(Template, Template)>,
     pub body: Option<(Template, BodyEncoding)>,
     pub response_format: BodyFormat,
 }
@@ -178,6 +194,8 @@ pub struct Source {
     pub known_absent: Vec<String>,
     pub input: InputKind,
     pub input_pattern: Option<Regex>,
+    /// What its findings are about (a profile unless the catalog says).
+    pub role: Role,
     pub kind: SourceKind,
     pub limits: Limits,
     pub network: Network,

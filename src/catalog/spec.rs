@@ -24,6 +24,25 @@ fn one() -> f64 {
     1.0
 }
 
+/// What a source's findings are about. A profile (the default) is an
+/// account of the person; the other roles feed their own answer fields and
+/// are not profiles: they count for no footprint, interest or attribute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    #[default]
+    Profile,
+    /// Data breaches the address appears in (`extract.breaches`): which
+    /// breach and when, never the breached data.
+    Breaches,
+    /// What the phone network says of a number: `extract.extra` names
+    /// `carrier`, `line_type`, `caller_name`.
+    PhoneLine,
+    /// A mailbox check by an email verifier: `extract.extra` names
+    /// `status` (deliverable, undeliverable, risky, unknown) and `score`.
+    Mailbox,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct SourceSpec {
     pub id: String,
@@ -58,6 +77,8 @@ pub struct SourceSpec {
     #[serde(default)]
     pub input_pattern: Option<String>,
     #[serde(default)]
+    pub role: Role,
+    #[serde(default)]
     pub kind: KindSpec,
     #[serde(default)]
     pub request: Option<RequestSpec>,
@@ -89,12 +110,21 @@ pub struct RequestSpec {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub optional_headers: BTreeMap<String, String>,
+    /// HTTP Basic credentials (templates, usually `{env.NAME}` secrets).
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuthSpec>,
     #[serde(default)]
     pub body: Option<String>,
     #[serde(default)]
     pub body_encoding: BodyEncoding,
     #[serde(default = "text")]
     pub response_format: BodyFormat,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BasicAuthSpec {
+    pub username: String,
+    pub password: String,
 }
 
 fn found_status() -> Vec<u16> {
@@ -181,6 +211,27 @@ pub struct AccountsSpec {
     pub username: Option<LocatorSpec>,
 }
 
+/// A list of breaches in a JSON answer: `each` points at the array, the
+/// rest at fields of one item.
+#[derive(Debug, Deserialize)]
+pub struct BreachesSpec {
+    pub each: String,
+    pub name: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
+    #[serde(default)]
+    pub date: Option<String>,
+    /// An array of strings: the kinds of data exposed.
+    #[serde(default)]
+    pub data_classes: Option<String>,
+    /// A boolean: the breach is of a site whose membership is sensitive
+    /// (it is then suppressed as Art. 9 data).
+    #[serde(default)]
+    pub sensitive: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub struct ExtractSpec {
     #[serde(default)]
@@ -207,6 +258,8 @@ pub struct ExtractSpec {
     pub extra: BTreeMap<String, LocatorSpec>,
     #[serde(default)]
     pub accounts: Option<AccountsSpec>,
+    #[serde(default)]
+    pub breaches: Option<BreachesSpec>,
 }
 
 #[derive(Debug, Deserialize)]

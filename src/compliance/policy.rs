@@ -150,7 +150,14 @@ mod tests {
         assert!(all.wants("profiles") && !all.wants("interests"));
         assert_eq!(
             all.withheld_fields(),
-            ["attributes", "interests", "footprint"]
+            [
+                "attributes",
+                "interests",
+                "footprint",
+                "breaches",
+                "phone_line",
+                "messaging_apps"
+            ]
         );
         assert!(
             all.withheld
@@ -174,6 +181,9 @@ mod tests {
                 ("attributes", SuppressionReason::Purpose),
                 ("interests", SuppressionReason::Purpose),
                 ("footprint", SuppressionReason::Purpose),
+                ("breaches", SuppressionReason::Purpose),
+                ("phone_line", SuppressionReason::Purpose),
+                ("messaging_apps", SuppressionReason::Purpose),
             ]
         );
         assert!(masked.needs_sources() && masked.needs_verification());

@@ -38,3 +38,16 @@ pub fn explanation(left_out: u32) -> Option<Suppression> {
         ),
     })
 }
+
+/// The answer's account of the breaches of sensitive sites (a dating or
+/// health site's breach reveals membership) left out, if any.
+pub fn breaches_explanation(left_out: u32) -> Option<Suppression> {
+    (left_out > 0).then(|| Suppression {
+        target: "breaches".into(),
+        reason: SuppressionReason::SpecialCategory,
+        detail: format!(
+            "{left_out} breaches of sites whose membership reveals GDPR Art. 9 \
+             special-category data were left out (neither kept nor cached)"
+        ),
+    })
+}

@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use scraper::ElementRef;
 
 use super::detect::Parsed;
-use crate::catalog::source::{AccountsExtract, Extract, Locator};
+use crate::catalog::source::{AccountsExtract, BreachesExtract, Extract, Locator};
 use crate::model::{Field, Method, Value};
 
 /// Longest text value kept (bios can be long; pages can be hostile).
@@ -34,6 +34,68 @@ pub struct Extracted {
     pub fields: BTreeMap<Field, Hit>,
     pub extra: BTreeMap<String, Hit>,
     pub accounts: Vec<AccountHit>,
+    pub breaches: Vec<BreachHit>,
+}
+
+/// One breach read from a breach source's answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BreachHit {
+    pub name: String,
+    pub title: Option<String>,
+    pub domain: Option<String>,
+    pub date: Option<String>,
+    pub data_classes: Vec<String>,
+    pub sensitive: bool,
+}
+
+/// Most breaches kept from one answer, and data classes per breach.
+const MAX_BREACHES: usize = 500;
+const MAX_DATA_CLASSES: usize = 64;
+
+fn breaches(b: &BreachesExtract, parsed: &Parsed) -> Vec<BreachHit> {
+    let Parsed::Json(v) = parsed else {
+        return Vec::new();
+    };
+    let Some(items) = v.pointer(&b.each).and_then(|v| v.as_array()) else {
+        return Vec::new();
+    };
+    let text = |item: &serde_json::Value, p: &Option<String>| {
+        p.as_deref()
+            .and_then(|p| item.pointer(p))
+            .and_then(json_text)
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let name = item.pointer(&b.name).and_then(json_text)?;
+            let data_classes = b
+                .data_classes
+                .as_deref()
+                .and_then(|p| item.pointer(p))
+                .and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(json_text)
+                        .take(MAX_DATA_CLASSES)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let sensitive = b
+                .sensitive
+                .as_deref()
+                .and_then(|p| item.pointer(p))
+                .is_some_and(|v| v.as_bool() == Some(true));
+            Some(BreachHit {
+                name,
+                title: text(item, &b.title),
+                domain: text(item, &b.domain),
+                date: text(item, &b.date),
+                data_classes,
+                sensitive,
+            })
+        })
+        .take(MAX_BREACHES)
+        .collect()
 }
 
 fn method(l: &Locator) -> Method {
@@ -215,6 +277,9 @@ pub fn extract(e: &Extract, parsed: &Parsed, raw: &str) -> Extracted {
     }
     if let Some(a) = &e.accounts {
         out.accounts = accounts(a, parsed, raw);
+    }
+    if let Some(b) = &e.breaches {
+        out.breaches = breaches(b, parsed);
     }
     out
 }

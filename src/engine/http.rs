@@ -11,7 +11,7 @@ use crate::catalog::source::{BodyEncoding, BodyFormat, HttpSource, Source};
 use crate::catalog::template::RenderError;
 use crate::fetch::{FetchError, Header, HttpClient, Outgoing, Reach, check_destination};
 use crate::model::{
-    Confidence, Field, LinkedAccount, Method, Outcome, Profile, Provenance, SkipReason,
+    Breach, Confidence, Field, LinkedAccount, Method, Outcome, Profile, Provenance, SkipReason,
     SourceOutcome, Sourced, Value,
 };
 
@@ -31,6 +31,22 @@ fn prepare(h: &HttpSource, input: &str, env: &Env) -> Result<Outgoing, RenderErr
             name: name.clone(),
             value: t.render_raw(input, env)?,
             secret: t.env_vars().next().is_some(),
+        });
+    }
+    if let Some((user, password)) = &r.basic_auth {
+        use base64::Engine as _;
+        let pair = format!(
+            "{}:{}",
+            user.render_raw(input, env)?,
+            password.render_raw(input, env)?
+        );
+        headers.push(Header {
+            name: reqwest::header::AUTHORIZATION,
+            value: format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            ),
+            secret: true,
         });
     }
     let body = match &r.body {
@@ -233,6 +249,26 @@ pub async fn run(
                     ),
                 })
                 .collect();
+            let breach_selector = h
+                .extract
+                .breaches
+                .as_ref()
+                .map(|b| b.each.clone())
+                .unwrap_or_default();
+            // Membership of a sensitive site (Art. 9) is not kept, only counted.
+            let (sensitive, breaches): (Vec<_>, Vec<_>) =
+                found.breaches.into_iter().partition(|b| b.sensitive);
+            let breaches = breaches
+                .into_iter()
+                .map(|b| Breach {
+                    name: b.name,
+                    title: b.title,
+                    domain: b.domain,
+                    date: b.date,
+                    data_classes: b.data_classes,
+                    provenance: provenance(Method::JsonPointer, breach_selector.clone()),
+                })
+                .collect();
             outcome.outcome = Outcome::Found;
             let profile = Profile {
                 source_id: source.id.clone(),
@@ -242,6 +278,8 @@ pub async fn run(
                 extra,
                 accounts,
                 corroborated_by: Vec::new(),
+                breaches,
+                sensitive_breaches_withheld: u32::try_from(sensitive.len()).unwrap_or(u32::MAX),
             };
             done(outcome, Some(profile))
         }

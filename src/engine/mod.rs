@@ -145,6 +145,7 @@ fn pivots_of(source: &Source, profile: &Profile, parent: &Input) -> Vec<Input> {
 
 impl Engine {
     pub fn new(catalog: Arc<Catalog>, parts: EngineParts) -> Self {
+        let secrets = catalog.secrets().clone();
         let guards = catalog
             .sources()
             .iter()
@@ -163,7 +164,7 @@ impl Engine {
             client: parts.client,
             verifier: parts.verifier,
             max_depth: parts.max_depth,
-            env: Arc::new(crate::catalog::process_env),
+            env: Arc::new(move |name: &str| secrets.get(name)),
             cache: crate::cache::build(&parts.cache),
             shared: parts
                 .cluster

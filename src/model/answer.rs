@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::finding::{Confidence, Profile, Provenance};
+use super::finding::{Breach, Confidence, Profile, Provenance, Sourced};
 use super::outcome::SourceOutcome;
 use super::purpose::LawfulGround;
 use super::score::{Footprint, Interest, Risk};
@@ -135,6 +135,14 @@ pub struct Enrichment {
     pub interests: Vec<Interest>,
     pub footprint: Option<Footprint>,
     pub risk: Option<Risk>,
+    /// Breaches the address appears in (sensitive ones suppressed).
+    pub breaches: Vec<Breach>,
+    /// What the phone network says of the number.
+    pub phone_line: Option<PhoneLine>,
+    /// A mailbox check of the address by an email verifier.
+    pub mailbox: Option<Mailbox>,
+    /// Messaging platforms asked about the identifier, present or not.
+    pub messaging_apps: Vec<MessagingApp>,
     pub compliance: Compliance,
     pub cache: CacheInfo,
     pub coverage: Coverage,
@@ -150,6 +158,55 @@ impl Enrichment {
     pub fn confidence(&self) -> Option<Confidence> {
         self.profiles.iter().map(Profile::confidence).max()
     }
+}
+
+/// What the phone network says of a number (sources with role
+/// `phone_line`), each value with where it came from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PhoneLine {
+    pub carrier: Option<Sourced>,
+    /// As the source names it ("mobile", "landline", "nonFixedVoip").
+    pub line_type: Option<Sourced>,
+    /// The name registered for the number (CNAM), where the source has one.
+    pub caller_name: Option<Sourced>,
+}
+
+impl PhoneLine {
+    /// A VoIP number (fixed or not), by the source's line type.
+    pub fn is_voip(&self) -> bool {
+        self.line_type
+            .as_ref()
+            .is_some_and(|t| t.value.as_text().to_ascii_lowercase().contains("voip"))
+    }
+}
+
+/// A mailbox check by an email verifier (sources with role `mailbox`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mailbox {
+    /// deliverable, undeliverable, risky or unknown (lowercased as given).
+    pub status: Sourced,
+    /// The verifier's own score, as it gives it.
+    pub score: Option<Sourced>,
+}
+
+impl Mailbox {
+    pub fn undeliverable(&self) -> bool {
+        self.status.value.as_text() == "undeliverable"
+    }
+}
+
+/// Whether the identifier has an account on a messaging platform (sources
+/// tagged `messaging`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessagingApp {
+    pub platform: String,
+    pub source_id: String,
+    pub present: bool,
+    /// The account's page, when present and the source gives one.
+    pub url: Option<String>,
+    /// When the source answered.
+    pub checked_at: DateTime<Utc>,
+    pub confidence: Confidence,
 }
 
 /// A merged attribute: every distinct value, most supported first.

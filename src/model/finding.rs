@@ -175,6 +175,32 @@ pub struct Profile {
     /// the person (empty for confirmed profiles).
     #[serde(default)]
     pub corroborated_by: Vec<Corroboration>,
+    /// Breaches listed by a breach source (role `breaches`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breaches: Vec<Breach>,
+    /// Breaches of sites whose membership is sensitive (Art. 9): dropped
+    /// where they were read, neither cached nor answered; only counted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sensitive_breaches_withheld: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A data breach an address appears in: which and when, never the data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Breach {
+    /// The breach's id at its source ("Adobe").
+    pub name: String,
+    pub title: Option<String>,
+    /// The breached site's domain.
+    pub domain: Option<String>,
+    /// When it happened, as the source dates it (usually YYYY-MM-DD).
+    pub date: Option<String>,
+    /// The kinds of data exposed ("Email addresses", "Passwords").
+    pub data_classes: Vec<String>,
+    pub provenance: Provenance,
 }
 
 /// What ties a guessed profile to the person asked about.

@@ -73,17 +73,30 @@ impl fmt::Display for LawfulBasis {
 }
 
 /// Response fields a purpose may return (data minimisation, Art. 5(1)(c)).
-pub const FIELDS: [&str; 6] = [
+pub const FIELDS: [&str; 9] = [
     "verification",
     "profiles",
     "attributes",
     "interests",
     "footprint",
     "risk",
+    "breaches",
+    "phone_line",
+    "messaging_apps",
 ];
 
-/// Fields that need the sources to be asked.
-pub const SOURCE_FIELDS: [&str; 5] = ["profiles", "attributes", "interests", "footprint", "risk"];
+/// Fields that need the sources to be asked. (A verifier's mailbox check,
+/// part of `verification`, comes when the sources are asked for another.)
+pub const SOURCE_FIELDS: [&str; 8] = [
+    "profiles",
+    "attributes",
+    "interests",
+    "footprint",
+    "risk",
+    "breaches",
+    "phone_line",
+    "messaging_apps",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Purpose {

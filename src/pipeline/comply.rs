@@ -13,7 +13,10 @@ use super::score::Scores;
 use super::{Enricher, unavailable};
 use crate::compliance::{notice, retention, special};
 use crate::error::Error;
-use crate::model::{Attribute, Compliance, Footprint, Interest, Profile, Risk, Verification};
+use crate::model::{
+    Attribute, Breach, Compliance, Footprint, Interest, Mailbox, MessagingApp, PhoneLine, Profile,
+    Risk, Verification,
+};
 
 /// What the answer may carry.
 pub(super) struct Disclosed {
@@ -24,6 +27,10 @@ pub(super) struct Disclosed {
     pub interests: Vec<Interest>,
     pub footprint: Option<Footprint>,
     pub risk: Option<Risk>,
+    pub breaches: Vec<Breach>,
+    pub phone_line: Option<PhoneLine>,
+    pub mailbox: Option<Mailbox>,
+    pub messaging_apps: Vec<MessagingApp>,
     pub compliance: Compliance,
 }
 
@@ -37,6 +44,9 @@ impl Disclosed {
             ("interests", !self.interests.is_empty()),
             ("footprint", self.footprint.is_some()),
             ("risk", self.risk.is_some()),
+            ("breaches", !self.breaches.is_empty()),
+            ("phone_line", self.phone_line.is_some()),
+            ("messaging_apps", !self.messaging_apps.is_empty()),
         ]
         .iter()
         .filter(|(_, present)| *present)
@@ -59,6 +69,8 @@ impl Enricher {
         let (interests, special_left_out) = special::suppress(scores.interests);
         let notice = self.notice(merged, subject, query, now).await?;
         let mut suppressions: Vec<_> = special::explanation(special_left_out).into_iter().collect();
+        let sensitive_breaches = merged.roles.sensitive_breaches_withheld;
+        suppressions.extend(special::breaches_explanation(sensitive_breaches));
         suppressions.extend(fields.withheld.iter().cloned());
         let wants = |f: &str| fields.wants(f);
         Ok(Disclosed {
@@ -88,12 +100,32 @@ impl Enricher {
             },
             footprint: wants("footprint").then_some(scores.footprint),
             risk: scores.risk,
+            breaches: if wants("breaches") {
+                merged.roles.breaches.clone()
+            } else {
+                Vec::new()
+            },
+            phone_line: merged
+                .roles
+                .phone_line
+                .clone()
+                .filter(|_| wants("phone_line")),
+            mailbox: merged
+                .roles
+                .mailbox
+                .clone()
+                .filter(|_| wants("verification")),
+            messaging_apps: if wants("messaging_apps") {
+                merged.messaging_apps.clone()
+            } else {
+                Vec::new()
+            },
             compliance: Compliance {
                 retain_until: retention::retain_until(now, Some(&ground.purpose)),
                 ground,
                 notice,
                 source_of_data: notice::SOURCE_OF_DATA,
-                special_categories_suppressed: special_left_out,
+                special_categories_suppressed: special_left_out + sensitive_breaches,
                 identifier_suppressed: false,
                 suppressions,
                 fields_withheld: fields.withheld_fields(),
@@ -115,6 +147,7 @@ impl Enricher {
             .profiles
             .iter()
             .map(|p| p.source_id.as_str())
+            .chain(merged.roles.sources.iter().map(String::as_str))
             .collect();
         let categories: BTreeSet<String> = found
             .iter()

@@ -161,6 +161,8 @@ mod tests {
             extra: Default::default(),
             accounts: Vec::new(),
             corroborated_by: Vec::new(),
+            breaches: Vec::new(),
+            sensitive_breaches_withheld: 0,
         }
     }
 

@@ -4,13 +4,16 @@
 //! dropped); what the cache contributed.
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
+
 use super::gather::Gathered;
 use super::query::EnrichQuery;
+use super::roles::RoleFindings;
 use crate::catalog::Catalog;
 use crate::engine::Findings;
 use crate::model::{
-    Attribute, AttributeValue, CacheInfo, CacheMode, Coverage, Field, Outcome, Profile, SkipReason,
-    SourceOutcome, Verification,
+    Attribute, AttributeValue, CacheInfo, CacheMode, Coverage, Field, MessagingApp, Outcome,
+    Profile, SkipReason, SourceOutcome, Verification,
 };
 
 /// The merged findings of one request.
@@ -27,6 +30,9 @@ pub(super) struct Merged {
     pub coverage: Coverage,
     /// The cache keys the sources read or wrote for this request.
     pub cache_keys: Vec<String>,
+    /// Breaches, phone line and mailbox check (not profiles).
+    pub roles: RoleFindings,
+    pub messaging_apps: Vec<MessagingApp>,
 }
 
 pub(super) fn merge(
@@ -34,6 +40,7 @@ pub(super) fn merge(
     query: &EnrichQuery,
     catalog: &Catalog,
     min_coverage: f64,
+    now: DateTime<Utc>,
 ) -> Merged {
     let Gathered {
         verification,
@@ -47,9 +54,11 @@ pub(super) fn merge(
     if let Some(min) = query.min_confidence {
         profiles.retain(|p| p.confidence() >= min);
     }
+    let roles = super::roles::split(&mut profiles, catalog);
     let (mut profiles, possible_matches) =
         super::corroborate::corroborate(profiles, query.name_hint.as_deref());
     order_profiles(&mut profiles, catalog);
+    let messaging_apps = super::roles::messaging_apps(&profiles, &outcomes, catalog, now);
     let cache = cache_info(&outcomes, query.cache.mode);
     let coverage = coverage(&outcomes, min_coverage);
     Merged {
@@ -60,6 +69,8 @@ pub(super) fn merge(
         possible_matches,
         outcomes,
         cache,
+        roles,
+        messaging_apps,
     }
 }
 

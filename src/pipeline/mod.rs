@@ -16,6 +16,7 @@ mod parse;
 mod policy;
 mod query;
 mod record;
+mod roles;
 mod score;
 mod suppress;
 
@@ -270,7 +271,7 @@ impl Enricher {
         }
         let permitted = policy::policy(ground, &query);
         let gathered = self.gather(&subject, &permitted, &query).await;
-        let merged = merge::merge(gathered, &query, self.catalog(), self.min_coverage);
+        let merged = merge::merge(gathered, &query, self.catalog(), self.min_coverage, now);
         let scores = self.score(&merged, &permitted.fields, &query, now);
         let disclosed = self
             .comply(permitted, &merged, scores, &subject.hash, &query, now)

@@ -39,6 +39,8 @@ impl Enricher {
                 profiles,
                 footprint: &footprint,
                 coverage_sufficient: merged.coverage.sufficient,
+                phone_line: merged.roles.phone_line.as_ref(),
+                mailbox: merged.roles.mailbox.as_ref(),
             };
             risk::score(v, &evidence, hint, &self.scoring, now)
         });

@@ -8,8 +8,12 @@
 //!   a pivot URL, photo, forum, blog, fitness and gaming sites); her bios give
 //!   evidence for technology, photography, travel, running, gaming and a health
 //!   condition (for special-category suppression).
-//! - `+447700900123`: found on the messaging-style sites (chat, voicebook).
-//! - `nobody@example.org`: found nowhere.
+//!   Her address is in two breaches (breach site; a third, of a sensitive
+//!   site, is suppressed) and her mailbox is deliverable (verifier site).
+//! - `+447700900123`: found on the messaging-style sites (chat, voicebook);
+//!   the phone-line site says mobile, its carrier and caller name.
+//! - `+447700900456`: a VoIP number (phone-line site), on no messaging site.
+//! - `nobody@example.org`: found nowhere; the verifier says undeliverable.
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +36,7 @@ const PLACEHOLDER: &str = "http://sandbox.invalid";
 
 pub const JANE: &str = "jane.doe@example.com";
 pub const JANE_PHONE: &str = "+447700900123";
+pub const VOIP_PHONE: &str = "+447700900456";
 
 /// A running sandbox fixture server.
 pub struct Sandbox {
@@ -74,6 +79,9 @@ impl Sandbox {
             .route("/gamer/player/{user}", get(gamer))
             .route("/chat/v1/lookup", post(chat))
             .route("/voicebook/{number}", get(voicebook))
+            .route("/breaches/api/v3/breachedaccount/{account}", get(breaches))
+            .route("/lookup/v2/PhoneNumbers/{number}", get(phone_line))
+            .route("/verifier/v2/email-verifier", get(verifier))
             .route("/slow/{user}", get(slow))
             .route("/flaky/{hash}", get(flaky))
             .route("/busy/{user}", get(busy))
@@ -248,6 +256,101 @@ async fn voicebook(Path(number): Path<String>) -> Response {
     }
     Html(r#"<html><body><div class="caller-card"><span class="name">Jane Doe</span><span class="area">Leeds</span></div></body></html>"#)
         .into_response()
+}
+
+/// Have I Been Pwned v3's `breachedaccount` shape (truncateResponse=false).
+async fn breaches(Path(account): Path<String>) -> Response {
+    if account != JANE {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let breach = |name: &str, domain: &str, date: &str, classes: &[&str], sensitive: bool| {
+        json!({
+            "Name": name, "Title": name, "Domain": domain, "BreachDate": date,
+            "AddedDate": format!("{date}T12:00:00Z"), "ModifiedDate": format!("{date}T12:00:00Z"),
+            "PwnCount": 120_000, "Description": "A sandbox breach.",
+            "LogoPath": "https://example.invalid/logo.png", "DataClasses": classes,
+            "IsVerified": true, "IsFabricated": false, "IsSensitive": sensitive,
+            "IsRetired": false, "IsSpamList": false, "IsMalware": false,
+            "IsSubscriptionFree": false, "IsStealerLog": false
+        })
+    };
+    Json(json!([
+        breach(
+            "SandboxShop",
+            "shop.sandbox",
+            "2019-05-14",
+            &["Email addresses", "Passwords"],
+            false
+        ),
+        breach(
+            "SandboxForum",
+            "forum.sandbox",
+            "2016-08-02",
+            &["Email addresses", "Usernames"],
+            false
+        ),
+        breach(
+            "SandboxDating",
+            "dating.sandbox",
+            "2015-07-19",
+            &["Email addresses"],
+            true
+        ),
+    ]))
+    .into_response()
+}
+
+/// Twilio Lookup v2's shape with line_type_intelligence and caller_name.
+async fn phone_line(Path(number): Path<String>) -> Response {
+    let (kind, carrier, caller) =
+        match number.as_str() {
+            JANE_PHONE => (
+                "mobile",
+                "Sandbox Mobile",
+                json!({
+                    "caller_name": "JANE DOE", "caller_type": "CONSUMER", "error_code": null
+                }),
+            ),
+            VOIP_PHONE => ("nonFixedVoip", "Sandbox VoIP Ltd", json!(null)),
+            _ => return (
+                StatusCode::NOT_FOUND,
+                Json(json!({
+                    "code": 20404, "message": "The requested resource was not found", "status": 404
+                })),
+            )
+                .into_response(),
+        };
+    Json(json!({
+        "calling_country_code": "44", "country_code": "GB", "phone_number": number,
+        "national_format": "07700 900123", "valid": true, "validation_errors": [],
+        "caller_name": caller,
+        "line_type_intelligence": {
+            "carrier_name": carrier, "error_code": null, "mobile_country_code": "234",
+            "mobile_network_code": "10", "type": kind
+        },
+        "url": format!("https://lookups.twilio.com/v2/PhoneNumbers/{number}")
+    }))
+    .into_response()
+}
+
+/// Hunter's email-verifier shape.
+async fn verifier(Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let email = q.get("email").map(String::as_str).unwrap_or_default();
+    let (status, result, score) = if email == JANE {
+        ("valid", "deliverable", 94)
+    } else {
+        ("invalid", "undeliverable", 12)
+    };
+    Json(json!({
+        "data": {
+            "status": status, "result": result, "score": score, "email": email,
+            "regexp": true, "gibberish": false, "disposable": false, "webmail": false,
+            "mx_records": true, "smtp_server": true, "smtp_check": result == "deliverable",
+            "accept_all": false, "block": false, "sources": []
+        },
+        "meta": {"params": {"email": email}}
+    }))
+    .into_response()
 }
 
 async fn slow(Path(_user): Path<String>) -> Response {

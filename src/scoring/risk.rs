@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use super::data::ScoringData;
 
 use crate::identity::NumberType;
-use crate::model::{Confidence, Field, Profile, Value};
+use crate::model::{Confidence, Field, Mailbox, PhoneLine, Profile, Value};
 use crate::model::{Footprint, MxStatus, Reason, Risk, RiskLevel, Verification};
 
 /// Below this footprint score, a footprint is thin.
@@ -25,6 +25,10 @@ pub struct Evidence<'a> {
     pub profiles: &'a [Profile],
     pub footprint: &'a Footprint,
     pub coverage_sufficient: bool,
+    /// What the phone network said of the number, when a source did.
+    pub phone_line: Option<&'a PhoneLine>,
+    /// A verifier's mailbox check, when a source made one.
+    pub mailbox: Option<&'a Mailbox>,
 }
 
 pub fn score(
@@ -108,7 +112,29 @@ pub fn score(
                 }
                 _ => {}
             }
+            if p.number_type != NumberType::Voip
+                && let Some(line) = evidence.phone_line.filter(|l| l.is_voip())
+                && let Some(t) = &line.line_type
+            {
+                add(
+                    "phone_voip",
+                    format!(
+                        "a VoIP number: line type {} ({})",
+                        t.value.as_text(),
+                        t.provenance.source_id
+                    ),
+                );
+            }
         }
+    }
+    if let Some(m) = evidence.mailbox.filter(|m| m.undeliverable()) {
+        add(
+            "undeliverable_mailbox",
+            format!(
+                "the mailbox is undeliverable ({})",
+                m.status.provenance.source_id
+            ),
+        );
     }
     let grounded: Vec<&Profile> = profiles
         .iter()
@@ -158,9 +184,15 @@ pub fn score(
     }
     if let Some(hint) = name_hint {
         let wanted = tokens(hint);
+        // The network's caller name is a name found for the identifier too.
+        let caller_name = evidence
+            .phone_line
+            .and_then(|l| l.caller_name.as_ref())
+            .map(|s| s.value.as_text());
         let names: Vec<String> = grounded
             .iter()
             .filter_map(|p| p.fields.get(&Field::DisplayName).map(|s| s.value.as_text()))
+            .chain(caller_name)
             .collect();
         if !wanted.is_empty()
             && !names.is_empty()

@@ -134,7 +134,45 @@ pub(super) fn compile_extract(
             });
         }
     }
+    if let Some(b) = &spec.breaches {
+        extract.breaches = compile_breaches(b, format, p);
+    }
     extract
+}
+
+fn compile_breaches(
+    b: &BreachesSpec,
+    format: BodyFormat,
+    p: &mut Problems<'_>,
+) -> Option<BreachesExtract> {
+    if format != BodyFormat::Json {
+        p.push("extract.breaches: needs request.response_format = \"json\"");
+        return None;
+    }
+    let mut ok = true;
+    let mut pointer = |value: &Option<String>, name: &str| {
+        if let Some(v) = value
+            && !(v.is_empty() || v.starts_with('/'))
+        {
+            p.push(format!(
+                "extract.breaches.{name}: {v:?} is not a JSON pointer (it starts with '/')"
+            ));
+            ok = false;
+        }
+        value.clone()
+    };
+    let each = pointer(&Some(b.each.clone()), "each")?;
+    let name = pointer(&Some(b.name.clone()), "name")?;
+    let breaches = BreachesExtract {
+        each,
+        name,
+        title: pointer(&b.title, "title"),
+        domain: pointer(&b.domain, "domain"),
+        date: pointer(&b.date, "date"),
+        data_classes: pointer(&b.data_classes, "data_classes"),
+        sensitive: pointer(&b.sensitive, "sensitive"),
+    };
+    ok.then_some(breaches)
 }
 
 /// A JSON pointer on an HTML source (or a CSS selector on JSON) can never match.

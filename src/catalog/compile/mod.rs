@@ -139,6 +139,9 @@ pub fn compile(
             Some(r) => compile_http(spec, r, env, &mut disabled, p),
         },
     };
+    if let Some(k) = &kind {
+        check_role(spec, k, p);
+    }
     let private_origins = kind
         .as_ref()
         .map(|k| compile_private_origins(spec, k, p))
@@ -197,6 +200,47 @@ fn compile_private_origins(
         }
     }
     origins
+}
+
+/// A role's findings are read from what the source extracts: a breach
+/// source lists breaches, a phone-line source takes a number, a mailbox
+/// source an address.
+fn check_role(spec: &SourceSpec, kind: &SourceKind, p: &mut Problems<'_>) {
+    use crate::catalog::spec::Role;
+    let breaches = matches!(kind, SourceKind::Http(h) if h.extract.breaches.is_some());
+    match spec.role {
+        Role::Breaches if !breaches => {
+            p.push("role = \"breaches\" needs [source.extract.breaches]")
+        }
+        Role::Profile | Role::PhoneLine | Role::Mailbox if breaches => {
+            p.push("extract.breaches: only a source with role = \"breaches\" lists breaches")
+        }
+        Role::PhoneLine
+            if !matches!(spec.input, InputKind::PhoneE164 | InputKind::PhoneNational) =>
+        {
+            p.push("role = \"phone_line\" takes input = \"phone_e164\" or \"phone_national\"")
+        }
+        Role::Mailbox | Role::Breaches
+            if !matches!(
+                spec.input,
+                InputKind::Email | InputKind::EmailMd5 | InputKind::EmailSha256
+            ) =>
+        {
+            p.push("this role takes the address: input = \"email\" (or a hash of it)")
+        }
+        _ => {}
+    }
+    let named = |names: &[&str]| matches!(kind, SourceKind::Http(h) if names.iter().any(|n| h.extract.extra.contains_key(*n)));
+    match spec.role {
+        Role::PhoneLine if !named(&["carrier", "line_type", "caller_name"]) => p.push(
+            "role = \"phone_line\" reads extract.extra.carrier, line_type or caller_name; \
+             it names none",
+        ),
+        Role::Mailbox if !named(&["status"]) => {
+            p.push("role = \"mailbox\" reads extract.extra.status; it is not named")
+        }
+        _ => {}
+    }
 }
 
 /// Id, names, weight and purposes.
@@ -283,6 +327,19 @@ fn compile_http(
     }
     let headers = compile_headers(&r.headers, "request.headers", env, p);
     let optional_headers = compile_headers(&r.optional_headers, "request.optional_headers", env, p);
+    let basic_auth = r.basic_auth.as_ref().and_then(|b| {
+        let user = compile_template(&b.username, "request.basic_auth.username", p);
+        let password = compile_template(&b.password, "request.basic_auth.password", p);
+        Some((user?, password?))
+    });
+    if let Some(url) = &url
+        && url.env_vars().next().is_some()
+    {
+        p.push(
+            "request.url: no {env.NAME} secrets in the URL (it is returned as every \
+             field's provenance); send them in request.headers or request.basic_auth",
+        );
+    }
     let body = r
         .body
         .as_deref()
@@ -295,13 +352,26 @@ fn compile_http(
         p.push("request: no {input} placeholder in the url, headers or body");
     }
     // A required secret that is missing disables the source, loudly.
-    let mut required = url.iter().flat_map(|u| u.env_vars()).collect::<Vec<_>>();
-    required.extend(headers.iter().flat_map(|(_, t)| t.env_vars()));
+    let mut required = headers
+        .iter()
+        .flat_map(|(_, t)| t.env_vars())
+        .collect::<Vec<_>>();
+    if let Some((user, password)) = &basic_auth {
+        required.extend(user.env_vars().chain(password.env_vars()));
+    }
     if let Some((b, _)) = &body {
         required.extend(b.env_vars());
     }
-    if let Some(missing) = required.iter().find(|name| env(name).is_none()) {
-        disabled.get_or_insert_with(|| format!("secret {missing} is not set in the environment"));
+    let mut missing: Vec<&str> = Vec::new();
+    for name in required {
+        if env(name).is_none() && !missing.contains(&name) {
+            missing.push(name);
+        }
+    }
+    if !missing.is_empty() {
+        disabled.get_or_insert_with(|| {
+            format!("secret not set: set {} to enable", missing.join(" and "))
+        });
     }
 
     let d = &spec.detect;
@@ -358,6 +428,7 @@ fn compile_http(
                 url,
                 headers,
                 optional_headers,
+                basic_auth,
                 body,
                 response_format: r.response_format,
             },
@@ -393,6 +464,7 @@ fn assemble(
         known_absent: spec.known_absent.clone(),
         input: spec.input,
         input_pattern,
+        role: spec.role,
         kind,
         limits: Limits {
             timeout: l.timeout,
