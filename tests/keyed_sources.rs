@@ -114,19 +114,6 @@ async fn enrich(app: &TestApp, mut request: pb::EnrichRequest) -> pb::EnrichResp
         .into_inner()
 }
 
-async fn app_on(catalog: enrichd::catalog::Catalog) -> (TestApp, common::dns::TestDns) {
-    let dns = common::dns::start().await;
-    let app = TestApp::with_catalog(
-        &format!(
-            "[dns]\nnameservers = [\"{}\"]\ntimeout = \"5s\"\n",
-            dns.addr
-        ),
-        catalog,
-    )
-    .await;
-    (app, dns)
-}
-
 #[tokio::test]
 async fn without_their_secrets_keyed_sources_are_disabled_and_never_asked() {
     let server = keyed_sites().await;
@@ -144,7 +131,7 @@ async fn without_their_secrets_keyed_sources_are_disabled_and_never_asked() {
         twilio.disabled.as_deref(),
         Some("secret not set: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN to enable")
     );
-    let (app, _dns) = app_on(catalog).await;
+    let (app, _dns) = common::app_with_dns(catalog).await;
     let answer = enrich(&app, email_request("ada@example.test")).await;
     assert!(answer.breaches.is_empty());
     let asked: Vec<String> = server
@@ -170,7 +157,7 @@ async fn with_their_secrets_the_answer_has_breaches_mailbox_and_a_person_record(
     for id in KEYED {
         assert!(catalog.get(id).unwrap().enabled(), "{id} with its secret");
     }
-    let (app, _dns) = app_on(catalog).await;
+    let (app, _dns) = common::app_with_dns(catalog).await;
     let answer = enrich(&app, email_request("ada@example.test")).await;
 
     // Have I Been Pwned: the breaches, newest first, without the sensitive one.
@@ -241,7 +228,7 @@ async fn with_their_secrets_the_answer_has_breaches_mailbox_and_a_person_record(
 #[tokio::test]
 async fn an_undeliverable_mailbox_is_a_risk_reason() {
     let server = keyed_sites().await;
-    let (app, _dns) = app_on(real_catalog_with(&server.uri(), &secret)).await;
+    let (app, _dns) = common::app_with_dns(real_catalog_with(&server.uri(), &secret)).await;
     let answer = enrich(&app, email_request("nobody@example.test")).await;
     let risk = answer.risk.as_ref().unwrap();
     let codes: Vec<&str> = risk.reasons.iter().map(|r| r.code.as_str()).collect();
@@ -253,7 +240,7 @@ async fn an_undeliverable_mailbox_is_a_risk_reason() {
 async fn the_person_record_is_a_profile_with_its_accounts() {
     let server = keyed_sites().await;
     let catalog = real_catalog_with(&server.uri(), &secret);
-    let (app, _dns) = app_on(catalog).await;
+    let (app, _dns) = common::app_with_dns(catalog).await;
     let mut request = email_request("ada@example.test");
     request.purpose = "crm_enrichment".into();
     request.lawful_basis = pb::LawfulBasis::Contract.into();
@@ -289,7 +276,7 @@ async fn the_person_record_is_a_profile_with_its_accounts() {
 #[tokio::test]
 async fn the_phone_line_gives_carrier_line_type_and_caller_name() {
     let server = keyed_sites().await;
-    let (app, _dns) = app_on(real_catalog_with(&server.uri(), &secret)).await;
+    let (app, _dns) = common::app_with_dns(real_catalog_with(&server.uri(), &secret)).await;
     let mut request = phone_request("+16502530000");
     request.hints = Some(pb::Hints {
         name: "Grace Hopper".into(),

@@ -85,18 +85,10 @@ pub const FIELDS: [&str; 9] = [
     "messaging_apps",
 ];
 
-/// Fields that need the sources to be asked. (A verifier's mailbox check,
-/// part of `verification`, comes when the sources are asked for another.)
-pub const SOURCE_FIELDS: [&str; 8] = [
-    "profiles",
-    "attributes",
-    "interests",
-    "footprint",
-    "risk",
-    "breaches",
-    "phone_line",
-    "messaging_apps",
-];
+/// Fields that need the sources to be asked: every field but
+/// `verification` (whose mailbox check, from a source, comes when the
+/// sources are asked for another).
+pub const SOURCE_FIELDS: &[&str] = FIELDS.split_first().expect("fields").1;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Purpose {

@@ -220,8 +220,9 @@ pub fn fixture(path: &str) -> String {
     .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }
 
-/// Enriches through the real server with `catalog` and the loopback DNS.
-pub async fn enrich_with(catalog: Catalog, request: pb::EnrichRequest) -> pb::EnrichResponse {
+/// The real server with `catalog`, resolving through a loopback DNS
+/// server (kept alive by the second value).
+pub async fn app_with_dns(catalog: Catalog) -> (TestApp, dns::TestDns) {
     let dns = dns::start().await;
     let app = TestApp::with_catalog(
         &format!(
@@ -231,6 +232,12 @@ pub async fn enrich_with(catalog: Catalog, request: pb::EnrichRequest) -> pb::En
         catalog,
     )
     .await;
+    (app, dns)
+}
+
+/// Enriches through the real server with `catalog` and the loopback DNS.
+pub async fn enrich_with(catalog: Catalog, request: pb::EnrichRequest) -> pb::EnrichResponse {
+    let (app, _dns) = app_with_dns(catalog).await;
     app.client()
         .await
         .enrich(request)
