@@ -25,10 +25,17 @@ const LOG_PREFIX_LEN: usize = 12;
 #[derive(Clone)]
 pub struct KeyedHasher {
     keys: Arc<[Vec<u8>]>,
+    /// Each key's HMAC state, keyed once: every enrichment hashes its
+    /// subject and each source's cache key, and keying is half the work.
+    keyed: Arc<[HmacSha256]>,
 }
 
-fn mac(key: &[u8], value: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC-SHA-256 accepts keys of any length");
+fn keyed(key: &[u8]) -> HmacSha256 {
+    HmacSha256::new_from_slice(key).expect("HMAC-SHA-256 accepts keys of any length")
+}
+
+fn mac_with(keyed: &HmacSha256, value: &[u8]) -> String {
+    let mut mac = keyed.clone();
     mac.update(value);
     hex::encode(mac.finalize().into_bytes())
 }
@@ -52,6 +59,7 @@ impl KeyedHasher {
     pub fn chain(keys: Vec<Vec<u8>>) -> Self {
         assert!(!keys.is_empty(), "a hash key chain holds at least one key");
         Self {
+            keyed: keys.iter().map(|k| keyed(k)).collect(),
             keys: Arc::from(keys),
         }
     }
@@ -119,14 +127,14 @@ impl KeyedHasher {
         if previous.is_empty() {
             return String::new();
         }
-        mac(self.keys.last().expect("non-empty"), previous.as_bytes())
+        mac_with(self.keyed.last().expect("non-empty"), previous.as_bytes())
     }
 
     /// A hash under the first key alone, stable across rotations: for what
     /// does not need a rotation's protection (API-key secrets are random
     /// and long, so their MAC key is not what guards them).
     pub fn root_hash(&self, value: &str) -> String {
-        mac(&self.keys[0], value.as_bytes())
+        mac_with(&self.keyed[0], value.as_bytes())
     }
 
     /// A hasher with a random key: references are stable for this process only.
@@ -152,9 +160,10 @@ impl KeyedHasher {
 
     /// The full keyed hash, hex-encoded (64 characters).
     pub fn hash(&self, value: &str) -> String {
-        let (first, rest) = self.keys.split_first().expect("non-empty");
-        rest.iter()
-            .fold(mac(first, value.as_bytes()), |h, k| mac(k, h.as_bytes()))
+        let (first, rest) = self.keyed.split_first().expect("non-empty");
+        rest.iter().fold(mac_with(first, value.as_bytes()), |h, k| {
+            mac_with(k, h.as_bytes())
+        })
     }
 
     /// Names the key without revealing it (16 hex characters), so a ledger

@@ -57,6 +57,19 @@ impl moka::Expiry<String, Arc<CachedMx>> for MxExpiry {
     }
 }
 
+/// What an address's domain says, whoever the address is: the same for
+/// every address of the domain, so worked out once.
+#[derive(Debug, Clone)]
+struct DomainChecks {
+    disposable: bool,
+    free_provider: bool,
+    did_you_mean: Option<String>,
+    mixed_script: bool,
+}
+
+/// Domains whose checks are kept at once.
+const DOMAIN_CHECKS_KEPT: u64 = 100_000;
+
 /// Runs the verification checks. Built once per process.
 #[derive(Clone)]
 pub struct Verifier {
@@ -68,6 +81,10 @@ pub struct Verifier {
     /// Concurrent checks of one domain share one lookup; failures are not
     /// kept. Domains, not people: nothing here names a person.
     mx_cache: moka::future::Cache<String, Arc<CachedMx>>,
+    /// The domain checks (lists, typos, look-alikes: the look-alike check
+    /// alone cost more than the rest of a cached enrichment), per domain.
+    /// The lists are loaded once per process, so an entry never goes stale.
+    domains: moka::sync::Cache<String, Arc<DomainChecks>>,
 }
 
 impl Verifier {
@@ -107,22 +124,35 @@ impl Verifier {
                 .max_capacity(MX_CACHE_DOMAINS)
                 .expire_after(MxExpiry)
                 .build(),
+            domains: moka::sync::Cache::new(DOMAIN_CHECKS_KEPT),
         })
     }
 
     /// The checks of an address. It parsed (an `Email` is valid by
     /// construction; one that does not parse is refused before this stage).
     pub async fn check_email(&self, email: &Email) -> EmailVerification {
+        let domain = self.check_domain(email);
         EmailVerification {
             syntax_valid: true,
-            disposable: self.lists.is_disposable(email.domain()),
-            free_provider: self.lists.is_free_provider(email.domain()),
+            disposable: domain.disposable,
+            free_provider: domain.free_provider,
             role_account: self.lists.is_role_account(&email.local_base()),
             mx: self.check_mx(email.domain()).await,
-            did_you_mean: crate::identity::lookalike::meant(email.domain_unicode())
-                .map(str::to_owned),
-            mixed_script: crate::identity::lookalike::mixed_script(email.domain_unicode()),
+            did_you_mean: domain.did_you_mean.clone(),
+            mixed_script: domain.mixed_script,
         }
+    }
+
+    fn check_domain(&self, email: &Email) -> Arc<DomainChecks> {
+        self.domains.get_with_by_ref(email.domain(), || {
+            let unicode = email.domain_unicode();
+            Arc::new(DomainChecks {
+                disposable: self.lists.is_disposable(email.domain()),
+                free_provider: self.lists.is_free_provider(email.domain()),
+                did_you_mean: crate::identity::lookalike::meant(unicode).map(str::to_owned),
+                mixed_script: crate::identity::lookalike::mixed_script(unicode),
+            })
+        })
     }
 
     pub fn check_phone(&self, phone: &PhoneNumber) -> PhoneVerification {

@@ -234,9 +234,11 @@ fn request(email: &str) -> pb::EnrichRequest {
     }
 }
 
-/// The baseline of `hot`: the same tonic server, a handler that answers at once.
+/// The baselines of `hot`: the same tonic server, a handler that answers at
+/// once, with an empty answer or with a copy of the real one (what the
+/// transport alone costs for an answer of that size).
 #[derive(Clone)]
-struct Echo;
+struct Echo(Arc<pb::EnrichResponse>);
 
 #[tonic::async_trait]
 impl pb::enrichment_server::Enrichment for Echo {
@@ -244,10 +246,9 @@ impl pb::enrichment_server::Enrichment for Echo {
         &self,
         r: tonic::Request<pb::EnrichRequest>,
     ) -> Result<tonic::Response<pb::EnrichResponse>, tonic::Status> {
-        Ok(tonic::Response::new(pb::EnrichResponse {
-            request_id: r.into_inner().request_id,
-            ..Default::default()
-        }))
+        let mut answer = (*self.0).clone();
+        answer.request_id = r.into_inner().request_id;
+        Ok(tonic::Response::new(answer))
     }
     type EnrichStreamStream = std::pin::Pin<
         Box<dyn futures::Stream<Item = Result<pb::EnrichResponse, tonic::Status>> + Send>,
@@ -278,13 +279,15 @@ impl pb::enrichment_server::Enrichment for Echo {
     }
 }
 
-async fn start_echo() -> SocketAddr {
+async fn start_echo(answer: pb::EnrichResponse) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
             .timeout(Duration::from_secs(30))
-            .add_service(pb::enrichment_server::EnrichmentServer::new(Echo))
+            .add_service(pb::enrichment_server::EnrichmentServer::new(Echo(
+                Arc::new(answer),
+            )))
             .serve_with_incoming(
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             ),
@@ -301,6 +304,69 @@ enum Call {
     Health,
 }
 
+impl Call {
+    /// The method's path and its request, encoded once.
+    fn wire(self) -> (&'static str, bytes::Bytes) {
+        match self {
+            Call::Enrich(email) => (
+                "/enrichd.v1.Enrichment/Enrich",
+                prost::Message::encode_to_vec(&request(email)).into(),
+            ),
+            Call::Health => (
+                "/grpc.health.v1.Health/Check",
+                prost::Message::encode_to_vec(&tonic_health::pb::HealthCheckRequest::default())
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// The load generator's codec, as h2load works: requests are bytes encoded
+/// once, answers are counted, never decoded, so generating the load costs
+/// the same whatever the method and the size of its answer, and the ratio
+/// is the server's alone.
+#[derive(Clone, Copy, Default)]
+struct Raw;
+
+impl tonic::codec::Codec for Raw {
+    type Encode = bytes::Bytes;
+    type Decode = usize;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl tonic::codec::Encoder for Raw {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put(dst, item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Raw {
+    type Item = usize;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<usize>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        bytes::Buf::advance(src, n);
+        Ok(Some(n))
+    }
+}
+
 /// `clients` loops calling `call` for `seconds`, each as fast as it can or,
 /// with `rate`, paced so that all together send `rate` calls a second;
 /// calls/s and the 50th and 99th percentile latencies.
@@ -312,6 +378,8 @@ async fn load(
     rate: Option<f64>,
 ) -> (f64, Duration, Duration) {
     let until = Instant::now() + Duration::from_secs(seconds);
+    let (path, body) = call.wire();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
     let mut tasks = Vec::new();
     for n in 0..clients {
         let channel = Channel::from_shared(format!("http://{addr}"))
@@ -319,9 +387,9 @@ async fn load(
             .connect()
             .await
             .unwrap();
-        let mut enrich = pb::enrichment_client::EnrichmentClient::new(channel.clone());
-        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let mut grpc = tonic::client::Grpc::new(channel);
         let every = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
+        let (path, body) = (path.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut next =
@@ -332,17 +400,12 @@ async fn load(
                     next += every;
                 }
                 let t = Instant::now();
-                match call {
-                    Call::Enrich(email) => {
-                        enrich.enrich(request(email)).await.unwrap();
-                    }
-                    Call::Health => {
-                        health
-                            .check(tonic_health::pb::HealthCheckRequest::default())
-                            .await
-                            .unwrap();
-                    }
-                }
+                grpc.ready().await.unwrap();
+                let answer = grpc
+                    .unary(tonic::Request::new(body.clone()), path.clone(), Raw)
+                    .await
+                    .unwrap();
+                assert!(*answer.get_ref() > 0, "an empty answer");
                 lat.push(t.elapsed());
             }
             lat
@@ -365,9 +428,8 @@ async fn load(
 /// The person of `hot` and `history`: found on all 10 sources.
 const HOT: &str = "found-hot@example.test";
 
-/// A server whose 10 sources have all answered for `HOT`, and the size of
-/// its answer in bytes.
-async fn hot_server(dir: tempfile::TempDir, url: String) -> (Server, usize) {
+/// A server whose 10 sources have all answered for `HOT`, and its answer.
+async fn hot_server(dir: tempfile::TempDir, url: String) -> (Server, pb::EnrichResponse) {
     let (origin, _) = serve_sites(Duration::ZERO).await;
     let server = start_on(
         catalog(origin, 10, "email", false, (1e6, 1_000_000)),
@@ -387,16 +449,19 @@ async fn hot_server(dir: tempfile::TempDir, url: String) -> (Server, usize) {
         10,
         "the hot person is found everywhere"
     );
-    (server, prost::Message::encoded_len(&answer))
+    (server, answer)
 }
 
 async fn hot(args: &Args) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let url = ledger_url(&dir).await;
-    let (server, answer_bytes) = hot_server(dir, url).await;
-    let echo = start_echo().await;
+    let (server, answer) = hot_server(dir, url).await;
+    let answer_bytes = prost::Message::encoded_len(&answer);
+    let echo = start_echo(pb::EnrichResponse::default()).await;
     let (echo_rps, echo_p50, echo_p99) =
         load(echo, args.clients, args.seconds, Call::Enrich(HOT), None).await;
+    let sized = start_echo(answer).await;
+    let (sized_rps, ..) = load(sized, args.clients, args.seconds, Call::Enrich(HOT), None).await;
     let (health_rps, health_p50, health_p99) =
         load(server.addr, args.clients, args.seconds, Call::Health, None).await;
     let (rps, p50, p99) = load(
@@ -422,6 +487,7 @@ async fn hot(args: &Args) -> Value {
         "scenario": "hot", "clients": args.clients, "profiles": 10, "answer_bytes": answer_bytes,
         "enrichd_rps": rps.round(), "health_rps": health_rps.round(), "ratio_to_health": ratio(rps, health_rps),
         "echo_rps": echo_rps.round(), "ratio_to_echo": ratio(rps, echo_rps),
+        "sized_echo_rps": sized_rps.round(), "ratio_to_sized_echo": ratio(rps, sized_rps),
         "enrichd_p50_ms": ms(p50), "enrichd_p99_ms": ms(p99),
         "health_p50_ms": ms(health_p50), "health_p99_ms": ms(health_p99),
         "echo_p50_ms": ms(echo_p50), "echo_p99_ms": ms(echo_p99),

@@ -47,6 +47,16 @@ const WELL_KNOWN: &[&str] = &[
     "example.net",
 ];
 
+/// The well-known domains with their TR39 skeletons, computed once: every
+/// address an enrichment verifies is compared with all of them.
+static SKELETONS: std::sync::LazyLock<Vec<(&'static str, String)>> =
+    std::sync::LazyLock::new(|| {
+        WELL_KNOWN
+            .iter()
+            .map(|known| (*known, skeleton(known).collect()))
+            .collect()
+    });
+
 /// The well-known domain `domain` (its Unicode form) is probably a typo or
 /// a look-alike of; `None` when it is one of them, or near none.
 pub fn meant(domain: &str) -> Option<&'static str> {
@@ -55,9 +65,13 @@ pub fn meant(domain: &str) -> Option<&'static str> {
         return None;
     }
     let shape: String = skeleton(&domain).collect();
-    WELL_KNOWN.iter().copied().find(|known| {
-        strsim::damerau_levenshtein(&domain, known) == 1
-            || skeleton(known).collect::<String>() == shape
+    let chars = domain.chars().count();
+    SKELETONS.iter().find_map(|(known, known_shape)| {
+        // One edit changes the length by one at most: most domains are
+        // ruled out without the edit distance.
+        let near =
+            chars.abs_diff(known.len()) <= 1 && strsim::damerau_levenshtein(&domain, known) == 1;
+        (near || *known_shape == shape).then_some(*known)
     })
 }
 

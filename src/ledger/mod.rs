@@ -181,6 +181,33 @@ fn create_private(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
+/// How often a SQLite ledger's write-ahead log is folded into its file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Folds the write-ahead log into the database file in the background
+/// (PASSIVE: beside the writer and the readers, waiting for neither) until
+/// the ledger (`alive`) is dropped. SQLite's own automatic checkpoint is
+/// off: it runs inside the commit that crosses its threshold, and that
+/// commit, with every call in its group, waited for the copy and the sync.
+fn checkpoints(pool: AnyPool, alive: std::sync::Weak<suppressions::Suppressions>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if alive.strong_count() == 0 {
+                return;
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::warn!(error = %e, "cannot checkpoint the ledger's write-ahead log");
+            }
+        }
+    });
+}
+
 fn outcome(text: String) -> Result<LedgerOutcome, sqlx::Error> {
     LedgerOutcome::parse(&text)
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown ledger outcome {text:?}").into()))
@@ -223,6 +250,13 @@ impl Ledger {
                         sqlx::query("PRAGMA synchronous = NORMAL")
                             .execute(&mut *conn)
                             .await?;
+                        // Checkpoints run beside the writer (see
+                        // `checkpoints`), never inside a commit: one that
+                        // copies the log into the file and syncs it held
+                        // every caller of its group for milliseconds.
+                        sqlx::query("PRAGMA wal_autocheckpoint = 0")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -231,8 +265,11 @@ impl Ledger {
             .await?;
         MIGRATOR.run(&pool).await?;
         let suppressed = suppressions::Suppressions::load(&pool, every).await?;
-        let writer = writer::Writer::start(pool.clone(), suppressed.clone(), !sqlite);
+        let writer = writer::Writer::start(pool.clone(), suppressed.clone(), !sqlite, !memory);
         suppressions::follow(pool.clone(), Arc::downgrade(&suppressed), every);
+        if sqlite && !memory {
+            checkpoints(pool.clone(), Arc::downgrade(&suppressed));
+        }
         Ok(Self {
             pool,
             writer,

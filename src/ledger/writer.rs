@@ -4,10 +4,17 @@
 //! calls share the commit; if the group fails, each record is tried alone,
 //! so one bad record fails only its own call. If the task ever stops,
 //! `running` says so (health turns NOT_SERVING).
+//!
+//! The writer keeps one connection of its own, out of the pool: a pooled
+//! connection is pinged each time it goes back (a round trip to the worker
+//! thread on SQLite, to the server on PostgreSQL), which cost more than the
+//! insert of a small group. A connection that fails is dropped and the next
+//! group opens another.
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sqlx::AnyPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::suppressions::Suppressions;
@@ -15,6 +22,13 @@ use super::{COLUMNS, LedgerError, LedgerOutcome, Record, json};
 
 /// Most records committed in one transaction.
 const GROUP: usize = 256;
+
+/// How many times the writer lets other tasks run before it commits a
+/// group that is still growing: callers whose answers are ready a moment
+/// later share the commit instead of paying for one each. When nothing
+/// else is running a yield returns at once, so a lone call waits for
+/// nothing.
+const GATHER_YIELDS: usize = 4;
 
 type Pending = (Record, oneshot::Sender<Result<(), LedgerError>>);
 
@@ -36,8 +50,15 @@ impl Drop for Running {
 }
 
 impl Writer {
-    /// `postgres`: the guard share-locks the suppression counter's row.
-    pub(super) fn start(pool: AnyPool, suppressed: Arc<Suppressions>, postgres: bool) -> Self {
+    /// `postgres`: the guard share-locks the suppression counter's row;
+    /// `own`: the writer keeps a connection of its own (not for an
+    /// in-memory database, which is the pool's one connection).
+    pub(super) fn start(
+        pool: AnyPool,
+        suppressed: Arc<Suppressions>,
+        postgres: bool,
+        own: bool,
+    ) -> Self {
         let (queue, pending) = mpsc::channel(4 * GROUP);
         let running = Arc::new(AtomicBool::new(true));
         metrics::gauge!("enrichd_ledger_writer_up").set(1.0);
@@ -45,7 +66,7 @@ impl Writer {
         tokio::spawn(async move {
             let _guard = guard;
             let lock = if postgres { " FOR SHARE" } else { "" };
-            write_loop(pool, pending, suppressed, lock).await;
+            write_loop(pool, pending, suppressed, lock, own).await;
         });
         Self { queue, running }
     }
@@ -159,18 +180,31 @@ async fn write_loop(
     mut queue: mpsc::Receiver<Pending>,
     list: Arc<Suppressions>,
     lock: &'static str,
+    own: bool,
 ) {
     let mut group = Vec::with_capacity(GROUP);
+    let mut conn: Option<Conn> = None;
     while queue.recv_many(&mut group, GROUP).await > 0 {
+        if matches!(conn, Some(Conn::Pooled(_))) {
+            conn = None;
+        }
+        gather(&mut queue, &mut group).await;
         drop_suppressed(&mut group, &list);
         while !group.is_empty() {
+            let db = match connection(&pool, &mut conn, own).await {
+                Ok(db) => db,
+                Err(e) => {
+                    fail_all(&mut group, &format!("cannot reach the ledger: {e}"));
+                    break;
+                }
+            };
             let version = list.version();
             let guard = Guard {
                 version: &version,
                 lock,
             };
             let records: Vec<&Record> = group.iter().map(|(r, _)| r).collect();
-            match insert(&pool, &records, &guard).await {
+            match insert(&mut *db, &records, &guard).await {
                 Ok(0) => {
                     match list.follow_once(&pool).await {
                         Err(e) => fail_all(
@@ -195,7 +229,7 @@ async fn write_loop(
                 Err(_) if group.len() > 1 => {
                     let mut retry = Vec::new();
                     for (record, reply) in group.drain(..) {
-                        match insert(&pool, &[&record], &guard).await {
+                        match insert(&mut *db, &[&record], &guard).await {
                             Ok(0) => retry.push((record, reply)),
                             Ok(_) => drop(reply.send(Ok(()))),
                             Err(e) => drop(reply.send(Err(LedgerError::Write(e.to_string())))),
@@ -203,8 +237,70 @@ async fn write_loop(
                     }
                     group = retry;
                 }
-                Err(e) => fail_all(&mut group, &e.to_string()),
+                Err(e) => {
+                    // The connection may be what failed: the next group
+                    // opens another.
+                    conn = None;
+                    fail_all(&mut group, &e.to_string())
+                }
             }
         }
     }
+}
+
+/// Lets the calls already running reach their record before the group is
+/// committed (see `GATHER_YIELDS`).
+async fn gather(queue: &mut mpsc::Receiver<Pending>, group: &mut Vec<Pending>) {
+    for _ in 0..GATHER_YIELDS {
+        if group.len() >= GROUP {
+            return;
+        }
+        tokio::task::yield_now().await;
+        let before = group.len();
+        while group.len() < GROUP {
+            match queue.try_recv() {
+                Ok(pending) => group.push(pending),
+                Err(_) => break,
+            }
+        }
+        if group.len() == before {
+            return;
+        }
+    }
+}
+
+/// The connection a group is written on.
+enum Conn {
+    /// The writer's own, detached from the pool: it never goes back.
+    Own(sqlx::AnyConnection),
+    /// Borrowed for one group: an in-memory SQLite database lives in the
+    /// pool's one connection, which others need too.
+    Pooled(PoolConnection<Any>),
+}
+
+impl Conn {
+    fn get(&mut self) -> &mut sqlx::AnyConnection {
+        match self {
+            Conn::Own(c) => c,
+            Conn::Pooled(c) => c,
+        }
+    }
+}
+
+/// The writer's own connection, opened when it has none (or the pool's one
+/// for an in-memory database).
+async fn connection<'c>(
+    pool: &AnyPool,
+    conn: &'c mut Option<Conn>,
+    own: bool,
+) -> Result<&'c mut sqlx::AnyConnection, sqlx::Error> {
+    if conn.is_none() {
+        let pooled: PoolConnection<Any> = pool.acquire().await?;
+        *conn = Some(if own {
+            Conn::Own(pooled.detach())
+        } else {
+            Conn::Pooled(pooled)
+        });
+    }
+    Ok(conn.as_mut().expect("just opened").get())
 }
