@@ -319,3 +319,38 @@ async fn the_phone_line_gives_carrier_line_type_and_caller_name() {
         pb::source_outcome::Outcome::NotFound
     );
 }
+
+#[tokio::test]
+async fn a_field_mask_without_breaches_never_asks_the_breach_source() {
+    let server = keyed_sites().await;
+    let catalog = real_catalog_with(&server.uri(), &secret);
+    let (app, _dns) = common::app_with_dns(catalog).await;
+    let mut request = email_request("ada@example.test");
+    request.field_mask = Some(pbjson_types::FieldMask {
+        paths: vec!["verification".into(), "profiles".into(), "risk".into()],
+    });
+    let answer = enrich(&app, request).await;
+    assert!(answer.breaches.is_empty());
+    let hibp = answer
+        .sources
+        .iter()
+        .find(|o| o.source_id == "hibp")
+        .expect("hibp's outcome");
+    assert_eq!(
+        hibp.skip_reason(),
+        pb::source_outcome::SkipReason::FieldMask
+    );
+    let breach_calls = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().starts_with("/api/v3/breachedaccount/"))
+        .count();
+    assert_eq!(breach_calls, 0, "the breach API was asked");
+    // What the mask keeps is still asked: the mailbox check feeds risk.
+    assert_ne!(
+        common::outcome_of(&answer, "hunter-verifier"),
+        pb::source_outcome::Outcome::Skipped
+    );
+}

@@ -263,6 +263,37 @@ async fn every_site_of_the_pack_reads_its_replayed_answers_right() {
     };
     let present = ask(KNOWN).await;
     let absent = ask(NOBODY).await;
+    let special_sites = catalog
+        .sources()
+        .iter()
+        .filter(|s| s.special_category.is_some())
+        .count();
+    // Presence on an Art. 9 site is never looked for, and the answer says
+    // so, with the count of the sites left out.
+    let not_asked = present
+        .compliance
+        .as_ref()
+        .unwrap()
+        .suppressed
+        .iter()
+        .find(|s| s.target == "profiles" && s.detail.contains("Art. 9"))
+        .expect("the Art. 9 sites not asked are accounted for")
+        .detail
+        .clone();
+    assert!(
+        not_asked.starts_with(&format!("{special_sites} sites ")),
+        "{not_asked}"
+    );
+    assert!(not_asked.contains("health: "), "{not_asked}");
+    assert!(not_asked.contains("political_opinions: "), "{not_asked}");
+    assert!(
+        present.profiles.iter().all(|p| catalog
+            .get(&p.source_id)
+            .unwrap()
+            .special_category
+            .is_none()),
+        "no profile from an Art. 9 site"
+    );
 
     let outcomes = |resp: &pb::EnrichResponse| -> BTreeMap<String, Outcome> {
         resp.sources

@@ -6,7 +6,7 @@ use common::{email_request, enrich_with, fixture, outcome_of, profile_of, real_c
 use enrichd::proto::v1 as pb;
 use pb::source_outcome::Outcome;
 use sha2::{Digest, Sha256};
-use wiremock::matchers::{method, path, path_regex, query_param};
+use wiremock::matchers::{header, method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn json(body: String) -> ResponseTemplate {
@@ -111,6 +111,17 @@ async fn recorded_sites() -> MockServer {
         .await;
     Mock::given(path("/api/v4/users"))
         .respond_with(json(fixture("gitlab/missing.json")))
+        .mount(&server)
+        .await;
+    // Every site shares this one origin: Discogs' `/users/{u}` is GitHub's
+    // path too, so it is told apart by the media type Discogs asks for.
+    Mock::given(path_regex("^/users/"))
+        .and(header("accept", "application/vnd.discogs.v2.discogs+json"))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_raw(fixture("discogs/missing.json"), "application/json"),
+        )
+        .with_priority(1)
         .mount(&server)
         .await;
     server

@@ -296,6 +296,7 @@ pub fn outcome_to_proto(o: &SourceOutcome) -> pb::SourceOutcome {
                 SkipReason::Purpose => S::Purpose,
                 SkipReason::Disabled => S::Disabled,
                 SkipReason::Depth => S::Depth,
+                SkipReason::FieldMask => S::FieldMask,
                 SkipReason::CacheOnly => S::CacheOnly,
             },
         ),

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::PurposeRegistry;
+use crate::catalog::source::Role;
 use crate::catalog::{Catalog, Source};
 use crate::error::FieldViolation;
 use crate::model::{FIELDS, Purpose, SOURCE_FIELDS, SkipReason, Suppression, SuppressionReason};
@@ -100,6 +101,36 @@ pub fn source_refusal(source: &Source, purpose: &Purpose) -> Option<(SkipReason,
         (
             SkipReason::Purpose,
             format!("not allowed for purpose {:?}", purpose.id),
+        )
+    })
+}
+
+/// Why `source` need not be asked for the fields the caller wants, if so:
+/// a source whose every use the field mask leaves out is not asked (data
+/// minimisation, Art. 5(1)(c)). Profiles feed the profile fields, the
+/// scores and messaging apps; a phone line and a mailbox check feed risk
+/// too; breaches feed nothing else.
+pub fn field_refusal(source: &Source, fields: &FieldPolicy) -> Option<(SkipReason, String)> {
+    let feeds: &[&str] = match source.role {
+        Role::Profile => &[
+            "profiles",
+            "attributes",
+            "interests",
+            "footprint",
+            "risk",
+            "messaging_apps",
+        ],
+        Role::Breaches => &["breaches"],
+        Role::PhoneLine => &["phone_line", "risk"],
+        Role::Mailbox => &["verification", "risk"],
+    };
+    (!feeds.iter().any(|f| fields.wants(f))).then(|| {
+        (
+            SkipReason::FieldMask,
+            format!(
+                "none of the fields it feeds ({}) is asked for",
+                feeds.join(", ")
+            ),
         )
     })
 }

@@ -39,6 +39,30 @@ pub fn explanation(left_out: u32) -> Option<Suppression> {
     })
 }
 
+/// The answer's account of the sites it did not ask because presence on
+/// them would reveal special-category data (count per Art. 9 category), if
+/// the purpose's catalog has any. Nothing is learnt of the person: this
+/// counts questions not put, not data found (which
+/// `special_categories_suppressed` counts).
+pub fn sites_explanation(
+    not_asked: &std::collections::BTreeMap<String, u32>,
+) -> Option<Suppression> {
+    let total: u32 = not_asked.values().sum();
+    (total > 0).then(|| Suppression {
+        target: "profiles".into(),
+        reason: SuppressionReason::SpecialCategory,
+        detail: format!(
+            "{total} sites whose membership reveals GDPR Art. 9 special-category data were not \
+             asked ({}): asking would itself process such data",
+            not_asked
+                .iter()
+                .map(|(category, n)| format!("{category}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
+
 /// The answer's account of the breaches of sensitive sites (a dating or
 /// health site's breach reveals membership) left out, if any.
 pub fn breaches_explanation(left_out: u32) -> Option<Suppression> {

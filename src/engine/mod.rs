@@ -20,7 +20,7 @@ use crate::catalog::source::{PivotFrom, Source};
 use crate::clock::SharedClock;
 use crate::cluster::Cluster;
 use crate::cluster::cache::SharedCache;
-use crate::compliance::policy;
+use crate::compliance::policy::{self, FieldPolicy};
 use crate::fetch::HttpClient;
 use crate::identity::Identifier;
 use crate::model::{
@@ -248,11 +248,13 @@ impl Engine {
         &self.catalog
     }
 
-    /// Runs every applicable source for `identifier` under `purpose`.
+    /// Runs every applicable source for `identifier` under `purpose`, of
+    /// those that feed a field in `fields`.
     pub async fn run(
         &self,
         identifier: &Identifier,
         purpose: &Purpose,
+        fields: &FieldPolicy,
         subject: &str,
         deadline: tokio::time::Instant,
         policy: CachePolicy,
@@ -264,7 +266,7 @@ impl Engine {
             policy,
             keys: &keys,
         };
-        let mut findings = self.rounds(identifier, purpose, &ctx).await;
+        let mut findings = self.rounds(identifier, purpose, fields, &ctx).await;
         findings.cache_keys = keys.into_inner().unwrap_or_else(|p| p.into_inner());
         findings
     }
@@ -273,12 +275,15 @@ impl Engine {
         &self,
         identifier: &Identifier,
         purpose: &Purpose,
+        fields: &FieldPolicy,
         ctx: &Asking<'_>,
     ) -> Findings {
         let mut findings = Findings::default();
         let mut eligible: Vec<&Arc<Source>> = Vec::new();
         for source in self.catalog.sources() {
-            match policy::source_refusal(source, purpose) {
+            let refusal = policy::source_refusal(source, purpose)
+                .or_else(|| policy::field_refusal(source, fields));
+            match refusal {
                 Some((reason, why)) => findings.outcomes.push(
                     SourceOutcome::new(&source.id, source.input, 0, Outcome::Skipped(reason))
                         .with_detail(why),

@@ -11,6 +11,8 @@ pub enum SkipReason {
     Purpose,
     Disabled,
     Depth,
+    /// The fields the caller wants need nothing the source yields.
+    FieldMask,
     CacheOnly,
 }
 

@@ -43,6 +43,7 @@ impl Enricher {
                 .run(
                     &subject.identifier,
                     &permitted.ground.purpose,
+                    fields,
                     &subject.hash,
                     query.deadline,
                     query.cache,
