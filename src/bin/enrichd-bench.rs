@@ -482,6 +482,15 @@ async fn hot(args: &Args) -> Value {
         Some(half),
     )
     .await;
+    // Half of what Enrich itself sustains: the latency below saturation.
+    let (light_rps, light_p50, light_p99) = load(
+        server.addr,
+        args.clients,
+        args.seconds,
+        Call::Enrich(HOT),
+        Some(rps / 2.0),
+    )
+    .await;
     let ratio = |a: f64, b: f64| (a / b * 1000.0).round() / 1000.0;
     json!({
         "scenario": "hot", "clients": args.clients, "profiles": 10, "answer_bytes": answer_bytes,
@@ -492,6 +501,7 @@ async fn hot(args: &Args) -> Value {
         "health_p50_ms": ms(health_p50), "health_p99_ms": ms(health_p99),
         "echo_p50_ms": ms(echo_p50), "echo_p99_ms": ms(echo_p99),
         "paced_rps": half_rps.round(), "paced_p50_ms": ms(half_p50), "paced_p99_ms": ms(half_p99),
+        "half_own_rps": light_rps.round(), "half_own_p50_ms": ms(light_p50), "half_own_p99_ms": ms(light_p99),
     })
 }
 

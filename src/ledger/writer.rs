@@ -23,13 +23,6 @@ use super::{COLUMNS, LedgerError, LedgerOutcome, Record, json};
 /// Most records committed in one transaction.
 const GROUP: usize = 256;
 
-/// How many times the writer lets other tasks run before it commits a
-/// group that is still growing: callers whose answers are ready a moment
-/// later share the commit instead of paying for one each. When nothing
-/// else is running a yield returns at once, so a lone call waits for
-/// nothing.
-const GATHER_YIELDS: usize = 4;
-
 type Pending = (Record, oneshot::Sender<Result<(), LedgerError>>);
 
 #[derive(Clone)]
@@ -188,7 +181,6 @@ async fn write_loop(
         if matches!(conn, Some(Conn::Pooled(_))) {
             conn = None;
         }
-        gather(&mut queue, &mut group).await;
         drop_suppressed(&mut group, &list);
         while !group.is_empty() {
             let db = match connection(&pool, &mut conn, own).await {
@@ -244,27 +236,6 @@ async fn write_loop(
                     fail_all(&mut group, &e.to_string())
                 }
             }
-        }
-    }
-}
-
-/// Lets the calls already running reach their record before the group is
-/// committed (see `GATHER_YIELDS`).
-async fn gather(queue: &mut mpsc::Receiver<Pending>, group: &mut Vec<Pending>) {
-    for _ in 0..GATHER_YIELDS {
-        if group.len() >= GROUP {
-            return;
-        }
-        tokio::task::yield_now().await;
-        let before = group.len();
-        while group.len() < GROUP {
-            match queue.try_recv() {
-                Ok(pending) => group.push(pending),
-                Err(_) => break,
-            }
-        }
-        if group.len() == before {
-            return;
         }
     }
 }
