@@ -25,8 +25,14 @@ out=config/packs/whatsmyname.toml
   echo "# this adaptation is under the same licence (config/packs/LICENSE-whatsmyname.md)."
   echo
   target/debug/enrichd sources import --format whatsmyname \
-    --purposes marketing,crm_enrichment,fraud_prevention "$src" 2>/dev/null \
+    --purposes marketing,crm_enrichment,fraud_prevention "$src" 2>"$out.skipped" \
     | grep -v '^# Imported from\|^# [0-9]* sources; review'
+  # Every entry of the list is accounted for: those that could not become a
+  # source are named here with the reason.
+  echo
+  echo "# Not imported: $(grep -c '^  skipped ' "$out.skipped") entries of the list, each with the reason."
+  sed -n 's/^  skipped /#   /p' "$out.skipped"
 } > "$out.tmp"
+rm -f "$out.skipped"
 mv "$out.tmp" "$out"
 echo "wrote $out ($(grep -c '^\[\[source\]\]' "$out") sources)"

@@ -31,6 +31,42 @@ fn sites() -> Vec<Value> {
     doc["sites"].as_array().unwrap().clone()
 }
 
+/// Every entry of WhatsMyName's list is in the pack, as a source (used, or
+/// disabled with its reason) or among the entries not imported, named with
+/// the reason at the end of the pack.
+#[test]
+fn every_entry_of_the_list_is_a_source_or_named_with_its_reason() {
+    let names: Vec<String> = sites()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    let doc: toml::Table = toml::from_str(pack()).unwrap();
+    let mut accounted: Vec<String> = doc["source"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    let trailer = pack()
+        .split_once("\n# Not imported: ")
+        .expect("the pack names what it did not import")
+        .1;
+    for line in trailer.lines().filter_map(|l| l.strip_prefix("#   ")) {
+        let (name, why) = line.split_once(": ").expect("name: reason");
+        assert!(!why.trim().is_empty(), "{name} without a reason");
+        accounted.push(name.to_owned());
+    }
+    accounted.sort();
+    let mut listed = names.clone();
+    listed.sort();
+    assert_eq!(
+        accounted,
+        listed,
+        "each of the {} entries once",
+        names.len()
+    );
+}
+
 #[test]
 fn the_pack_marks_art9_sites_and_shielded_sites_and_is_off_by_default() {
     let purposes = Config::default().purpose_ids();
@@ -109,11 +145,16 @@ struct Replay {
 
 impl Replay {
     /// The local path that stands for `url` ("https://host/p?q#f" is
-    /// "/host/p?q": a fragment is never sent).
+    /// "/host/p?q": a fragment is never sent; "https://host" is asked as
+    /// "https://host/").
     fn local(url: &str) -> String {
         let rest = url.split_once("://").map_or(url, |(_, r)| r);
         let rest = rest.split('#').next().unwrap_or(rest);
-        format!("/{rest}")
+        match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('/') => format!("/{rest}"),
+            Some(i) => format!("/{}/{}", &rest[..i], &rest[i..]),
+            None => format!("/{rest}/"),
+        }
     }
 
     /// Sites that share their check URL with another site (WordPress.com's

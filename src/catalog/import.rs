@@ -95,6 +95,15 @@ fn template(url: &str, placeholder: &str) -> Option<String> {
     })
 }
 
+/// `https://host` (an origin with no path) as `https://host/`: the catalog
+/// wants the host closed by a '/' (WhatsMyName's AniList check is such a URL).
+fn with_root_path(url: String) -> String {
+    match url.split_once("://") {
+        Some((_, rest)) if !rest.contains('/') => url + "/",
+        _ => url,
+    }
+}
+
 fn slug(name: &str) -> String {
     let mut s: String = name
         .to_lowercase()
@@ -290,6 +299,7 @@ fn whatsmyname(doc: &Value, skipped: &mut Vec<(String, String)>) -> Vec<Site> {
             skipped.push((name, "no {account} in uri_check or post_body".into()));
             continue;
         };
+        let url = with_root_path(url);
         let e_code = s.get("e_code").and_then(Value::as_u64).unwrap_or(200) as u16;
         let m_code = s.get("m_code").and_then(Value::as_u64).unwrap_or(404) as u16;
         // WhatsMyName reads the first answer's status: a redirect there is
