@@ -51,6 +51,10 @@ fn enrich_in_process_prints_the_answer_as_json() {
         "LIA-1",
     ]);
     let v = json(&out);
+    // A command that ends normally logs no error (the ledger writer's stop
+    // with the runtime is no fault).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("ERROR"), "{stderr}");
     assert_eq!(v["identifier"]["email"]["canonical"], "janedoe@gmail.com");
     assert_eq!(v["verification"]["email"]["freeProvider"], true);
     assert_eq!(v["verification"]["email"]["mx"]["status"], "STATUS_SKIPPED");

@@ -449,6 +449,33 @@ const CASES: &[(&str, &str, &str, Expected)] = &[
     ("itchio", "https://itch.io", "ada-l", &[]),
     ("aboutme", "https://about.me", "adal", &[]),
     ("linktree", "https://linktr.ee", "adal", &[]),
+    (
+        "fosstodon",
+        "https://fosstodon.org",
+        "adal",
+        &[("url", "https://fosstodon.org/@adal"), ("username", "adal")],
+    ),
+    (
+        "hachyderm",
+        "https://hachyderm.io",
+        "adal",
+        &[("url", "https://hachyderm.io/@adal"), ("username", "adal")],
+    ),
+    (
+        "infosec-exchange",
+        "https://infosec.exchange",
+        "adal",
+        &[
+            ("url", "https://infosec.exchange/@adal"),
+            ("username", "adal"),
+        ],
+    ),
+    (
+        "mstdn-social",
+        "https://mstdn.social",
+        "adal",
+        &[("url", "https://mstdn.social/@adal"), ("username", "adal")],
+    ),
 ];
 
 /// The real catalog with `host` moved onto `origin`, reachable on loopback.

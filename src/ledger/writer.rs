@@ -38,7 +38,13 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.0.store(false, Ordering::SeqCst);
         metrics::gauge!("enrichd_ledger_writer_up").set(0.0);
-        tracing::error!("the ledger writer stopped: no call can be recorded or answered");
+        // A panic is a fault; otherwise the ledger was dropped or the
+        // runtime is shutting down (every CLI command ends so).
+        if std::thread::panicking() {
+            tracing::error!("the ledger writer stopped: no call can be recorded or answered");
+        } else {
+            tracing::debug!("the ledger writer stopped");
+        }
     }
 }
 
