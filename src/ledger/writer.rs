@@ -226,12 +226,21 @@ async fn write_loop(
                 // (a list that moved meanwhile sends it round once more).
                 Err(_) if group.len() > 1 => {
                     let mut retry = Vec::new();
+                    let mut failed = false;
                     for (record, reply) in group.drain(..) {
                         match insert(&mut *db, &[&record], &guard).await {
                             Ok(0) => retry.push((record, reply)),
                             Ok(_) => drop(reply.send(Ok(()))),
-                            Err(e) => drop(reply.send(Err(LedgerError::Write(e.to_string())))),
+                            Err(e) => {
+                                failed = true;
+                                drop(reply.send(Err(LedgerError::Write(e.to_string()))))
+                            }
                         }
+                    }
+                    if failed {
+                        // The connection may be what failed: the next
+                        // group opens another.
+                        conn = None;
                     }
                     group = retry;
                 }
