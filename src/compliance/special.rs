@@ -39,14 +39,21 @@ pub fn explanation(left_out: u32) -> Option<Suppression> {
     })
 }
 
-/// The answer's account of the sites it did not ask because presence on
-/// them would reveal special-category data (count per Art. 9 category), if
-/// the purpose's catalog has any. Nothing is learnt of the person: this
-/// counts questions not put, not data found (which
+/// The answer's account of the catalog's sites it never asks because
+/// presence on them would reveal special-category data (count per Art. 9
+/// category), if the catalog has any. A property of the catalog (such a
+/// site is disabled in every request), so worked out once. Nothing is learnt
+/// of the person: this counts questions not put, not data found (which
 /// `special_categories_suppressed` counts).
-pub fn sites_explanation(
-    not_asked: &std::collections::BTreeMap<String, u32>,
-) -> Option<Suppression> {
+pub fn sites_not_asked(catalog: &crate::catalog::Catalog) -> Option<Suppression> {
+    let mut not_asked: std::collections::BTreeMap<&str, u32> = Default::default();
+    for category in catalog
+        .sources()
+        .iter()
+        .filter_map(|s| s.special_category.as_deref())
+    {
+        *not_asked.entry(category).or_insert(0) += 1;
+    }
     let total: u32 = not_asked.values().sum();
     (total > 0).then(|| Suppression {
         target: "profiles".into(),

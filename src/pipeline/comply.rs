@@ -2,7 +2,7 @@
 //! that goes with it. Fields the purpose or the field mask withhold are
 //! dropped, special-category interests are suppressed (Art. 9), and the
 //! notice duty is decided (Art. 14), all by `compliance`.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -14,8 +14,8 @@ use super::{Enricher, unavailable};
 use crate::compliance::{notice, retention, special};
 use crate::error::Error;
 use crate::model::{
-    Attribute, Breach, Compliance, Footprint, Interest, Mailbox, MessagingApp, Outcome, PhoneLine,
-    Profile, Risk, SkipReason, Verification,
+    Attribute, Breach, Compliance, Footprint, Interest, Mailbox, MessagingApp, PhoneLine, Profile,
+    Risk, Verification,
 };
 
 /// What the answer may carry.
@@ -71,9 +71,9 @@ impl Enricher {
         let mut suppressions: Vec<_> = special::explanation(special_left_out).into_iter().collect();
         let sensitive_breaches = merged.roles.sensitive_breaches_withheld;
         suppressions.extend(special::breaches_explanation(sensitive_breaches));
-        suppressions.extend(special::sites_explanation(
-            &self.special_sites_not_asked(merged),
-        ));
+        if fields.needs_sources() {
+            suppressions.extend(self.art9_sites_not_asked.clone());
+        }
         suppressions.extend(fields.withheld.iter().cloned());
         let wants = |f: &str| fields.wants(f);
         Ok(Disclosed {
@@ -134,25 +134,6 @@ impl Enricher {
                 fields_withheld: fields.withheld_fields(),
             },
         })
-    }
-
-    /// The special-category sites of the catalog this request left out, per
-    /// Art. 9 category.
-    fn special_sites_not_asked(&self, merged: &Merged) -> BTreeMap<String, u32> {
-        let mut counts = BTreeMap::new();
-        for outcome in &merged.outcomes {
-            if outcome.outcome != Outcome::Skipped(SkipReason::Disabled) {
-                continue;
-            }
-            let category = self
-                .catalog()
-                .get(&outcome.source_id)
-                .and_then(|s| s.special_category.clone());
-            if let Some(category) = category {
-                *counts.entry(category).or_insert(0) += 1;
-            }
-        }
-        counts
     }
 
     /// The Art. 14 duty: the sources that yielded personal data, their data

@@ -132,6 +132,9 @@ pub struct Enricher {
     clock: SharedClock,
     fence: ErasureFence,
     cluster: Option<Arc<Cluster>>,
+    /// The catalog's Art. 9 sites, never asked, as every answer that ran
+    /// the sources accounts for them.
+    art9_sites_not_asked: Option<crate::model::Suppression>,
 }
 
 /// The ledger could not be written or read: no answer without its record.
@@ -192,6 +195,7 @@ impl Enricher {
         let client = HttpClient::build(&settings.http, catalog.private_origins())
             .map_err(BuildError::Http)?;
         let cluster = Cluster::start(&settings.cluster);
+        let art9_sites_not_asked = crate::compliance::special::sites_not_asked(&catalog);
         let engine = Engine::new(
             Arc::new(catalog),
             EngineParts {
@@ -221,6 +225,7 @@ impl Enricher {
             clock: settings.clock,
             fence: ErasureFence::default(),
             cluster,
+            art9_sites_not_asked,
         })
     }
 
