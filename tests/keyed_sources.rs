@@ -331,11 +331,7 @@ async fn a_field_mask_without_breaches_never_asks_the_breach_source() {
     });
     let answer = enrich(&app, request).await;
     assert!(answer.breaches.is_empty());
-    let hibp = answer
-        .sources
-        .iter()
-        .find(|o| o.source_id == "hibp")
-        .expect("hibp's outcome");
+    let hibp = common::source_outcome(&answer, "hibp");
     assert_eq!(
         hibp.skip_reason(),
         pb::source_outcome::SkipReason::FieldMask

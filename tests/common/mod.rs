@@ -246,13 +246,17 @@ pub async fn enrich_with(catalog: Catalog, request: pb::EnrichRequest) -> pb::En
         .into_inner()
 }
 
-/// The outcome name of `source` in a response (the first when asked twice).
-pub fn outcome_of(resp: &pb::EnrichResponse, source: &str) -> pb::source_outcome::Outcome {
+/// The outcome record of `source` in a response (the first when asked twice).
+pub fn source_outcome<'a>(resp: &'a pb::EnrichResponse, source: &str) -> &'a pb::SourceOutcome {
     resp.sources
         .iter()
         .find(|o| o.source_id == source)
         .unwrap_or_else(|| panic!("no outcome for {source}"))
-        .outcome()
+}
+
+/// The outcome name of `source` in a response (the first when asked twice).
+pub fn outcome_of(resp: &pb::EnrichResponse, source: &str) -> pb::source_outcome::Outcome {
+    source_outcome(resp, source).outcome()
 }
 
 pub fn profile_of<'a>(resp: &'a pb::EnrichResponse, source: &str) -> &'a pb::Profile {
