@@ -28,6 +28,11 @@ use enrichd::server::Application;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
+/// The server's allocator (see src/main.rs), so that what is measured is
+/// what `enrichd serve` runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Benchmarks enrichd against baselines measured in the same run")]
 struct Args {
@@ -367,16 +372,41 @@ impl tonic::codec::Decoder for Raw {
     }
 }
 
+/// CPU time this process has used (user and system, all threads), from
+/// /proc/self/stat in clock ticks (100 a second on Linux).
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces).
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// What one load run measured.
+struct Run {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    /// CPU time of the whole process (server and load generator) per call,
+    /// in microseconds: less at the mercy of a shared machine's neighbours
+    /// than calls per second.
+    cpu_us: f64,
+}
+
 /// `clients` loops calling `call` for `seconds`, each as fast as it can or,
-/// with `rate`, paced so that all together send `rate` calls a second;
-/// calls/s and the 50th and 99th percentile latencies.
+/// with `rate`, paced so that all together send `rate` calls a second.
 async fn load(
     addr: SocketAddr,
     clients: usize,
     seconds: u64,
     call: Call,
     rate: Option<f64>,
-) -> (f64, Duration, Duration) {
+) -> Run {
     let until = Instant::now() + Duration::from_secs(seconds);
     let (path, body) = call.wire();
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
@@ -412,17 +442,20 @@ async fn load(
         }));
     }
     let started = Instant::now();
+    let cpu = cpu_seconds();
     let mut all: Vec<Duration> = Vec::new();
     for t in tasks {
         all.extend(t.await.unwrap());
     }
+    let cpu = cpu_seconds() - cpu;
     let secs = started.elapsed().as_secs_f64().max(seconds as f64);
     all.sort();
-    (
-        all.len() as f64 / secs,
-        percentile(&all, 0.5),
-        percentile(&all, 0.99),
-    )
+    Run {
+        rps: all.len() as f64 / secs,
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+        cpu_us: cpu * 1e6 / all.len().max(1) as f64,
+    }
 }
 
 /// The person of `hot` and `history`: found on all 10 sources.
@@ -458,50 +491,29 @@ async fn hot(args: &Args) -> Value {
     let (server, answer) = hot_server(dir, url).await;
     let answer_bytes = prost::Message::encoded_len(&answer);
     let echo = start_echo(pb::EnrichResponse::default()).await;
-    let (echo_rps, echo_p50, echo_p99) =
-        load(echo, args.clients, args.seconds, Call::Enrich(HOT), None).await;
+    let run = |addr, call, rate| load(addr, args.clients, args.seconds, call, rate);
+    let echo = run(echo, Call::Enrich(HOT), None).await;
     let sized = start_echo(answer).await;
-    let (sized_rps, ..) = load(sized, args.clients, args.seconds, Call::Enrich(HOT), None).await;
-    let (health_rps, health_p50, health_p99) =
-        load(server.addr, args.clients, args.seconds, Call::Health, None).await;
-    let (rps, p50, p99) = load(
-        server.addr,
-        args.clients,
-        args.seconds,
-        Call::Enrich(HOT),
-        None,
-    )
-    .await;
+    let sized = run(sized, Call::Enrich(HOT), None).await;
+    let health = run(server.addr, Call::Health, None).await;
+    let own = run(server.addr, Call::Enrich(HOT), None).await;
     // Half the health check's throughput, paced: the latency a CRM sees.
-    let half = health_rps / 2.0;
-    let (half_rps, half_p50, half_p99) = load(
-        server.addr,
-        args.clients,
-        args.seconds,
-        Call::Enrich(HOT),
-        Some(half),
-    )
-    .await;
+    let paced = run(server.addr, Call::Enrich(HOT), Some(health.rps / 2.0)).await;
     // Half of what Enrich itself sustains: the latency below saturation.
-    let (light_rps, light_p50, light_p99) = load(
-        server.addr,
-        args.clients,
-        args.seconds,
-        Call::Enrich(HOT),
-        Some(rps / 2.0),
-    )
-    .await;
+    let light = run(server.addr, Call::Enrich(HOT), Some(own.rps / 2.0)).await;
     let ratio = |a: f64, b: f64| (a / b * 1000.0).round() / 1000.0;
     json!({
         "scenario": "hot", "clients": args.clients, "profiles": 10, "answer_bytes": answer_bytes,
-        "enrichd_rps": rps.round(), "health_rps": health_rps.round(), "ratio_to_health": ratio(rps, health_rps),
-        "echo_rps": echo_rps.round(), "ratio_to_echo": ratio(rps, echo_rps),
-        "sized_echo_rps": sized_rps.round(), "ratio_to_sized_echo": ratio(rps, sized_rps),
-        "enrichd_p50_ms": ms(p50), "enrichd_p99_ms": ms(p99),
-        "health_p50_ms": ms(health_p50), "health_p99_ms": ms(health_p99),
-        "echo_p50_ms": ms(echo_p50), "echo_p99_ms": ms(echo_p99),
-        "paced_rps": half_rps.round(), "paced_p50_ms": ms(half_p50), "paced_p99_ms": ms(half_p99),
-        "half_own_rps": light_rps.round(), "half_own_p50_ms": ms(light_p50), "half_own_p99_ms": ms(light_p99),
+        "enrichd_rps": own.rps.round(), "health_rps": health.rps.round(), "ratio_to_health": ratio(own.rps, health.rps),
+        "echo_rps": echo.rps.round(), "ratio_to_echo": ratio(own.rps, echo.rps),
+        "sized_echo_rps": sized.rps.round(), "ratio_to_sized_echo": ratio(own.rps, sized.rps),
+        "enrichd_cpu_us": own.cpu_us.round(), "health_cpu_us": health.cpu_us.round(), "sized_echo_cpu_us": sized.cpu_us.round(),
+        "cpu_ratio_to_health": ratio(health.cpu_us, own.cpu_us), "cpu_ratio_to_sized_echo": ratio(sized.cpu_us, own.cpu_us),
+        "enrichd_p50_ms": ms(own.p50), "enrichd_p99_ms": ms(own.p99),
+        "health_p50_ms": ms(health.p50), "health_p99_ms": ms(health.p99),
+        "echo_p50_ms": ms(echo.p50), "echo_p99_ms": ms(echo.p99),
+        "paced_rps": paced.rps.round(), "paced_p50_ms": ms(paced.p50), "paced_p99_ms": ms(paced.p99),
+        "half_own_rps": light.rps.round(), "half_own_p50_ms": ms(light.p50), "half_own_p99_ms": ms(light.p99),
     })
 }
 
@@ -563,13 +575,14 @@ async fn history(args: &Args) -> Value {
     let (empty, _) = hot_server(empty_dir, empty_url).await;
     let (full, _) = hot_server(full_dir, full_url).await;
     let run = |addr| load(addr, args.clients, args.seconds, Call::Enrich(HOT), None);
-    let (empty_rps, _, empty_p99) = run(empty.addr).await;
-    let (full_rps, _, full_p99) = run(full.addr).await;
+    let empty = run(empty.addr).await;
+    let full = run(full.addr).await;
     json!({
         "scenario": "history", "clients": args.clients, "ledger_rows": args.history_rows, "person_rows": args.history_person_rows,
-        "empty_rps": empty_rps.round(), "full_rps": full_rps.round(),
-        "ratio_full_to_empty": (full_rps / empty_rps * 1000.0).round() / 1000.0,
-        "empty_p99_ms": ms(empty_p99), "full_p99_ms": ms(full_p99),
+        "empty_rps": empty.rps.round(), "full_rps": full.rps.round(),
+        "ratio_full_to_empty": (full.rps / empty.rps * 1000.0).round() / 1000.0,
+        "empty_p99_ms": ms(empty.p99), "full_p99_ms": ms(full.p99),
+        "empty_cpu_us": empty.cpu_us.round(), "full_cpu_us": full.cpu_us.round(),
     })
 }
 

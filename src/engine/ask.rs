@@ -96,7 +96,7 @@ impl Engine {
         if entry.tie(subject)
             && let Some(shared) = &self.shared
         {
-            shared.tie(key, entry, subject).await;
+            Box::pin(shared.tie(key, entry, subject)).await;
         }
     }
 
@@ -116,7 +116,7 @@ impl Engine {
         let started = Instant::now();
         let now = self.clock.now();
         let Some(cache) = &self.cache else {
-            return self.call(source, input, deadline).await;
+            return Box::pin(self.call(source, input, deadline)).await;
         };
         let key = self.cache_key(source, input);
         ctx.keys
@@ -131,7 +131,7 @@ impl Engine {
             CacheMode::Refresh => None,
             _ => match cache.get(&key).await {
                 Some(entry) => Some(entry),
-                None => self.shared_entry(&key).await,
+                None => Box::pin(self.shared_entry(&key)).await,
             },
         };
         let mut asked = match (existing, policy.mode) {
@@ -163,9 +163,9 @@ impl Engine {
             // on the old answer, marked stale, if the source fails.
             (Some(old), _) => {
                 cache_metric(source, "miss");
-                let asked = self.call(source, input, deadline).await;
+                let asked = Box::pin(self.call(source, input, deadline)).await;
                 if let Some(entry) = cacheable(source, &asked, &self.clock) {
-                    self.store(&key, tied(entry), ctx.subject).await;
+                    Box::pin(self.store(&key, tied(entry), ctx.subject)).await;
                     asked
                 } else if failed(&asked) && old.within_grace(now, self.stale_grace) {
                     cache_metric(source, "stale");
@@ -186,9 +186,9 @@ impl Engine {
                 }
             }
             (None, CacheMode::Refresh) => {
-                let asked = self.call(source, input, deadline).await;
+                let asked = Box::pin(self.call(source, input, deadline)).await;
                 if let Some(entry) = cacheable(source, &asked, &self.clock) {
-                    self.store(&key, tied(entry), ctx.subject).await;
+                    Box::pin(self.store(&key, tied(entry), ctx.subject)).await;
                 }
                 asked
             }
@@ -198,32 +198,33 @@ impl Engine {
             (None, _) => {
                 cache_metric(source, "miss");
                 let ran = AtomicBool::new(false);
-                let result = cache
-                    .try_get_with(key.clone(), async {
-                        if let Some(shared) = &self.shared
-                            && let Some(entry) = shared.lock_or_wait(&key, deadline).await
-                        {
-                            return Ok(Arc::new(entry));
-                        }
-                        ran.store(true, Ordering::Relaxed);
-                        let asked = self.call(source, input, deadline).await;
-                        match cacheable(source, &asked, &self.clock) {
-                            Some(entry) => {
-                                let entry = tied(entry);
-                                if let Some(shared) = &self.shared {
-                                    shared.put(&key, &entry, ctx.subject).await;
-                                }
-                                Ok(entry)
+                // Boxed, as every upstream path here: a cache hit's
+                // future stays small (it is moved into the request's join).
+                let result = Box::pin(cache.try_get_with(key.clone(), async {
+                    if let Some(shared) = &self.shared
+                        && let Some(entry) = shared.lock_or_wait(&key, deadline).await
+                    {
+                        return Ok(Arc::new(entry));
+                    }
+                    ran.store(true, Ordering::Relaxed);
+                    let asked = self.call(source, input, deadline).await;
+                    match cacheable(source, &asked, &self.clock) {
+                        Some(entry) => {
+                            let entry = tied(entry);
+                            if let Some(shared) = &self.shared {
+                                shared.put(&key, &entry, ctx.subject).await;
                             }
-                            None => {
-                                if let Some(shared) = &self.shared {
-                                    shared.unlock(&key).await;
-                                }
-                                Err(asked)
-                            }
+                            Ok(entry)
                         }
-                    })
-                    .await;
+                        None => {
+                            if let Some(shared) = &self.shared {
+                                shared.unlock(&key).await;
+                            }
+                            Err(asked)
+                        }
+                    }
+                }))
+                .await;
                 let ran = ran.load(Ordering::Relaxed);
                 match result {
                     Ok(entry) => {
