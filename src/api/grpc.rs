@@ -116,7 +116,7 @@ impl EnrichmentService {
             .map_or(pb::View::Unspecified, |o| o.view());
         let query = request::enrich_query(request, deadline, caller)?;
         let enrichment = self.enricher.enrich(query).await?;
-        let mut answer = response::enrichment_to_proto(&enrichment);
+        let mut answer = response::enrichment_to_proto(enrichment);
         response::apply_view(&mut answer, view);
         Ok(answer)
     }

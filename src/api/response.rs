@@ -175,10 +175,14 @@ fn cache_to_proto(c: &CacheInfo) -> pb::CacheInfo {
 }
 
 pub(super) fn provenance_to_proto(p: &Provenance) -> pb::Provenance {
+    provenance_into_proto(p.clone())
+}
+
+fn provenance_into_proto(p: Provenance) -> pb::Provenance {
     use pb::ExtractionMethod as M;
     pb::Provenance {
-        source_id: p.source_id.clone(),
-        url: p.url.clone(),
+        source_id: p.source_id,
+        url: p.url,
         retrieved_at: Some(p.retrieved_at.into()),
         method: match p.method {
             Method::JsonPointer => M::JsonPointer,
@@ -188,66 +192,89 @@ pub(super) fn provenance_to_proto(p: &Provenance) -> pb::Provenance {
             Method::Dns => M::Dns,
         }
         .into(),
-        selector: p.selector.clone(),
+        selector: p.selector,
         confidence: enums::confidence_to_proto(p.confidence).into(),
     }
 }
 
 fn text_value(s: &Sourced) -> pb::TextValue {
+    text_value_of(s.clone())
+}
+
+fn text_value_of(s: Sourced) -> pb::TextValue {
     pb::TextValue {
-        value: s.value.as_text(),
-        provenance: Some(provenance_to_proto(&s.provenance)),
+        value: s.value.into_text(),
+        provenance: Some(provenance_into_proto(s.provenance)),
     }
 }
 
 pub(super) fn profile_to_proto(p: &Profile) -> pb::Profile {
-    let text = |f: Field| p.fields.get(&f).map(text_value);
-    let time = |f: Field| {
-        p.fields.get(&f).and_then(|s| match &s.value {
-            Value::Time(t) => Some(pb::TimeValue {
-                value: Some((*t).into()),
-                provenance: Some(provenance_to_proto(&s.provenance)),
-            }),
-            _ => None,
-        })
+    profile_into_proto(p.clone())
+}
+
+/// A profile as answered, its strings moved, not copied (an answer's
+/// profiles are the bulk of it).
+fn profile_into_proto(p: Profile) -> pb::Profile {
+    let mut fields = p.fields;
+    let mut text = |f: Field| fields.remove(&f).map(text_value_of);
+    let (url, username, display_name, bio, location, avatar_url) = (
+        text(Field::Url),
+        text(Field::Username),
+        text(Field::DisplayName),
+        text(Field::Bio),
+        text(Field::Location),
+        text(Field::AvatarUrl),
+    );
+    let mut time = |f: Field| match fields.remove(&f) {
+        Some(Sourced {
+            value: Value::Time(t),
+            provenance,
+        }) => Some(pb::TimeValue {
+            value: Some(t.into()),
+            provenance: Some(provenance_into_proto(provenance)),
+        }),
+        _ => None,
     };
-    let count = |f: Field| {
-        p.fields.get(&f).and_then(|s| match &s.value {
-            Value::Count(n) => Some(pb::CountValue {
-                value: *n,
-                provenance: Some(provenance_to_proto(&s.provenance)),
-            }),
-            _ => None,
-        })
+    let (created_at, last_active_at) = (time(Field::CreatedAt), time(Field::LastActiveAt));
+    let mut count = |f: Field| match fields.remove(&f) {
+        Some(Sourced {
+            value: Value::Count(n),
+            provenance,
+        }) => Some(pb::CountValue {
+            value: n,
+            provenance: Some(provenance_into_proto(provenance)),
+        }),
+        _ => None,
     };
+    let (followers, posts) = (count(Field::Followers), count(Field::Posts));
     pb::Profile {
-        source_id: p.source_id.clone(),
-        platform: p.platform.clone(),
-        provenance: Some(provenance_to_proto(&p.provenance)),
-        url: text(Field::Url),
-        username: text(Field::Username),
-        display_name: text(Field::DisplayName),
-        bio: text(Field::Bio),
-        location: text(Field::Location),
-        avatar_url: text(Field::AvatarUrl),
-        created_at: time(Field::CreatedAt),
-        last_active_at: time(Field::LastActiveAt),
-        followers: count(Field::Followers),
-        posts: count(Field::Posts),
+        source_id: p.source_id,
+        platform: p.platform,
+        provenance: Some(provenance_into_proto(p.provenance)),
+        url,
+        username,
+        display_name,
+        bio,
+        location,
+        avatar_url,
+        created_at,
+        last_active_at,
+        followers,
+        posts,
         linked_accounts: p
             .accounts
-            .iter()
+            .into_iter()
             .map(|a| pb::LinkedAccount {
-                platform: a.platform.clone().unwrap_or_default(),
-                url: a.url.clone().unwrap_or_default(),
-                username: a.username.clone().unwrap_or_default(),
-                provenance: Some(provenance_to_proto(&a.provenance)),
+                platform: a.platform.unwrap_or_default(),
+                url: a.url.unwrap_or_default(),
+                username: a.username.unwrap_or_default(),
+                provenance: Some(provenance_into_proto(a.provenance)),
             })
             .collect(),
         extra: p
             .extra
-            .iter()
-            .map(|(k, v)| (k.clone(), text_value(v)))
+            .into_iter()
+            .map(|(k, v)| (k, text_value_of(v)))
             .collect(),
         corroborated_by: p
             .corroborated_by
@@ -381,8 +408,16 @@ fn risk_to_proto(r: &Risk) -> pb::Risk {
     }
 }
 
-/// The identifier of an Erase or Access request.
-pub fn enrichment_to_proto(e: &Enrichment) -> pb::EnrichResponse {
+/// The answer, its profiles moved into the message (an answer's bulk).
+pub fn enrichment_to_proto(mut e: Enrichment) -> pb::EnrichResponse {
+    // What reads the whole answer first: the summary, confidence, coverage.
+    let summary = summary_of(&e);
+    let confidence = e
+        .confidence()
+        .map_or(pb::MatchConfidence::Unspecified, enums::confidence_to_proto);
+    let coverage = (!e.compliance.identifier_suppressed).then(|| coverage_to_proto(&e));
+    let profiles = std::mem::take(&mut e.profiles);
+    let possible_matches = std::mem::take(&mut e.possible_matches);
     pb::EnrichResponse {
         request_id: e.request_id.clone(),
         identifier: e.identifier.as_ref().map(identifier_to_proto),
@@ -390,8 +425,11 @@ pub fn enrichment_to_proto(e: &Enrichment) -> pb::EnrichResponse {
             .verification
             .as_ref()
             .map(|v| verification_to_proto(v, e.mailbox.as_ref())),
-        profiles: e.profiles.iter().map(profile_to_proto).collect(),
-        possible_matches: e.possible_matches.iter().map(profile_to_proto).collect(),
+        profiles: profiles.into_iter().map(profile_into_proto).collect(),
+        possible_matches: possible_matches
+            .into_iter()
+            .map(profile_into_proto)
+            .collect(),
         attributes: e.attributes.iter().map(attribute_to_proto).collect(),
         interests: e.interests.iter().map(interest_to_proto).collect(),
         footprint: e.footprint.as_ref().map(footprint_to_proto),
@@ -399,14 +437,11 @@ pub fn enrichment_to_proto(e: &Enrichment) -> pb::EnrichResponse {
         compliance: Some(compliance_to_proto(&e.compliance, &e.processing_id)),
         sources: e.sources.iter().map(outcome_to_proto).collect(),
         cache: Some(cache_to_proto(&e.cache)),
-        confidence: e
-            .confidence()
-            .map_or(pb::MatchConfidence::Unspecified, enums::confidence_to_proto)
-            .into(),
+        confidence: confidence.into(),
         error: None,
         generated_at: Some(e.generated_at.into()),
-        coverage: (!e.compliance.identifier_suppressed).then(|| coverage_to_proto(e)),
-        summary: Some(summary_of(e)),
+        coverage,
+        summary: Some(summary),
         breaches: e.breaches.iter().map(breach_to_proto).collect(),
         phone_line: e.phone_line.as_ref().map(|l| pb::PhoneLine {
             carrier: l.carrier.as_ref().map(text_value),

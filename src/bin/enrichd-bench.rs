@@ -799,6 +799,14 @@ async fn memory(args: &Args) -> Value {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    // As `enrichd serve` runs: a log subscriber (warnings only here, so the
+    // table stays readable; the pipeline's spans are debug either way) and
+    // the Prometheus recorder, so every counter and histogram is paid for.
+    enrichd::telemetry::init_tracing(&enrichd::telemetry::LogConfig {
+        format: enrichd::telemetry::LogFormat::Text,
+        filter: "warn".into(),
+    });
+    let _ = enrichd::telemetry::prometheus();
     let all = [
         "hot", "history", "cold", "sites", "budget", "memory", "cluster",
     ];

@@ -75,10 +75,14 @@ fn cache_metric(source: &Source, result: &'static str) {
 
 impl Engine {
     pub(super) fn cache_key(&self, source: &Source, input: &Input) -> String {
-        self.hasher.hash(&format!(
-            "{}\u{0}{}\u{0}{}",
-            source.id, input.kind, input.value
-        ))
+        let (id, kind, value) = (&source.id, input.kind.as_str(), &input.value);
+        self.hasher.hash_parts(&[
+            id.as_bytes(),
+            b"\0",
+            kind.as_bytes(),
+            b"\0",
+            value.as_bytes(),
+        ])
     }
 
     /// An entry another replica stored, now in this process's cache too.

@@ -146,6 +146,14 @@ impl Value {
             Value::Count(n) => n.to_string(),
         }
     }
+
+    /// The value as text, moved out when it is text.
+    pub fn into_text(self) -> String {
+        match self {
+            Value::Text(s) => s,
+            other => other.as_text(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

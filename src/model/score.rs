@@ -1,7 +1,8 @@
 //! Score results: interests, digital footprint and contact risk, each with
 //! the evidence that produced it. The scoring module computes them.
 
-#[derive(Debug, Clone, PartialEq)]
+/// Ordered as declared (interest evidence is keyed by kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EvidenceKind {
     SourceTag,
     TextTerm,

@@ -59,7 +59,7 @@ impl Enricher {
     pub(super) async fn comply(
         &self,
         permitted: Permitted,
-        merged: &Merged,
+        merged: &mut Merged,
         scores: Scores,
         subject: &str,
         query: &EnrichQuery,
@@ -76,26 +76,19 @@ impl Enricher {
         }
         suppressions.extend(fields.withheld.iter().cloned());
         let wants = |f: &str| fields.wants(f);
+        // What the answer carries is moved out of the merge, never copied
+        // (the merge keeps what the record needs: outcomes, coverage, found).
+        let attributes = if wants("attributes") {
+            merge::attributes(&merged.profiles)
+        } else {
+            Vec::new()
+        };
+        let roles = &mut merged.roles;
         Ok(Disclosed {
-            verification: merged
-                .verification
-                .clone()
-                .filter(|_| wants("verification")),
-            profiles: if wants("profiles") {
-                merged.profiles.clone()
-            } else {
-                Vec::new()
-            },
-            possible_matches: if wants("profiles") {
-                merged.possible_matches.clone()
-            } else {
-                Vec::new()
-            },
-            attributes: if wants("attributes") {
-                merge::attributes(&merged.profiles)
-            } else {
-                Vec::new()
-            },
+            verification: merged.verification.take().filter(|_| wants("verification")),
+            profiles: take(wants("profiles"), &mut merged.profiles),
+            possible_matches: take(wants("profiles"), &mut merged.possible_matches),
+            attributes,
             interests: if wants("interests") {
                 interests
             } else {
@@ -103,26 +96,10 @@ impl Enricher {
             },
             footprint: wants("footprint").then_some(scores.footprint),
             risk: scores.risk,
-            breaches: if wants("breaches") {
-                merged.roles.breaches.clone()
-            } else {
-                Vec::new()
-            },
-            phone_line: merged
-                .roles
-                .phone_line
-                .clone()
-                .filter(|_| wants("phone_line")),
-            mailbox: merged
-                .roles
-                .mailbox
-                .clone()
-                .filter(|_| wants("verification")),
-            messaging_apps: if wants("messaging_apps") {
-                merged.messaging_apps.clone()
-            } else {
-                Vec::new()
-            },
+            breaches: take(wants("breaches"), &mut roles.breaches),
+            phone_line: roles.phone_line.take().filter(|_| wants("phone_line")),
+            mailbox: roles.mailbox.take().filter(|_| wants("verification")),
+            messaging_apps: take(wants("messaging_apps"), &mut merged.messaging_apps),
             compliance: Compliance {
                 retain_until: retention::retain_until(now, Some(&ground.purpose)),
                 ground,
@@ -171,6 +148,15 @@ impl Enricher {
             found.iter().map(|s| s.to_string()).collect(),
             categories.into_iter().collect(),
         ))
+    }
+}
+
+/// The items, moved out, if the answer may carry them; else none.
+fn take<T>(wanted: bool, items: &mut Vec<T>) -> Vec<T> {
+    if wanted {
+        std::mem::take(items)
+    } else {
+        Vec::new()
     }
 }
 

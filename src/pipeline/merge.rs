@@ -24,6 +24,8 @@ pub(super) struct Merged {
     pub profiles: Vec<Profile>,
     /// Guesses nothing ties to the person: where they are, nothing more.
     pub possible_matches: Vec<Profile>,
+    /// Whether anyone was found (kept when the profiles move to the answer).
+    pub found: bool,
     /// One per (source, input) asked, then one per source not asked.
     pub outcomes: Vec<SourceOutcome>,
     pub cache: CacheInfo,
@@ -62,6 +64,7 @@ pub(super) fn merge(
     let cache = cache_info(&outcomes, query.cache.mode);
     let coverage = coverage(&outcomes, min_coverage);
     Merged {
+        found: !profiles.is_empty(),
         coverage,
         cache_keys,
         verification,

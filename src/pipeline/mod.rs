@@ -276,10 +276,10 @@ impl Enricher {
         }
         let permitted = policy::policy(ground, &query);
         let gathered = self.gather(&subject, &permitted, &query).await;
-        let merged = merge::merge(gathered, &query, self.catalog(), self.min_coverage, now);
+        let mut merged = merge::merge(gathered, &query, self.catalog(), self.min_coverage, now);
         let scores = self.score(&merged, &permitted.fields, &query, now);
         let disclosed = self
-            .comply(permitted, &merged, scores, &subject.hash, &query, now)
+            .comply(permitted, &mut merged, scores, &subject.hash, &query, now)
             .await?;
         // An erasure that overtook the sources wins: nothing of the person
         // is answered, and nothing this call cached of them is left. This

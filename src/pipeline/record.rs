@@ -146,7 +146,7 @@ impl Enricher {
         subject: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<String>, Error> {
-        let outcome = match completeness(!merged.profiles.is_empty(), &merged.coverage) {
+        let outcome = match completeness(merged.found, &merged.coverage) {
             Completeness::Found => LedgerOutcome::Enriched,
             Completeness::NotFound => LedgerOutcome::NotFound,
             Completeness::Incomplete => LedgerOutcome::Incomplete,
@@ -167,5 +167,26 @@ impl Enricher {
             Err(LedgerError::SuppressedMeanwhile) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn processing_ids_are_32_hex_digits_in_time_order_and_unique() {
+        let at = |ms| Utc.timestamp_millis_opt(ms).single().expect("a time");
+        let earlier = new_id(at(1_764_000_000_000));
+        let later = new_id(at(1_764_000_000_001));
+        assert_eq!(earlier.len(), 32);
+        assert!(earlier.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(earlier < later, "{earlier} sorts before {later}");
+        // The same millisecond: still two ids.
+        assert_ne!(new_id(at(1_764_000_000_000)), earlier);
+        // The time is the id's first 48 bits.
+        assert_eq!(&earlier[..12], &format!("{:012x}", 1_764_000_000_000_u64));
     }
 }

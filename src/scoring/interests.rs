@@ -71,10 +71,10 @@ pub fn score(
 ) -> ScoredInterests {
     let w = &data.weights.interests;
     // node -> source -> (evidence key -> (weight, evidence))
-    type PerSource = BTreeMap<String, BTreeMap<(String, String), (f64, Evidence)>>;
+    type PerSource = BTreeMap<String, BTreeMap<(EvidenceKind, String), (f64, Evidence)>>;
     let mut found: BTreeMap<String, PerSource> = BTreeMap::new();
     let mut add = |node: &str, source: &str, weight: f64, ev: Evidence| {
-        let key = (format!("{:?}", ev.kind), ev.matched.to_lowercase());
+        let key = (ev.kind, ev.matched.to_lowercase());
         let slot = found
             .entry(node.to_owned())
             .or_default()
