@@ -64,8 +64,7 @@ impl Writer {
         let guard = Running(running.clone());
         tokio::spawn(async move {
             let _guard = guard;
-            let lock = if postgres { " FOR SHARE" } else { "" };
-            write_loop(pool, pending, suppressed, lock, own).await;
+            write_loop(pool, pending, suppressed, postgres, own).await;
         });
         Self { queue, running }
     }
@@ -92,7 +91,7 @@ impl Writer {
 /// counter moved; SQLite serialises writers and needs no lock.
 struct Guard<'a> {
     version: &'a str,
-    lock: &'static str,
+    postgres: bool,
 }
 
 /// One multi-row INSERT for the whole group (18 bound values a row: 256
@@ -104,10 +103,20 @@ async fn insert(
     records: &[&Record],
     guard: &Guard<'_>,
 ) -> Result<u64, sqlx::Error> {
+    // PostgreSQL numbers its parameters (`$1`); SQLite is given anonymous
+    // ones (`?`), bound in order: for a numbered one sqlx asks SQLite its
+    // name, a linear search, so binding a group grew with its square.
+    let param = |n: usize| {
+        if guard.postgres {
+            format!("${n}")
+        } else {
+            "?".to_owned()
+        }
+    };
     let mut sql = format!("INSERT INTO ledger ({COLUMNS}) SELECT * FROM (VALUES ");
     for i in 0..records.len() {
         let first = i * 18;
-        let row: Vec<String> = (1..=18).map(|n| format!("${}", first + n)).collect();
+        let row: Vec<String> = (1..=18).map(|n| param(first + n)).collect();
         if i > 0 {
             sql.push_str(", ");
         }
@@ -117,9 +126,9 @@ async fn insert(
     }
     sql.push_str(&format!(
         ") AS v WHERE EXISTS (SELECT 1 FROM ledger_meta \
-         WHERE name = 'suppression_version' AND value = ${}{})",
-        records.len() * 18 + 1,
-        guard.lock
+         WHERE name = 'suppression_version' AND value = {}{})",
+        param(records.len() * 18 + 1),
+        if guard.postgres { " FOR SHARE" } else { "" }
     ));
     let mut query = sqlx::query(&sql);
     for r in records {
@@ -178,7 +187,7 @@ async fn write_loop(
     pool: AnyPool,
     mut queue: mpsc::Receiver<Pending>,
     list: Arc<Suppressions>,
-    lock: &'static str,
+    postgres: bool,
     own: bool,
 ) {
     let mut group = Vec::with_capacity(GROUP);
@@ -199,7 +208,7 @@ async fn write_loop(
             let version = list.version();
             let guard = Guard {
                 version: &version,
-                lock,
+                postgres,
             };
             let records: Vec<&Record> = group.iter().map(|(r, _)| r).collect();
             match insert(&mut *db, &records, &guard).await {
