@@ -13,9 +13,9 @@ use crate::catalog::source::{Source, SourceKind};
 use crate::clock::SharedClock;
 use crate::model::MxStatus;
 use crate::model::{CacheMode, Outcome, SkipReason, SourceOutcome};
-use crate::resilience::Refusal;
 use crate::resilience::breaker::State;
 use crate::resilience::retry::backoff;
+use crate::resilience::{CacheResult, Refusal};
 
 /// Longest pause between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -68,12 +68,13 @@ fn failed(asked: &Asked) -> bool {
     )
 }
 
-fn cache_metric(source: &Source, result: &'static str) {
-    metrics::counter!("enrichd_source_cache_total", "source" => source.id.clone(), "result" => result)
-        .increment(1);
-}
-
 impl Engine {
+    fn cache_metric(&self, source: &Source, result: CacheResult) {
+        if let Some(guard) = self.guards.get(&source.id) {
+            guard.count_cache(result);
+        }
+    }
+
     pub(super) fn cache_key(&self, source: &Source, input: &Input) -> String {
         let (id, kind, value) = (&source.id, input.kind.as_str(), &input.value);
         self.hasher.hash_parts(&[
@@ -140,19 +141,19 @@ impl Engine {
         };
         let mut asked = match (existing, policy.mode) {
             (Some(entry), _) if entry.is_fresh(now, policy.max_age) => {
-                cache_metric(source, "hit");
+                self.cache_metric(source, CacheResult::Hit);
                 self.tie(&key, &entry, ctx.subject).await;
                 from_entry(source, input, &entry, now)
             }
             (Some(entry), CacheMode::CacheOnly) => {
-                cache_metric(source, "stale");
+                self.cache_metric(source, CacheResult::Stale);
                 self.tie(&key, &entry, ctx.subject).await;
                 let mut asked = from_entry(source, input, &entry, now);
                 asked.outcome.stale = true;
                 asked
             }
             (None, CacheMode::CacheOnly) => {
-                cache_metric(source, "miss");
+                self.cache_metric(source, CacheResult::Miss);
                 Asked::new(
                     SourceOutcome::new(
                         &source.id,
@@ -166,13 +167,13 @@ impl Engine {
             // Past its TTL (or the caller's max_age): ask again, and fall back
             // on the old answer, marked stale, if the source fails.
             (Some(old), _) => {
-                cache_metric(source, "miss");
+                self.cache_metric(source, CacheResult::Miss);
                 let asked = Box::pin(self.call(source, input, deadline)).await;
                 if let Some(entry) = cacheable(source, &asked, &self.clock) {
                     Box::pin(self.store(&key, tied(entry), ctx.subject)).await;
                     asked
                 } else if failed(&asked) && old.within_grace(now, self.stale_grace) {
-                    cache_metric(source, "stale");
+                    self.cache_metric(source, CacheResult::Stale);
                     self.tie(&key, &old, ctx.subject).await;
                     let mut stale = from_entry(source, input, &old, now);
                     stale.outcome.stale = true;
@@ -200,7 +201,7 @@ impl Engine {
             // (across replicas too, through a short lock in the shared tier);
             // if the leading caller goes away, a waiting one takes over.
             (None, _) => {
-                cache_metric(source, "miss");
+                self.cache_metric(source, CacheResult::Miss);
                 let ran = AtomicBool::new(false);
                 // Boxed, as every upstream path here: a cache hit's
                 // future stays small (it is moved into the request's join).

@@ -32,6 +32,11 @@ pub struct ResilienceConfig {
     /// doubles from one second up to this).
     #[serde(with = "humantime_serde")]
     pub max_cool_down: Duration,
+    /// How late a request admitted by a source's limiter may reach the
+    /// source; the limiter keeps this margin so the source never counts more
+    /// than `per_second + burst` in a second (see `limiter::admission`).
+    #[serde(with = "humantime_serde")]
+    pub delivery_jitter: Duration,
 }
 
 /// Why a call may not go ahead now.
@@ -58,6 +63,17 @@ pub struct Guard {
     pub budget: RetryBudget,
     max_cool_down: Duration,
     clock: SharedClock,
+    /// `enrichd_source_cache_total` by result, registered on first use (a
+    /// cache hit then counts without building and looking up its labels).
+    cache_counters: std::sync::OnceLock<[metrics::Counter; 3]>,
+}
+
+/// What the cache did for one (source, input).
+#[derive(Debug, Clone, Copy)]
+pub enum CacheResult {
+    Hit,
+    Stale,
+    Miss,
 }
 
 #[derive(Default)]
@@ -76,19 +92,29 @@ impl Guard {
         clock: SharedClock,
         cluster: Option<&Arc<Cluster>>,
     ) -> Self {
+        let rate = limiter::admission(source.limits.rate_limit, config.delivery_jitter);
         Self {
             id: source.id.clone(),
-            limiter: Box::new(LocalLimiter::new(source.limits.rate_limit)),
-            shared: cluster.map(|c| {
-                SharedLimit::new(c.clone(), "source", &source.id, source.limits.rate_limit)
-            }),
+            limiter: Box::new(LocalLimiter::new(rate)),
+            shared: cluster.map(|c| SharedLimit::new(c.clone(), "source", &source.id, rate)),
             slots: Semaphore::new(source.limits.max_concurrency as usize),
             pause: Mutex::new(Pause::default()),
             breaker: Breaker::new(config.breaker, clock.clone()),
             budget: RetryBudget::new(config.retry_ratio, 2.0, 10.0),
             max_cool_down: config.max_cool_down,
             clock,
+            cache_counters: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Counts what the cache did for this source.
+    pub fn count_cache(&self, result: CacheResult) {
+        let counters = self.cache_counters.get_or_init(|| {
+            ["hit", "stale", "miss"].map(|r| {
+                metrics::counter!("enrichd_source_cache_total", "source" => self.id.clone(), "result" => r)
+            })
+        });
+        counters[result as usize].increment(1);
     }
 
     fn paused_for(&self) -> Option<Duration> {
