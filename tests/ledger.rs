@@ -265,6 +265,60 @@ async fn one_bad_record_fails_only_its_own_call() {
     assert_eq!(store.records("s1").await.unwrap().len(), 39);
 }
 
+#[tokio::test]
+async fn a_lost_postgres_connection_costs_no_caller_a_record() {
+    // The store's connections carry a name of their own, so this test ends
+    // only them, as a server restart or a failover would.
+    let name = format!("enrichd-test-{}", hex::encode(rand::random::<[u8; 6]>()));
+    let url = format!("{}&application_name={name}", common::postgres_url().await);
+    let store = Store::open(&url).await.expect("opens and migrates");
+    store
+        .record(record("before", "s1", 1, 10, LedgerOutcome::Enriched))
+        .await
+        .unwrap();
+    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(
+        url.split_once('?').map_or(url.as_str(), |(base, _)| base),
+    )
+    .await
+    .unwrap();
+    let ended: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&name)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!ended.is_empty(), "the writer's connection was found");
+    // pg_terminate_backend only signals: wait until they are gone.
+    tokio::time::timeout(common::HUNG, async {
+        loop {
+            let (left,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+                    .bind(&name)
+                    .fetch_one(&mut admin)
+                    .await
+                    .unwrap();
+            if left == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the backends end");
+    // Concurrent callers share the first group after the loss: none fails.
+    let writes = (0..8).map(|i| {
+        let store = store.clone();
+        async move {
+            let r = record(&format!("after{i}"), "s1", 2, 10, LedgerOutcome::Enriched);
+            store.record(r).await
+        }
+    });
+    let results = futures::future::join_all(writes).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(store.records("s1").await.unwrap().len(), 9);
+}
+
 /// Another process's erasure reaches this one's in-memory suppression list
 /// through the database's change counter.
 async fn suppression_is_followed_across_processes(url: &str) {

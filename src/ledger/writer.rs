@@ -1,8 +1,9 @@
 //! Group commit: records go through one writer task that commits whatever
 //! has queued up as one multi-row INSERT (one statement, one transaction).
 //! Each caller still waits until its own record is committed, but concurrent
-//! calls share the commit; if the group fails, each record is tried alone,
-//! so one bad record fails only its own call. If the task ever stops,
+//! calls share the commit; if the group fails, it is tried once more on a
+//! new connection (a lost connection costs no caller anything), then each
+//! record alone, so one bad record fails only its own call. If the task ever stops,
 //! `running` says so (health turns NOT_SERVING).
 //!
 //! The writer keeps one connection of its own, out of the pool: a pooled
@@ -197,6 +198,7 @@ async fn write_loop(
             conn = None;
         }
         drop_suppressed(&mut group, &list);
+        let mut reconnected = false;
         while !group.is_empty() {
             let db = match connection(&pool, &mut conn, own).await {
                 Ok(db) => db,
@@ -230,6 +232,14 @@ async fn write_loop(
                     for (_, reply) in group.drain(..) {
                         let _ = reply.send(Ok(()));
                     }
+                }
+                // The connection may be what failed (the server restarted or
+                // failed over, the backend was killed): the group once more,
+                // on a new one, before anyone is told.
+                Err(e) if !reconnected => {
+                    tracing::warn!(error = %e, "ledger write failed; trying the group again on a new connection");
+                    conn = None;
+                    reconnected = true;
                 }
                 // One bad record must not fail the others: each again, alone
                 // (a list that moved meanwhile sends it round once more).
@@ -290,7 +300,21 @@ async fn connection<'c>(
     own: bool,
 ) -> Result<&'c mut sqlx::AnyConnection, sqlx::Error> {
     if conn.is_none() {
-        let pooled: PoolConnection<Any> = pool.acquire().await?;
+        // An idle pooled connection may have died with the server it was
+        // open to (a restart, a failover): tried first, and closed if dead
+        // so that the pool opens a new one. Only when the writer (re)opens.
+        let mut left = pool.options().get_max_connections() + 1;
+        let pooled: PoolConnection<Any> = loop {
+            let mut pooled = pool.acquire().await?;
+            match sqlx::Connection::ping(&mut *pooled).await {
+                Ok(()) => break pooled,
+                Err(e) if left <= 1 => return Err(e),
+                Err(_) => {
+                    left -= 1;
+                    let _ = pooled.close().await;
+                }
+            }
+        };
         *conn = Some(if own {
             Conn::Own(pooled.detach())
         } else {
