@@ -146,6 +146,128 @@ async fn connections_beyond_the_cap_are_closed_at_once_and_service_resumes_when_
     assert_eq!(health(&app).await.unwrap(), ServingStatus::Serving);
 }
 
+/// An HTTP/1.1 connection that has been served once (so it is surely
+/// accepted) and then sent half of a second request's headers.
+async fn half_sent_http(addr: std::net::SocketAddr) -> TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /openapi.json HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    // Read the whole first answer (its length is in its headers).
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let total = loop {
+        let n = tokio::time::timeout(HUNG, conn.read(&mut buf))
+            .await
+            .expect("answered")
+            .unwrap();
+        assert!(n > 0, "answered before closing");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .expect("a content-length");
+            break end + 4 + length;
+        }
+    };
+    while got.len() < total {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    conn.write_all(b"GET /openapi.json HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .unwrap();
+    conn
+}
+
+/// A gRPC connection that sent the HTTP/2 preface and got the server's
+/// settings (so it is surely accepted), then nothing more.
+async fn preface_only(addr: std::net::SocketAddr) -> TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut frame = [0u8; 9];
+    tokio::time::timeout(HUNG, conn.read_exact(&mut frame))
+        .await
+        .expect("the server's settings")
+        .unwrap();
+    assert_eq!(frame[3], 4, "a SETTINGS frame");
+    conn
+}
+
+#[tokio::test]
+async fn the_http_listener_shares_the_connection_cap_and_closes_half_sent_requests() {
+    let app = TestApp::spawn(
+        "[dns]\nenabled = false\n[server]\nhttp_listen = \"127.0.0.1:0\"\nmax_connections = 8\nidle_timeout = \"700ms\"\n",
+    )
+    .await;
+    let http = app.http_addr.expect("HTTP is served");
+    // The cap (8) is reached across both listeners.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(preface_only(app.addr).await);
+        held.push(half_sent_http(http).await);
+    }
+    // The next, on either port, is closed at once.
+    let started = Instant::now();
+    assert!(closed_by_peer(TcpStream::connect(http).await.unwrap()).await);
+    assert!(closed_by_peer(TcpStream::connect(app.addr).await.unwrap()).await);
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "closed by the cap, not by the idle timeout"
+    );
+    // Those held are closed by the idle timeout, half-sent headers too;
+    // then both ports serve again.
+    for conn in held {
+        assert!(closed_by_peer(conn).await);
+    }
+    let answer = reqwest::get(format!("http://{http}/openapi.json"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(health(&app).await.unwrap(), ServingStatus::Serving);
+}
+
+#[tokio::test]
+async fn an_http_call_longer_than_the_idle_timeout_is_answered() {
+    let (_site, catalog) = common::one_source(
+        "email",
+        "",
+        wiremock::ResponseTemplate::new(404).set_delay(Duration::from_millis(1500)),
+    )
+    .await;
+    let app = TestApp::with_catalog(
+        "[dns]\nenabled = false\n[server]\nhttp_listen = \"127.0.0.1:0\"\nidle_timeout = \"300ms\"\n",
+        catalog,
+    )
+    .await;
+    let http = app.http_addr.expect("HTTP is served");
+    let answer = reqwest::Client::new()
+        .post(format!("http://{http}/v1/enrich"))
+        .header("content-type", "application/json")
+        .body(
+            serde_json::json!({
+                "email": "slow@example.test",
+                "purpose": "marketing",
+                "lawfulBasis": "LAWFUL_BASIS_LEGITIMATE_INTERESTS",
+                "evidence": { "legitimateInterestAssessmentRef": "LIA-1" },
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("the connection is not cut while its call runs");
+    assert_eq!(answer.status(), 200);
+}
+
 /// A client that sends many requests on a stream and never reads: the server
 /// stops working for it once its answers back up (bounded by the stream's
 /// buffer, its parallelism and the client's HTTP/2 window, not by what the

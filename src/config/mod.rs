@@ -428,6 +428,17 @@ impl Config {
         if s.max_connections == 0 {
             p.push("server.max_connections: must be at least 1".into());
         }
+        // The HTTP port speaks plain HTTP/1.1: beside a TLS gRPC port, off
+        // loopback, it would take the same API keys in the clear.
+        if let (Some(_), Some(addr)) = (&s.tls, s.http_listen)
+            && !addr.ip().is_loopback()
+        {
+            p.push(format!(
+                "server.http_listen: {addr} would serve plain HTTP (API keys in the clear) while \
+                 [server.tls] protects the gRPC port; listen on a loopback address behind a \
+                 TLS-terminating proxy, or leave it unset"
+            ));
+        }
         if s.max_concurrent_streams == 0 {
             p.push("server.max_concurrent_streams: must be at least 1".into());
         }
@@ -734,6 +745,21 @@ mod tests {
         let c = Config::from_toml("[server]\nmax_concurrent_requests = 7\n").expect("valid");
         assert_eq!(c.server.max_concurrent_requests, 7);
         assert_eq!(c.server.request_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn plain_http_off_loopback_is_refused_beside_tls() {
+        let tls = "[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n[server]\n";
+        let err = Config::from_toml(&format!("{tls}http_listen = \"0.0.0.0:8080\"\n"))
+            .expect_err("plain HTTP beside TLS");
+        assert!(
+            err.to_string()
+                .contains("server.http_listen: 0.0.0.0:8080 would serve plain HTTP"),
+            "{err}"
+        );
+        Config::from_toml(&format!("{tls}http_listen = \"127.0.0.1:8080\"\n"))
+            .expect("loopback, behind a proxy");
+        Config::from_toml("[server]\nhttp_listen = \"0.0.0.0:8080\"\n").expect("no TLS at all");
     }
 
     #[test]

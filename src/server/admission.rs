@@ -6,7 +6,6 @@
 //! are never shed, so an orchestrator does not kill a busy but healthy
 //! replica. Every call, exempt or not, counts as an open stream of its
 //! connection until its response body is dropped.
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -18,7 +17,7 @@ use tonic::codegen::http;
 use tonic::transport::server::TlsConnectInfo;
 use tower::{BoxError, Layer, Service};
 
-use super::connections::{ConnInfo, StreamGuard};
+use super::connections::{ConnInfo, Tracked};
 use crate::api::grpc::Admitted;
 use crate::api::status;
 use crate::auth::layer::{ClientCertificates, GUARDED};
@@ -122,40 +121,9 @@ where
             let response = inner.call(request).await.map_err(Into::into)?;
             drop(held);
             Ok(match stream {
-                Some(guard) => response.map(|body| {
-                    Body::new(Tracked {
-                        body,
-                        _guard: guard,
-                    })
-                }),
+                Some(guard) => response.map(|body| Body::new(Tracked::new(body, guard))),
                 None => response,
             })
         })
-    }
-}
-
-/// A response body that keeps its connection's stream open until dropped.
-struct Tracked {
-    body: Body,
-    _guard: StreamGuard,
-}
-
-impl http_body::Body for Tracked {
-    type Data = tonic::codegen::Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }

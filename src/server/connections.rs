@@ -2,7 +2,9 @@
 //! closed at once, with a log line), accept errors back off instead of
 //! spinning, and a connection with no open stream for
 //! `server.idle_timeout` is closed (a silent TCP connection, a client that
-//! sent only the HTTP/2 preface, a pooled connection nobody uses).
+//! sent only the HTTP/2 preface or half a request's headers, a pooled
+//! connection nobody uses). The gRPC and the HTTP listener accept through
+//! it with one shared count of connections.
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -24,11 +26,22 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// At most one "connection limit reached" line per this interval.
 const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Limits of the accept loop.
-#[derive(Debug, Clone, Copy)]
+/// Limits of the accept loop; clones share the count of open connections.
+#[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     pub max_connections: usize,
     pub idle_timeout: Duration,
+    slots: Arc<Semaphore>,
+}
+
+impl ConnectionLimits {
+    pub fn new(max_connections: usize, idle_timeout: Duration) -> Self {
+        Self {
+            max_connections,
+            idle_timeout,
+            slots: Arc::new(Semaphore::new(max_connections.max(1))),
+        }
+    }
 }
 
 /// What a connection's requests see of it: its TCP addresses, and the
@@ -181,7 +194,7 @@ pub fn incoming(
     listener: TcpListener,
     limits: ConnectionLimits,
 ) -> impl Stream<Item = Result<Conn, io::Error>> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let slots = limits.slots.clone();
     struct State {
         listener: TcpListener,
         slots: Arc<Semaphore>,
@@ -248,4 +261,106 @@ pub fn incoming(
             return Some((Ok(conn), s));
         }
     })
+}
+
+/// A response body that keeps its connection's stream open until dropped
+/// (a response still being written is not idleness).
+pub struct Tracked<B> {
+    body: B,
+    _guard: StreamGuard,
+}
+
+impl<B> Tracked<B> {
+    pub fn new(body: B, guard: StreamGuard) -> Self {
+        Self {
+            body,
+            _guard: guard,
+        }
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The HTTP listener's connections, through the same bounded accept loop
+/// as gRPC's (`axum::serve` takes it as a listener).
+pub struct Bounded {
+    incoming: Pin<Box<dyn Stream<Item = Result<Conn, io::Error>> + Send>>,
+    local: ConnInfo,
+}
+
+impl Bounded {
+    pub fn new(listener: TcpListener, limits: ConnectionLimits) -> io::Result<Self> {
+        let local = ConnInfo {
+            tcp: TcpConnectInfo {
+                local_addr: Some(listener.local_addr()?),
+                remote_addr: None,
+            },
+            activity: Arc::new(Activity::new()),
+        };
+        Ok(Self {
+            incoming: Box::pin(incoming(listener, limits)),
+            local,
+        })
+    }
+}
+
+impl axum::serve::Listener for Bounded {
+    type Io = Conn;
+    type Addr = ConnInfo;
+
+    async fn accept(&mut self) -> (Conn, ConnInfo) {
+        use futures::StreamExt;
+        loop {
+            // `incoming` never ends and never yields an error.
+            if let Some(Ok(conn)) = self.incoming.next().await {
+                let info = conn.info.clone();
+                return (conn, info);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<ConnInfo> {
+        Ok(self.local.clone())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Bounded>> for ConnInfo {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Bounded>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+/// Counts an HTTP request as an open stream of its connection until its
+/// response body is dropped (axum middleware).
+pub async fn track_http(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let guard = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<ConnInfo>>()
+        .map(|c| c.0.open_stream());
+    let response = next.run(request).await;
+    match guard {
+        Some(guard) => response.map(|body| axum::body::Body::new(Tracked::new(body, guard))),
+        None => response,
+    }
 }

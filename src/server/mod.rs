@@ -249,10 +249,11 @@ impl Application {
             server_cfg.max_concurrent_requests,
             server_cfg.shed_retry_after,
         );
-        let limits = connections::ConnectionLimits {
-            max_connections: descriptor_room(server_cfg.max_connections),
-            idle_timeout: server_cfg.idle_timeout,
-        };
+        // One count of connections for both listeners.
+        let limits = connections::ConnectionLimits::new(
+            descriptor_room(server_cfg.max_connections),
+            server_cfg.idle_timeout,
+        );
 
         // Batch jobs over HTTP: those a previous run left unfinished go on.
         let jobs = Arc::new(crate::batch::jobs::Jobs::new(
@@ -321,13 +322,22 @@ impl Application {
             );
             info!(addr = ?listener.local_addr().ok(), "enrichd serving JSON over HTTP (/v1/..., /openapi.json)");
             let mut stopped = http_stopped;
+            let http_limits = limits.clone();
             tokio::spawn(async move {
                 let until = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                if let Err(e) = axum::serve(listener, router)
-                    .with_graceful_shutdown(until)
-                    .await
+                let router = router.layer(axum::middleware::from_fn(connections::track_http));
+                let listener = match connections::Bounded::new(listener, http_limits) {
+                    Ok(listener) => listener,
+                    Err(e) => return warn!(error = %e, "the HTTP listener stopped"),
+                };
+                if let Err(e) = axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<connections::ConnInfo>(),
+                )
+                .with_graceful_shutdown(until)
+                .await
                 {
                     warn!(error = %e, "the HTTP listener stopped");
                 }
