@@ -268,6 +268,56 @@ async fn an_http_call_longer_than_the_idle_timeout_is_answered() {
     assert_eq!(answer.status(), 200);
 }
 
+#[tokio::test]
+async fn an_http_body_that_trickles_in_is_refused_at_the_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn(
+        "[dns]\nenabled = false\n[server]\nhttp_listen = \"127.0.0.1:0\"\nrequest_timeout = \"500ms\"\nidle_timeout = \"300ms\"\n",
+    )
+    .await;
+    let http = app.http_addr.expect("HTTP is served");
+    let conn = TcpStream::connect(http).await.unwrap();
+    let (mut read, mut write) = conn.into_split();
+    write
+        .write_all(
+            b"POST /v1/enrich HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    // A byte every 100 ms: never idle, never done (99 of 100 bytes).
+    let trickle = tokio::spawn(async move {
+        for _ in 0..99 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if write.write_all(b" ").await.is_err() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    });
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(HUNG, read.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed, not held while the body trickles")
+        .ok();
+    trickle.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("did not arrive within server.request_timeout (500ms)"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("\"status\":\"DEADLINE_EXCEEDED\""),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// A client that sends many requests on a stream and never reads: the server
 /// stops working for it once its answers back up (bounded by the stream's
 /// buffer, its parallelism and the client's HTTP/2 window, not by what the

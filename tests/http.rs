@@ -262,6 +262,16 @@ async fn a_body_over_the_limit_is_refused() {
         .await
         .unwrap();
     assert_eq!(answer.status().as_u16(), 413);
+    // The same JSON error as every other refusal.
+    let error: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    assert_eq!(error["error"]["status"], "INVALID_ARGUMENT", "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("body: larger than"),
+        "{error}"
+    );
 }
 
 /// The committed OpenAPI document is the one the server serves, which is

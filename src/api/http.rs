@@ -71,9 +71,112 @@ pub struct Batches {
     pub max_upload: usize,
 }
 
+/// A request body that must arrive whole within `server.request_timeout` of
+/// its headers: a client trickling its body a byte at a time would
+/// otherwise hold its connection (and a slot of `max_connections`) forever.
+struct BodyDeadline<B> {
+    body: B,
+    expires: std::pin::Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+}
+
+impl<B> http_body::Body for BodyDeadline<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<tower::BoxError>,
+{
+    type Data = Bytes;
+    type Error = tower::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Pending if this.expires.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Some(Err(Box::new(BodyTimedOut(this.timeout)))))
+            }
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request body still incomplete at its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within server.request_timeout ({})", humantime::format_duration(*.0))]
+struct BodyTimedOut(Duration);
+
+/// The request's body, whole; a body that is too large, fails or does not
+/// arrive in time is refused with the JSON error of every other refusal.
+struct WholeBody(Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for WholeBody {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(WholeBody(bytes)),
+            Err(rejection) => Err(body_refused(&rejection)),
+        }
+    }
+}
+
+fn body_refused(rejection: &axum::extract::rejection::BytesRejection) -> Response {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = cause {
+        if let Some(late) = e.downcast_ref::<BodyTimedOut>() {
+            let mut refused = error_response(&Status::deadline_exceeded(late.to_string()));
+            *refused.status_mut() = StatusCode::REQUEST_TIMEOUT;
+            return refused;
+        }
+        cause = e.source();
+    }
+    let status = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Status::invalid_argument(
+            "body: larger than this endpoint takes (server.max_request_bytes, or batch.max_upload_bytes for a batch)",
+        )
+    } else {
+        Status::invalid_argument(format!(
+            "body: could not be read ({})",
+            rejection.body_text()
+        ))
+    };
+    let mut refused = error_response(&status);
+    *refused.status_mut() = rejection.status();
+    refused
+}
+
+/// Gives each request's body `timeout` to arrive (see `BodyDeadline`).
+async fn body_deadline(
+    timeout: Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let request = request.map(|body| {
+        axum::body::Body::new(BodyDeadline {
+            body,
+            expires: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+        })
+    });
+    next.run(request).await
+}
+
 /// The routes, over `enrichment` (the guarded Enrichment stack) and
 /// `health` (the health service); request bodies up to `max_body` bytes,
-/// each call up to `timeout`.
+/// each call up to `timeout`, each request body within `timeout` too.
 pub fn router(
     enrichment: Stack,
     health: Stack,
@@ -107,10 +210,17 @@ pub fn router(
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            body_deadline(timeout, request, next)
+        }))
         .with_state(gateway)
 }
 
-async fn enrich(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn enrich(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    WholeBody(body): WholeBody,
+) -> Response {
     let mut client = g.enrichment.clone();
     call(&g, &headers, &body, |r| {
         Box::pin(async move { client.enrich(r).await })
@@ -118,7 +228,11 @@ async fn enrich(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) 
     .await
 }
 
-async fn erase(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn erase(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    WholeBody(body): WholeBody,
+) -> Response {
     let mut client = g.enrichment.clone();
     call(&g, &headers, &body, |r| {
         Box::pin(async move { client.erase(r).await })
@@ -126,7 +240,11 @@ async fn erase(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -
     .await
 }
 
-async fn access(State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn access(
+    State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    WholeBody(body): WholeBody,
+) -> Response {
     let mut client = g.enrichment.clone();
     call(&g, &headers, &body, |r| {
         Box::pin(async move { client.access(r).await })
@@ -170,7 +288,7 @@ async fn submit_batch(
     State(g): State<Arc<Gateway>>,
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
-    body: Bytes,
+    WholeBody(body): WholeBody,
 ) -> Response {
     let (batches, caller) = match batch_caller(&g, &headers).await {
         Ok(found) => found,
