@@ -3,7 +3,8 @@
 //! spinning, and a connection with no open stream for
 //! `server.idle_timeout` is closed (a silent TCP connection, a client that
 //! sent only the HTTP/2 preface or half a request's headers, a pooled
-//! connection nobody uses). The gRPC and the HTTP listener accept through
+//! connection nobody uses), and so is one whose peer takes nothing of an
+//! answer for as long. The gRPC and the HTTP listener accept through
 //! it with one shared count of connections.
 use std::future::Future;
 use std::io;
@@ -103,6 +104,9 @@ pub struct Conn {
     info: ConnInfo,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
+    /// Armed while a write waits on a peer that takes nothing: a peer that
+    /// reads nothing of an answer for `idle` is closed.
+    stalled: Option<Pin<Box<Sleep>>>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -127,6 +131,33 @@ impl Conn {
                 None => self.timer.as_mut().reset(now + self.idle),
             }
         }
+    }
+}
+
+impl Conn {
+    /// A write's outcome, with the stall timer kept: `Pending` for longer
+    /// than the idle timeout is an error that closes the connection.
+    fn written<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        done: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if done.is_ready() {
+            self.stalled = None;
+            return done;
+        }
+        let idle = self.idle;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        if stalled.as_mut().poll(cx).is_ready() {
+            metrics::counter!("enrichd_connections_stalled_closed_total").increment(1);
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the peer took nothing of its answer for server.idle_timeout",
+            )));
+        }
+        Poll::Pending
     }
 }
 
@@ -164,11 +195,15 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let done = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.written(cx, done)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let done = Pin::new(&mut this.io).poll_flush(cx);
+        this.written(cx, done)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -180,7 +215,9 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let done = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.written(cx, done)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -256,6 +293,7 @@ pub fn incoming(
                 info,
                 idle: s.limits.idle_timeout,
                 timer: Box::pin(tokio::time::sleep(s.limits.idle_timeout)),
+                stalled: None,
                 _slot: slot,
             };
             return Some((Ok(conn), s));
@@ -362,5 +400,31 @@ pub async fn track_http(
     match guard {
         Some(guard) => response.map(|body| axum::body::Body::new(Tracked::new(body, guard))),
         None => response,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn a_peer_that_reads_nothing_of_an_answer_is_closed_after_the_idle_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let idle = Duration::from_millis(300);
+        let mut accepted = Box::pin(incoming(listener, ConnectionLimits::new(4, idle)));
+        // The peer connects and never reads.
+        let _peer = TcpStream::connect(addr).await.unwrap();
+        let mut conn = accepted.next().await.unwrap().unwrap();
+        let answer = vec![b'x'; 64 << 20];
+        let started = std::time::Instant::now();
+        let written = tokio::time::timeout(Duration::from_secs(20), conn.write_all(&answer))
+            .await
+            .expect("the write ends instead of waiting forever");
+        let e = written.expect_err("the kernel's buffers cannot take 64 MiB");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(started.elapsed() >= idle);
     }
 }
