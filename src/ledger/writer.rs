@@ -3,8 +3,8 @@
 //! Each caller still waits until its own record is committed, but concurrent
 //! calls share the commit; if the group fails, it is tried once more on a
 //! new connection (a lost connection costs no caller anything), then each
-//! record alone, so one bad record fails only its own call. If the task ever stops,
-//! `running` says so (health turns NOT_SERVING).
+//! record alone, so one bad record fails only its own call. If the task
+//! ever stops, `running` says so (health turns NOT_SERVING).
 //!
 //! The writer keeps one connection of its own, out of the pool: a pooled
 //! connection is pinged each time it goes back (a round trip to the worker
