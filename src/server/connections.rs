@@ -367,10 +367,15 @@ impl axum::serve::Listener for Bounded {
     async fn accept(&mut self) -> (Conn, ConnInfo) {
         use futures::StreamExt;
         loop {
-            // `incoming` never ends and never yields an error.
-            if let Some(Ok(conn)) = self.incoming.next().await {
-                let info = conn.info.clone();
-                return (conn, info);
+            match self.incoming.next().await {
+                Some(Ok(conn)) => {
+                    let info = conn.info.clone();
+                    return (conn, info);
+                }
+                // `incoming` yields no errors (it logs and retries them).
+                Some(Err(_)) => continue,
+                // Nor does it end; if it did, accept nothing rather than spin.
+                None => std::future::pending::<()>().await,
             }
         }
     }
