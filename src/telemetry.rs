@@ -82,19 +82,17 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// Serves `GET /metrics` in the Prometheus text format until the process ends.
-pub async fn serve_metrics(listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    let Some(handle) = prometheus() else {
-        return Ok(());
-    };
-    let app = axum::Router::new().route(
+/// The `GET /metrics` route, in the Prometheus text format (`None` when no
+/// recorder could be installed).
+pub fn metrics_router() -> Option<axum::Router> {
+    let handle = prometheus()?;
+    Some(axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let body = handle.render();
             async move { body }
         }),
-    );
-    axum::serve(listener, app).await
+    ))
 }
 
 pub async fn bind_metrics(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {

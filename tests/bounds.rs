@@ -318,6 +318,34 @@ async fn an_http_body_that_trickles_in_is_refused_at_the_request_timeout() {
     );
 }
 
+#[tokio::test]
+async fn the_metrics_port_keeps_its_own_small_cap_and_closes_idle_connections() {
+    let app = TestApp::spawn(
+        "[dns]\nenabled = false\n[server]\nmetrics_listen = \"127.0.0.1:0\"\nidle_timeout = \"700ms\"\n",
+    )
+    .await;
+    let metrics = app.metrics_addr.expect("metrics are served");
+    let mut silent = Vec::new();
+    for _ in 0..16 {
+        silent.push(TcpStream::connect(metrics).await.unwrap());
+    }
+    // The 17th is closed at once; the API port is not touched by the flood.
+    let started = Instant::now();
+    assert!(closed_by_peer(TcpStream::connect(metrics).await.unwrap()).await);
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "closed by the cap, not by the idle timeout"
+    );
+    assert_eq!(health(&app).await.unwrap(), ServingStatus::Serving);
+    for conn in silent {
+        assert!(closed_by_peer(conn).await);
+    }
+    let scraped = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), 200);
+}
+
 /// A client that sends many requests on a stream and never reads: the server
 /// stops working for it once its answers back up (bounded by the stream's
 /// buffer, its parallelism and the client's HTTP/2 window, not by what the

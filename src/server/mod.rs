@@ -178,7 +178,28 @@ impl Application {
         let server_cfg = &self.config.server;
         if let Some(listener) = self.metrics_listener {
             info!(addr = ?listener.local_addr().ok(), "serving Prometheus metrics on /metrics");
-            tokio::spawn(telemetry::serve_metrics(listener));
+            // Bounded as the API ports are, with a count of its own (a
+            // scraper needs a connection or two): a flood here must not
+            // take the descriptors the API needs.
+            let limits =
+                connections::ConnectionLimits::new(METRICS_CONNECTIONS, server_cfg.idle_timeout);
+            match (
+                telemetry::metrics_router(),
+                connections::Bounded::new(listener, limits),
+            ) {
+                (Some(router), Ok(listener)) => {
+                    let router = router.layer(axum::middleware::from_fn(connections::track_http));
+                    tokio::spawn(async move {
+                        let app =
+                            router.into_make_service_with_connect_info::<connections::ConnInfo>();
+                        if let Err(e) = axum::serve(listener, app).await {
+                            warn!(error = %e, "the metrics listener stopped");
+                        }
+                    });
+                }
+                (_, Err(e)) => warn!(error = %e, "the metrics listener stopped"),
+                (None, _) => {}
+            }
         }
 
         // Retention: records past their purpose's retention are deleted.
@@ -402,6 +423,10 @@ impl Application {
 /// Descriptors each process keeps besides its connections (ledger, DNS,
 /// outgoing HTTP, logs).
 const SPARE_DESCRIPTORS: u64 = 256;
+
+/// Connections the metrics port keeps open at most (a scraper needs one or
+/// two; they come out of the spare descriptors).
+const METRICS_CONNECTIONS: usize = 16;
 
 /// `max_connections`, once the descriptor limit is raised to fit it (soft
 /// up to hard); lowered, with a warning, when the hard limit is too low.
