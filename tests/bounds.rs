@@ -121,6 +121,19 @@ async fn streams_together_never_run_more_enrichments_than_the_concurrency_limit(
     );
 }
 
+/// A new connection to each of `addrs` is closed by the connection cap:
+/// at once, long before the tests' idle timeout (700 ms).
+async fn refused_at_once(addrs: &[std::net::SocketAddr]) {
+    let started = Instant::now();
+    for addr in addrs {
+        assert!(closed_by_peer(TcpStream::connect(addr).await.unwrap()).await);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "closed by the cap, not by the idle timeout"
+    );
+}
+
 #[tokio::test]
 async fn connections_beyond_the_cap_are_closed_at_once_and_service_resumes_when_idle_ones_close() {
     let app = TestApp::spawn(
@@ -132,13 +145,7 @@ async fn connections_beyond_the_cap_are_closed_at_once_and_service_resumes_when_
         silent.push(TcpStream::connect(app.addr).await.unwrap());
     }
     // The 21st is accepted and closed straight away, long before any timeout.
-    let started = Instant::now();
-    let extra = TcpStream::connect(app.addr).await.unwrap();
-    assert!(closed_by_peer(extra).await);
-    assert!(
-        started.elapsed() < Duration::from_millis(600),
-        "closed by the cap, not by the idle timeout"
-    );
+    refused_at_once(&[app.addr]).await;
     // The silent ones are closed by the idle timeout; then service resumes.
     for conn in silent {
         assert!(closed_by_peer(conn).await);
@@ -217,13 +224,7 @@ async fn the_http_listener_shares_the_connection_cap_and_closes_half_sent_reques
         held.push(half_sent_http(http).await);
     }
     // The next, on either port, is closed at once.
-    let started = Instant::now();
-    assert!(closed_by_peer(TcpStream::connect(http).await.unwrap()).await);
-    assert!(closed_by_peer(TcpStream::connect(app.addr).await.unwrap()).await);
-    assert!(
-        started.elapsed() < Duration::from_millis(600),
-        "closed by the cap, not by the idle timeout"
-    );
+    refused_at_once(&[http, app.addr]).await;
     // Those held are closed by the idle timeout, half-sent headers too;
     // then both ports serve again.
     for conn in held {
@@ -330,12 +331,7 @@ async fn the_metrics_port_keeps_its_own_small_cap_and_closes_idle_connections() 
         silent.push(TcpStream::connect(metrics).await.unwrap());
     }
     // The 17th is closed at once; the API port is not touched by the flood.
-    let started = Instant::now();
-    assert!(closed_by_peer(TcpStream::connect(metrics).await.unwrap()).await);
-    assert!(
-        started.elapsed() < Duration::from_millis(600),
-        "closed by the cap, not by the idle timeout"
-    );
+    refused_at_once(&[metrics]).await;
     assert_eq!(health(&app).await.unwrap(), ServingStatus::Serving);
     for conn in silent {
         assert!(closed_by_peer(conn).await);

@@ -52,6 +52,18 @@ fn record(
     }
 }
 
+/// `records` written by concurrent callers (sharing group commits).
+async fn at_once(
+    store: &Store,
+    records: impl Iterator<Item = Record>,
+) -> Vec<Result<(), enrichd::ledger::LedgerError>> {
+    futures::future::join_all(records.map(|r| {
+        let store = store.clone();
+        async move { store.record(r).await }
+    }))
+    .await
+}
+
 async fn behaves(store: Store) {
     store
         .record(record("a", "s1", 1_000, 10_000, LedgerOutcome::Enriched))
@@ -206,14 +218,11 @@ async fn a_failed_group_commit_fails_every_record_in_it_and_the_writer_goes_on()
         .execute(&mut conn)
         .await
         .unwrap();
-    let writes = (0..20).map(|i| {
-        let store = store.clone();
-        async move {
-            let r = record(&format!("r{i}"), "s2", 2, 10, LedgerOutcome::Enriched);
-            store.record(r).await
-        }
-    });
-    let results = futures::future::join_all(writes).await;
+    let results = at_once(
+        &store,
+        (0..20).map(|i| record(&format!("r{i}"), "s2", 2, 10, LedgerOutcome::Enriched)),
+    )
+    .await;
     assert!(
         results.iter().all(|r| r.is_err()),
         "no caller is told its record was kept: {results:?}"
@@ -246,20 +255,18 @@ async fn one_bad_record_fails_only_its_own_call() {
         .await
         .unwrap();
     // 40 concurrent records share group commits; one reuses a taken id.
-    let writes = (0..40).map(|i| {
-        let store = store.clone();
-        async move {
+    let results = at_once(
+        &store,
+        (0..40).map(|i| {
             let id = if i == 17 {
                 "taken".to_owned()
             } else {
                 format!("r{i}")
             };
-            store
-                .record(record(&id, "s1", 2, 10, LedgerOutcome::Enriched))
-                .await
-        }
-    });
-    let results = futures::future::join_all(writes).await;
+            record(&id, "s1", 2, 10, LedgerOutcome::Enriched)
+        }),
+    )
+    .await;
     let failed: Vec<usize> = (0..40).filter(|&i| results[i].is_err()).collect();
     assert_eq!(failed, [17], "{results:?}");
     assert_eq!(store.records("s1").await.unwrap().len(), 39);
@@ -307,14 +314,11 @@ async fn a_lost_postgres_connection_costs_no_caller_a_record() {
     .await
     .expect("the backends end");
     // Concurrent callers share the first group after the loss: none fails.
-    let writes = (0..8).map(|i| {
-        let store = store.clone();
-        async move {
-            let r = record(&format!("after{i}"), "s1", 2, 10, LedgerOutcome::Enriched);
-            store.record(r).await
-        }
-    });
-    let results = futures::future::join_all(writes).await;
+    let results = at_once(
+        &store,
+        (0..8).map(|i| record(&format!("after{i}"), "s1", 2, 10, LedgerOutcome::Enriched)),
+    )
+    .await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(store.records("s1").await.unwrap().len(), 9);
 }
