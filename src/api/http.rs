@@ -164,6 +164,10 @@ async fn body_deadline(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    // A request without a body (a GET) needs no timer.
+    if http_body::Body::is_end_stream(request.body()) {
+        return next.run(request).await;
+    }
     let request = request.map(|body| {
         axum::body::Body::new(BodyDeadline {
             body,
