@@ -6,13 +6,20 @@
 //! record alone, so one bad record fails only its own call. If the task
 //! ever stops, `running` says so (health turns NOT_SERVING).
 //!
+//! Before a group is committed, the calls whose tasks are already running
+//! get one pass of the scheduler to add their records: a commit writes the
+//! same few pages whether it carries three records or seven, and under load
+//! this pass doubled the records a commit carries (`enrichd-bench hot`: 3.0
+//! -> 6.8 a commit, 12,100 -> 14,200 calls/s on SQLite). Alone, a record
+//! waits for that one pass only.
+//!
 //! The writer keeps one connection of its own, out of the pool: a pooled
 //! connection is pinged each time it goes back (a round trip to the worker
 //! thread on SQLite, to the server on PostgreSQL), which cost more than the
 //! insert of a small group. A connection that fails is dropped and the next
 //! group opens another.
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool};
@@ -30,6 +37,9 @@ type Pending = (Record, oneshot::Sender<Result<(), LedgerError>>);
 pub(super) struct Writer {
     queue: mpsc::Sender<Pending>,
     running: Arc<AtomicBool>,
+    /// Groups committed so far (the metrics count them for operators).
+    #[cfg(test)]
+    commits: Arc<AtomicU64>,
 }
 
 /// Marks the writer stopped when its task ends, panics included.
@@ -63,11 +73,24 @@ impl Writer {
         let running = Arc::new(AtomicBool::new(true));
         metrics::gauge!("enrichd_ledger_writer_up").set(1.0);
         let guard = Running(running.clone());
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = commits.clone();
         tokio::spawn(async move {
             let _guard = guard;
-            write_loop(pool, pending, suppressed, postgres, own).await;
+            write_loop(pool, pending, suppressed, postgres, own, counted).await;
         });
-        Self { queue, running }
+        Self {
+            queue,
+            running,
+            #[cfg(test)]
+            commits,
+        }
+    }
+
+    /// Groups committed so far (each one transaction).
+    #[cfg(test)]
+    pub(super) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     pub(super) fn running(&self) -> bool {
@@ -190,13 +213,12 @@ async fn write_loop(
     list: Arc<Suppressions>,
     postgres: bool,
     own: bool,
+    commits: Arc<AtomicU64>,
 ) {
     let mut group = Vec::with_capacity(GROUP);
     let mut conn: Option<Conn> = None;
     while queue.recv_many(&mut group, GROUP).await > 0 {
-        if matches!(conn, Some(Conn::Pooled(_))) {
-            conn = None;
-        }
+        join_the_group(&mut queue, &mut group).await;
         drop_suppressed(&mut group, &list);
         let mut reconnected = false;
         while !group.is_empty() {
@@ -229,6 +251,10 @@ async fn write_loop(
                     }
                 }
                 Ok(_) => {
+                    commits.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("enrichd_ledger_commits_total").increment(1);
+                    metrics::counter!("enrichd_ledger_committed_records_total")
+                        .increment(group.len() as u64);
                     for (_, reply) in group.drain(..) {
                         let _ = reply.send(Ok(()));
                     }
@@ -270,6 +296,28 @@ async fn write_loop(
                     fail_all(&mut group, &e.to_string())
                 }
             }
+        }
+        // An in-memory database's one connection goes back to the pool as
+        // soon as the group is written: others read on it meanwhile (it was
+        // kept until the next group came, and a read waited for the pool's
+        // timeout).
+        if matches!(conn, Some(Conn::Pooled(_))) {
+            conn = None;
+        }
+    }
+}
+
+/// One pass of the scheduler for records on their way (see the module's
+/// notes), then whatever they queued joins `group`.
+async fn join_the_group(queue: &mut mpsc::Receiver<Pending>, group: &mut Vec<Pending>) {
+    if group.len() >= GROUP {
+        return;
+    }
+    tokio::task::yield_now().await;
+    while group.len() < GROUP {
+        match queue.try_recv() {
+            Ok(pending) => group.push(pending),
+            Err(_) => return,
         }
     }
 }
@@ -322,4 +370,71 @@ async fn connection<'c>(
         });
     }
     Ok(conn.as_mut().expect("just opened").get())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::Notify;
+
+    use super::super::{Ledger, LedgerOutcome, Record};
+
+    fn record(id: &str) -> Record {
+        Record {
+            id: id.to_owned(),
+            at_ms: 1_764_000_000_000,
+            caller: "test".into(),
+            caller_id: String::new(),
+            on_behalf_of: String::new(),
+            purpose: "fraud_prevention".into(),
+            lawful_basis: "legitimate_interests".into(),
+            consent_ref: String::new(),
+            lia_ref: "LIA-1".into(),
+            contract_ref: String::new(),
+            subject: format!("subject-{id}"),
+            sources: vec!["github".into()],
+            field_categories: vec!["profiles".into()],
+            outcome: LedgerOutcome::Enriched,
+            retain_until_ms: 1_800_000_000_000,
+            redacted: false,
+            reference: String::new(),
+            detail: String::new(),
+        }
+    }
+
+    /// A call whose record is on its way when the writer wakes (its task was
+    /// woken after the writer's) joins the group: one commit, not two.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_record_on_its_way_joins_the_group_being_committed() {
+        let ledger = Ledger::open("sqlite::memory:").await.unwrap();
+        let before = ledger.writer.commits();
+        let go = Arc::new(Notify::new());
+        // In the order they first run: `late` waits; `first` queues its
+        // record (the writer is woken, behind `waker`); `waker` wakes `late`,
+        // which now runs after the writer's first turn.
+        let late = tokio::spawn({
+            let (ledger, go) = (ledger.clone(), go.clone());
+            async move {
+                go.notified().await;
+                ledger.record(record("late")).await
+            }
+        });
+        tokio::task::yield_now().await;
+        let first = tokio::spawn({
+            let ledger = ledger.clone();
+            async move { ledger.record(record("first")).await }
+        });
+        let waker = tokio::spawn(async move { go.notify_one() });
+        first.await.unwrap().unwrap();
+        late.await.unwrap().unwrap();
+        waker.await.unwrap();
+        assert_eq!(ledger.records("subject-first").await.unwrap().len(), 1);
+        assert_eq!(ledger.records("subject-late").await.unwrap().len(), 1);
+        assert_eq!(
+            ledger.writer.commits() - before,
+            1,
+            "both records in one commit"
+        );
+    }
 }
