@@ -13,7 +13,7 @@ use crate::compliance::suppression::{self, EraseKind};
 use crate::compliance::{profiling, retention};
 use crate::error::Error;
 use crate::identity::Region;
-use crate::ledger::{LedgerOutcome, REQUEST_PURPOSE, Record, SuppressionRow};
+use crate::ledger::{LedgerOutcome, ProcessingKind, REQUEST_PURPOSE, Record, SuppressionRow};
 use crate::model::{BasisEvidence, LawfulBasis};
 use crate::pipeline::{Enricher, RawIdentifier, Under, record_of, unavailable};
 
@@ -29,11 +29,78 @@ pub struct Erased {
     pub tombstone: String,
 }
 
+/// Records in a page of an access report when the caller names no size.
+pub const DEFAULT_PAGE_SIZE: u32 = 1_000;
+/// The most records a page of an access report holds.
+pub const MAX_PAGE_SIZE: u32 = 10_000;
+
+/// Where a page of an access report's records starts: after the record at
+/// `after` (time, id), and, for every page of one access, at most up to
+/// `until_ms`, when its first page was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageToken {
+    until_ms: i64,
+    after_ms: i64,
+    after_id: String,
+}
+
+impl PageToken {
+    const PREFIX: &str = "p1.";
+
+    /// A token this server issued, or `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.strip_prefix(Self::PREFIX)?.splitn(3, '.');
+        let until_ms = parts.next()?.parse().ok()?;
+        let after_ms = parts.next()?.parse().ok()?;
+        let after_id = parts.next()?;
+        let id_like = after_id.len() == 32 && after_id.bytes().all(|b| b.is_ascii_hexdigit());
+        (id_like && after_ms <= until_ms).then(|| Self {
+            until_ms,
+            after_ms,
+            after_id: after_id.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for PageToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            until_ms,
+            after_ms,
+            after_id,
+        } = self;
+        write!(f, "{}{until_ms}.{after_ms}.{after_id}", Self::PREFIX)
+    }
+}
+
+/// Which page of the records an access report carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// 1 to `MAX_PAGE_SIZE`.
+    pub size: u32,
+    /// `None`: the first page.
+    pub token: Option<PageToken>,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self {
+            size: DEFAULT_PAGE_SIZE,
+            token: None,
+        }
+    }
+}
+
 /// What `Access` found.
 #[derive(Debug, Clone, Default)]
 pub struct AccessReport {
     pub cached: Vec<Arc<Entry>>,
+    /// One page of the person's records, oldest first.
     pub records: Vec<Record>,
+    /// Where the next page starts; `None` on the last.
+    pub next_page: Option<PageToken>,
+    /// The records of all the pages together.
+    pub records_total: u64,
     /// The person's erasures and objections.
     pub suppressions: Vec<SuppressionRow>,
     /// The logic of the scores, in words.
@@ -154,15 +221,11 @@ impl Enricher {
         Ok(erased)
     }
 
-    /// Purposes, data categories, recipients and sources of the records.
-    fn summary(&self, records: &[Record]) -> Summary {
+    /// Purposes, data categories, recipients and sources of the processings.
+    fn summary(&self, processings: &[ProcessingKind]) -> Summary {
         use std::collections::{BTreeMap, BTreeSet};
-        let processings: Vec<&Record> = records
-            .iter()
-            .filter(|r| matches!(r.outcome, LedgerOutcome::Enriched | LedgerOutcome::NotFound))
-            .collect();
         let mut purposes: BTreeMap<&str, BTreeSet<LawfulBasis>> = BTreeMap::new();
-        for r in &processings {
+        for r in processings {
             let bases = purposes.entry(r.purpose.as_str()).or_default();
             if let Some(b) = LawfulBasis::ALL
                 .into_iter()
@@ -208,6 +271,7 @@ impl Enricher {
         raw: &RawIdentifier,
         region: Option<Region>,
         reference: &str,
+        page: &Page,
     ) -> Result<AccessReport, Error> {
         let subject = self.subject(raw, region)?;
         let ledger = self.ledger();
@@ -226,23 +290,55 @@ impl Enricher {
             self.engine().forget(&subject.hash).await;
         }
         let cached = self.engine().cached(&subject.hash).await;
-        let records = ledger.records(&subject.hash).await.map_err(unavailable)?;
+        // Every page of one access ends where its first page began.
+        let until_ms = page
+            .token
+            .as_ref()
+            .map_or_else(|| self.clock().utc().timestamp_millis(), |t| t.until_ms);
+        let after = page
+            .token
+            .as_ref()
+            .map(|t| (t.after_ms, t.after_id.as_str()));
+        let records = ledger
+            .records_page(&subject.hash, until_ms, after, page.size)
+            .await
+            .map_err(unavailable)?;
+        let records_total = ledger
+            .count_records(&subject.hash, until_ms)
+            .await
+            .map_err(unavailable)?;
+        let kinds = ledger
+            .processing_kinds(&subject.hash)
+            .await
+            .map_err(unavailable)?;
         let batch_rows = ledger
             .job_rows_of(&subject.hash)
             .await
             .map_err(unavailable)?;
+        // A full page may be the last: the next one is then empty.
+        let next_page = (records.len() >= page.size as usize)
+            .then(|| records.last())
+            .flatten()
+            .map(|last| PageToken {
+                until_ms,
+                after_ms: last.at_ms,
+                after_id: last.id.clone(),
+            });
         let report = AccessReport {
             batch_rows,
-            summary: self.summary(&records),
+            summary: self.summary(&kinds),
             cached,
             records,
+            next_page,
+            records_total,
             suppressions,
             logic: profiling::logic(),
         };
         let detail = format!(
-            "{} cached findings, {} records, {} suppressions, {} batch rows returned",
+            "{} cached findings, {} of {} records, {} suppressions, {} batch rows returned",
             report.cached.len(),
             report.records.len(),
+            report.records_total,
             report.suppressions.len(),
             report.batch_rows.len()
         );

@@ -39,6 +39,7 @@ fn access(email: &str, reference: &str) -> pb::AccessRequest {
         identifier: Some(pb::access_request::Identifier::Email(email.into())),
         default_region: String::new(),
         reference: reference.into(),
+        ..Default::default()
     }
 }
 

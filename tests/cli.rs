@@ -143,6 +143,25 @@ fn bad_input_exits_2_and_names_the_field() {
 }
 
 #[test]
+fn access_pages_are_asked_for_with_flags_that_are_checked() {
+    let out = enrichd(&["access", "--email", "a@b.co", "--page-size", "10001"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--page-size"), "{err}");
+    let out = enrichd(&["access", "--email", "a@b.co", "--page-token", "next"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--page-token") && err.contains("not a nextPageToken"),
+        "{err}"
+    );
+    let out = enrichd(&["access", "--email", "a@b.co", "--page-size", "2"]);
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(answer["ledgerTotal"], "0", "{answer}");
+}
+
+#[test]
 fn bad_config_reports_every_problem() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");

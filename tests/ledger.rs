@@ -193,6 +193,7 @@ async fn erase_and_access_work_end_to_end_on_postgres() {
             )),
             default_region: String::new(),
             reference: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -384,6 +385,7 @@ async fn the_servers_sweep_deletes_records_past_their_retention_on_its_clock() {
         )),
         default_region: String::new(),
         reference: String::new(),
+        ..Default::default()
     };
     let held = |client: &mut pb::enrichment_client::EnrichmentClient<_>| {
         let mut client = client.clone();
@@ -464,6 +466,7 @@ async fn a_later_processing_never_extends_the_retention_of_an_earlier_one() {
                     )),
                     default_region: String::new(),
                     reference: String::new(),
+                    ..Default::default()
                 })
                 .await
                 .unwrap()

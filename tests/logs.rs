@@ -91,6 +91,7 @@ async fn no_identifier_name_or_bio_reaches_a_log_line() {
                 )),
                 default_region: String::new(),
                 reference: String::new(),
+                ..Default::default()
             },
             &secret,
         ))

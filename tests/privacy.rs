@@ -70,6 +70,7 @@ fn access(email: &str) -> pb::AccessRequest {
         identifier: Some(pb::access_request::Identifier::Email(email.into())),
         default_region: String::new(),
         reference: String::new(),
+        ..Default::default()
     }
 }
 

@@ -18,7 +18,111 @@ fn access(email: &str) -> pb::AccessRequest {
         identifier: Some(pb::access_request::Identifier::Email(email.into())),
         default_region: String::new(),
         reference: "DSR-A".into(),
+        ..Default::default()
     }
+}
+
+/// Copies a person's one record `n` times, earlier than it (as a CRM that
+/// enriches on every view leaves them).
+async fn many_records_like_the_one_of(app: &TestApp, n: u32) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut db = sqlx::AnyConnection::connect(&app.ledger_url).await.unwrap();
+    let copied = sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+         INSERT INTO ledger (id, at_ms, caller, purpose, lawful_basis, consent_ref, lia_ref, \
+           contract_ref, subject, sources, field_categories, outcome, retain_until_ms, \
+           redacted, caller_id, on_behalf_of, reference, detail) \
+         SELECT printf('%032x', n.i), l.at_ms - $1 - 1 + n.i, l.caller, l.purpose, \
+           l.lawful_basis, l.consent_ref, l.lia_ref, l.contract_ref, l.subject, l.sources, \
+           l.field_categories, l.outcome, l.retain_until_ms, l.redacted, l.caller_id, \
+           l.on_behalf_of, l.reference, l.detail \
+         FROM n, (SELECT * FROM ledger LIMIT 1) AS l",
+    )
+    .bind(i64::from(n))
+    .execute(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(copied.rows_affected(), u64::from(n));
+}
+
+/// Ordinary use must not defeat the right of access: a person enriched on
+/// every CRM view has more records than one gRPC message of a default client
+/// holds (4 MiB), so they come in pages, and every page keeps the summary of
+/// all of them.
+#[tokio::test]
+async fn a_person_with_thirty_thousand_records_gets_them_all_in_pages() {
+    let (app, _sandbox) = common::sandbox_app().await;
+    let mut client = app.client().await;
+    client
+        .enrich(email_request("jane.doe@example.com"))
+        .await
+        .unwrap();
+    many_records_like_the_one_of(&app, 30_000).await;
+
+    let first = client
+        .access(access("jane.doe@example.com"))
+        .await
+        .expect("the first page fits a default client's message size")
+        .into_inner();
+    assert_eq!(first.ledger.len(), 1_000, "the default page");
+    assert_eq!(first.ledger_total, 30_001);
+    let summary = first.summary.clone().expect("a summary");
+    assert_eq!(summary.purposes.len(), 1);
+    assert!(!summary.sources.is_empty());
+
+    // Every record once, oldest first, and none written since the first page
+    // (each page is itself recorded as an access).
+    let mut ids: Vec<String> = first.ledger.iter().map(|r| r.id.clone()).collect();
+    let mut token = first.next_page_token;
+    let mut pages = 1;
+    while !token.is_empty() {
+        let mut request = access("jane.doe@example.com");
+        request.page_size = 10_000;
+        request.page_token = token;
+        let page = client.access(request).await.unwrap().into_inner();
+        assert_eq!(page.ledger_total, 30_001);
+        assert_eq!(page.summary, first.summary);
+        ids.extend(page.ledger.iter().map(|r| r.id.clone()));
+        token = page.next_page_token;
+        pages += 1;
+        assert!(pages < 10, "the pages end");
+    }
+    assert_eq!(ids.len(), 30_001);
+    // The copies' ids (and the real record's, a UUIDv7) ascend with their
+    // times: in order and none twice.
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "oldest first, none twice"
+    );
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), 30_001);
+    let again = client
+        .access(access("jane.doe@example.com"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        again.ledger_total > 30_001,
+        "a new access counts the accesses recorded since"
+    );
+
+    // Bad paging is refused, naming the field.
+    let mut request = access("jane.doe@example.com");
+    request.page_size = 10_001;
+    request.page_token = "p1.x".into();
+    let refused = client.access(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("page_size"),
+        "{}",
+        refused.message()
+    );
+    assert!(
+        refused.message().contains("page_token"),
+        "{}",
+        refused.message()
+    );
 }
 
 fn erase(email: &str, kind: pb::erase_request::Kind, reference: &str) -> pb::EraseRequest {

@@ -357,11 +357,17 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         let started = Instant::now();
         let caller = caller(&request)?;
         let result = async {
-            let subject = request::access_query(request.get_ref())?;
+            let (subject, page) = request::access_query(request.get_ref())?;
             let reference = &subject.reference;
             let report = self
                 .enricher
-                .access(&caller, &subject.identifier, subject.region, reference)
+                .access(
+                    &caller,
+                    &subject.identifier,
+                    subject.region,
+                    reference,
+                    &page,
+                )
                 .await?;
             Ok::<_, Status>(Response::new(records::access_to_proto(&report)))
         }

@@ -25,6 +25,12 @@ fn millis(ms: i64) -> Option<pbjson_types::Timestamp> {
 pub fn access_to_proto(a: &AccessReport) -> pb::AccessResponse {
     use pb::source_outcome::Outcome as O;
     pb::AccessResponse {
+        next_page_token: a
+            .next_page
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        ledger_total: a.records_total,
         batch_rows: a
             .batch_rows
             .iter()

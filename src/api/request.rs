@@ -12,6 +12,7 @@ use crate::identity::Region;
 use crate::model::{BasisEvidence, CachePolicy, Claim};
 use crate::pipeline::{EnrichQuery, RawIdentifier};
 use crate::proto::v1 as pb;
+use crate::rights::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageToken};
 
 /// Longest evidence reference, data-subject request reference, name hint
 /// or request id accepted.
@@ -335,15 +336,48 @@ pub fn erase_query(req: &pb::EraseRequest) -> Result<(SubjectQuery, EraseKind), 
     ))
 }
 
-/// An Access request: about whom.
-pub fn access_query(req: &pb::AccessRequest) -> Result<SubjectQuery, Error> {
+/// An Access request: about whom, and which page of their records.
+pub fn access_query(req: &pb::AccessRequest) -> Result<(SubjectQuery, Page), Error> {
     use pb::access_request::Identifier;
+    let mut violations = Vec::new();
+    let size = match req.page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        n if n > MAX_PAGE_SIZE => {
+            violations.push(FieldViolation::new(
+                "page_size",
+                format!("{n} is more than the {MAX_PAGE_SIZE} records a page holds at most"),
+            ));
+            MAX_PAGE_SIZE
+        }
+        n => n,
+    };
+    let token = match req.page_token.as_str() {
+        "" => None,
+        text => {
+            let token = PageToken::parse(text);
+            if token.is_none() {
+                violations.push(FieldViolation::new(
+                    "page_token",
+                    "not a next_page_token of an earlier Access answer",
+                ));
+            }
+            token
+        }
+    };
     let (email, phone) = match req.identifier.clone() {
         Some(Identifier::Email(e)) => (Some(e), None),
         Some(Identifier::Phone(p)) => (None, Some(p)),
         None => (None, None),
     };
-    subject_query(email, phone, &req.default_region, &req.reference)
+    match subject_query(email, phone, &req.default_region, &req.reference) {
+        Ok(subject) if violations.is_empty() => Ok((subject, Page { size, token })),
+        Ok(_) => Err(Error::InvalidArgument(violations)),
+        Err(Error::InvalidArgument(mut first)) => {
+            first.extend(violations);
+            Err(Error::InvalidArgument(first))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

@@ -208,6 +208,19 @@ pub(super) struct EraseArgs {
 pub(super) struct AccessArgs {
     #[command(flatten)]
     pub(super) subject: SubjectArgs,
+    /// Processing records per page, oldest first (at most 10000).
+    #[arg(long, default_value_t = crate::rights::DEFAULT_PAGE_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::rights::MAX_PAGE_SIZE)))]
+    pub(super) page_size: u32,
+    /// The nextPageToken of the previous page, for the page after it.
+    #[arg(long, value_parser = page_token)]
+    pub(super) page_token: Option<String>,
+}
+
+fn page_token(text: &str) -> Result<String, String> {
+    crate::rights::PageToken::parse(text)
+        .map(|_| text.to_owned())
+        .ok_or_else(|| "not a nextPageToken of an earlier access answer".to_owned())
 }
 
 #[derive(Subcommand)]

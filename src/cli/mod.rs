@@ -398,6 +398,8 @@ async fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
         },
         default_region: s.region.clone().unwrap_or_default(),
         reference: s.reference.clone(),
+        page_size: args.page_size,
+        page_token: args.page_token.clone().unwrap_or_default(),
     };
     if s.remote.remote.is_none() {
         startup::existing_ledger(&config)?;

@@ -91,6 +91,16 @@ pub struct Record {
     pub detail: String,
 }
 
+/// What processings of one kind had in common: an access report's summary
+/// is drawn from these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessingKind {
+    pub purpose: String,
+    pub lawful_basis: String,
+    pub caller: String,
+    pub sources: Vec<String>,
+}
+
 /// One entry of the suppression list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SuppressionRow {
@@ -206,6 +216,35 @@ fn checkpoints(pool: AnyPool, alive: std::sync::Weak<suppressions::Suppressions>
             }
         }
     });
+}
+
+/// Rows of `SELECT {COLUMNS}` as records.
+fn to_records(rows: &[sqlx::any::AnyRow]) -> Result<Vec<Record>, LedgerError> {
+    rows.iter()
+        .map(|row| {
+            Ok(Record {
+                id: row.try_get("id")?,
+                at_ms: row.try_get("at_ms")?,
+                caller: row.try_get("caller")?,
+                purpose: row.try_get("purpose")?,
+                lawful_basis: row.try_get("lawful_basis")?,
+                consent_ref: row.try_get("consent_ref")?,
+                lia_ref: row.try_get("lia_ref")?,
+                contract_ref: row.try_get("contract_ref")?,
+                subject: row.try_get("subject")?,
+                sources: list(&row.try_get::<String, _>("sources")?),
+                field_categories: list(&row.try_get::<String, _>("field_categories")?),
+                outcome: outcome(row.try_get("outcome")?)?,
+                retain_until_ms: row.try_get("retain_until_ms")?,
+                redacted: row.try_get::<i64, _>("redacted")? != 0,
+                caller_id: row.try_get("caller_id")?,
+                on_behalf_of: row.try_get("on_behalf_of")?,
+                reference: row.try_get("reference")?,
+                detail: row.try_get("detail")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
 }
 
 fn outcome(text: String) -> Result<LedgerOutcome, sqlx::Error> {
@@ -424,27 +463,68 @@ impl Ledger {
         .bind(subject)
         .fetch_all(&self.pool)
         .await?;
+        to_records(&rows)
+    }
+
+    /// One page of a subject's records, oldest first: those written at or
+    /// before `until_ms`, after `after` (time and id) when given, at most
+    /// `limit`.
+    pub async fn records_page(
+        &self,
+        subject: &str,
+        until_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Record>, LedgerError> {
+        let (after_ms, after_id) = after.unwrap_or((i64::MIN, ""));
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM ledger WHERE subject = $1 AND at_ms <= $2 \
+             AND (at_ms > $3 OR (at_ms = $3 AND id > $4)) ORDER BY at_ms, id LIMIT $5"
+        ))
+        .bind(subject)
+        .bind(until_ms)
+        .bind(after_ms)
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        to_records(&rows)
+    }
+
+    /// How many records of a subject were written at or before `until_ms`.
+    pub async fn count_records(&self, subject: &str, until_ms: i64) -> Result<u64, LedgerError> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM ledger WHERE subject = $1 AND at_ms <= $2")
+                .bind(subject)
+                .bind(until_ms)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or_default())
+    }
+
+    /// The distinct (purpose, lawful basis, caller, sources) of a subject's
+    /// processings that asked the sources (enriched or not found): what an
+    /// access report's summary is drawn from, however many records there are.
+    pub async fn processing_kinds(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<ProcessingKind>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT purpose, lawful_basis, caller, sources FROM ledger \
+             WHERE subject = $1 AND outcome IN ($2, $3)",
+        )
+        .bind(subject)
+        .bind(LedgerOutcome::Enriched.as_str())
+        .bind(LedgerOutcome::NotFound.as_str())
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
-                Ok(Record {
-                    id: row.try_get("id")?,
-                    at_ms: row.try_get("at_ms")?,
-                    caller: row.try_get("caller")?,
+                Ok(ProcessingKind {
                     purpose: row.try_get("purpose")?,
                     lawful_basis: row.try_get("lawful_basis")?,
-                    consent_ref: row.try_get("consent_ref")?,
-                    lia_ref: row.try_get("lia_ref")?,
-                    contract_ref: row.try_get("contract_ref")?,
-                    subject: row.try_get("subject")?,
+                    caller: row.try_get("caller")?,
                     sources: list(&row.try_get::<String, _>("sources")?),
-                    field_categories: list(&row.try_get::<String, _>("field_categories")?),
-                    outcome: outcome(row.try_get("outcome")?)?,
-                    retain_until_ms: row.try_get("retain_until_ms")?,
-                    redacted: row.try_get::<i64, _>("redacted")? != 0,
-                    caller_id: row.try_get("caller_id")?,
-                    on_behalf_of: row.try_get("on_behalf_of")?,
-                    reference: row.try_get("reference")?,
-                    detail: row.try_get("detail")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
