@@ -115,8 +115,31 @@ async fn behaves(store: Store) {
     assert_eq!(store.suppressions("s2").unwrap(), ["marketing"]);
     assert!(store.suppressions("s3").unwrap().is_empty());
 
-    // Retention: rows past their retain-until go; the rest stay.
+    // Retention: rows past their retain-until go, a bounded batch at a
+    // time, the earliest expired first; the rest stay.
+    for (n, until) in [(1, 13_000), (2, 11_000), (3, 12_000)] {
+        store
+            .record(record(
+                &format!("x{n}"),
+                "s3",
+                1_000,
+                until,
+                LedgerOutcome::Enriched,
+            ))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.sweep_at_most(15_000, 3).await.unwrap(), 3);
+    let left: Vec<String> = store
+        .records("s3")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, ["x1", "x3"], "a and c (10,000), then x2 (11,000)");
     assert_eq!(store.sweep(15_000).await.unwrap(), 2);
+    assert!(store.records("s3").await.unwrap().is_empty());
     assert_eq!(
         store
             .records("s1")
