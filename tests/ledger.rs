@@ -520,3 +520,60 @@ async fn a_later_processing_never_extends_the_retention_of_an_earlier_one() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A finished job of 1,201 rows (more than one sweep batch) and a running
+/// one: the sweep deletes the finished job with every row, a batch at a
+/// time, and leaves the running one whole.
+async fn sweeps_a_large_job(store: Store) {
+    use enrichd::ledger::{JobRow, JobRowInput};
+    let job = |id: &str, state: &str| JobRow {
+        id: id.into(),
+        caller: "{}".into(),
+        caller_id: String::new(),
+        template: "{}".into(),
+        webhook_url: String::new(),
+        state: state.into(),
+        reason: String::new(),
+        rows_total: 1_201,
+        created_ms: 1_000,
+        finished_ms: 0,
+        webhook_state: "none".into(),
+    };
+    let rows: Vec<JobRowInput> = (0..1_201)
+        .map(|n| JobRowInput {
+            number: n,
+            subject: format!("s{n}"),
+            input: "{}".into(),
+            request: String::new(),
+            answered: None,
+        })
+        .collect();
+    store
+        .insert_job(&job("done", "running"), &rows)
+        .await
+        .unwrap();
+    store
+        .insert_job(&job("busy", "running"), &rows)
+        .await
+        .unwrap();
+    store.finish_job("done", "done", "", 2_000).await.unwrap();
+    assert_eq!(store.sweep_jobs(3_000).await.unwrap(), 1);
+    assert!(store.job("done").await.unwrap().is_none());
+    assert!(store.job_rows("done", -1, 2_000).await.unwrap().is_empty());
+    assert!(store.job("busy").await.unwrap().is_some());
+    assert_eq!(
+        store.job_rows("busy", -1, 2_000).await.unwrap().len(),
+        1_201
+    );
+}
+
+#[tokio::test]
+async fn the_sqlite_sweep_deletes_a_large_finished_job_a_batch_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    sweeps_a_large_job(sqlite(&dir).await).await;
+}
+
+#[tokio::test]
+async fn the_postgres_sweep_deletes_a_large_finished_job_a_batch_at_a_time() {
+    sweeps_a_large_job(postgres().await).await;
+}

@@ -286,20 +286,33 @@ impl Ledger {
 
     /// Deletes the jobs (and rows) that finished before `before_ms`.
     pub async fn sweep_jobs(&self, before_ms: i64) -> Result<u64, LedgerError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "DELETE FROM batch_rows WHERE job_id IN \
-             (SELECT id FROM batch_jobs WHERE state <> 'running' AND finished_ms < $1)",
+        let expired: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM batch_jobs WHERE state <> 'running' AND finished_ms < $1",
         )
         .bind(before_ms)
-        .execute(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        let done =
-            sqlx::query("DELETE FROM batch_jobs WHERE state <> 'running' AND finished_ms < $1")
-                .bind(before_ms)
-                .execute(&mut *tx)
+        // A job's rows (up to the 16 MiB an upload holds) go a batch at a
+        // time, so that no statement holds SQLite's write lock for long;
+        // the job goes last, so an interrupted sweep finds it again.
+        for job in &expired {
+            super::in_batches(|| async {
+                let done = sqlx::query(
+                    "DELETE FROM batch_rows WHERE job_id = $1 AND row_number IN \
+                     (SELECT row_number FROM batch_rows WHERE job_id = $1 LIMIT $2)",
+                )
+                .bind(job)
+                .bind(i64::try_from(super::SWEEP_BATCH).unwrap_or(i64::MAX))
+                .execute(&self.pool)
                 .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected())
+                Ok(done.rows_affected())
+            })
+            .await?;
+            sqlx::query("DELETE FROM batch_jobs WHERE id = $1")
+                .bind(job)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(u64::try_from(expired.len()).unwrap_or(u64::MAX))
     }
 }

@@ -156,6 +156,26 @@ const SWEEP_BATCH: u64 = 500;
 /// within it and commits.
 const SWEEP_PAUSE: Duration = Duration::from_millis(25);
 
+/// Runs `delete` (one statement deleting at most `SWEEP_BATCH` rows) until
+/// it deletes fewer, pausing between statements (`SWEEP_PAUSE`). Returns
+/// how many rows it deleted.
+async fn in_batches<F, Fut>(mut delete: F) -> Result<u64, LedgerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, LedgerError>>,
+{
+    let mut deleted = 0;
+    loop {
+        let started = std::time::Instant::now();
+        let n = delete().await?;
+        deleted += n;
+        if n < SWEEP_BATCH {
+            return Ok(deleted);
+        }
+        tokio::time::sleep(SWEEP_PAUSE.max(started.elapsed() * 3)).await;
+    }
+}
+
 /// Subjects whose first enrichment time is kept in memory.
 const FIRST_ENRICHED_KEPT: u64 = 100_000;
 
@@ -679,16 +699,7 @@ impl Ledger {
     /// it ran: 2,000,000 expired rows took 12 s, every call in that time
     /// waited, and those past the 5 s busy timeout failed (UNAVAILABLE).
     pub async fn sweep(&self, now_ms: i64) -> Result<u64, LedgerError> {
-        let mut deleted = 0;
-        loop {
-            let started = std::time::Instant::now();
-            let n = self.sweep_at_most(now_ms, SWEEP_BATCH).await?;
-            deleted += n;
-            if n < SWEEP_BATCH {
-                return Ok(deleted);
-            }
-            tokio::time::sleep(SWEEP_PAUSE.max(started.elapsed() * 3)).await;
-        }
+        in_batches(|| self.sweep_at_most(now_ms, SWEEP_BATCH)).await
     }
 
     /// Deletes at most `limit` records past their retention, the earliest
