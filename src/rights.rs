@@ -52,8 +52,10 @@ impl PageToken {
         let mut parts = text.strip_prefix(Self::PREFIX)?.splitn(3, '.');
         let until_ms = parts.next()?.parse().ok()?;
         let after_ms = parts.next()?.parse().ok()?;
+        // Processing ids are 32 hex digits today; a token names whatever id
+        // its page ended on (records of earlier versions included).
         let after_id = parts.next()?;
-        let id_like = after_id.len() == 32 && after_id.bytes().all(|b| b.is_ascii_hexdigit());
+        let id_like = !after_id.is_empty() && after_id.len() <= 64;
         (id_like && after_ms <= until_ms).then(|| Self {
             until_ms,
             after_ms,
@@ -351,5 +353,33 @@ impl Enricher {
         )
         .await?;
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PageToken;
+
+    #[test]
+    fn a_page_token_reads_back_what_it_wrote_and_nothing_else() {
+        let token = PageToken {
+            until_ms: 1_796_000_000_000,
+            after_ms: 1_795_000_000_000,
+            after_id: "019ae1c2d3e4f5a6b7c8d9e0f1a2b3c4".into(),
+        };
+        assert_eq!(PageToken::parse(&token.to_string()), Some(token));
+        // An id of an earlier version's record, dots and all.
+        let older = "p1.20.10.ab-cd.ef";
+        assert_eq!(PageToken::parse(older).unwrap().to_string(), older);
+        for bad in [
+            "",
+            "p1.",
+            "p1.10.20.abc",
+            "p2.20.10.abc",
+            "p1.x.10.abc",
+            "p1.20.10.",
+        ] {
+            assert_eq!(PageToken::parse(bad), None, "{bad:?}");
+        }
     }
 }
