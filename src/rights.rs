@@ -84,15 +84,6 @@ pub struct Page {
     pub token: Option<PageToken>,
 }
 
-impl Default for Page {
-    fn default() -> Self {
-        Self {
-            size: DEFAULT_PAGE_SIZE,
-            token: None,
-        }
-    }
-}
-
 /// What `Access` found.
 #[derive(Debug, Clone, Default)]
 pub struct AccessReport {
