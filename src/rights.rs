@@ -23,6 +23,9 @@ pub struct Erased {
     pub cache_entries_removed: u32,
     pub ledger_records_redacted: u32,
     pub batch_rows_erased: u32,
+    /// The redaction was still running when the erasure answered (it goes
+    /// on; `ledger_records_redacted` counts what was done by then).
+    pub redaction_pending: bool,
     /// The purposes now suppressed (empty: all of them).
     pub suppressed_purposes: Vec<String>,
     /// A short keyed-hash prefix naming the person in logs and tickets.
@@ -169,37 +172,35 @@ impl Enricher {
         // answers) a processing of the person; what one recorded before is
         // redacted next, and what the caches hold is removed.
         let at_ms = self.clock().utc().timestamp_millis();
-        self.ledger()
-            .suppress(&subject.hash, kind.scope(), reference, at_ms)
-            .await
-            .map_err(unavailable)?;
+        let ledger = self.ledger();
+        if kind.purges() {
+            ledger.erase(&subject.hash, reference, at_ms).await
+        } else {
+            ledger
+                .suppress(&subject.hash, kind.scope(), reference, at_ms)
+                .await
+        }
+        .map_err(unavailable)?;
         if let Some(cluster) = self.cluster() {
             cluster.announce_erasure().await;
         }
         if kind.purges() {
             erased.cache_entries_removed = self.engine().forget(&subject.hash).await;
-            let redacted = self
-                .ledger()
-                .redact(&subject.hash)
-                .await
-                .map_err(unavailable)?;
-            erased.ledger_records_redacted = u32::try_from(redacted).unwrap_or(u32::MAX);
-            // Rows of batch jobs submitted over HTTP hold the person too.
-            let rows = self
-                .ledger()
-                .erase_job_rows(&subject.hash)
-                .await
-                .map_err(unavailable)?;
-            erased.batch_rows_erased = u32::try_from(rows).unwrap_or(u32::MAX);
+            self.purge(&subject.hash, &mut erased).await?;
         }
         let (outcome, detail) = match kind {
             EraseKind::Erasure => (
                 LedgerOutcome::Erasure,
                 format!(
-                    "{} cache entries removed, {} records redacted, {} batch job rows erased, \
+                    "{} cache entries removed, {} records redacted{}, {} batch job rows erased, \
                      suppressed for every purpose",
                     erased.cache_entries_removed,
                     erased.ledger_records_redacted,
+                    if erased.redaction_pending {
+                        " (the rest being redacted)"
+                    } else {
+                        ""
+                    },
                     erased.batch_rows_erased
                 ),
             ),
@@ -212,6 +213,46 @@ impl Enricher {
             .await?;
         info!(subject = %self.hasher().pii(&canonical), ?kind, "data-subject request carried out");
         Ok(erased)
+    }
+
+    /// Redacts the person's records and empties their batch job rows, on a
+    /// task of its own: a caller that stops waiting does not cut it short.
+    /// Waits `ledger.erase_wait` for it; past that the answer says the
+    /// redaction is still going (and the pending purge, committed with the
+    /// suppression, has the sweep finish it should this process stop).
+    async fn purge(&self, subject: &str, erased: &mut Erased) -> Result<(), Error> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let progress = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn({
+            let (ledger, subject, progress) =
+                (self.ledger().clone(), subject.to_owned(), progress.clone());
+            async move {
+                let purged = ledger.purge(&subject, &progress).await;
+                if let Err(e) = &purged {
+                    tracing::warn!(error = %e, "purge failed; the next sweep finishes it");
+                }
+                purged
+            }
+        });
+        let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        match tokio::time::timeout(self.erase_wait(), task).await {
+            Ok(Ok(purged)) => {
+                let purged = purged.map_err(unavailable)?;
+                erased.ledger_records_redacted = count(purged.records_redacted);
+                erased.batch_rows_erased = count(purged.job_rows_erased);
+            }
+            Ok(Err(_)) => {
+                return Err(Error::Unavailable(
+                    "the redaction of the person's records stopped; the suppression is in force \
+                     and the next sweep finishes the redaction: ask again",
+                ));
+            }
+            Err(_) => {
+                erased.ledger_records_redacted = count(progress.load(Ordering::Relaxed));
+                erased.redaction_pending = true;
+            }
+        }
+        Ok(())
     }
 
     /// Purposes, data categories, recipients and sources of the processings.

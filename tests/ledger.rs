@@ -89,8 +89,16 @@ async fn behaves(store: Store) {
     assert_eq!(store.first_enriched_ms("nobody").await.unwrap(), None);
 
     // Erasure keeps the tombstone and drops the rest.
-    assert_eq!(store.redact("s1").await.unwrap(), 2);
-    assert_eq!(store.redact("s1").await.unwrap(), 0, "idempotent");
+    let progress = std::sync::atomic::AtomicU64::new(0);
+    assert_eq!(
+        store.purge("s1", &progress).await.unwrap().records_redacted,
+        2
+    );
+    assert_eq!(
+        store.purge("s1", &progress).await.unwrap().records_redacted,
+        0,
+        "idempotent"
+    );
     let rows = store.records("s1").await.unwrap();
     assert!(rows.iter().all(|r| r.redacted
         && r.subject == "s1"
@@ -521,39 +529,48 @@ async fn a_later_processing_never_extends_the_retention_of_an_earlier_one() {
     }
 }
 
-/// A finished job of 1,201 rows (more than one sweep batch) and a running
-/// one: the sweep deletes the finished job with every row, a batch at a
-/// time, and leaves the running one whole.
-async fn sweeps_a_large_job(store: Store) {
-    use enrichd::ledger::{JobRow, JobRowInput};
-    let job = |id: &str, state: &str| JobRow {
+/// A running job (submitted at 1,000 ms) of as many rows as `rows`.
+fn job(id: &str, rows: usize) -> enrichd::ledger::JobRow {
+    enrichd::ledger::JobRow {
         id: id.into(),
         caller: "{}".into(),
         caller_id: String::new(),
         template: "{}".into(),
         webhook_url: String::new(),
-        state: state.into(),
+        state: "running".into(),
         reason: String::new(),
-        rows_total: 1_201,
+        rows_total: i64::try_from(rows).unwrap(),
         created_ms: 1_000,
         finished_ms: 0,
         webhook_state: "none".into(),
-    };
-    let rows: Vec<JobRowInput> = (0..1_201)
-        .map(|n| JobRowInput {
-            number: n,
-            subject: format!("s{n}"),
+    }
+}
+
+/// Pending rows of a job, one for each subject.
+fn job_rows(subjects: impl Iterator<Item = String>) -> Vec<enrichd::ledger::JobRowInput> {
+    subjects
+        .zip(0..)
+        .map(|(subject, number)| enrichd::ledger::JobRowInput {
+            number,
+            subject,
             input: "{}".into(),
             request: String::new(),
             answered: None,
         })
-        .collect();
+        .collect()
+}
+
+/// A finished job of 1,201 rows (more than one sweep batch) and a running
+/// one: the sweep deletes the finished job with every row, a batch at a
+/// time, and leaves the running one whole.
+async fn sweeps_a_large_job(store: Store) {
+    let rows = job_rows((0..1_201).map(|n| format!("s{n}")));
     store
-        .insert_job(&job("done", "running"), &rows)
+        .insert_job(&job("done", rows.len()), &rows)
         .await
         .unwrap();
     store
-        .insert_job(&job("busy", "running"), &rows)
+        .insert_job(&job("busy", rows.len()), &rows)
         .await
         .unwrap();
     store.finish_job("done", "done", "", 2_000).await.unwrap();
@@ -576,4 +593,215 @@ async fn the_sqlite_sweep_deletes_a_large_finished_job_a_batch_at_a_time() {
 #[tokio::test]
 async fn the_postgres_sweep_deletes_a_large_finished_job_a_batch_at_a_time() {
     sweeps_a_large_job(postgres().await).await;
+}
+
+/// A hash-key rotation moves every reference to a person, batch job rows
+/// included: after it, erasure and access find them under the new key.
+async fn rekeys_every_reference(store: Store) {
+    use enrichd::privacy::KeyedHasher;
+    let old = KeyedHasher::new(b"rotation-test-key".to_vec());
+    let new = old.rotated();
+    let (ann, bob) = (old.hash("email:ann@example.test"), old.hash("b"));
+    store.bind_hash_key(&old.fingerprint()).await.unwrap();
+    store
+        .record(record("r1", &ann, 1_000, 10_000, LedgerOutcome::Enriched))
+        .await
+        .unwrap();
+    store
+        .suppress(&bob, ALL_PURPOSES, "DSR-1", 1_000)
+        .await
+        .unwrap();
+    let rows = job_rows([ann.clone(), bob.clone(), ann.clone()].into_iter());
+    store
+        .insert_job(&job("j", rows.len()), &rows)
+        .await
+        .unwrap();
+
+    assert_eq!(store.rekey(&old.fingerprint(), &new).await.unwrap(), 2);
+    let ann_now = new.hash("email:ann@example.test");
+    assert_eq!(store.records(&ann_now).await.unwrap().len(), 1);
+    assert_eq!(store.job_rows_of(&ann_now).await.unwrap().len(), 2);
+    assert!(store.job_rows_of(&ann).await.unwrap().is_empty());
+    assert_eq!(store.suppressions(&new.hash("b")).unwrap(), ["all"]);
+    assert_eq!(store.erase_job_rows(&ann_now).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn the_sqlite_rotation_rekeys_batch_rows_too() {
+    let dir = tempfile::tempdir().unwrap();
+    rekeys_every_reference(sqlite(&dir).await).await;
+}
+
+#[tokio::test]
+async fn the_postgres_rotation_rekeys_batch_rows_too() {
+    rekeys_every_reference(postgres().await).await;
+}
+
+/// Every table with a `subject` column is one a rotation moves: a table
+/// added later and left out would hide people from erasure after it.
+#[tokio::test]
+async fn every_table_holding_a_subject_is_one_a_rotation_moves() {
+    use sqlx::Row;
+    let dir = tempfile::tempdir().unwrap();
+    drop(sqlite(&dir).await);
+    let url = format!("sqlite://{}", dir.path().join("l.db").display());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let mut holding: Vec<String> = sqlx::query(
+        "SELECT m.name AS name FROM sqlite_master m, pragma_table_info(m.name) c \
+         WHERE m.type = 'table' AND c.name = 'subject'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.try_get("name").unwrap())
+    .collect();
+    holding.sort();
+    let mut moved = enrichd::ledger::SUBJECT_TABLES.to_vec();
+    moved.sort();
+    assert_eq!(holding, moved);
+}
+
+/// A purge redacts every record of the person, however many and of however
+/// many outcomes, a batch at a time (6,000 records of one millisecond, more
+/// than a batch, included); it leaves the records of their requests whole,
+/// everyone else's alone, and empties their batch job rows.
+async fn purges_in_batches(store: Store) {
+    use enrichd::ledger::{Purged, REQUEST_PURPOSE};
+    let same_ms = (0..6_000).map(|n| {
+        record(
+            &format!("e{n:05}"),
+            "p",
+            1_000,
+            i64::MAX,
+            LedgerOutcome::Enriched,
+        )
+    });
+    let spread = (0..5_500).map(|n| {
+        record(
+            &format!("n{n:05}"),
+            "p",
+            2_000 + n,
+            i64::MAX,
+            LedgerOutcome::NotFound,
+        )
+    });
+    let mut request = record("q", "p", 9_000, i64::MAX, LedgerOutcome::Erasure);
+    request.purpose = REQUEST_PURPOSE.into();
+    let others = [
+        record("o", "other", 1_000, i64::MAX, LedgerOutcome::Enriched),
+        request,
+    ];
+    for result in at_once(&store, same_ms.chain(spread).chain(others)).await {
+        result.unwrap();
+    }
+    let rows = job_rows(["p".to_owned(), "other".to_owned()].into_iter());
+    store
+        .insert_job(&job("j", rows.len()), &rows)
+        .await
+        .unwrap();
+
+    store.erase("p", "DSR-9", 10_000).await.unwrap();
+    assert_eq!(store.suppressions("p").unwrap(), ["all"]);
+    let progress = std::sync::atomic::AtomicU64::new(0);
+    assert_eq!(
+        store.purge("p", &progress).await.unwrap(),
+        Purged {
+            records_redacted: 11_500,
+            job_rows_erased: 1
+        }
+    );
+    assert_eq!(progress.load(std::sync::atomic::Ordering::Relaxed), 11_500);
+    let records = store.records("p").await.unwrap();
+    assert_eq!(records.len(), 11_501);
+    for r in &records {
+        assert_eq!(r.redacted, r.id != "q", "{}", r.id);
+        assert_eq!(r.caller.is_empty(), r.id != "q", "{}", r.id);
+    }
+    assert!(!store.records("other").await.unwrap()[0].redacted);
+    assert!(store.job_rows_of("p").await.unwrap().is_empty());
+    assert_eq!(store.job_rows_of("other").await.unwrap().len(), 1);
+    assert_eq!(
+        store.finish_purges().await.unwrap(),
+        0,
+        "nothing left pending"
+    );
+}
+
+#[tokio::test]
+async fn the_sqlite_purge_redacts_a_batch_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    purges_in_batches(sqlite(&dir).await).await;
+}
+
+#[tokio::test]
+async fn the_postgres_purge_redacts_a_batch_at_a_time() {
+    purges_in_batches(postgres().await).await;
+}
+
+/// An erasure whose purge never ran (its process stopped right after the
+/// suppression committed) is finished by the next sweep of any process on
+/// the ledger; an objection leaves nothing to purge.
+async fn finishes_interrupted_purges(url: &str) {
+    let first = Store::open(url).await.unwrap();
+    for result in at_once(
+        &first,
+        (0..3).map(|n| {
+            record(
+                &format!("r{n}"),
+                "p",
+                1_000,
+                i64::MAX,
+                LedgerOutcome::Enriched,
+            )
+        }),
+    )
+    .await
+    {
+        result.unwrap();
+    }
+    first
+        .record(record(
+            "k",
+            "keeps",
+            1_000,
+            i64::MAX,
+            LedgerOutcome::Enriched,
+        ))
+        .await
+        .unwrap();
+    first.erase("p", "DSR-9", 10_000).await.unwrap();
+    first
+        .suppress("keeps", MARKETING, "OBJ-1", 10_000)
+        .await
+        .unwrap();
+    drop(first);
+
+    let second = Store::open(url).await.unwrap();
+    let clock = enrichd::clock::SharedClock::system();
+    enrichd::compliance::retention::sweep(&second, &clock).await;
+    assert!(
+        second
+            .records("p")
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.redacted)
+    );
+    assert!(!second.records("keeps").await.unwrap()[0].redacted);
+    assert_eq!(second.finish_purges().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_sqlite_sweep_finishes_an_interrupted_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("l.db").display());
+    finishes_interrupted_purges(&url).await;
+}
+
+#[tokio::test]
+async fn the_postgres_sweep_finishes_an_interrupted_purge() {
+    finishes_interrupted_purges(&common::postgres_url().await).await;
 }

@@ -125,6 +125,75 @@ async fn a_person_with_thirty_thousand_records_gets_them_all_in_pages() {
     );
 }
 
+/// An erasure answers within `ledger.erase_wait` however many records the
+/// person has: past it, the answer says the redaction is still going, and
+/// the purge committed with the suppression is finished by the sweep (here
+/// at once: the wait is zero). Under the default wait a small history is
+/// redacted before the answer.
+#[tokio::test]
+async fn an_erasure_answers_in_time_and_its_redaction_is_finished_after() {
+    let (app, _sandbox) = common::sandbox_app_with("[ledger]\nerase_wait = \"0s\"\n").await;
+    let mut client = app.client().await;
+    client
+        .enrich(email_request("jane.doe@example.com"))
+        .await
+        .unwrap();
+    many_records_like_the_one_of(&app, 20_000).await;
+    let erased = client
+        .erase(erase(
+            "jane.doe@example.com",
+            pb::erase_request::Kind::Erasure,
+            "DSR-8",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(erased.redaction_pending, "{erased:?}");
+    assert!(erased.ledger_records_redacted < 20_001, "{erased:?}");
+
+    // The sweep (of this process or any other) finishes it.
+    let ledger = app.enricher.ledger();
+    enrichd::compliance::retention::sweep(ledger, app.enricher.clock()).await;
+    let report = client
+        .access(access("jane.doe@example.com"))
+        .await
+        .unwrap()
+        .into_inner();
+    let enrichments: Vec<_> = report
+        .ledger
+        .iter()
+        .filter(|r| r.purpose != enrichd::ledger::REQUEST_PURPOSE)
+        .collect();
+    assert_eq!(enrichments.len(), 1_000, "the first page");
+    assert!(
+        enrichments
+            .iter()
+            .all(|r| r.outcome.ends_with("(redacted)"))
+    );
+    assert_eq!(ledger.finish_purges().await.unwrap(), 0);
+
+    // With the default wait, a person with a few records is redacted before
+    // the answer, which counts them.
+    let (app, _sandbox) = common::sandbox_app().await;
+    let mut client = app.client().await;
+    client
+        .enrich(email_request("jane.doe@example.com"))
+        .await
+        .unwrap();
+    many_records_like_the_one_of(&app, 20).await;
+    let erased = client
+        .erase(erase(
+            "jane.doe@example.com",
+            pb::erase_request::Kind::Erasure,
+            "DSR-8",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!erased.redaction_pending);
+    assert_eq!(erased.ledger_records_redacted, 21);
+}
+
 fn erase(email: &str, kind: pb::erase_request::Kind, reference: &str) -> pb::EraseRequest {
     pb::EraseRequest {
         identifier: Some(pb::erase_request::Identifier::Email(email.into())),

@@ -12,6 +12,7 @@ pub fn erased_to_proto(e: &Erased) -> pb::EraseResponse {
         cache_entries_removed: e.cache_entries_removed,
         ledger_records_redacted: e.ledger_records_redacted,
         batch_rows_erased: e.batch_rows_erased,
+        redaction_pending: e.redaction_pending,
         suppressed: true,
         suppressed_purposes: e.suppressed_purposes.clone(),
         tombstone: e.tombstone.clone(),

@@ -181,17 +181,9 @@ async fn ledger_url(dir: &tempfile::TempDir) -> String {
 
 /// A fresh schema in the PostgreSQL database `base` names, as a URL.
 async fn pg_schema(base: &str) -> String {
-    sqlx::any::install_default_drivers();
-    let schema = format!("bench{}", hex::encode(rand::random::<[u8; 6]>()));
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(base)
+    enrichd::ledger::scratch::schema(base, "bench")
         .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {base}: {e}"));
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+        .unwrap_or_else(|e| panic!("PostgreSQL at {base}: {e}"))
 }
 
 fn hasher() -> KeyedHasher {
@@ -832,6 +824,11 @@ async fn main() {
             }
         };
         results.push(r);
+    }
+    // The PostgreSQL schemas the scenarios filled (a million rows each for
+    // `history`) go now rather than at the next run's sweep.
+    if let Err(e) = enrichd::ledger::scratch::drop_made().await {
+        eprintln!("could not drop this run's PostgreSQL schemas: {e}");
     }
     println!("{:<8} RESULT", "SCENARIO");
     for r in &results {

@@ -40,8 +40,14 @@ pub async fn sweep_every(ledger: Ledger, clock: SharedClock, every: Duration) {
     }
 }
 
-/// One sweep; returns how many records it deleted.
+/// One sweep; returns how many records it deleted. It first finishes the
+/// purges of erasures that were cut short (by any process on the ledger).
 pub async fn sweep(ledger: &Ledger, clock: &SharedClock) -> u64 {
+    match ledger.finish_purges().await {
+        Ok(0) => {}
+        Ok(n) => info!(subjects = n, "interrupted erasures' redactions finished"),
+        Err(e) => warn!(error = %e, "finishing interrupted erasures failed"),
+    }
     match ledger.sweep(clock.utc().timestamp_millis()).await {
         Ok(0) => 0,
         Ok(n) => {

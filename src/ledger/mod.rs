@@ -4,6 +4,8 @@
 mod jobs;
 mod keys;
 mod outcome;
+#[doc(hidden)]
+pub mod scratch;
 mod suppressions;
 mod writer;
 
@@ -33,6 +35,9 @@ pub struct LedgerConfig {
     /// another process's erasure is seen without Redis to announce it).
     #[serde(with = "humantime_serde")]
     pub follow_every: Duration,
+    /// How long an erasure waits for its redaction before answering.
+    #[serde(with = "humantime_serde")]
+    pub erase_wait: Duration,
 }
 
 /// The shipped `ledger.follow_every`.
@@ -172,8 +177,25 @@ where
         if n < SWEEP_BATCH {
             return Ok(deleted);
         }
-        tokio::time::sleep(SWEEP_PAUSE.max(started.elapsed() * 3)).await;
+        tokio::time::sleep(pause_after(started.elapsed())).await;
     }
+}
+
+/// How long a long task (a sweep, a purge) pauses after one of its
+/// statements took `statement`, so that the records of calls get written.
+fn pause_after(statement: Duration) -> Duration {
+    SWEEP_PAUSE.max(statement * 3)
+}
+
+/// Records one statement of a purge redacts at most: an UPDATE of columns
+/// no index holds, about 5 ms of SQLite's write lock.
+const REDACT_BATCH: i64 = 5_000;
+
+/// What a purge did to one person's data.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    pub records_redacted: u64,
+    pub job_rows_erased: u64,
 }
 
 /// Subjects whose first enrichment time is kept in memory.
@@ -313,6 +335,10 @@ fn outcome(text: String) -> Result<LedgerOutcome, sqlx::Error> {
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown ledger outcome {text:?}").into()))
 }
 
+/// Every table that holds a subject's keyed hash: what a hash-key
+/// rotation must move, or erasure and access would no longer find it.
+pub const SUBJECT_TABLES: [&str; 4] = ["ledger", "suppression", "batch_rows", "pending_purge"];
+
 impl Ledger {
     /// Connects and migrates. A new SQLite file is created private (0600;
     /// SQLite gives its -wal and -shm files the same mode), in a private
@@ -437,9 +463,9 @@ impl Ledger {
         Ok(row.map(|r| r.try_get("value")).transpose()?)
     }
 
-    /// Re-keys every stored subject (ledger and suppression list) from the
-    /// chain `rotated` extends to `rotated` and binds the ledger to it, in
-    /// one transaction: either every reference moves or none. Refuses
+    /// Re-keys every stored subject (every table of [`SUBJECT_TABLES`])
+    /// from the chain `rotated` extends to `rotated` and binds the ledger to
+    /// it, in one transaction: either every reference moves or none. Refuses
     /// unless the ledger is bound to `previous`. Returns how many subjects.
     pub async fn rekey(
         &self,
@@ -459,18 +485,18 @@ impl Ledger {
                 given: previous.to_owned(),
             });
         }
-        let subjects: Vec<String> = sqlx::query(
-            "SELECT subject FROM ledger WHERE subject <> '' \
-             UNION SELECT subject FROM suppression",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get("subject"))
-        .collect::<Result<_, _>>()?;
+        let every = SUBJECT_TABLES
+            .map(|table| format!("SELECT subject FROM {table} WHERE subject <> ''"))
+            .join(" UNION ");
+        let subjects: Vec<String> = sqlx::query(&every)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("subject"))
+            .collect::<Result<_, _>>()?;
         for old in &subjects {
             let new = rotated.rehash(old);
-            for table in ["ledger", "suppression"] {
+            for table in SUBJECT_TABLES {
                 sqlx::query(&format!(
                     "UPDATE {table} SET subject = $1 WHERE subject = $2"
                 ))
@@ -616,22 +642,134 @@ impl Ledger {
     }
 
     /// Art. 17: removes the personal parts of a subject's records, keeping
-    /// the keyed hash as a tombstone. The records of data-subject requests
-    /// stay whole: they hold no personal data but the hash, and they are the
-    /// evidence that the requests were answered. Returns how many changed.
-    pub async fn redact(&self, subject: &str) -> Result<u64, LedgerError> {
-        let done = sqlx::query(
+    /// the keyed hash as a tombstone, and empties their batch job rows; then
+    /// the subject's pending purge (see [`Ledger::erase`]) is done. The
+    /// records of data-subject requests stay whole: they hold no personal
+    /// data but the hash, and they are the evidence that the requests were
+    /// answered. Idempotent.
+    ///
+    /// A person enriched on every CRM view has hundreds of thousands of
+    /// records: they are redacted `REDACT_BATCH` at a time, with the
+    /// sweep's pauses between, so that no statement holds SQLite's write
+    /// lock for long (one UPDATE of 1,000,000 records held it 1.1 s, and
+    /// every call's record waited). `progress` counts the records redacted
+    /// so far, for a caller that stops waiting.
+    pub async fn purge(
+        &self,
+        subject: &str,
+        progress: &std::sync::atomic::AtomicU64,
+    ) -> Result<Purged, LedgerError> {
+        use std::sync::atomic::Ordering;
+        self.first_enriched.invalidate(subject);
+        let mut redacted = 0;
+        // Through the (subject, outcome, at_ms) index, an outcome at a time
+        // and in time order within it, so that no batch reads again what
+        // an earlier one redacted (only records of the same millisecond).
+        let mut outcome: Option<String> = None;
+        while let Some(current) = self.next_outcome(subject, outcome.as_deref()).await? {
+            let mut from_ms = i64::MIN;
+            loop {
+                let started = std::time::Instant::now();
+                let done = self.redact_batch(subject, &current, from_ms).await?;
+                redacted += done.len() as u64;
+                progress.fetch_add(done.len() as u64, Ordering::Relaxed);
+                if (done.len() as i64) < REDACT_BATCH {
+                    break;
+                }
+                from_ms = done.iter().copied().max().unwrap_or(from_ms);
+                tokio::time::sleep(pause_after(started.elapsed())).await;
+            }
+            outcome = Some(current);
+        }
+        let job_rows_erased = self.erase_job_rows(subject).await?;
+        sqlx::query("DELETE FROM pending_purge WHERE subject = $1")
+            .bind(subject)
+            .execute(&self.pool)
+            .await?;
+        self.first_enriched.invalidate(subject);
+        Ok(Purged {
+            records_redacted: redacted,
+            job_rows_erased,
+        })
+    }
+
+    /// The first outcome of a subject's records after `after`, if any.
+    async fn next_outcome(
+        &self,
+        subject: &str,
+        after: Option<&str>,
+    ) -> Result<Option<String>, LedgerError> {
+        let row = match after {
+            None => sqlx::query("SELECT MIN(outcome) AS o FROM ledger WHERE subject = $1")
+                .bind(subject)
+                .fetch_one(&self.pool),
+            Some(after) => sqlx::query(
+                "SELECT MIN(outcome) AS o FROM ledger WHERE subject = $1 AND outcome > $2",
+            )
+            .bind(subject)
+            .bind(after)
+            .fetch_one(&self.pool),
+        }
+        .await?;
+        Ok(row.try_get::<Option<String>, _>("o")?)
+    }
+
+    /// Redacts at most `REDACT_BATCH` records of `subject` and `outcome`
+    /// written at or after `from_ms`, the earliest first; returns their
+    /// times.
+    async fn redact_batch(
+        &self,
+        subject: &str,
+        outcome: &str,
+        from_ms: i64,
+    ) -> Result<Vec<i64>, LedgerError> {
+        let rows = sqlx::query(
             "UPDATE ledger SET caller = '', caller_id = '', on_behalf_of = '', consent_ref = '', \
              lia_ref = '', contract_ref = '', sources = '[]', field_categories = '[]', \
              detail = '', redacted = 1 \
-             WHERE subject = $1 AND redacted = 0 AND purpose <> $2",
+             WHERE id IN (SELECT id FROM ledger WHERE subject = $1 AND outcome = $2 \
+             AND at_ms >= $3 AND redacted = 0 AND purpose <> $4 ORDER BY at_ms LIMIT $5) \
+             RETURNING at_ms",
         )
         .bind(subject)
+        .bind(outcome)
+        .bind(from_ms)
         .bind(REQUEST_PURPOSE)
-        .execute(&self.pool)
+        .bind(REDACT_BATCH)
+        .fetch_all(&self.pool)
         .await?;
-        self.first_enriched.invalidate(subject);
-        Ok(done.rows_affected())
+        rows.iter()
+            .map(|row| row.try_get::<i64, _>("at_ms"))
+            .collect::<Result<_, _>>()
+            .map_err(Into::into)
+    }
+
+    /// Finishes every purge an erasure left undone (its caller stopped
+    /// waiting, its process stopped or died); returns how many subjects.
+    pub async fn finish_purges(&self) -> Result<u64, LedgerError> {
+        let pending: Vec<String> =
+            sqlx::query_scalar("SELECT subject FROM pending_purge ORDER BY since_ms")
+                .fetch_all(&self.pool)
+                .await?;
+        let progress = std::sync::atomic::AtomicU64::new(0);
+        for subject in &pending {
+            self.purge(subject, &progress).await?;
+        }
+        Ok(pending.len() as u64)
+    }
+
+    /// Art. 17: suppresses `subject` for every purpose and, in the same
+    /// transaction, marks their purge pending, so that it is finished even
+    /// when the [`Ledger::purge`] that follows is cut short.
+    pub async fn erase(
+        &self,
+        subject: &str,
+        reference: &str,
+        at_ms: i64,
+    ) -> Result<(), LedgerError> {
+        let everything = crate::compliance::suppression::ALL_PURPOSES;
+        self.suppress_purging(subject, everything, reference, at_ms, true)
+            .await
     }
 
     /// Adds a subject to the suppression list for `scope` (idempotent).
@@ -642,7 +780,29 @@ impl Ledger {
         reference: &str,
         at_ms: i64,
     ) -> Result<(), LedgerError> {
+        self.suppress_purging(subject, scope, reference, at_ms, false)
+            .await
+    }
+
+    async fn suppress_purging(
+        &self,
+        subject: &str,
+        scope: &str,
+        reference: &str,
+        at_ms: i64,
+        purge: bool,
+    ) -> Result<(), LedgerError> {
         let mut tx = self.pool.begin().await?;
+        if purge {
+            sqlx::query(
+                "INSERT INTO pending_purge (subject, since_ms) VALUES ($1, $2) \
+                 ON CONFLICT (subject) DO NOTHING",
+            )
+            .bind(subject)
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
             "INSERT INTO suppression (subject, scope, at_ms, reference) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (subject, scope) DO NOTHING",

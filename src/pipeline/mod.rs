@@ -79,6 +79,8 @@ pub struct Settings {
     pub ledger_url: String,
     /// How often the ledger's suppression list is followed.
     pub ledger_follow_every: std::time::Duration,
+    /// How long an erasure waits for its redaction before answering.
+    pub erase_wait: std::time::Duration,
     /// Pivot rounds after the identifier's own inputs.
     pub max_depth: u32,
     /// Region for national phone numbers when the request names none.
@@ -101,6 +103,7 @@ impl Settings {
             cluster: config.cluster.clone(),
             ledger_url: config.ledger.url.clone(),
             ledger_follow_every: config.ledger.follow_every,
+            erase_wait: config.ledger.erase_wait,
             max_depth: config.sources.max_depth,
             min_coverage: config.sources.min_coverage,
             default_region: config
@@ -130,6 +133,7 @@ pub struct Enricher {
     default_region: Option<Region>,
     min_coverage: f64,
     clock: SharedClock,
+    erase_wait: std::time::Duration,
     fence: ErasureFence,
     cluster: Option<Arc<Cluster>>,
     /// The catalog's Art. 9 sites, never asked, as every answer that ran
@@ -223,6 +227,7 @@ impl Enricher {
             default_region: settings.default_region,
             min_coverage: settings.min_coverage,
             clock: settings.clock,
+            erase_wait: settings.erase_wait,
             fence: ErasureFence::default(),
             cluster,
             art9_sites_not_asked,
@@ -257,6 +262,11 @@ impl Enricher {
 
     pub(crate) fn hasher(&self) -> &KeyedHasher {
         &self.hasher
+    }
+
+    /// How long an erasure waits for its redaction before answering.
+    pub(crate) fn erase_wait(&self) -> std::time::Duration {
+        self.erase_wait
     }
 
     pub(crate) fn fence(&self) -> &ErasureFence {

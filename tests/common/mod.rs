@@ -383,18 +383,11 @@ pub async fn one_source(
 /// A PostgreSQL URL in a fresh schema of its own, so tests never see each
 /// other's rows. Fails (never skips) when PostgreSQL cannot be reached.
 pub async fn postgres_url() -> String {
-    sqlx::any::install_default_drivers();
     let base = std::env::var("ENRICHD_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let schema = format!("t{}", hex::encode(rand::random::<[u8; 6]>()));
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
+    enrichd::ledger::scratch::schema(&base, "t")
         .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required for this test: {e}"));
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    format!("{base}?options=-c%20search_path%3D{schema}")
+        .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required for this test: {e}"))
 }
 
 /// How long any one wait in a test may take before it counts as hung.
