@@ -395,3 +395,88 @@ async fn without_redis_replicas_keep_answering_within_their_share_and_rejoin() {
     enrich(&a, "back@example.test").await;
     assert!(cached(&enrich(&b, "back@example.test").await));
 }
+
+/// `enrichd keys rotate-hash` against a deployment's ledger and Redis, with
+/// the test servers' inline hash key (the new one goes to `out`).
+fn rotate_hash(
+    deployment: &Deployment,
+    redis: &str,
+    out: &std::path::Path,
+) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_enrichd"))
+        .args(["keys", "rotate-hash", "--out"])
+        .arg(out)
+        .env("ENRICHD__LEDGER__URL", &deployment.ledger)
+        .env("ENRICHD__CLUSTER__REDIS_URL", redis)
+        .env("ENRICHD__CLUSTER__KEY_PREFIX", &deployment.prefix)
+        .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY)
+        .env("ENRICHD__DNS__ENABLED", "false")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// After a hash-key rotation no erasure could find what the shared cache
+/// holds under the old key's hashes, so the rotation clears it (entries and
+/// lineages, nothing else of the prefix); with Redis out of reach it
+/// changes nothing.
+#[tokio::test]
+async fn a_hash_key_rotation_clears_the_shared_cache_it_would_orphan() {
+    let deployment = Deployment::new(SHARED_REDIS, found(), "").await;
+    let mut a = deployment.replica().await;
+    assert_eq!(
+        outcome_of(&enrich(&a, "ann@example.test").await, "a"),
+        Outcome::Found
+    );
+    let (entries, lineages) = (
+        deployment.redis_keys("c").await,
+        deployment.redis_keys("l").await,
+    );
+    assert!(!entries.is_empty() && !lineages.is_empty());
+    let client = redis::Client::open(SHARED_REDIS).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let other = format!("{}:other:x", deployment.prefix);
+    let () = redis::cmd("SET")
+        .arg(&other)
+        .arg("1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    a.stop();
+    let _ = a.handle.await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let refused = rotate_hash(&deployment, "redis://127.0.0.1:1", &dir.path().join("k1"));
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("cluster.redis_url") && said.contains("nothing was changed"),
+        "{said}"
+    );
+    assert_eq!(
+        deployment.redis_keys("c").await,
+        entries,
+        "nothing was changed"
+    );
+
+    let done = rotate_hash(&deployment, SHARED_REDIS, &dir.path().join("k2"));
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let removed = entries.len() + lineages.len();
+    assert!(
+        said.contains(&format!("removed {removed} shared cache key(s)")),
+        "{said}"
+    );
+    assert!(deployment.redis_keys("c").await.is_empty());
+    assert!(deployment.redis_keys("l").await.is_empty());
+    let kept: Option<String> = redis::cmd("GET")
+        .arg(&other)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("1"), "only entries and lineages go");
+}

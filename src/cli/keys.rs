@@ -189,6 +189,14 @@ async fn rotate_hash(args: RotateHashArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
 
+    // First, so that a Redis that cannot be reached stops the rotation
+    // before anything changed.
+    let cleared = crate::cluster::cache::clear(&config.cluster)
+        .await
+        .context(
+            "cluster.redis_url: cannot clear the shared cache, whose entries would outlive \
+             the old key out of an erasure's reach; nothing was changed",
+        )?;
     let rotated = current.rotated();
     match &args.out {
         Some(out) => write_private(out, &(rotated.inline_text() + "\n"), true)
@@ -204,11 +212,14 @@ async fn rotate_hash(args: RotateHashArgs) -> anyhow::Result<ExitCode> {
     }
     ledger.checkpoint().await?;
     println!(
-        "re-keyed {subjects} subject(s) in the ledger and the suppression list; key generation {} \
-         (fingerprint {})",
+        "re-keyed {subjects} subject(s) in the ledger, the suppression list and batch job rows; \
+         key generation {} (fingerprint {})",
         rotated.generation(),
         rotated.fingerprint()
     );
+    if config.cluster.redis_url.is_some() {
+        println!("removed {cleared} shared cache key(s) from Redis (entries and lineages)");
+    }
     match &args.out {
         Some(out) => println!(
             "put the contents of {} in privacy.hash_key of every replica, then restart them",

@@ -291,3 +291,62 @@ impl SharedCache {
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
+
+/// `text` with the glob characters of Redis's `SCAN MATCH` escaped.
+fn glob_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Keys removed per UNLINK while clearing.
+const CLEAR_CHUNK: usize = 500;
+
+/// Removes every shared cache entry and lineage under the configured
+/// prefix (nothing without `[cluster]`); returns how many keys. A hash-key
+/// rotation does this: entries and lineages named by the old key's hashes
+/// could no longer be served, nor be found by an erasure, and would keep
+/// people's findings in Redis until they expire.
+pub async fn clear(config: &super::ClusterConfig) -> Result<u64, redis::RedisError> {
+    let Some(url) = config.redis_url.as_deref() else {
+        return Ok(0);
+    };
+    let timeouts = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.redis_timeout))
+        .set_response_timeout(Some(config.redis_timeout));
+    let mut scan = redis::Client::open(url)?
+        .get_multiplexed_async_connection_with_config(&timeouts)
+        .await?;
+    let mut unlink = scan.clone();
+    let mut removed = 0;
+    for kind in ["c", "l"] {
+        let pattern = format!("{}:{kind}:*", glob_literal(&config.key_prefix));
+        let options = redis::ScanOptions::default()
+            .with_pattern(pattern)
+            .with_count(CLEAR_CHUNK);
+        let mut keys = scan.scan_options::<String>(options).await?;
+        let mut chunk = Vec::with_capacity(CLEAR_CHUNK);
+        loop {
+            let next = keys.next_item().await.transpose()?;
+            let done = next.is_none();
+            chunk.extend(next);
+            if chunk.len() >= CLEAR_CHUNK || (done && !chunk.is_empty()) {
+                let n: u64 = redis::cmd("UNLINK")
+                    .arg(&chunk)
+                    .query_async(&mut unlink)
+                    .await?;
+                removed += n;
+                chunk.clear();
+            }
+            if done {
+                break;
+            }
+        }
+    }
+    Ok(removed)
+}
