@@ -488,12 +488,6 @@ impl Config {
                 p.push(format!("ledger.{name}: must be more than zero"));
             }
         }
-        if self.ledger.erase_wait >= self.server.request_timeout {
-            p.push(format!(
-                "ledger.erase_wait: must be less than server.request_timeout ({})",
-                humantime::format_duration(self.server.request_timeout)
-            ));
-        }
         if self.sources.max_depth > 5 {
             p.push("sources.max_depth: at most 5".into());
         }
@@ -766,25 +760,6 @@ mod tests {
         Config::from_toml(&format!("{tls}http_listen = \"127.0.0.1:8080\"\n"))
             .expect("loopback, behind a proxy");
         Config::from_toml("[server]\nhttp_listen = \"0.0.0.0:8080\"\n").expect("no TLS at all");
-    }
-
-    #[test]
-    fn an_erasure_answers_before_the_request_times_out() {
-        let err = Config::from_toml(
-            "[server]\nrequest_timeout = \"10s\"\n[ledger]\nerase_wait = \"10s\"\n",
-        )
-        .expect_err("the wait outlasts the request");
-        assert!(
-            err.to_string()
-                .contains("ledger.erase_wait: must be less than server.request_timeout (10s)"),
-            "{err}"
-        );
-        let c = Config::from_toml("[ledger]\nerase_wait = \"0s\"\n").expect("answer at once");
-        assert!(c.ledger.erase_wait.is_zero());
-        assert_eq!(
-            Config::default().ledger.erase_wait,
-            std::time::Duration::from_secs(10)
-        );
     }
 
     #[test]

@@ -79,7 +79,8 @@ pub struct Settings {
     pub ledger_url: String,
     /// How often the ledger's suppression list is followed.
     pub ledger_follow_every: std::time::Duration,
-    /// How long an erasure waits for its redaction before answering.
+    /// How long an erasure waits for its redaction before answering
+    /// (`ledger.erase_wait`, at most half of `server.request_timeout`).
     pub erase_wait: std::time::Duration,
     /// Pivot rounds after the identifier's own inputs.
     pub max_depth: u32,
@@ -103,7 +104,11 @@ impl Settings {
             cluster: config.cluster.clone(),
             ledger_url: config.ledger.url.clone(),
             ledger_follow_every: config.ledger.follow_every,
-            erase_wait: config.ledger.erase_wait,
+            // An erasure answers well within its request's time.
+            erase_wait: config
+                .ledger
+                .erase_wait
+                .min(config.server.request_timeout / 2),
             max_depth: config.sources.max_depth,
             min_coverage: config.sources.min_coverage,
             default_region: config
@@ -326,5 +331,24 @@ impl Enricher {
             .record_suppressed(&query, &ground, subject, now)
             .await?;
         Ok(answer::suppressed(query, id, ground, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_erasure_waits_at_most_half_its_request_s_time() {
+        let shipped = Config::default();
+        assert_eq!(
+            Settings::from_config(&shipped).erase_wait,
+            std::time::Duration::from_secs(10)
+        );
+        let short = Config::from_toml("[server]\nrequest_timeout = \"4s\"\n").expect("valid");
+        assert_eq!(
+            Settings::from_config(&short).erase_wait,
+            std::time::Duration::from_secs(2)
+        );
     }
 }
