@@ -514,6 +514,14 @@ impl Ledger {
         .execute(&mut *tx)
         .await?;
         suppressions::bump(&mut tx).await?;
+        // Every row again for processes that follow the list (they are meant
+        // to be stopped; this keeps one that is not from missing the moves).
+        sqlx::query(&format!(
+            "UPDATE suppression SET version = ({})",
+            suppressions::VERSION_NUMBER
+        ))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.suppressed.reload(&self.pool).await?;
         self.first_enriched.invalidate_all();
@@ -810,17 +818,26 @@ impl Ledger {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
-            "INSERT INTO suppression (subject, scope, at_ms, reference) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (subject, scope) DO NOTHING",
-        )
+        // The counter first: the row carries the value it moved to, and so
+        // do rows written without one (see migrations/*_suppression_versions).
+        suppressions::bump(&mut tx).await?;
+        sqlx::query(&format!(
+            "UPDATE suppression SET version = ({}) WHERE version = 0",
+            suppressions::VERSION_NUMBER
+        ))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "INSERT INTO suppression (subject, scope, at_ms, reference, version) \
+             VALUES ($1, $2, $3, $4, ({})) ON CONFLICT (subject, scope) DO NOTHING",
+            suppressions::VERSION_NUMBER
+        ))
         .bind(subject)
         .bind(scope)
         .bind(at_ms)
         .bind(reference)
         .execute(&mut *tx)
         .await?;
-        suppressions::bump(&mut tx).await?;
         tx.commit().await?;
         // In force in this process before the erasure is answered; other
         // processes see the counter move within their `ledger.follow_every`.

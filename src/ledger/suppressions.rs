@@ -21,6 +21,10 @@ const TRUST_CHECKS: u32 = 25;
 
 const VERSION: &str = "SELECT value FROM ledger_meta WHERE name = 'suppression_version'";
 
+/// The counter as a number, for a row's `version` (a subquery).
+pub(super) const VERSION_NUMBER: &str =
+    "SELECT CAST(value AS BIGINT) FROM ledger_meta WHERE name = 'suppression_version'";
+
 pub(super) struct Suppressions {
     state: RwLock<State>,
     trust_for: Duration,
@@ -71,6 +75,20 @@ async fn read(pool: &AnyPool) -> Result<State, sqlx::Error> {
     })
 }
 
+/// The rows added under a counter past `after` (and those written without
+/// one, until the next change gives them its counter), as (subject, scope). A change commits its row
+/// with the counter it moved (the counter's row is locked until then), so
+/// every row under a counter a reader has seen is visible to it.
+async fn read_since(pool: &AnyPool, after: i64) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query("SELECT subject, scope FROM suppression WHERE version > $1 OR version = 0")
+        .bind(after)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("subject")?, row.try_get("scope")?)))
+        .collect()
+}
+
 impl Suppressions {
     pub(super) async fn load(pool: &AnyPool, every: Duration) -> Result<Arc<Self>, LedgerError> {
         Ok(Arc::new(Self {
@@ -82,14 +100,27 @@ impl Suppressions {
 
     pub(super) async fn reload(&self, pool: &AnyPool) -> Result<(), LedgerError> {
         let fresh = read(pool).await?;
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        for (subject, scopes) in &fresh.scopes {
-            let known = state.scopes.get(subject);
-            if scopes.iter().any(|s| known.is_none_or(|k| !k.contains(s))) {
-                let _ = self.news.send(subject.clone());
-            }
+        let news: Vec<String> = {
+            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            fresh
+                .scopes
+                .iter()
+                .filter(|(subject, scopes)| {
+                    let known = state.scopes.get(*subject);
+                    scopes.iter().any(|s| known.is_none_or(|k| !k.contains(s)))
+                })
+                .map(|(subject, _)| subject.clone())
+                .collect()
+        };
+        // The old copy is freed after the lock is let go.
+        let old = std::mem::replace(
+            &mut *self.state.write().unwrap_or_else(|p| p.into_inner()),
+            fresh,
+        );
+        drop(old);
+        for subject in news {
+            let _ = self.news.send(subject);
         }
-        *state = fresh;
         Ok(())
     }
 
@@ -133,24 +164,46 @@ impl Suppressions {
         state.version.clone()
     }
 
-    /// One check of the counter; the whole list again when it moved.
-    pub(super) async fn follow_once(&self, pool: &AnyPool) -> Result<(), LedgerError> {
+    /// One check of the counter; when it moved, the rows added since.
+    /// Returns how many rows it read.
+    pub(super) async fn follow_once(&self, pool: &AnyPool) -> Result<usize, LedgerError> {
         let now = version(pool).await?;
-        let known = self
-            .state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .version
-            .clone();
+        let known = self.version();
         if now == known {
             self.state
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .checked = Instant::now();
-            Ok(())
-        } else {
-            self.reload(pool).await
+            return Ok(0);
         }
+        let Ok(after) = known.parse::<i64>() else {
+            self.reload(pool).await?;
+            return Ok(self
+                .state
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .scopes
+                .len());
+        };
+        let added = read_since(pool, after).await?;
+        let read = added.len();
+        let mut news = Vec::new();
+        {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            for (subject, scope) in added {
+                let scopes = state.scopes.entry(subject.clone()).or_default();
+                if !scopes.contains(&scope) {
+                    scopes.push(scope);
+                    news.push(subject);
+                }
+            }
+            state.version = now;
+            state.checked = Instant::now();
+        }
+        for subject in news {
+            let _ = self.news.send(subject);
+        }
+        Ok(read)
     }
 }
 
@@ -167,4 +220,60 @@ pub(super) fn follow(pool: AnyPool, list: Weak<Suppressions>, every: Duration) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Ledger;
+    use crate::compliance::suppression::MARKETING;
+
+    /// A process following the list reads the rows added since the counter
+    /// it knows, not the whole list again (with a million suppressions that
+    /// took seconds on every change, and every call waited), and the rows a
+    /// process of an earlier version writes without a counter too.
+    #[tokio::test]
+    async fn a_follower_reads_only_what_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("l.db").display());
+        let one = Ledger::open(&url).await.expect("opens");
+        // Another process's copy, followed by this test alone.
+        let pool = Ledger::open(&url).await.expect("opens").pool;
+        let other = super::Suppressions::load(&pool, std::time::Duration::from_secs(1))
+            .await
+            .expect("loads");
+        for n in 0..500 {
+            one.suppress(&format!("s{n}"), MARKETING, "OBJ", 1)
+                .await
+                .expect("suppressed");
+        }
+        let follows = || async { other.follow_once(&pool).await.expect("follows") };
+        assert_eq!(follows().await, 500, "all of them, once");
+        assert_eq!(follows().await, 0, "no change, nothing read");
+        one.erase("s7", "DSR", 2).await.expect("erased");
+        one.suppress("new", MARKETING, "OBJ", 2)
+            .await
+            .expect("suppressed");
+        assert_eq!(follows().await, 2, "the two rows added");
+        assert!(other.stops("s7", "research") && other.stops("new", MARKETING));
+
+        // A row written without a counter, as an earlier version does.
+        let mut tx = one.pool.begin().await.expect("begins");
+        sqlx::query("INSERT INTO suppression (subject, scope, at_ms, reference) VALUES ('old', 'all', 3, 'DSR')")
+            .execute(&mut *tx)
+            .await
+            .expect("inserted");
+        super::bump(&mut tx).await.expect("bumped");
+        tx.commit().await.expect("commits");
+        assert_eq!(follows().await, 1);
+        assert!(other.stops("old", MARKETING));
+        // The next change gives it a counter: read once more, then no longer.
+        one.suppress("newer", MARKETING, "OBJ", 4)
+            .await
+            .expect("suppressed");
+        assert_eq!(follows().await, 2, "the new row and the adopted one");
+        one.suppress("newest", MARKETING, "OBJ", 5)
+            .await
+            .expect("suppressed");
+        assert_eq!(follows().await, 1);
+    }
 }

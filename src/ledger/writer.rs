@@ -244,10 +244,10 @@ async fn write_loop(
                         ),
                         // Nothing written although the list did not move:
                         // never spin on it.
-                        Ok(()) if list.version() == version => {
+                        Ok(_) if list.version() == version => {
                             fail_all(&mut group, "the ledger wrote none of the records")
                         }
-                        Ok(()) => drop_suppressed(&mut group, &list),
+                        Ok(_) => drop_suppressed(&mut group, &list),
                     }
                 }
                 Ok(_) => {
