@@ -539,3 +539,60 @@ async fn jobs_beyond_max_running_jobs_wait_their_turn() {
     wait_for(&app, &first, |v| v["state"] == "DONE").await;
     wait_for(&app, &second, |v| v["state"] == "DONE").await;
 }
+
+/// The CSV table of a job longer than a page (256 rows), whose rows name a
+/// column first seen near the end, is the table of its NDJSON results: it is
+/// written a page at a time (built whole, a 100,000-row job's table held
+/// every answer in memory: 23 GB), with the columns read first.
+#[tokio::test]
+async fn a_long_job_s_table_is_its_results_table() {
+    let (_site, catalog) = one_source(
+        "email",
+        FAST,
+        ResponseTemplate::new(200).set_body_string(r#"{"user": {"name": "Someone"}}"#),
+    )
+    .await;
+    let app = TestApp::with_catalog(HTTP, catalog).await;
+    let rows: String = (1..=600)
+        .map(|i| {
+            let extra = if i == 599 {
+                r#", "segment": "vip""#
+            } else {
+                ""
+            };
+            format!("{{\"customer_id\": \"c{i}\", \"email\": \"person{i}@example.com\"{extra}}}\n")
+        })
+        .collect();
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/batches?{CLAIM}", base(&app)))
+        .header("content-type", "application/x-ndjson")
+        .body(rows)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    let id = json_of(answer).await["id"].as_str().unwrap().to_owned();
+    wait_for(&app, &id, |v| v["state"] == "DONE").await;
+
+    let mut expected = Vec::new();
+    enrichd::batch::table::write_csv(results(&app, &id).await, &mut expected).unwrap();
+    let table = get(&app, &format!("/v1/batches/{id}/results?format=csv"), None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(table.lines().count(), 601);
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .starts_with("customer_id,email,segment,row,"),
+        "{table}"
+    );
+    assert!(
+        table.contains("c599,person599@example.com,vip,599,enriched"),
+        "{table}"
+    );
+    assert_eq!(table, String::from_utf8(expected).unwrap());
+}

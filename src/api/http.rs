@@ -408,16 +408,13 @@ async fn batch_results(
         Ok(found) => found,
         Err(refused) => return refused,
     };
-    let lines = match batches.jobs.result_lines(&caller, &id).await {
-        Ok(lines) => lines,
-        Err(status) => return error_response(&status),
-    };
-    let mut table = Vec::new();
-    match crate::batch::table::write_csv(lines, &mut table) {
-        Ok(()) => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], table).into_response(),
-        Err(e) => error_response(&Status::internal(format!(
-            "the table cannot be written: {e}"
-        ))),
+    match batches.jobs.results_table(&caller, &id).await {
+        Ok(table) => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            axum::body::Body::from_stream(table),
+        )
+            .into_response(),
+        Err(status) => error_response(&status),
     }
 }
 

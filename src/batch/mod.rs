@@ -45,11 +45,10 @@ pub fn write_table(output: &std::path::Path, csv: &std::path::Path) -> anyhow::R
     use std::io::BufRead;
     let file = std::fs::File::open(output)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", output.display()))?;
-    let lines: Vec<Value> = std::io::BufReader::new(file)
+    let lines = std::io::BufReader::new(file)
         .lines()
         .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str(&l).ok())
-        .collect();
+        .filter_map(|l| serde_json::from_str(&l).ok());
     let out = std::fs::File::create(csv)
         .map_err(|e| anyhow::anyhow!("--csv: cannot create {}: {e}", csv.display()))?;
     table::write_csv(lines, std::io::BufWriter::new(out))

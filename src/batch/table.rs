@@ -29,42 +29,86 @@ pub const COLUMNS: &[&str] = &[
     "profiles_found",
 ];
 
-/// Writes `lines` (output lines of `enrichd batch` or a job's results) as
-/// CSV, sorted by row.
-pub fn write_csv(mut lines: Vec<Value>, out: impl Write) -> anyhow::Result<()> {
-    lines.sort_by_key(|l| l["row"].as_u64().unwrap_or(0));
-    // The rows' own columns, in the order first seen, without the answer's.
-    let mut inputs: Vec<String> = Vec::new();
-    for line in &lines {
-        if let Some(input) = line["input"].as_object() {
-            for key in input.keys() {
-                if !inputs.contains(key) && !COLUMNS.contains(&key.as_str()) {
-                    inputs.push(key.clone());
-                }
+/// The rows' own columns, in the order first seen, without the answer's.
+#[derive(Debug, Default)]
+pub struct InputColumns(Vec<String>);
+
+impl InputColumns {
+    /// Takes in the columns of one row's `input`.
+    pub fn add(&mut self, input: &Value) {
+        for key in input.as_object().into_iter().flat_map(|o| o.keys()) {
+            if !self.0.contains(key) && !COLUMNS.contains(&key.as_str()) {
+                self.0.push(key.clone());
             }
         }
     }
-    let mut csv = csv::Writer::from_writer(out);
-    let header: Vec<&str> = inputs
-        .iter()
-        .map(String::as_str)
-        .chain(COLUMNS.iter().copied())
-        .collect();
-    csv.write_record(&header)?;
-    for line in &lines {
-        let mut record: Vec<String> = inputs
+
+    /// The header line.
+    pub fn header(&self) -> Vec<&str> {
+        self.0
             .iter()
-            .map(|k| text(&line["input"][k.as_str()]))
-            .collect();
-        record.extend(answer_cells(line));
-        csv.write_record(record.iter().map(|c| safe(c)))?;
+            .map(String::as_str)
+            .chain(COLUMNS.iter().copied())
+            .collect()
     }
-    csv.flush()?;
+
+    /// One line's cells: its input's in these columns, then `answer`
+    /// (the line's [`answer_cells`]).
+    pub fn record(&self, input: &Value, answer: Vec<String>) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|k| text(&input[k.as_str()]))
+            .chain(answer)
+            .map(|c| safe(&c))
+            .collect()
+    }
+}
+
+/// `records` as CSV text.
+pub fn csv_text<R, C>(records: R) -> anyhow::Result<Vec<u8>>
+where
+    R: IntoIterator<Item = Vec<C>>,
+    C: AsRef<[u8]>,
+{
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    for record in records {
+        csv.write_record(record)?;
+    }
+    Ok(csv.into_inner().map_err(|e| e.into_error())?)
+}
+
+/// Writes `lines` (output lines of `enrichd batch` or a job's results) as
+/// CSV, sorted by row. Each line is brought down to its cells as it comes:
+/// a full answer is tens of kilobytes, a row's cells a few hundred bytes.
+pub fn write_csv(
+    lines: impl IntoIterator<Item = Value>,
+    mut out: impl Write,
+) -> anyhow::Result<()> {
+    let mut inputs = InputColumns::default();
+    let mut rows: Vec<(u64, Value, Vec<String>)> = Vec::new();
+    for mut line in lines {
+        inputs.add(&line["input"]);
+        let answer = answer_cells(&line);
+        rows.push((
+            line["row"].as_u64().unwrap_or(0),
+            line["input"].take(),
+            answer,
+        ));
+    }
+    rows.sort_by_key(|(row, _, _)| *row);
+    out.write_all(&csv_text([inputs.header()])?)?;
+    for chunk in rows.chunks(256) {
+        let records = chunk
+            .iter()
+            .map(|(_, input, answer)| inputs.record(input, answer.clone()));
+        out.write_all(&csv_text(records)?)?;
+    }
+    out.flush()?;
     Ok(())
 }
 
 /// The answer's cells of one line, in `COLUMNS` order.
-fn answer_cells(line: &Value) -> Vec<String> {
+pub fn answer_cells(line: &Value) -> Vec<String> {
     let s = &line["answer"]["summary"];
     let outcome = if line.get("erased").is_some() {
         "erased".to_owned()

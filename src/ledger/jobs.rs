@@ -239,6 +239,29 @@ impl Ledger {
         Ok(())
     }
 
+    /// The input columns of a job's answered rows after row `after`, in
+    /// order, at most `limit` (without their answers, which are large).
+    pub async fn job_inputs(
+        &self,
+        id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT row_number, input FROM batch_rows WHERE job_id = $1 AND row_number > $2 \
+             AND result IS NOT NULL ORDER BY row_number LIMIT $3",
+        )
+        .bind(id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("row_number")?, r.try_get("input")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     /// Art. 15: the rows of batch jobs that hold a subject: job id, row,
     /// input columns, the job's purpose (from its stored request).
     pub async fn job_rows_of(
