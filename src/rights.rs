@@ -337,12 +337,8 @@ impl Enricher {
             .records_page(&subject.hash, until_ms, after, page.size)
             .await
             .map_err(unavailable)?;
-        let records_total = ledger
-            .count_records(&subject.hash, until_ms)
-            .await
-            .map_err(unavailable)?;
-        let kinds = ledger
-            .processing_kinds(&subject.hash)
+        let history = ledger
+            .history(&subject.hash, until_ms)
             .await
             .map_err(unavailable)?;
         let batch_rows = ledger
@@ -360,11 +356,11 @@ impl Enricher {
             });
         let report = AccessReport {
             batch_rows,
-            summary: self.summary(&kinds),
+            summary: self.summary(&history.kinds),
             cached,
             records,
             next_page,
-            records_total,
+            records_total: history.records,
             suppressions,
             logic: profiling::logic(),
         };

@@ -805,3 +805,36 @@ async fn the_sqlite_sweep_finishes_an_interrupted_purge() {
 async fn the_postgres_sweep_finishes_an_interrupted_purge() {
     finishes_interrupted_purges(&common::postgres_url().await).await;
 }
+
+/// The history an access report's pages share (how many records, the kinds
+/// of processing) is computed for its first page and kept for the next
+/// ones; an erasure's purge makes it computed again.
+#[tokio::test]
+async fn an_access_s_history_is_kept_for_its_pages_and_forgotten_on_erasure() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir).await;
+    store
+        .record(record("a", "s1", 1_000, i64::MAX, LedgerOutcome::Enriched))
+        .await
+        .unwrap();
+    let first = store.history("s1", 5_000).await.unwrap();
+    assert_eq!(first.records, 1);
+    assert_eq!(first.kinds[0].caller, "crm");
+    store
+        .record(record("b", "s1", 2_000, i64::MAX, LedgerOutcome::Enriched))
+        .await
+        .unwrap();
+    assert_eq!(store.history("s1", 5_000).await.unwrap(), first, "kept");
+    assert_eq!(
+        store.history("s1", 6_000).await.unwrap().records,
+        2,
+        "another access"
+    );
+
+    let progress = std::sync::atomic::AtomicU64::new(0);
+    store.purge("s1", &progress).await.unwrap();
+    let after = store.history("s1", 5_000).await.unwrap();
+    assert_eq!(after.records, 2);
+    assert_eq!(after.kinds.len(), 1);
+    assert_eq!(after.kinds[0].caller, "", "redacted");
+}

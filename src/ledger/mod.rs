@@ -106,6 +106,17 @@ pub struct ProcessingKind {
     pub sources: Vec<String>,
 }
 
+/// What an access report says of a subject's whole history up to a time,
+/// whichever page it is: how many records, and the kinds of processing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    pub records: u64,
+    pub kinds: Vec<ProcessingKind>,
+}
+
+/// How long the history of one access is kept for its next pages.
+const HISTORY_KEPT_FOR: Duration = Duration::from_secs(600);
+
 /// One entry of the suppression list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SuppressionRow {
@@ -129,6 +140,11 @@ pub struct Ledger {
     /// When each subject was first enriched, once known (it only moves when
     /// records are swept, re-keyed or a person erased, which clear it).
     first_enriched: moka::sync::Cache<String, i64>,
+    /// The histories of recent accesses, by subject, the time their first
+    /// page was asked for and the suppression list's counter: every page
+    /// of one access carries the same summary, and drawing it from a
+    /// million records took a second a page.
+    histories: moka::sync::Cache<(String, i64, String), Arc<History>>,
 }
 
 /// Reads the suppression list again when told another process changed it.
@@ -407,6 +423,11 @@ impl Ledger {
             first_enriched: moka::sync::Cache::builder()
                 .max_capacity(FIRST_ENRICHED_KEPT)
                 .build(),
+            histories: moka::sync::Cache::builder()
+                .max_capacity(256)
+                .time_to_live(HISTORY_KEPT_FOR)
+                .support_invalidation_closures()
+                .build(),
         })
     }
 
@@ -594,8 +615,25 @@ impl Ledger {
         to_records(&rows)
     }
 
+    /// How many records of `subject` were written at or before `until_ms`,
+    /// and the kinds of processing among them: computed for the first page
+    /// of an access, kept for its next pages (until an erasure or another
+    /// change of the suppression list, or ten minutes).
+    pub async fn history(&self, subject: &str, until_ms: i64) -> Result<Arc<History>, LedgerError> {
+        let key = (subject.to_owned(), until_ms, self.suppressed.version());
+        if let Some(known) = self.histories.get(&key) {
+            return Ok(known);
+        }
+        let history = Arc::new(History {
+            records: self.count_records(subject, until_ms).await?,
+            kinds: self.processing_kinds(subject, until_ms).await?,
+        });
+        self.histories.insert(key, history.clone());
+        Ok(history)
+    }
+
     /// How many records of a subject were written at or before `until_ms`.
-    pub async fn count_records(&self, subject: &str, until_ms: i64) -> Result<u64, LedgerError> {
+    async fn count_records(&self, subject: &str, until_ms: i64) -> Result<u64, LedgerError> {
         let row =
             sqlx::query("SELECT COUNT(*) AS n FROM ledger WHERE subject = $1 AND at_ms <= $2")
                 .bind(subject)
@@ -608,17 +646,19 @@ impl Ledger {
     /// The distinct (purpose, lawful basis, caller, sources) of a subject's
     /// processings that asked the sources (enriched or not found): what an
     /// access report's summary is drawn from, however many records there are.
-    pub async fn processing_kinds(
+    async fn processing_kinds(
         &self,
         subject: &str,
+        until_ms: i64,
     ) -> Result<Vec<ProcessingKind>, LedgerError> {
         let rows = sqlx::query(
             "SELECT DISTINCT purpose, lawful_basis, caller, sources FROM ledger \
-             WHERE subject = $1 AND outcome IN ($2, $3)",
+             WHERE subject = $1 AND outcome IN ($2, $3) AND at_ms <= $4",
         )
         .bind(subject)
         .bind(LedgerOutcome::Enriched.as_str())
         .bind(LedgerOutcome::NotFound.as_str())
+        .bind(until_ms)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -697,6 +737,11 @@ impl Ledger {
             outcome = Some(current);
         }
         let job_rows_erased = self.erase_job_rows(subject).await?;
+        let erased = subject.to_owned();
+        // Only fails without `support_invalidation_closures`, which is set.
+        let _ = self
+            .histories
+            .invalidate_entries_if(move |(s, _, _), _| *s == erased);
         sqlx::query("DELETE FROM pending_purge WHERE subject = $1")
             .bind(subject)
             .execute(&self.pool)
