@@ -125,6 +125,25 @@ async fn a_person_with_thirty_thousand_records_gets_them_all_in_pages() {
     );
 }
 
+/// Erases Jane after her enrichment and `copies` records like its.
+async fn erase_jane_with_records(app: &TestApp, copies: u32) -> pb::EraseResponse {
+    let mut client = app.client().await;
+    client
+        .enrich(email_request("jane.doe@example.com"))
+        .await
+        .unwrap();
+    many_records_like_the_one_of(app, copies).await;
+    client
+        .erase(erase(
+            "jane.doe@example.com",
+            pb::erase_request::Kind::Erasure,
+            "DSR-8",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// An erasure answers within `ledger.erase_wait` however many records the
 /// person has: past it, the answer says the redaction is still going, and
 /// the purge committed with the suppression is finished by the sweep (here
@@ -133,28 +152,16 @@ async fn a_person_with_thirty_thousand_records_gets_them_all_in_pages() {
 #[tokio::test]
 async fn an_erasure_answers_in_time_and_its_redaction_is_finished_after() {
     let (app, _sandbox) = common::sandbox_app_with("[ledger]\nerase_wait = \"0s\"\n").await;
-    let mut client = app.client().await;
-    client
-        .enrich(email_request("jane.doe@example.com"))
-        .await
-        .unwrap();
-    many_records_like_the_one_of(&app, 20_000).await;
-    let erased = client
-        .erase(erase(
-            "jane.doe@example.com",
-            pb::erase_request::Kind::Erasure,
-            "DSR-8",
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let erased = erase_jane_with_records(&app, 20_000).await;
     assert!(erased.redaction_pending, "{erased:?}");
     assert!(erased.ledger_records_redacted < 20_001, "{erased:?}");
 
     // The sweep (of this process or any other) finishes it.
     let ledger = app.enricher.ledger();
     enrichd::compliance::retention::sweep(ledger, app.enricher.clock()).await;
-    let report = client
+    let report = app
+        .client()
+        .await
         .access(access("jane.doe@example.com"))
         .await
         .unwrap()
@@ -175,21 +182,7 @@ async fn an_erasure_answers_in_time_and_its_redaction_is_finished_after() {
     // With the default wait, a person with a few records is redacted before
     // the answer, which counts them.
     let (app, _sandbox) = common::sandbox_app().await;
-    let mut client = app.client().await;
-    client
-        .enrich(email_request("jane.doe@example.com"))
-        .await
-        .unwrap();
-    many_records_like_the_one_of(&app, 20).await;
-    let erased = client
-        .erase(erase(
-            "jane.doe@example.com",
-            pb::erase_request::Kind::Erasure,
-            "DSR-8",
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let erased = erase_jane_with_records(&app, 20).await;
     assert!(!erased.redaction_pending);
     assert_eq!(erased.ledger_records_redacted, 21);
 }

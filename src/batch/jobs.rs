@@ -425,10 +425,30 @@ impl Jobs {
     ) -> Result<impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + use<>, Status>
     {
         self.owned(caller, id).await?;
-        let this = self.clone();
-        let id = id.to_owned();
-        Ok(futures::stream::try_unfold(0_i64, move |after| {
-            let (this, id) = (this.clone(), id.clone());
+        Ok(self.pages(id, |rows| {
+            let mut text = String::new();
+            for (number, input, result) in rows {
+                if let Some(line) = result_line(number, &input, result.as_deref()) {
+                    text.push_str(&line.to_string());
+                    text.push('\n');
+                }
+            }
+            Ok(text.into_bytes())
+        }))
+    }
+
+    /// A job's rows a page at a time, each page as `render` writes it.
+    fn pages<R>(
+        self: &Arc<Self>,
+        id: &str,
+        render: R,
+    ) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + use<R>
+    where
+        R: Fn(Vec<crate::ledger::RowOutput>) -> anyhow::Result<Vec<u8>> + Send + Sync + 'static,
+    {
+        let (this, id, render) = (self.clone(), id.to_owned(), Arc::new(render));
+        futures::stream::try_unfold(0_i64, move |after| {
+            let (this, id, render) = (this.clone(), id.clone(), render.clone());
             async move {
                 let rows = this
                     .ledger()
@@ -438,16 +458,10 @@ impl Jobs {
                 let Some(&(last, _, _)) = rows.last() else {
                     return Ok(None);
                 };
-                let mut text = String::new();
-                for (number, input, result) in rows {
-                    if let Some(line) = result_line(number, &input, result.as_deref()) {
-                        text.push_str(&line.to_string());
-                        text.push('\n');
-                    }
-                }
+                let text = render(rows).map_err(std::io::Error::other)?;
                 Ok(Some((bytes::Bytes::from(text), last)))
             }
-        }))
+        })
     }
 
     /// The CSV table of a job's answered rows, in order, as it is written:
@@ -480,27 +494,12 @@ impl Jobs {
             }
         }
         let header = csv_text([columns.header()]).map_err(|e| Status::internal(e.to_string()))?;
-        let columns = Arc::new(columns);
-        let (this, id) = (self.clone(), id.to_owned());
-        let rows = futures::stream::try_unfold(0_i64, move |after| {
-            let (this, id, columns) = (this.clone(), id.clone(), columns.clone());
-            async move {
-                let rows = this
-                    .ledger()
-                    .job_rows(&id, after, PAGE)
-                    .await
-                    .map_err(std::io::Error::other)?;
-                let Some(&(last, _, _)) = rows.last() else {
-                    return Ok(None);
-                };
-                let records = rows.into_iter().filter_map(|(n, input, result)| {
-                    let mut line = result_line(n, &input, result.as_deref())?;
-                    let answer = answer_cells(&line);
-                    Some(columns.record(&line["input"].take(), answer))
-                });
-                let text = csv_text(records).map_err(std::io::Error::other)?;
-                Ok(Some((bytes::Bytes::from(text), last)))
-            }
+        let rows = self.pages(id, move |rows| {
+            csv_text(rows.into_iter().filter_map(|(n, input, result)| {
+                let mut line = result_line(n, &input, result.as_deref())?;
+                let answer = answer_cells(&line);
+                Some(columns.record(&line["input"].take(), answer))
+            }))
         });
         let header = futures::stream::once(async move { Ok(bytes::Bytes::from(header)) });
         Ok(futures::StreamExt::chain(header, rows))
