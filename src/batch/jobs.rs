@@ -485,7 +485,7 @@ impl Jobs {
                 .job_inputs(id, after, PAGE * 16)
                 .await
                 .map_err(unavailable)?;
-            let Some(&(last, _)) = inputs.last() else {
+            let Some(&(last, _)) = inputs.last().filter(|_| !columns.full()) else {
                 break;
             };
             after = last;

@@ -29,23 +29,41 @@ pub const COLUMNS: &[&str] = &[
     "profiles_found",
 ];
 
-/// The rows' own columns, in the order first seen, without the answer's.
+/// The most columns of the rows' own a table carries. The rows of an NDJSON
+/// list may each name other keys: a table of all of them would have as
+/// many columns as the upload has keys (millions in 16 MiB), and every row a
+/// cell for each. The NDJSON results keep every key.
+pub const MAX_INPUT_COLUMNS: usize = 256;
+
+/// The rows' own columns, in the order first seen, without the answer's
+/// (at most `MAX_INPUT_COLUMNS`).
 #[derive(Debug, Default)]
-pub struct InputColumns(Vec<String>);
+pub struct InputColumns {
+    names: Vec<String>,
+    seen: std::collections::HashSet<String>,
+}
 
 impl InputColumns {
     /// Takes in the columns of one row's `input`.
     pub fn add(&mut self, input: &Value) {
         for key in input.as_object().into_iter().flat_map(|o| o.keys()) {
-            if !self.0.contains(key) && !COLUMNS.contains(&key.as_str()) {
-                self.0.push(key.clone());
+            if self.full() {
+                return;
+            }
+            if !COLUMNS.contains(&key.as_str()) && self.seen.insert(key.clone()) {
+                self.names.push(key.clone());
             }
         }
     }
 
+    /// No more columns can be taken in.
+    pub fn full(&self) -> bool {
+        self.names.len() == MAX_INPUT_COLUMNS
+    }
+
     /// The header line.
     pub fn header(&self) -> Vec<&str> {
-        self.0
+        self.names
             .iter()
             .map(String::as_str)
             .chain(COLUMNS.iter().copied())
@@ -55,7 +73,7 @@ impl InputColumns {
     /// One line's cells: its input's in these columns, then `answer`
     /// (the line's [`answer_cells`]).
     pub fn record(&self, input: &Value, answer: Vec<String>) -> Vec<String> {
-        self.0
+        self.names
             .iter()
             .map(|k| text(&input[k.as_str()]))
             .chain(answer)
@@ -163,6 +181,19 @@ fn safe(cell: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_table_keeps_at_most_its_share_of_the_rows_own_columns() {
+        let lines =
+            (0..2_000).map(|n| json!({"row": n, "input": {"email": "x", format!("k{n}"): 1}}));
+        let mut out = Vec::new();
+        write_csv(lines, &mut out).expect("writes");
+        let text = String::from_utf8(out).unwrap();
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        assert_eq!(header.len(), MAX_INPUT_COLUMNS + COLUMNS.len());
+        assert_eq!(&header[..3], ["email", "k0", "k1"]);
+        assert_eq!(text.lines().count(), 2_001);
+    }
 
     #[test]
     fn rows_in_order_with_their_columns_and_no_formula_runs() {

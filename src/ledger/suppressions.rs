@@ -76,9 +76,10 @@ async fn read(pool: &AnyPool) -> Result<State, sqlx::Error> {
 }
 
 /// The rows added under a counter past `after` (and those written without
-/// one, until the next change gives them its counter), as (subject, scope). A change commits its row
-/// with the counter it moved (the counter's row is locked until then), so
-/// every row under a counter a reader has seen is visible to it.
+/// one, until the next change gives them its counter), as (subject, scope).
+/// A change commits its row with the counter it moved (the counter's row is
+/// locked until then), so every row under a counter a reader has seen is
+/// visible to it.
 async fn read_since(pool: &AnyPool, after: i64) -> Result<Vec<(String, String)>, sqlx::Error> {
     sqlx::query("SELECT subject, scope FROM suppression WHERE version > $1 OR version = 0")
         .bind(after)
@@ -176,7 +177,7 @@ impl Suppressions {
                 .checked = Instant::now();
             return Ok(0);
         }
-        let Ok(after) = known.parse::<i64>() else {
+        let (Ok(after), Ok(now_n)) = (known.parse::<i64>(), now.parse::<i64>()) else {
             self.reload(pool).await?;
             return Ok(self
                 .state
@@ -197,7 +198,10 @@ impl Suppressions {
                     news.push(subject);
                 }
             }
-            state.version = now;
+            // Another check may have got further meanwhile: never back.
+            if !matches!(state.version.parse::<i64>(), Ok(v) if v >= now_n) {
+                state.version = now;
+            }
             state.checked = Instant::now();
         }
         for subject in news {
