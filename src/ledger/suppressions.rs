@@ -35,8 +35,82 @@ pub(super) struct Suppressions {
 
 struct State {
     version: String,
-    scopes: HashMap<String, Vec<String>>,
+    scopes: HashMap<Subject, Scopes>,
     checked: Instant,
+}
+
+/// A subject as the copy keeps it: a keyed hash (64 hex digits) as its 32
+/// bytes, anything else as written. With a million suppressions the copy
+/// held 420 MB as strings; this is a fixed-size key and no allocation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Subject {
+    Hash([u8; 32]),
+    Other(Box<str>),
+}
+
+impl Subject {
+    fn of(subject: &str) -> Self {
+        let mut bytes = [0; 32];
+        let lower = subject.bytes().all(|b| !b.is_ascii_uppercase());
+        match hex::decode_to_slice(subject, &mut bytes) {
+            Ok(()) if lower => Self::Hash(bytes),
+            _ => Self::Other(subject.into()),
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Self::Hash(bytes) => hex::encode(bytes),
+            Self::Other(text) => text.to_string(),
+        }
+    }
+}
+
+/// A subject's scopes: the two the service writes as bits, any other by name.
+#[derive(Debug, Clone, Default)]
+struct Scopes {
+    bits: u8,
+    other: Vec<Box<str>>,
+}
+
+const KNOWN_SCOPES: [&str; 2] = [
+    crate::compliance::suppression::ALL_PURPOSES,
+    crate::compliance::suppression::MARKETING,
+];
+
+impl Scopes {
+    fn has(&self, scope: &str) -> bool {
+        match KNOWN_SCOPES.iter().position(|k| *k == scope) {
+            Some(i) => self.bits & (1 << i) != 0,
+            None => self.other.iter().any(|o| **o == *scope),
+        }
+    }
+
+    /// Adds `scope`; whether it is new.
+    fn add(&mut self, scope: &str) -> bool {
+        if self.has(scope) {
+            return false;
+        }
+        match KNOWN_SCOPES.iter().position(|k| *k == scope) {
+            Some(i) => self.bits |= 1 << i,
+            None => self.other.push(scope.into()),
+        }
+        true
+    }
+
+    fn names(&self) -> Vec<String> {
+        KNOWN_SCOPES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.bits & (1 << i) != 0)
+            .map(|(_, k)| (*k).to_owned())
+            .chain(self.other.iter().map(|o| o.to_string()))
+            .collect()
+    }
+
+    fn contains_all_of(&self, other: &Scopes) -> bool {
+        other.bits & !self.bits == 0 && other.other.iter().all(|o| self.has(o))
+    }
 }
 
 /// Moves the change counter: in the transaction of every change to the list.
@@ -57,17 +131,16 @@ async fn version(pool: &AnyPool) -> Result<String, sqlx::Error> {
 /// The counter, then the list: a change between the two reads shows up as a
 /// newer counter at the next check, so none is missed.
 async fn read(pool: &AnyPool) -> Result<State, sqlx::Error> {
+    use futures::TryStreamExt;
     let version = version(pool).await?;
-    let rows = sqlx::query("SELECT subject, scope FROM suppression")
-        .fetch_all(pool)
-        .await?;
-    let mut scopes: HashMap<String, Vec<String>> = HashMap::new();
-    for row in rows {
-        scopes
-            .entry(row.try_get("subject")?)
-            .or_default()
-            .push(row.try_get("scope")?);
+    // Row by row: the whole list fetched at once was a second copy of it.
+    let mut rows = sqlx::query("SELECT subject, scope FROM suppression").fetch(pool);
+    let mut scopes: HashMap<Subject, Scopes> = HashMap::new();
+    while let Some(row) = rows.try_next().await? {
+        let (subject, scope): (String, String) = (row.try_get("subject")?, row.try_get("scope")?);
+        scopes.entry(Subject::of(&subject)).or_default().add(&scope);
     }
+    scopes.shrink_to_fit();
     Ok(State {
         version,
         scopes,
@@ -107,10 +180,12 @@ impl Suppressions {
                 .scopes
                 .iter()
                 .filter(|(subject, scopes)| {
-                    let known = state.scopes.get(*subject);
-                    scopes.iter().any(|s| known.is_none_or(|k| !k.contains(s)))
+                    state
+                        .scopes
+                        .get(*subject)
+                        .is_none_or(|known| !known.contains_all_of(scopes))
                 })
-                .map(|(subject, _)| subject.clone())
+                .map(|(subject, _)| subject.text())
                 .collect()
         };
         // The old copy is freed after the lock is let go.
@@ -133,10 +208,11 @@ impl Suppressions {
     /// Adds a change this process committed.
     pub(super) fn add(&self, subject: &str, scope: &str) {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        let scopes = state.scopes.entry(subject.to_owned()).or_default();
-        if !scopes.iter().any(|s| s == scope) {
-            scopes.push(scope.to_owned());
-        }
+        state
+            .scopes
+            .entry(Subject::of(subject))
+            .or_default()
+            .add(scope);
     }
 
     /// The scopes a subject is suppressed for.
@@ -147,7 +223,11 @@ impl Suppressions {
                 "the suppression list could not be checked against the database".into(),
             ));
         }
-        Ok(state.scopes.get(subject).cloned().unwrap_or_default())
+        Ok(state
+            .scopes
+            .get(&Subject::of(subject))
+            .map(Scopes::names)
+            .unwrap_or_default())
     }
 
     /// Whether `subject` is suppressed for `purpose` (the copy as it stands).
@@ -155,8 +235,10 @@ impl Suppressions {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         state
             .scopes
-            .get(subject)
-            .is_some_and(|scopes| crate::compliance::suppression::stops(scopes, purpose))
+            .get(&Subject::of(subject))
+            .is_some_and(|scopes| {
+                scopes.has(crate::compliance::suppression::ALL_PURPOSES) || scopes.has(purpose)
+            })
     }
 
     /// The counter as this copy knows it.
@@ -192,9 +274,8 @@ impl Suppressions {
         {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
             for (subject, scope) in added {
-                let scopes = state.scopes.entry(subject.clone()).or_default();
-                if !scopes.contains(&scope) {
-                    scopes.push(scope);
+                let scopes = state.scopes.entry(Subject::of(&subject)).or_default();
+                if scopes.add(&scope) {
                     news.push(subject);
                 }
             }
@@ -229,7 +310,26 @@ pub(super) fn follow(pool: AnyPool, list: Weak<Suppressions>, every: Duration) {
 #[cfg(test)]
 mod tests {
     use super::super::Ledger;
-    use crate::compliance::suppression::MARKETING;
+    use super::{Scopes, Subject};
+    use crate::compliance::suppression::{ALL_PURPOSES, MARKETING};
+
+    #[test]
+    fn a_kept_subject_and_its_scopes_read_back_as_written() {
+        let hash = "0123456789abcdef".repeat(4);
+        assert!(matches!(Subject::of(&hash), Subject::Hash(_)));
+        assert_eq!(Subject::of(&hash).text(), hash);
+        for other in [hash.to_uppercase(), "s1".to_owned(), hash[..62].to_owned()] {
+            assert_eq!(Subject::of(&other), Subject::Other(other.clone().into()));
+            assert_eq!(Subject::of(&other).text(), other);
+        }
+        let mut scopes = Scopes::default();
+        assert!(scopes.add(MARKETING) && scopes.add("research") && !scopes.add(MARKETING));
+        assert_eq!(scopes.names(), [MARKETING, "research"]);
+        assert!(scopes.has("research") && !scopes.has(ALL_PURPOSES));
+        let mut all = Scopes::default();
+        all.add(ALL_PURPOSES);
+        assert!(!all.contains_all_of(&scopes) && scopes.contains_all_of(&Scopes::default()));
+    }
 
     /// A process following the list reads the rows added since the counter
     /// it knows, not the whole list again (with a million suppressions that
