@@ -18,6 +18,12 @@ fn enrichd(data_dir: &Path, args: &[&str]) -> Output {
 /// The binary with its state in `data_dir` and, if given, an inline
 /// `privacy.hash_key`.
 fn enrichd_keyed(data_dir: &Path, hash_key: Option<&str>, args: &[&str]) -> Output {
+    let key = hash_key.map(|k| ("ENRICHD__PRIVACY__HASH_KEY", k));
+    enrichd_with(data_dir, key.as_slice(), args)
+}
+
+/// The binary with its state in `data_dir` and these environment variables.
+fn enrichd_with(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_enrichd"));
     command
         .args(args)
@@ -36,9 +42,7 @@ fn enrichd_keyed(data_dir: &Path, hash_key: Option<&str>, args: &[&str]) -> Outp
         .env_remove("ENRICHD_DATA_DIR")
         .env_remove("RUST_LOG")
         .current_dir(std::env::temp_dir());
-    if let Some(key) = hash_key {
-        command.env("ENRICHD__PRIVACY__HASH_KEY", key);
-    }
+    command.envs(env.iter().copied());
     command.output().expect("runs")
 }
 
@@ -317,4 +321,60 @@ fn rotating_an_inline_hash_key_needs_a_file_for_the_new_value() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A one-shot `enrichd erase` whose answer came before the redaction was
+/// done (`ledger.erase_wait` is zero here) finishes it before it exits.
+#[tokio::test]
+async fn a_one_shot_erase_finishes_the_redaction_before_it_exits() {
+    use sqlx::Connection;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("state");
+    assert!(enrichd(&data, &enrich_args()).status.success());
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}", data.join("ledger.db").display());
+    let mut db = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+         INSERT INTO ledger (id, at_ms, caller, purpose, lawful_basis, consent_ref, lia_ref, \
+         contract_ref, subject, sources, field_categories, outcome, retain_until_ms, redacted, \
+         caller_id, on_behalf_of, reference, detail) SELECT printf('copy%028x', n.i), l.at_ms - n.i, l.caller, l.purpose, \
+         l.lawful_basis, l.consent_ref, l.lia_ref, l.contract_ref, l.subject, l.sources, \
+         l.field_categories, l.outcome, l.retain_until_ms, l.redacted, l.caller_id, \
+         l.on_behalf_of, l.reference, l.detail FROM n, (SELECT * FROM ledger LIMIT 1) AS l",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+
+    let erased = enrichd_with(
+        &data,
+        &[("ENRICHD__LEDGER__ERASE_WAIT", "0s")],
+        &[
+            "erase",
+            "--email",
+            "ann@example.test",
+            "--reference",
+            "DSR-9",
+        ],
+    );
+    assert!(
+        erased.status.success(),
+        "{}",
+        String::from_utf8_lossy(&erased.stderr)
+    );
+    let mut db = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let left: (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM ledger WHERE redacted = 0 AND purpose <> 'data_subject_request'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(left.0, 0, "every record redacted");
+    let pending: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pending_purge")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(pending.0, 0);
 }

@@ -383,7 +383,17 @@ async fn erase(args: EraseArgs) -> anyhow::Result<ExitCode> {
         startup::existing_ledger(&config)?;
     }
     let mut target = Target::open(&s.remote, &config, false).await?;
-    print_result(target.client.erase(as_cli(request)).await)
+    let done = print_result(target.client.erase(as_cli(request)).await)?;
+    if s.remote.remote.is_none() && !args.objection && done == ExitCode::SUCCESS {
+        // An answer that says `redactionPending` leaves the redaction going
+        // on in this process: a one-shot command finishes it before it exits.
+        crate::ledger::Ledger::open(&config.ledger.url)
+            .await
+            .with_context(|| "cannot open the ledger database (ledger.url)")?
+            .finish_purges()
+            .await?;
+    }
+    Ok(done)
 }
 
 async fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
