@@ -129,18 +129,31 @@ impl Ledger {
         after: i64,
         limit: i64,
     ) -> Result<Vec<(i64, String)>, LedgerError> {
-        let rows = sqlx::query(
-            "SELECT row_number, request FROM batch_rows \
-             WHERE job_id = $1 AND result IS NULL AND row_number > $2 \
-             ORDER BY row_number LIMIT $3",
-        )
+        self.row_page(id, after, limit, "request", false).await
+    }
+
+    /// One column of a job's rows after row `after`, answered or not, in
+    /// order, at most `limit`.
+    async fn row_page(
+        &self,
+        id: &str,
+        after: i64,
+        limit: i64,
+        column: &'static str,
+        answered: bool,
+    ) -> Result<Vec<(i64, String)>, LedgerError> {
+        let rows = sqlx::query(&format!(
+            "SELECT row_number, {column} FROM batch_rows WHERE job_id = $1 \
+             AND result IS {} NULL AND row_number > $2 ORDER BY row_number LIMIT $3",
+            if answered { "NOT" } else { "" }
+        ))
         .bind(id)
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("row_number")?, r.try_get("request")?)))
+            .map(|r| Ok((r.try_get("row_number")?, r.try_get(column)?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }
@@ -247,19 +260,7 @@ impl Ledger {
         after: i64,
         limit: i64,
     ) -> Result<Vec<(i64, String)>, LedgerError> {
-        let rows = sqlx::query(
-            "SELECT row_number, input FROM batch_rows WHERE job_id = $1 AND row_number > $2 \
-             AND result IS NOT NULL ORDER BY row_number LIMIT $3",
-        )
-        .bind(id)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("row_number")?, r.try_get("input")?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        self.row_page(id, after, limit, "input", true).await
     }
 
     /// Art. 15: the rows of batch jobs that hold a subject: job id, row,
