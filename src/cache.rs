@@ -107,6 +107,11 @@ impl Entry {
             .contains(subject)
     }
 
+    /// Its estimated size in bytes (what it weighs in the cache).
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
     pub fn age(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.stored_at)
     }

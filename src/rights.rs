@@ -185,7 +185,7 @@ impl Enricher {
             cluster.announce_erasure().await;
         }
         if kind.purges() {
-            erased.cache_entries_removed = self.engine().forget(&subject.hash).await;
+            erased.cache_entries_removed = self.forget(&subject.hash).await;
             self.purge(&subject.hash, &mut erased).await?;
         }
         let (outcome, detail) = match kind {
@@ -321,7 +321,7 @@ impl Enricher {
             .any(|s| s.scope == suppression::ALL_PURPOSES)
         {
             let _fenced = self.fence().erase(&subject.hash).await;
-            self.engine().forget(&subject.hash).await;
+            self.forget(&subject.hash).await;
         }
         let cached = self.engine().cached(&subject.hash).await;
         // Every page of one access ends where its first page began.

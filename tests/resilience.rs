@@ -489,3 +489,195 @@ async fn near_the_callers_deadline_the_answer_is_partial_not_deadline_exceeded()
     assert_eq!(slow.outcome(), Outcome::Timeout);
     assert!(slow.detail.contains("deadline"), "{}", slow.detail);
 }
+
+/// An answer with what differs between two calls of the same findings
+/// taken out: its ids, its times and the sources' latencies.
+fn timeless(mut r: pb::EnrichResponse) -> pb::EnrichResponse {
+    r.generated_at = None;
+    if let Some(c) = r.compliance.as_mut() {
+        c.processing_id.clear();
+        c.retain_until = None;
+    }
+    if let Some(c) = r.cache.as_mut() {
+        c.oldest_entry_age = None;
+    }
+    for o in &mut r.sources {
+        o.latency = None;
+        o.cache_age = None;
+    }
+    r
+}
+
+fn age_of(r: &pb::EnrichResponse, source: &str) -> Duration {
+    outcome(r, source).cache_age.unwrap().try_into().unwrap()
+}
+
+#[tokio::test]
+async fn a_fully_cached_answer_comes_again_from_its_memo_as_of_its_own_time() {
+    // Found by its address, not found on a messaging site, and a handle
+    // guessed from the local part that the name hint corroborates.
+    let server = MockServer::start().await;
+    for (path, template) in [
+        ("^/a/", found()),
+        ("^/b/", ResponseTemplate::new(404)),
+        ("^/c/", found()),
+    ] {
+        Mock::given(path_regex(path))
+            .respond_with(template)
+            .mount(&server)
+            .await;
+    }
+    let limits = "limits = { cache_ttl = \"1h\", negative_ttl = \"1h\" }";
+    let url = |id: &str| format!("{}/{id}/{{input}}", server.uri());
+    let catalog = catalog_from(&format!(
+        "{}{}{}",
+        test_source("a", "email_md5", &url("a"), limits),
+        test_source(
+            "b",
+            "email_md5",
+            &url("b"),
+            &format!("tags = [\"messaging\"]\n{limits}")
+        ),
+        test_source("c", "username", &url("c"), limits),
+    ));
+    let (app, clock) = app_on(catalog, "").await;
+    let mut client = app.client().await;
+    let mut ask = async || {
+        let mut request = email_request("ann@example.test");
+        request.hints.get_or_insert_with(Default::default).name = "Ann".into();
+        client.enrich(request).await.unwrap().into_inner()
+    };
+    // Fetched, then every source from the cache: that answer is kept.
+    ask().await;
+    assert_eq!(app.enricher.memos_held(), 0);
+    let cached = ask().await;
+    assert_eq!(
+        app.enricher.memos_held(),
+        1,
+        "a fully cached answer is kept"
+    );
+    assert!(
+        cached.sources.iter().all(|o| o.cached),
+        "{:?}",
+        cached.sources
+    );
+    assert_eq!(cached.profiles.len(), 2, "{:?}", cached.profiles);
+
+    let again = ask().await;
+    let id = |r: &pb::EnrichResponse| r.compliance.as_ref().unwrap().processing_id.clone();
+    assert_ne!(id(&again), id(&cached), "its own record");
+    assert_eq!(timeless(again.clone()), timeless(cached.clone()));
+    assert!(again.verification.is_some() && again.risk.is_some());
+    assert!(!again.messaging_apps.is_empty(), "{again:?}");
+
+    // Later: the same findings, as of the later time.
+    clock.advance(Duration::from_secs(90));
+    let later = ask().await;
+    assert_eq!(timeless(later.clone()), timeless(again.clone()));
+    let seconds = |t: &Option<pbjson_types::Timestamp>| t.as_ref().unwrap().seconds;
+    assert_eq!(
+        seconds(&later.generated_at),
+        seconds(&again.generated_at) + 90
+    );
+    let retain = |r: &pb::EnrichResponse| seconds(&r.compliance.as_ref().unwrap().retain_until);
+    assert_eq!(retain(&later), retain(&again) + 90);
+    let source = &again.sources.iter().find(|o| o.cached).unwrap().source_id;
+    assert_eq!(
+        age_of(&later, source),
+        age_of(&again, source) + Duration::from_secs(90)
+    );
+    let oldest = |r: &pb::EnrichResponse| -> Duration {
+        r.cache
+            .as_ref()
+            .unwrap()
+            .oldest_entry_age
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    assert_eq!(oldest(&later), oldest(&again) + Duration::from_secs(90));
+
+    // A request of another shape is not answered from it: without the name
+    // hint the guessed handle is only a possible match; above guesses, it
+    // is left out.
+    let sources = |profiles: &[pb::Profile]| -> Vec<String> {
+        profiles.iter().map(|p| p.source_id.clone()).collect()
+    };
+    let mut bare = email_request("ann@example.test");
+    let unhinted = client.enrich(bare.clone()).await.unwrap().into_inner();
+    assert_eq!(sources(&unhinted.profiles), ["a"]);
+    assert_eq!(sources(&unhinted.possible_matches), ["c"]);
+    bare.hints.get_or_insert_with(Default::default).name = "Ann".into();
+    bare.options = Some(pb::EnrichOptions {
+        min_confidence: pb::MatchConfidence::Exact.into(),
+        ..Default::default()
+    });
+    let exact = client.enrich(bare).await.unwrap().into_inner();
+    assert_eq!(sources(&exact.profiles), ["a"]);
+    assert!(exact.possible_matches.is_empty());
+    assert!(exact.sources.iter().all(|o| o.cached));
+}
+
+/// Answers "Ann 1", "Ann 2", … one a call.
+struct Numbered(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Respond for Numbered {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        ResponseTemplate::new(200).set_body_string(format!(r#"{{"user": {{"name": "Ann {n}"}}}}"#))
+    }
+}
+
+#[tokio::test]
+async fn a_memo_serves_only_the_entries_in_the_cache_and_goes_with_an_erasure() {
+    use pb::cache_policy::Mode;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (_server, catalog) = common::one_source(
+        "email_md5",
+        "limits = { cache_ttl = \"1h\", rate_limit = { per_second = 100, burst = 100 } }",
+        Numbered(calls.clone()),
+    )
+    .await;
+    let (app, clock) = app_on(catalog, "").await;
+    let mut client = app.client().await;
+    let ann = || email_request("ann@example.test");
+    let mut ask =
+        async |request: pb::EnrichRequest| client.enrich(request).await.unwrap().into_inner();
+    let name = |r: &pb::EnrichResponse| {
+        let p = &r.profiles[0];
+        p.display_name.as_ref().unwrap().value.clone()
+    };
+
+    assert_eq!(name(&ask(ann()).await), "Ann 1");
+    assert_eq!(name(&ask(ann()).await), "Ann 1");
+    assert_eq!(app.enricher.memos_held(), 1);
+    assert_eq!(name(&ask(ann()).await), "Ann 1", "from the memo");
+    // A refresh replaces the entry: the memo of the old one is not served.
+    assert_eq!(
+        name(&ask(with_cache(ann(), Mode::Refresh, None)).await),
+        "Ann 2"
+    );
+    let next = ask(ann()).await;
+    assert_eq!(name(&next), "Ann 2");
+    assert!(outcome(&next, "a").cached);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // Past the entry's TTL, the source is asked again.
+    ask(ann()).await;
+    clock.advance(Duration::from_secs(3601));
+    assert_eq!(name(&ask(ann()).await), "Ann 3");
+
+    // An erasure removes the memo with the cache entries.
+    ask(ann()).await;
+    assert_eq!(app.enricher.memos_held(), 1);
+    let erase = pb::EraseRequest {
+        identifier: Some(pb::erase_request::Identifier::Email(
+            "ann@example.test".into(),
+        )),
+        kind: pb::erase_request::Kind::Erasure.into(),
+        reference: "DSR-1".into(),
+        ..Default::default()
+    };
+    let erased = client.erase(erase).await.unwrap().into_inner();
+    assert_eq!(erased.cache_entries_removed, 1);
+    assert_eq!(app.enricher.memos_held(), 0, "nothing of Ann is held");
+}

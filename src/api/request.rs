@@ -35,9 +35,15 @@ const MAX_MASK_PATH_CHARS: usize = 128;
 /// so they are refused, never stripped.
 fn hidden_char(value: &str) -> Option<char> {
     use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-    value
-        .chars()
-        .find(|c| c.is_control() || c.general_category() == GeneralCategory::Format)
+    // ASCII holds controls (Cc) but no format characters: the table of
+    // general categories is asked only of the rest.
+    value.chars().find(|&c| {
+        if c.is_ascii() {
+            c.is_ascii_control()
+        } else {
+            c.is_control() || c.general_category() == GeneralCategory::Format
+        }
+    })
 }
 
 /// Checks a text field before anything records or echoes it: at most `max`

@@ -58,6 +58,7 @@ fn from_entry(source: &Source, input: &Input, entry: &Entry, now: Instant) -> As
         outcome,
         profile,
         retryable: false,
+        hit: None,
     }
 }
 
@@ -143,7 +144,9 @@ impl Engine {
             (Some(entry), _) if entry.is_fresh(now, policy.max_age) => {
                 self.cache_metric(source, CacheResult::Hit);
                 self.tie(&key, &entry, ctx.subject).await;
-                from_entry(source, input, &entry, now)
+                let mut asked = from_entry(source, input, &entry, now);
+                asked.hit = Some((key, entry));
+                asked
             }
             (Some(entry), CacheMode::CacheOnly) => {
                 self.cache_metric(source, CacheResult::Stale);

@@ -70,6 +70,9 @@ pub struct Asked {
     /// A transient failure worth retrying (connect error, 502/503/504, a 429
     /// without Retry-After), if the request is idempotent.
     pub retryable: bool,
+    /// The cache entry a fresh hit was answered from, and its key (the
+    /// pipeline's memo of a fully cached answer is checked against them).
+    pub hit: Option<(String, std::sync::Arc<crate::cache::Entry>)>,
 }
 
 impl Asked {
@@ -78,6 +81,7 @@ impl Asked {
             outcome,
             profile: None,
             retryable: false,
+            hit: None,
         }
     }
 }
@@ -124,6 +128,7 @@ pub async fn run(
             outcome: o,
             profile,
             retryable: false,
+            hit: None,
         }
     };
     let request = match preflight(source, h, input, env) {

@@ -38,6 +38,37 @@ pub struct Findings {
     pub profiles: Vec<Profile>,
     /// The cache keys this request read or wrote.
     pub cache_keys: Vec<String>,
+    /// The fresh cache hits: the outcome each answered, its key and entry.
+    pub hits: Vec<Hit>,
+}
+
+/// A fresh cache hit of one request: which outcome it answered, from which
+/// entry under which key.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub outcome: usize,
+    pub key: String,
+    pub entry: Arc<Entry>,
+}
+
+impl Findings {
+    /// Every source asked answered from a fresh cache entry, and every
+    /// other was left out by the request itself (its purpose, fields,
+    /// inputs, the depth limit or a disabled source): asked again with the
+    /// same entries in the cache, the engine would find the same.
+    pub fn from_fresh_entries(&self) -> bool {
+        let fresh = self
+            .outcomes
+            .iter()
+            .filter(|o| match o.outcome {
+                Outcome::Skipped(SkipReason::CacheOnly) => false,
+                Outcome::Skipped(_) => true,
+                _ => o.cached && !o.stale,
+            })
+            .count();
+        fresh == self.outcomes.len()
+            && self.hits.len() == self.outcomes.iter().filter(|o| o.cached).count()
+    }
 }
 
 pub struct Engine {
@@ -244,6 +275,42 @@ impl Engine {
         out
     }
 
+    /// The entries of these hits, if each is still the one under its key
+    /// in this process's cache (an erasure, an eviction or a refresh
+    /// replaced or removed it otherwise).
+    pub async fn still_cached(&self, hits: &[Hit]) -> Option<Vec<Arc<Entry>>> {
+        let cache = self.cache.as_ref()?;
+        let mut entries = Vec::with_capacity(hits.len());
+        for hit in hits {
+            let entry = cache.get(&hit.key).await?;
+            if !Arc::ptr_eq(&entry, &hit.entry) {
+                return None;
+            }
+            entries.push(entry);
+        }
+        Some(entries)
+    }
+
+    /// The ages of these hits' entries, if every one is still cached and
+    /// still fresh for `max_age`; counted as the cache hits they stand for.
+    pub async fn still_fresh(
+        &self,
+        hits: &[Hit],
+        max_age: Option<std::time::Duration>,
+    ) -> Option<Vec<std::time::Duration>> {
+        let entries = self.still_cached(hits).await?;
+        let now = self.clock.now();
+        if !entries.iter().all(|e| e.is_fresh(now, max_age)) {
+            return None;
+        }
+        for entry in &entries {
+            if let Some(guard) = self.guards.get(&entry.source_id) {
+                guard.count_cache(crate::resilience::CacheResult::Hit);
+            }
+        }
+        Some(entries.iter().map(|e| e.age(now)).collect())
+    }
+
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
     }
@@ -342,6 +409,14 @@ impl Engine {
                             next.push(pivot);
                         }
                     }
+                }
+                if let Some((key, entry)) = asked_result.hit {
+                    let outcome = findings.outcomes.len();
+                    findings.hits.push(Hit {
+                        outcome,
+                        key,
+                        entry,
+                    });
                 }
                 findings.outcomes.push(asked_result.outcome);
                 if let Some(p) = asked_result.profile {

@@ -6,6 +6,7 @@ use super::Enricher;
 use super::parse::Subject;
 use super::policy::Permitted;
 use super::query::EnrichQuery;
+use crate::compliance::policy::FieldPolicy;
 use crate::engine::Findings;
 use crate::identity::Identifier;
 use crate::model::Verification;
@@ -17,6 +18,21 @@ pub(super) struct Gathered {
 }
 
 impl Enricher {
+    /// The identifier's verification, when a wanted field needs it.
+    pub(super) async fn verify(
+        &self,
+        subject: &Subject,
+        fields: &FieldPolicy,
+    ) -> Option<Verification> {
+        if !fields.needs_verification() {
+            return None;
+        }
+        Some(match &subject.identifier {
+            Identifier::Email(email) => Verification::Email(self.verifier.check_email(email).await),
+            Identifier::Phone(phone) => Verification::Phone(self.verifier.check_phone(phone)),
+        })
+    }
+
     pub(super) async fn gather(
         &self,
         subject: &Subject,
@@ -24,17 +40,7 @@ impl Enricher {
         query: &EnrichQuery,
     ) -> Gathered {
         let fields = &permitted.fields;
-        let verification = async {
-            if !fields.needs_verification() {
-                return None;
-            }
-            Some(match &subject.identifier {
-                Identifier::Email(email) => {
-                    Verification::Email(self.verifier.check_email(email).await)
-                }
-                Identifier::Phone(phone) => Verification::Phone(self.verifier.check_phone(phone)),
-            })
-        };
+        let verification = self.verify(subject, fields);
         let sources = async {
             if !fields.needs_sources() {
                 return Findings::default();

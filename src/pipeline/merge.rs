@@ -17,6 +17,7 @@ use crate::model::{
 };
 
 /// The merged findings of one request.
+#[derive(Clone)]
 pub(super) struct Merged {
     pub verification: Option<Verification>,
     /// The person's profiles, best match first: confirmed, and guesses
@@ -51,6 +52,7 @@ pub(super) fn merge(
                 mut profiles,
                 outcomes,
                 cache_keys,
+                ..
             },
     } = gathered;
     if let Some(min) = query.min_confidence {
@@ -105,7 +107,7 @@ fn coverage(outcomes: &[SourceOutcome], min_coverage: f64) -> Coverage {
 
 /// How many sources were asked, how many of those answered from the cache,
 /// and the oldest cached answer used.
-fn cache_info(outcomes: &[SourceOutcome], mode: CacheMode) -> CacheInfo {
+pub(super) fn cache_info(outcomes: &[SourceOutcome], mode: CacheMode) -> CacheInfo {
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     let asked = outcomes
         .iter()

@@ -11,6 +11,7 @@ mod comply;
 mod corroborate;
 mod gate;
 mod gather;
+mod memo;
 mod merge;
 mod parse;
 mod policy;
@@ -140,6 +141,8 @@ pub struct Enricher {
     clock: SharedClock,
     erase_wait: std::time::Duration,
     fence: ErasureFence,
+    /// Fully cached answers' findings, per person (`memo`).
+    memos: memo::Memos,
     cluster: Option<Arc<Cluster>>,
     /// The catalog's Art. 9 sites, never asked, as every answer that ran
     /// the sources accounts for them.
@@ -155,16 +158,26 @@ pub(crate) fn unavailable(e: LedgerError) -> Error {
 /// Erasures committed by other processes reach this one's cache: the
 /// people the suppression list gains (read every 200 ms, and at once when a
 /// replica announces an erasure through Redis) are dropped from it.
-fn follow_erasures(ledger: &Ledger, engine: &Engine, cluster: Option<&Cluster>) {
+fn follow_erasures(
+    ledger: &Ledger,
+    engine: &Engine,
+    memos: &memo::Memos,
+    cluster: Option<&Cluster>,
+) {
     if let Some(cache) = engine.local_cache() {
         let mut news = ledger.suppression_news();
+        let memos = memos.clone();
         tokio::spawn(async move {
             loop {
                 match news.recv().await {
-                    Ok(subject) => drop(crate::cache::forget(&cache, &subject).await),
+                    Ok(subject) => {
+                        drop(crate::cache::forget(&cache, &subject).await);
+                        memos.forget(&subject);
+                    }
                     // Too many at once to tell which: drop everything.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        cache.invalidate_all()
+                        cache.invalidate_all();
+                        memos.forget_all();
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
@@ -205,6 +218,7 @@ impl Enricher {
             .map_err(BuildError::Http)?;
         let cluster = Cluster::start(&settings.cluster);
         let art9_sites_not_asked = crate::compliance::special::sites_not_asked(&catalog);
+        let memos = memo::Memos::new(settings.cache.max_bytes / 4);
         let engine = Engine::new(
             Arc::new(catalog),
             EngineParts {
@@ -221,7 +235,7 @@ impl Enricher {
         let ledger =
             Ledger::open_following(&settings.ledger_url, settings.ledger_follow_every).await?;
         ledger.bind_hash_key(&hasher.fingerprint()).await?;
-        follow_erasures(&ledger, &engine, cluster.as_deref());
+        follow_erasures(&ledger, &engine, &memos, cluster.as_deref());
         Ok(Self {
             purposes: PurposeRegistry::new(&settings.purposes),
             scoring: ScoringData::load(&settings.scoring)?,
@@ -234,6 +248,7 @@ impl Enricher {
             clock: settings.clock,
             erase_wait: settings.erase_wait,
             fence: ErasureFence::default(),
+            memos,
             cluster,
             art9_sites_not_asked,
         })
@@ -274,6 +289,12 @@ impl Enricher {
         self.erase_wait
     }
 
+    /// How many people's fully cached answers this process holds (tests).
+    #[doc(hidden)]
+    pub fn memos_held(&self) -> u64 {
+        self.memos.held()
+    }
+
     pub(crate) fn fence(&self) -> &ErasureFence {
         &self.fence
     }
@@ -290,9 +311,28 @@ impl Enricher {
                 .await;
         }
         let permitted = policy::policy(ground, &query);
-        let gathered = self.gather(&subject, &permitted, &query).await;
-        let mut merged = merge::merge(gathered, &query, self.catalog(), self.min_coverage, now);
-        let scores = self.score(&merged, &permitted.fields, &query, now);
+        let (mut merged, interests, memo) =
+            match self.recall(&subject, &permitted, &query, now).await {
+                Some((merged, interests)) => (merged, interests, None),
+                None => {
+                    let mut gathered = self.gather(&subject, &permitted, &query).await;
+                    let fresh = gathered.findings.from_fresh_entries();
+                    let hits = std::mem::take(&mut gathered.findings.hits);
+                    let merged =
+                        merge::merge(gathered, &query, self.catalog(), self.min_coverage, now);
+                    let interests = self.interests(&merged, &query);
+                    let memo = fresh
+                        .then(|| {
+                            let clock = &self.clock;
+                            memo::Memo::of(
+                                &subject, &permitted, &query, &merged, &interests, hits, clock,
+                            )
+                        })
+                        .flatten();
+                    (merged, interests, memo)
+                }
+            };
+        let scores = self.score(&merged, interests, &permitted.fields, &query, now);
         let disclosed = self
             .comply(permitted, &mut merged, scores, &subject.hash, &query, now)
             .await?;
@@ -310,13 +350,27 @@ impl Enricher {
                 .await?
         };
         let Some(id) = id else {
+            self.memos.forget(&subject.hash);
             self.engine.drop_entries(&merged.cache_keys).await;
             let ground = disclosed.compliance.ground;
             return self
                 .answer_suppressed(query, ground, &subject.hash, now)
                 .await;
         };
+        // Kept while the fence is held: an erasure removes it after.
+        if let Some(memo) = memo {
+            self.memos.keep(&subject.hash, memo, &self.engine).await;
+        }
         Ok(answer::enriched(query, id, subject, disclosed, merged, now))
+    }
+
+    /// Removes what this process holds of the person beyond the ledger:
+    /// the cached answers their enrichments used (here and in the shared
+    /// tier) and the memo of their fully cached answer. Returns how many
+    /// cache entries there were.
+    pub(crate) async fn forget(&self, subject: &str) -> u32 {
+        self.memos.forget(subject);
+        self.engine.forget(subject).await
     }
 
     /// A suppressed person's answer, recorded.

@@ -17,7 +17,7 @@ use crate::model::{
 /// The tag that marks a messaging platform in the catalog.
 pub const MESSAGING_TAG: &str = "messaging";
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct RoleFindings {
     pub breaches: Vec<Breach>,
     pub phone_line: Option<PhoneLine>,

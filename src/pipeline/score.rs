@@ -17,19 +17,27 @@ pub(super) struct Scores {
 }
 
 impl Enricher {
-    pub(super) fn score(
-        &self,
-        merged: &Merged,
-        fields: &FieldPolicy,
-        query: &EnrichQuery,
-        now: DateTime<Utc>,
-    ) -> Scores {
-        let catalog = self.catalog();
+    /// The interests of the merged profiles (they do not depend on the
+    /// time, and are kept with a fully cached answer's memo).
+    pub(super) fn interests(&self, merged: &Merged, query: &EnrichQuery) -> ScoredInterests {
         let defaults = &self.scoring.weights.interests;
         let options = interests::InterestOptions {
             min_score: query.min_interest_score.unwrap_or(defaults.min_score),
             max: query.max_interests.unwrap_or(defaults.max_interests),
         };
+        interests::score(&merged.profiles, self.catalog(), &self.scoring, options)
+    }
+
+    /// Footprint and risk, as of `now`, with the interests scored before.
+    pub(super) fn score(
+        &self,
+        merged: &Merged,
+        interests: ScoredInterests,
+        fields: &FieldPolicy,
+        query: &EnrichQuery,
+        now: DateTime<Utc>,
+    ) -> Scores {
+        let catalog = self.catalog();
         let profiles = &merged.profiles;
         let footprint = footprint::score(profiles, catalog, &self.scoring, now);
         let verification = merged.verification.as_ref();
@@ -45,7 +53,7 @@ impl Enricher {
             risk::score(v, &evidence, hint, &self.scoring, now)
         });
         Scores {
-            interests: interests::score(profiles, catalog, &self.scoring, options),
+            interests,
             footprint,
             risk,
         }

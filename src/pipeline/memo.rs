@@ -1,0 +1,211 @@
+//! The memo of a fully cached answer. A CRM asks about the same contact
+//! every time someone opens it; when every source answered from a fresh
+//! cache entry, what the sources found, merged, and the interests scored
+//! from it can only change when one of those entries does. So they are
+//! kept per person (with the entries they came from) and reused while
+//! every entry is still the one under its key in the cache and still
+//! fresh for the caller. Everything else is done again for each call: the
+//! gate, the suppression list, the verification (the MX cache has its own
+//! TTL), the cache ages, the footprint and risk (they depend on the time),
+//! the compliance block and the ledger record.
+//!
+//! A memo is a copy of what the cache holds of a person, so it goes where
+//! the cache goes: an erasure removes it with the person's cache entries
+//! (under the erasure fence), one learnt from another process removes it
+//! too, and it expires when the first of its entries stops being fresh.
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::merge::{self, Merged};
+use super::parse::Subject;
+use super::policy::Permitted;
+use super::query::EnrichQuery;
+use super::{Enricher, roles};
+use crate::clock::SharedClock;
+use crate::compliance::policy::FieldPolicy;
+use crate::engine::{Engine, Hit};
+use crate::identity::Identifier;
+use crate::model::{CacheMode, Confidence, ScoredInterests};
+
+/// What of a request decides what the sources find, how it is merged and
+/// which interests are scored (the cache policy decides only whether the
+/// entries may be used, and is checked against them on each call).
+struct Shape {
+    identifier: Identifier,
+    purpose: String,
+    fields: FieldPolicy,
+    min_confidence: Option<Confidence>,
+    name_hint: Option<String>,
+    min_interest_score: Option<f64>,
+    max_interests: Option<usize>,
+}
+
+impl Shape {
+    fn of(subject: &Subject, permitted: &Permitted, query: &EnrichQuery) -> Self {
+        Self {
+            identifier: subject.identifier.clone(),
+            purpose: permitted.ground.purpose.id.clone(),
+            fields: permitted.fields.clone(),
+            min_confidence: query.min_confidence,
+            name_hint: query.name_hint.clone(),
+            min_interest_score: query.min_interest_score,
+            max_interests: query.max_interests,
+        }
+    }
+
+    fn fits(&self, subject: &Subject, permitted: &Permitted, query: &EnrichQuery) -> bool {
+        self.identifier == subject.identifier
+            && self.purpose == permitted.ground.purpose.id
+            && self.fields == permitted.fields
+            && self.min_confidence == query.min_confidence
+            && self.name_hint == query.name_hint
+            && self.min_interest_score == query.min_interest_score
+            && self.max_interests == query.max_interests
+    }
+}
+
+/// One person's fully cached findings, merged, and their interests.
+pub(super) struct Memo {
+    shape: Shape,
+    /// Without the verification, which is done for each call.
+    merged: Merged,
+    interests: ScoredInterests,
+    hits: Vec<Hit>,
+    /// How long until the first of its entries stops being fresh.
+    fresh_for: Duration,
+    weight: u32,
+}
+
+impl Memo {
+    /// The memo of a request whose sources all answered from the cache.
+    pub(super) fn of(
+        subject: &Subject,
+        permitted: &Permitted,
+        query: &EnrichQuery,
+        merged: &Merged,
+        interests: &ScoredInterests,
+        hits: Vec<Hit>,
+        clock: &SharedClock,
+    ) -> Option<Self> {
+        if hits.is_empty() || query.cache.mode == CacheMode::Refresh {
+            return None;
+        }
+        let now = clock.now();
+        let fresh_for = hits
+            .iter()
+            .map(|h| h.entry.ttl.saturating_sub(h.entry.age(now)))
+            .min()?;
+        // Its own copy of the findings, and the entries it keeps alive.
+        let weight = hits
+            .iter()
+            .fold(0u32, |w, h| w.saturating_add(h.entry.weight()))
+            .saturating_mul(2);
+        let mut merged = merged.clone();
+        merged.verification = None;
+        Some(Self {
+            shape: Shape::of(subject, permitted, query),
+            merged,
+            interests: interests.clone(),
+            hits,
+            fresh_for,
+            weight,
+        })
+    }
+}
+
+/// The memos of this process, by subject, bounded in (estimated) bytes.
+#[derive(Clone)]
+pub(crate) struct Memos(moka::sync::Cache<String, Arc<Memo>>);
+
+struct UntilStale;
+
+impl moka::Expiry<String, Arc<Memo>> for UntilStale {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        memo: &Arc<Memo>,
+        _at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(memo.fresh_for)
+    }
+}
+
+impl Memos {
+    /// At most `max_bytes` of memos (a quarter of the answer cache's bound:
+    /// they are copies of its entries).
+    pub(crate) fn new(max_bytes: u64) -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|_: &String, memo: &Arc<Memo>| memo.weight)
+                .expire_after(UntilStale)
+                .build(),
+        )
+    }
+
+    /// Drops the person's memo (an erasure, or an answer withheld).
+    pub(crate) fn forget(&self, subject: &str) {
+        self.0.invalidate(subject);
+    }
+
+    pub(crate) fn held(&self) -> u64 {
+        self.0.run_pending_tasks();
+        self.0.entry_count()
+    }
+
+    pub(crate) fn forget_all(&self) {
+        self.0.invalidate_all();
+    }
+
+    /// Keeps `memo` for the person, unless one of its entries left the
+    /// cache meanwhile (an erasure learnt from another process removes the
+    /// entries, then the memo: whichever order this runs in, none is left).
+    pub(super) async fn keep(&self, subject: &str, memo: Memo, engine: &Engine) {
+        let hits = memo.hits.clone();
+        self.0.insert(subject.to_owned(), Arc::new(memo));
+        if engine.still_cached(&hits).await.is_none() {
+            self.forget(subject);
+        }
+    }
+}
+
+impl Enricher {
+    /// The merged findings and interests of the person's memo, restamped
+    /// for `now`, if the request fits it and its entries are all still
+    /// cached and fresh for the caller.
+    pub(super) async fn recall(
+        &self,
+        subject: &Subject,
+        permitted: &Permitted,
+        query: &EnrichQuery,
+        now: DateTime<Utc>,
+    ) -> Option<(Merged, ScoredInterests)> {
+        if query.cache.mode == CacheMode::Refresh {
+            return None;
+        }
+        let started = std::time::Instant::now();
+        let memo = self.memos.0.get(&subject.hash)?;
+        if !memo.shape.fits(subject, permitted, query) {
+            return None;
+        }
+        let ages = self
+            .engine
+            .still_fresh(&memo.hits, query.cache.max_age)
+            .await?;
+        let verification = self.verify(subject, &permitted.fields).await;
+        let mut merged = memo.merged.clone();
+        let latency = started.elapsed();
+        for (hit, age) in memo.hits.iter().zip(ages) {
+            let outcome = &mut merged.outcomes[hit.outcome];
+            outcome.cache_age = Some(age);
+            outcome.latency = latency;
+        }
+        merged.verification = verification;
+        merged.cache = merge::cache_info(&merged.outcomes, query.cache.mode);
+        merged.messaging_apps =
+            roles::messaging_apps(&merged.profiles, &merged.outcomes, self.catalog(), now);
+        Some((merged, memo.interests.clone()))
+    }
+}
