@@ -76,11 +76,15 @@ pub(crate) fn record_of(
 /// processing in milliseconds, then 74 random bits. Ids in time order keep
 /// the ledger's primary-key inserts at the end of its index (one page a
 /// commit group, not one random page a record); the time they carry is the
-/// answer's own `generatedAt`.
+/// answer's own `generatedAt`. The random bits come from the thread's
+/// generator (rand's `ThreadRng`, a CSPRNG the OS seeds), not from a
+/// system call per id.
 fn new_id(now: DateTime<Utc>) -> String {
-    let secs = u64::try_from(now.timestamp()).unwrap_or_default();
-    let at = uuid::Timestamp::from_unix(uuid::NoContext, secs, now.timestamp_subsec_nanos());
-    uuid::Uuid::new_v7(at).simple().to_string()
+    let ms = u64::try_from(now.timestamp_millis()).unwrap_or_default();
+    uuid::Builder::from_unix_timestamp_millis(ms, &rand::random::<[u8; 10]>())
+        .into_uuid()
+        .simple()
+        .to_string()
 }
 
 impl Enricher {
