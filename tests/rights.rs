@@ -409,6 +409,32 @@ async fn the_next_enrichment_after_another_process_erases_is_suppressed() {
     }
 }
 
+/// Another process's erasure reaches what this one keeps of the person
+/// beyond its cache entries: the memo of their fully cached answer.
+#[tokio::test]
+async fn another_process_s_erasure_removes_the_memo_of_the_person_s_answer() {
+    let (_site, app) = app_knowing_everyone().await;
+    let mut client = app.client().await;
+    for _ in 0..2 {
+        client
+            .enrich(email_request("ann@example.test"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(app.enricher.memos_held(), 1, "fetched, then fully cached");
+    erase_in_another_process(&app, "ann@example.test").await;
+    assert!(app.enricher.ledger().follower().follow_now().await);
+    // The list's news reaches the task that follows it for the caches.
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while app.enricher.memos_held() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the memo outlived the erasure"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn access_says_when_in_which_scope_and_under_which_reference_a_person_objected_or_was_erased()
 {
