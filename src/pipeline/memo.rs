@@ -89,7 +89,8 @@ impl Memo {
         hits: Vec<Hit>,
         clock: &SharedClock,
     ) -> Option<Self> {
-        if hits.is_empty() || query.cache.mode == CacheMode::Refresh {
+        // A refresh asks every source: it has no hits, so no memo.
+        if hits.is_empty() {
             return None;
         }
         let now = clock.now();
