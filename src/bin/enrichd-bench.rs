@@ -233,9 +233,57 @@ fn request(email: &str) -> pb::EnrichRequest {
 
 /// The baselines of `hot`: the same tonic server, a handler that answers at
 /// once, with an empty answer or with a copy of the real one (what the
-/// transport alone costs for an answer of that size).
+/// transport alone costs for an answer of that size); with a ledger, it
+/// first commits the record a real call writes through enrichd's own
+/// ledger writer: the floor under any `Enrich` that records every call.
 #[derive(Clone)]
-struct Echo(Arc<pb::EnrichResponse>);
+struct Echo {
+    answer: Arc<pb::EnrichResponse>,
+    ledger: Option<Arc<enrichd::ledger::Ledger>>,
+    subject: Arc<str>,
+}
+
+/// A record like the one `Enrich` writes for `HOT` (ten sources, five
+/// field categories, the same claim).
+fn hot_record(subject: &str) -> enrichd::ledger::Record {
+    let now = chrono::Utc::now();
+    let ms = u64::try_from(now.timestamp_millis()).unwrap_or_default();
+    let list = |prefix: &str, n: usize| (0..n).map(|i| format!("{prefix}{i}")).collect();
+    enrichd::ledger::Record {
+        id: uuid::Builder::from_unix_timestamp_millis(ms, &rand::random::<[u8; 10]>())
+            .into_uuid()
+            .simple()
+            .to_string(),
+        at_ms: now.timestamp_millis(),
+        caller: "anonymous".into(),
+        caller_id: String::new(),
+        on_behalf_of: String::new(),
+        purpose: "marketing".into(),
+        lawful_basis: "legitimate_interests".into(),
+        consent_ref: String::new(),
+        lia_ref: "LIA-BENCH".into(),
+        contract_ref: String::new(),
+        subject: subject.to_owned(),
+        sources: list("s", 10),
+        field_categories: vec![
+            "profiles".into(),
+            "attributes".into(),
+            "interests".into(),
+            "footprint".into(),
+            "messaging_apps".into(),
+        ],
+        outcome: enrichd::ledger::LedgerOutcome::Enriched,
+        retain_until_ms: now.timestamp_millis() + 365 * 86_400_000,
+        redacted: false,
+        reference: String::new(),
+        detail: String::new(),
+    }
+}
+
+fn hot_subject() -> String {
+    use enrichd::identity::{Email, Identifier};
+    hasher().hash(&Identifier::Email(Email::parse(HOT).unwrap()).canonical())
+}
 
 #[tonic::async_trait]
 impl pb::enrichment_server::Enrichment for Echo {
@@ -243,7 +291,13 @@ impl pb::enrichment_server::Enrichment for Echo {
         &self,
         r: tonic::Request<pb::EnrichRequest>,
     ) -> Result<tonic::Response<pb::EnrichResponse>, tonic::Status> {
-        let mut answer = (*self.0).clone();
+        if let Some(ledger) = &self.ledger {
+            ledger
+                .record(hot_record(&self.subject))
+                .await
+                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        }
+        let mut answer = (*self.answer).clone();
         answer.request_id = r.into_inner().request_id;
         Ok(tonic::Response::new(answer))
     }
@@ -276,15 +330,20 @@ impl pb::enrichment_server::Enrichment for Echo {
     }
 }
 
-async fn start_echo(answer: pb::EnrichResponse) -> SocketAddr {
+async fn start_echo(
+    answer: pb::EnrichResponse,
+    ledger: Option<enrichd::ledger::Ledger>,
+) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
             .timeout(Duration::from_secs(30))
-            .add_service(pb::enrichment_server::EnrichmentServer::new(Echo(
-                Arc::new(answer),
-            )))
+            .add_service(pb::enrichment_server::EnrichmentServer::new(Echo {
+                answer: Arc::new(answer),
+                ledger: ledger.map(Arc::new),
+                subject: hot_subject().into(),
+            }))
             .serve_with_incoming(
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             ),
@@ -482,11 +541,17 @@ async fn hot(args: &Args) -> Value {
     let url = ledger_url(&dir).await;
     let (server, answer) = hot_server(dir, url).await;
     let answer_bytes = prost::Message::encoded_len(&answer);
-    let echo = start_echo(pb::EnrichResponse::default()).await;
+    let echo = start_echo(pb::EnrichResponse::default(), None).await;
     let run = |addr, call, rate| load(addr, args.clients, args.seconds, call, rate);
     let echo = run(echo, Call::Enrich(HOT), None).await;
-    let sized = start_echo(answer).await;
+    let sized = start_echo(answer.clone(), None).await;
     let sized = run(sized, Call::Enrich(HOT), None).await;
+    let floor_dir = tempfile::tempdir().unwrap();
+    let floor_ledger = enrichd::ledger::Ledger::open(&ledger_url(&floor_dir).await)
+        .await
+        .unwrap();
+    let floor = start_echo(answer, Some(floor_ledger)).await;
+    let floor = run(floor, Call::Enrich(HOT), None).await;
     let health = run(server.addr, Call::Health, None).await;
     let own = run(server.addr, Call::Enrich(HOT), None).await;
     // Half the health check's throughput, paced: the latency a CRM sees.
@@ -499,6 +564,9 @@ async fn hot(args: &Args) -> Value {
         "enrichd_rps": own.rps.round(), "health_rps": health.rps.round(), "ratio_to_health": ratio(own.rps, health.rps),
         "echo_rps": echo.rps.round(), "ratio_to_echo": ratio(own.rps, echo.rps),
         "sized_echo_rps": sized.rps.round(), "ratio_to_sized_echo": ratio(own.rps, sized.rps),
+        "recorded_echo_rps": floor.rps.round(), "ratio_to_recorded_echo": ratio(own.rps, floor.rps),
+        "recorded_echo_ratio_to_health": ratio(floor.rps, health.rps), "recorded_echo_cpu_us": floor.cpu_us.round(),
+        "recorded_echo_p99_ms": ms(floor.p99),
         "enrichd_cpu_us": own.cpu_us.round(), "health_cpu_us": health.cpu_us.round(), "sized_echo_cpu_us": sized.cpu_us.round(),
         "cpu_ratio_to_health": ratio(health.cpu_us, own.cpu_us), "cpu_ratio_to_sized_echo": ratio(sized.cpu_us, own.cpu_us),
         "enrichd_p50_ms": ms(own.p50), "enrichd_p99_ms": ms(own.p99),
@@ -512,14 +580,13 @@ async fn hot(args: &Args) -> Value {
 /// Writes `rows` ledger rows, `person` of them for `HOT`'s subject (as
 /// enriched), the rest for other subjects, in multi-row inserts.
 async fn fill_ledger(url: &str, rows: usize, person: usize) {
-    use enrichd::identity::{Email, Identifier};
     let ledger = enrichd::ledger::Ledger::open(url).await.unwrap();
     drop(ledger); // migrated; the rows go in through a plain connection
     sqlx::any::install_default_drivers();
     let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
         .await
         .unwrap();
-    let subject = hasher().hash(&Identifier::Email(Email::parse(HOT).unwrap()).canonical());
+    let subject = hot_subject();
     let now = chrono::Utc::now().timestamp_millis();
     let chunk = 500;
     let mut written = 0;
