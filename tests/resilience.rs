@@ -681,3 +681,72 @@ async fn a_memo_serves_only_the_entries_in_the_cache_and_goes_with_an_erasure() 
     assert_eq!(erased.cache_entries_removed, 1);
     assert_eq!(app.enricher.memos_held(), 0, "nothing of Ann is held");
 }
+
+#[tokio::test]
+async fn a_memo_s_footprint_ages_its_oldest_account_with_the_clock() {
+    use pb::cache_policy::Mode;
+    let server = MockServer::start().await;
+    Mock::given(path_regex("^/a/"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"user": {"name": "Ann", "created": "2016-02-11T10:11:12+00:00"}}"#,
+        ))
+        .mount(&server)
+        .await;
+    let source = test_source(
+        "a",
+        "email_md5",
+        &format!("{}/a/{{input}}", server.uri()),
+        "limits = { cache_ttl = \"200d\" }",
+    )
+    .replace(
+        "[source.extract]\n",
+        "[source.extract]\ncreated_at = { json = \"/user/created\" }\n",
+    );
+    let (app, clock) = app_on(catalog_from(&source), "").await;
+    let mut client = app.client().await;
+    let mut ask = async |mode| {
+        let request = with_cache(email_request("ann@example.test"), mode, None);
+        client.enrich(request).await.unwrap().into_inner()
+    };
+    let years = |r: &pb::EnrichResponse| {
+        let footprint = r.footprint.as_ref().expect("a footprint");
+        let age = footprint
+            .components
+            .iter()
+            .find(|c| c.name == "account_age");
+        age.expect("an account age").value
+    };
+    ask(Mode::Use).await;
+    let before = ask(Mode::Use).await;
+    assert_eq!(
+        app.enricher.memos_held(),
+        1,
+        "a fully cached answer is kept"
+    );
+
+    // 73 days later (a fifth of a year), still within the cache's TTL: the
+    // answer comes from the memo, its oldest account a fifth of a year older.
+    clock.advance(Duration::from_secs(73 * 86_400));
+    let later = ask(Mode::Use).await;
+    assert_eq!(app.enricher.memos_held(), 1);
+    assert!(
+        later.sources.iter().all(|o| o.cached),
+        "{:?}",
+        later.sources
+    );
+    let grown = years(&later) - years(&before);
+    assert!(
+        (grown - 0.2).abs() < 0.011,
+        "{} -> {}",
+        years(&before),
+        years(&later)
+    );
+    // As the whole pipeline scores it at that time.
+    let fetched = ask(Mode::Refresh).await;
+    assert!(
+        fetched.sources.iter().all(|o| !o.cached),
+        "{:?}",
+        fetched.sources
+    );
+    assert_eq!(later.footprint, fetched.footprint);
+}

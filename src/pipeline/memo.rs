@@ -1,13 +1,14 @@
 //! The memo of a fully cached answer. A CRM asks about the same contact
 //! every time someone opens it; when every source answered from a fresh
-//! cache entry, what the sources found, merged, and the interests scored
-//! from it can only change when one of those entries does. So they are
-//! kept per person (with the entries they came from) and reused while
-//! every entry is still the one under its key in the cache and still
-//! fresh for the caller. Everything else is done again for each call: the
-//! gate, the suppression list, the verification (the MX cache has its own
-//! TTL), the cache ages, the footprint and risk (they depend on the time),
-//! the compliance block and the ledger record.
+//! cache entry, what the sources found, merged, the interests scored from
+//! it and its footprint (all but the accounts' age) can only change when
+//! one of those entries does. So they are kept per person (with the
+//! entries they came from) and reused while every entry is still the one
+//! under its key in the cache and still fresh for the caller. Everything
+//! else is done again for each call: the gate, the suppression list, the
+//! verification (the MX cache has its own TTL), the cache ages, the
+//! accounts' age and the risk (they depend on the time), the compliance
+//! block and the ledger record.
 //!
 //! A memo is a copy of what the cache holds of a person, so it goes where
 //! the cache goes: an erasure removes it with the person's cache entries
@@ -22,12 +23,13 @@ use super::merge::{self, Merged};
 use super::parse::Subject;
 use super::policy::Permitted;
 use super::query::EnrichQuery;
+use super::score::Lasting;
 use super::{Enricher, roles};
 use crate::clock::SharedClock;
 use crate::compliance::policy::FieldPolicy;
 use crate::engine::{Engine, Hit};
 use crate::identity::Identifier;
-use crate::model::{CacheMode, Confidence, ScoredInterests};
+use crate::model::{CacheMode, Confidence};
 
 /// What of a request decides what the sources find, how it is merged and
 /// which interests are scored (the cache policy decides only whether the
@@ -66,12 +68,13 @@ impl Shape {
     }
 }
 
-/// One person's fully cached findings, merged, and their interests.
+/// One person's fully cached findings, merged, and what of their scores
+/// does not depend on the time.
 pub(super) struct Memo {
     shape: Shape,
     /// Without the verification, which is done for each call.
     merged: Merged,
-    interests: ScoredInterests,
+    lasting: Lasting,
     hits: Vec<Hit>,
     /// How long until the first of its entries stops being fresh.
     fresh_for: Duration,
@@ -85,7 +88,7 @@ impl Memo {
         permitted: &Permitted,
         query: &EnrichQuery,
         merged: &Merged,
-        interests: &ScoredInterests,
+        lasting: &Lasting,
         hits: Vec<Hit>,
         clock: &SharedClock,
     ) -> Option<Self> {
@@ -108,7 +111,7 @@ impl Memo {
         Some(Self {
             shape: Shape::of(subject, permitted, query),
             merged,
-            interests: interests.clone(),
+            lasting: lasting.clone(),
             hits,
             fresh_for,
             weight,
@@ -173,7 +176,7 @@ impl Memos {
 }
 
 impl Enricher {
-    /// The merged findings and interests of the person's memo, restamped
+    /// The merged findings and lasting scores of the person's memo, restamped
     /// for `now`, if the request fits it and its entries are all still
     /// cached and fresh for the caller.
     pub(super) async fn recall(
@@ -182,7 +185,7 @@ impl Enricher {
         permitted: &Permitted,
         query: &EnrichQuery,
         now: DateTime<Utc>,
-    ) -> Option<(Merged, ScoredInterests)> {
+    ) -> Option<(Merged, Lasting)> {
         if query.cache.mode == CacheMode::Refresh {
             return None;
         }
@@ -208,6 +211,6 @@ impl Enricher {
         merged.cache = merge::cache_info(&merged.outcomes, query.cache.mode);
         merged.messaging_apps =
             roles::messaging_apps(&merged.profiles, &merged.outcomes, self.catalog(), now);
-        Some((merged, memo.interests.clone()))
+        Some((merged, memo.lasting.clone()))
     }
 }

@@ -311,28 +311,25 @@ impl Enricher {
                 .await;
         }
         let permitted = policy::policy(ground, &query);
-        let (mut merged, interests, memo) =
-            match self.recall(&subject, &permitted, &query, now).await {
-                Some((merged, interests)) => (merged, interests, None),
-                None => {
-                    let mut gathered = self.gather(&subject, &permitted, &query).await;
-                    let fresh = gathered.findings.from_fresh_entries();
-                    let hits = std::mem::take(&mut gathered.findings.hits);
-                    let merged =
-                        merge::merge(gathered, &query, self.catalog(), self.min_coverage, now);
-                    let interests = self.interests(&merged, &query);
-                    let memo = fresh
-                        .then(|| {
-                            let clock = &self.clock;
-                            memo::Memo::of(
-                                &subject, &permitted, &query, &merged, &interests, hits, clock,
-                            )
-                        })
-                        .flatten();
-                    (merged, interests, memo)
-                }
-            };
-        let scores = self.score(&merged, interests, &permitted.fields, &query, now);
+        let (mut merged, lasting, memo) = match self.recall(&subject, &permitted, &query, now).await
+        {
+            Some((merged, lasting)) => (merged, lasting, None),
+            None => {
+                let mut gathered = self.gather(&subject, &permitted, &query).await;
+                let fresh = gathered.findings.from_fresh_entries();
+                let hits = std::mem::take(&mut gathered.findings.hits);
+                let merged = merge::merge(gathered, &query, self.catalog(), self.min_coverage, now);
+                let lasting = self.lasting(&merged, &query);
+                let memo = fresh
+                    .then(|| {
+                        let clock = &self.clock;
+                        memo::Memo::of(&subject, &permitted, &query, &merged, &lasting, hits, clock)
+                    })
+                    .flatten();
+                (merged, lasting, memo)
+            }
+        };
+        let scores = self.score(&merged, lasting, &permitted.fields, &query, now);
         let disclosed = self
             .comply(permitted, &mut merged, scores, &subject.hash, &query, now)
             .await?;

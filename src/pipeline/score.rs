@@ -9,6 +9,14 @@ use crate::compliance::policy::FieldPolicy;
 use crate::model::{Footprint, Risk, ScoredInterests};
 use crate::scoring::{footprint, interests, risk};
 
+/// What of the scores does not depend on the time (kept with a fully
+/// cached answer's memo): the interests and the footprint's basis.
+#[derive(Clone)]
+pub(super) struct Lasting {
+    pub interests: ScoredInterests,
+    pub footprint: footprint::Basis,
+}
+
 pub(super) struct Scores {
     pub interests: ScoredInterests,
     pub footprint: Footprint,
@@ -17,29 +25,35 @@ pub(super) struct Scores {
 }
 
 impl Enricher {
-    /// The interests of the merged profiles (they do not depend on the
-    /// time, and are kept with a fully cached answer's memo).
-    pub(super) fn interests(&self, merged: &Merged, query: &EnrichQuery) -> ScoredInterests {
+    /// The interests of the merged profiles and their footprint's basis.
+    pub(super) fn lasting(&self, merged: &Merged, query: &EnrichQuery) -> Lasting {
         let defaults = &self.scoring.weights.interests;
         let options = interests::InterestOptions {
             min_score: query.min_interest_score.unwrap_or(defaults.min_score),
             max: query.max_interests.unwrap_or(defaults.max_interests),
         };
-        interests::score(&merged.profiles, self.catalog(), &self.scoring, options)
+        let (profiles, catalog) = (&merged.profiles, self.catalog());
+        Lasting {
+            interests: interests::score(profiles, catalog, &self.scoring, options),
+            footprint: footprint::Basis::of(profiles, catalog, &self.scoring),
+        }
     }
 
-    /// Footprint and risk, as of `now`, with the interests scored before.
+    /// Footprint and risk as of `now`, from what was scored before.
     pub(super) fn score(
         &self,
         merged: &Merged,
-        interests: ScoredInterests,
+        lasting: Lasting,
         fields: &FieldPolicy,
         query: &EnrichQuery,
         now: DateTime<Utc>,
     ) -> Scores {
-        let catalog = self.catalog();
         let profiles = &merged.profiles;
-        let footprint = footprint::score(profiles, catalog, &self.scoring, now);
+        let Lasting {
+            interests,
+            footprint,
+        } = lasting;
+        let footprint = footprint.at(&self.scoring, now);
         let verification = merged.verification.as_ref();
         let risk = verification.filter(|_| fields.wants("risk")).map(|v| {
             let hint = query.name_hint.as_deref();
