@@ -146,11 +146,47 @@ async fn a_bad_body_is_refused_naming_the_field() {
         .post(format!("{}/v1/enrich", http.base))
         .header("content-type", "text/plain")
         .body("email=a@example.test");
-    let (status, _) = http.send(plain).await;
+    let (status, answer) = http.send(plain).await;
     assert_eq!(status, 415);
+    assert_eq!(
+        answer["error"]["code"], 415,
+        "the body's code is the HTTP code"
+    );
     let (status, answer) = http.get("/v1/nothing").await;
     assert_eq!(status, 404);
     assert_eq!(answer["error"]["status"], "NOT_FOUND");
+
+    // A known endpoint, the wrong method: 405, the methods it takes, and the
+    // same JSON error.
+    let answer = http
+        .client
+        .get(format!("{}/v1/enrich", http.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 405);
+    assert_eq!(answer.headers()["allow"], "POST");
+    let error: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    assert_eq!(error["error"]["code"], 405, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not take GET"),
+        "{error}"
+    );
+
+    // Two identifiers: the second is named, and the rule.
+    let both =
+        json!({ "email": "a@example.test", "phone": "+14155550100", "purpose": "marketing" });
+    let (status, answer) = http.post("/v1/enrich", &both, None).await;
+    assert_eq!(status, 400, "{answer}");
+    let violation = &answer["error"]["details"][0]["fieldViolations"][0];
+    assert_eq!(violation["field"], "phone", "{answer}");
+    assert_eq!(
+        violation["description"],
+        "give one identifier, once: either email or phone"
+    );
 }
 
 #[tokio::test]

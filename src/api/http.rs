@@ -137,9 +137,8 @@ fn body_refused(rejection: &axum::extract::rejection::BytesRejection) -> Respons
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
     while let Some(e) = cause {
         if let Some(late) = e.downcast_ref::<BodyTimedOut>() {
-            let mut refused = error_response(&Status::deadline_exceeded(late.to_string()));
-            *refused.status_mut() = StatusCode::REQUEST_TIMEOUT;
-            return refused;
+            let late = Status::deadline_exceeded(late.to_string());
+            return error_response_as(StatusCode::REQUEST_TIMEOUT, &late);
         }
         cause = e.source();
     }
@@ -153,9 +152,7 @@ fn body_refused(rejection: &axum::extract::rejection::BytesRejection) -> Respons
             rejection.body_text()
         ))
     };
-    let mut refused = error_response(&status);
-    *refused.status_mut() = rejection.status();
-    refused
+    error_response_as(rejection.status(), &status)
 }
 
 /// Gives each request's body `timeout` to arrive (see `BodyDeadline`).
@@ -213,6 +210,7 @@ pub fn router(
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(move |request, next| {
             body_deadline(timeout, request, next)
@@ -313,11 +311,12 @@ async fn submit_batch(
             crate::batch::Format::Jsonl
         }
         _ => {
-            let mut refused = error_response(&Status::invalid_argument(
-                "content-type: send the list as text/csv (with a header row) or application/x-ndjson",
-            ));
-            *refused.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-            return refused;
+            return error_response_as(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &Status::invalid_argument(
+                    "content-type: send the list as text/csv (with a header row) or application/x-ndjson",
+                ),
+            );
         }
     };
     let mut claim = serde_json::Map::new();
@@ -525,6 +524,15 @@ async fn not_found() -> Response {
     ))
 }
 
+/// A known endpoint asked with a method it does not take (axum adds the
+/// `Allow` header).
+async fn method_not_allowed(method: axum::http::Method) -> Response {
+    let status = Status::unimplemented(format!(
+        "this endpoint does not take {method}; see the Allow header, or /openapi.json"
+    ));
+    error_response_as(StatusCode::METHOD_NOT_ALLOWED, &status)
+}
+
 /// Parses the body as the request message's JSON, calls the method with
 /// the caller's credentials, and answers its JSON or its status.
 async fn call<Req, Resp, F>(g: &Gateway, headers: &HeaderMap, body: &[u8], method: F) -> Response
@@ -540,11 +548,10 @@ where
             .to_str()
             .is_ok_and(|k| k.trim_start().starts_with("application/json"))
     {
-        let mut refused = error_response(&Status::invalid_argument(
-            "content-type: send application/json",
-        ));
-        *refused.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-        return refused;
+        return error_response_as(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &Status::invalid_argument("content-type: send application/json"),
+        );
     }
     let message: Req = match parse(body) {
         Ok(message) => message,
@@ -582,12 +589,20 @@ fn parse<Req: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Req, Status> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let message = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
+        let why = e.into_inner().to_string();
+        // The identifier is a oneof: a second one reads as a duplicate.
+        for field in ["email", "phone"] {
+            if why.starts_with(&format!("duplicate field `{field}`")) {
+                let why = "give one identifier, once: either email or phone";
+                return bad_field(field, why);
+            }
+        }
         let field = if path == "." || path.is_empty() {
             "body".to_owned()
         } else {
             path
         };
-        bad_field(&field, &e.into_inner().to_string())
+        bad_field(&field, &why)
     })?;
     de.end().map_err(|e| bad_field("body", &e.to_string()))?;
     Ok(message)
@@ -627,6 +642,12 @@ fn status_name(code: Code) -> String {
 
 /// A refusal: the HTTP code, and the status with its details as JSON.
 pub fn error_response(status: &Status) -> Response {
+    error_response_as(http_code(status.code()), status)
+}
+
+/// A refusal whose HTTP code is more precise than its gRPC code's (413,
+/// 415, 408, 405); the body's `code` is the HTTP code, as on every refusal.
+fn error_response_as(code: StatusCode, status: &Status) -> Response {
     let details = status.get_error_details();
     let mut out = Vec::new();
     if let Some(bad) = details.bad_request() {
@@ -660,7 +681,6 @@ pub fn error_response(status: &Status) -> Response {
             "retryDelay": format!("{}s", delay.as_secs_f64()),
         }));
     }
-    let code = http_code(status.code());
     let mut response = (
         code,
         Json(json!({ "error": {
