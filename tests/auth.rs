@@ -137,6 +137,45 @@ async fn without_a_key_every_rpc_but_health_and_reflection_is_unauthenticated() 
 }
 
 #[tokio::test]
+async fn the_bearer_scheme_is_read_in_any_case_and_two_credentials_are_refused() {
+    let app = TestApp::spawn(AUTH_ON).await;
+    let reader = app
+        .keys()
+        .await
+        .create(key("crm", &[Scope::Sources]))
+        .await
+        .unwrap();
+    let mut client = app.client().await;
+    let with = |values: &[String]| {
+        let mut request = tonic::Request::new(pb::ListSourcesRequest::default());
+        for value in values {
+            let value = value.parse().unwrap();
+            request.metadata_mut().append("authorization", value);
+        }
+        request
+    };
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let header = format!("{scheme} {}", reader.secret);
+        let answer = client.list_sources(with(&[header])).await;
+        assert!(answer.is_ok(), "{scheme}: {answer:?}");
+    }
+    // Two credentials, even with one good: neither is taken.
+    let two = [
+        format!("Bearer {}", reader.secret),
+        "Bearer junk".to_owned(),
+    ];
+    let refused = client.list_sources(with(&two)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert_eq!(
+        refused.message(),
+        "authorization: send one header, not several"
+    );
+    // A scheme with no key.
+    let bare = client.list_sources(with(&["Bearer ".to_owned()])).await;
+    assert_eq!(bare.unwrap_err().code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
 async fn scopes_and_purposes_are_enforced_and_named() {
     let app = TestApp::spawn(AUTH_ON).await;
     let keys = app.keys().await;

@@ -219,6 +219,30 @@ async fn http_callers_need_a_key_with_the_scope_like_grpc_callers() {
     );
     let (status, answer) = http.post("/v1/enrich", &body, Some(&crm.secret)).await;
     assert_eq!(status, 200, "{answer}");
+    // The scheme in any case; two credentials, even one of them good, never.
+    let sent = |values: &[String]| {
+        let mut request = http
+            .client
+            .post(format!("{}/v1/enrich", http.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for value in values {
+            request = request.header("authorization", value);
+        }
+        request
+    };
+    let (status, answer) = http.send(sent(&[format!("bearer {}", crm.secret)])).await;
+    assert_eq!(status, 200, "{answer}");
+    let two = [
+        format!("Bearer {}", crm.secret),
+        format!("Bearer {}", dpo.secret),
+    ];
+    let (status, answer) = http.send(sent(&two)).await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(
+        answer["error"]["message"],
+        "authorization: send one header, not several"
+    );
 
     // The ledger says who asked, over HTTP as over gRPC.
     let (status, report) = http

@@ -558,12 +558,12 @@ where
         Err(status) => return error_response(&status),
     };
     let mut request = tonic::Request::new(message);
+    // Every value, as sent: the gRPC side refuses two credentials.
     for name in ["authorization", "x-caller"] {
-        if let Some(value) = headers
-            .get(name)
-            .and_then(|v| tonic::metadata::MetadataValue::try_from(v.as_bytes()).ok())
-        {
-            request.metadata_mut().insert(name, value);
+        for value in headers.get_all(name) {
+            if let Ok(value) = tonic::metadata::MetadataValue::try_from(value.as_bytes()) {
+                request.metadata_mut().append(name, value);
+            }
         }
     }
     match tokio::time::timeout(g.timeout, method(request)).await {

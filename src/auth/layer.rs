@@ -94,15 +94,17 @@ impl Authenticator {
         headers: &http::HeaderMap,
         extensions: &http::Extensions,
     ) -> Result<Caller, Status> {
-        if let Some(value) = headers.get(http::header::AUTHORIZATION) {
-            let secret = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim)
-                .ok_or_else(|| {
-                    Status::unauthenticated("authorization: expected \"Bearer <API key>\"")
-                })?;
+        let mut given = headers.get_all(http::header::AUTHORIZATION).iter();
+        if let Some(value) = given.next() {
+            // Two credentials (a proxy that added one, say): neither is taken.
+            if given.next().is_some() {
+                return Err(Status::unauthenticated(
+                    "authorization: send one header, not several",
+                ));
+            }
+            let secret = bearer(value).ok_or_else(|| {
+                Status::unauthenticated("authorization: expected \"Bearer <API key>\"")
+            })?;
             return match self.keys.authenticate(secret).await {
                 Ok(Ok(caller)) => Ok(caller),
                 Ok(Err(refused)) => {
@@ -220,4 +222,12 @@ where
             inner.call(request).await.map_err(Into::into)
         })
     }
+}
+
+/// The key of an `authorization: Bearer <key>` header (the scheme in any
+/// case, RFC 9110 section 11.1).
+fn bearer(value: &http::HeaderValue) -> Option<&str> {
+    let (scheme, key) = value.to_str().ok()?.split_once(' ')?;
+    let key = key.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
 }
