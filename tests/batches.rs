@@ -291,7 +291,7 @@ async fn only_the_owner_sees_a_job_and_a_refused_claim_stores_nothing() {
     let (code, refused) = submit(&app, CLAIM, "id,city\n1,Paris\n", Some(&owner)).await;
     assert_eq!(code, 400, "{refused}");
     let message = refused["error"]["message"].as_str().unwrap();
-    assert!(message.starts_with("body: "), "{message}");
+    assert!(message.starts_with("body: no email or phone column"), "{message}");
     assert!(message.contains("emailColumn"), "{message}");
     // A list sent as something else is refused by its type.
     let answer = reqwest::Client::new()
@@ -346,6 +346,20 @@ async fn only_the_owner_sees_a_job_and_a_refused_claim_stores_nothing() {
             .unwrap()
             .starts_with("webhookUrl: is longer than 2048")
     );
+    // A webhook that could never be delivered is refused at once, not
+    // after its retries: a link-local (cloud metadata) or loopback address
+    // not listed in batch.webhook_private_origins.
+    for hook in ["http://169.254.169.254/latest", "http://localhost:9/hook"] {
+        let query = format!("{CLAIM}&webhookUrl={hook}");
+        let (code, refused) = submit(&app, &query, &list(1), Some(&owner)).await;
+        assert_eq!(code, 400, "{refused}");
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("webhookUrl: ")
+                && message.contains("is a private, loopback or link-local address"),
+            "{message}"
+        );
+    }
     let wide: Vec<String> = (0..500)
         .map(|i| format!("col{i}{}", "x".repeat(100)))
         .collect();

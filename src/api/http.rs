@@ -364,10 +364,21 @@ async fn submit_batch(
             ));
         }
     };
+    if let Some(why) = webhook_url
+        .as_ref()
+        .and_then(|u| batches.jobs.webhook_refused(u))
+    {
+        return error_response(&bad_field("webhookUrl", &why));
+    }
     let choose = "the emailColumn or phoneColumn query parameter";
     let rows = match crate::batch::read_rows_from(body.as_ref(), "body", format, &columns, choose) {
         Ok(rows) => rows,
-        Err(e) => return error_response(&bad_field("body", &e.to_string())),
+        Err(e) => {
+            // The reader names its input ("body: ..."); the field says it.
+            let why = e.to_string();
+            let why = why.strip_prefix("body: ").unwrap_or(&why);
+            return error_response(&bad_field("body", why));
+        }
     };
     let submission = crate::batch::jobs::Submission {
         caller,

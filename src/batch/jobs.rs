@@ -78,6 +78,20 @@ impl Jobs {
         self.enricher.ledger()
     }
 
+    /// Why a webhook could never be delivered to `url` (a non-public
+    /// address not in `batch.webhook_private_origins`), if it could not:
+    /// said when the job is submitted, not after its retries.
+    pub fn webhook_refused(&self, url: &url::Url) -> Option<String> {
+        match crate::fetch::check_destination(url, &self.webhook_origins) {
+            Ok(()) => None,
+            Err(crate::fetch::FetchError::Blocked(why)) => Some(format!(
+                "{why}; a webhook reaches public addresses only, or the origins \
+                 listed in batch.webhook_private_origins"
+            )),
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
     fn now_ms(&self) -> i64 {
         self.enricher.clock().utc().timestamp_millis()
     }
@@ -572,6 +586,11 @@ impl Jobs {
                 }
                 Ok(Ok(answer)) => {
                     warn!(job = %id, attempt, status = %answer.status, "batch webhook refused")
+                }
+                // A destination refused by policy stays refused: no retries.
+                Ok(Err(e @ crate::fetch::FetchError::Blocked(_))) => {
+                    warn!(job = %id, attempt, error = %e, "batch webhook refused by the network policy");
+                    break;
                 }
                 Ok(Err(e)) => warn!(job = %id, attempt, error = %e, "batch webhook failed"),
                 Err(_) => warn!(job = %id, attempt, "batch webhook timed out"),
