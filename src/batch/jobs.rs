@@ -587,11 +587,6 @@ impl Jobs {
                 Ok(Ok(answer)) => {
                     warn!(job = %id, attempt, status = %answer.status, "batch webhook refused")
                 }
-                // A destination refused by policy stays refused: no retries.
-                Ok(Err(e @ crate::fetch::FetchError::Blocked(_))) => {
-                    warn!(job = %id, attempt, error = %e, "batch webhook refused by the network policy");
-                    break;
-                }
                 Ok(Err(e)) => warn!(job = %id, attempt, error = %e, "batch webhook failed"),
                 Err(_) => warn!(job = %id, attempt, "batch webhook timed out"),
             }
