@@ -291,7 +291,10 @@ async fn only_the_owner_sees_a_job_and_a_refused_claim_stores_nothing() {
     let (code, refused) = submit(&app, CLAIM, "id,city\n1,Paris\n", Some(&owner)).await;
     assert_eq!(code, 400, "{refused}");
     let message = refused["error"]["message"].as_str().unwrap();
-    assert!(message.starts_with("body: no email or phone column"), "{message}");
+    assert!(
+        message.starts_with("body: no email or phone column"),
+        "{message}"
+    );
     assert!(message.contains("emailColumn"), "{message}");
     // A list sent as something else is refused by its type.
     let answer = reqwest::Client::new()

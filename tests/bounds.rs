@@ -414,3 +414,49 @@ async fn a_client_that_never_reads_gets_bounded_work_and_then_a_status() {
     drop(tx);
     assert_eq!(site.len(), worked, "no work after the stream ended");
 }
+
+#[tokio::test]
+async fn http_headers_that_trickle_in_are_cut_off_at_the_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The idle timeout is far off: only the headers' deadline can close it.
+    let app = TestApp::spawn(
+        "[dns]\nenabled = false\n[server]\nhttp_listen = \"127.0.0.1:0\"\nrequest_timeout = \"500ms\"\nidle_timeout = \"10m\"\n",
+    )
+    .await;
+    let http = app.http_addr.expect("HTTP is served");
+    let conn = TcpStream::connect(http).await.unwrap();
+    let (mut read, mut write) = conn.into_split();
+    // A header byte every 100 ms, never the blank line that ends them.
+    let trickle = tokio::spawn(async move {
+        write.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if write.write_all(b"x").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(HUNG, read.read_to_end(&mut answer))
+        .await
+        .expect("closed, not held while the headers trickle")
+        .ok();
+    trickle.abort();
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+
+    // A client that sends its request at once is served as before.
+    let mut conn = TcpStream::connect(http).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(HUNG, conn.read_to_end(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}

@@ -408,6 +408,69 @@ pub async fn track_http(
     }
 }
 
+/// How the HTTP port serves each connection: hyper's protocols with the
+/// gRPC port's HTTP/2 bounds, and a deadline for a request's headers.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpServing {
+    /// An HTTP/1 request's headers must arrive whole within this (hyper's
+    /// `header_read_timeout`): a client trickling them is cut off.
+    pub headers_within: Duration,
+    pub max_concurrent_streams: u32,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+}
+
+/// Serves `router` on the connections `listener` accepts until `until`
+/// resolves, then lets each connection finish what it has in flight.
+pub async fn serve_http(
+    mut listener: Bounded,
+    router: axum::Router,
+    serving: HttpServing,
+    until: impl Future<Output = ()>,
+) {
+    use axum::serve::Listener;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(serving.headers_within);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(serving.max_concurrent_streams)
+        .keep_alive_interval(serving.keepalive_interval)
+        .keep_alive_timeout(serving.keepalive_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut until = std::pin::pin!(until);
+    loop {
+        let (io, info) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = until.as_mut() => break,
+        };
+        // What `ConnectInfo` reads, as axum's own server provides it.
+        let service = router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(info.clone()));
+                request
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+        });
+    }
+    graceful.shutdown().await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

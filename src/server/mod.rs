@@ -344,6 +344,12 @@ impl Application {
             info!(addr = ?listener.local_addr().ok(), "enrichd serving JSON over HTTP (/v1/..., /openapi.json)");
             let mut stopped = http_stopped;
             let http_limits = limits.clone();
+            let serving = connections::HttpServing {
+                headers_within: server_cfg.request_timeout,
+                max_concurrent_streams: server_cfg.max_concurrent_streams,
+                keepalive_interval: server_cfg.http2_keepalive_interval,
+                keepalive_timeout: server_cfg.http2_keepalive_timeout,
+            };
             tokio::spawn(async move {
                 let until = async move {
                     let _ = stopped.wait_for(|s| *s).await;
@@ -353,15 +359,7 @@ impl Application {
                     Ok(listener) => listener,
                     Err(e) => return warn!(error = %e, "the HTTP listener stopped"),
                 };
-                if let Err(e) = axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<connections::ConnInfo>(),
-                )
-                .with_graceful_shutdown(until)
-                .await
-                {
-                    warn!(error = %e, "the HTTP listener stopped");
-                }
+                connections::serve_http(listener, router, serving, until).await;
             });
         }
         let mut builder = Server::builder();
