@@ -1,6 +1,7 @@
 //! No personal data in logs: the whole sandbox flow (enrich by email and by
 //! phone, erase, access) with every log line captured at TRACE, searched for
 //! the identifiers, names and bio text of the answer.
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::io::Write;

@@ -2,6 +2,7 @@
 //! descriptors it measures are its own: 100 idle streams and 1,000 idle
 //! connections leave memory and descriptors bounded and health SERVING,
 //! and all are closed by their timeouts.
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

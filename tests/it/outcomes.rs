@@ -1,7 +1,7 @@
 //! Honest outcomes: "not found" only when enough sources answered; when
 //! they errored the answer is incomplete, the ledger says so, and risk does
 //! not count a missing footprint against the person.
-mod common;
+use crate::common;
 
 use common::{TestApp, email_request};
 use enrichd::ledger::{Ledger, LedgerOutcome};

@@ -1,6 +1,6 @@
 //! Hostile and broken sites: each ends as the right outcome, never a false
 //! found or a false not-found, and the call still answers.
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::time::Duration;

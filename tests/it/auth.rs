@@ -1,6 +1,6 @@
 //! Callers over real gRPC connections: API keys with scopes, purposes,
 //! quotas, expiry and revocation; the ledger's caller; TLS and mTLS.
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

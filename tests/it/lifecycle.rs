@@ -1,6 +1,6 @@
 //! Load shedding and graceful shutdown, with a call held in flight by a DNS
 //! gate (no sleeps: the test waits for the query to reach the gate).
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

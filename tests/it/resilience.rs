@@ -1,6 +1,6 @@
 //! The cache, the per-source limits and the resilience of the engine, against
 //! local servers that count what reaches them.
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,5 +1,5 @@
 //! The real server on port 0, called with the generated tonic client.
-mod common;
+use crate::common;
 
 use common::{TestApp, email_request, phone_request};
 use enrichd::proto::v1 as pb;

@@ -4,7 +4,7 @@
 //! Each test has its own key prefix and schema, so they run in parallel on
 //! the shared Redis (127.0.0.1:6379) and PostgreSQL; they fail, never skip,
 //! when either cannot be reached.
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -444,7 +444,7 @@ pub async fn run_readme_block(
     base: String,
     cwd: &std::path::Path,
 ) -> Vec<serde_json::Value> {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../README.md");
     let script = readme
         .split(&format!("<!-- {marker} -->"))
         .nth(1)

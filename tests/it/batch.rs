@@ -1,6 +1,6 @@
 //! Batch enrichment: EnrichStream over gRPC, and `enrichd batch` on a
 //! 10,000-row list that is killed halfway and resumed.
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Command, Stdio};

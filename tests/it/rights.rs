@@ -2,7 +2,7 @@
 //! person's own data, an erasure that wins a race with an enrichment in
 //! flight, an erasure by another process that reaches the running server,
 //! and an access report that says when and why a person was suppressed.
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

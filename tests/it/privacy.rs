@@ -1,6 +1,6 @@
 //! Lawful processing as behaviour, through the gRPC API: purpose policy,
 //! field masks, the suppression list, Erase, Access and the ledger.
-mod common;
+use crate::common;
 
 use common::{TestApp, catalog_from, email_request, test_source};
 use enrichd::proto::v1 as pb;

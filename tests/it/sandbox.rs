@@ -1,5 +1,5 @@
 //! The sandbox's documented people, through the real pipeline.
-mod common;
+use crate::common;
 
 use common::{email_request, outcome_of, phone_request};
 use enrichd::proto::v1 as pb;

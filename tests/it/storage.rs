@@ -1,7 +1,7 @@
 //! State that cannot be lost by accident: one data directory, a ledger that
 //! refuses another hash key, private files, a database file that is whole
 //! after a clean stop, and a backup taken while the server runs.
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Scores: tables of cases over hand-made findings, and a golden test on the
 //! sandbox's Jane.
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

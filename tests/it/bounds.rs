@@ -3,7 +3,7 @@
 //! shed. Run over real loopback connections. (The memory and descriptor
 //! bound runs alone in tests/loopback_bounds.rs, so that its measurements
 //! are its own.)
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

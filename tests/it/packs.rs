@@ -2,7 +2,7 @@
 //! detection rules replayed by a local server that answers every site as
 //! WhatsMyName's own data says the site answers (`e_code`/`e_string` for an
 //! account, `m_code`/`m_string` for none).
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,7 @@ use enrichd::proto::v1 as pb;
 use pb::source_outcome::Outcome;
 use serde_json::Value;
 
-const WMN: &str = include_str!("../data/whatsmyname/wmn-data.json");
+const WMN: &str = include_str!("../../data/whatsmyname/wmn-data.json");
 const KNOWN: &str = "zzreplayuser";
 const NOBODY: &str = "zznobodyhere";
 

@@ -1,6 +1,6 @@
 //! JSON over HTTP, called with a real HTTP client against the running
 //! server: the same answers, callers, scopes and refusals as gRPC.
-mod common;
+use crate::common;
 
 use common::{TestApp, email_request, with_key};
 use enrichd::auth::Scope;

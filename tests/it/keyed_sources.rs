@@ -4,7 +4,7 @@
 //! never asked, until their secrets are set; with them set, each secret goes
 //! where the API wants it and never into the answer, and the answer gains
 //! breaches, the phone line and the mailbox check.
-mod common;
+use crate::common;
 
 use common::{TestApp, email_request, fixture, phone_request, real_catalog, real_catalog_with};
 use enrichd::proto::v1 as pb;

@@ -1,6 +1,6 @@
 //! The real catalog (`config/sources/`) against recorded responses in the
 //! real sites' formats (`tests/fixtures/`), served by a local server.
-mod common;
+use crate::common;
 
 use common::{email_request, enrich_with, fixture, outcome_of, profile_of, real_catalog};
 use enrichd::proto::v1 as pb;

@@ -1,6 +1,6 @@
 //! Catalogs as data: validation reports every problem at once, a new file is
 //! used without a rebuild, ListSources shows the catalog.
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! against running servers: a job survives a restart with every row
 //! answered once, its webhook is signed and retried, only its owner sees
 //! it, a refused claim stores nothing, and an erasure reaches its rows.
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! with `missing.status`; formats cited in `tests/fixtures/README.md`): each
 //! is asked once for a known account and once for a missing one, through
 //! the same HTTP client and detection the engine uses, on a local server.
-mod common;
+use crate::common;
 
 use enrichd::catalog::Catalog;
 use enrichd::catalog::input::Input;

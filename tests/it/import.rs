@@ -1,6 +1,6 @@
 //! `enrichd sources import`: community site lists become catalog files whose
 //! check types behave as declared.
-mod common;
+use crate::common;
 
 use enrichd::catalog::Catalog;
 use enrichd::catalog::import::{Format, import};

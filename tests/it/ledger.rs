@@ -1,7 +1,7 @@
 //! The ledger and the suppression list on both backends: SQLite (a file) and
 //! the real PostgreSQL server on 127.0.0.1:5432 (database `test`; `.ci/run`
 //! starts it). The PostgreSQL tests fail, never skip, when it is down.
-mod common;
+use crate::common;
 
 use enrichd::compliance::suppression::{ALL_PURPOSES, MARKETING};
 use enrichd::ledger::{Ledger as Store, LedgerOutcome, Record};

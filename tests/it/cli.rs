@@ -1,5 +1,5 @@
 //! The `enrichd` binary as an operator runs it.
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

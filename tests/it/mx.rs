@@ -1,5 +1,5 @@
 //! MX checks against a real DNS server on loopback.
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
