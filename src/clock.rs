@@ -1,6 +1,13 @@
 //! Time as a dependency. Cache freshness, breakers, pauses after
 //! `Retry-After`, ledger times and retention read an injected clock, so tests
 //! advance time instead of sleeping.
+//!
+//! This is the one file that reads the operating system's clocks (clippy's
+//! `disallowed-methods` holds the rest of the code to it): what the product
+//! decides reads a [`SharedClock`]; how long a piece of work really took (a
+//! latency figure, a metric) is a [`Stopwatch`], which decides nothing.
+#![allow(clippy::disallowed_methods)] // the one home of the system clocks
+
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,6 +67,27 @@ impl Clock for SystemClock {
 
     fn utc(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+}
+
+/// How long real work takes, on the monotonic clock: for latency figures
+/// and metrics only. A decision (a deadline, an expiry, a pause) reads the
+/// injected [`SharedClock`] instead, so a test can move it.
+#[derive(Clone, Copy, Debug)]
+pub struct Stopwatch(Instant);
+
+impl Stopwatch {
+    pub fn start() -> Self {
+        Self(Instant::now())
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+
+    /// When it was started (for a library that asks for an `Instant`).
+    pub fn started(&self) -> Instant {
+        self.0
     }
 }
 

@@ -3,7 +3,6 @@
 //! codes, never request data.
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -104,7 +103,12 @@ pub async fn bind_metrics(addr: SocketAddr) -> std::io::Result<tokio::net::TcpLi
 /// Records one finished call: a counter by method, caller and gRPC code, and
 /// a latency histogram by method. The caller label is the name of a key or
 /// certificate an operator created (bounded, never a secret, never a person).
-pub fn record_call(method: &'static str, caller: &str, started: Instant, code: tonic::Code) {
+pub fn record_call(
+    method: &'static str,
+    caller: &str,
+    started: crate::clock::Stopwatch,
+    code: tonic::Code,
+) {
     metrics::counter!(REQUESTS_TOTAL, "method" => method, "caller" => caller.to_owned(), "code" => code_name(code))
         .increment(1);
     metrics::histogram!(REQUEST_DURATION, "method" => method)

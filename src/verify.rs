@@ -5,7 +5,7 @@
 //! that times out says `mx: error`, it never fails the request.
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::identity::{Email, PhoneNumber};
 use crate::model::{EmailVerification, MxCheck, MxHost, MxStatus, PhoneVerification};
@@ -166,7 +166,7 @@ impl Verifier {
     /// The domain's mail exchangers: from the MX cache, or looked up,
     /// bounded by the configured timeout.
     pub async fn check_mx(&self, ascii_domain: &str) -> MxCheck {
-        let started = Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let Some(resolver) = &self.resolver else {
             return MxCheck {
                 status: MxStatus::Skipped,
@@ -223,7 +223,7 @@ impl Verifier {
             Ok(Ok(lookup)) => {
                 let ttl = lookup
                     .valid_until()
-                    .saturating_duration_since(Instant::now())
+                    .saturating_duration_since(tokio::time::Instant::now().into_std())
                     .min(MX_MAX_TTL);
                 let mut hosts: Vec<MxHost> = lookup
                     .answers()

@@ -1,6 +1,9 @@
 //! No personal data in logs: the whole sandbox flow (enrich by email and by
 //! phone, erase, access) with every log line captured at TRACE, searched for
 //! the identifiers, names and bio text of the answer.
+// Tests time real servers and processes from outside; the code they test
+// reads the injected clock (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 #[path = "it/common/mod.rs"]
 mod common;
 

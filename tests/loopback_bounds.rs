@@ -2,6 +2,9 @@
 //! descriptors it measures are its own: 100 idle streams and 1,000 idle
 //! connections leave memory and descriptors bounded and health SERVING,
 //! and all are closed by their timeouts.
+// Tests time real servers and processes from outside; the code they test
+// reads the injected clock (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 #[path = "it/common/mod.rs"]
 mod common;
 

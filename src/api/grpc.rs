@@ -1,7 +1,7 @@
 //! The gRPC handlers: thin (map the request, call the pipeline, map the answer).
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
@@ -123,7 +123,7 @@ impl EnrichmentService {
 
     /// A stream item's answer; its failure becomes the item's `error`.
     async fn stream_item(&self, request: pb::EnrichRequest, caller: Caller) -> pb::EnrichResponse {
-        let started = Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let request_id = request.request_id.clone();
         let result = if request_id.trim().is_empty() {
             Err(Status::from(Error::InvalidArgument(vec![
@@ -283,7 +283,7 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 fn observed<T>(
     method: &'static str,
     caller: &Caller,
-    started: Instant,
+    started: crate::clock::Stopwatch,
     result: Result<T, Status>,
 ) -> Result<T, Status> {
     let code = result
@@ -301,7 +301,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         &self,
         request: Request<pb::EnrichRequest>,
     ) -> Result<Response<pb::EnrichResponse>, Status> {
-        let started = Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let caller = caller(&request)?;
         let deadline = self.deadline(request.metadata());
         let result = self
@@ -329,7 +329,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         &self,
         request: Request<pb::EraseRequest>,
     ) -> Result<Response<pb::EraseResponse>, Status> {
-        let started = Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let caller = caller(&request)?;
         let result = async {
             let (subject, kind) = request::erase_query(request.get_ref())?;
@@ -354,7 +354,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         &self,
         request: Request<pb::AccessRequest>,
     ) -> Result<Response<pb::AccessResponse>, Status> {
-        let started = Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let caller = caller(&request)?;
         let result = async {
             let (subject, page) = request::access_query(request.get_ref())?;
@@ -379,7 +379,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         &self,
         request: Request<pb::ListSourcesRequest>,
     ) -> Result<Response<pb::ListSourcesResponse>, Status> {
-        let started = Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let caller = caller(&request)?;
         let purpose = request.into_inner().purpose;
         let result = request::purpose(&purpose)

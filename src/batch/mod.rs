@@ -10,7 +10,7 @@ pub mod table;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
@@ -107,7 +107,7 @@ impl Run {
         ) -> futures::future::LocalBoxFuture<'static, anyhow::Result<Answers>>,
         interrupt: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<Summary> {
-        let started = Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let rows = read_rows(&self.input, Format::of(&self.input), &self.columns)?;
         let checkpoint = Checkpoint {
             input: std::fs::canonicalize(&self.input).unwrap_or_else(|_| self.input.clone()),
@@ -150,12 +150,12 @@ impl Run {
             indicatif::ProgressBar::hidden()
         };
         bar.set_position(done.len() as u64);
-        let mut last_line = Instant::now();
+        let mut last_line = crate::clock::Stopwatch::start();
         let mut progress = |summary: &Summary, finished: u64| {
             bar.set_position(finished);
             bar.set_message(summary.short());
             if bar.is_hidden() && last_line.elapsed() >= Duration::from_secs(5) {
-                last_line = Instant::now();
+                last_line = crate::clock::Stopwatch::start();
                 let done_now = finished.saturating_sub(summary.already_done) as f64;
                 let rate = done_now / started.elapsed().as_secs_f64().max(1e-9);
                 let left = summary.rows_in.saturating_sub(finished) as f64;

@@ -84,8 +84,18 @@ async fn ask_known(source: &Source, client: &HttpClient, secrets: &super::Secret
             confidence: Confidence::Exact,
             depth: 0,
         };
-        let asked =
-            tokio::time::timeout(source.limits.timeout, run(source, h, &input, client, &env)).await;
+        let asked = tokio::time::timeout(
+            source.limits.timeout,
+            run(
+                source,
+                h,
+                &input,
+                client,
+                &env,
+                &crate::clock::SharedClock::system(),
+            ),
+        )
+        .await;
         let (got, detail) = match asked {
             Ok(asked) => (
                 outcome_name(&asked.outcome.outcome),

@@ -85,7 +85,7 @@ async fn create(args: KeyCreateArgs) -> anyhow::Result<ExitCode> {
 
 async fn list(config: &Config) -> anyhow::Result<ExitCode> {
     let keys = open(config).await?;
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = crate::clock::SharedClock::system().utc().timestamp_millis();
     let date = |ms: i64| match ms {
         0 => "-".to_owned(),
         ms => chrono::DateTime::from_timestamp_millis(ms).map_or_else(

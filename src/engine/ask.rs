@@ -119,7 +119,7 @@ impl Engine {
     /// Asks a source, through the cache as `policy` allows.
     pub(super) async fn ask(&self, source: &Arc<Source>, input: &Input, ctx: &Asking<'_>) -> Asked {
         let (deadline, policy) = (ctx.deadline, ctx.policy);
-        let started = Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let now = self.clock.now();
         let Some(cache) = &self.cache else {
             return Box::pin(self.call(source, input, deadline)).await;
@@ -262,7 +262,7 @@ impl Engine {
         input: &Input,
         deadline: tokio::time::Instant,
     ) -> Asked {
-        let started = Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let Some(guard) = self.guards.get(&source.id) else {
             return self.attempt(source, input, deadline).await;
         };
@@ -375,13 +375,21 @@ impl Engine {
         input: &Input,
         deadline: tokio::time::Instant,
     ) -> http::Asked {
-        let started = Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let budget = tokio::time::Instant::now() + source.limits.timeout;
         let until = budget.min(deadline);
         let work = async {
             match &source.kind {
                 SourceKind::Http(h) => {
-                    http::run(source, h, input, &self.client, self.env.as_ref()).await
+                    http::run(
+                        source,
+                        h,
+                        input,
+                        &self.client,
+                        self.env.as_ref(),
+                        &self.clock,
+                    )
+                    .await
                 }
                 SourceKind::DnsMx => {
                     let check = self.verifier.check_mx(&input.value).await;

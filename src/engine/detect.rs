@@ -23,24 +23,30 @@ pub enum Verdict {
     RateLimited(Option<Duration>),
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+/// `Retry-After` as seconds or an HTTP date (how long from `now`).
+pub fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
     let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let secs = (when.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+    let secs = (when.with_timezone(&chrono::Utc) - now).num_seconds();
     Some(Duration::from_secs(secs.max(0) as u64))
 }
 
-pub fn detect(d: &Detect, format: BodyFormat, fetched: &Fetched) -> Verdict {
+/// `now` is when the answer came (an HTTP-date `Retry-After` counts from it).
+pub fn detect(
+    d: &Detect,
+    format: BodyFormat,
+    fetched: &Fetched,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Verdict {
     let status = fetched.status.as_u16();
     if status == 429 {
-        return Verdict::RateLimited(retry_after(&fetched.headers));
+        return Verdict::RateLimited(retry_after(&fetched.headers, now));
     }
     if status == 503
-        && let Some(after) = retry_after(&fetched.headers)
+        && let Some(after) = retry_after(&fetched.headers, now)
     {
         return Verdict::RateLimited(Some(after));
     }

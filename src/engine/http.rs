@@ -1,7 +1,5 @@
 //! Runs one HTTP source for one input: render, fetch, detect, extract.
-use std::time::Instant;
 
-use chrono::Utc;
 use url::Url;
 
 use super::detect::{Verdict, detect};
@@ -119,8 +117,9 @@ pub async fn run(
     input: &Input,
     client: &HttpClient,
     env: &Env,
+    clock: &crate::clock::SharedClock,
 ) -> Asked {
-    let started = Instant::now();
+    let started = crate::clock::Stopwatch::start();
     let mut outcome = SourceOutcome::new(&source.id, input.kind, input.depth, Outcome::Error);
     let done = |mut o: SourceOutcome, profile| {
         o.latency = started.elapsed();
@@ -158,10 +157,10 @@ pub async fn run(
         }
     };
     outcome.http_status = Some(fetched.status.as_u16());
-    let retrieved_at = Utc::now();
+    let retrieved_at = clock.utc();
     // Detection and extraction are synchronous: the parsed HTML never crosses an await.
     let raw = String::from_utf8_lossy(&fetched.body);
-    match detect(&h.detect, h.request.response_format, &fetched) {
+    match detect(&h.detect, h.request.response_format, &fetched, retrieved_at) {
         Verdict::NotFound(why) => {
             outcome.outcome = Outcome::NotFound;
             outcome.detail = Some(why);

@@ -187,7 +187,7 @@ where
 {
     let mut deleted = 0;
     loop {
-        let started = std::time::Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let n = delete().await?;
         deleted += n;
         if n < SWEEP_BATCH {
@@ -721,7 +721,7 @@ impl Ledger {
         while let Some(current) = self.next_outcome(subject, outcome.as_deref()).await? {
             let mut from_ms = i64::MIN;
             loop {
-                let started = std::time::Instant::now();
+                let started = crate::clock::Stopwatch::start();
                 let done = self.redact_batch(subject, &current, from_ms).await?;
                 redacted += done.len() as u64;
                 progress.fetch_add(done.len() as u64, Ordering::Relaxed);

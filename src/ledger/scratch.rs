@@ -8,7 +8,7 @@
 //! and [`drop_made`] drops what this process made when it knows it is done.
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sqlx::{AnyConnection, Connection, Row};
 
@@ -19,9 +19,7 @@ static SWEPT: AtomicBool = AtomicBool::new(false);
 static MADE: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    u64::try_from(crate::clock::SharedClock::system().utc().timestamp()).unwrap_or(0)
 }
 
 /// When the schema `name` of `prefix` was made, if it is one.

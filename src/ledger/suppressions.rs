@@ -9,7 +9,7 @@
 //! enrichment answers UNAVAILABLE rather than risk serving an erased person.
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::{Any, AnyPool, Row, Transaction};
 
@@ -36,7 +36,7 @@ pub(super) struct Suppressions {
 struct State {
     version: String,
     scopes: HashMap<Subject, Scopes>,
-    checked: Instant,
+    checked: tokio::time::Instant,
 }
 
 /// A subject as the copy keeps it: a keyed hash (64 hex digits) as its 32
@@ -144,7 +144,7 @@ async fn read(pool: &AnyPool) -> Result<State, sqlx::Error> {
     Ok(State {
         version,
         scopes,
-        checked: Instant::now(),
+        checked: tokio::time::Instant::now(),
     })
 }
 
@@ -256,7 +256,7 @@ impl Suppressions {
             self.state
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
-                .checked = Instant::now();
+                .checked = tokio::time::Instant::now();
             return Ok(0);
         }
         let (Ok(after), Ok(now_n)) = (known.parse::<i64>(), now.parse::<i64>()) else {
@@ -283,7 +283,7 @@ impl Suppressions {
             if !matches!(state.version.parse::<i64>(), Ok(v) if v >= now_n) {
                 state.version = now;
             }
-            state.checked = Instant::now();
+            state.checked = tokio::time::Instant::now();
         }
         for subject in news {
             let _ = self.news.send(subject);

@@ -137,7 +137,7 @@ mod tests {
         let provenance = Provenance {
             source_id: source.into(),
             url: format!("https://{source}.example/p"),
-            retrieved_at: chrono::Utc::now(),
+            retrieved_at: chrono::DateTime::UNIX_EPOCH,
             confidence,
             method: Method::Detection,
             selector: String::new(),

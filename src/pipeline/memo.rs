@@ -189,7 +189,7 @@ impl Enricher {
         if query.cache.mode == CacheMode::Refresh {
             return None;
         }
-        let started = std::time::Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let memo = self.memos.0.get(&subject.hash)?;
         if !memo.shape.fits(subject, permitted, query) {
             return None;

@@ -487,7 +487,7 @@ mod tests {
         let _peer = TcpStream::connect(addr).await.unwrap();
         let mut conn = accepted.next().await.unwrap().unwrap();
         let answer = vec![b'x'; 64 << 20];
-        let started = std::time::Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let written = tokio::time::timeout(Duration::from_secs(20), conn.write_all(&answer))
             .await
             .expect("the write ends instead of waiting forever");

@@ -63,14 +63,11 @@ async fn status(app: &TestApp, id: &str) -> Value {
 /// Polls the job until `done` says so (the job runs on its own; there is no
 /// clock to inject into someone else's progress).
 async fn wait_for(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..600 {
+    common::eventually("the job got there", || async {
         let view = status(app, id).await;
-        if done(&view) {
-            return view;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the job never got there: {}", status(app, id).await);
+        done(&view).then_some(view)
+    })
+    .await
 }
 
 async fn results(app: &TestApp, id: &str) -> Vec<Value> {
@@ -508,25 +505,32 @@ async fn a_finished_job_is_deleted_after_its_retention() {
     let config =
         format!("{HTTP}[ledger]\nsweep_every = \"20ms\"\n[batch]\njob_retention = \"7d\"\n");
     let app = TestApp::with_clock(&config, catalog, clock.shared()).await;
-    let (_, job) = submit(&app, CLAIM, &list(2), None).await;
-    let id = job["id"].as_str().unwrap().to_owned();
-    wait_for(&app, &id, |v| v["state"] == "DONE").await;
-    let path = format!("/v1/batches/{id}");
-    // Six days on it is still there (sweeps ran meanwhile)...
-    clock.advance(Duration::from_secs(6 * 86_400));
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(get(&app, &path, None).await.status().as_u16(), 200);
-    // ...and after seven it is gone, rows and all.
-    clock.advance(Duration::from_secs(2 * 86_400));
-    for _ in 0..100 {
-        if get(&app, &path, None).await.status().as_u16() == 404 {
-            let rows = app.enricher.ledger().job_rows(&id, 0, 10).await.unwrap();
-            assert!(rows.is_empty());
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the job outlived its retention");
+    let day = Duration::from_secs(86_400);
+    let finished = async |clock_moves: Duration| {
+        let (_, job) = submit(&app, CLAIM, &list(2), None).await;
+        let id = job["id"].as_str().unwrap().to_owned();
+        wait_for(&app, &id, |v| v["state"] == "DONE").await;
+        clock.advance(clock_moves);
+        format!("/v1/batches/{id}")
+    };
+    let older = finished(2 * day).await;
+    let younger = finished(6 * day).await;
+    // The older job (8 days) is swept; the sweep that did it saw the
+    // younger one at 6 days and kept it...
+    common::eventually("the older job is swept", || async {
+        (get(&app, &older, None).await.status().as_u16() == 404).then_some(())
+    })
+    .await;
+    assert_eq!(get(&app, &younger, None).await.status().as_u16(), 200);
+    // ...until it too is past seven, rows and all.
+    clock.advance(2 * day);
+    let id = younger.trim_start_matches("/v1/batches/").to_owned();
+    common::eventually("the younger job is swept", || async {
+        (get(&app, &younger, None).await.status().as_u16() == 404).then_some(())
+    })
+    .await;
+    let rows = app.enricher.ledger().job_rows(&id, 0, 10).await.unwrap();
+    assert!(rows.is_empty());
 }
 
 #[tokio::test]

@@ -402,9 +402,9 @@ async fn keys_are_created_listed_used_and_revoked_from_the_command_line() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("admin"));
 }
 
-#[test]
-fn serve_refuses_anonymous_callers_on_a_public_address() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+#[tokio::test]
+async fn serve_refuses_anonymous_callers_on_a_public_address() {
+    let child = Command::new(env!("CARGO_BIN_EXE_enrichd"))
         .args(["serve", "--listen", "0.0.0.0:0"])
         .env("ENRICHD__AUTH__REQUIRED", "false")
         .env("ENRICHD__LEDGER__URL", "sqlite::memory:")
@@ -413,19 +413,14 @@ fn serve_refuses_anonymous_callers_on_a_public_address() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("serve started anonymous on 0.0.0.0");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let mut child = common::KillOnDrop(child);
+    let status = common::eventually("serve refuses to start", || {
+        let exited = child.0.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
     let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(!status.success());
     assert!(
         err.contains("auth.required = false") && err.contains("loopback"),

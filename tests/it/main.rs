@@ -4,6 +4,9 @@
 //! loopback, PostgreSQL and Redis). Tests that must own their process (an
 //! RSS bound, a process-wide log subscriber) are binaries of their own beside
 //! this directory.
+// Tests time real servers and processes from outside; the code they test
+// reads the injected clock (clippy.toml).
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

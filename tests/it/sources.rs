@@ -287,7 +287,23 @@ async fn an_unknown_person_is_not_found_everywhere_and_never_an_error() {
     ] {
         assert_eq!(outcome_of(&resp, source), Outcome::NotFound, "{source}");
     }
-    // No pivot, so the username-only GitHub user source was not asked... except
-    // with the guess "nobody", which it was.
+    // No pivot, so the username-only GitHub user source was asked only with
+    // the guess from the address, "nobody", and found no one.
+    assert_eq!(outcome_of(&resp, "github"), Outcome::NotFound);
+    let asked: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.headers.contains_key("x-github-api-version"))
+        .map(|r| r.url.path().to_owned())
+        .collect();
+    assert!(asked.contains(&"/users/nobody".to_owned()), "{asked:?}");
+    assert!(
+        asked
+            .iter()
+            .all(|p| p.starts_with("/search/") || p == "/users/nobody"),
+        "{asked:?}"
+    );
     assert!(!resp.compliance.unwrap().notice.unwrap().required);
 }

@@ -566,7 +566,15 @@ async fn each_username_source_reads_its_recorded_answers() {
             depth: 0,
         };
         let env = |_: &str| None;
-        let asked = enrichd::engine::http::run(source, h, &ask(account), &client, &env).await;
+        let asked = enrichd::engine::http::run(
+            source,
+            h,
+            &ask(account),
+            &client,
+            &env,
+            &Default::default(),
+        )
+        .await;
         assert_eq!(
             asked.outcome.outcome,
             Outcome::Found,
@@ -581,7 +589,15 @@ async fn each_username_source_reads_its_recorded_answers() {
                 "{id}: {field}"
             );
         }
-        let asked = enrichd::engine::http::run(source, h, &ask("nobodyhere"), &client, &env).await;
+        let asked = enrichd::engine::http::run(
+            source,
+            h,
+            &ask("nobodyhere"),
+            &client,
+            &env,
+            &Default::default(),
+        )
+        .await;
         assert_eq!(
             asked.outcome.outcome,
             Outcome::NotFound,

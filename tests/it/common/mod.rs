@@ -423,6 +423,37 @@ pub async fn idle_stream(
     (answers, tx)
 }
 
+/// Asks `check` again (every 20 ms) until it gives `Some`, and returns
+/// that; panics naming `what` when it has not within [`HUNG`]. For what
+/// another task does in its own time (a sweep, a job, a process): the one
+/// place a test waits on something it does not drive.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let waited = tokio::time::timeout(HUNG, async {
+        loop {
+            if let Some(done) = check().await {
+                return done;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    waited.unwrap_or_else(|_| panic!("never happened within {HUNG:?}: {what}"))
+}
+
+/// A child process killed when the test ends, passed or failed.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Reads until the peer closes; true when it did (EOF or reset).
 pub async fn closed_by_peer(mut conn: tokio::net::TcpStream) -> bool {
     let mut buf = [0u8; 4096];
