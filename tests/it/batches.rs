@@ -479,21 +479,6 @@ async fn an_erasure_reaches_the_rows_of_batch_jobs() {
 }
 
 #[tokio::test]
-async fn the_readme_batch_example_works_as_written() {
-    let (app, _sandbox) =
-        common::sandbox_app_with("[server]\nhttp_listen = \"127.0.0.1:0\"\n").await;
-    let dir = tempfile::tempdir().unwrap();
-    let docs = common::run_readme_block("batch-example", base(&app), dir.path()).await;
-    assert_eq!(docs.len(), 3, "{docs:?}");
-    assert_eq!(docs[0]["state"], "DONE");
-    assert_eq!(docs[0]["summary"]["enriched"], 1, "{}", docs[0]);
-    assert_eq!(docs[0]["summary"]["notFound"], 1, "{}", docs[0]);
-    assert_eq!(docs[1]["input"]["customer_id"], "c1");
-    assert!(docs[1]["answer"]["summary"]["displayName"]["value"].is_string());
-    assert_eq!(docs[2]["row"], 2);
-}
-
-#[tokio::test]
 async fn a_finished_job_is_deleted_after_its_retention() {
     let (_site, catalog) = one_source(
         "email",

@@ -375,27 +375,6 @@ async fn the_committed_openapi_document_is_the_served_one() {
     }
 }
 
-/// The README's curl examples, run exactly as written (with `ENRICHD`
-/// pointing at this test's sandbox server) by bash and curl.
-#[tokio::test]
-async fn the_readme_curl_examples_work_as_written() {
-    let (app, _sandbox) =
-        common::sandbox_app_with("[server]\nhttp_listen = \"127.0.0.1:0\"\n").await;
-    let base = format!("http://{}", app.http_addr.unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    // Three JSON documents, one per curl.
-    let docs = common::run_readme_block("http-example", base, dir.path()).await;
-    assert_eq!(docs.len(), 3, "{docs:?}");
-    assert_eq!(docs[0]["requestId"], "crm-42");
-    assert!(
-        docs[0]["profiles"].as_array().unwrap().len() >= 5,
-        "{}",
-        docs[0]
-    );
-    assert!(!docs[1]["sources"].as_array().unwrap().is_empty());
-    assert_eq!(docs[2]["status"], "SERVING");
-}
-
 /// A CRM maps the summary: each value with where it came from, a few KB
 /// with `VIEW_SUMMARY`, the same summary inside the full answer.
 #[tokio::test]

@@ -466,42 +466,87 @@ pub async fn closed_by_peer(mut conn: tokio::net::TcpStream) -> bool {
     }
 }
 
-/// Runs the README's `sh` block between `<!-- {marker} -->` and
-/// `<!-- /{marker} -->` with bash (`-euo pipefail`) in `cwd`, `ENRICHD`
-/// set to `base`, off the runtime that serves its calls; returns the JSON
-/// documents it printed. Fails if the script fails.
-pub async fn run_readme_block(
-    marker: &str,
-    base: String,
-    cwd: &std::path::Path,
-) -> Vec<serde_json::Value> {
-    let readme = include_str!("../../../README.md");
-    let script = readme
-        .split(&format!("<!-- {marker} -->"))
-        .nth(1)
-        .and_then(|rest| rest.split(&format!("<!-- /{marker} -->")).next())
-        .and_then(|block| block.trim().strip_prefix("```sh"))
-        .and_then(|s| s.strip_suffix("```"))
-        .unwrap_or_else(|| panic!("the README's {marker} block"))
+/// The files whose blocks marked `<!-- runnable: name -->` are run by the
+/// tests: the README and every page of docs/.
+pub fn doc_files() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    let mut pages: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    pages.sort();
+    files.extend(pages);
+    files
+}
+
+/// Every runnable block: (file, name, the `sh` script between
+/// `<!-- runnable: name -->` and `<!-- /runnable -->`).
+pub fn runnable_blocks() -> Vec<(String, String, String)> {
+    // At the start of a line (prose may mention the marker).
+    const OPEN: &str = "\n<!-- runnable: ";
+    let mut blocks = Vec::new();
+    for file in doc_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let shown = file.file_name().unwrap().to_string_lossy().into_owned();
+        for rest in text.split(OPEN).skip(1) {
+            let (name, rest) = rest.split_once(" -->").expect("a block's name");
+            let script = rest
+                .split("<!-- /runnable -->")
+                .next()
+                .and_then(|block| block.trim().strip_prefix("```sh"))
+                .and_then(|s| s.strip_suffix("```"))
+                .unwrap_or_else(|| panic!("{shown}: block {name} is one sh fence"));
+            blocks.push((shown.clone(), name.to_owned(), script.to_owned()));
+        }
+    }
+    blocks
+}
+
+/// Runs the runnable block `name` with bash (`-euo pipefail`) in `cwd`:
+/// `ENRICHD` is `base`, `enrichd` is this build's binary (first on `PATH`),
+/// `HOME` is `cwd` (so a CLI's state stays there); off the runtime that
+/// serves its calls. Returns its standard output; fails if the script does.
+pub async fn run_doc_block(name: &str, base: String, cwd: &std::path::Path) -> String {
+    let (file, _, script) = runnable_blocks()
+        .into_iter()
+        .find(|(_, n, _)| n == name)
+        .unwrap_or_else(|| panic!("no runnable block {name}"));
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_enrichd"))
+        .parent()
+        .unwrap()
         .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let cwd = cwd.to_owned();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("bash")
             .args(["-euo", "pipefail", "-c", &script])
             .env("ENRICHD", &base)
-            .current_dir(cwd)
+            .env("PATH", path)
+            .env("HOME", &cwd)
+            .env_remove("XDG_DATA_HOME")
+            .current_dir(&cwd)
             .output()
     })
     .await
     .unwrap()
-    .expect("bash and curl run");
+    .expect("bash runs");
     assert!(
         out.status.success(),
-        "{}",
+        "{file}: block {name} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
-    serde_json::Deserializer::from_str(&text)
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The JSON documents a block printed, one after another.
+pub fn json_documents(text: &str) -> Vec<serde_json::Value> {
+    serde_json::Deserializer::from_str(text)
         .into_iter::<serde_json::Value>()
         .collect::<Result<_, _>>()
         .unwrap_or_else(|e| panic!("{e}: {text}"))
