@@ -29,6 +29,7 @@ pub mod fence;
 pub mod fetch;
 pub mod identity;
 pub mod ledger;
+pub mod limiter;
 pub mod model;
 pub mod pipeline;
 pub mod privacy;

@@ -11,3 +11,7 @@ pub mod response;
 pub mod status;
 
 pub use enums::basis_to_proto;
+
+/// The health-service name under which a server with replicas reports
+/// whether Redis is shared right now (`/readyz` shows it as `cluster`).
+pub const CLUSTER_HEALTH: &str = "enrichd.cluster";

@@ -10,7 +10,7 @@ use super::Caller;
 use crate::catalog::source::RateLimit;
 use crate::cluster::Cluster;
 use crate::cluster::limits::{Grant, SharedLimit};
-use crate::resilience::limiter::{Limiter, LocalLimiter};
+use crate::limiter::{Limiter, LocalLimiter};
 
 #[derive(Default)]
 pub(super) struct Quotas {

@@ -3,6 +3,7 @@
 //! input row. Resumable: the output is the checkpoint (rows are numbered;
 //! a rerun skips the rows already written and cuts a half-written last line).
 mod checkpoint;
+pub mod http;
 pub mod jobs;
 mod rows;
 mod summary;

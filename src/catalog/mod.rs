@@ -4,7 +4,6 @@
 mod compile;
 pub mod import;
 pub mod input;
-pub mod live;
 pub mod source;
 pub mod spec;
 pub mod template;

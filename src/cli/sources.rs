@@ -49,7 +49,7 @@ pub(super) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if !args.live {
         return Ok(ExitCode::SUCCESS);
     }
-    let checks = crate::catalog::live::check(&catalog, &config.http, args.only.as_deref())
+    let checks = crate::engine::live::check(&catalog, &config.http, args.only.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("http: {e}"))?;
     let broken: Vec<_> = checks.iter().filter(|c| !c.holds()).collect();

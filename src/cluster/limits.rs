@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::Cluster;
 use crate::catalog::source::RateLimit;
-use crate::resilience::limiter::{Limiter, LocalLimiter};
+use crate::limiter::{Limiter, LocalLimiter};
 
 /// GCRA: the key holds the theoretical arrival time (ms, Redis's clock) of
 /// the next request; a request is let through when it is no more than

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::PurposeConfig;
 use crate::error::PreconditionViolation;
+use crate::model::PurposeConfig;
 use crate::model::{Claim, LawfulBasis, LawfulGround, Purpose};
 
 /// The declared purposes.

@@ -7,20 +7,7 @@
 //! scoring keeps them apart (they never rank and never roll up into a parent).
 use crate::model::{Interest, ScoredInterests, Suppression, SuppressionReason};
 
-/// The special categories of Art. 9(1), as catalog entries and the scoring
-/// data name them.
-pub const ART9_CATEGORIES: &[&str] = &[
-    "racial_or_ethnic_origin",
-    "political_opinions",
-    "religious_beliefs",
-    "philosophical_beliefs",
-    "trade_union_membership",
-    "genetic_data",
-    "biometric_data",
-    "health",
-    "sex_life",
-    "sexual_orientation",
-];
+pub use crate::model::ART9_CATEGORIES;
 
 /// What may be returned, and how many special-category interests were left out.
 pub fn suppress(scored: ScoredInterests) -> (Vec<Interest>, u32) {

@@ -16,6 +16,7 @@ use crate::cache::CacheConfig;
 use crate::fetch::HttpConfig;
 use crate::identity::Region;
 use crate::ledger::LedgerConfig;
+pub use crate::model::PurposeConfig;
 use crate::model::{FIELDS, LawfulBasis};
 use crate::reference::ReferencePaths;
 use crate::resilience::ResilienceConfig;
@@ -201,31 +202,6 @@ impl Default for BatchConfig {
             webhook_private_origins: Vec::new(),
         }
     }
-}
-
-fn all_fields() -> Vec<String> {
-    FIELDS.iter().map(|f| f.to_string()).collect()
-}
-
-/// A purpose as declared in config.
-#[derive(Debug, Clone, PartialEq, Serialize, eserde::Deserialize)]
-pub struct PurposeConfig {
-    pub description: String,
-    /// The lawful bases a caller may rely on for this purpose.
-    pub lawful_bases: Vec<LawfulBasis>,
-    /// How long records of this processing are kept.
-    #[serde(with = "humantime_serde")]
-    pub retention: Duration,
-    /// Data-protection impact assessment reference.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dpia_ref: Option<String>,
-    /// Response fields it may return (default: all).
-    #[serde(default = "all_fields")]
-    pub fields: Vec<String>,
-    /// Sources it may ask (default: every source whose catalog entry lists
-    /// the purpose).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sources: Option<Vec<String>>,
 }
 
 /// Every problem found in a configuration.

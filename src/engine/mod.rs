@@ -6,6 +6,7 @@ mod ask;
 pub mod detect;
 pub mod extract;
 pub mod http;
+pub mod live;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

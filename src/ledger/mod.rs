@@ -4,6 +4,7 @@
 mod jobs;
 mod keys;
 mod outcome;
+pub mod retention;
 #[doc(hidden)]
 pub mod scratch;
 mod suppressions;

@@ -72,6 +72,22 @@ impl fmt::Display for LawfulBasis {
     }
 }
 
+/// The special categories of Art. 9(1), as catalog entries and the scoring
+/// data name them (the vocabulary; what follows from them is
+/// `compliance::special`).
+pub const ART9_CATEGORIES: &[&str] = &[
+    "racial_or_ethnic_origin",
+    "political_opinions",
+    "religious_beliefs",
+    "philosophical_beliefs",
+    "trade_union_membership",
+    "genetic_data",
+    "biometric_data",
+    "health",
+    "sex_life",
+    "sexual_orientation",
+];
+
 /// Response fields a purpose may return (data minimisation, Art. 5(1)(c)).
 pub const FIELDS: [&str; 9] = [
     "verification",
@@ -89,6 +105,31 @@ pub const FIELDS: [&str; 9] = [
 /// `verification` (whose mailbox check, from a source, comes when the
 /// sources are asked for another).
 pub const SOURCE_FIELDS: &[&str] = FIELDS.split_first().expect("fields").1;
+
+fn all_fields() -> Vec<String> {
+    FIELDS.iter().map(|f| f.to_string()).collect()
+}
+
+/// A purpose as declared in config.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, eserde::Deserialize)]
+pub struct PurposeConfig {
+    pub description: String,
+    /// The lawful bases a caller may rely on for this purpose.
+    pub lawful_bases: Vec<LawfulBasis>,
+    /// How long records of this processing are kept.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Data-protection impact assessment reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpia_ref: Option<String>,
+    /// Response fields it may return (default: all).
+    #[serde(default = "all_fields")]
+    pub fields: Vec<String>,
+    /// Sources it may ask (default: every source whose catalog entry lists
+    /// the purpose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<String>>,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Purpose {

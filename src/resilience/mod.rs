@@ -2,7 +2,6 @@
 //! source a rate limiter, a concurrency cap (bulkhead), a pause honouring
 //! `Retry-After`, a retry budget and a circuit breaker.
 pub mod breaker;
-pub mod limiter;
 pub mod retry;
 
 use std::sync::{Arc, Mutex};
@@ -14,8 +13,8 @@ use crate::catalog::source::Source;
 use crate::clock::SharedClock;
 use crate::cluster::Cluster;
 use crate::cluster::limits::{Grant, SharedLimit};
+use crate::limiter::{self, Limiter, LocalLimiter};
 use breaker::{Breaker, BreakerConfig};
-use limiter::{Limiter, LocalLimiter};
 use retry::RetryBudget;
 
 /// The least time a waited-for rate slot must leave before the deadline for

@@ -15,16 +15,14 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
-/// The health service name that tells whether Redis is shared right now.
-pub const CLUSTER_HEALTH: &str = "enrichd.cluster";
 use tracing::{info, warn};
 
 use crate::api::grpc::{EnrichmentServer, EnrichmentService, StreamLimits};
 use crate::auth::keys::Keys;
 use crate::auth::layer::{AuthLayer, Authenticator};
 use crate::catalog::Catalog;
-use crate::compliance::retention;
 use crate::config::{Config, TlsConfig};
+use crate::ledger::retention;
 use crate::pipeline::{BuildError, Enricher, Settings};
 use crate::privacy::KeyedHasher;
 use crate::proto::FILE_DESCRIPTOR_SET;
@@ -246,7 +244,9 @@ impl Application {
                         } else {
                             ServingStatus::NotServing
                         };
-                        reporter.set_service_status(CLUSTER_HEALTH, status).await;
+                        reporter
+                            .set_service_status(crate::api::CLUSTER_HEALTH, status)
+                            .await;
                         shown = Some(up);
                     }
                     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -335,11 +335,12 @@ impl Application {
                 crate::api::http::stack(health_service.clone()),
                 server_cfg.max_request_bytes,
                 server_cfg.request_timeout,
-                Some(crate::api::http::Batches {
+                crate::batch::http::Batches {
                     jobs: jobs.clone(),
                     auth: auth.authenticator(),
                     max_upload: self.config.batch.max_upload_bytes,
-                }),
+                }
+                .router(),
             );
             info!(addr = ?listener.local_addr().ok(), "enrichd serving JSON over HTTP (/v1/..., /openapi.json)");
             let mut stopped = http_stopped;

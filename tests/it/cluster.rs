@@ -82,7 +82,7 @@ async fn cluster_status(app: &TestApp) -> ServingStatus {
     let mut client = tonic_health::pb::health_client::HealthClient::new(app.channel().await);
     let answer = client
         .check(tonic_health::pb::HealthCheckRequest {
-            service: enrichd::server::CLUSTER_HEALTH.into(),
+            service: enrichd::api::CLUSTER_HEALTH.into(),
         })
         .await;
     answer.map_or(ServingStatus::Unknown, |a| a.into_inner().status())

@@ -445,7 +445,7 @@ async fn the_servers_sweep_deletes_records_past_their_retention_on_its_clock() {
 
 #[tokio::test]
 async fn a_sweep_keeps_records_until_their_retain_until_and_deletes_them_after() {
-    use enrichd::compliance::retention;
+    use enrichd::ledger::retention;
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite(&dir).await;
     let clock = enrichd::clock::ManualClock::new();
@@ -774,7 +774,7 @@ async fn finishes_interrupted_purges(url: &str) {
 
     let second = Store::open(url).await.unwrap();
     let clock = enrichd::clock::SharedClock::system();
-    enrichd::compliance::retention::sweep(&second, &clock).await;
+    enrichd::ledger::retention::sweep(&second, &clock).await;
     assert!(
         second
             .records("p")

@@ -158,7 +158,7 @@ async fn an_erasure_answers_in_time_and_its_redaction_is_finished_after() {
 
     // The sweep (of this process or any other) finishes it.
     let ledger = app.enricher.ledger();
-    enrichd::compliance::retention::sweep(ledger, app.enricher.clock()).await;
+    enrichd::ledger::retention::sweep(ledger, app.enricher.clock()).await;
     let report = app
         .client()
         .await

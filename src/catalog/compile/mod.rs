@@ -104,10 +104,10 @@ pub fn compile(
         // is itself processing data of that category (Art. 9(1)): the
         // question is not put, so there is nothing to return, cache or leak.
         Some(category) => {
-            if !crate::compliance::special::ART9_CATEGORIES.contains(&category.as_str()) {
+            if !crate::model::ART9_CATEGORIES.contains(&category.as_str()) {
                 p.push(format!(
                     "special_category: {category:?} is not one of {}",
-                    crate::compliance::special::ART9_CATEGORIES.join(", ")
+                    crate::model::ART9_CATEGORIES.join(", ")
                 ));
             }
             Some(format!(

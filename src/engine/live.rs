@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use super::input::Input;
-use super::source::SourceKind;
-use super::{Catalog, Source};
-use crate::engine::http::run;
+use super::http::run;
+use crate::catalog::input::Input;
+use crate::catalog::source::SourceKind;
+use crate::catalog::{Catalog, Source};
 use crate::fetch::{HttpClient, HttpConfig};
 use crate::model::{Confidence, Outcome};
 
@@ -61,7 +61,11 @@ pub async fn check(
     Ok(checks)
 }
 
-async fn ask_known(source: &Source, client: &HttpClient, secrets: &super::Secrets) -> Vec<Check> {
+async fn ask_known(
+    source: &Source,
+    client: &HttpClient,
+    secrets: &crate::catalog::Secrets,
+) -> Vec<Check> {
     let SourceKind::Http(h) = &source.kind else {
         return Vec::new();
     };

@@ -1,0 +1,250 @@
+//! Batch jobs over HTTP: a list uploaded as a job, its progress, its
+//! results (NDJSON or CSV), for systems that cannot hold a stream open.
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+use tonic::Status;
+
+use crate::api::http::{WholeBody, bad_field, error_response, error_response_as, parse};
+use crate::proto::v1 as pb;
+
+/// A job's webhook URL is stored with it: at most this long.
+const MAX_WEBHOOK_CHARS: usize = 2048;
+
+/// Batch jobs, and who may use them (the same callers and scopes as the
+/// gRPC port: a job needs the `stream` scope).
+#[derive(Clone)]
+pub struct Batches {
+    pub jobs: Arc<super::jobs::Jobs>,
+    pub auth: Arc<crate::auth::layer::Authenticator>,
+    pub max_upload: usize,
+}
+
+impl Batches {
+    /// `POST /v1/batches` (bodies up to `max_upload`), `GET
+    /// /v1/batches/{id}` and `GET /v1/batches/{id}/results`, for the HTTP
+    /// gateway to serve beside the API (its body deadline and error shape
+    /// apply to them too).
+    pub fn router(self) -> Router {
+        let upload = self.max_upload;
+        Router::new()
+            .route(
+                "/v1/batches",
+                post(submit_batch).layer(DefaultBodyLimit::max(upload)),
+            )
+            .route("/v1/batches/{id}", get(batch_status))
+            .route("/v1/batches/{id}/results", get(batch_results))
+            .with_state(self)
+    }
+}
+
+/// The caller of a batch endpoint, or the refusal to send.
+async fn batch_caller(b: &Batches, headers: &HeaderMap) -> Result<crate::auth::Caller, Response> {
+    b.auth
+        .admit("EnrichStream", headers, &axum::http::Extensions::new())
+        .await
+        .map_err(|status| error_response(&status))
+}
+
+/// `POST /v1/batches`: the list is the body (CSV with a header row, or
+/// NDJSON); the claim is in the query string, named as in the EnrichRequest
+/// JSON (`purpose`, `lawfulBasis`, `evidence.legitimateInterestAssessmentRef`,
+/// `options.view`, ...), with `webhookUrl`, `emailColumn`, `phoneColumn`.
+async fn submit_batch(
+    State(batches): State<Batches>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    WholeBody(body): WholeBody,
+) -> Response {
+    let caller = match batch_caller(&batches, &headers).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    let kind = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let format = match kind.as_str() {
+        "text/csv" => super::Format::Csv,
+        "application/x-ndjson" | "application/jsonl" | "application/ndjson" => super::Format::Jsonl,
+        _ => {
+            return error_response_as(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &Status::invalid_argument(
+                    "content-type: send the list as text/csv (with a header row) or application/x-ndjson",
+                ),
+            );
+        }
+    };
+    let mut claim = serde_json::Map::new();
+    let mut columns = super::Columns::default();
+    let mut webhook = None;
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "webhookUrl" => webhook = Some(value.into_owned()),
+            "emailColumn" => columns.email = Some(value.into_owned()),
+            "phoneColumn" => columns.phone = Some(value.into_owned()),
+            "requestId" | "email" | "phone" | "identifier" => {
+                return error_response(&bad_field(
+                    key.as_ref(),
+                    "is set per row from the list, not for the job",
+                ));
+            }
+            _ => set_dotted(&mut claim, &key, &value),
+        }
+    }
+    let template: pb::EnrichRequest = match parse(Value::Object(claim).to_string().as_bytes()) {
+        Ok(template) => template,
+        Err(status) => return error_response(&status),
+    };
+    if webhook
+        .as_ref()
+        .is_some_and(|w| w.chars().count() > MAX_WEBHOOK_CHARS)
+    {
+        return error_response(&bad_field(
+            "webhookUrl",
+            &format!("is longer than {MAX_WEBHOOK_CHARS} characters"),
+        ));
+    }
+    let webhook_url = match webhook
+        .filter(|w| !w.is_empty())
+        .map(|w| url::Url::parse(&w))
+    {
+        None => None,
+        Some(Ok(url)) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Some(url)
+        }
+        Some(_) => {
+            return error_response(&bad_field(
+                "webhookUrl",
+                "is not an absolute http:// or https:// URL",
+            ));
+        }
+    };
+    if let Some(why) = webhook_url
+        .as_ref()
+        .and_then(|u| batches.jobs.webhook_refused(u))
+    {
+        return error_response(&bad_field("webhookUrl", &why));
+    }
+    let choose = "the emailColumn or phoneColumn query parameter";
+    let rows = match super::read_rows_from(body.as_ref(), "body", format, &columns, choose) {
+        Ok(rows) => rows,
+        Err(e) => {
+            // The reader names its input ("body: ..."); the field says it.
+            let why = e.to_string();
+            let why = why.strip_prefix("body: ").unwrap_or(&why);
+            return error_response(&bad_field("body", why));
+        }
+    };
+    let submission = super::jobs::Submission {
+        caller,
+        template,
+        rows,
+        webhook_url,
+    };
+    match batches.jobs.submit(submission).await {
+        Ok(view) => (StatusCode::ACCEPTED, Json(view)).into_response(),
+        Err(status) => error_response(&status),
+    }
+}
+
+/// `GET /v1/batches/{id}`: state, progress and counts.
+async fn batch_status(
+    State(batches): State<Batches>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    batch_read(&batches, &headers, &id, false).await
+}
+
+/// `GET /v1/batches/{id}/results`: the answered rows as NDJSON.
+/// With `?format=csv`, the summary columns as CSV (a spreadsheet's view).
+async fn batch_results(
+    State(batches): State<Batches>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let csv = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .any(|(k, v)| k == "format" && v == "csv");
+    if !csv {
+        return batch_read(&batches, &headers, &id, true).await;
+    }
+    let caller = match batch_caller(&batches, &headers).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    match batches.jobs.results_table(&caller, &id).await {
+        Ok(table) => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            axum::body::Body::from_stream(table),
+        )
+            .into_response(),
+        Err(status) => error_response(&status),
+    }
+}
+
+/// A job's view, or its results, for its owner.
+async fn batch_read(batches: &Batches, headers: &HeaderMap, id: &str, results: bool) -> Response {
+    let caller = match batch_caller(batches, headers).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    let answer = if results {
+        batches.jobs.results(&caller, id).await.map(|lines| {
+            (
+                [(header::CONTENT_TYPE, "application/x-ndjson")],
+                axum::body::Body::from_stream(lines),
+            )
+                .into_response()
+        })
+    } else {
+        batches
+            .jobs
+            .status(&caller, id)
+            .await
+            .map(|view| Json(view).into_response())
+    };
+    answer.unwrap_or_else(|status| error_response(&status))
+}
+
+/// Puts `value` at the dotted `key` of a JSON object ("evidence.consentRef");
+/// `true`, `false` and numbers become JSON's.
+fn set_dotted(object: &mut serde_json::Map<String, Value>, key: &str, value: &str) {
+    let mut node = object;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            let value = match value {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                v => v
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .unwrap_or_else(|_| Value::String(v.to_owned())),
+            };
+            node.insert(part.to_owned(), value);
+            return;
+        }
+        let next = node
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Object(Default::default()));
+        if !next.is_object() {
+            *next = Value::Object(Default::default());
+        }
+        let Value::Object(inner) = next else { return };
+        node = inner;
+    }
+}
