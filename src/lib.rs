@@ -13,32 +13,27 @@
 // House rule: errors are values. A panic on the service path takes every call
 // on its task down; `expect` is reserved for invariants and says which one.
 #![warn(clippy::unwrap_used)]
+// The domain, from the crate below (the paths stay `enrichd::model`, ...).
+pub use enrichd_core::{
+    catalog, clock, compliance, error, identity, model, privacy, reference, scoring,
+};
 pub mod api;
 pub mod auth;
 pub mod batch;
 pub mod cache;
-pub mod catalog;
 pub mod cli;
-pub mod clock;
 pub mod cluster;
-pub mod compliance;
 pub mod config;
 pub mod engine;
-pub mod error;
 pub mod fence;
 pub mod fetch;
-pub mod identity;
 pub mod ledger;
 pub mod limiter;
-pub mod model;
 pub mod pipeline;
-pub mod privacy;
 pub mod proto;
-pub mod reference;
 pub mod resilience;
 pub mod rights;
 pub mod sandbox;
-pub mod scoring;
 pub mod server;
 pub mod startup;
 pub mod telemetry;

@@ -10,6 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{records, request, response, status};
+use crate::api::status::to_status;
 use crate::auth::Caller;
 use crate::compliance::policy;
 use crate::config::BatchConfig;
@@ -114,8 +115,8 @@ impl EnrichmentService {
             .options
             .as_ref()
             .map_or(pb::View::Unspecified, |o| o.view());
-        let query = request::enrich_query(request, deadline, caller)?;
-        let enrichment = self.enricher.enrich(query).await?;
+        let query = request::enrich_query(request, deadline, caller).map_err(to_status)?;
+        let enrichment = self.enricher.enrich(query).await.map_err(to_status)?;
         let mut answer = response::enrichment_to_proto(enrichment);
         response::apply_view(&mut answer, view);
         Ok(answer)
@@ -126,7 +127,7 @@ impl EnrichmentService {
         let started = crate::clock::Stopwatch::start();
         let request_id = request.request_id.clone();
         let result = if request_id.trim().is_empty() {
-            Err(Status::from(Error::InvalidArgument(vec![
+            Err(to_status(Error::InvalidArgument(vec![
                 FieldViolation::new(
                     "request_id",
                     "is required on EnrichStream, to match answers to requests",
@@ -332,7 +333,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         let started = crate::clock::Stopwatch::start();
         let caller = caller(&request)?;
         let result = async {
-            let (subject, kind) = request::erase_query(request.get_ref())?;
+            let (subject, kind) = request::erase_query(request.get_ref()).map_err(to_status)?;
             let reference = &subject.reference;
             let erased = self
                 .enricher
@@ -343,7 +344,8 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
                     kind,
                     reference,
                 )
-                .await?;
+                .await
+                .map_err(to_status)?;
             Ok::<_, Status>(Response::new(records::erased_to_proto(&erased)))
         }
         .await;
@@ -357,7 +359,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         let started = crate::clock::Stopwatch::start();
         let caller = caller(&request)?;
         let result = async {
-            let (subject, page) = request::access_query(request.get_ref())?;
+            let (subject, page) = request::access_query(request.get_ref()).map_err(to_status)?;
             let reference = &subject.reference;
             let report = self
                 .enricher
@@ -368,7 +370,8 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
                     reference,
                     &page,
                 )
-                .await?;
+                .await
+                .map_err(to_status)?;
             Ok::<_, Status>(Response::new(records::access_to_proto(&report)))
         }
         .await;
@@ -383,7 +386,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         let caller = caller(&request)?;
         let purpose = request.into_inner().purpose;
         let result = request::purpose(&purpose)
-            .map_err(Status::from)
+            .map_err(to_status)
             .and_then(|purpose| {
                 policy::listed_sources(self.enricher.catalog(), self.enricher.purposes(), purpose)
                     .map(|sources| {
@@ -393,7 +396,7 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
                             .collect();
                         Response::new(pb::ListSourcesResponse { sources })
                     })
-                    .map_err(|v| Status::from(Error::InvalidArgument(vec![v])))
+                    .map_err(|v| to_status(Error::InvalidArgument(vec![v])))
             });
         observed("ListSources", &caller, started, result)
     }

@@ -9,8 +9,9 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::error::Error;
 use crate::proto::v1 as pb;
 
-impl From<Error> for Status {
-    fn from(e: Error) -> Self {
+/// The domain error as a gRPC status with its google.rpc details.
+pub fn to_status(e: Error) -> Status {
+    {
         let message = e.to_string();
         match e {
             Error::InvalidArgument(violations) => Status::with_error_details(

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use super::{Row, answer_line, invalid_row_line, outcome_of, refuses_the_run};
 use crate::api::grpc::EnrichmentService;
+use crate::api::status::to_status;
 use crate::auth::Caller;
 use crate::config::BatchConfig;
 use crate::fetch::{Header, Outgoing, Reach};
@@ -137,10 +138,10 @@ impl Jobs {
         };
         let deadline = tokio::time::Instant::now() + self.config.deadline;
         let query = crate::api::request::enrich_query(probe, deadline, caller.clone())
-            .map_err(Status::from)?;
+            .map_err(to_status)?;
         self.enricher
             .check_claim(&query)
-            .map_err(|(_, error)| Status::from(error))?;
+            .map_err(|(_, error)| to_status(error))?;
 
         let id = format!("job_{}", hex::encode(rand::random::<[u8; 16]>()));
         let mut stored = Vec::with_capacity(rows.len());

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::catalog::import::Format;
 use crate::model::LawfulBasis;
 
 #[derive(Parser)]
@@ -234,8 +235,8 @@ pub(super) enum SourcesCommand {
 #[derive(Args)]
 pub(super) struct ImportArgs {
     /// The list's format.
-    #[arg(long, value_enum)]
-    pub(super) format: crate::catalog::import::Format,
+    #[arg(long, value_parser = one_of(&Format::ALL, |f| f.name()))]
+    pub(super) format: Format,
     /// The list (JSON), as published by the project.
     pub(super) file: PathBuf,
     /// Where to write the catalog file (default: standard output).
@@ -328,7 +329,7 @@ pub(super) struct ClaimArgs {
     #[arg(long)]
     pub(super) purpose: String,
     /// Art. 6(1) lawful basis.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = one_of(&LawfulBasis::ALL, |b| b.as_str()))]
     pub(super) basis: LawfulBasis,
     /// Consent reference (required with --basis consent).
     #[arg(long)]
@@ -375,4 +376,18 @@ pub(super) struct EnrichArgs {
     pub(super) sandbox: bool,
     #[command(flatten)]
     pub(super) config: ConfigArg,
+}
+
+/// A flag that takes one of `all`, by name (clap lists them in the help and
+/// names them when the value is none of them).
+fn one_of<T: Copy + Send + Sync + 'static>(
+    all: &'static [T],
+    name: fn(T) -> &'static str,
+) -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(all.iter().map(|v| name(*v))).map(move |chosen| {
+        *all.iter()
+            .find(|v| name(**v) == chosen)
+            .expect("clap let through one of the possible values")
+    })
 }

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use http::header::{HeaderName, HeaderValue};
 use regex::Regex;
-use reqwest::header::{HeaderName, HeaderValue};
 
 mod extract;
 
@@ -304,7 +304,7 @@ fn compile_http(
     disabled: &mut Option<String>,
     p: &mut Problems<'_>,
 ) -> Option<SourceKind> {
-    let method = reqwest::Method::from_bytes(r.method.to_ascii_uppercase().as_bytes())
+    let method = http::Method::from_bytes(r.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| {
             p.push(format!(
                 "request.method: {:?} is not an HTTP method",

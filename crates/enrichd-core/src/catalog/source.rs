@@ -118,11 +118,11 @@ pub struct Detect {
 
 #[derive(Debug, Clone)]
 pub struct HttpRequest {
-    pub method: reqwest::Method,
+    pub method: http::Method,
     pub url: Template,
-    pub headers: Vec<(reqwest::header::HeaderName, Template)>,
+    pub headers: Vec<(http::header::HeaderName, Template)>,
     /// Sent only when every environment variable they name is set.
-    pub optional_headers: Vec<(reqwest::header::HeaderName, Template)>,
+    pub optional_headers: Vec<(http::header::HeaderName, Template)>,
     /// HTTP Basic credentials: user name and password templates.
     pub basic_auth: Option<(Template, Template)>,
     pub body: Option<(Template, BodyEncoding)>,

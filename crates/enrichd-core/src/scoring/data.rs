@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use serde::Deserialize;
 
-const TAXONOMY: &str = include_str!("../../data/iab/audience-taxonomy-1.1.tsv");
-const LEXICON: &str = include_str!("../../data/scoring/lexicon.toml");
-const TAGS: &str = include_str!("../../data/scoring/tags.toml");
-const SPECIAL: &str = include_str!("../../data/scoring/special-categories.toml");
-const WEIGHTS: &str = include_str!("../../data/scoring/weights.toml");
+const TAXONOMY: &str = include_str!("../../../../data/iab/audience-taxonomy-1.1.tsv");
+const LEXICON: &str = include_str!("../../../../data/scoring/lexicon.toml");
+const TAGS: &str = include_str!("../../../../data/scoring/tags.toml");
+const SPECIAL: &str = include_str!("../../../../data/scoring/special-categories.toml");
+const WEIGHTS: &str = include_str!("../../../../data/scoring/weights.toml");
 
 /// `[scoring]` settings: replacement files; unset uses the shipped copy.
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use toml::Table;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Maigret,
     Sherlock,
@@ -18,6 +18,17 @@ pub enum Format {
 }
 
 impl Format {
+    pub const ALL: [Format; 3] = [Format::Maigret, Format::Sherlock, Format::Whatsmyname];
+
+    /// The format's name, as the command line spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Maigret => "maigret",
+            Format::Sherlock => "sherlock",
+            Format::Whatsmyname => "whatsmyname",
+        }
+    }
+
     fn prefix(self) -> &'static str {
         match self {
             Format::Maigret => "maigret",

@@ -7,9 +7,9 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-const DISPOSABLE: &str = include_str!("../data/email/disposable-domains.txt");
-const FREE: &str = include_str!("../data/email/free-provider-domains.txt");
-const ROLE: &str = include_str!("../data/email/role-accounts.txt");
+const DISPOSABLE: &str = include_str!("../../../data/email/disposable-domains.txt");
+const FREE: &str = include_str!("../../../data/email/free-provider-domains.txt");
+const ROLE: &str = include_str!("../../../data/email/role-accounts.txt");
 
 /// Where to load each list from; `None` uses the copy shipped in the binary.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]

@@ -9,20 +9,9 @@ use serde::Serialize;
 /// GDPR Art. 6(1) lawful bases. On the command line and in config they are
 /// spelled in snake case (`legitimate_interests`).
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    eserde::Deserialize,
-    clap::ValueEnum,
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, eserde::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum LawfulBasis {
     Consent,
     Contract,
