@@ -9,20 +9,20 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# Dependencies first, so source edits do not rebuild them.
-COPY Cargo.toml Cargo.lock build.rs ./
-COPY proto proto
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && cargo build --release --locked || true
 COPY . .
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin enrichd
+# The registry and target directory are kept between builds (BuildKit), so
+# a source edit does not rebuild the dependencies.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin enrichd \
+    && cp target/release/enrichd /usr/local/bin/enrichd
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin enrichd \
     && mkdir -p /var/lib/enrichd && chown 10001 /var/lib/enrichd
-COPY --from=build /src/target/release/enrichd /usr/local/bin/enrichd
+COPY --from=build /usr/local/bin/enrichd /usr/local/bin/enrichd
 COPY config /etc/enrichd
 USER 10001
 ENV ENRICHD__SERVER__LISTEN=0.0.0.0:50051 \

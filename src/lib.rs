@@ -17,24 +17,20 @@
 pub use enrichd_core::{
     catalog, clock, compliance, error, identity, model, privacy, reference, scoring,
 };
+// The record of processing, from its crate (`enrichd::ledger`).
+pub use enrichd_ledger as ledger;
+// Asking sources, from their crate (`enrichd::engine`, ...).
+pub use enrichd_sources::{cache, cluster, engine, fetch, limiter, resilience, verify};
 pub mod api;
 pub mod auth;
 pub mod batch;
-pub mod cache;
 pub mod cli;
-pub mod cluster;
 pub mod config;
-pub mod engine;
 pub mod fence;
-pub mod fetch;
-pub mod ledger;
-pub mod limiter;
 pub mod pipeline;
 pub mod proto;
-pub mod resilience;
 pub mod rights;
 pub mod sandbox;
 pub mod server;
 pub mod startup;
 pub mod telemetry;
-pub mod verify;

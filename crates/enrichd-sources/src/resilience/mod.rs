@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use crate::catalog::source::Source;
-use crate::clock::SharedClock;
 use crate::cluster::Cluster;
 use crate::cluster::limits::{Grant, SharedLimit};
 use crate::limiter::{self, Limiter, LocalLimiter};
 use breaker::{Breaker, BreakerConfig};
+use enrichd_core::catalog::source::Source;
+use enrichd_core::clock::SharedClock;
 use retry::RetryBudget;
 
 /// The least time a waited-for rate slot must leave before the deadline for

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::identity::{Email, PhoneNumber};
-use crate::model::{EmailVerification, MxCheck, MxHost, MxStatus, PhoneVerification};
-use crate::reference::DomainLists;
+use enrichd_core::identity::{Email, PhoneNumber};
+use enrichd_core::model::{EmailVerification, MxCheck, MxHost, MxStatus, PhoneVerification};
+use enrichd_core::reference::DomainLists;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -149,8 +149,8 @@ impl Verifier {
             Arc::new(DomainChecks {
                 disposable: self.lists.is_disposable(email.domain()),
                 free_provider: self.lists.is_free_provider(email.domain()),
-                did_you_mean: crate::identity::lookalike::meant(unicode).map(str::to_owned),
-                mixed_script: crate::identity::lookalike::mixed_script(unicode),
+                did_you_mean: enrichd_core::identity::lookalike::meant(unicode).map(str::to_owned),
+                mixed_script: enrichd_core::identity::lookalike::mixed_script(unicode),
             })
         })
     }
@@ -166,7 +166,7 @@ impl Verifier {
     /// The domain's mail exchangers: from the MX cache, or looked up,
     /// bounded by the configured timeout.
     pub async fn check_mx(&self, ascii_domain: &str) -> MxCheck {
-        let started = crate::clock::Stopwatch::start();
+        let started = enrichd_core::clock::Stopwatch::start();
         let Some(resolver) = &self.resolver else {
             return MxCheck {
                 status: MxStatus::Skipped,

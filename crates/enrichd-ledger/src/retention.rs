@@ -6,7 +6,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::Ledger;
-use crate::clock::SharedClock;
+use enrichd_core::clock::SharedClock;
 
 /// Deletes the records past their retention, once now and then `every`.
 pub async fn sweep_every(ledger: Ledger, clock: SharedClock, every: Duration) {

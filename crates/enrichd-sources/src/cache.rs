@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use moka::Expiry;
 
-use crate::clock::SharedClock;
-use crate::model::{Outcome, Profile};
+use enrichd_core::clock::SharedClock;
+use enrichd_core::model::{Outcome, Profile};
 
 /// `[cache]` settings.
 #[derive(Debug, Clone, PartialEq, eserde::Deserialize, serde::Serialize)]

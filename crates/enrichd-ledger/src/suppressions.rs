@@ -74,8 +74,8 @@ struct Scopes {
 }
 
 const KNOWN_SCOPES: [&str; 2] = [
-    crate::compliance::suppression::ALL_PURPOSES,
-    crate::compliance::suppression::MARKETING,
+    enrichd_core::compliance::suppression::ALL_PURPOSES,
+    enrichd_core::compliance::suppression::MARKETING,
 ];
 
 impl Scopes {
@@ -237,7 +237,8 @@ impl Suppressions {
             .scopes
             .get(&Subject::of(subject))
             .is_some_and(|scopes| {
-                scopes.has(crate::compliance::suppression::ALL_PURPOSES) || scopes.has(purpose)
+                scopes.has(enrichd_core::compliance::suppression::ALL_PURPOSES)
+                    || scopes.has(purpose)
             })
     }
 
@@ -311,7 +312,7 @@ pub(super) fn follow(pool: AnyPool, list: Weak<Suppressions>, every: Duration) {
 mod tests {
     use super::super::Ledger;
     use super::{Scopes, Subject};
-    use crate::compliance::suppression::{ALL_PURPOSES, MARKETING};
+    use enrichd_core::compliance::suppression::{ALL_PURPOSES, MARKETING};
 
     #[test]
     fn a_kept_subject_and_its_scopes_read_back_as_written() {

@@ -188,7 +188,7 @@ where
 {
     let mut deleted = 0;
     loop {
-        let started = crate::clock::Stopwatch::start();
+        let started = enrichd_core::clock::Stopwatch::start();
         let n = delete().await?;
         deleted += n;
         if n < SWEEP_BATCH {
@@ -218,7 +218,7 @@ pub struct Purged {
 /// Subjects whose first enrichment time is kept in memory.
 const FIRST_ENRICHED_KEPT: u64 = 100_000;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
 fn json(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
@@ -492,7 +492,7 @@ impl Ledger {
     pub async fn rekey(
         &self,
         previous: &str,
-        rotated: &crate::privacy::KeyedHasher,
+        rotated: &enrichd_core::privacy::KeyedHasher,
     ) -> Result<u64, LedgerError> {
         let mut tx = self.pool.begin().await?;
         let stored: Option<String> =
@@ -722,7 +722,7 @@ impl Ledger {
         while let Some(current) = self.next_outcome(subject, outcome.as_deref()).await? {
             let mut from_ms = i64::MIN;
             loop {
-                let started = crate::clock::Stopwatch::start();
+                let started = enrichd_core::clock::Stopwatch::start();
                 let done = self.redact_batch(subject, &current, from_ms).await?;
                 redacted += done.len() as u64;
                 progress.fetch_add(done.len() as u64, Ordering::Relaxed);
@@ -828,7 +828,7 @@ impl Ledger {
         reference: &str,
         at_ms: i64,
     ) -> Result<(), LedgerError> {
-        let everything = crate::compliance::suppression::ALL_PURPOSES;
+        let everything = enrichd_core::compliance::suppression::ALL_PURPOSES;
         self.suppress_purging(subject, everything, reference, at_ms, true)
             .await
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-use crate::catalog::source::{BodyFormat, Detect};
 use crate::fetch::Fetched;
+use enrichd_core::catalog::source::{BodyFormat, Detect};
 
 /// A response body, parsed per the source's declared format.
 pub enum Parsed {

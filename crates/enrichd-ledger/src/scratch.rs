@@ -19,7 +19,7 @@ static SWEPT: AtomicBool = AtomicBool::new(false);
 static MADE: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
 fn now_secs() -> u64 {
-    u64::try_from(crate::clock::SharedClock::system().utc().timestamp()).unwrap_or(0)
+    u64::try_from(enrichd_core::clock::SharedClock::system().utc().timestamp()).unwrap_or(0)
 }
 
 /// When the schema `name` of `prefix` was made, if it is one.

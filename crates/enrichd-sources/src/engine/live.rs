@@ -7,11 +7,11 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use super::http::run;
-use crate::catalog::input::Input;
-use crate::catalog::source::SourceKind;
-use crate::catalog::{Catalog, Source};
 use crate::fetch::{HttpClient, HttpConfig};
-use crate::model::{Confidence, Outcome};
+use enrichd_core::catalog::input::Input;
+use enrichd_core::catalog::source::SourceKind;
+use enrichd_core::catalog::{Catalog, Source};
+use enrichd_core::model::{Confidence, Outcome};
 
 /// Sources asked at once (each asks its own accounts one after another,
 /// paced by its rate limit).
@@ -64,7 +64,7 @@ pub async fn check(
 async fn ask_known(
     source: &Source,
     client: &HttpClient,
-    secrets: &crate::catalog::Secrets,
+    secrets: &enrichd_core::catalog::Secrets,
 ) -> Vec<Check> {
     let SourceKind::Http(h) = &source.kind else {
         return Vec::new();
@@ -96,7 +96,7 @@ async fn ask_known(
                 &input,
                 client,
                 &env,
-                &crate::clock::SharedClock::system(),
+                &enrichd_core::clock::SharedClock::system(),
             ),
         )
         .await;

@@ -15,8 +15,8 @@ use redis::AsyncCommands;
 
 use super::Cluster;
 use crate::cache::{Answer, Entry};
-use crate::clock::SharedClock;
-use crate::model::{Outcome, Profile};
+use enrichd_core::clock::SharedClock;
+use enrichd_core::model::{Outcome, Profile};
 
 /// Longest a replica holds the fetch lock of a key (its upstream call is
 /// bounded by the source's timeout well before).

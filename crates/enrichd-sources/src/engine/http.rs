@@ -4,11 +4,11 @@ use url::Url;
 
 use super::detect::{Verdict, detect};
 use super::extract::extract;
-use crate::catalog::input::Input;
-use crate::catalog::source::{BodyEncoding, BodyFormat, HttpSource, Source};
-use crate::catalog::template::RenderError;
 use crate::fetch::{FetchError, Header, HttpClient, Outgoing, Reach, check_destination};
-use crate::model::{
+use enrichd_core::catalog::input::Input;
+use enrichd_core::catalog::source::{BodyEncoding, BodyFormat, HttpSource, Source};
+use enrichd_core::catalog::template::RenderError;
+use enrichd_core::model::{
     Breach, Confidence, Field, LinkedAccount, Method, Outcome, Profile, Provenance, SkipReason,
     SourceOutcome, Sourced, Value,
 };
@@ -117,9 +117,9 @@ pub async fn run(
     input: &Input,
     client: &HttpClient,
     env: &Env,
-    clock: &crate::clock::SharedClock,
+    clock: &enrichd_core::clock::SharedClock,
 ) -> Asked {
-    let started = crate::clock::Stopwatch::start();
+    let started = enrichd_core::clock::Stopwatch::start();
     let mut outcome = SourceOutcome::new(&source.id, input.kind, input.depth, Outcome::Error);
     let done = |mut o: SourceOutcome, profile| {
         o.latency = started.elapsed();

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Cluster;
-use crate::catalog::source::RateLimit;
 use crate::limiter::{Limiter, LocalLimiter};
+use enrichd_core::catalog::source::RateLimit;
 
 /// GCRA: the key holds the theoretical arrival time (ms, Redis's clock) of
 /// the next request; a request is let through when it is no more than

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::clock::SharedClock;
+use enrichd_core::clock::SharedClock;
 
 /// Breaker settings (config `[resilience]`).
 #[derive(Debug, Clone, Copy, PartialEq, eserde::Deserialize, serde::Serialize)]
@@ -128,7 +128,7 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use enrichd_core::clock::ManualClock;
 
     fn config() -> BreakerConfig {
         BreakerConfig {

@@ -15,21 +15,21 @@ use futures::future::join_all;
 use tracing::debug;
 
 use crate::cache::{AnswerCache, CacheConfig, Entry};
-use crate::catalog::Catalog;
-use crate::catalog::input::{Input, seed_inputs};
-use crate::catalog::source::{PivotFrom, Source};
-use crate::clock::SharedClock;
 use crate::cluster::Cluster;
 use crate::cluster::cache::SharedCache;
-use crate::compliance::policy::{self, FieldPolicy};
 use crate::fetch::HttpClient;
-use crate::identity::Identifier;
-use crate::model::{
-    CachePolicy, Confidence, InputKind, Outcome, Profile, Purpose, SkipReason, SourceOutcome, Value,
-};
-use crate::privacy::KeyedHasher;
 use crate::resilience::{Guard, ResilienceConfig};
 use crate::verify::Verifier;
+use enrichd_core::catalog::Catalog;
+use enrichd_core::catalog::input::{Input, seed_inputs};
+use enrichd_core::catalog::source::{PivotFrom, Source};
+use enrichd_core::clock::SharedClock;
+use enrichd_core::compliance::policy::{self, FieldPolicy};
+use enrichd_core::identity::Identifier;
+use enrichd_core::model::{
+    CachePolicy, Confidence, InputKind, Outcome, Profile, Purpose, SkipReason, SourceOutcome, Value,
+};
+use enrichd_core::privacy::KeyedHasher;
 
 /// What the engine found for one request.
 #[derive(Debug, Default)]

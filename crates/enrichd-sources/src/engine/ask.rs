@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use super::http::{self, Asked};
 use super::{Asking, Engine};
 use crate::cache::{Answer, Entry};
-use crate::catalog::input::Input;
-use crate::catalog::source::{Source, SourceKind};
-use crate::clock::SharedClock;
-use crate::model::MxStatus;
-use crate::model::{CacheMode, Outcome, SkipReason, SourceOutcome};
 use crate::resilience::breaker::State;
 use crate::resilience::retry::backoff;
 use crate::resilience::{CacheResult, Refusal};
+use enrichd_core::catalog::input::Input;
+use enrichd_core::catalog::source::{Source, SourceKind};
+use enrichd_core::clock::SharedClock;
+use enrichd_core::model::MxStatus;
+use enrichd_core::model::{CacheMode, Outcome, SkipReason, SourceOutcome};
 
 /// Longest pause between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -119,7 +119,7 @@ impl Engine {
     /// Asks a source, through the cache as `policy` allows.
     pub(super) async fn ask(&self, source: &Arc<Source>, input: &Input, ctx: &Asking<'_>) -> Asked {
         let (deadline, policy) = (ctx.deadline, ctx.policy);
-        let started = crate::clock::Stopwatch::start();
+        let started = enrichd_core::clock::Stopwatch::start();
         let now = self.clock.now();
         let Some(cache) = &self.cache else {
             return Box::pin(self.call(source, input, deadline)).await;
@@ -262,7 +262,7 @@ impl Engine {
         input: &Input,
         deadline: tokio::time::Instant,
     ) -> Asked {
-        let started = crate::clock::Stopwatch::start();
+        let started = enrichd_core::clock::Stopwatch::start();
         let Some(guard) = self.guards.get(&source.id) else {
             return self.attempt(source, input, deadline).await;
         };
@@ -375,7 +375,7 @@ impl Engine {
         input: &Input,
         deadline: tokio::time::Instant,
     ) -> http::Asked {
-        let started = crate::clock::Stopwatch::start();
+        let started = enrichd_core::clock::Stopwatch::start();
         let budget = tokio::time::Instant::now() + source.limits.timeout;
         let until = budget.min(deadline);
         let work = async {

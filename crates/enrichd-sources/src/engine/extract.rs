@@ -7,8 +7,8 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use scraper::ElementRef;
 
 use super::detect::Parsed;
-use crate::catalog::source::{AccountsExtract, BreachesExtract, Extract, Locator};
-use crate::model::{Field, Method, Value};
+use enrichd_core::catalog::source::{AccountsExtract, BreachesExtract, Extract, Locator};
+use enrichd_core::model::{Field, Method, Value};
 
 /// Longest text value kept (bios can be long; pages can be hostile).
 const MAX_TEXT_CHARS: usize = 2000;

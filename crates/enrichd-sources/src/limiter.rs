@@ -7,7 +7,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
 
-use crate::catalog::source::RateLimit;
+use enrichd_core::catalog::source::RateLimit;
 
 /// A source's request budget.
 pub trait Limiter: Send + Sync {

@@ -1,0 +1,218 @@
+//! `cold`, `sites`, `budget`, `cluster` and `memory`.
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::fixtures::{Server, catalog, client, pg_schema, request, serve_sites, start, start_on};
+use crate::{Args, ms, percentile};
+use enrichd::proto::v1 as pb;
+use serde_json::{Value, json};
+pub(crate) async fn cold(args: &Args) -> Value {
+    let delay = Duration::from_millis(100);
+    let (origin, _) = serve_sites(delay).await;
+    let server = start(
+        catalog(origin, 20, "email", false, (1e6, 1_000_000)),
+        "[cache]\nenabled = false\n",
+    )
+    .await;
+    let mut c = client(server.addr).await;
+    c.enrich(request("warmup@example.test")).await.unwrap();
+    let mut lat = Vec::new();
+    for i in 0..args.cold_calls {
+        let t = Instant::now();
+        c.enrich(request(&format!("cold{i}@example.test")))
+            .await
+            .unwrap();
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    json!({
+        "scenario": "cold", "sources": 20, "source_latency_ms": 100.0,
+        "p50_ms": ms(p50), "p99_ms": ms(p99),
+        "overhead_p50_ms": ms(p50.saturating_sub(delay)), "ratio_p50_to_slowest": (p50.as_secs_f64() / delay.as_secs_f64() * 1000.0).round() / 1000.0,
+    })
+}
+
+pub(crate) async fn sites(args: &Args) -> Value {
+    let (origin, state) = serve_sites(Duration::ZERO).await;
+    let server = start(
+        catalog(origin, args.sites, "username", true, (1e6, 1_000_000)),
+        "[cache]\nenabled = false\n",
+    )
+    .await;
+    let mut c = client(server.addr).await;
+    let t = Instant::now();
+    let resp = c
+        .enrich(request("person@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    let wall = t.elapsed();
+    let found = resp
+        .sources
+        .iter()
+        .filter(|o| o.outcome() == pb::source_outcome::Outcome::Found)
+        .count();
+    let not_found = resp
+        .sources
+        .iter()
+        .filter(|o| o.outcome() == pb::source_outcome::Outcome::NotFound)
+        .count();
+    json!({
+        "scenario": "sites", "sites": args.sites, "found": found, "not_found": not_found,
+        "other": resp.sources.len() - found - not_found, "requests_seen": state.hits.load(Ordering::Relaxed),
+        "wall_ms": ms(wall), "checks_per_second": (args.sites as f64 / wall.as_secs_f64()).round(),
+    })
+}
+
+pub(crate) async fn budget(args: &Args) -> Value {
+    let (origin, state) = serve_sites(Duration::ZERO).await;
+    let server = start(
+        catalog(
+            origin,
+            1,
+            "email",
+            false,
+            (args.budget_rate, args.budget_burst),
+        ),
+        "",
+    )
+    .await;
+    let mut c = client(server.addr).await;
+    let n = args.budget_ids;
+    let requests = tokio_stream::iter((0..n).map(|i| request(&format!("b{i}@example.test"))));
+    let t = Instant::now();
+    let mut answers = c.enrich_stream(requests).await.unwrap().into_inner();
+    let mut got = 0;
+    while answers.message().await.unwrap().is_some() {
+        got += 1;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let times = state.arrivals.lock().unwrap().clone();
+    let max = max_in_one_second(times.clone());
+    let achieved = times.len() as f64 / secs;
+    json!({
+        "scenario": "budget", "identifiers": n, "answers": got, "limit_per_second": args.budget_rate, "burst": args.budget_burst,
+        "achieved_per_second": (achieved * 10.0).round() / 10.0, "ratio": (achieved / args.budget_rate * 1000.0).round() / 1000.0,
+        "max_in_one_second": max, "within_budget": max as f64 <= args.budget_rate + args.budget_burst as f64,
+    })
+}
+
+/// The most arrivals in any one-second window.
+pub(crate) fn max_in_one_second(mut times: Vec<Instant>) -> usize {
+    times.sort();
+    let (mut max, mut start) = (0, 0);
+    for end in 0..times.len() {
+        while times[end] - times[start] >= Duration::from_secs(1) {
+            start += 1;
+        }
+        max = max.max(end - start + 1);
+    }
+    max
+}
+
+/// `n` identifiers streamed, half through each server: the rate the
+/// source saw, and the most it saw in any one second.
+pub(crate) async fn split_stream(
+    a: &Server,
+    b: &Server,
+    n: usize,
+    arrivals: &std::sync::Mutex<Vec<Instant>>,
+) -> (f64, usize) {
+    let half = |server: SocketAddr, from: usize, to: usize| async move {
+        let mut c = client(server).await;
+        let requests =
+            tokio_stream::iter((from..to).map(|i| request(&format!("c{i}@example.test"))));
+        let mut answers = c.enrich_stream(requests).await.unwrap().into_inner();
+        while answers.message().await.unwrap().is_some() {}
+    };
+    let t = Instant::now();
+    tokio::join!(half(a.addr, 0, n / 2), half(b.addr, n / 2, n));
+    let secs = t.elapsed().as_secs_f64();
+    let times = arrivals.lock().unwrap().clone();
+    (times.len() as f64 / secs, max_in_one_second(times))
+}
+
+/// Two replicas on one Redis and one PostgreSQL ledger: the budget of one
+/// source held across them, and how often one replica's fetch is the
+/// other's cache hit.
+pub(crate) async fn cluster(args: &Args) -> Value {
+    let (origin, state) = serve_sites(Duration::ZERO).await;
+    let rate = (args.budget_rate, args.budget_burst);
+    let redis =
+        std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let base = std::env::var("BENCH_LEDGER_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg_schema(&base).await;
+    let prefix = format!("bench{}", hex::encode(rand::random::<[u8; 6]>()));
+    let extra =
+        format!("[cluster]\nredis_url = \"{redis}\"\nkey_prefix = \"{prefix}\"\nreplicas = 2\n");
+    let a = start_on(
+        catalog(origin, 1, "email", false, rate),
+        &extra,
+        dir,
+        url.clone(),
+    )
+    .await;
+    let b = start_on(
+        catalog(origin, 1, "email", false, rate),
+        &extra,
+        tempfile::tempdir().unwrap(),
+        url,
+    )
+    .await;
+    let n = args.budget_ids;
+    let (achieved, max) = split_stream(&a, &b, n, &state.arrivals).await;
+    // What A fetched, asked of B.
+    let asked = n.min(500) / 2;
+    let mut c = client(b.addr).await;
+    let requests = tokio_stream::iter((0..asked).map(|i| request(&format!("c{i}@example.test"))));
+    let mut answers = c.enrich_stream(requests).await.unwrap().into_inner();
+    let mut hits = 0;
+    while let Some(answer) = answers.message().await.unwrap() {
+        hits += usize::from(answer.sources.iter().any(|o| o.cached));
+    }
+    // The baseline: the same two replicas without Redis (each on its own).
+    let (origin, alone) = serve_sites(Duration::ZERO).await;
+    let solo = || async { start(catalog(origin, 1, "email", false, rate), "").await };
+    let (c, d) = (solo().await, solo().await);
+    let (unshared, unshared_max) = split_stream(&c, &d, n, &alone.arrivals).await;
+    json!({
+        "scenario": "cluster", "replicas": 2, "identifiers": n, "limit_per_second": rate.0, "burst": rate.1,
+        "unshared_ratio": (unshared / rate.0 * 1000.0).round() / 1000.0, "unshared_max_in_one_second": unshared_max,
+        "achieved_per_second": (achieved * 10.0).round() / 10.0, "ratio": (achieved / rate.0 * 1000.0).round() / 1000.0,
+        "max_in_one_second": max, "within_budget": max as f64 <= rate.0 + rate.1 as f64,
+        "cross_replica_hit_ratio": (hits as f64 / asked as f64 * 1000.0).round() / 1000.0,
+    })
+}
+
+pub(crate) fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+pub(crate) async fn memory(args: &Args) -> Value {
+    let (origin, _) = serve_sites(Duration::ZERO).await;
+    let server = start(catalog(origin, 1, "email", false, (1e6, 1_000_000)), "").await;
+    let mut c = client(server.addr).await;
+    c.enrich(request("warm@example.test")).await.unwrap();
+    let before = rss_bytes();
+    let n = args.identities;
+    let requests = tokio_stream::iter((0..n).map(|i| request(&format!("found{i}@example.test"))));
+    let mut answers = c.enrich_stream(requests).await.unwrap().into_inner();
+    while answers.message().await.unwrap().is_some() {}
+    let after = rss_bytes();
+    let per = after.saturating_sub(before) as f64 / n as f64;
+    json!({
+        "scenario": "memory", "identities": n, "rss_before_mb": before / (1 << 20), "rss_after_mb": after / (1 << 20),
+        "bytes_per_identity": per.round(),
+    })
+}
