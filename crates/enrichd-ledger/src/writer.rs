@@ -378,7 +378,8 @@ mod tests {
 
     use tokio::sync::Notify;
 
-    use super::super::{Ledger, LedgerOutcome, Record, fold_wal};
+    use super::super::sqlite::fold_wal;
+    use super::super::{Ledger, LedgerOutcome, Record};
 
     fn record(id: &str) -> Record {
         Record {
