@@ -4,14 +4,14 @@
 //! each row's answer is stored as it arrives, and a restarted server goes
 //! on with the rows that have none. On completion an optional webhook is
 //! told, signed with HMAC-SHA-256 over the timestamp and the body.
-use std::collections::BTreeMap;
+mod reading;
+mod webhook;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::{info, warn};
@@ -21,17 +21,11 @@ use crate::api::grpc::EnrichmentService;
 use crate::api::status::to_status;
 use crate::auth::Caller;
 use crate::config::BatchConfig;
-use crate::fetch::{Header, Outgoing, Reach};
 use crate::ledger::{JobRow, JobRowInput, Ledger};
 use crate::pipeline::Enricher;
 use crate::proto::v1 as pb;
-
-/// Rows read from the database and fed to the pipeline at a time.
-const PAGE: i64 = 256;
-/// Webhook deliveries: attempts, the first retry's delay (doubled each time).
-const WEBHOOK_ATTEMPTS: u32 = 6;
-const WEBHOOK_FIRST_RETRY: Duration = Duration::from_secs(1);
-const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+use reading::{PAGE, without_row};
+pub use webhook::sign;
 
 /// The jobs of one server: submitted, resumed after a restart, run.
 pub struct Jobs {
@@ -79,30 +73,8 @@ impl Jobs {
         self.enricher.ledger()
     }
 
-    /// Why a webhook could never be delivered to `url` (a non-public
-    /// address not in `batch.webhook_private_origins`), if it could not:
-    /// said when the job is submitted, not after its retries.
-    pub fn webhook_refused(&self, url: &url::Url) -> Option<String> {
-        match crate::fetch::check_destination(url, &self.webhook_origins) {
-            Ok(()) => None,
-            Err(crate::fetch::FetchError::Blocked(why)) => Some(format!(
-                "{why}; a webhook reaches public addresses only, or the origins \
-                 listed in batch.webhook_private_origins"
-            )),
-            Err(e) => Some(e.to_string()),
-        }
-    }
-
     fn now_ms(&self) -> i64 {
         self.enricher.clock().utc().timestamp_millis()
-    }
-
-    /// The secret a job's webhook is signed with: derived from the hash
-    /// key, so it is never stored and survives a restart.
-    pub fn webhook_secret(&self, id: &str) -> String {
-        self.enricher
-            .hasher()
-            .root_hash(&format!("enrichd batch webhook secret v1 {id}"))
     }
 
     /// Checks the claim once (purpose, basis, evidence, the caller's
@@ -371,236 +343,6 @@ impl Jobs {
         info!(job = %job.id, "batch job done");
         Ok(())
     }
-
-    /// The job's state, progress and counts, for its owner; NOT_FOUND for
-    /// anyone else (a job's existence is not disclosed).
-    pub async fn status(&self, caller: &Caller, id: &str) -> Result<Value, Status> {
-        self.owned(caller, id).await?;
-        self.view(id).await
-    }
-
-    /// The stored job, or NOT_FOUND.
-    async fn job(&self, id: &str) -> Result<JobRow, Status> {
-        self.ledger()
-            .job(id)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| not_found(id))
-    }
-
-    async fn view(&self, id: &str) -> Result<Value, Status> {
-        let job = self.job(id).await?;
-        let counts = self.ledger().job_counts(id).await.map_err(unavailable)?;
-        let mut by_outcome: BTreeMap<String, i64> = BTreeMap::new();
-        let mut errors: BTreeMap<String, i64> = BTreeMap::new();
-        for (outcome, n) in counts {
-            match outcome.strip_prefix("error:") {
-                Some(code) => *errors.entry(code.to_owned()).or_default() += n,
-                None => *by_outcome.entry(outcome).or_default() += n,
-            }
-        }
-        let count = |k: &str| by_outcome.get(k).copied().unwrap_or(0);
-        let pending = count("pending");
-        let done = job.rows_total - pending;
-        let time = |ms: i64| {
-            (ms > 0)
-                .then(|| chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339()))
-                .flatten()
-        };
-        Ok(json!({
-            "id": job.id,
-            "state": job.state.to_ascii_uppercase(),
-            "reason": job.reason,
-            "createdAt": time(job.created_ms),
-            "finishedAt": time(job.finished_ms),
-            "rowsTotal": job.rows_total,
-            "rowsDone": done,
-            "rowsPending": pending,
-            "summary": {
-                "enriched": count("enriched"),
-                "notFound": count("not_found"),
-                "incomplete": count("incomplete"),
-                "suppressed": count("suppressed"),
-                "invalid": count("invalid"),
-                "erased": count("erased"),
-                "errors": errors,
-            },
-            "webhook": job.webhook_state.to_ascii_uppercase(),
-            "results": format!("/v1/batches/{}/results", job.id),
-        }))
-    }
-
-    /// The answered rows in order as NDJSON lines (`row`, `input`, then the
-    /// answer or the error), for the job's owner. Rows not answered yet are
-    /// left out: fetch again when the job is DONE.
-    pub async fn results(
-        self: &Arc<Self>,
-        caller: &Caller,
-        id: &str,
-    ) -> Result<impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + use<>, Status>
-    {
-        self.owned(caller, id).await?;
-        Ok(self.pages(id, |rows| {
-            let mut text = String::new();
-            for (number, input, result) in rows {
-                if let Some(line) = result_line(number, &input, result.as_deref()) {
-                    text.push_str(&line.to_string());
-                    text.push('\n');
-                }
-            }
-            Ok(text.into_bytes())
-        }))
-    }
-
-    /// A job's rows a page at a time, each page as `render` writes it.
-    fn pages<R>(
-        self: &Arc<Self>,
-        id: &str,
-        render: R,
-    ) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + use<R>
-    where
-        R: Fn(Vec<crate::ledger::RowOutput>) -> anyhow::Result<Vec<u8>> + Send + Sync + 'static,
-    {
-        let (this, id, render) = (self.clone(), id.to_owned(), Arc::new(render));
-        futures::stream::try_unfold(0_i64, move |after| {
-            let (this, id, render) = (this.clone(), id.clone(), render.clone());
-            async move {
-                let rows = this
-                    .ledger()
-                    .job_rows(&id, after, PAGE)
-                    .await
-                    .map_err(std::io::Error::other)?;
-                let Some(&(last, _, _)) = rows.last() else {
-                    return Ok(None);
-                };
-                let text = render(rows).map_err(std::io::Error::other)?;
-                Ok(Some((bytes::Bytes::from(text), last)))
-            }
-        })
-    }
-
-    /// The CSV table of a job's answered rows, in order, as it is written:
-    /// the input columns are read first (small), then the rows a page at a
-    /// time, each answer brought down to its cells. (Built whole, the table
-    /// of a 100,000-row job held every answer in memory at once: the
-    /// server's RSS reached 23 GB.)
-    pub async fn results_table(
-        self: &Arc<Self>,
-        caller: &Caller,
-        id: &str,
-    ) -> Result<impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + use<>, Status>
-    {
-        use crate::batch::table::{InputColumns, answer_cells, csv_text};
-        self.owned(caller, id).await?;
-        let mut columns = InputColumns::default();
-        let mut after = 0;
-        loop {
-            let inputs = self
-                .ledger()
-                .job_inputs(id, after, PAGE * 16)
-                .await
-                .map_err(unavailable)?;
-            let Some(&(last, _)) = inputs.last().filter(|_| !columns.full()) else {
-                break;
-            };
-            after = last;
-            for (_, input) in &inputs {
-                columns.add(&serde_json::from_str(input).unwrap_or(Value::Null));
-            }
-        }
-        let header = csv_text([columns.header()]).map_err(|e| Status::internal(e.to_string()))?;
-        let rows = self.pages(id, move |rows| {
-            csv_text(rows.into_iter().filter_map(|(n, input, result)| {
-                let mut line = result_line(n, &input, result.as_deref())?;
-                let answer = answer_cells(&line);
-                Some(columns.record(&line["input"].take(), answer))
-            }))
-        });
-        let header = futures::stream::once(async move { Ok(bytes::Bytes::from(header)) });
-        Ok(futures::StreamExt::chain(header, rows))
-    }
-
-    async fn owned(&self, caller: &Caller, id: &str) -> Result<(), Status> {
-        let job = self.job(id).await?;
-        let owner: Caller =
-            serde_json::from_str(&job.caller).map_err(|e| Status::internal(e.to_string()))?;
-        if owner.id == caller.id && owner.name == caller.name {
-            Ok(())
-        } else {
-            Err(not_found(id))
-        }
-    }
-
-    /// Tells the webhook the job ended: the job's view as JSON, with
-    /// `Enrichd-Timestamp` (Unix seconds) and `Enrichd-Signature: v1=<hex
-    /// HMAC-SHA-256 of "<timestamp>.<body>" under the job's secret>`.
-    /// Retried with backoff on any answer but 2xx; given up after
-    /// `WEBHOOK_ATTEMPTS` (state FAILED, visible in the job).
-    async fn deliver_webhook(&self, id: &str, url: &str) {
-        let Ok(url) = url::Url::parse(url) else {
-            let _ = self.ledger().set_webhook_state(id, "failed").await;
-            return;
-        };
-        let secret = self.webhook_secret(id);
-        let mut delay = WEBHOOK_FIRST_RETRY;
-        for attempt in 1..=WEBHOOK_ATTEMPTS {
-            if self.stop.is_cancelled() {
-                return;
-            }
-            let Ok(view) = self.view(id).await else {
-                return;
-            };
-            let body = view.to_string();
-            let timestamp = self.enricher.clock().utc().timestamp().to_string();
-            let header = |name: &'static str, value: String| Header {
-                name: reqwest::header::HeaderName::from_static(name),
-                value,
-                secret: false,
-            };
-            let request = Outgoing {
-                method: reqwest::Method::POST,
-                url: url.clone(),
-                headers: vec![
-                    header("content-type", "application/json".into()),
-                    header("enrichd-job", id.to_owned()),
-                    header("enrichd-timestamp", timestamp.clone()),
-                    header(
-                        "enrichd-signature",
-                        format!("v1={}", sign(&secret, &timestamp, &body)),
-                    ),
-                ],
-                body: Some(body),
-            };
-            let reach = Reach {
-                source: "batch-webhook",
-                private_origins: &self.webhook_origins,
-                max_redirects: 0,
-                follow_redirects: false,
-            };
-            let client = self.enricher.engine().http_client();
-            let sent = tokio::time::timeout(WEBHOOK_TIMEOUT, client.fetch(request, reach)).await;
-            match sent {
-                Ok(Ok(answer)) if answer.status.is_success() => {
-                    let _ = self.ledger().set_webhook_state(id, "delivered").await;
-                    info!(job = %id, attempt, "batch webhook delivered");
-                    return;
-                }
-                Ok(Ok(answer)) => {
-                    warn!(job = %id, attempt, status = %answer.status, "batch webhook refused")
-                }
-                Ok(Err(e)) => warn!(job = %id, attempt, error = %e, "batch webhook failed"),
-                Err(_) => warn!(job = %id, attempt, "batch webhook timed out"),
-            }
-            if attempt < WEBHOOK_ATTEMPTS {
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = self.stop.cancelled() => return,
-                }
-                delay *= 2;
-            }
-        }
-        let _ = self.ledger().set_webhook_state(id, "failed").await;
-    }
 }
 
 /// Deletes finished jobs past `batch.job_retention`, every `every`, while
@@ -623,16 +365,6 @@ pub async fn sweep_every(jobs: std::sync::Weak<Jobs>, every: Duration) {
     }
 }
 
-/// The signature of a webhook delivery: hex HMAC-SHA-256 of
-/// `"<timestamp>.<body>"` under `secret`.
-pub fn sign(secret: &str, timestamp: &str, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
-
 /// The keyed hash of a request's identifier ('' when it does not parse: the
 /// pipeline refuses such a row with its own error).
 fn enrich_subject(enricher: &Enricher, request: &pb::EnrichRequest) -> String {
@@ -644,27 +376,6 @@ fn enrich_subject(enricher: &Enricher, request: &pb::EnrichRequest) -> String {
         .unwrap_or_default()
 }
 
-/// A stored row as its output line: `row`, `input`, then the answer, the
-/// error or `erased`; None while it has no answer.
-fn result_line(number: i64, input: &str, result: Option<&str>) -> Option<Value> {
-    let mut line = json!({ "row": number });
-    line["input"] = serde_json::from_str(input).unwrap_or(Value::Null);
-    if let Ok(Value::Object(rest)) = serde_json::from_str::<Value>(result?) {
-        for (k, v) in rest {
-            line[k] = v;
-        }
-    }
-    Some(line)
-}
-
-fn without_row(mut line: Value) -> Value {
-    if let Value::Object(map) = &mut line {
-        map.remove("row");
-        map.remove("input");
-    }
-    line
-}
-
 fn bad(field: &str, why: &str) -> Status {
     use tonic_types::StatusExt;
     Status::with_error_details(
@@ -672,10 +383,6 @@ fn bad(field: &str, why: &str) -> Status {
         format!("{field}: {why}"),
         tonic_types::ErrorDetails::with_bad_request_violation(field, why),
     )
-}
-
-fn not_found(id: &str) -> Status {
-    Status::not_found(format!("no batch job {id:?}"))
 }
 
 fn unavailable(e: crate::ledger::LedgerError) -> Status {
