@@ -1,16 +1,23 @@
 //! Answers out: the domain answer of an enrichment becomes its proto message.
 //! Only mapping happens here; every fact was decided by the pipeline.
+mod findings;
+mod summary;
+
 use std::time::Duration;
 
 use super::enums;
 use crate::identity::{Identifier, NumberType};
 use crate::model::{
-    Attribute, BasisEvidence, Breach, CacheInfo, Completeness, Compliance, Enrichment,
-    EvidenceKind, Field, Footprint, Interest, Mailbox, Method, MxCheck, MxStatus, NoticeDuty,
-    Outcome, Profile, Provenance, Risk, RiskLevel, SkipReason, SourceOutcome, Sourced,
-    SuppressionReason, Value, Verification,
+    BasisEvidence, CacheInfo, Compliance, Enrichment, Mailbox, MxCheck, MxStatus, NoticeDuty,
+    Outcome, Profile, Provenance, SkipReason, SourceOutcome, SuppressionReason, Verification,
 };
 use crate::proto::v1 as pb;
+use findings::{
+    attribute_to_proto, breach_to_proto, footprint_to_proto, interest_to_proto, profile_into_proto,
+    provenance_into_proto, risk_to_proto, text_value,
+};
+pub use summary::apply_view;
+use summary::{coverage_to_proto, summary_of};
 
 pub(super) fn duration(d: Duration) -> pbjson_types::Duration {
     d.into()
@@ -178,132 +185,8 @@ pub(super) fn provenance_to_proto(p: &Provenance) -> pb::Provenance {
     provenance_into_proto(p.clone())
 }
 
-fn provenance_into_proto(p: Provenance) -> pb::Provenance {
-    use pb::ExtractionMethod as M;
-    pb::Provenance {
-        source_id: p.source_id,
-        url: p.url,
-        retrieved_at: Some(p.retrieved_at.into()),
-        method: match p.method {
-            Method::JsonPointer => M::JsonPointer,
-            Method::CssSelector => M::CssSelector,
-            Method::Regex => M::Regex,
-            Method::Detection => M::Detection,
-            Method::Dns => M::Dns,
-        }
-        .into(),
-        selector: p.selector,
-        confidence: enums::confidence_to_proto(p.confidence).into(),
-    }
-}
-
-fn text_value(s: &Sourced) -> pb::TextValue {
-    text_value_of(s.clone())
-}
-
-fn text_value_of(s: Sourced) -> pb::TextValue {
-    pb::TextValue {
-        value: s.value.into_text(),
-        provenance: Some(provenance_into_proto(s.provenance)),
-    }
-}
-
 pub(super) fn profile_to_proto(p: &Profile) -> pb::Profile {
     profile_into_proto(p.clone())
-}
-
-/// A profile as answered, its strings moved, not copied (an answer's
-/// profiles are the bulk of it).
-fn profile_into_proto(p: Profile) -> pb::Profile {
-    let mut fields = p.fields;
-    let mut text = |f: Field| fields.remove(&f).map(text_value_of);
-    let (url, username, display_name, bio, location, avatar_url) = (
-        text(Field::Url),
-        text(Field::Username),
-        text(Field::DisplayName),
-        text(Field::Bio),
-        text(Field::Location),
-        text(Field::AvatarUrl),
-    );
-    let mut time = |f: Field| match fields.remove(&f) {
-        Some(Sourced {
-            value: Value::Time(t),
-            provenance,
-        }) => Some(pb::TimeValue {
-            value: Some(t.into()),
-            provenance: Some(provenance_into_proto(provenance)),
-        }),
-        _ => None,
-    };
-    let (created_at, last_active_at) = (time(Field::CreatedAt), time(Field::LastActiveAt));
-    let mut count = |f: Field| match fields.remove(&f) {
-        Some(Sourced {
-            value: Value::Count(n),
-            provenance,
-        }) => Some(pb::CountValue {
-            value: n,
-            provenance: Some(provenance_into_proto(provenance)),
-        }),
-        _ => None,
-    };
-    let (followers, posts) = (count(Field::Followers), count(Field::Posts));
-    pb::Profile {
-        source_id: p.source_id,
-        platform: p.platform,
-        provenance: Some(provenance_into_proto(p.provenance)),
-        url,
-        username,
-        display_name,
-        bio,
-        location,
-        avatar_url,
-        created_at,
-        last_active_at,
-        followers,
-        posts,
-        linked_accounts: p
-            .accounts
-            .into_iter()
-            .map(|a| pb::LinkedAccount {
-                platform: a.platform.unwrap_or_default(),
-                url: a.url.unwrap_or_default(),
-                username: a.username.unwrap_or_default(),
-                provenance: Some(provenance_into_proto(a.provenance)),
-            })
-            .collect(),
-        extra: p
-            .extra
-            .into_iter()
-            .map(|(k, v)| (k, text_value_of(v)))
-            .collect(),
-        corroborated_by: p
-            .corroborated_by
-            .iter()
-            .map(|c| {
-                use crate::model::Corroboration as C;
-                match c {
-                    C::Avatar => pb::Corroboration::Avatar,
-                    C::Link => pb::Corroboration::Link,
-                    C::NameHint => pb::Corroboration::NameHint,
-                }
-                .into()
-            })
-            .collect(),
-    }
-}
-
-fn attribute_to_proto(a: &Attribute) -> pb::Attribute {
-    pb::Attribute {
-        name: a.name.to_owned(),
-        values: a
-            .values
-            .iter()
-            .map(|v| pb::AttributeValue {
-                value: v.value.clone(),
-                provenance: v.provenance.iter().map(provenance_to_proto).collect(),
-            })
-            .collect(),
-    }
 }
 
 pub fn outcome_to_proto(o: &SourceOutcome) -> pb::SourceOutcome {
@@ -342,69 +225,6 @@ pub fn outcome_to_proto(o: &SourceOutcome) -> pb::SourceOutcome {
         depth: o.depth,
         retry_after: o.retry_after.map(duration),
         input: o.input.as_str().to_owned(),
-    }
-}
-
-fn interest_to_proto(i: &Interest) -> pb::Interest {
-    use pb::interest_evidence::Kind;
-    pb::Interest {
-        id: i.id.clone(),
-        name: i.name.clone(),
-        tier_path: i.tier_path.clone(),
-        score: i.score,
-        evidence: i
-            .evidence
-            .iter()
-            .map(|e| pb::InterestEvidence {
-                source_id: e.source_id.clone(),
-                kind: match e.kind {
-                    EvidenceKind::SourceTag => Kind::SourceTag,
-                    EvidenceKind::TextTerm => Kind::TextTerm,
-                    EvidenceKind::Child => Kind::Child,
-                }
-                .into(),
-                matched: e.matched.clone(),
-                span: e.span.clone(),
-            })
-            .collect(),
-    }
-}
-
-fn footprint_to_proto(f: &Footprint) -> pb::Footprint {
-    pb::Footprint {
-        score: f.score,
-        components: f
-            .components
-            .iter()
-            .map(|c| pb::ScoreComponent {
-                name: c.name.to_owned(),
-                value: c.value,
-                contribution: c.contribution,
-                explanation: c.explanation.clone(),
-            })
-            .collect(),
-    }
-}
-
-fn risk_to_proto(r: &Risk) -> pb::Risk {
-    use pb::risk::Level;
-    pb::Risk {
-        score: r.score,
-        level: match r.level {
-            RiskLevel::Low => Level::Low,
-            RiskLevel::Medium => Level::Medium,
-            RiskLevel::High => Level::High,
-        }
-        .into(),
-        reasons: r
-            .reasons
-            .iter()
-            .map(|x| pb::RiskReason {
-                code: x.code.to_owned(),
-                weight: x.weight,
-                detail: x.detail.clone(),
-            })
-            .collect(),
     }
 }
 
@@ -460,96 +280,6 @@ pub fn enrichment_to_proto(mut e: Enrichment) -> pb::EnrichResponse {
                 confidence: enums::confidence_to_proto(m.confidence).into(),
             })
             .collect(),
-    }
-}
-
-fn breach_to_proto(b: &Breach) -> pb::Breach {
-    pb::Breach {
-        name: b.name.clone(),
-        title: b.title.clone().unwrap_or_default(),
-        domain: b.domain.clone().unwrap_or_default(),
-        breach_date: b.date.clone().unwrap_or_default(),
-        data_classes: b.data_classes.clone(),
-        provenance: Some(provenance_to_proto(&b.provenance)),
-    }
-}
-
-/// The answer at a glance: each value the best supported one of its
-/// attribute, from its most confident source.
-fn summary_of(e: &Enrichment) -> pb::Summary {
-    let best = |name: &str| -> Option<pb::SummaryValue> {
-        let attribute = e.attributes.iter().find(|a| a.name == name)?;
-        let value = attribute.values.first()?;
-        // The first of the most confident (provenance comes best source first).
-        let from = value
-            .provenance
-            .iter()
-            .min_by_key(|p| std::cmp::Reverse(p.confidence))?;
-        Some(pb::SummaryValue {
-            value: value.value.clone(),
-            source_id: from.source_id.clone(),
-            url: from.url.clone(),
-            confidence: enums::confidence_to_proto(from.confidence).into(),
-        })
-    };
-    let (identifier_valid, disposable, has_mail_servers) = match &e.verification {
-        Some(Verification::Email(v)) => (
-            v.syntax_valid,
-            v.disposable,
-            matches!(v.mx.status, MxStatus::Found { .. }),
-        ),
-        Some(Verification::Phone(v)) => (v.valid, false, false),
-        None => (false, false, false),
-    };
-    let risk = e.risk.as_ref().map(risk_to_proto);
-    pb::Summary {
-        display_name: best("name"),
-        location: best("location"),
-        avatar_url: best("avatar_url"),
-        top_interests: e.interests.iter().take(3).map(|i| i.name.clone()).collect(),
-        footprint_score: e.footprint.as_ref().map_or(0, |f| f.score),
-        risk_score: risk.as_ref().map_or(0, |r| r.score),
-        risk_level: risk.as_ref().map_or(0, |r| r.level),
-        identifier_valid,
-        disposable,
-        has_mail_servers,
-        profiles_found: u32::try_from(e.profiles.len()).unwrap_or(u32::MAX),
-    }
-}
-
-/// Narrows an answer to the caller's `view` (the summary stays in all).
-pub fn apply_view(answer: &mut pb::EnrichResponse, view: pb::View) {
-    match view {
-        pb::View::Unspecified | pb::View::Full => {}
-        pb::View::Standard => answer.sources.clear(),
-        pb::View::Summary => {
-            answer.verification = None;
-            answer.profiles.clear();
-            answer.possible_matches.clear();
-            answer.attributes.clear();
-            answer.interests.clear();
-            answer.footprint = None;
-            answer.risk = None;
-            answer.sources.clear();
-            answer.breaches.clear();
-            answer.phone_line = None;
-            answer.messaging_apps.clear();
-        }
-    }
-}
-
-fn coverage_to_proto(e: &Enrichment) -> pb::Coverage {
-    use pb::coverage::Completeness as C;
-    let completeness = match e.completeness() {
-        Completeness::Found => C::Found,
-        Completeness::NotFound => C::NotFound,
-        Completeness::Incomplete => C::Incomplete,
-    };
-    pb::Coverage {
-        completeness: completeness as i32,
-        answered: e.coverage.answered,
-        unanswered: e.coverage.unanswered,
-        skipped: e.coverage.skipped,
     }
 }
 

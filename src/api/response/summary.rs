@@ -1,0 +1,86 @@
+//! The summary a CRM maps, the coverage of an answer, and the views that
+//! return less than the whole answer.
+
+use super::super::enums;
+use super::findings::risk_to_proto;
+use crate::model::{Completeness, Enrichment, MxStatus, Verification};
+use crate::proto::v1 as pb;
+
+/// The answer at a glance: each value the best supported one of its
+/// attribute, from its most confident source.
+pub(crate) fn summary_of(e: &Enrichment) -> pb::Summary {
+    let best = |name: &str| -> Option<pb::SummaryValue> {
+        let attribute = e.attributes.iter().find(|a| a.name == name)?;
+        let value = attribute.values.first()?;
+        // The first of the most confident (provenance comes best source first).
+        let from = value
+            .provenance
+            .iter()
+            .min_by_key(|p| std::cmp::Reverse(p.confidence))?;
+        Some(pb::SummaryValue {
+            value: value.value.clone(),
+            source_id: from.source_id.clone(),
+            url: from.url.clone(),
+            confidence: enums::confidence_to_proto(from.confidence).into(),
+        })
+    };
+    let (identifier_valid, disposable, has_mail_servers) = match &e.verification {
+        Some(Verification::Email(v)) => (
+            v.syntax_valid,
+            v.disposable,
+            matches!(v.mx.status, MxStatus::Found { .. }),
+        ),
+        Some(Verification::Phone(v)) => (v.valid, false, false),
+        None => (false, false, false),
+    };
+    let risk = e.risk.as_ref().map(risk_to_proto);
+    pb::Summary {
+        display_name: best("name"),
+        location: best("location"),
+        avatar_url: best("avatar_url"),
+        top_interests: e.interests.iter().take(3).map(|i| i.name.clone()).collect(),
+        footprint_score: e.footprint.as_ref().map_or(0, |f| f.score),
+        risk_score: risk.as_ref().map_or(0, |r| r.score),
+        risk_level: risk.as_ref().map_or(0, |r| r.level),
+        identifier_valid,
+        disposable,
+        has_mail_servers,
+        profiles_found: u32::try_from(e.profiles.len()).unwrap_or(u32::MAX),
+    }
+}
+
+/// Narrows an answer to the caller's `view` (the summary stays in all).
+pub fn apply_view(answer: &mut pb::EnrichResponse, view: pb::View) {
+    match view {
+        pb::View::Unspecified | pb::View::Full => {}
+        pb::View::Standard => answer.sources.clear(),
+        pb::View::Summary => {
+            answer.verification = None;
+            answer.profiles.clear();
+            answer.possible_matches.clear();
+            answer.attributes.clear();
+            answer.interests.clear();
+            answer.footprint = None;
+            answer.risk = None;
+            answer.sources.clear();
+            answer.breaches.clear();
+            answer.phone_line = None;
+            answer.messaging_apps.clear();
+        }
+    }
+}
+
+pub(crate) fn coverage_to_proto(e: &Enrichment) -> pb::Coverage {
+    use pb::coverage::Completeness as C;
+    let completeness = match e.completeness() {
+        Completeness::Found => C::Found,
+        Completeness::NotFound => C::NotFound,
+        Completeness::Incomplete => C::Incomplete,
+    };
+    pb::Coverage {
+        completeness: completeness as i32,
+        answered: e.coverage.answered,
+        unanswered: e.coverage.unanswered,
+        skipped: e.coverage.skipped,
+    }
+}
