@@ -4,6 +4,9 @@
 //! shutdown.
 pub mod admission;
 pub mod connections;
+mod grpc;
+mod health;
+mod listeners;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,8 +15,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
-use tonic_health::ServingStatus;
 
 use tracing::{info, warn};
 
@@ -21,11 +22,10 @@ use crate::api::grpc::{EnrichmentServer, EnrichmentService, StreamLimits};
 use crate::auth::keys::Keys;
 use crate::auth::layer::{AuthLayer, Authenticator};
 use crate::catalog::Catalog;
-use crate::config::{Config, TlsConfig};
+use crate::config::Config;
 use crate::ledger::retention;
 use crate::pipeline::{BuildError, Enricher, Settings};
 use crate::privacy::KeyedHasher;
-use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,26 +52,6 @@ pub enum ServerError {
     },
     #[error("refusing to start: {0}")]
     Anonymous(String),
-}
-
-/// rustls through tonic: the server's certificate and key, and the CA that
-/// signs client certificates when mTLS is on (a client without one may
-/// still call with an API key).
-fn tls_config(tls: &TlsConfig) -> Result<ServerTlsConfig, ServerError> {
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|source| ServerError::TlsFile {
-            path: path.to_owned(),
-            source,
-        })
-    };
-    let mut config =
-        ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
-    if let Some(ca) = &tls.client_ca {
-        config = config
-            .client_ca_root(Certificate::from_pem(read(ca)?))
-            .client_auth_optional(true);
-    }
-    Ok(config)
 }
 
 /// A bound, ready-to-run server. `build` does the I/O of start-up (binding,
@@ -175,29 +155,7 @@ impl Application {
     ) -> Result<(), ServerError> {
         let server_cfg = &self.config.server;
         if let Some(listener) = self.metrics_listener {
-            info!(addr = ?listener.local_addr().ok(), "serving Prometheus metrics on /metrics");
-            // Bounded as the API ports are, with a count of its own (a
-            // scraper needs a connection or two): a flood here must not
-            // take the descriptors the API needs.
-            let limits =
-                connections::ConnectionLimits::new(METRICS_CONNECTIONS, server_cfg.idle_timeout);
-            match (
-                telemetry::metrics_router(),
-                connections::Bounded::new(listener, limits),
-            ) {
-                (Some(router), Ok(listener)) => {
-                    let router = router.layer(axum::middleware::from_fn(connections::track_http));
-                    tokio::spawn(async move {
-                        let app =
-                            router.into_make_service_with_connect_info::<connections::ConnInfo>();
-                        if let Err(e) = axum::serve(listener, app).await {
-                            warn!(error = %e, "the metrics listener stopped");
-                        }
-                    });
-                }
-                (_, Err(e)) => warn!(error = %e, "the metrics listener stopped"),
-                (None, _) => {}
-            }
+            listeners::serve_metrics(listener, server_cfg.idle_timeout);
         }
 
         // Retention: records past their purpose's retention are deleted.
@@ -211,56 +169,11 @@ impl Application {
         health
             .set_serving::<EnrichmentServer<EnrichmentService>>()
             .await;
-        // No call can be answered without its record: a stopped ledger
-        // writer takes the service out of rotation.
-        let ledger = self.enricher.ledger().clone();
-        let watcher = health.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            while ledger.writer_running() {
-                every.tick().await;
-            }
-            watcher
-                .set_not_serving::<EnrichmentServer<EnrichmentService>>()
-                .await;
-            watcher
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-        });
-        // Whether the replicas' shared store is in use: `enrichd.cluster`
-        // is SERVING in shared mode and NOT_SERVING in fallback (the service
-        // itself keeps answering either way).
-        if let Some(cluster) = self.enricher.cluster().map(Arc::downgrade) {
-            let reporter = health.clone();
-            tokio::spawn(async move {
-                let mut shown = None;
-                loop {
-                    let Some(up) = cluster.upgrade().map(|c| c.is_up()) else {
-                        return;
-                    };
-                    if shown != Some(up) {
-                        let status = if up {
-                            ServingStatus::Serving
-                        } else {
-                            ServingStatus::NotServing
-                        };
-                        reporter
-                            .set_service_status(crate::api::CLUSTER_HEALTH, status)
-                            .await;
-                        shown = Some(up);
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            });
+        health::follow_ledger_writer(health.clone(), self.enricher.ledger());
+        if let Some(cluster) = self.enricher.cluster() {
+            health::follow_cluster(health.clone(), cluster);
         }
-        // Both reflection versions: grpcurl and older tools still ask v1alpha.
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
-        let reflection_v1 = reflection().build_v1()?;
-        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let (reflection_v1, reflection_v1alpha) = grpc::reflection()?;
         let enrichment = EnrichmentServer::new(self.service)
             .max_decoding_message_size(server_cfg.max_request_bytes)
             .accept_compressed(CompressionEncoding::Gzip)
@@ -276,18 +189,7 @@ impl Application {
             server_cfg.idle_timeout,
         );
 
-        // Batch jobs over HTTP: those a previous run left unfinished go on.
-        let jobs = Arc::new(crate::batch::jobs::Jobs::new(
-            EnrichmentService::new(self.enricher.clone(), self.config.sources.deadline)
-                .with_batch(self.config.batch.clone()),
-            self.enricher.clone(),
-            self.config.batch.clone(),
-        ));
-        jobs.resume().await;
-        tokio::spawn(crate::batch::jobs::sweep_every(
-            Arc::downgrade(&jobs),
-            self.config.ledger.sweep_every,
-        ));
+        let jobs = start_jobs(&self.enricher, &self.config).await;
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
@@ -298,12 +200,7 @@ impl Application {
             // No job row starts from now on; those in flight finish.
             stopping.cancel();
             info!("shutdown requested: health NOT_SERVING, draining in-flight calls");
-            reporter
-                .set_not_serving::<EnrichmentServer<EnrichmentService>>()
-                .await;
-            reporter
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
+            health::not_serving(&reporter).await;
             let _ = drain_tx.send(());
             let _ = stop_http.send(true);
         };
@@ -342,44 +239,15 @@ impl Application {
                 }
                 .router(),
             );
-            info!(addr = ?listener.local_addr().ok(), "enrichd serving JSON over HTTP (/v1/..., /openapi.json)");
-            let mut stopped = http_stopped;
-            let http_limits = limits.clone();
             let serving = connections::HttpServing {
                 headers_within: server_cfg.request_timeout,
                 max_concurrent_streams: server_cfg.max_concurrent_streams,
                 keepalive_interval: server_cfg.http2_keepalive_interval,
                 keepalive_timeout: server_cfg.http2_keepalive_timeout,
             };
-            tokio::spawn(async move {
-                let until = async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                };
-                let router = router.layer(axum::middleware::from_fn(connections::track_http));
-                let listener = match connections::Bounded::new(listener, http_limits) {
-                    Ok(listener) => listener,
-                    Err(e) => return warn!(error = %e, "the HTTP listener stopped"),
-                };
-                connections::serve_http(listener, router, serving, until).await;
-            });
+            listeners::serve_http(listener, router, limits.clone(), serving, http_stopped);
         }
-        let mut builder = Server::builder();
-        if let Some(tls) = &server_cfg.tls {
-            builder = builder
-                .tls_config(tls_config(tls)?)
-                .map_err(ServerError::Tls)?;
-        }
-        builder = builder
-            .timeout(server_cfg.request_timeout)
-            .http2_keepalive_interval(Some(server_cfg.http2_keepalive_interval))
-            .http2_keepalive_timeout(Some(server_cfg.http2_keepalive_timeout))
-            .max_concurrent_streams(server_cfg.max_concurrent_streams);
-        if let Some(age) = server_cfg.max_connection_age {
-            builder = builder
-                .max_connection_age(age)
-                .max_connection_age_grace(server_cfg.drain_timeout);
-        }
-        let serve = builder
+        let serve = grpc::builder(server_cfg)?
             // Who calls is decided before a call takes a concurrency slot.
             .layer(
                 tower::ServiceBuilder::new()
@@ -399,13 +267,7 @@ impl Application {
         let drain_timeout: Duration = server_cfg.drain_timeout;
         tokio::select! {
             result = serve => result?,
-            () = async {
-                if drain_rx.await.is_ok() {
-                    tokio::time::sleep(drain_timeout).await;
-                } else {
-                    std::future::pending::<()>().await;
-                }
-            } => {
+            () = grpc::drain_expired(drain_rx, drain_timeout) => {
                 warn!(?drain_timeout, "drain timeout reached; abandoning calls still in flight");
             }
         }
@@ -422,10 +284,6 @@ impl Application {
 /// Descriptors each process keeps besides its connections (ledger, DNS,
 /// outgoing HTTP, logs).
 const SPARE_DESCRIPTORS: u64 = 256;
-
-/// Connections the metrics port keeps open at most (a scraper needs one or
-/// two; they come out of the spare descriptors).
-const METRICS_CONNECTIONS: usize = 16;
 
 /// `max_connections`, once the descriptor limit is raised to fit it (soft
 /// up to hard); lowered, with a warning, when the hard limit is too low.
@@ -477,4 +335,21 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// Batch jobs over HTTP: those a previous run left unfinished go on, and
+/// finished ones are swept after their retention.
+async fn start_jobs(enricher: &Arc<Enricher>, config: &Config) -> Arc<crate::batch::jobs::Jobs> {
+    let jobs = Arc::new(crate::batch::jobs::Jobs::new(
+        EnrichmentService::new(enricher.clone(), config.sources.deadline)
+            .with_batch(config.batch.clone()),
+        enricher.clone(),
+        config.batch.clone(),
+    ));
+    jobs.resume().await;
+    tokio::spawn(crate::batch::jobs::sweep_every(
+        Arc::downgrade(&jobs),
+        config.ledger.sweep_every,
+    ));
+    jobs
 }

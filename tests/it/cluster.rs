@@ -90,14 +90,10 @@ async fn cluster_status(app: &TestApp) -> ServingStatus {
 
 /// Waits (bounded) for the replica's health to say shared or fallback.
 async fn until_cluster_is(app: &TestApp, wanted: ServingStatus) {
-    let started = Instant::now();
-    while cluster_status(app).await != wanted {
-        assert!(
-            started.elapsed() < HUNG,
-            "enrichd.cluster never became {wanted:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(&format!("enrichd.cluster becomes {wanted:?}"), || async {
+        (cluster_status(app).await == wanted).then_some(())
+    })
+    .await;
 }
 
 /// What the replica holds in its own process.

@@ -289,6 +289,12 @@ impl Ledger {
         self.writer.running()
     }
 
+    /// Whether the writer task runs, as it changes: it only ever goes from
+    /// true to false (the channel closes with the ledger).
+    pub fn writer_state(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.writer.running_changes()
+    }
+
     /// Appends a record; returns once it is committed.
     pub async fn record(&self, record: Record) -> Result<(), LedgerError> {
         self.writer.write(record).await

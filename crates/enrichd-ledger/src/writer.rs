@@ -19,7 +19,7 @@
 //! insert of a small group. A connection that fails is dropped and the next
 //! group opens another.
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool};
@@ -36,18 +36,19 @@ type Pending = (Record, oneshot::Sender<Result<(), LedgerError>>);
 #[derive(Clone)]
 pub(super) struct Writer {
     queue: mpsc::Sender<Pending>,
-    running: Arc<AtomicBool>,
+    /// True while the writer task runs; false (for good) once it ended.
+    running: Arc<tokio::sync::watch::Sender<bool>>,
     /// Groups committed so far (the metrics count them for operators).
     #[cfg(test)]
     commits: Arc<AtomicU64>,
 }
 
 /// Marks the writer stopped when its task ends, panics included.
-struct Running(Arc<AtomicBool>);
+struct Running(Arc<tokio::sync::watch::Sender<bool>>);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
+        self.0.send_replace(false);
         metrics::gauge!("enrichd_ledger_writer_up").set(0.0);
         // A panic is a fault; otherwise the ledger was dropped or the
         // runtime is shutting down (every CLI command ends so).
@@ -70,7 +71,7 @@ impl Writer {
         own: bool,
     ) -> Self {
         let (queue, pending) = mpsc::channel(4 * GROUP);
-        let running = Arc::new(AtomicBool::new(true));
+        let running = Arc::new(tokio::sync::watch::Sender::new(true));
         metrics::gauge!("enrichd_ledger_writer_up").set(1.0);
         let guard = Running(running.clone());
         let commits = Arc::new(AtomicU64::new(0));
@@ -94,7 +95,12 @@ impl Writer {
     }
 
     pub(super) fn running(&self) -> bool {
-        self.running.load(Ordering::SeqCst)
+        *self.running.borrow()
+    }
+
+    /// Whether the writer runs, as it changes.
+    pub(super) fn running_changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.running.subscribe()
     }
 
     pub(super) async fn write(&self, record: Record) -> Result<(), LedgerError> {

@@ -84,6 +84,8 @@ pub struct Cluster {
     prefix: String,
     replicas: u32,
     up: AtomicBool,
+    /// `up`, as it changes (for health).
+    up_news: tokio::sync::watch::Sender<bool>,
     /// Counts erasures other replicas announced (and reconnections, after
     /// which announcements may have been missed).
     erasures: tokio::sync::watch::Sender<u64>,
@@ -118,6 +120,7 @@ impl Cluster {
             replicas: config.replicas.max(1),
             // Until the first probe answers.
             up: AtomicBool::new(false),
+            up_news: tokio::sync::watch::Sender::new(false),
             erasures: tokio::sync::watch::Sender::new(0),
             alive: tokio::sync::watch::Sender::new(()),
         });
@@ -132,6 +135,12 @@ impl Cluster {
         self.up.load(Ordering::SeqCst)
     }
 
+    /// Whether Redis is in use, as it changes; closed when the cluster
+    /// handle is dropped.
+    pub fn up_changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.up_news.subscribe()
+    }
+
     pub fn replicas(&self) -> u32 {
         self.replicas
     }
@@ -144,6 +153,7 @@ impl Cluster {
     /// A command failed: fall back until the probe finds Redis again.
     pub(crate) fn failed(&self, e: &redis::RedisError) {
         if self.up.swap(false, Ordering::SeqCst) {
+            self.up_news.send_replace(false);
             warn!(error = %e, "Redis unreachable: cache in process only, each source at its local share of the budget");
             metrics::gauge!("enrichd_cluster_redis_up").set(0.0);
         }
@@ -189,6 +199,7 @@ fn probe(cluster: Weak<Cluster>) {
                 let mut conn = c.conn.clone();
                 let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
                 if pong.is_ok() && !c.up.swap(true, Ordering::SeqCst) {
+                    c.up_news.send_replace(true);
                     info!("Redis reachable: cache, rate limits and erasure news shared");
                     metrics::gauge!("enrichd_cluster_redis_up").set(1.0);
                     // Whatever was announced while away is read now.
