@@ -15,7 +15,7 @@ use crate::compliance::{notice, retention, special};
 use crate::error::Error;
 use crate::model::{
     Attribute, Breach, Compliance, Footprint, Interest, Mailbox, MessagingApp, PhoneLine, Profile,
-    Risk, Verification,
+    ResponseField, Risk, Verification,
 };
 
 /// What the answer may carry.
@@ -75,31 +75,43 @@ impl Enricher {
             suppressions.extend(self.art9_sites_not_asked.clone());
         }
         suppressions.extend(fields.withheld.iter().cloned());
-        let wants = |f: &str| fields.wants(f);
+        let wants = |f: ResponseField| fields.wants(f);
         // What the answer carries is moved out of the merge, never copied
         // (the merge keeps what the record needs: outcomes, coverage, found).
-        let attributes = if wants("attributes") {
+        let attributes = if wants(ResponseField::Attributes) {
             merge::attributes(&merged.profiles)
         } else {
             Vec::new()
         };
         let roles = &mut merged.roles;
         Ok(Disclosed {
-            verification: merged.verification.take().filter(|_| wants("verification")),
-            profiles: take(wants("profiles"), &mut merged.profiles),
-            possible_matches: take(wants("profiles"), &mut merged.possible_matches),
+            verification: merged
+                .verification
+                .take()
+                .filter(|_| wants(ResponseField::Verification)),
+            profiles: take(wants(ResponseField::Profiles), &mut merged.profiles),
+            possible_matches: take(wants(ResponseField::Profiles), &mut merged.possible_matches),
             attributes,
-            interests: if wants("interests") {
+            interests: if wants(ResponseField::Interests) {
                 interests
             } else {
                 Vec::new()
             },
-            footprint: wants("footprint").then_some(scores.footprint),
+            footprint: wants(ResponseField::Footprint).then_some(scores.footprint),
             risk: scores.risk,
-            breaches: take(wants("breaches"), &mut roles.breaches),
-            phone_line: roles.phone_line.take().filter(|_| wants("phone_line")),
-            mailbox: roles.mailbox.take().filter(|_| wants("verification")),
-            messaging_apps: take(wants("messaging_apps"), &mut merged.messaging_apps),
+            breaches: take(wants(ResponseField::Breaches), &mut roles.breaches),
+            phone_line: roles
+                .phone_line
+                .take()
+                .filter(|_| wants(ResponseField::PhoneLine)),
+            mailbox: roles
+                .mailbox
+                .take()
+                .filter(|_| wants(ResponseField::Verification)),
+            messaging_apps: take(
+                wants(ResponseField::MessagingApps),
+                &mut merged.messaging_apps,
+            ),
             compliance: Compliance {
                 retain_until: retention::retain_until(now, Some(&ground.purpose)),
                 ground,

@@ -55,17 +55,19 @@ impl Enricher {
         } = lasting;
         let footprint = footprint.at(&self.scoring, now);
         let verification = merged.verification.as_ref();
-        let risk = verification.filter(|_| fields.wants("risk")).map(|v| {
-            let hint = query.name_hint.as_deref();
-            let evidence = risk::Evidence {
-                profiles,
-                footprint: &footprint,
-                coverage_sufficient: merged.coverage.sufficient,
-                phone_line: merged.roles.phone_line.as_ref(),
-                mailbox: merged.roles.mailbox.as_ref(),
-            };
-            risk::score(v, &evidence, hint, &self.scoring, now)
-        });
+        let risk = verification
+            .filter(|_| fields.wants(crate::model::ResponseField::Risk))
+            .map(|v| {
+                let hint = query.name_hint.as_deref();
+                let evidence = risk::Evidence {
+                    profiles,
+                    footprint: &footprint,
+                    coverage_sufficient: merged.coverage.sufficient,
+                    phone_line: merged.roles.phone_line.as_ref(),
+                    mailbox: merged.roles.mailbox.as_ref(),
+                };
+                risk::score(v, &evidence, hint, &self.scoring, now)
+            });
         Scores {
             interests,
             footprint,

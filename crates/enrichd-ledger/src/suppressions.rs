@@ -237,8 +237,7 @@ impl Suppressions {
             .scopes
             .get(&Subject::of(subject))
             .is_some_and(|scopes| {
-                scopes.has(enrichd_core::compliance::suppression::ALL_PURPOSES)
-                    || scopes.has(purpose)
+                enrichd_core::compliance::suppression::stops_where(|s| scopes.has(s), purpose)
             })
     }
 

@@ -7,7 +7,7 @@ use super::PurposeRegistry;
 use crate::catalog::source::Role;
 use crate::catalog::{Catalog, Source};
 use crate::error::FieldViolation;
-use crate::model::{FIELDS, Purpose, SOURCE_FIELDS, SkipReason, Suppression, SuppressionReason};
+use crate::model::{FIELDS, Purpose, ResponseField, SkipReason, Suppression, SuppressionReason};
 
 /// Field-mask entries that name no response field.
 pub fn check_mask(mask: &[String]) -> Result<(), Vec<FieldViolation>> {
@@ -31,7 +31,7 @@ pub fn check_mask(mask: &[String]) -> Result<(), Vec<FieldViolation>> {
 /// The response fields one answer may carry, and those it leaves out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldPolicy {
-    wanted: Vec<&'static str>,
+    wanted: Vec<ResponseField>,
     /// Left out, in response-field order, with the reason.
     pub withheld: Vec<Suppression>,
 }
@@ -41,13 +41,14 @@ impl FieldPolicy {
     pub fn decide(purpose: &Purpose, mask: &[String]) -> Self {
         let mut wanted = Vec::new();
         let mut withheld = Vec::new();
-        for field in FIELDS {
-            let left_out = if !purpose.fields.iter().any(|f| f == field) {
+        for field in ResponseField::ALL {
+            let name = field.name();
+            let left_out = if !purpose.fields.iter().any(|f| f == name) {
                 Some((
                     SuppressionReason::Purpose,
                     format!("purpose {:?} may not return it", purpose.id),
                 ))
-            } else if !mask.is_empty() && !mask.iter().any(|m| m == field) {
+            } else if !mask.is_empty() && !mask.iter().any(|m| m == name) {
                 Some((
                     SuppressionReason::FieldMask,
                     "not in the request's field mask".to_owned(),
@@ -57,7 +58,7 @@ impl FieldPolicy {
             };
             match left_out {
                 Some((reason, detail)) => withheld.push(Suppression {
-                    target: field.to_owned(),
+                    target: name.to_owned(),
                     reason,
                     detail,
                 }),
@@ -67,18 +68,18 @@ impl FieldPolicy {
         Self { wanted, withheld }
     }
 
-    pub fn wants(&self, field: &str) -> bool {
+    pub fn wants(&self, field: ResponseField) -> bool {
         self.wanted.contains(&field)
     }
 
     /// Some wanted field needs the sources to be asked.
     pub fn needs_sources(&self) -> bool {
-        SOURCE_FIELDS.iter().any(|f| self.wants(f))
+        self.wanted.iter().any(|f| f.needs_sources())
     }
 
     /// Verification runs for its own field and as evidence for risk.
     pub fn needs_verification(&self) -> bool {
-        self.wants("verification") || self.wants("risk")
+        self.wants(ResponseField::Verification) || self.wants(ResponseField::Risk)
     }
 
     /// The names of the fields left out.
@@ -111,25 +112,30 @@ pub fn source_refusal(source: &Source, purpose: &Purpose) -> Option<(SkipReason,
 /// scores and messaging apps; a phone line and a mailbox check feed risk
 /// too; breaches feed nothing else.
 pub fn field_refusal(source: &Source, fields: &FieldPolicy) -> Option<(SkipReason, String)> {
-    let feeds: &[&str] = match source.role {
+    use ResponseField as F;
+    let feeds: &[ResponseField] = match source.role {
         Role::Profile => &[
-            "profiles",
-            "attributes",
-            "interests",
-            "footprint",
-            "risk",
-            "messaging_apps",
+            F::Profiles,
+            F::Attributes,
+            F::Interests,
+            F::Footprint,
+            F::Risk,
+            F::MessagingApps,
         ],
-        Role::Breaches => &["breaches"],
-        Role::PhoneLine => &["phone_line", "risk"],
-        Role::Mailbox => &["verification", "risk"],
+        Role::Breaches => &[F::Breaches],
+        Role::PhoneLine => &[F::PhoneLine, F::Risk],
+        Role::Mailbox => &[F::Verification, F::Risk],
     };
-    (!feeds.iter().any(|f| fields.wants(f))).then(|| {
+    (!feeds.iter().any(|f| fields.wants(*f))).then(|| {
         (
             SkipReason::FieldMask,
             format!(
                 "none of the fields it feeds ({}) is asked for",
-                feeds.join(", ")
+                feeds
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
     })
@@ -178,7 +184,7 @@ mod tests {
     fn the_purpose_decides_and_the_mask_only_narrows() {
         let p = purpose(&["verification", "profiles", "risk"]);
         let all = FieldPolicy::decide(&p, &[]);
-        assert!(all.wants("profiles") && !all.wants("interests"));
+        assert!(all.wants(ResponseField::Profiles) && !all.wants(ResponseField::Interests));
         assert_eq!(
             all.withheld_fields(),
             [
@@ -198,7 +204,11 @@ mod tests {
 
         // Asking for a field the purpose withholds does not bring it back.
         let masked = FieldPolicy::decide(&p, &["risk".into(), "interests".into()]);
-        assert!(masked.wants("risk") && !masked.wants("interests") && !masked.wants("profiles"));
+        assert!(
+            masked.wants(ResponseField::Risk)
+                && !masked.wants(ResponseField::Interests)
+                && !masked.wants(ResponseField::Profiles)
+        );
         let reasons: Vec<(&str, SuppressionReason)> = masked
             .withheld
             .iter()

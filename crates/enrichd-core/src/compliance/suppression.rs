@@ -42,7 +42,13 @@ impl EraseKind {
 
 /// Whether `scopes` (a person's suppressions) stop processing for `purpose`.
 pub fn stops(scopes: &[String], purpose: &str) -> bool {
-    scopes.iter().any(|s| s == ALL_PURPOSES || s == purpose)
+    stops_where(|scope| scopes.iter().any(|s| s == scope), purpose)
+}
+
+/// The rule itself, over however the scopes are held (`holds(scope)`): an
+/// erasure stops every purpose, an objection the purpose objected to.
+pub fn stops_where(holds: impl Fn(&str) -> bool, purpose: &str) -> bool {
+    holds(ALL_PURPOSES) || holds(purpose)
 }
 
 /// The answer's account of a suppressed person.

@@ -77,23 +77,74 @@ pub const ART9_CATEGORIES: &[&str] = &[
     "sexual_orientation",
 ];
 
-/// Response fields a purpose may return (data minimisation, Art. 5(1)(c)).
-pub const FIELDS: [&str; 9] = [
-    "verification",
-    "profiles",
-    "attributes",
-    "interests",
-    "footprint",
-    "risk",
-    "breaches",
-    "phone_line",
-    "messaging_apps",
-];
+/// A field of the answer that a purpose may return (data minimisation,
+/// Art. 5(1)(c)), named in config and field masks as [`name`](Self::name)
+/// gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResponseField {
+    Verification,
+    Profiles,
+    Attributes,
+    Interests,
+    Footprint,
+    Risk,
+    Breaches,
+    PhoneLine,
+    MessagingApps,
+}
 
-/// Fields that need the sources to be asked: every field but
-/// `verification` (whose mailbox check, from a source, comes when the
-/// sources are asked for another).
-pub const SOURCE_FIELDS: &[&str] = FIELDS.split_first().expect("fields").1;
+impl ResponseField {
+    /// Every field, in the answer's order.
+    pub const ALL: [ResponseField; 9] = [
+        Self::Verification,
+        Self::Profiles,
+        Self::Attributes,
+        Self::Interests,
+        Self::Footprint,
+        Self::Risk,
+        Self::Breaches,
+        Self::PhoneLine,
+        Self::MessagingApps,
+    ];
+
+    /// The field's name in config, field masks and suppressions.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Verification => "verification",
+            Self::Profiles => "profiles",
+            Self::Attributes => "attributes",
+            Self::Interests => "interests",
+            Self::Footprint => "footprint",
+            Self::Risk => "risk",
+            Self::Breaches => "breaches",
+            Self::PhoneLine => "phone_line",
+            Self::MessagingApps => "messaging_apps",
+        }
+    }
+
+    /// The field of a name, if it is one.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Whether the sources must be asked for it: every field but
+    /// `verification` (whose mailbox check, from a source, comes when the
+    /// sources are asked for another).
+    pub fn needs_sources(self) -> bool {
+        self != Self::Verification
+    }
+}
+
+/// The response fields' names, in the answer's order.
+pub const FIELDS: [&str; 9] = {
+    let mut names = [""; 9];
+    let mut i = 0;
+    while i < 9 {
+        names[i] = ResponseField::ALL[i].name();
+        i += 1;
+    }
+    names
+};
 
 fn all_fields() -> Vec<String> {
     FIELDS.iter().map(|f| f.to_string()).collect()
