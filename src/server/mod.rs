@@ -7,6 +7,7 @@ pub mod connections;
 mod grpc;
 mod health;
 mod listeners;
+mod metered;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -174,10 +175,14 @@ impl Application {
             health::follow_cluster(health.clone(), cluster);
         }
         let (reflection_v1, reflection_v1alpha) = grpc::reflection()?;
-        let enrichment = EnrichmentServer::new(self.service)
-            .max_decoding_message_size(server_cfg.max_request_bytes)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Gzip);
+        // Every unary call counted and timed, whichever door it came in by.
+        let enrichment = tower::Layer::layer(
+            &metered::MeteredLayer,
+            EnrichmentServer::new(self.service)
+                .max_decoding_message_size(server_cfg.max_request_bytes)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
+        );
 
         let admission = admission::AdmissionLayer::new(
             server_cfg.max_concurrent_requests,
