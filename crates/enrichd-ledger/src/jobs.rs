@@ -1,12 +1,12 @@
 //! Batch jobs' state in the ledger database (see
 //! migrations/20261126000001_batch_jobs.sql): a job, its rows, each row's
 //! answer once it is in.
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 
 use super::{Ledger, LedgerError};
 
 /// A job as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct JobRow {
     pub id: String,
     pub caller: String,
@@ -38,22 +38,6 @@ pub type RowOutput = (i64, String, Option<String>);
 
 const JOB_COLUMNS: &str = "id, caller, caller_id, template, webhook_url, state, reason, \
     rows_total, created_ms, finished_ms, webhook_state";
-
-fn job(row: &sqlx::any::AnyRow) -> Result<JobRow, sqlx::Error> {
-    Ok(JobRow {
-        id: row.try_get("id")?,
-        caller: row.try_get("caller")?,
-        caller_id: row.try_get("caller_id")?,
-        template: row.try_get("template")?,
-        webhook_url: row.try_get("webhook_url")?,
-        state: row.try_get("state")?,
-        reason: row.try_get("reason")?,
-        rows_total: row.try_get("rows_total")?,
-        created_ms: row.try_get("created_ms")?,
-        finished_ms: row.try_get("finished_ms")?,
-        webhook_state: row.try_get("webhook_state")?,
-    })
-}
 
 impl Ledger {
     /// Stores a job and all its rows in one transaction: a job exists whole
@@ -107,7 +91,7 @@ impl Ledger {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(job).transpose()?)
+        Ok(row.as_ref().map(JobRow::from_row).transpose()?)
     }
 
     /// Jobs not finished, or finished with their webhook not yet delivered.
@@ -118,7 +102,10 @@ impl Ledger {
         ))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(job).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(JobRow::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// Up to `limit` rows of a job with no answer yet, from `after` on:
@@ -142,7 +129,7 @@ impl Ledger {
         column: &'static str,
         answered: bool,
     ) -> Result<Vec<(i64, String)>, LedgerError> {
-        let rows = sqlx::query(&format!(
+        Ok(sqlx::query_as(&format!(
             "SELECT row_number, {column} FROM batch_rows WHERE job_id = $1 \
              AND result IS {} NULL AND row_number > $2 ORDER BY row_number LIMIT $3",
             if answered { "NOT" } else { "" }
@@ -151,11 +138,7 @@ impl Ledger {
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("row_number")?, r.try_get(column)?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        .await?)
     }
 
     /// Stores a row's answer, unless it has one already (an erasure's
@@ -182,16 +165,12 @@ impl Ledger {
 
     /// Rows of a job by outcome (`pending` for those not answered yet).
     pub async fn job_counts(&self, id: &str) -> Result<Vec<(String, i64)>, LedgerError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT outcome, COUNT(*) AS n FROM batch_rows WHERE job_id = $1 GROUP BY outcome",
         )
         .bind(id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("outcome")?, r.try_get("n")?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        .await?)
     }
 
     /// A page of a job's rows in order, from `after` on.
@@ -201,7 +180,7 @@ impl Ledger {
         after: i64,
         limit: i64,
     ) -> Result<Vec<RowOutput>, LedgerError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT row_number, input, result FROM batch_rows \
              WHERE job_id = $1 AND row_number > $2 ORDER BY row_number LIMIT $3",
         )
@@ -209,17 +188,7 @@ impl Ledger {
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("row_number")?,
-                    r.try_get("input")?,
-                    r.try_get("result")?,
-                ))
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        .await?)
     }
 
     /// Ends a job: `done` or `failed` with the reason.

@@ -1,11 +1,11 @@
 //! The API-key table: rows as stored. The rules (what a key may do, how a
 //! secret is checked) are `auth`'s.
-use sqlx::Row;
+use sqlx::FromRow;
 
 use super::{Ledger, LedgerError};
 
 /// One API key as stored: never the secret, only its keyed hash.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct KeyRow {
     pub id: String,
     pub name: String,
@@ -25,20 +25,6 @@ pub struct KeyRow {
 
 const KEY_COLUMNS: &str = "id, name, secret_hash, scopes, purposes, quota_per_second, \
      created_ms, expires_ms, revoked_ms";
-
-fn key_row(row: &sqlx::any::AnyRow) -> Result<KeyRow, sqlx::Error> {
-    Ok(KeyRow {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        secret_hash: row.try_get("secret_hash")?,
-        scopes: row.try_get("scopes")?,
-        purposes: row.try_get("purposes")?,
-        quota_per_second: row.try_get("quota_per_second")?,
-        created_ms: row.try_get("created_ms")?,
-        expires_ms: row.try_get("expires_ms")?,
-        revoked_ms: row.try_get("revoked_ms")?,
-    })
-}
 
 impl Ledger {
     pub async fn insert_key(&self, key: &KeyRow) -> Result<(), LedgerError> {
@@ -64,7 +50,7 @@ impl Ledger {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(key_row).transpose()?)
+        Ok(row.as_ref().map(KeyRow::from_row).transpose()?)
     }
 
     /// Every key, oldest first.
@@ -74,7 +60,10 @@ impl Ledger {
         ))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(key_row).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(KeyRow::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// Revokes the live keys of `name` (only `id` if given). Returns how many.
