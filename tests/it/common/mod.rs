@@ -181,22 +181,33 @@ pub fn real_catalog(origin: &str) -> Catalog {
 
 /// The same, reading secrets (`{env.NAME}`) from `env`.
 pub fn real_catalog_with(origin: &str, env: &dyn Fn(&str) -> Option<String>) -> Catalog {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sources");
+    // Read once per test binary; each call moves the hosts to its origin.
+    static SHIPPED: std::sync::OnceLock<Vec<(std::path::PathBuf, String)>> =
+        std::sync::OnceLock::new();
+    let shipped = SHIPPED.get_or_init(|| {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sources");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+            .map(|path| {
+                let text = std::fs::read_to_string(&path).unwrap();
+                (path, text)
+            })
+            .collect();
+        files.sort();
+        files
+    });
     let host = regex::Regex::new(r#"(?m)^url = "https://[^/"]+"#).unwrap();
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let mut text = host
-                .replace_all(&text, format!("url = \"{origin}").as_str())
-                .into_owned();
-            text = text.replace(
+    let moved = format!("url = \"{origin}");
+    let files: Vec<_> = shipped
+        .iter()
+        .map(|(path, text)| {
+            let text = host.replace_all(text, moved.as_str()).replace(
                 "[[source]]",
                 "[[source]]\nnetwork = { allow_private = true }",
             );
             // Tests never reach the internet: every real host is moved.
-            let moved = format!("url = \"{origin}");
             assert!(
                 text.lines()
                     .filter(|l| l.starts_with("url = \""))
@@ -204,9 +215,9 @@ pub fn real_catalog_with(origin: &str, env: &dyn Fn(&str) -> Option<String>) -> 
                 "{}: a host not moved to the local server",
                 path.display()
             );
-            files.push((path, text));
-        }
-    }
+            (path.clone(), text)
+        })
+        .collect();
     let purposes = Config::default().purpose_ids();
     Catalog::from_files(&files, &purposes, env).expect("the real catalog compiles")
 }
