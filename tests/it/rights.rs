@@ -425,14 +425,10 @@ async fn another_process_s_erasure_removes_the_memo_of_the_person_s_answer() {
     erase_in_another_process(&app, "ann@example.test").await;
     assert!(app.enricher.ledger().follower().follow_now().await);
     // The list's news reaches the task that follows it for the caches.
-    let deadline = tokio::time::Instant::now() + GUARD;
-    while app.enricher.memos_held() != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the memo outlived the erasure"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    common::eventually("the memo goes with the erasure", || async {
+        (app.enricher.memos_held() == 0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
