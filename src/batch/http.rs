@@ -60,8 +60,10 @@ async fn submit_batch(
     State(batches): State<Batches>,
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
-    WholeBody(body): WholeBody,
+    upload: axum::extract::Request,
 ) -> Response {
+    // Who calls is decided before a byte of the list is read: an upload
+    // without a key costs its connection nothing but its headers.
     let caller = match batch_caller(&batches, &headers).await {
         Ok(caller) => caller,
         Err(refused) => return refused,
@@ -138,6 +140,11 @@ async fn submit_batch(
     {
         return error_response(&bad_field("webhookUrl", &why));
     }
+    let body = match <WholeBody as axum::extract::FromRequest<()>>::from_request(upload, &()).await
+    {
+        Ok(WholeBody(body)) => body,
+        Err(refused) => return refused,
+    };
     let choose = "the emailColumn or phoneColumn query parameter";
     let rows = match super::read_rows_from(body.as_ref(), "body", format, &columns, choose) {
         Ok(rows) => rows,

@@ -602,3 +602,35 @@ async fn a_long_job_s_table_is_its_results_table() {
     );
     assert_eq!(table, String::from_utf8(expected).unwrap());
 }
+
+/// Who uploads is decided before the list is read: an upload without a key
+/// is refused (401) at its headers, whether it would fit (here 16,000,000
+/// bytes, of which only the first kilobyte is ever sent) or not (17 MB; a
+/// refusal for its size would tell a caller without a key what fits).
+#[tokio::test]
+async fn an_upload_without_a_key_is_refused_before_its_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn(&format!(
+        "[dns]\nenabled = false\n[auth]\nrequired = true\n[server]\nhttp_listen = \"127.0.0.1:0\"\nrequest_timeout = \"5m\"\n"
+    ))
+    .await;
+    for length in [16_000_000_u64, 17_000_000] {
+        let mut conn = tokio::net::TcpStream::connect(app.http_addr.unwrap())
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /v1/batches?{CLAIM} HTTP/1.1\r\nHost: t\r\ncontent-type: text/csv\r\n\
+             content-length: {length}\r\n\r\ncustomer_id,email\r\n"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(&vec![b'x'; 1024]).await.unwrap();
+        // The rest never comes; the answer does.
+        let mut answer = vec![0; 4096];
+        let n = tokio::time::timeout(common::HUNG, conn.read(&mut answer))
+            .await
+            .expect("answered without the rest of the body")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{length}: {answer}");
+    }
+}
