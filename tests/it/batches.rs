@@ -610,9 +610,10 @@ async fn a_long_job_s_table_is_its_results_table() {
 #[tokio::test]
 async fn an_upload_without_a_key_is_refused_before_its_body_is_read() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = TestApp::spawn(&format!(
-        "[dns]\nenabled = false\n[auth]\nrequired = true\n[server]\nhttp_listen = \"127.0.0.1:0\"\nrequest_timeout = \"5m\"\n"
-    ))
+    let app = TestApp::spawn(
+        "[dns]\nenabled = false\n[auth]\nrequired = true\n\
+         [server]\nhttp_listen = \"127.0.0.1:0\"\nrequest_timeout = \"5m\"\n",
+    )
     .await;
     for length in [16_000_000_u64, 17_000_000] {
         let mut conn = tokio::net::TcpStream::connect(app.http_addr.unwrap())
