@@ -32,10 +32,11 @@ const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// Libraries that log the content they parse (page text, names, bios) at
-/// debug and trace level: silenced whatever the filter says, because their
-/// lines would carry personal data.
-const CONTENT_LOGGERS: &[&str] = &["html5ever", "selectors", "markup5ever"];
+/// Libraries that log the content they parse at debug and trace level (page
+/// text, names, bios; the phone library the digits of the number it
+/// parses): silenced whatever the filter says, because their lines would
+/// carry personal data.
+const CONTENT_LOGGERS: &[&str] = &["html5ever", "selectors", "markup5ever", "rlibphonenumber"];
 
 /// The log filter: `RUST_LOG` or the configured directives, with the
 /// content-logging libraries always off.

@@ -128,6 +128,7 @@ async fn no_identifier_name_or_bio_reaches_a_log_line() {
         "+447700900123".into(),
         "447700900123".into(),
         "07700900123".into(),
+        "7700900123".into(),
         "07700 900123".into(),
         "Jane Doe".into(),
         "not an email".into(),
