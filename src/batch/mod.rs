@@ -50,7 +50,14 @@ pub fn write_table(output: &std::path::Path, csv: &std::path::Path) -> anyhow::R
         .lines()
         .map_while(Result::ok)
         .filter_map(|l| serde_json::from_str(&l).ok());
-    let out = std::fs::File::create(csv)
+    // The summary columns are personal data: private to the operator, like
+    // the answers beside them.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let out = options
+        .open(csv)
         .map_err(|e| anyhow::anyhow!("--csv: cannot create {}: {e}", csv.display()))?;
     table::write_csv(lines, std::io::BufWriter::new(out))
 }
@@ -130,7 +137,11 @@ impl Run {
                 previous.purpose
             );
         }
-        std::fs::write(&cp_path, serde_json::to_vec_pretty(&checkpoint)?)?;
+        crate::privacy::write_private(
+            &cp_path,
+            &serde_json::to_string_pretty(&checkpoint)?,
+            false,
+        )?;
         let (mut out, done) = resume(&self.output)?;
 
         let mut summary = Summary {
@@ -295,9 +306,10 @@ impl Run {
         summary.rows_per_second = processed as f64 / summary.elapsed_seconds.max(1e-9);
         let mut summary_path = self.output.as_os_str().to_owned();
         summary_path.push(".summary.json");
-        std::fs::write(
-            PathBuf::from(summary_path),
-            serde_json::to_vec_pretty(&summary)?,
+        crate::privacy::write_private(
+            &PathBuf::from(summary_path),
+            &serde_json::to_string_pretty(&summary)?,
+            false,
         )?;
         Ok(summary)
     }

@@ -472,7 +472,20 @@ async fn ctrl_c_stops_within_a_second_plus_the_rows_in_flight() {
         "{} rows written after the signal (concurrency {concurrency})",
         after - before
     );
-    // The CSV holds the rows written, in row order, with their columns.
+    // The CSV holds the rows written, in row order, with their columns; it
+    // and the run's files beside the answers are private, as they are.
+    let private = |path: &std::path::Path| {
+        let mode = std::fs::metadata(path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777
+    };
+    let beside = |suffix: &str| {
+        let mut path = output.as_os_str().to_owned();
+        path.push(suffix);
+        std::path::PathBuf::from(path)
+    };
+    for path in [csv.clone(), beside(".checkpoint"), beside(".summary.json")] {
+        assert_eq!(private(&path), 0o600, "{}", path.display());
+    }
     let table = std::fs::read_to_string(&csv).expect("the CSV is written");
     let mut rows = table.lines();
     assert!(

@@ -183,6 +183,7 @@ async fn after_a_clean_stop_the_database_file_alone_holds_everything_and_a_live_
     };
     sqlx::any::install_default_drivers();
     assert_eq!(records(&copy).await, 1, "the backup holds the record");
+    assert_eq!(mode(&copy), 0o600, "the backup is as private as the ledger");
 
     // A clean stop folds the write-ahead log into the file.
     app.stop();

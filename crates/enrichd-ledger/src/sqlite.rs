@@ -115,6 +115,16 @@ impl Ledger {
     /// One self-contained, consistent copy of a SQLite ledger at `path`,
     /// taken while the ledger is in use (`VACUUM INTO`).
     pub async fn backup(&self, path: &std::path::Path) -> Result<(), LedgerError> {
+        // The copy holds what the ledger holds: made empty and private
+        // first (VACUUM INTO takes an empty file), as the ledger is.
+        if path.exists() {
+            return Err(LedgerError::Write(format!(
+                "{} exists already; choose a new file",
+                path.display()
+            )));
+        }
+        create_private(path)
+            .map_err(|e| LedgerError::Write(format!("cannot create {}: {e}", path.display())))?;
         sqlx::query("VACUUM INTO $1")
             .bind(path.display().to_string())
             .execute(&self.pool)
