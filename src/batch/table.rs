@@ -61,12 +61,13 @@ impl InputColumns {
         self.names.len() == MAX_INPUT_COLUMNS
     }
 
-    /// The header line.
-    pub fn header(&self) -> Vec<&str> {
+    /// The header line. The input's column names are the uploader's text:
+    /// made safe as every cell is.
+    pub fn header(&self) -> Vec<String> {
         self.names
             .iter()
-            .map(String::as_str)
-            .chain(COLUMNS.iter().copied())
+            .map(|name| safe(name))
+            .chain(COLUMNS.iter().map(|c| c.to_string()))
             .collect()
     }
 
@@ -226,6 +227,21 @@ mod tests {
         assert_eq!(
             rows.next().unwrap(),
             "c2,x,2,invalid,email address has no '@',,,,,,,,,,,,"
+        );
+    }
+
+    #[test]
+    fn a_column_name_that_is_a_formula_is_shown_not_run() {
+        let lines = vec![
+            json!({"row": 1, "input": {"=HYPERLINK(\"http://evil\")": "a", "@SUM(1+1)": "b"}}),
+        ];
+        let mut out = Vec::new();
+        write_csv(lines, &mut out).expect("writes");
+        let text = String::from_utf8(out).unwrap();
+        let header = text.lines().next().unwrap();
+        assert!(
+            header.starts_with("\"'=HYPERLINK(\"\"http://evil\"\")\",'@SUM(1+1),row,"),
+            "{header}"
         );
     }
 }
