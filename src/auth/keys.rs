@@ -169,16 +169,18 @@ impl Keys {
         else {
             return Ok(Err(Refused::Unknown));
         };
-        let Some(row) = self.ledger.key(id).await? else {
+        let row = self.ledger.key(id).await?;
+        // The same work whether the id exists or not: a secret is always
+        // checked (in constant time) against a stored MAC or a stand-in, so
+        // the time of a refusal does not tell which ids exist.
+        let stored = row
+            .as_ref()
+            .and_then(|row| hex::decode(&row.secret_hash).ok())
+            .unwrap_or_else(|| vec![0; 32]);
+        let matches = self.mac(secret).verify_slice(&stored).is_ok();
+        let Some(row) = row.filter(|_| matches) else {
             return Ok(Err(Refused::Unknown));
         };
-        let Ok(stored) = hex::decode(&row.secret_hash) else {
-            return Ok(Err(Refused::Unknown));
-        };
-        // Constant-time comparison.
-        if self.mac(secret).verify_slice(&stored).is_err() {
-            return Ok(Err(Refused::Unknown));
-        }
         let now = self.clock.utc().timestamp_millis();
         if row.revoked_ms != 0 {
             return Ok(Err(Refused::Revoked));
