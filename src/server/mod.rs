@@ -243,6 +243,7 @@ impl Application {
                     max_upload: self.config.batch.max_upload_bytes,
                 }
                 .router(),
+                !self.config.auth.required,
             );
             let serving = connections::HttpServing {
                 headers_within: server_cfg.request_timeout,

@@ -422,3 +422,55 @@ async fn the_summary_view_is_small_and_points_to_its_sources() {
         "{small} bytes vs {large}"
     );
 }
+
+/// A web page cannot drive a server that takes no keys: a request addressed
+/// to another name (what DNS rebinding sends) is refused before it does
+/// anything, and a body must say it is JSON (a cross-site form or text post
+/// is not read as one). A server that takes keys answers any name.
+#[tokio::test]
+async fn an_anonymous_server_answers_loopback_names_and_typed_bodies_only() {
+    let app = TestApp::spawn(HTTP).await;
+    let http = Http::of(&app);
+    let erase = json!({ "email": "jane@example.com", "reference": "DSR-1" });
+    let rebound = http
+        .client
+        .post(format!("{}/v1/erase", http.base))
+        .header("host", "rebind.attacker.example")
+        .header("content-type", "application/json")
+        .body(erase.to_string());
+    let (status, body) = http.send(rebound).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("host:"));
+    let untyped = http
+        .client
+        .post(format!("{}/v1/erase", http.base))
+        .body(erase.to_string());
+    let (status, body) = http.send(untyped).await;
+    assert_eq!(status, 415, "{body}");
+    // Nothing was erased by either.
+    let mut client = app.client().await;
+    let answer = client
+        .enrich(common::email_request("jane@example.com"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!answer.compliance.unwrap().identifier_suppressed);
+    // By a loopback name, with its type, it is done.
+    for host in ["localhost", "127.0.0.1:8080", "[::1]:9"] {
+        let asked = http
+            .client
+            .get(format!("{}/readyz", http.base))
+            .header("host", host);
+        assert_eq!(http.send(asked).await.0, 200, "{host}");
+    }
+    let (status, body) = http.post("/v1/erase", &erase, None).await;
+    assert_eq!(status, 200, "{body}");
+
+    let keyed = TestApp::spawn(&format!("{HTTP}[auth]\nrequired = true\n")).await;
+    let keyed_http = Http::of(&keyed);
+    let elsewhere = keyed_http
+        .client
+        .get(format!("{}/readyz", keyed_http.base))
+        .header("host", "enrichd.internal.example");
+    assert_eq!(keyed_http.send(elsewhere).await.0, 200);
+}

@@ -67,12 +67,15 @@ struct Gateway {
 /// `health` (the health service), with `more` (batch jobs) beside them;
 /// request bodies up to `max_body` bytes (unless a route of `more` sets its
 /// own), each call up to `timeout`, each request body within `timeout` too.
+/// `anonymous`: callers need no key (a loopback server only), so only
+/// requests addressed to a loopback name are answered (see `loopback_host`).
 pub fn router(
     enrichment: Stack,
     health: Stack,
     max_body: usize,
     timeout: Duration,
     more: Router,
+    anonymous: bool,
 ) -> Router {
     let origin = axum::http::Uri::from_static("http://enrichd.in-process");
     let gateway = Arc::new(Gateway {
@@ -105,6 +108,51 @@ pub fn router(
         .layer(axum::middleware::from_fn(move |request, next| {
             body::body_deadline(timeout, request, next)
         }))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            loopback_host(anonymous, request, next)
+        }))
+}
+
+/// Without keys, a web page could otherwise call a loopback server: by DNS
+/// rebinding, a name the page controls comes to point at 127.0.0.1, and the
+/// browser then sends the page's requests here as same-origin ones. They
+/// carry that name as their `Host`; requests to an anonymous server must
+/// name a loopback host (`localhost`, `127.0.0.1`, `[::1]`, any port).
+async fn loopback_host(
+    anonymous: bool,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !anonymous {
+        return next.run(request).await;
+    }
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host.as_str(),
+    };
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return next.run(request).await;
+    }
+    error_response_as(
+        StatusCode::FORBIDDEN,
+        &Status::permission_denied(
+            "host: this server takes no API keys, so it answers requests addressed to a \
+             loopback name only (localhost, 127.0.0.1, [::1])",
+        ),
+    )
 }
 
 /// One unary method of the Enrichment service, called with a client of the
@@ -123,6 +171,14 @@ where
 {
     post(
         move |State(g): State<Arc<Gateway>>, headers: HeaderMap, WholeBody(body): WholeBody| async move {
+            // A body says what it is: a browser's cross-site form or text
+            // post (no preflight) is not read as JSON.
+            if !headers.contains_key(header::CONTENT_TYPE) {
+                return error_response_as(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    &Status::invalid_argument("content-type: send application/json"),
+                );
+            }
             let client = g.enrichment.clone();
             call(&g, &headers, &body, |r| method(client, r)).await
         },
