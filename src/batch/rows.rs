@@ -147,25 +147,52 @@ pub fn read_rows(path: &Path, format: Format, columns: &Columns) -> anyhow::Resu
         format,
         columns,
         "--email-column or --phone-column",
+        None,
     )
 }
 
+/// The most bytes one row may hold (a CSV record, an NDJSON line): a row is
+/// a contact and a few columns, and its input comes back whole in answers
+/// and Access reports. A longer one is that row's error, not parsed.
+pub const MAX_ROW_BYTES: usize = 64 * 1024;
+
+/// The most columns a CSV header may name.
+pub const MAX_HEADER_COLUMNS: usize = 1024;
+
 /// `read_rows` over any reader; `source` names it in errors, `choose` says
-/// how a caller names the identifier column.
+/// how a caller names the identifier column. With `max_rows`, the reading
+/// stops at the first row past it: a list too long is refused without
+/// being held whole.
 pub fn read_rows_from(
     input: impl std::io::Read,
     source: &str,
     format: Format,
     columns: &Columns,
     choose: &str,
+    max_rows: Option<usize>,
 ) -> anyhow::Result<Vec<Row>> {
+    let too_many = |max: usize| {
+        anyhow::anyhow!(
+            "{source}: more than {max} rows; a job holds at most {max} (batch.max_job_rows): \
+             split the list"
+        )
+    };
+    let oversized =
+        |bytes: usize| format!("the row is {bytes} bytes; a row holds at most {MAX_ROW_BYTES}");
     match format {
         Format::Jsonl => BufReader::new(input)
             .lines()
             .enumerate()
             .map(|(i, line)| {
+                if max_rows.is_some_and(|max| i >= max) {
+                    return Err(too_many(i));
+                }
                 let line = line?;
                 let number = i as u64 + 1;
+                if line.len() > MAX_ROW_BYTES {
+                    let why = oversized(line.len());
+                    return Ok(Row::new(number, Err(why), serde_json::Map::new()));
+                }
                 let parsed = serde_json::from_str::<Value>(&line);
                 let input = match &parsed {
                     Ok(Value::Object(m)) => m.clone(),
@@ -203,6 +230,12 @@ pub fn read_rows_from(
                     None => headers.iter().position(|h| names.contains(&h.as_str())),
                 }
             };
+            if headers.len() > MAX_HEADER_COLUMNS {
+                anyhow::bail!(
+                    "{source}: the header names {} columns; a list has at most {MAX_HEADER_COLUMNS}",
+                    headers.len()
+                );
+            }
             let email = find(&columns.email, EMAIL_NAMES);
             let phone = find(&columns.phone, PHONE_NAMES);
             if email.is_none() && phone.is_none() {
@@ -213,7 +246,17 @@ pub fn read_rows_from(
             }
             let mut rows = Vec::new();
             for (i, record) in reader.records().enumerate() {
+                if max_rows.is_some_and(|max| i >= max) {
+                    return Err(too_many(i));
+                }
                 let number = i as u64 + 1;
+                if let Ok(r) = &record
+                    && r.as_byte_record().as_slice().len() > MAX_ROW_BYTES
+                {
+                    let why = oversized(r.as_byte_record().as_slice().len());
+                    rows.push(Row::new(number, Err(why), serde_json::Map::new()));
+                    continue;
+                }
                 let input = record.as_ref().map_or_else(
                     |_| serde_json::Map::new(),
                     |r| {

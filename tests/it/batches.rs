@@ -635,3 +635,43 @@ async fn an_upload_without_a_key_is_refused_before_its_body_is_read() {
         assert!(answer.starts_with("HTTP/1.1 401"), "{length}: {answer}");
     }
 }
+
+/// A list longer than a job holds is refused at the first row past the
+/// limit, not after reading it all; a row longer than a row may be is that
+/// row's error, not parsed, and the job goes on with the rest.
+#[tokio::test]
+async fn a_row_bomb_is_refused_at_its_first_row_past_the_limits() {
+    let (_site, catalog) = one_source(
+        "email",
+        FAST,
+        ResponseTemplate::new(404).set_body_string("{}"),
+    )
+    .await;
+    let app = TestApp::with_catalog(&format!("{HTTP}[batch]\nmax_job_rows = 100\n"), catalog).await;
+    let (status, body) = submit(&app, CLAIM, &list(5_000), None).await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("more than 100 rows"), "{message}");
+
+    let huge = format!(
+        "{{\"email\":\"a@example.com\",\"note\":\"{}\"}}",
+        "x".repeat(100_000)
+    );
+    let ndjson = format!("{huge}\n{{\"email\":\"b@example.com\"}}\n");
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/batches?{CLAIM}", base(&app)))
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 202);
+    let id = json_of(answer).await["id"].as_str().unwrap().to_owned();
+    wait_for(&app, &id, |v| v["state"] == "DONE").await;
+    let lines = results(&app, &id).await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let why = lines[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(why.contains("a row holds at most 65536"), "{}", lines[0]);
+    assert!(lines[0]["input"].as_object().unwrap().is_empty());
+    assert!(lines[1].get("answer").is_some(), "{}", lines[1]);
+}

@@ -440,7 +440,12 @@ async fn an_anonymous_server_answers_loopback_names_and_typed_bodies_only() {
         .body(erase.to_string());
     let (status, body) = http.send(rebound).await;
     assert_eq!(status, 403, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().starts_with("host:"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("host:")
+    );
     let untyped = http
         .client
         .post(format!("{}/v1/erase", http.base))

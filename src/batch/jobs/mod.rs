@@ -77,6 +77,11 @@ impl Jobs {
         self.enricher.clock().utc().timestamp_millis()
     }
 
+    /// The most rows a job holds (`batch.max_job_rows`).
+    pub fn max_rows(&self) -> usize {
+        self.config.max_job_rows
+    }
+
     /// Checks the claim once (purpose, basis, evidence, the caller's
     /// purposes, the field mask: a refusal refuses the job, nothing is
     /// stored), stores the job and its rows, and starts it.
