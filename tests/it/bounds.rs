@@ -158,7 +158,7 @@ async fn connections_beyond_the_cap_are_closed_at_once_and_service_resumes_when_
 async fn half_sent_http(addr: std::net::SocketAddr) -> TcpStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = TcpStream::connect(addr).await.unwrap();
-    conn.write_all(b"GET /openapi.json HTTP/1.1\r\nHost: t\r\n\r\n")
+    conn.write_all(b"GET /openapi.json HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     // Read the whole first answer (its length is in its headers).
@@ -187,7 +187,7 @@ async fn half_sent_http(addr: std::net::SocketAddr) -> TcpStream {
         got.extend_from_slice(&buf[..n]);
     }
     assert!(got.starts_with(b"HTTP/1.1 200"));
-    conn.write_all(b"GET /openapi.json HTTP/1.1\r\nHost: t\r\n")
+    conn.write_all(b"GET /openapi.json HTTP/1.1\r\nHost: localhost\r\n")
         .await
         .unwrap();
     conn
@@ -281,7 +281,7 @@ async fn an_http_body_that_trickles_in_is_refused_at_the_request_timeout() {
     let (mut read, mut write) = conn.into_split();
     write
         .write_all(
-            b"POST /v1/enrich HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n",
+            b"POST /v1/enrich HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n",
         )
         .await
         .unwrap();
@@ -446,7 +446,7 @@ async fn http_headers_that_trickle_in_are_cut_off_at_the_request_timeout() {
 
     // A client that sends its request at once is served as before.
     let mut conn = TcpStream::connect(http).await.unwrap();
-    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut answer = Vec::new();
