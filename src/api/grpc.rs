@@ -166,6 +166,7 @@ impl EnrichmentService {
         mut inbound: S,
         caller: Caller,
         admitted: Option<Admitted>,
+        meter: Option<crate::auth::Meter>,
     ) -> impl Stream<Item = Result<pb::EnrichResponse, Status>> + Send + 'static
     where
         S: Stream<Item = Result<pb::EnrichRequest, Status>> + Send + Unpin + 'static,
@@ -188,6 +189,10 @@ impl EnrichmentService {
                 let mut running = FuturesUnordered::new();
                 let mut open = true;
                 let mut quiet_since = tokio::time::Instant::now();
+                // A call the server admitted paid for its first item then;
+                // every other item (and every row of a job, which has no
+                // admission of its own) pays its unit of the caller's quota.
+                let mut paid = pool.is_some();
                 loop {
                     tokio::select! {
                         biased;
@@ -203,7 +208,11 @@ impl EnrichmentService {
                                 quiet_since = tokio::time::Instant::now();
                                 let (this, caller) = (this.clone(), caller.clone());
                                 let slot = item_slot(base.clone(), pool.clone(), pool_size);
+                                let meter = meter.clone().filter(|_| !std::mem::take(&mut paid));
                                 running.push(async move {
+                                    if let Some(meter) = meter {
+                                        meter.pace().await;
+                                    }
                                     let _slot = slot.await;
                                     this.stream_item(request, caller).await
                                 });
@@ -319,9 +328,10 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
     ) -> Result<Response<Self::EnrichStreamStream>, Status> {
         let caller = caller(&request)?;
         let admitted = request.extensions().get::<Admitted>().cloned();
+        let meter = request.extensions().get::<crate::auth::Meter>().cloned();
         let inbound = request.into_inner();
         Ok(Response::new(Box::pin(
-            self.process_stream(inbound, caller, admitted),
+            self.process_stream(inbound, caller, admitted, meter),
         )))
     }
 

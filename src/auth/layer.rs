@@ -13,7 +13,7 @@ use tower::{BoxError, Layer, Service};
 use tracing::{debug, warn};
 
 use super::keys::Keys;
-use super::quota::Quotas;
+use super::quota::{Meter, Quotas};
 use super::{AuthConfig, Caller, Scope};
 use crate::cluster::Cluster;
 
@@ -27,7 +27,7 @@ const MAX_NOTE_CHARS: usize = 128;
 pub struct Authenticator {
     keys: Keys,
     config: AuthConfig,
-    quotas: Quotas,
+    quotas: Arc<Quotas>,
 }
 
 impl Authenticator {
@@ -36,8 +36,14 @@ impl Authenticator {
         Self {
             keys,
             config,
-            quotas: Quotas::new(cluster),
+            quotas: Arc::new(Quotas::new(cluster)),
         }
+    }
+
+    /// The meter that charges `caller`'s quota item by item (streams, jobs);
+    /// `None` for a caller without a quota.
+    pub fn meter(&self, caller: &Caller) -> Option<Meter> {
+        Meter::of(&self.quotas, caller)
     }
 
     /// The caller of a request to `method`, or the status that refuses it.
@@ -214,6 +220,9 @@ where
                     .await
                 {
                     Ok(caller) => {
+                        if let Some(meter) = auth.meter(&caller) {
+                            request.extensions_mut().insert(meter);
+                        }
                         request.extensions_mut().insert(caller);
                     }
                     Err(status) => return Ok(status.into_http()),

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use caller::{Caller, Scope};
+pub use quota::Meter;
 
 /// `[auth]` settings.
 #[derive(Debug, Clone, PartialEq, Serialize, eserde::Deserialize)]

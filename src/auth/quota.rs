@@ -67,3 +67,31 @@ impl Quotas {
         }
     }
 }
+
+/// One caller's quota, charged item by item where one call carries many
+/// (the requests of a stream, the rows of a batch job): each item waits for
+/// its unit, so a stream runs at the caller's quota and never over it.
+#[derive(Clone)]
+pub struct Meter {
+    quotas: Arc<Quotas>,
+    caller: Caller,
+}
+
+impl Meter {
+    /// The meter of `caller`'s quota; `None` when it has none.
+    pub(super) fn of(quotas: &Arc<Quotas>, caller: &Caller) -> Option<Self> {
+        caller.quota_per_second.map(|_| Self {
+            quotas: quotas.clone(),
+            caller: caller.clone(),
+        })
+    }
+
+    /// Waits until one unit of the quota is free, and takes it.
+    pub async fn pace(&self) {
+        while let Err(wait) = self.quotas.take(&self.caller).await {
+            metrics::counter!("enrichd_caller_quota_paced_total", "caller" => self.caller.name.clone())
+                .increment(1);
+            tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+        }
+    }
+}

@@ -194,7 +194,17 @@ impl Application {
             server_cfg.idle_timeout,
         );
 
-        let jobs = start_jobs(&self.enricher, &self.config).await;
+        let keys = Keys::new(
+            self.enricher.ledger().clone(),
+            self.enricher.hasher(),
+            self.enricher.clock().clone(),
+        );
+        let auth = AuthLayer::new(Authenticator::new(
+            keys,
+            self.config.auth.clone(),
+            self.enricher.cluster().cloned(),
+        ));
+        let jobs = start_jobs(&self.enricher, &self.config, auth.authenticator()).await;
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
@@ -215,16 +225,6 @@ impl Application {
             ?addr,
             "enrichd serving gRPC (Enrichment, health, reflection)"
         );
-        let keys = Keys::new(
-            self.enricher.ledger().clone(),
-            self.enricher.hasher(),
-            self.enricher.clock().clone(),
-        );
-        let auth = AuthLayer::new(Authenticator::new(
-            keys,
-            self.config.auth.clone(),
-            self.enricher.cluster().cloned(),
-        ));
         if let Some(listener) = self.http_listener {
             // The same stack as the gRPC port: caller, scopes, quotas, then
             // a concurrency slot from the same pool.
@@ -345,13 +345,20 @@ pub async fn shutdown_signal() {
 
 /// Batch jobs over HTTP: those a previous run left unfinished go on, and
 /// finished ones are swept after their retention.
-async fn start_jobs(enricher: &Arc<Enricher>, config: &Config) -> Arc<crate::batch::jobs::Jobs> {
-    let jobs = Arc::new(crate::batch::jobs::Jobs::new(
-        EnrichmentService::new(enricher.clone(), config.sources.deadline)
-            .with_batch(config.batch.clone()),
-        enricher.clone(),
-        config.batch.clone(),
-    ));
+async fn start_jobs(
+    enricher: &Arc<Enricher>,
+    config: &Config,
+    auth: Arc<Authenticator>,
+) -> Arc<crate::batch::jobs::Jobs> {
+    let jobs = Arc::new(
+        crate::batch::jobs::Jobs::new(
+            EnrichmentService::new(enricher.clone(), config.sources.deadline)
+                .with_batch(config.batch.clone()),
+            enricher.clone(),
+            config.batch.clone(),
+        )
+        .with_quotas(auth),
+    );
     jobs.resume().await;
     tokio::spawn(crate::batch::jobs::sweep_every(
         Arc::downgrade(&jobs),

@@ -563,3 +563,40 @@ async fn tls_and_mtls_calls_succeed_and_plaintext_or_a_stranger_cert_do_not() {
     };
     assert!(refused, "a stranger's certificate got through");
 }
+
+/// A quota holds for a stream's requests as for unary calls: a key at 5 per
+/// second gets 15 stream answers in no less than about two seconds (5 of a
+/// second's burst, the call's own unit, then 5 a second), not at once.
+#[tokio::test]
+async fn a_stream_s_requests_are_paced_to_the_key_s_quota() {
+    let app = TestApp::spawn(AUTH_ON).await;
+    let keys = app.keys().await;
+    let mut paced = key("paced", &[Scope::Stream]);
+    paced.quota_per_second = Some(5.0);
+    let paced = keys.create(paced).await.unwrap();
+    let requests: Vec<pb::EnrichRequest> = (0..15)
+        .map(|i| {
+            let mut r = email_request(&format!("p{i}@example.com"));
+            r.request_id = format!("r{i}");
+            r
+        })
+        .collect();
+    let mut client = app.client().await;
+    let started = std::time::Instant::now();
+    let mut answers = client
+        .enrich_stream(with_key(tokio_stream::iter(requests), &paced.secret))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut answered = 0;
+    while let Some(answer) = answers.message().await.unwrap() {
+        assert!(answer.error.is_none(), "{:?}", answer.error);
+        answered += 1;
+    }
+    let took = started.elapsed();
+    assert_eq!(answered, 15);
+    assert!(
+        took >= Duration::from_millis(1_500),
+        "15 requests at 5 a second answered in {took:?}"
+    );
+}

@@ -675,3 +675,45 @@ async fn a_row_bomb_is_refused_at_its_first_row_past_the_limits() {
     assert!(lines[0]["input"].as_object().unwrap().is_empty());
     assert!(lines[1].get("answer").is_some(), "{}", lines[1]);
 }
+
+/// A job's rows are charged to its caller's quota one by one, as a
+/// stream's requests are: 15 rows of a key at 5 per second take no less
+/// than about two seconds, not one unit for the whole list.
+#[tokio::test]
+async fn a_job_s_rows_are_paced_to_the_key_s_quota() {
+    let (_site, catalog) = one_source(
+        "email",
+        FAST,
+        ResponseTemplate::new(404).set_body_string("{}"),
+    )
+    .await;
+    let app = TestApp::with_catalog(&format!("{HTTP}[auth]\nrequired = true\n"), catalog).await;
+    let secret = app
+        .keys()
+        .await
+        .create(NewKey {
+            name: "paced".into(),
+            scopes: [Scope::Stream].into(),
+            purposes: Default::default(),
+            quota_per_second: Some(5.0),
+            expires_in: None,
+        })
+        .await
+        .expect("created")
+        .secret;
+    let started = std::time::Instant::now();
+    let (status, job) = submit(&app, CLAIM, &list(15), Some(&secret)).await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/batches/{id}");
+    common::eventually("the job is done", || async {
+        let view = json_of(get(&app, &path, Some(&secret)).await).await;
+        (view["state"] == "DONE").then_some(())
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1_500),
+        "15 rows at 5 a second done in {took:?}"
+    );
+}

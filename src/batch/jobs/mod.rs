@@ -39,6 +39,8 @@ pub struct Jobs {
     tasks: Mutex<tokio::task::JoinSet<()>>,
     /// `batch.max_running_jobs` turns: a job runs holding one.
     turns: Arc<tokio::sync::Semaphore>,
+    /// Charges each row to its caller's quota, as a stream's items are.
+    quotas: Option<Arc<crate::auth::layer::Authenticator>>,
 }
 
 /// What a caller submits.
@@ -66,7 +68,15 @@ impl Jobs {
             tasks: Mutex::new(tokio::task::JoinSet::new()),
             turns: Arc::new(tokio::sync::Semaphore::new(config.max_running_jobs.max(1))),
             config,
+            quotas: None,
         }
+    }
+
+    /// Rows are charged to their caller's quota through `auth`, one unit a
+    /// row (the submission paid for the first).
+    pub fn with_quotas(mut self, auth: Arc<crate::auth::layer::Authenticator>) -> Self {
+        self.quotas = Some(auth);
+        self
     }
 
     fn ledger(&self) -> &Ledger {
@@ -281,6 +291,7 @@ impl Jobs {
         let mut caller: Caller =
             serde_json::from_str(&job.caller).map_err(|e| format!("stored caller: {e}"))?;
         caller.on_behalf_of = None;
+        let meter = self.quotas.as_ref().and_then(|auth| auth.meter(&caller));
         // A job outlives the call that submitted it, not its key.
         if !caller.id.is_empty() {
             let live = self
@@ -314,9 +325,9 @@ impl Jobs {
                 .collect();
             let inbound =
                 futures::stream::iter(requests).take_until(self.stop.clone().cancelled_owned());
-            let answers = self
-                .service
-                .process_stream(Box::pin(inbound), caller.clone(), None);
+            let answers =
+                self.service
+                    .process_stream(Box::pin(inbound), caller.clone(), None, meter.clone());
             futures::pin_mut!(answers);
             while let Some(answer) = answers.next().await {
                 let answer = answer.map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
