@@ -64,12 +64,26 @@ pub struct SourcesConfig {
     #[serde(default)]
     pub packs: Vec<String>,
     pub max_depth: u32,
+    /// Pivot inputs taken from one profile (its first links and handles).
+    #[serde(default = "pivots_per_profile")]
+    pub max_pivots_per_profile: usize,
+    /// Pivot inputs one call may add, over every round.
+    #[serde(default = "pivots_per_call")]
+    pub max_pivots_per_call: usize,
     #[serde(with = "humantime_serde")]
     pub deadline: Duration,
     /// Share (0..=1) of the sources asked that must answer (found or not
     /// found) before an empty answer means "not found"; below it the answer
     /// is incomplete.
     pub min_coverage: f64,
+}
+
+fn pivots_per_profile() -> usize {
+    crate::engine::PivotLimits::default().per_profile
+}
+
+fn pivots_per_call() -> usize {
+    crate::engine::PivotLimits::default().per_call
 }
 
 #[derive(Debug, Clone, Serialize, eserde::Deserialize, PartialEq)]

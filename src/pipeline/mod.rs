@@ -85,6 +85,8 @@ pub struct Settings {
     pub erase_wait: std::time::Duration,
     /// Pivot rounds after the identifier's own inputs.
     pub max_depth: u32,
+    /// How many inputs pivots may add, per profile and per call.
+    pub pivots: crate::engine::PivotLimits,
     /// Region for national phone numbers when the request names none.
     pub default_region: Option<Region>,
     /// Share of the sources asked that must answer for "not found".
@@ -111,6 +113,10 @@ impl Settings {
                 .erase_wait
                 .min(config.server.request_timeout / 2),
             max_depth: config.sources.max_depth,
+            pivots: crate::engine::PivotLimits {
+                per_profile: config.sources.max_pivots_per_profile,
+                per_call: config.sources.max_pivots_per_call,
+            },
             min_coverage: config.sources.min_coverage,
             default_region: config
                 .phone
@@ -225,6 +231,7 @@ impl Enricher {
                 client,
                 verifier: verifier.clone(),
                 max_depth: settings.max_depth,
+                pivots: settings.pivots,
                 cache: settings.cache,
                 resilience: settings.resilience,
                 hasher: hasher.clone(),

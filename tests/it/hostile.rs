@@ -429,3 +429,97 @@ display_name = {{ css = ".p-name" }}
     let requests = server.received_requests().await.unwrap();
     assert!(requests.iter().all(|r| r.url.path() != "/admin"));
 }
+
+/// A profile listing a thousand links makes at most
+/// `sources.max_pivots_per_profile` (20) requests from them, and a call at
+/// most `sources.max_pivots_per_call` (100) over every profile.
+#[tokio::test]
+async fn a_profile_s_links_are_capped_per_profile_and_per_call() {
+    let server = MockServer::start().await;
+    let origin = server.uri();
+    let ids = ["a", "b", "c", "d", "e", "f"];
+    for id in ids {
+        let links: Vec<_> = (0..1_000)
+            .map(|i| serde_json::json!({ "site": "Web", "url": format!("{origin}/home/{id}{i}") }))
+            .collect();
+        Mock::given(path_regex(format!("^/seed/{id}/")))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({ "user": { "links": links } })),
+            )
+            .mount(&server)
+            .await;
+    }
+    Mock::given(path_regex("^/home/"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    let seed = |id: &str| {
+        format!(
+            r#"
+[[source]]
+id = "{id}"
+name = "{id}"
+platform = "Test"
+purposes = ["marketing"]
+input = "email"
+network = {{ allow_private = true }}
+[source.request]
+url = "{origin}/seed/{id}/{{input}}"
+response_format = "json"
+[source.detect]
+json_pointer = "/user"
+[source.extract.accounts]
+each = {{ json = "/user/links" }}
+platform = {{ json = "/site" }}
+url = {{ json = "/url" }}
+[[source.pivots]]
+from = "accounts.url"
+as = "url"
+"#
+        )
+    };
+    let home = format!(
+        r#"
+[[source]]
+id = "home"
+name = "home"
+platform = "Homepage"
+purposes = ["marketing"]
+input = "url"
+network = {{ private_origins = ["{origin}"] }}
+limits = {{ rate_limit = {{ per_second = 1000, burst = 1000 }}, max_concurrency = 64 }}
+[source.request]
+url = "{{input}}"
+response_format = "html"
+[source.detect]
+present = ["h-card"]
+"#
+    );
+    let purposes = vec!["marketing".to_string()];
+    let asked_home = |requests: &[wiremock::Request]| {
+        requests
+            .iter()
+            .filter(|r| r.url.path().starts_with("/home/"))
+            .count()
+    };
+    // One profile: its first twenty links only.
+    let text = format!("{}{home}", seed("a"));
+    let catalog = Catalog::from_files(&[("t.toml".into(), text)], &purposes, &|_| None).unwrap();
+    let answer = enrich_with(catalog, email_request("ann@example.test")).await;
+    let home_outcomes = answer
+        .sources
+        .iter()
+        .filter(|o| o.source_id == "home")
+        .count();
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(asked_home(&requests), 20, "links fetched from one profile");
+    assert_eq!(home_outcomes, 20);
+    // Six profiles, twenty links each: a hundred in the call.
+    let text: String = ids.iter().map(|id| seed(id)).chain([home]).collect();
+    let catalog = Catalog::from_files(&[("t.toml".into(), text)], &purposes, &|_| None).unwrap();
+    let before = asked_home(&server.received_requests().await.unwrap());
+    enrich_with(catalog, email_request("bob@example.test")).await;
+    let after = asked_home(&server.received_requests().await.unwrap());
+    assert_eq!(after - before, 100, "links fetched in one call");
+}

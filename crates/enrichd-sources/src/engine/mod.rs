@@ -77,6 +77,7 @@ pub struct Engine {
     client: HttpClient,
     verifier: Verifier,
     max_depth: u32,
+    pivots: PivotLimits,
     env: Arc<http::Env>,
     cache: Option<AnswerCache>,
     /// The replicas' tier behind `cache`, when they share one.
@@ -97,11 +98,31 @@ pub(crate) struct Asking<'a> {
     pub keys: &'a std::sync::Mutex<Vec<String>>,
 }
 
+/// How many inputs pivots may add: a hostile profile listing a thousand
+/// links must not make a thousand requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PivotLimits {
+    /// Inputs taken from one profile (the first ones it lists).
+    pub per_profile: usize,
+    /// Inputs added by pivots in one call, over every round.
+    pub per_call: usize,
+}
+
+impl Default for PivotLimits {
+    fn default() -> Self {
+        Self {
+            per_profile: 20,
+            per_call: 100,
+        }
+    }
+}
+
 /// What the engine needs besides the catalog.
 pub struct EngineParts {
     pub client: HttpClient,
     pub verifier: Verifier,
     pub max_depth: u32,
+    pub pivots: PivotLimits,
     pub cache: CacheConfig,
     pub resilience: ResilienceConfig,
     pub hasher: KeyedHasher,
@@ -196,6 +217,7 @@ impl Engine {
             client: parts.client,
             verifier: parts.verifier,
             max_depth: parts.max_depth,
+            pivots: parts.pivots,
             env: Arc::new(move |name: &str| secrets.get(name)),
             cache: crate::cache::build(&parts.cache),
             shared: parts
@@ -367,6 +389,7 @@ impl Engine {
         let mut profile_inputs: Vec<String> = Vec::new();
         let mut confirmed: HashSet<(InputKind, String)> = HashSet::new();
         let mut beyond_depth: HashSet<InputKind> = HashSet::new();
+        let mut pivots_added = 0;
         let mut pattern_skips: HashMap<String, String> = HashMap::new();
         let mut round = seeds;
 
@@ -393,13 +416,24 @@ impl Engine {
             let mut next = Vec::new();
             for ((source, input), asked_result) in tasks.iter().zip(results) {
                 if let Some(profile) = &asked_result.profile {
-                    for pivot in pivots_of(source, profile, input) {
+                    let pivots = pivots_of(source, profile, input);
+                    if pivots.len() > self.pivots.per_profile {
+                        debug!(
+                            source = %source.id,
+                            links = pivots.len(),
+                            kept = self.pivots.per_profile,
+                            "a profile's links past sources.max_pivots_per_profile left out"
+                        );
+                    }
+                    for pivot in pivots.into_iter().take(self.pivots.per_profile) {
                         let key = (pivot.kind, pivot.value.clone());
                         if seed_keys.contains(&key) {
                             // Never re-query the seed; a pivot confirms a guessed handle.
                             confirmed.insert(key);
                         } else if pivot.depth > self.max_depth {
                             beyond_depth.insert(pivot.kind);
+                        } else if pivots_added >= self.pivots.per_call {
+                            // sources.max_pivots_per_call reached: no more.
                         } else if let Some(same) = next
                             .iter_mut()
                             .find(|n: &&mut Input| n.kind == pivot.kind && n.value == pivot.value)
@@ -407,6 +441,7 @@ impl Engine {
                             // Reached twice: the better-founded path counts.
                             same.confidence = same.confidence.max(pivot.confidence);
                         } else {
+                            pivots_added += 1;
                             next.push(pivot);
                         }
                     }
