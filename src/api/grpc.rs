@@ -47,7 +47,9 @@ pub struct StreamLimits {
 /// work come from `pool`.
 #[derive(Clone)]
 pub struct Admitted {
-    pub permit: Arc<OwnedSemaphorePermit>,
+    /// What the call holds of the pool (a permit, its caller's share),
+    /// given back when the last clone is dropped.
+    pub permit: Arc<dyn Send + Sync>,
     pub pool: Arc<Semaphore>,
     /// How many permits the pool holds in all.
     pub pool_size: usize,

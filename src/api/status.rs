@@ -81,6 +81,18 @@ pub fn request_error(status: &Status) -> pb::RequestError {
 }
 
 /// Load shedding's answer: RESOURCE_EXHAUSTED with a retry delay.
+/// A caller that holds its share of the pool already.
+pub fn caller_share(share: usize, retry_after: Duration) -> Status {
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!(
+            "this caller has {share} calls in flight, its share of the server \
+             (server.max_concurrent_per_caller); retry after the delay in RetryInfo"
+        ),
+        ErrorDetails::with_retry_info(Some(retry_after)),
+    )
+}
+
 pub fn overloaded(retry_after: Duration) -> Status {
     Status::with_error_details(
         Code::ResourceExhausted,

@@ -78,6 +78,10 @@ pub struct SourcesConfig {
     pub min_coverage: f64,
 }
 
+fn per_caller() -> usize {
+    256
+}
+
 fn pivots_per_profile() -> usize {
     crate::engine::PivotLimits::default().per_profile
 }
@@ -95,6 +99,9 @@ pub struct ServerConfig {
     #[serde(default)]
     pub http_listen: Option<SocketAddr>,
     pub max_concurrent_requests: usize,
+    /// Of those, the most one caller (a key, a certificate) may hold.
+    #[serde(default = "per_caller")]
+    pub max_concurrent_per_caller: usize,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     pub max_request_bytes: usize,

@@ -6,7 +6,12 @@
 //! are never shed, so an orchestrator does not kill a busy but healthy
 //! replica. Every call, exempt or not, counts as an open stream of its
 //! connection until its response body is dropped.
-use std::sync::Arc;
+//!
+//! No caller (a key, a certificate, "anonymous") holds more than
+//! `server.max_concurrent_per_caller` of the permits: one key opening
+//! streams that send nothing cannot shed everyone else's calls.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,6 +25,7 @@ use tower::{BoxError, Layer, Service};
 use super::connections::{ConnInfo, Tracked};
 use crate::api::grpc::Admitted;
 use crate::api::status;
+use crate::auth::Caller;
 use crate::auth::layer::{ClientCertificates, GUARDED};
 use crate::telemetry;
 
@@ -28,17 +34,61 @@ pub struct AdmissionLayer {
     pool: Arc<Semaphore>,
     size: usize,
     retry_after: Duration,
+    /// Permits one caller may hold at once.
+    per_caller: usize,
+    /// Permits held, by caller.
+    held: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl AdmissionLayer {
-    pub fn new(max_concurrent: usize, retry_after: Duration) -> Self {
+    pub fn new(max_concurrent: usize, per_caller: usize, retry_after: Duration) -> Self {
         let size = max_concurrent.max(1);
         Self {
             pool: Arc::new(Semaphore::new(size)),
             size,
             retry_after,
+            per_caller: per_caller.clamp(1, size),
+            held: Arc::default(),
         }
     }
+
+    /// One more permit for `caller`, unless it holds its share already.
+    fn share(&self, caller: String) -> Option<Share> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let count = held.entry(caller.clone()).or_insert(0);
+        if *count >= self.per_caller {
+            return None;
+        }
+        *count += 1;
+        Some(Share {
+            held: self.held.clone(),
+            caller,
+        })
+    }
+}
+
+/// A caller's count of permits, given back when the call's permit goes.
+pub struct Share {
+    held: Arc<Mutex<HashMap<String, usize>>>,
+    caller: String,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(&self.caller) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.caller);
+            }
+        }
+    }
+}
+
+/// A call's place in the pool: the permit and the caller's share of it.
+pub struct Permit {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _share: Option<Share>,
 }
 
 impl<S> Layer<S> for AdmissionLayer {
@@ -100,10 +150,28 @@ where
         let stream = connection(request.extensions()).map(ConnInfo::open_stream);
         let mut held = None;
         if request.uri().path().starts_with(GUARDED) {
+            // The caller authentication admitted (it runs before).
+            let caller = request
+                .extensions()
+                .get::<Caller>()
+                .map(|c| format!("{}:{}", c.name, c.id));
+            let share = match caller.map(|c| self.layer.share(c)) {
+                Some(None) => {
+                    telemetry::record_shed();
+                    let status =
+                        status::caller_share(self.layer.per_caller, self.layer.retry_after);
+                    return Box::pin(async move { Ok(status.into_http()) });
+                }
+                Some(share) => share,
+                None => None,
+            };
             match self.layer.pool.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let admitted = Admitted {
-                        permit: Arc::new(permit),
+                        permit: Arc::new(Permit {
+                            _permit: permit,
+                            _share: share,
+                        }),
                         pool: self.layer.pool.clone(),
                         pool_size: self.layer.size,
                     };

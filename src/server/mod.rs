@@ -186,6 +186,7 @@ impl Application {
 
         let admission = admission::AdmissionLayer::new(
             server_cfg.max_concurrent_requests,
+            server_cfg.max_concurrent_per_caller,
             server_cfg.shed_retry_after,
         );
         // One count of connections for both listeners.

@@ -460,3 +460,67 @@ async fn http_headers_that_trickle_in_are_cut_off_at_the_request_timeout() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+/// One key cannot take every slot: its streams that send nothing hold at
+/// most `server.max_concurrent_per_caller` permits, the next is refused
+/// naming the share, and another key's calls are served meanwhile.
+#[tokio::test]
+async fn one_key_holds_at_most_its_share_of_the_slots() {
+    use enrichd::auth::Scope;
+    use enrichd::auth::keys::NewKey;
+    let app = TestApp::spawn(
+        "[dns]\nenabled = false\n[auth]\nrequired = true\n\
+         [server]\nmax_concurrent_requests = 8\nmax_concurrent_per_caller = 4\n",
+    )
+    .await;
+    let keys = app.keys().await;
+    let key = |name: &str| NewKey {
+        name: name.into(),
+        scopes: [Scope::Stream, Scope::Enrich].into(),
+        purposes: Default::default(),
+        quota_per_second: None,
+        expires_in: None,
+    };
+    let hog = keys.create(key("hog")).await.unwrap().secret;
+    let other = keys.create(key("other")).await.unwrap().secret;
+    let mut client = app.client().await;
+    let mut held = Vec::new();
+    let mut refused = Vec::new();
+    for _ in 0..8 {
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::EnrichRequest>(1);
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {hog}").parse().unwrap());
+        match client.enrich_stream(request).await {
+            Ok(answers) => held.push((answers, tx)),
+            Err(status) => refused.push(status),
+        }
+    }
+    assert_eq!(held.len(), 4, "{refused:?}");
+    assert_eq!(refused[0].code(), Code::ResourceExhausted);
+    assert!(
+        refused[0].message().contains("max_concurrent_per_caller"),
+        "{}",
+        refused[0]
+    );
+    let served = client
+        .enrich(common::with_key(email_request("ann@example.com"), &other))
+        .await;
+    assert!(served.is_ok(), "{served:?}");
+    // A stream given back is a slot for the same key again.
+    drop(held.pop());
+    common::eventually("the hog's slot comes back", || {
+        let mut client = client.clone();
+        let hog = hog.clone();
+        async move {
+            let (_tx, rx) = tokio::sync::mpsc::channel::<pb::EnrichRequest>(1);
+            let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {hog}").parse().unwrap());
+            client.enrich_stream(request).await.ok().map(drop)
+        }
+    })
+    .await;
+}
