@@ -73,8 +73,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.auth.required = false;
     }
     let (catalog, _sandbox) = startup::catalog(&config, args.sandbox).await?;
+    // A start that is refused leaves nothing behind: a key file created for
+    // it goes again (a later start with the right settings makes its own).
+    let new_key_file = Some(config.privacy.hash_key_file.clone())
+        .filter(|path| config.privacy.hash_key.is_none() && !path.exists());
     let hasher = startup::hasher(&config)?;
-    let app = Application::build(config, hasher, catalog).await?;
+    let app = match Application::build(config, hasher, catalog).await {
+        Ok(app) => app,
+        Err(refused) => {
+            if let Some(path) = new_key_file {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(refused.into());
+        }
+    };
     app.run_until_stopped(server::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -428,6 +428,35 @@ async fn serve_refuses_anonymous_callers_on_a_public_address() {
     );
 }
 
+/// A refused start leaves nothing behind: the key file it would have
+/// created for a data directory that had none is gone again.
+#[tokio::test]
+async fn a_refused_start_leaves_no_key_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env("ENRICHD__AUTH__REQUIRED", "false")
+        .env_remove("ENRICHD__PRIVACY__HASH_KEY")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = common::KillOnDrop(child);
+    let status = common::eventually("serve refuses to start", || {
+        let exited = child.0.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    assert!(!status.success());
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("hash"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 #[test]
 fn a_typo_of_a_well_known_domain_is_named_and_counts_as_risk() {
     let out = enrichd(&[
