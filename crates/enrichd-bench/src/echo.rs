@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::fixtures::hasher;
-use crate::hot::HOT;
+use crate::fixtures::{HOT, hasher};
 use enrichd::proto::v1 as pb;
 /// The baselines of `hot`: the same tonic server, a handler that answers at
 /// once, with an empty answer or with a copy of the real one (what the

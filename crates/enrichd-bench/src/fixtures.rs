@@ -167,3 +167,6 @@ pub(crate) fn request(email: &str) -> pb::EnrichRequest {
         ..Default::default()
     }
 }
+
+/// The person of `hot` and `history`: found on all 10 sources.
+pub(crate) const HOT: &str = "found-hot@example.test";

@@ -3,13 +3,11 @@
 use std::time::{Duration, Instant};
 
 use crate::echo::{hot_subject, start_echo};
-use crate::fixtures::{Server, catalog, client, ledger_url, request, serve_sites, start_on};
+use crate::fixtures::{HOT, Server, catalog, client, ledger_url, request, serve_sites, start_on};
 use crate::load::{Call, load};
 use crate::{Args, ms};
 use enrichd::proto::v1 as pb;
 use serde_json::{Value, json};
-/// The person of `hot` and `history`: found on all 10 sources.
-pub(crate) const HOT: &str = "found-hot@example.test";
 
 /// A server whose 10 sources have all answered for `HOT`, and its answer.
 pub(crate) async fn hot_server(

@@ -7,6 +7,7 @@ pub mod detect;
 pub mod extract;
 pub mod http;
 pub mod live;
+mod pivots;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -22,14 +23,16 @@ use crate::resilience::{Guard, ResilienceConfig};
 use crate::verify::Verifier;
 use enrichd_core::catalog::Catalog;
 use enrichd_core::catalog::input::{Input, seed_inputs};
-use enrichd_core::catalog::source::{PivotFrom, Source};
+use enrichd_core::catalog::source::Source;
 use enrichd_core::clock::SharedClock;
 use enrichd_core::compliance::policy::{self, FieldPolicy};
 use enrichd_core::identity::Identifier;
 use enrichd_core::model::{
-    CachePolicy, Confidence, InputKind, Outcome, Profile, Purpose, SkipReason, SourceOutcome, Value,
+    CachePolicy, Confidence, InputKind, Outcome, Profile, Purpose, SkipReason, SourceOutcome,
 };
 use enrichd_core::privacy::KeyedHasher;
+pub use pivots::PivotLimits;
+use pivots::pivots_of;
 
 /// What the engine found for one request.
 #[derive(Debug, Default)]
@@ -98,25 +101,6 @@ pub(crate) struct Asking<'a> {
     pub keys: &'a std::sync::Mutex<Vec<String>>,
 }
 
-/// How many inputs pivots may add: a hostile profile listing a thousand
-/// links must not make a thousand requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PivotLimits {
-    /// Inputs taken from one profile (the first ones it lists).
-    pub per_profile: usize,
-    /// Inputs added by pivots in one call, over every round.
-    pub per_call: usize,
-}
-
-impl Default for PivotLimits {
-    fn default() -> Self {
-        Self {
-            per_profile: 20,
-            per_call: 100,
-        }
-    }
-}
-
 /// What the engine needs besides the catalog.
 pub struct EngineParts {
     pub client: HttpClient,
@@ -129,71 +113,6 @@ pub struct EngineParts {
     pub clock: SharedClock,
     /// Shared with other replicas: budgets, pauses and the second cache tier.
     pub cluster: Option<Arc<Cluster>>,
-}
-
-/// Normalises a pivot value for its input kind; `None` drops it.
-fn pivot_value(kind: InputKind, raw: &str) -> Option<String> {
-    let v = raw.trim();
-    match kind {
-        InputKind::Username => {
-            let v = v.trim_start_matches('@');
-            (!v.is_empty() && v.len() <= 100 && !v.chars().any(char::is_whitespace))
-                .then(|| v.to_owned())
-        }
-        InputKind::Url => url::Url::parse(v)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .map(|u| u.to_string()),
-        _ => (!v.is_empty()).then(|| v.to_owned()),
-    }
-}
-
-fn text(v: &Value) -> String {
-    v.as_text()
-}
-
-/// Inputs the pivots of `source` produce from `profile`.
-fn pivots_of(source: &Source, profile: &Profile, parent: &Input) -> Vec<Input> {
-    let confidence = http::pivot_confidence(parent.confidence);
-    let mut out = Vec::new();
-    for pivot in source.pivots() {
-        let values: Vec<String> = match &pivot.from {
-            PivotFrom::Field(f) => profile
-                .fields
-                .get(f)
-                .map(|s| text(&s.value))
-                .into_iter()
-                .collect(),
-            PivotFrom::Extra(name) => profile
-                .extra
-                .get(name)
-                .map(|s| text(&s.value))
-                .into_iter()
-                .collect(),
-            PivotFrom::AccountUsername => profile
-                .accounts
-                .iter()
-                .filter_map(|a| a.username.clone())
-                .collect(),
-            PivotFrom::AccountUrl => profile
-                .accounts
-                .iter()
-                .filter_map(|a| a.url.clone())
-                .collect(),
-        };
-        out.extend(
-            values
-                .iter()
-                .filter_map(|v| pivot_value(pivot.to, v))
-                .map(|value| Input {
-                    kind: pivot.to,
-                    value,
-                    confidence,
-                    depth: parent.depth + 1,
-                }),
-        );
-    }
-    out
 }
 
 impl Engine {
