@@ -44,6 +44,22 @@ async fn submit(app: &TestApp, query: &str, csv: &str, key: Option<&str>) -> (u1
     (status, json_of(answer).await)
 }
 
+/// A new key's secret.
+async fn new_key(app: &TestApp, name: &str, scopes: &[Scope], quota: Option<f64>) -> String {
+    app.keys()
+        .await
+        .create(NewKey {
+            name: name.into(),
+            scopes: scopes.iter().copied().collect(),
+            purposes: Default::default(),
+            quota_per_second: quota,
+            expires_in: None,
+        })
+        .await
+        .expect("created")
+        .secret
+}
+
 async fn json_of(answer: reqwest::Response) -> Value {
     serde_json::from_slice(&answer.bytes().await.expect("a body")).expect("JSON")
 }
@@ -239,26 +255,10 @@ async fn only_the_owner_sees_a_job_and_a_refused_claim_stores_nothing() {
     )
     .await;
     let app = TestApp::with_catalog(&format!("{HTTP}[auth]\nrequired = true\n"), catalog).await;
-    let keys = app.keys().await;
-    let key = |name: &str, scopes: std::collections::BTreeSet<Scope>| {
-        let keys = keys.clone();
-        let name = name.to_owned();
-        async move {
-            keys.create(NewKey {
-                name,
-                scopes,
-                purposes: Default::default(),
-                quota_per_second: None,
-                expires_in: None,
-            })
-            .await
-            .expect("created")
-            .secret
-        }
-    };
-    let owner = key("crm", [Scope::Stream].into()).await;
-    let other = key("other", [Scope::Stream].into()).await;
-    let narrow = key("narrow", [Scope::Enrich].into()).await;
+    let key = |name: &'static str, scopes: &'static [Scope]| new_key(&app, name, scopes, None);
+    let owner = key("crm", &[Scope::Stream]).await;
+    let other = key("other", &[Scope::Stream]).await;
+    let narrow = key("narrow", &[Scope::Enrich]).await;
 
     let (code, refused) = submit(&app, CLAIM, &list(2), None).await;
     assert_eq!(code, 401, "{refused}");
@@ -688,19 +688,7 @@ async fn a_job_s_rows_are_paced_to_the_key_s_quota() {
     )
     .await;
     let app = TestApp::with_catalog(&format!("{HTTP}[auth]\nrequired = true\n"), catalog).await;
-    let secret = app
-        .keys()
-        .await
-        .create(NewKey {
-            name: "paced".into(),
-            scopes: [Scope::Stream].into(),
-            purposes: Default::default(),
-            quota_per_second: Some(5.0),
-            expires_in: None,
-        })
-        .await
-        .expect("created")
-        .secret;
+    let secret = new_key(&app, "paced", &[Scope::Stream], Some(5.0)).await;
     let started = std::time::Instant::now();
     let (status, job) = submit(&app, CLAIM, &list(15), Some(&secret)).await;
     assert_eq!(status, 202, "{job}");

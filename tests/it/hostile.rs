@@ -345,28 +345,9 @@ async fn links_from_a_profile_reach_only_the_named_private_origin_and_spare_the_
         )
         .mount(&server)
         .await;
+    let seed = link_seed("seed", "email_md5", &format!("{origin}/seed/{{input}}"));
     let text = format!(
-        r#"
-[[source]]
-id = "seed"
-name = "seed"
-platform = "Test"
-purposes = ["marketing"]
-input = "email_md5"
-network = {{ allow_private = true }}
-[source.request]
-url = "{origin}/seed/{{input}}"
-response_format = "json"
-[source.detect]
-json_pointer = "/user"
-[source.extract.accounts]
-each = {{ json = "/user/links" }}
-platform = {{ json = "/site" }}
-url = {{ json = "/url" }}
-[[source.pivots]]
-from = "accounts.url"
-as = "url"
-
+        r#"{seed}
 [[source]]
 id = "home"
 name = "home"
@@ -454,31 +435,7 @@ async fn a_profile_s_links_are_capped_per_profile_and_per_call() {
         .respond_with(ResponseTemplate::new(404))
         .mount(&server)
         .await;
-    let seed = |id: &str| {
-        format!(
-            r#"
-[[source]]
-id = "{id}"
-name = "{id}"
-platform = "Test"
-purposes = ["marketing"]
-input = "email"
-network = {{ allow_private = true }}
-[source.request]
-url = "{origin}/seed/{id}/{{input}}"
-response_format = "json"
-[source.detect]
-json_pointer = "/user"
-[source.extract.accounts]
-each = {{ json = "/user/links" }}
-platform = {{ json = "/site" }}
-url = {{ json = "/url" }}
-[[source.pivots]]
-from = "accounts.url"
-as = "url"
-"#
-        )
-    };
+    let seed = |id: &str| link_seed(id, "email", &format!("{origin}/seed/{id}/{{input}}"));
     let home = format!(
         r#"
 [[source]]
@@ -522,4 +479,32 @@ present = ["h-card"]
     enrich_with(catalog, email_request("bob@example.test")).await;
     let after = asked_home(&server.received_requests().await.unwrap());
     assert_eq!(after - before, 100, "links fetched in one call");
+}
+
+/// A source whose profile (JSON at `url`) lists links under `/user/links`,
+/// each pivoting to the `url` input.
+fn link_seed(id: &str, input: &str, url: &str) -> String {
+    format!(
+        r#"
+[[source]]
+id = "{id}"
+name = "{id}"
+platform = "Test"
+purposes = ["marketing"]
+input = "{input}"
+network = {{ allow_private = true }}
+[source.request]
+url = "{url}"
+response_format = "json"
+[source.detect]
+json_pointer = "/user"
+[source.extract.accounts]
+each = {{ json = "/user/links" }}
+platform = {{ json = "/site" }}
+url = {{ json = "/url" }}
+[[source.pivots]]
+from = "accounts.url"
+as = "url"
+"#
+    )
 }
