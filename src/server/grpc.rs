@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic_reflection::server::{v1, v1alpha};
 
 use super::ServerError;
 use crate::config::{ServerConfig, TlsConfig};
@@ -30,15 +31,11 @@ pub(super) fn builder(config: &ServerConfig) -> Result<Server, ServerError> {
     Ok(builder)
 }
 
-type Reflection<S> = tonic_reflection::server::v1::ServerReflectionServer<S>;
-
 /// Both reflection versions: grpcurl and older tools still ask v1alpha.
 pub(super) fn reflection() -> Result<
     (
-        Reflection<impl tonic_reflection::server::v1::ServerReflection>,
-        tonic_reflection::server::v1alpha::ServerReflectionServer<
-            impl tonic_reflection::server::v1alpha::ServerReflection,
-        >,
+        v1::ServerReflectionServer<impl v1::ServerReflection>,
+        v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>,
     ),
     ServerError,
 > {

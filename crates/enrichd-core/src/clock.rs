@@ -84,11 +84,6 @@ impl Stopwatch {
     pub fn elapsed(&self) -> Duration {
         self.0.elapsed()
     }
-
-    /// When it was started (for a library that asks for an `Instant`).
-    pub fn started(&self) -> Instant {
-        self.0
-    }
 }
 
 /// A clock that moves only when told to (tests).
