@@ -173,11 +173,8 @@ where
         move |State(g): State<Arc<Gateway>>, headers: HeaderMap, WholeBody(body): WholeBody| async move {
             // A body says what it is: a browser's cross-site form or text
             // post (no preflight) is not read as JSON.
-            if !headers.contains_key(header::CONTENT_TYPE) {
-                return error_response_as(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    &Status::invalid_argument("content-type: send application/json"),
-                );
+            if let Some(refused) = not_json(&headers, true) {
+                return refused;
             }
             let client = g.enrichment.clone();
             call(&g, &headers, &body, |r| method(client, r)).await
@@ -248,6 +245,23 @@ async fn method_not_allowed(method: axum::http::Method) -> Response {
     error_response_as(StatusCode::METHOD_NOT_ALLOWED, &status)
 }
 
+/// The 415 for a `content-type` that is not JSON (or missing, when
+/// `required`); `None` when the body may be read as JSON.
+fn not_json(headers: &HeaderMap, required: bool) -> Option<Response> {
+    let json = match headers.get(header::CONTENT_TYPE) {
+        Some(kind) => kind
+            .to_str()
+            .is_ok_and(|k| k.trim_start().starts_with("application/json")),
+        None => !required,
+    };
+    (!json).then(|| {
+        error_response_as(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &Status::invalid_argument("content-type: send application/json"),
+        )
+    })
+}
+
 /// Parses the body as the request message's JSON, calls the method with
 /// the caller's credentials, and answers its JSON or its status.
 async fn call<Req, Resp, F>(g: &Gateway, headers: &HeaderMap, body: &[u8], method: F) -> Response
@@ -258,15 +272,8 @@ where
         tonic::Request<Req>,
     ) -> futures::future::BoxFuture<'static, Result<tonic::Response<Resp>, Status>>,
 {
-    if let Some(kind) = headers.get(header::CONTENT_TYPE)
-        && !kind
-            .to_str()
-            .is_ok_and(|k| k.trim_start().starts_with("application/json"))
-    {
-        return error_response_as(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &Status::invalid_argument("content-type: send application/json"),
-        );
+    if let Some(refused) = not_json(headers, false) {
+        return refused;
     }
     let message: Req = match parse(body) {
         Ok(message) => message,
