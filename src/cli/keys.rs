@@ -189,6 +189,13 @@ async fn rotate_hash(args: RotateHashArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
 
+    // Before anything changes: no server may still be hashing with the old
+    // key (checked again in the rotation's own transaction).
+    let now_ms = || crate::clock::SharedClock::system().utc().timestamp_millis();
+    let holders = ledger.holders(now_ms()).await?;
+    if !holders.is_empty() {
+        return Err(crate::ledger::LedgerError::Held(holders).into());
+    }
     // First, so that a Redis that cannot be reached stops the rotation
     // before anything changed.
     let cleared = crate::cluster::cache::clear(&config.cluster)
@@ -204,7 +211,9 @@ async fn rotate_hash(args: RotateHashArgs) -> anyhow::Result<ExitCode> {
         None => write_private(&next, &rotated.file_text(), false)
             .with_context(|| format!("cannot write {}", next.display()))?,
     }
-    let subjects = ledger.rekey(&current.fingerprint(), &rotated).await?;
+    let subjects = ledger
+        .rekey(&current.fingerprint(), &rotated, now_ms())
+        .await?;
     if args.out.is_none() {
         std::fs::rename(&next, key_file).with_context(|| {
             format!("cannot rename {} to {}", next.display(), key_file.display())
@@ -222,11 +231,11 @@ async fn rotate_hash(args: RotateHashArgs) -> anyhow::Result<ExitCode> {
     }
     match &args.out {
         Some(out) => println!(
-            "put the contents of {} in privacy.hash_key of every replica, then restart them",
+            "put the contents of {} in privacy.hash_key of every replica, then start them",
             out.display()
         ),
         None => println!(
-            "{} holds the new key chain; restart the servers",
+            "{} holds the new key chain; start the servers",
             key_file.display()
         ),
     }

@@ -159,6 +159,17 @@ impl Application {
             listeners::serve_metrics(listener, server_cfg.idle_timeout);
         }
 
+        // No hash-key rotation while this server hashes with its key.
+        let clock = self.enricher.clock().clone();
+        let lease = self
+            .enricher
+            .ledger()
+            .hold(&self.enricher.hasher().fingerprint(), move || {
+                clock.utc().timestamp_millis()
+            })
+            .await
+            .map_err(crate::pipeline::BuildError::from)?;
+
         // Retention: records past their purpose's retention are deleted.
         tokio::spawn(retention::sweep_every(
             self.enricher.ledger().clone(),
@@ -283,6 +294,7 @@ impl Application {
         if let Err(e) = self.enricher.ledger().checkpoint().await {
             warn!(error = %e, "ledger checkpoint at shutdown failed");
         }
+        lease.release().await;
         info!("enrichd stopped");
         Ok(())
     }

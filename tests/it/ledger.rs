@@ -4,8 +4,10 @@
 use crate::common;
 
 use enrichd::compliance::suppression::{ALL_PURPOSES, MARKETING};
-use enrichd::ledger::{Ledger as Store, LedgerOutcome, Record};
+use enrichd::ledger::{Ledger as Store, LedgerError, LedgerOutcome, Record};
 use enrichd::proto::v1 as pb;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// PostgreSQL in a fresh schema of its own, so tests never see each other's rows.
 async fn postgres() -> Store {
@@ -606,7 +608,38 @@ async fn rekeys_every_reference(store: Store) {
         .await
         .unwrap();
 
-    assert_eq!(store.rekey(&old.fingerprint(), &new).await.unwrap(), 2);
+    // A server holding the ledger with the old key stops the rotation
+    // until its lease is given back or lapses.
+    let now = Arc::new(AtomicI64::new(1_000));
+    let clock = now.clone();
+    let lease = store
+        .hold(&old.fingerprint(), move || clock.load(Ordering::SeqCst))
+        .await
+        .unwrap();
+    match store.rekey(&old.fingerprint(), &new, 2_000).await {
+        Err(LedgerError::Held(holders)) => {
+            assert_eq!(holders.len(), 1);
+            assert_eq!(holders[0].pid, i64::from(std::process::id()));
+        }
+        other => panic!("a rotation under a live lease: {other:?}"),
+    }
+    lease.release().await;
+    let lease = store
+        .hold(&old.fingerprint(), move || now.load(Ordering::SeqCst))
+        .await
+        .unwrap();
+    let lapsed = 1_000 + enrichd::ledger::LEASE_FOR.as_millis() as i64 + 1;
+    assert_eq!(
+        store.rekey(&old.fingerprint(), &new, lapsed).await.unwrap(),
+        2
+    );
+    // This handle still hashes with the old key: its erasure is refused,
+    // not written where no one would find it.
+    assert!(matches!(
+        store.erase(&ann, "DSR-2", 3_000).await,
+        Err(LedgerError::HashKeyChanged { .. })
+    ));
+    drop(lease);
     let ann_now = new.hash("email:ann@example.test");
     assert_eq!(store.records(&ann_now).await.unwrap().len(), 1);
     assert_eq!(store.job_rows_of(&ann_now).await.unwrap().len(), 2);

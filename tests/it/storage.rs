@@ -379,3 +379,61 @@ async fn a_one_shot_erase_finishes_the_redaction_before_it_exits() {
         .unwrap();
     assert_eq!(pending.0, 0);
 }
+
+/// A rotation while a server runs would leave it hashing with the old key,
+/// and the erasures it then took would be found by no one: `rotate-hash`
+/// refuses, naming the server, until the server stops (its lease is given
+/// back at a clean stop).
+#[tokio::test]
+async fn a_hash_key_rotation_is_refused_while_a_server_holds_the_ledger() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("state");
+    assert!(enrichd(&data, &enrich_args()).status.success());
+    let server = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("ENRICHD__DNS__ENABLED", "false")
+        .env("ENRICHD__AUTH__REQUIRED", "false")
+        .env_remove("ENRICHD__LEDGER__URL")
+        .env_remove("ENRICHD__PRIVACY__HASH_KEY")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = common::KillOnDrop(server);
+    let pid = server.0.id().to_string();
+    // It serves once it holds its lease.
+    let log = std::io::BufReader::new(server.0.stderr.take().unwrap());
+    let (serving, started) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(log).map_while(Result::ok) {
+            if line.contains("enrichd serving gRPC") {
+                let _ = serving.send(());
+            }
+        }
+    });
+    started.recv().expect("the server started");
+    let refused = enrichd(&data, &["keys", "rotate-hash"]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("1 server(s) serve from this ledger") && said.contains(&pid),
+        "{said}"
+    );
+    assert!(!data.join("hash.key.next").exists(), "nothing was changed");
+
+    let stopped = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(stopped.success());
+    common::eventually("the server stops", || {
+        let exited = server.0.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    let done = enrichd(&data, &["keys", "rotate-hash"]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+}

@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use super::retention::pause_after;
-use super::{Ledger, LedgerError, REQUEST_PURPOSE, SuppressionRow, suppressions};
+use super::{Ledger, LedgerError, REQUEST_PURPOSE, SuppressionRow, lease, suppressions};
 
 /// Records one statement of a purge redacts at most: an UPDATE of columns
 /// no index holds, about 5 ms of SQLite's write lock.
@@ -178,6 +178,14 @@ impl Ledger {
         purge: bool,
     ) -> Result<(), LedgerError> {
         let mut tx = self.pool.begin().await?;
+        // After a rotation this process's references are the old key's: an
+        // erasure written with them would be found by no one. Serialized
+        // with a rotation, which cannot start between this check and the
+        // commit.
+        lease::serialize(&mut tx).await?;
+        if let Some(fingerprint) = self.bound.get() {
+            self.check_fingerprint(&mut tx, fingerprint).await?;
+        }
         if purge {
             sqlx::query(
                 "INSERT INTO pending_purge (subject, since_ms) VALUES ($1, $2) \

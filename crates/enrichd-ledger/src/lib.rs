@@ -4,6 +4,7 @@
 mod erasure;
 mod jobs;
 mod keys;
+mod lease;
 mod outcome;
 mod reads;
 mod rekey;
@@ -23,6 +24,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 pub use erasure::Purged;
 pub use jobs::{JobRow, JobRowInput, RowOutput};
 pub use keys::KeyRow;
+pub use lease::{Holder, LEASE_FOR, Lease, RENEW_EVERY};
 use retention::{SWEEP_BATCH, in_batches};
 pub use sqlite::sqlite_file;
 use sqlite::{WAL_KEPT_BYTES, checkpoints, create_private};
@@ -73,6 +75,16 @@ pub enum LedgerError {
          again to finish"
     )]
     HashKeyChanged { stored: String, given: String },
+    #[error(
+        "{} server(s) serve from this ledger: {}. A rotation while they run would leave them \
+         hashing with the old key, and their erasures would be found by no one. Stop them \
+         (a server that died without stopping is forgotten {} s after it was last seen), \
+         rotate, then start them with the new key",
+        .0.len(),
+        .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        LEASE_FOR.as_secs()
+    )]
+    Held(Vec<Holder>),
 }
 
 /// One processing, as recorded.
@@ -154,6 +166,10 @@ pub struct Ledger {
     /// of one access carries the same summary, and drawing it from a
     /// million records took a second a page.
     histories: moka::sync::Cache<(String, i64, String), Arc<History>>,
+    /// The fingerprint of the hash key this process bound the ledger to
+    /// (`bind_hash_key`): its erasures are refused once the ledger moved
+    /// to another.
+    bound: Arc<std::sync::OnceLock<String>>,
 }
 
 /// Reads the suppression list again when told another process changed it.
@@ -265,6 +281,7 @@ impl Ledger {
                 .time_to_live(HISTORY_KEPT_FOR)
                 .support_invalidation_closures()
                 .build(),
+            bound: Arc::default(),
         })
     }
 

@@ -2,7 +2,7 @@
 //! one (`enrichd keys rotate-hash`).
 use sqlx::Row;
 
-use super::{Ledger, LedgerError, SUBJECT_TABLES, suppressions};
+use super::{Ledger, LedgerError, SUBJECT_TABLES, lease, suppressions};
 
 impl Ledger {
     /// Binds the ledger to a hash key: the first key's fingerprint is kept;
@@ -20,6 +20,7 @@ impl Ledger {
             .await?;
         let stored: String = row.try_get("value")?;
         if stored == fingerprint {
+            let _ = self.bound.set(stored);
             Ok(())
         } else {
             Err(LedgerError::HashKeyChanged {
@@ -40,13 +41,21 @@ impl Ledger {
     /// Re-keys every stored subject (every table of [`SUBJECT_TABLES`])
     /// from the chain `rotated` extends to `rotated` and binds the ledger to
     /// it, in one transaction: either every reference moves or none. Refuses
-    /// unless the ledger is bound to `previous`. Returns how many subjects.
+    /// unless the ledger is bound to `previous`, and while a server holds a
+    /// lease on it (see [`Ledger::hold`]); `now_ms` is the time the leases
+    /// are judged at. Returns how many subjects.
     pub async fn rekey(
         &self,
         previous: &str,
         rotated: &enrichd_core::privacy::KeyedHasher,
+        now_ms: i64,
     ) -> Result<u64, LedgerError> {
         let mut tx = self.pool.begin().await?;
+        lease::serialize(&mut tx).await?;
+        let holders = lease::live_holders(&mut tx, now_ms).await?;
+        if !holders.is_empty() {
+            return Err(LedgerError::Held(holders));
+        }
         let stored: Option<String> =
             sqlx::query("SELECT value FROM ledger_meta WHERE name = 'hash_key_fingerprint'")
                 .fetch_optional(&mut *tx)
