@@ -1,5 +1,5 @@
 //! What the health service says, kept true by watching what it depends on:
-//! the ledger writer (no call is answered without its record) and, with
+//! the ledger writer and database (no call is answered without its record) and, with
 //! replicas, whether Redis is shared right now.
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -19,13 +19,48 @@ pub(super) async fn not_serving(reporter: &HealthReporter) {
         .await;
 }
 
-/// A stopped ledger writer takes the service out of rotation.
-pub(super) fn follow_ledger_writer(reporter: HealthReporter, ledger: &Ledger) {
+/// The service is in rotation while the ledger writer runs and the ledger
+/// database answers (no call is answered without its record), until the
+/// server drains (`draining` turns true; the drain says NOT_SERVING itself).
+pub(super) fn follow_ledger(
+    reporter: HealthReporter,
+    ledger: &Ledger,
+    mut draining: tokio::sync::watch::Receiver<bool>,
+) {
     let mut running = ledger.writer_state();
+    let mut reachable = ledger.reachable();
     tokio::spawn(async move {
-        // A closed channel is a writer that is gone as well.
-        let _ = running.wait_for(|running| !running).await;
-        not_serving(&reporter).await;
+        loop {
+            let up = *running.borrow_and_update() && *reachable.borrow_and_update();
+            if *draining.borrow_and_update() {
+                return;
+            }
+            if up {
+                reporter
+                    .set_serving::<EnrichmentServer<EnrichmentService>>()
+                    .await;
+                reporter
+                    .set_service_status("", ServingStatus::Serving)
+                    .await;
+                // A drain that began meanwhile has the last word.
+                if *draining.borrow() {
+                    not_serving(&reporter).await;
+                    return;
+                }
+            } else {
+                not_serving(&reporter).await;
+            }
+            // A closed channel is a writer (or ledger) that is gone.
+            let gone = tokio::select! {
+                changed = running.changed() => changed.is_err(),
+                changed = reachable.changed() => changed.is_err(),
+                _ = draining.changed() => false,
+            };
+            if gone {
+                not_serving(&reporter).await;
+                return;
+            }
+        }
     });
 }
 

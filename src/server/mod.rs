@@ -181,7 +181,8 @@ impl Application {
         health
             .set_serving::<EnrichmentServer<EnrichmentService>>()
             .await;
-        health::follow_ledger_writer(health.clone(), self.enricher.ledger());
+        let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
+        health::follow_ledger(health.clone(), self.enricher.ledger(), http_stopped.clone());
         if let Some(cluster) = self.enricher.cluster() {
             health::follow_cluster(health.clone(), cluster);
         }
@@ -219,7 +220,6 @@ impl Application {
         let jobs = start_jobs(&self.enricher, &self.config, auth.authenticator()).await;
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-        let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
         let reporter = health.clone();
         let stopping = jobs.clone();
         let signal = async move {
@@ -227,9 +227,9 @@ impl Application {
             // No job row starts from now on; those in flight finish.
             stopping.cancel();
             info!("shutdown requested: health NOT_SERVING, draining in-flight calls");
+            let _ = stop_http.send(true);
             health::not_serving(&reporter).await;
             let _ = drain_tx.send(());
-            let _ = stop_http.send(true);
         };
 
         let addr = self.listener.local_addr().ok();

@@ -499,3 +499,57 @@ fn a_typo_of_a_well_known_domain_is_named_and_counts_as_risk() {
         "{err}"
     );
 }
+
+/// A start that cannot reach its ledger says where it looked and why, once,
+/// without the URL's password; a Redis that does not answer at start is a
+/// WARN naming its address (and the server serves alone meanwhile).
+#[tokio::test]
+async fn start_up_names_the_database_and_redis_it_cannot_reach() {
+    let refused = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env(
+            "ENRICHD__LEDGER__URL",
+            "postgres://u:hunter22@127.0.0.1:1/crm",
+        )
+        .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY)
+        .env("ENRICHD__AUTH__REQUIRED", "false")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("ledger.url: cannot reach the ledger database at 127.0.0.1:1/crm")
+            && said.contains("refused"),
+        "{said}"
+    );
+    assert_eq!(said.matches("refused").count(), 1, "said once: {said}");
+    assert!(!said.contains("hunter22"), "{said}");
+
+    let ledger = common::postgres_url().await;
+    let server = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("ENRICHD__LEDGER__URL", &ledger)
+        .env(
+            "ENRICHD__CLUSTER__REDIS_URL",
+            "redis://:hunter22@127.0.0.1:1",
+        )
+        .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY)
+        .env("ENRICHD__AUTH__REQUIRED", "false")
+        .env("ENRICHD__DNS__ENABLED", "false")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = common::KillOnDrop(server);
+    let log = std::io::BufReader::new(server.0.stderr.take().unwrap());
+    let warned = std::io::BufRead::lines(log)
+        .map_while(Result::ok)
+        .find(|line| line.contains("Redis does not answer at start"))
+        .expect("the WARN");
+    assert!(
+        warned.contains("WARN") && warned.contains("127.0.0.1:1") && !warned.contains("hunter22"),
+        "{warned}"
+    );
+}

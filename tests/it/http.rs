@@ -479,3 +479,48 @@ async fn an_anonymous_server_answers_loopback_names_and_typed_bodies_only() {
         .header("host", "enrichd.internal.example");
     assert_eq!(keyed_http.send(elsewhere).await.0, 200);
 }
+
+/// While the ledger's database is out of reach every call would fail
+/// (nothing is answered without its record), so readiness says so and a
+/// load balancer stops sending; once it answers again, so does readiness.
+#[tokio::test]
+async fn readiness_follows_the_ledger_database() {
+    let url = common::postgres_url().await;
+    let (head, rest) = url.split_once('@').unwrap();
+    let (host, tail) = rest.split_once('/').unwrap();
+    let target = tokio::net::lookup_host(host).await.unwrap().next().unwrap();
+    let proxy = common::proxy::Cuttable::to(target).await;
+    let through = format!("{head}@{}/{tail}", proxy.addr);
+    let app = TestApp::spawn(&format!(
+        "{HTTP}[ledger]\nurl = \"{through}\"\nfollow_every = \"50ms\"\n"
+    ))
+    .await;
+    let http = Http::of(&app);
+    let (status, ready) = http.get("/readyz").await;
+    assert_eq!((status, ready["status"].clone()), (200, json!("SERVING")));
+
+    proxy.cut();
+    let (status, ready) = common::eventually("readiness turns NOT_SERVING", || async {
+        let (status, ready) = http.get("/readyz").await;
+        (status != 200).then_some((status, ready))
+    })
+    .await;
+    assert_eq!(
+        (status, ready["status"].clone()),
+        (503, json!("NOT_SERVING"))
+    );
+    assert_eq!(
+        common::health(&app).await.unwrap(),
+        tonic_health::pb::health_check_response::ServingStatus::NotServing
+    );
+
+    proxy.mend();
+    common::eventually("readiness is back", || async {
+        (http.get("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    let (status, body) = http
+        .post("/v1/enrich", &enrich_body("back@example.test"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -56,8 +56,12 @@ pub const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
+    // Not a `source`: its text is in this one, and a chain printed whole
+    // would say it twice.
     #[error("ledger database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+    #[error("ledger.url: cannot reach the ledger database at {at}: {error}")]
+    Unreachable { at: String, error: String },
     #[error("ledger write failed: {0}")]
     Write(String),
     /// The person was erased or objected (in any process) while the
@@ -85,6 +89,49 @@ pub enum LedgerError {
         LEASE_FOR.as_secs()
     )]
     Held(Vec<Holder>),
+}
+
+impl From<sqlx::Error> for LedgerError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+/// How long the first connection to a database server may take at start.
+const CONNECT_WITHIN: Duration = Duration::from_secs(5);
+
+/// Where a database URL points, without its credentials: `host:port/db`.
+fn server_of(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "{}:{}{}",
+            u.host_str().unwrap_or("localhost"),
+            u.port().unwrap_or(5432),
+            u.path()
+        ),
+        Err(_) => "(an unreadable URL)".to_owned(),
+    }
+}
+
+/// One connection to a database server before the pool is made: a pool
+/// only says it timed out, this says what went wrong and where.
+async fn first_connection(url: &str) -> Result<(), LedgerError> {
+    use sqlx::Connection;
+    let unreachable = |error: String| LedgerError::Unreachable {
+        at: server_of(url),
+        error,
+    };
+    match tokio::time::timeout(CONNECT_WITHIN, sqlx::AnyConnection::connect(url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Err(_) => Err(unreachable(format!(
+            "no answer within {} s",
+            CONNECT_WITHIN.as_secs()
+        ))),
+    }
 }
 
 /// One processing, as recorded.
@@ -225,6 +272,9 @@ impl Ledger {
             })?;
         }
         let sqlite = url.starts_with("sqlite");
+        if !sqlite {
+            first_connection(url).await?;
+        }
         // An in-memory SQLite database lives in its one connection.
         let memory = sqlite && url.contains(":memory:");
         let pool = AnyPoolOptions::new()
@@ -310,6 +360,14 @@ impl Ledger {
     /// true to false (the channel closes with the ledger).
     pub fn writer_state(&self) -> tokio::sync::watch::Receiver<bool> {
         self.writer.running_changes()
+    }
+
+    /// Whether the database answered this process's last check of the
+    /// suppression list (every `ledger.follow_every`), as it changes: while
+    /// it does not, no call can be answered (nothing without its record,
+    /// nothing without a checked suppression list).
+    pub fn reachable(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.suppressed.reachable()
     }
 
     /// Appends a record; returns once it is committed.

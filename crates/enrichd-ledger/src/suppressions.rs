@@ -31,6 +31,8 @@ pub(super) struct Suppressions {
     /// Subjects another process suppressed, as this copy learns of them
     /// (this process's caches drop what they held of them).
     news: tokio::sync::broadcast::Sender<String>,
+    /// Whether the last check reached the database.
+    reachable: tokio::sync::watch::Sender<bool>,
 }
 
 struct State {
@@ -169,6 +171,7 @@ impl Suppressions {
             state: RwLock::new(read(pool).await?),
             trust_for: every * TRUST_CHECKS,
             news: tokio::sync::broadcast::channel(1024).0,
+            reachable: tokio::sync::watch::Sender::new(true),
         }))
     }
 
@@ -198,6 +201,11 @@ impl Suppressions {
             let _ = self.news.send(subject);
         }
         Ok(())
+    }
+
+    /// Whether the database answered the last check, as it changes.
+    pub(super) fn reachable(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.reachable.subscribe()
     }
 
     /// Subjects newly suppressed by other processes, from now on.
@@ -300,8 +308,24 @@ pub(super) fn follow(pool: AnyPool, list: Weak<Suppressions>, every: Duration) {
         loop {
             every.tick().await;
             let Some(list) = list.upgrade() else { return };
-            if let Err(e) = list.follow_once(&pool).await {
-                tracing::warn!(error = %e, "cannot check the suppression list for changes");
+            // Said once when the database goes out of reach and once when
+            // it is back, not at every check.
+            match list.follow_once(&pool).await {
+                Ok(_) => {
+                    if list.reachable.send_replace(true) {
+                        continue;
+                    }
+                    tracing::info!("the ledger database answers again");
+                }
+                Err(e) => {
+                    if !list.reachable.send_replace(false) {
+                        continue;
+                    }
+                    tracing::warn!(
+                        error = %e,
+                        "the ledger database does not answer: calls are refused until it does"
+                    );
+                }
             }
         }
     });

@@ -193,11 +193,24 @@ impl Cluster {
 /// Pings Redis while it is down; when it answers, shared mode resumes.
 fn probe(cluster: Weak<Cluster>) {
     tokio::spawn(async move {
+        let mut first = true;
         loop {
             let Some(c) = cluster.upgrade() else { return };
             if !c.is_up() {
                 let mut conn = c.conn.clone();
                 let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
+                if let Err(e) = &pong
+                    && std::mem::take(&mut first)
+                {
+                    // The address only: the URL may hold a password.
+                    warn!(
+                        redis = %c.client.get_connection_info().addr(),
+                        error = %e,
+                        "Redis does not answer at start: this replica works alone (its own \
+                         cache, 1/replicas of each budget) until it does"
+                    );
+                }
+                first = false;
                 if pong.is_ok() && !c.up.swap(true, Ordering::SeqCst) {
                     c.up_news.send_replace(true);
                     info!("Redis reachable: cache, rate limits and erasure news shared");
