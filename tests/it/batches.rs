@@ -4,6 +4,8 @@
 //! it, a refused claim stores nothing, and an erasure reaches its rows.
 use crate::common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{TestApp, one_source};
@@ -704,4 +706,98 @@ async fn a_job_s_rows_are_paced_to_the_key_s_quota() {
         took >= Duration::from_millis(1_500),
         "15 rows at 5 a second done in {took:?}"
     );
+}
+
+/// A webhook receiver that refuses until it is told to take deliveries.
+struct Switch(Arc<AtomicBool>);
+
+impl wiremock::Respond for Switch {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        ResponseTemplate::new(if self.0.load(Ordering::SeqCst) {
+            200
+        } else {
+            503
+        })
+    }
+}
+
+/// A job's webhook secret derives from the hash key chain's newest key when
+/// the job was made: after a rotation new jobs get a new secret, while a
+/// job made before it keeps signing with the one its submitter was given
+/// (here a delivery left pending across the rotation and a restart).
+#[tokio::test]
+async fn a_rotation_gives_new_jobs_a_new_webhook_secret_and_keeps_old_jobs_own() {
+    let (_site, catalog) = one_source("email", FAST, ResponseTemplate::new(404)).await;
+    let receiver = wiremock::MockServer::start().await;
+    let taking = Arc::new(AtomicBool::new(false));
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(Switch(taking.clone()))
+        .mount(&receiver)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = format!("sqlite://{}?mode=rwc", dir.path().join("l.db").display());
+    let config = format!(
+        "{HTTP}[batch]\nwebhook_private_origins = [\"{}\"]\n[ledger]\nurl = \"{ledger}\"\n",
+        receiver.uri()
+    );
+    let hook = format!("{}/hooks/enrichd", receiver.uri());
+    let query = format!(
+        "{CLAIM}&webhookUrl={}",
+        url::form_urlencoded::byte_serialize(hook.as_bytes()).collect::<String>()
+    );
+    let first = KeyedHasher::new(common::TEST_HASH_KEY);
+    let clock = enrichd::clock::SharedClock::system();
+    let mut before =
+        TestApp::with_hasher(&config, catalog.clone(), clock.clone(), first.clone()).await;
+    let (code, old_job) = submit(&before, &query, &list(2), None).await;
+    assert_eq!(code, 202, "{old_job}");
+    let old_id = old_job["id"].as_str().unwrap().to_owned();
+    let old_secret = old_job["webhookSecret"].as_str().unwrap().to_owned();
+    wait_for(&before, &old_id, |v| v["state"] == "DONE").await;
+    before.stop();
+    (&mut before.handle).await.unwrap().unwrap();
+
+    let rotated = first.rotated().rotated();
+    let store = enrichd::ledger::Ledger::open(&ledger).await.unwrap();
+    store.bind_hash_key(&first.fingerprint()).await.unwrap();
+    let middle = first.rotated();
+    store.rekey(&first.fingerprint(), &middle, 0).await.unwrap();
+    store
+        .rekey(&middle.fingerprint(), &rotated, 0)
+        .await
+        .unwrap();
+    drop(store);
+
+    taking.store(true, Ordering::SeqCst);
+    let after = TestApp::with_hasher(&config, catalog, clock, rotated).await;
+    let (code, new_job) = submit(&after, &query, &list(2), None).await;
+    assert_eq!(code, 202, "{new_job}");
+    let new_id = new_job["id"].as_str().unwrap().to_owned();
+    let new_secret = new_job["webhookSecret"].as_str().unwrap().to_owned();
+    let derived_from_first =
+        first.generation_hash(1, &format!("enrichd batch webhook secret v1 {new_id}"));
+    assert_ne!(
+        new_secret, derived_from_first,
+        "a new job's secret is the new key's"
+    );
+    for id in [&old_id, &new_id] {
+        wait_for(&after, id, |v| v["webhook"] == "DELIVERED").await;
+    }
+    let received = receiver.received_requests().await.unwrap();
+    for (id, secret) in [(&old_id, &old_secret), (&new_id, &new_secret)] {
+        let delivered = received
+            .iter()
+            .rfind(|r| {
+                let body: Value = serde_json::from_slice(&r.body).unwrap();
+                body["id"] == id.as_str()
+            })
+            .map(|r| {
+                let timestamp = r.headers["enrichd-timestamp"].to_str().unwrap();
+                let body = String::from_utf8(r.body.clone()).unwrap();
+                let signed = r.headers["enrichd-signature"].to_str().unwrap().to_owned();
+                (signed, enrichd::batch::jobs::sign(secret, timestamp, &body))
+            })
+            .expect("a delivery of the job");
+        assert_eq!(delivered.0, format!("v1={}", delivered.1), "job {id}");
+    }
 }

@@ -534,6 +534,7 @@ fn job(id: &str, rows: usize) -> enrichd::ledger::JobRow {
         created_ms: 1_000,
         finished_ms: 0,
         webhook_state: "none".into(),
+        key_generation: 1,
     }
 }
 

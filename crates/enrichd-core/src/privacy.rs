@@ -146,6 +146,14 @@ impl KeyedHasher {
         mac_with(&self.keyed[0], &[value.as_bytes()])
     }
 
+    /// A hash under the chain's key of `generation` alone (1 is the first;
+    /// past the chain's end, its newest): for a secret that must outlive
+    /// later rotations, with its generation stored beside it.
+    pub fn generation_hash(&self, generation: usize, value: &str) -> String {
+        let at = generation.clamp(1, self.keyed.len()) - 1;
+        mac_with(&self.keyed[at], &[value.as_bytes()])
+    }
+
     /// A hasher with a random key: references are stable for this process only.
     pub fn random() -> Self {
         let key: [u8; 32] = rand::random();

@@ -19,6 +19,8 @@ pub struct JobRow {
     pub created_ms: i64,
     pub finished_ms: i64,
     pub webhook_state: String,
+    /// The hash-key generation its webhook secret derives from.
+    pub key_generation: i64,
 }
 
 /// A row as submitted.
@@ -37,7 +39,7 @@ pub struct JobRowInput {
 pub type RowOutput = (i64, String, Option<String>);
 
 const JOB_COLUMNS: &str = "id, caller, caller_id, template, webhook_url, state, reason, \
-    rows_total, created_ms, finished_ms, webhook_state";
+    rows_total, created_ms, finished_ms, webhook_state, key_generation";
 
 impl Ledger {
     /// Stores a job and all its rows in one transaction: a job exists whole
@@ -46,7 +48,7 @@ impl Ledger {
         let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO batch_jobs ({JOB_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(&job.id)
         .bind(&job.caller)
@@ -59,6 +61,7 @@ impl Ledger {
         .bind(job.created_ms)
         .bind(job.finished_ms)
         .bind(&job.webhook_state)
+        .bind(job.key_generation)
         .execute(&mut *tx)
         .await?;
         for row in rows {

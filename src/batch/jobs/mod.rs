@@ -201,6 +201,7 @@ impl Jobs {
             rows_total: rows.len() as i64,
             created_ms: self.now_ms(),
             finished_ms: 0,
+            key_generation: self.enricher.hasher().generation() as i64,
             webhook_state: if webhook_url.is_some() {
                 "pending"
             } else {
@@ -213,10 +214,11 @@ impl Jobs {
             .await
             .map_err(|e| Status::unavailable(format!("the job cannot be stored: {e}")))?;
         info!(job = %id, rows = rows.len(), caller = %caller.name, "batch job submitted");
+        let generation = job.key_generation;
         self.start(job);
         let mut view = self.view(&id).await?;
         if webhook_url.is_some() {
-            view["webhookSecret"] = json!(self.webhook_secret(&id));
+            view["webhookSecret"] = json!(self.webhook_secret(&id, generation));
         }
         Ok(view)
     }
@@ -261,7 +263,8 @@ impl Jobs {
                 return;
             }
             if !job.webhook_url.is_empty() {
-                this.deliver_webhook(&id, &job.webhook_url).await;
+                this.deliver_webhook(&id, &job.webhook_url, job.key_generation)
+                    .await;
             }
         });
     }

@@ -42,11 +42,15 @@ impl Jobs {
     }
 
     /// The secret a job's webhook is signed with: derived from the hash
-    /// key, so it is never stored and survives a restart.
-    pub fn webhook_secret(&self, id: &str) -> String {
-        self.enricher
-            .hasher()
-            .root_hash(&format!("enrichd batch webhook secret v1 {id}"))
+    /// key chain's newest key when the job was made (`generation`, stored
+    /// with the job), so it is never stored itself, survives a restart, and
+    /// a rotation changes it for new jobs while the job's own stays
+    /// verifiable for its life.
+    pub fn webhook_secret(&self, id: &str, generation: i64) -> String {
+        self.enricher.hasher().generation_hash(
+            usize::try_from(generation).unwrap_or(1),
+            &format!("enrichd batch webhook secret v1 {id}"),
+        )
     }
 
     /// Tells the webhook the job ended: the job's view as JSON, with
@@ -54,12 +58,12 @@ impl Jobs {
     /// HMAC-SHA-256 of "<timestamp>.<body>" under the job's secret>`.
     /// Retried with backoff on any answer but 2xx; given up after
     /// `WEBHOOK_ATTEMPTS` (state FAILED, visible in the job).
-    pub(crate) async fn deliver_webhook(&self, id: &str, url: &str) {
+    pub(crate) async fn deliver_webhook(&self, id: &str, url: &str, generation: i64) {
         let Ok(url) = url::Url::parse(url) else {
             let _ = self.ledger().set_webhook_state(id, "failed").await;
             return;
         };
-        let secret = self.webhook_secret(id);
+        let secret = self.webhook_secret(id, generation);
         let mut delay = WEBHOOK_FIRST_RETRY;
         for attempt in 1..=WEBHOOK_ATTEMPTS {
             if self.stop.is_cancelled() {

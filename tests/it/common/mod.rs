@@ -63,6 +63,16 @@ impl TestApp {
     /// Starts the server with `catalog`, reading time from `clock` (a
     /// `ManualClock` lets a test advance time instead of sleeping).
     pub async fn with_clock(overrides: &str, catalog: Catalog, clock: SharedClock) -> TestApp {
+        Self::with_hasher(overrides, catalog, clock, KeyedHasher::new(TEST_HASH_KEY)).await
+    }
+
+    /// Starts the server hashing with `hasher` (a rotated chain, say).
+    pub async fn with_hasher(
+        overrides: &str,
+        catalog: Catalog,
+        clock: SharedClock,
+        hasher: KeyedHasher,
+    ) -> TestApp {
         init_logs();
         let mut config = Config::from_toml(overrides).expect("test config is valid");
         config.server.listen = "127.0.0.1:0".parse().unwrap();
@@ -80,7 +90,7 @@ impl TestApp {
         }
         let ledger_url = config.ledger.url.clone();
         let settings = Settings::from_config(&config).with_clock(clock.clone());
-        let enricher = Enricher::build(settings, KeyedHasher::new(TEST_HASH_KEY), catalog)
+        let enricher = Enricher::build(settings, hasher, catalog)
             .await
             .expect("pipeline builds");
         let enricher = Arc::new(enricher);
