@@ -801,3 +801,52 @@ async fn a_rotation_gives_new_jobs_a_new_webhook_secret_and_keeps_old_jobs_own()
         assert_eq!(delivered.0, format!("v1={}", delivered.1), "job {id}");
     }
 }
+
+/// No one can make a person's Access fail: rows as large as a row may be
+/// (64 KiB) and as many as 100 of one person (6 MB) come in pages that each
+/// fit the 4 MiB message a default gRPC client takes, every row once.
+#[tokio::test]
+async fn access_pages_batch_rows_under_a_default_client_s_message_size() {
+    let (_site, catalog) = one_source("email", FAST, ResponseTemplate::new(404)).await;
+    let app = TestApp::with_catalog(HTTP, catalog).await;
+    let padding = "x".repeat(60 * 1024);
+    let mut list = "email,note\n".to_owned();
+    for _ in 0..100 {
+        list.push_str(&format!("big@example.com,{padding}\n"));
+    }
+    let (code, job) = submit(&app, CLAIM, &list, None).await;
+    assert_eq!(code, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_for(&app, &id, |v| v["state"] == "DONE").await;
+
+    let mut client = app.client().await;
+    let mut rows = std::collections::BTreeSet::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let request = enrichd::proto::v1::AccessRequest {
+            identifier: Some(enrichd::proto::v1::access_request::Identifier::Email(
+                "big@example.com".into(),
+            )),
+            reference: "DSR-9".into(),
+            page_token: token,
+            ..Default::default()
+        };
+        let page = client
+            .access(request)
+            .await
+            .expect("every page fits a default client's 4 MiB")
+            .into_inner();
+        pages += 1;
+        for row in &page.batch_rows {
+            assert!(rows.insert(row.row), "row {} twice", row.row);
+        }
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+        assert!(pages < 10, "the pages end");
+    }
+    assert_eq!(rows.len(), 100);
+    assert!(pages >= 2, "6 MB do not fit one page");
+}

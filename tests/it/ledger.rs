@@ -643,8 +643,21 @@ async fn rekeys_every_reference(store: Store) {
     drop(lease);
     let ann_now = new.hash("email:ann@example.test");
     assert_eq!(store.records(&ann_now).await.unwrap().len(), 1);
-    assert_eq!(store.job_rows_of(&ann_now).await.unwrap().len(), 2);
-    assert!(store.job_rows_of(&ann).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .job_rows_of(&ann_now, i64::MAX, 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        store
+            .job_rows_of(&ann, i64::MAX, 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.suppressions(&new.hash("b")).unwrap(), ["all"]);
     assert_eq!(store.erase_job_rows(&ann_now).await.unwrap(), 2);
 }
@@ -744,8 +757,21 @@ async fn purges_in_batches(store: Store) {
         assert_eq!(r.caller.is_empty(), r.id != "q", "{}", r.id);
     }
     assert!(!store.records("other").await.unwrap()[0].redacted);
-    assert!(store.job_rows_of("p").await.unwrap().is_empty());
-    assert_eq!(store.job_rows_of("other").await.unwrap().len(), 1);
+    assert!(
+        store
+            .job_rows_of("p", i64::MAX, 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .job_rows_of("other", i64::MAX, 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(
         store.finish_purges().await.unwrap(),
         0,

@@ -235,18 +235,26 @@ impl Ledger {
         self.row_page(id, after, limit, "input", true).await
     }
 
-    /// Art. 15: the rows of batch jobs that hold a subject: job id, row,
-    /// input columns, the job's purpose (from its stored request).
+    /// Art. 15: the rows of batch jobs made up to `until_ms` that hold a
+    /// subject, in the order jobs were made, `limit` from `offset`: job id,
+    /// row, input columns, the job's purpose (from its stored request).
     pub async fn job_rows_of(
         &self,
         subject: &str,
+        until_ms: i64,
+        offset: u64,
+        limit: u64,
     ) -> Result<Vec<(String, i64, String, String)>, LedgerError> {
         let rows = sqlx::query(
             "SELECT r.job_id, r.row_number, r.input, j.template FROM batch_rows r \
              JOIN batch_jobs j ON j.id = r.job_id \
-             WHERE r.subject = $1 AND r.outcome <> 'erased' ORDER BY j.created_ms, r.row_number",
+             WHERE r.subject = $1 AND r.outcome <> 'erased' AND j.created_ms <= $2 \
+             ORDER BY j.created_ms, r.job_id, r.row_number LIMIT $3 OFFSET $4",
         )
         .bind(subject)
+        .bind(until_ms)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

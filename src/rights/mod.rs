@@ -17,6 +17,10 @@ use crate::ledger::{LedgerOutcome, ProcessingKind, REQUEST_PURPOSE, Record, Supp
 use crate::model::{BasisEvidence, LawfulBasis};
 use crate::pipeline::{Enricher, RawIdentifier, Under, record_of, unavailable};
 
+mod paging;
+pub use paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PAGE_BYTES, Page, PageToken};
+use paging::{ROWS_AT_A_TIME, record_bytes, row_bytes};
+
 /// What `Erase` did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Erased {
@@ -30,61 +34,6 @@ pub struct Erased {
     pub suppressed_purposes: Vec<String>,
     /// A short keyed-hash prefix naming the person in logs and tickets.
     pub tombstone: String,
-}
-
-/// Records in a page of an access report when the caller names no size.
-pub const DEFAULT_PAGE_SIZE: u32 = 1_000;
-/// The most records a page of an access report holds.
-pub const MAX_PAGE_SIZE: u32 = 10_000;
-
-/// Where a page of an access report's records starts: after the record at
-/// `after` (time, id), and, for every page of one access, at most up to
-/// `until_ms`, when its first page was asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageToken {
-    until_ms: i64,
-    after_ms: i64,
-    after_id: String,
-}
-
-impl PageToken {
-    const PREFIX: &str = "p1.";
-
-    /// A token this server issued, or `None`.
-    pub fn parse(text: &str) -> Option<Self> {
-        let mut parts = text.strip_prefix(Self::PREFIX)?.splitn(3, '.');
-        let until_ms = parts.next()?.parse().ok()?;
-        let after_ms = parts.next()?.parse().ok()?;
-        // Processing ids are 32 hex digits today; a token names whatever id
-        // its page ended on (records of earlier versions included).
-        let after_id = parts.next()?;
-        let id_like = !after_id.is_empty() && after_id.len() <= 64;
-        (id_like && after_ms <= until_ms).then(|| Self {
-            until_ms,
-            after_ms,
-            after_id: after_id.to_owned(),
-        })
-    }
-}
-
-impl std::fmt::Display for PageToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Self {
-            until_ms,
-            after_ms,
-            after_id,
-        } = self;
-        write!(f, "{}{until_ms}.{after_ms}.{after_id}", Self::PREFIX)
-    }
-}
-
-/// Which page of the records an access report carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page {
-    /// 1 to `MAX_PAGE_SIZE`.
-    pub size: u32,
-    /// `None`: the first page.
-    pub token: Option<PageToken>,
 }
 
 /// What `Access` found.
@@ -324,36 +273,78 @@ impl Enricher {
             self.forget(&subject.hash).await;
         }
         let cached = self.engine().cached(&subject.hash).await;
+        let cached_bytes: usize = cached.iter().map(|e| e.weight() as usize).sum();
+        let mut room = PAGE_BYTES.saturating_sub(cached_bytes).max(PAGE_BYTES / 4);
         // Every page of one access ends where its first page began.
         let until_ms = page
             .token
             .as_ref()
             .map_or_else(|| self.clock().utc().timestamp_millis(), |t| t.until_ms);
-        let after = page
-            .token
-            .as_ref()
-            .map(|t| (t.after_ms, t.after_id.as_str()));
-        let records = ledger
-            .records_page(&subject.hash, until_ms, after, page.size)
-            .await
-            .map_err(unavailable)?;
+        let mut next = page.token.clone().unwrap_or(PageToken {
+            until_ms,
+            after_ms: i64::MIN,
+            after_id: "-".into(),
+            rows_offset: 0,
+        });
+        let mut records = Vec::new();
+        if !next.records_done() {
+            let after = page
+                .token
+                .as_ref()
+                .map(|t| (t.after_ms, t.after_id.as_str()));
+            let fetched = ledger
+                .records_page(&subject.hash, until_ms, after, page.size)
+                .await
+                .map_err(unavailable)?;
+            let full = fetched.len() >= page.size as usize;
+            let mut cut = false;
+            for record in fetched {
+                let bytes = record_bytes(&record);
+                if bytes > room && !records.is_empty() {
+                    cut = true;
+                    break;
+                }
+                room = room.saturating_sub(bytes);
+                records.push(record);
+            }
+            // A full page may be the last: the next one is then empty.
+            match records.last() {
+                Some(last) if full || cut => {
+                    next.after_ms = last.at_ms;
+                    next.after_id.clone_from(&last.id);
+                    room = 0;
+                }
+                _ => next.after_id.clear(),
+            }
+        }
+        let mut batch_rows = Vec::new();
+        while room > 0 {
+            let fetched = ledger
+                .job_rows_of(&subject.hash, until_ms, next.rows_offset, ROWS_AT_A_TIME)
+                .await
+                .map_err(unavailable)?;
+            let last = (fetched.len() as u64) < ROWS_AT_A_TIME;
+            for row in fetched {
+                let bytes = row_bytes(&row);
+                if bytes > room && !(records.is_empty() && batch_rows.is_empty()) {
+                    room = 0;
+                    break;
+                }
+                room = room.saturating_sub(bytes);
+                next.rows_offset += 1;
+                batch_rows.push(row);
+            }
+            if last && room > 0 {
+                break;
+            }
+        }
         let history = ledger
             .history(&subject.hash, until_ms)
             .await
             .map_err(unavailable)?;
-        let batch_rows = ledger
-            .job_rows_of(&subject.hash)
-            .await
-            .map_err(unavailable)?;
-        // A full page may be the last: the next one is then empty.
-        let next_page = (records.len() >= page.size as usize)
-            .then(|| records.last())
-            .flatten()
-            .map(|last| PageToken {
-                until_ms,
-                after_ms: last.at_ms,
-                after_id: last.id.clone(),
-            });
+        // More to come unless the records are done and the rows ran out
+        // with room to spare.
+        let next_page = (!next.records_done() || room == 0).then_some(next);
         let report = AccessReport {
             batch_rows,
             summary: self.summary(&history.kinds),
@@ -381,33 +372,5 @@ impl Enricher {
         )
         .await?;
         Ok(report)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::PageToken;
-
-    #[test]
-    fn a_page_token_reads_back_what_it_wrote_and_nothing_else() {
-        let token = PageToken {
-            until_ms: 1_796_000_000_000,
-            after_ms: 1_795_000_000_000,
-            after_id: "019ae1c2d3e4f5a6b7c8d9e0f1a2b3c4".into(),
-        };
-        assert_eq!(PageToken::parse(&token.to_string()), Some(token));
-        // An id of an earlier version's record, dots and all.
-        let older = "p1.20.10.ab-cd.ef";
-        assert_eq!(PageToken::parse(older).unwrap().to_string(), older);
-        for bad in [
-            "",
-            "p1.",
-            "p1.10.20.abc",
-            "p2.20.10.abc",
-            "p1.x.10.abc",
-            "p1.20.10.",
-        ] {
-            assert_eq!(PageToken::parse(bad), None, "{bad:?}");
-        }
     }
 }
