@@ -114,6 +114,12 @@ pub struct ServerConfig {
     /// A connection with no open stream for this long is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Open connections from one client address at most.
+    pub max_connections_per_address: usize,
+    /// A connection that opens no call this long after it was accepted is
+    /// closed (at most `idle_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub first_call_within: Duration,
     /// HTTP/2 pings to each connection this often; a peer that does not
     /// answer within `http2_keepalive_timeout` is dropped.
     #[serde(with = "humantime_serde")]

@@ -51,6 +51,9 @@ impl Config {
         if s.max_connections == 0 {
             p.push("server.max_connections: must be at least 1".into());
         }
+        if s.max_connections_per_address == 0 {
+            p.push("server.max_connections_per_address: must be at least 1".into());
+        }
         // The HTTP port speaks plain HTTP/1.1: beside a TLS gRPC port, off
         // loopback, it would take the same API keys in the clear.
         if let (Some(_), Some(addr)) = (&s.tls, s.http_listen)
@@ -67,6 +70,7 @@ impl Config {
         }
         for (name, value) in [
             ("idle_timeout", s.idle_timeout),
+            ("first_call_within", s.first_call_within),
             ("http2_keepalive_interval", s.http2_keepalive_interval),
             ("http2_keepalive_timeout", s.http2_keepalive_timeout),
             ("stream_idle_timeout", s.stream_idle_timeout),

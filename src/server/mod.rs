@@ -205,6 +205,10 @@ impl Application {
         let limits = connections::ConnectionLimits::new(
             descriptor_room(server_cfg.max_connections),
             server_cfg.idle_timeout,
+        )
+        .per_client(
+            server_cfg.max_connections_per_address,
+            server_cfg.first_call_within,
         );
 
         let keys = Keys::new(

@@ -524,3 +524,54 @@ async fn one_key_holds_at_most_its_share_of_the_slots() {
     })
     .await;
 }
+
+/// A connection to `addr` from the loopback address `from` (any of
+/// 127.0.0.0/8 is this machine).
+async fn connect_from(from: &str, addr: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// One client address cannot take every connection: past
+/// `max_connections_per_address` its new ones are closed at once while
+/// another address is still served, and a connection that opens no call is
+/// closed after `first_call_within`, long before the idle timeout.
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_the_connections_and_silent_ones_go_early() {
+    let app = TestApp::spawn(
+        "[dns]\nenabled = false\n[server]\nmax_connections = 20\n\
+         max_connections_per_address = 5\nfirst_call_within = \"1500ms\"\nidle_timeout = \"1h\"\n",
+    )
+    .await;
+    let started = Instant::now();
+    let mut silent = Vec::new();
+    for _ in 0..5 {
+        silent.push(connect_from("127.0.0.1", app.addr).await);
+    }
+    refused_at_once(&[app.addr]).await;
+    // Another address has the slots that are left.
+    let mut other = connect_from("127.0.0.2", app.addr).await;
+    let mut buf = [0u8; 1024];
+    // The server's HTTP/2 settings may come; the end of the connection not.
+    let ended = tokio::time::timeout(Duration::from_millis(300), async {
+        loop {
+            match tokio::io::AsyncReadExt::read(&mut other, &mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_err(), "another address's connection stays open");
+    // The silent ones go after `first_call_within`, not the hour.
+    for conn in silent {
+        assert!(closed_by_peer(conn).await);
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < HUNG,
+        "closed after {waited:?}"
+    );
+    assert_eq!(health(&app).await.unwrap(), ServingStatus::Serving);
+}

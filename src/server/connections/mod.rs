@@ -6,11 +6,13 @@
 //! connection nobody uses), and so is one whose peer takes nothing of an
 //! answer for as long. The gRPC and the HTTP listener accept through
 //! it with one shared count of connections.
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,6 +24,9 @@ use tokio::time::{Instant, Sleep};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tracing::{error, warn};
 
+mod http;
+pub use http::{Bounded, HttpServing, serve_http, track_http};
+
 /// Longest pause after accept errors (out of descriptors, say).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// At most one "connection limit reached" line per this interval.
@@ -32,15 +37,66 @@ const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
 pub struct ConnectionLimits {
     pub max_connections: usize,
     pub idle_timeout: Duration,
+    /// Open connections from one client address at most.
+    pub per_address: usize,
+    /// A connection that opens no call (stream, request) this long after it
+    /// was accepted is closed: a silent socket holds a slot this long, not
+    /// `idle_timeout`.
+    pub first_call_within: Duration,
     slots: Arc<Semaphore>,
+    addresses: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 impl ConnectionLimits {
+    /// No cap per address, and the idle timeout for the first call too.
     pub fn new(max_connections: usize, idle_timeout: Duration) -> Self {
         Self {
             max_connections,
             idle_timeout,
+            per_address: max_connections,
+            first_call_within: idle_timeout,
             slots: Arc::new(Semaphore::new(max_connections.max(1))),
+            addresses: Arc::default(),
+        }
+    }
+
+    /// At most `per_address` connections from one address, each closed
+    /// unless it opens a call within `first_call_within`.
+    pub fn per_client(mut self, per_address: usize, first_call_within: Duration) -> Self {
+        self.per_address = per_address.max(1);
+        self.first_call_within = first_call_within.min(self.idle_timeout);
+        self
+    }
+
+    /// A slot for one more connection from `ip`, unless it has its share.
+    fn address_slot(&self, ip: IpAddr) -> Option<AddressSlot> {
+        let mut open = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(ip).or_default();
+        if *count >= self.per_address {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            ip,
+            addresses: self.addresses.clone(),
+        })
+    }
+}
+
+/// One connection's place in its address's count.
+struct AddressSlot {
+    ip: IpAddr,
+    addresses: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
         }
     }
 }
@@ -56,6 +112,7 @@ pub struct ConnInfo {
 impl ConnInfo {
     /// Marks a stream open until the guard is dropped.
     pub fn open_stream(&self) -> StreamGuard {
+        self.activity.called.store(true, Ordering::Release);
         self.activity.streams.fetch_add(1, Ordering::AcqRel);
         StreamGuard(self.activity.clone())
     }
@@ -67,19 +124,28 @@ struct Activity {
     streams: AtomicUsize,
     /// Milliseconds after `base` when the last stream closed.
     last_closed_ms: AtomicU64,
+    /// Whether a call was ever opened on it.
+    called: AtomicBool,
+    /// How long it may stay without its first call.
+    first_call_within: Duration,
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(first_call_within: Duration) -> Self {
         Self {
             base: Instant::now(),
             streams: AtomicUsize::new(0),
             last_closed_ms: AtomicU64::new(0),
+            called: AtomicBool::new(false),
+            first_call_within,
         }
     }
 
     /// When the connection turns idle-expired, or `None` while a stream is open.
     fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
+        if !self.called.load(Ordering::Acquire) {
+            return Some(self.base + self.first_call_within.min(idle));
+        }
         (self.streams.load(Ordering::Acquire) == 0).then(|| {
             self.base + Duration::from_millis(self.last_closed_ms.load(Ordering::Acquire)) + idle
         })
@@ -108,6 +174,7 @@ pub struct Conn {
     /// reads nothing of an answer for `idle` is closed.
     stalled: Option<Pin<Box<Sleep>>>,
     _slot: OwnedSemaphorePermit,
+    _address: AddressSlot,
 }
 
 impl Drop for Conn {
@@ -238,6 +305,7 @@ pub fn incoming(
         limits: ConnectionLimits,
         backoff: Duration,
         last_limit_log: Option<Instant>,
+        last_address_log: Option<Instant>,
     }
     let state = State {
         listener,
@@ -245,6 +313,7 @@ pub fn incoming(
         limits,
         backoff: Duration::ZERO,
         last_limit_log: None,
+        last_address_log: None,
     };
     futures::stream::unfold(state, |mut s| async move {
         loop {
@@ -277,6 +346,22 @@ pub fn incoming(
                 drop(io);
                 continue;
             };
+            let Some(address) = s.limits.address_slot(peer.ip()) else {
+                metrics::counter!("enrichd_connections_refused_total").increment(1);
+                if s.last_address_log
+                    .is_none_or(|t| t.elapsed() >= LIMIT_LOG_EVERY)
+                {
+                    s.last_address_log = Some(Instant::now());
+                    warn!(
+                        peer = %peer.ip(),
+                        max_connections_per_address = s.limits.per_address,
+                        "server.max_connections_per_address reached: closing this address's \
+                         new connections until some close"
+                    );
+                }
+                drop(io);
+                continue;
+            };
             if let Err(e) = io.set_nodelay(true) {
                 warn!(error = %e, "cannot turn Nagle off on a connection");
             }
@@ -285,16 +370,17 @@ pub fn incoming(
                     local_addr: io.local_addr().ok(),
                     remote_addr: Some(peer),
                 },
-                activity: Arc::new(Activity::new()),
+                activity: Arc::new(Activity::new(s.limits.first_call_within)),
             };
             metrics::gauge!("enrichd_connections_open").increment(1);
             let conn = Conn {
                 io,
                 info,
                 idle: s.limits.idle_timeout,
-                timer: Box::pin(tokio::time::sleep(s.limits.idle_timeout)),
+                timer: Box::pin(tokio::time::sleep(s.limits.first_call_within)),
                 stalled: None,
                 _slot: slot,
+                _address: address,
             };
             return Some((Ok(conn), s));
         }
@@ -335,140 +421,6 @@ impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
     }
-}
-
-/// The HTTP listener's connections, through the same bounded accept loop
-/// as gRPC's (`axum::serve` takes it as a listener).
-pub struct Bounded {
-    incoming: Pin<Box<dyn Stream<Item = Result<Conn, io::Error>> + Send>>,
-    local: ConnInfo,
-}
-
-impl Bounded {
-    pub fn new(listener: TcpListener, limits: ConnectionLimits) -> io::Result<Self> {
-        let local = ConnInfo {
-            tcp: TcpConnectInfo {
-                local_addr: Some(listener.local_addr()?),
-                remote_addr: None,
-            },
-            activity: Arc::new(Activity::new()),
-        };
-        Ok(Self {
-            incoming: Box::pin(incoming(listener, limits)),
-            local,
-        })
-    }
-}
-
-impl axum::serve::Listener for Bounded {
-    type Io = Conn;
-    type Addr = ConnInfo;
-
-    async fn accept(&mut self) -> (Conn, ConnInfo) {
-        use futures::StreamExt;
-        loop {
-            match self.incoming.next().await {
-                Some(Ok(conn)) => {
-                    let info = conn.info.clone();
-                    return (conn, info);
-                }
-                // `incoming` yields no errors (it logs and retries them).
-                Some(Err(_)) => continue,
-                // Nor does it end; if it did, accept nothing rather than spin.
-                None => std::future::pending::<()>().await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<ConnInfo> {
-        Ok(self.local.clone())
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Bounded>> for ConnInfo {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, Bounded>) -> Self {
-        stream.remote_addr().clone()
-    }
-}
-
-/// Counts an HTTP request as an open stream of its connection until its
-/// response body is dropped (axum middleware).
-pub async fn track_http(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let guard = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<ConnInfo>>()
-        .map(|c| c.0.open_stream());
-    let response = next.run(request).await;
-    match guard {
-        Some(guard) => response.map(|body| axum::body::Body::new(Tracked::new(body, guard))),
-        None => response,
-    }
-}
-
-/// How the HTTP port serves each connection: hyper's protocols with the
-/// gRPC port's HTTP/2 bounds, and a deadline for a request's headers.
-#[derive(Debug, Clone, Copy)]
-pub struct HttpServing {
-    /// An HTTP/1 request's headers must arrive whole within this (hyper's
-    /// `header_read_timeout`): a client trickling them is cut off.
-    pub headers_within: Duration,
-    pub max_concurrent_streams: u32,
-    pub keepalive_interval: Duration,
-    pub keepalive_timeout: Duration,
-}
-
-/// Serves `router` on the connections `listener` accepts until `until`
-/// resolves, then lets each connection finish what it has in flight.
-pub async fn serve_http(
-    mut listener: Bounded,
-    router: axum::Router,
-    serving: HttpServing,
-    until: impl Future<Output = ()>,
-) {
-    use axum::serve::Listener;
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use tower::ServiceExt;
-
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(serving.headers_within);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(serving.max_concurrent_streams)
-        .keep_alive_interval(serving.keepalive_interval)
-        .keep_alive_timeout(serving.keepalive_timeout);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut until = std::pin::pin!(until);
-    loop {
-        let (io, info) = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = until.as_mut() => break,
-        };
-        // What `ConnectInfo` reads, as axum's own server provides it.
-        let service = router.clone().map_request(
-            move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(info.clone()));
-                request
-            },
-        );
-        let service = hyper_util::service::TowerToHyperService::new(service);
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-        let connection = graceful.watch(connection.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "HTTP connection ended");
-            }
-        });
-    }
-    graceful.shutdown().await;
 }
 
 #[cfg(test)]
