@@ -34,7 +34,8 @@ fn rss_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_streams_and_idle_connections_stay_bounded_and_are_all_closed_by_their_timeouts() {
     let app = TestApp::spawn(
-        "[dns]\nenabled = false\n[server]\nstream_idle_timeout = \"1s\"\nidle_timeout = \"1500ms\"\n",
+        // One address (loopback) makes every connection here.
+        "[dns]\nenabled = false\n[server]\nstream_idle_timeout = \"1s\"\nidle_timeout = \"1500ms\"\nmax_connections_per_address = 4096\n",
     )
     .await;
     let (fds_before, rss_before) = (descriptors(), rss_kib());

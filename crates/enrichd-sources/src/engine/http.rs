@@ -105,10 +105,53 @@ pub fn preflight(
         )
     })?;
     if let Err(e) = check_destination(&request.url, &source.network.private_origins) {
-        tracing::warn!(source = %source.id, error = %e, "source request blocked");
+        warn_blocked(&source.id, &e);
         return Err(refuse(Outcome::Blocked, e.to_string()));
     }
     Ok(request)
+}
+
+/// At most one "blocked" WARN per source per this long: a hostile profile
+/// listing thousands of private links made thousands of lines.
+const BLOCKED_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A blocked request, said once per source per [`BLOCKED_WARN_EVERY`] with
+/// how many more were blocked since the last line (every one is in the
+/// answer's outcomes and the metrics).
+fn warn_blocked(source: &str, error: &dyn std::fmt::Display) {
+    static SAID: std::sync::Mutex<Option<Said>> = std::sync::Mutex::new(None);
+    let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+    let now = tokio::time::Instant::now();
+    if let Some(quiet) = said.get_or_insert_with(Said::default).say(source, now) {
+        tracing::warn!(
+            source = %source,
+            error = %error,
+            also_blocked_since_last_line = quiet,
+            "source request blocked"
+        );
+    }
+}
+
+/// When each source's last "blocked" line was said, and how many were
+/// blocked quietly since.
+#[derive(Default)]
+struct Said(std::collections::HashMap<String, (tokio::time::Instant, u64)>);
+
+impl Said {
+    /// `Some(quiet since the last line)` when a line is due at `now`.
+    fn say(&mut self, source: &str, now: tokio::time::Instant) -> Option<u64> {
+        match self.0.get_mut(source) {
+            Some((at, quiet)) if now.duration_since(*at) < BLOCKED_WARN_EVERY => {
+                *quiet += 1;
+                None
+            }
+            entry => {
+                let quiet = entry.map_or(0, |(_, quiet)| *quiet);
+                self.0.insert(source.to_owned(), (now, 0));
+                Some(quiet)
+            }
+        }
+    }
 }
 
 pub async fn run(
@@ -150,7 +193,7 @@ pub async fn run(
                 return asked;
             }
             if let FetchError::Blocked(_) = e {
-                tracing::warn!(source = %source.id, error = %e, "source request blocked");
+                warn_blocked(&source.id, &e);
                 outcome.outcome = Outcome::Blocked;
             }
             return done(outcome, None);
@@ -293,4 +336,22 @@ pub async fn run(
 /// Confidence of an input derived from a finding made with `parent`.
 pub fn pivot_confidence(parent: Confidence) -> Confidence {
     parent.min(Confidence::Pivot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BLOCKED_WARN_EVERY, Said};
+
+    #[test]
+    fn a_blocked_line_is_said_once_per_source_per_minute_with_the_count_kept_quiet() {
+        let mut said = Said::default();
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(said.say("a", t0), Some(0));
+        for _ in 0..999 {
+            assert_eq!(said.say("a", t0), None);
+        }
+        assert_eq!(said.say("b", t0), Some(0), "each source its own line");
+        assert_eq!(said.say("a", t0 + BLOCKED_WARN_EVERY), Some(999));
+        assert_eq!(said.say("a", t0 + BLOCKED_WARN_EVERY), None);
+    }
 }
