@@ -146,14 +146,17 @@ async fn submit_batch(
         Err(refused) => return refused,
     };
     let choose = "the emailColumn or phoneColumn query parameter";
-    let rows = match super::read_rows_from(
-        body.as_ref(),
-        "body",
-        format,
-        &columns,
-        choose,
-        Some(batches.jobs.max_rows()),
-    ) {
+    let counted = super::rows::refuse_more_than(&body, "body", format, batches.jobs.max_rows());
+    let rows = match counted.and_then(|()| {
+        super::read_rows_from(
+            body.as_ref(),
+            "body",
+            format,
+            &columns,
+            choose,
+            Some(batches.jobs.max_rows()),
+        )
+    }) {
         Ok(rows) => rows,
         Err(e) => {
             // The reader names its input ("body: ..."); the field says it.

@@ -163,6 +163,47 @@ pub const MAX_HEADER_COLUMNS: usize = 1024;
 /// how a caller names the identifier column. With `max_rows`, the reading
 /// stops at the first row past it: a list too long is refused without
 /// being held whole.
+/// Why a list of more than `max` rows is refused.
+fn too_many_rows(source: &str, max: usize) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{source}: more than {max} rows; a job holds at most {max} (batch.max_job_rows): \
+         split the list"
+    )
+}
+
+/// Refuses a list of more than `max` rows before any row is parsed: the
+/// rows are counted as the readers will count them (lines of NDJSON, CSV
+/// records after the header), without keeping any of them. Four million
+/// one-character rows were parsed up to the limit first, 100 MB of rows
+/// for a refusal.
+pub fn refuse_more_than(
+    body: &[u8],
+    source: &str,
+    format: Format,
+    max: usize,
+) -> anyhow::Result<()> {
+    let rows = match format {
+        Format::Jsonl => {
+            // `lines()` counts a last line without its newline too.
+            let newlines = body.iter().filter(|&&b| b == b'\n').count();
+            newlines + usize::from(!body.is_empty() && !body.ends_with(b"\n"))
+        }
+        Format::Csv => {
+            let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(body);
+            let mut record = csv::ByteRecord::new();
+            let mut rows = 0;
+            while rows <= max && matches!(reader.read_byte_record(&mut record), Ok(true)) {
+                rows += 1;
+            }
+            rows
+        }
+    };
+    if rows > max {
+        return Err(too_many_rows(source, max));
+    }
+    Ok(())
+}
+
 pub fn read_rows_from(
     input: impl std::io::Read,
     source: &str,
@@ -171,12 +212,7 @@ pub fn read_rows_from(
     choose: &str,
     max_rows: Option<usize>,
 ) -> anyhow::Result<Vec<Row>> {
-    let too_many = |max: usize| {
-        anyhow::anyhow!(
-            "{source}: more than {max} rows; a job holds at most {max} (batch.max_job_rows): \
-             split the list"
-        )
-    };
+    let too_many = |max: usize| too_many_rows(source, max);
     let oversized =
         |bytes: usize| format!("the row is {bytes} bytes; a row holds at most {MAX_ROW_BYTES}");
     match format {
@@ -280,5 +316,27 @@ pub fn read_rows_from(
             }
             Ok(rows)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Format, refuse_more_than};
+
+    #[test]
+    fn rows_are_counted_as_the_readers_count_them() {
+        // A quoted cell may hold a newline: still one row.
+        let csv = b"email,note\na@example.com,\"two\nlines\"\nb@example.com,x\n";
+        assert!(refuse_more_than(csv, "body", Format::Csv, 2).is_ok());
+        let refused = refuse_more_than(csv, "body", Format::Csv, 1).unwrap_err();
+        assert!(
+            refused.to_string().contains("more than 1 rows"),
+            "{refused}"
+        );
+        // A last line without its newline is a row too.
+        let ndjson = b"{\"email\":\"a@example.com\"}\n{\"email\":\"b@example.com\"}";
+        assert!(refuse_more_than(ndjson, "body", Format::Jsonl, 2).is_ok());
+        assert!(refuse_more_than(ndjson, "body", Format::Jsonl, 1).is_err());
+        assert!(refuse_more_than(b"", "body", Format::Jsonl, 0).is_ok());
     }
 }
