@@ -24,6 +24,31 @@ pub struct Batches {
     pub jobs: Arc<super::jobs::Jobs>,
     pub auth: Arc<crate::auth::layer::Authenticator>,
     pub max_upload: usize,
+    /// A place in the server's pool of calls (`server.max_concurrent_*`),
+    /// held while a batch request is read and answered.
+    pub admit: Admit,
+}
+
+/// Takes a place in the server's pool for a caller, or the status that
+/// sheds the request; the place is given back when the box is dropped.
+pub type Admit = Arc<
+    dyn Fn(&crate::auth::Caller) -> Result<Box<dyn std::any::Any + Send + Sync>, Status>
+        + Send
+        + Sync,
+>;
+
+/// A place in the pool, kept until the response body is dropped.
+type Held = Box<dyn std::any::Any + Send + Sync>;
+
+/// `body`, holding `held` until it is done.
+fn holding<S, T>(body: S, held: Held) -> impl futures::Stream<Item = T> + Send + 'static
+where
+    S: futures::Stream<Item = T> + Send + 'static,
+{
+    futures::StreamExt::map(body, move |item| {
+        let _ = &held;
+        item
+    })
 }
 
 impl Batches {
@@ -44,12 +69,19 @@ impl Batches {
     }
 }
 
-/// The caller of a batch endpoint, or the refusal to send.
-async fn batch_caller(b: &Batches, headers: &HeaderMap) -> Result<crate::auth::Caller, Response> {
-    b.auth
+/// The caller of a batch endpoint with its place in the pool, or the
+/// refusal to send.
+async fn batch_caller(
+    b: &Batches,
+    headers: &HeaderMap,
+) -> Result<(crate::auth::Caller, Held), Response> {
+    let caller = b
+        .auth
         .admit("EnrichStream", headers, &axum::http::Extensions::new())
         .await
-        .map_err(|status| error_response(&status))
+        .map_err(|status| error_response(&status))?;
+    let held = (b.admit)(&caller).map_err(|status| error_response(&status))?;
+    Ok((caller, held))
 }
 
 /// `POST /v1/batches`: the list is the body (CSV with a header row, or
@@ -64,8 +96,8 @@ async fn submit_batch(
 ) -> Response {
     // Who calls is decided before a byte of the list is read: an upload
     // without a key costs its connection nothing but its headers.
-    let caller = match batch_caller(&batches, &headers).await {
-        Ok(caller) => caller,
+    let (caller, _held) = match batch_caller(&batches, &headers).await {
+        Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
     let kind = headers
@@ -199,14 +231,14 @@ async fn batch_results(
     if !csv {
         return batch_read(&batches, &headers, &id, true).await;
     }
-    let caller = match batch_caller(&batches, &headers).await {
-        Ok(caller) => caller,
+    let (caller, held) = match batch_caller(&batches, &headers).await {
+        Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
     match batches.jobs.results_table(&caller, &id).await {
         Ok(table) => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            axum::body::Body::from_stream(table),
+            axum::body::Body::from_stream(holding(table, held)),
         )
             .into_response(),
         Err(status) => error_response(&status),
@@ -215,15 +247,15 @@ async fn batch_results(
 
 /// A job's view, or its results, for its owner.
 async fn batch_read(batches: &Batches, headers: &HeaderMap, id: &str, results: bool) -> Response {
-    let caller = match batch_caller(batches, headers).await {
-        Ok(caller) => caller,
+    let (caller, held) = match batch_caller(batches, headers).await {
+        Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
     let answer = if results {
         batches.jobs.results(&caller, id).await.map(|lines| {
             (
                 [(header::CONTENT_TYPE, "application/x-ndjson")],
-                axum::body::Body::from_stream(lines),
+                axum::body::Body::from_stream(holding(lines, held)),
             )
                 .into_response()
         })

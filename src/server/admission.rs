@@ -52,6 +52,29 @@ impl AdmissionLayer {
         }
     }
 
+    /// A place in the pool for a call of `caller` (known: the caller's
+    /// share counts too), or the RESOURCE_EXHAUSTED that sheds it.
+    pub fn admit(&self, caller: Option<&Caller>) -> Result<Arc<Permit>, tonic::Status> {
+        let share = match caller.map(|c| self.share(format!("{}:{}", c.name, c.id))) {
+            Some(None) => {
+                telemetry::record_shed();
+                return Err(status::caller_share(self.per_caller, self.retry_after));
+            }
+            Some(share) => share,
+            None => None,
+        };
+        match self.pool.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Arc::new(Permit {
+                _permit: permit,
+                _share: share,
+            })),
+            Err(_) => {
+                telemetry::record_shed();
+                Err(status::overloaded(self.retry_after))
+            }
+        }
+    }
+
     /// One more permit for `caller`, unless it holds its share already.
     fn share(&self, caller: String) -> Option<Share> {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,38 +174,18 @@ where
         let mut held = None;
         if request.uri().path().starts_with(GUARDED) {
             // The caller authentication admitted (it runs before).
-            let caller = request
-                .extensions()
-                .get::<Caller>()
-                .map(|c| format!("{}:{}", c.name, c.id));
-            let share = match caller.map(|c| self.layer.share(c)) {
-                Some(None) => {
-                    telemetry::record_shed();
-                    let status =
-                        status::caller_share(self.layer.per_caller, self.layer.retry_after);
-                    return Box::pin(async move { Ok(status.into_http()) });
-                }
-                Some(share) => share,
-                None => None,
-            };
-            match self.layer.pool.clone().try_acquire_owned() {
+            let caller = request.extensions().get::<Caller>().cloned();
+            match self.layer.admit(caller.as_ref()) {
                 Ok(permit) => {
                     let admitted = Admitted {
-                        permit: Arc::new(Permit {
-                            _permit: permit,
-                            _share: share,
-                        }),
+                        permit,
                         pool: self.layer.pool.clone(),
                         pool_size: self.layer.size,
                     };
                     held = Some(admitted.permit.clone());
                     request.extensions_mut().insert(admitted);
                 }
-                Err(_) => {
-                    telemetry::record_shed();
-                    let status = status::overloaded(self.layer.retry_after);
-                    return Box::pin(async move { Ok(status.into_http()) });
-                }
+                Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
             }
         }
         Box::pin(async move {

@@ -257,6 +257,14 @@ impl Application {
                     jobs: jobs.clone(),
                     auth: auth.authenticator(),
                     max_upload: self.config.batch.max_upload_bytes,
+                    admit: {
+                        let admission = admission.clone();
+                        Arc::new(move |caller: &crate::auth::Caller| {
+                            let held: Box<dyn std::any::Any + Send + Sync> =
+                                Box::new(admission.admit(Some(caller))?);
+                            Ok(held)
+                        })
+                    },
                 }
                 .router(),
                 !self.config.auth.required,

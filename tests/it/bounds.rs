@@ -470,7 +470,8 @@ async fn one_key_holds_at_most_its_share_of_the_slots() {
     use enrichd::auth::keys::NewKey;
     let app = TestApp::spawn(
         "[dns]\nenabled = false\n[auth]\nrequired = true\n\
-         [server]\nmax_concurrent_requests = 8\nmax_concurrent_per_caller = 4\n",
+         [server]\nmax_concurrent_requests = 8\nmax_concurrent_per_caller = 4\n\
+         http_listen = \"127.0.0.1:0\"\n",
     )
     .await;
     let keys = app.keys().await;
@@ -508,6 +509,21 @@ async fn one_key_holds_at_most_its_share_of_the_slots() {
         .enrich(common::with_key(email_request("ann@example.com"), &other))
         .await;
     assert!(served.is_ok(), "{served:?}");
+    // Batch uploads take their place from the same pool and share.
+    let upload = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/batches?purpose=marketing",
+            app.http_addr.unwrap()
+        ))
+        .bearer_auth(&hog)
+        .header("content-type", "text/csv")
+        .body("email\nann@example.com\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status().as_u16(), 429);
+    let said = upload.text().await.unwrap();
+    assert!(said.contains("max_concurrent_per_caller"), "{said}");
     // A stream given back is a slot for the same key again.
     drop(held.pop());
     common::eventually("the hog's slot comes back", || {
