@@ -23,6 +23,9 @@ pub const COLUMNS: &[&str] = &[
     "footprint_score",
     "risk_score",
     "risk_level",
+    "verdict",
+    "risk_reasons",
+    "did_you_mean",
     "identifier_valid",
     "disposable",
     "has_mail_servers",
@@ -140,6 +143,10 @@ pub fn answer_cells(line: &Value) -> Vec<String> {
         .as_array()
         .map(|a| a.iter().map(text).collect())
         .unwrap_or_default();
+    let reasons: Vec<String> = s["riskReasons"]
+        .as_array()
+        .map(|a| a.iter().map(text).collect())
+        .unwrap_or_default();
     vec![
         text(&line["row"]),
         outcome,
@@ -154,6 +161,11 @@ pub fn answer_cells(line: &Value) -> Vec<String> {
         text(&s["riskLevel"])
             .trim_start_matches("LEVEL_")
             .to_ascii_lowercase(),
+        text(&s["verdict"])
+            .trim_start_matches("VERDICT_")
+            .to_ascii_lowercase(),
+        reasons.join("; "),
+        text(&s["didYouMean"]),
         text(&s["identifierValid"]),
         text(&s["disposable"]),
         text(&s["hasMailServers"]),
@@ -206,6 +218,8 @@ mod tests {
                               "summary": {"displayName": {"value": "=HYPERLINK(\"http://evil\")", "sourceId": "forum"},
                                           "topInterests": ["Cooking", "Travel"],
                                           "footprintScore": 42, "riskScore": 10, "riskLevel": "LEVEL_LOW",
+                                          "verdict": "VERDICT_ACCEPT", "didYouMean": "gmail.com",
+                                          "riskReasons": ["domain_typo", "free_provider"],
                                           "identifierValid": true, "disposable": false,
                                           "hasMailServers": true, "profilesFound": 3}}}),
         ];
@@ -216,17 +230,17 @@ mod tests {
         assert_eq!(
             rows.next().unwrap(),
             "customer_id,email,row,outcome,error,display_name,display_name_source,location,\
-             avatar_url,top_interests,footprint_score,risk_score,risk_level,identifier_valid,\
-             disposable,has_mail_servers,profiles_found"
+             avatar_url,top_interests,footprint_score,risk_score,risk_level,verdict,risk_reasons,\
+             did_you_mean,identifier_valid,disposable,has_mail_servers,profiles_found"
         );
         assert_eq!(
             rows.next().unwrap(),
             "c1,jane@example.com,1,enriched,,\"'=HYPERLINK(\"\"http://evil\"\")\",forum,,,\
-             Cooking; Travel,42,10,low,true,false,true,3"
+             Cooking; Travel,42,10,low,accept,domain_typo; free_provider,gmail.com,true,false,true,3"
         );
         assert_eq!(
             rows.next().unwrap(),
-            "c2,x,2,invalid,email address has no '@',,,,,,,,,,,,"
+            "c2,x,2,invalid,email address has no '@',,,,,,,,,,,,,,,"
         );
     }
 

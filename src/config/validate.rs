@@ -171,6 +171,15 @@ impl Config {
             if purpose.description.trim().is_empty() {
                 p.push(format!("purposes.{id}.description: must not be empty"));
             }
+            if let Some(v) = purpose.verdict
+                && (v.review > v.decline || v.decline > 100)
+            {
+                p.push(format!(
+                    "purposes.{id}.verdict: review ({}) must be at most decline ({}), and \
+                     decline at most 100",
+                    v.review, v.decline
+                ));
+            }
             if purpose.lawful_bases.is_empty() {
                 p.push(format!(
                     "purposes.{id}.lawful_bases: at least one lawful basis is required"

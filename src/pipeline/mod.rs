@@ -336,7 +336,8 @@ impl Enricher {
                 (merged, lasting, memo)
             }
         };
-        let scores = self.score(&merged, lasting, &permitted.fields, &query, now);
+        let verdict_at = permitted.ground.purpose.verdict;
+        let scores = self.score(&merged, lasting, &permitted.fields, verdict_at, &query, now);
         let disclosed = self
             .comply(permitted, &mut merged, scores, &subject.hash, &query, now)
             .await?;

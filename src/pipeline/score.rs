@@ -45,6 +45,7 @@ impl Enricher {
         merged: &Merged,
         lasting: Lasting,
         fields: &FieldPolicy,
+        verdict_at: Option<crate::model::VerdictThresholds>,
         query: &EnrichQuery,
         now: DateTime<Utc>,
     ) -> Scores {
@@ -66,7 +67,7 @@ impl Enricher {
                     phone_line: merged.roles.phone_line.as_ref(),
                     mailbox: merged.roles.mailbox.as_ref(),
                 };
-                risk::score(v, &evidence, hint, &self.scoring, now)
+                risk::score(v, &evidence, hint, &self.scoring, verdict_at, now)
             });
         Scores {
             interests,

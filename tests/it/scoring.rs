@@ -430,7 +430,8 @@ fn risk_reasons_and_levels() {
             fresh,
             None,
             vec!["thin_digital_footprint", "only_recent_accounts"],
-            RiskLevel::Low,
+            // 25 points score 32 (the score is no longer the points cut at 100).
+            RiskLevel::Medium,
         ),
         (
             phone(false, NumberType::Unknown),
@@ -470,9 +471,13 @@ fn risk_reasons_and_levels() {
             phone_line: None,
             mailbox: None,
         };
-        let r = risk::score(&v, &evidence, hint, &d, now);
+        let r = risk::score(&v, &evidence, hint, &d, None, now);
         let got: Vec<&str> = r.reasons.iter().map(|x| x.code).collect();
-        assert_eq!(got, codes, "{v:?}");
+        let mut sorted_got = got.clone();
+        sorted_got.sort_unstable();
+        let mut wanted = codes.clone();
+        wanted.sort_unstable();
+        assert_eq!(sorted_got, wanted, "{v:?}");
         // When too few sources answered, an empty result is not evidence.
         let unsure = risk::score(
             &v,
@@ -482,10 +487,12 @@ fn risk_reasons_and_levels() {
             },
             hint,
             &d,
+            None,
             now,
         );
-        let unsure: Vec<&str> = unsure.reasons.iter().map(|x| x.code).collect();
-        let expected: Vec<&str> = codes
+        let mut unsure: Vec<&str> = unsure.reasons.iter().map(|x| x.code).collect();
+        unsure.sort_unstable();
+        let expected: Vec<&str> = wanted
             .iter()
             .copied()
             .filter(|c| *c != "no_digital_footprint")
@@ -493,7 +500,12 @@ fn risk_reasons_and_levels() {
         assert_eq!(unsure, expected, "{v:?}");
         assert_eq!(r.level, level, "{got:?} score {}", r.score);
         let sum: f64 = r.reasons.iter().map(|x| x.weight).sum();
-        assert_eq!(r.score, sum.round().min(100.0) as u32);
+        assert_eq!(r.points, sum);
+        assert_eq!(r.score, risk::calibrated(sum, d.weights.risk.scale));
+        assert!(
+            r.reasons.windows(2).all(|w| w[0].weight >= w[1].weight),
+            "heaviest first: {got:?}"
+        );
     }
 }
 
@@ -568,4 +580,57 @@ async fn a_disposable_address_with_no_footprint_is_high_risk_with_both_reasons()
         "{codes:?}"
     );
     assert!(risk.reasons.iter().all(|r| r.weight > 0.0));
+}
+
+/// A fraud analyst can rank a queue: three risky addresses whose reasons
+/// add up to 100 or more (a disposable domain, a typo of gmail.com, a Cyrillic
+/// look-alike of example.com) get three different scores, in the order of
+/// their points, each with a verdict and the reasons that decided it; the
+/// typo is a typo (with its `didYouMean`), not a disposable service.
+#[tokio::test]
+async fn risky_addresses_rank_by_their_evidence_with_a_verdict_each() {
+    let (app, _sandbox) = common::sandbox_app().await;
+    let mut client = app.client().await;
+    let mut seen = Vec::new();
+    for email in [
+        "x@mailinator.com",
+        "jane@gmial.com",
+        "jane@ex\u{430}mple.com",
+    ] {
+        let mut request = common::email_request(email);
+        request.purpose = "fraud_prevention".into();
+        let answer = client.enrich(request).await.unwrap().into_inner();
+        let risk = answer.risk.expect("a risk");
+        let summary = answer.summary.expect("a summary");
+        assert!(risk.points >= 100.0, "{email}: {risk:?}");
+        assert_eq!(risk.verdict, summary.verdict, "{email}");
+        assert_eq!(
+            pb::risk::Verdict::try_from(risk.verdict).unwrap(),
+            pb::risk::Verdict::Decline,
+            "{email}: {risk:?}"
+        );
+        let deciding: Vec<String> = risk
+            .reasons
+            .iter()
+            .take(3)
+            .map(|r| r.code.clone())
+            .collect();
+        assert_eq!(summary.risk_reasons, deciding, "{email}");
+        let codes: Vec<&str> = risk.reasons.iter().map(|r| r.code.as_str()).collect();
+        if email.contains("gmial") {
+            assert_eq!(summary.did_you_mean, "gmail.com");
+            assert!(
+                !codes.contains(&"disposable_domain") && !codes.contains(&"free_provider"),
+                "a typo is not counted twice: {codes:?}"
+            );
+        }
+        seen.push((risk.points, risk.score, email));
+    }
+    seen.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let scores: Vec<u32> = seen.iter().map(|s| s.1).collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] < w[1]),
+        "more points, a higher score, no two alike: {seen:?}"
+    );
+    assert!(scores.iter().all(|s| *s < 100), "{seen:?}");
 }

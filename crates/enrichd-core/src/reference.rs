@@ -46,6 +46,15 @@ impl Default for DomainLists {
     }
 }
 
+/// The disposable list without the domains that are one edit from (or a
+/// look-alike of) a well-known provider: some lists register `gmial.com`
+/// and `hotmial.com`, and a typo of a well-known provider is a typo (the
+/// `domain_typo` reason, with `didYouMean`), not a throw-away service.
+fn without_typos(mut list: HashSet<String>) -> HashSet<String> {
+    list.retain(|domain| crate::identity::lookalike::meant(domain).is_none());
+    list
+}
+
 impl DomainLists {
     /// Loads the configured lists, falling back to the shipped copies.
     pub fn load(paths: &ReferencePaths) -> Result<Self, ReferenceError> {
@@ -53,8 +62,14 @@ impl DomainLists {
             Some(path) => read_list(path),
             None => Ok(parse_list(shipped)),
         };
+        // The shipped disposable list holds no typo (a test keeps it so);
+        // one of the operator's is checked as it is read.
+        let disposable = match &paths.disposable_domains {
+            Some(path) => without_typos(read_list(path)?),
+            None => parse_list(DISPOSABLE),
+        };
         Ok(Self {
-            disposable: read(&paths.disposable_domains, DISPOSABLE)?,
+            disposable,
             free: read(&paths.free_provider_domains, FREE)?,
             role: read(&paths.role_accounts, ROLE)?,
         })
@@ -105,6 +120,29 @@ fn parent_domains(domain: &str) -> impl Iterator<Item = &str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn no_typo_of_a_well_known_provider_counts_as_disposable_or_free() {
+        let lists = super::DomainLists::default();
+        // Real providers one edit from another (mail.com, yahoo.gr) stay
+        // on the free list: a listed provider is never read as a typo.
+        let left: Vec<_> = lists
+            .disposable
+            .iter()
+            .filter(|d| crate::identity::lookalike::meant(d).is_some())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "typos in the shipped lists (remove them from data/email/): {left:?}"
+        );
+        for typo in ["gmial.com", "hotmial.com", "outiook.com", "yaho.com"] {
+            assert!(!lists.is_disposable(typo), "{typo}");
+            assert!(!lists.is_free_provider(typo), "{typo}");
+        }
+        // The real ones stay.
+        assert!(lists.is_disposable("mailinator.com"));
+        assert!(lists.is_free_provider("gmail.com") && lists.is_free_provider("mail.com"));
+    }
+
     use super::*;
 
     #[test]
@@ -115,7 +153,7 @@ mod tests {
         assert!(lists.is_disposable("mailinator.com"));
         assert!(lists.is_disposable("inbox.mailinator.com"));
         assert!(!lists.is_disposable("example.com"));
-        assert!(lists.is_free_provider("gmail.com"));
+        assert!(lists.is_free_provider("gmail.com") && lists.is_free_provider("mail.com"));
         assert!(!lists.is_free_provider("mail.gmail.com.evil.test"));
         assert!(lists.is_role_account("postmaster"));
         assert!(!lists.is_role_account("jane.doe"));

@@ -146,10 +146,16 @@ impl Verifier {
     fn check_domain(&self, email: &Email) -> Arc<DomainChecks> {
         self.domains.get_with_by_ref(email.domain(), || {
             let unicode = email.domain_unicode();
+            let free_provider = self.lists.is_free_provider(email.domain());
             Arc::new(DomainChecks {
                 disposable: self.lists.is_disposable(email.domain()),
-                free_provider: self.lists.is_free_provider(email.domain()),
-                did_you_mean: enrichd_core::identity::lookalike::meant(unicode).map(str::to_owned),
+                free_provider,
+                // A listed provider (mail.com, yahoo.gr) is where it means
+                // to be, however near another one its name is.
+                did_you_mean: (!free_provider)
+                    .then(|| enrichd_core::identity::lookalike::meant(unicode))
+                    .flatten()
+                    .map(str::to_owned),
                 mixed_script: enrichd_core::identity::lookalike::mixed_script(unicode),
             })
         })

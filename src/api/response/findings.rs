@@ -175,9 +175,17 @@ pub(crate) fn footprint_to_proto(f: &Footprint) -> pb::Footprint {
 }
 
 pub(crate) fn risk_to_proto(r: &Risk) -> pb::Risk {
-    use pb::risk::Level;
+    use crate::model::Verdict;
+    use pb::risk::{Level, Verdict as V};
     pb::Risk {
         score: r.score,
+        points: r.points,
+        verdict: match r.verdict {
+            Verdict::Accept => V::Accept,
+            Verdict::Review => V::Review,
+            Verdict::Decline => V::Decline,
+        }
+        .into(),
         level: match r.level {
             RiskLevel::Low => Level::Low,
             RiskLevel::Medium => Level::Medium,

@@ -33,6 +33,10 @@ pub(crate) fn summary_of(e: &Enrichment) -> pb::Summary {
         Some(Verification::Phone(v)) => (v.valid, false, false),
         None => (false, false, false),
     };
+    let did_you_mean = match &e.verification {
+        Some(Verification::Email(v)) => v.did_you_mean.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
     let risk = e.risk.as_ref().map(risk_to_proto);
     pb::Summary {
         display_name: best("name"),
@@ -46,6 +50,11 @@ pub(crate) fn summary_of(e: &Enrichment) -> pb::Summary {
         disposable,
         has_mail_servers,
         profiles_found: u32::try_from(e.profiles.len()).unwrap_or(u32::MAX),
+        verdict: risk.as_ref().map_or(0, |r| r.verdict),
+        risk_reasons: e.risk.as_ref().map_or_else(Vec::new, |r| {
+            r.deciding().map(|x| x.code.to_owned()).collect()
+        }),
+        did_you_mean,
     }
 }
 

@@ -30,6 +30,7 @@ impl PurposeRegistry {
                     dpia_ref: p.dpia_ref.clone(),
                     fields: p.fields.clone(),
                     sources: p.sources.clone(),
+                    verdict: p.verdict,
                 };
                 (id.clone(), Arc::new(purpose))
             })
@@ -156,6 +157,7 @@ mod tests {
                 dpia_ref: None,
                 fields: FIELDS.iter().map(|f| f.to_string()).collect(),
                 sources: None,
+                verdict: None,
             },
         );
         PurposeRegistry::new(&declared)

@@ -177,6 +177,7 @@ mod tests {
             dpia_ref: None,
             fields: fields.iter().map(|f| f.to_string()).collect(),
             sources: None,
+            verdict: None,
         }
     }
 

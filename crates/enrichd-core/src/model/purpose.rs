@@ -169,6 +169,10 @@ pub struct PurposeConfig {
     /// the purpose).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<String>>,
+    /// The risk scores at which its verdict turns REVIEW and DECLINE
+    /// (default: the risk levels' `medium` and `high`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<super::VerdictThresholds>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +184,7 @@ pub struct Purpose {
     pub dpia_ref: Option<String>,
     pub fields: Vec<String>,
     pub sources: Option<Vec<String>>,
+    pub verdict: Option<super::VerdictThresholds>,
 }
 
 impl Purpose {

@@ -63,9 +63,41 @@ pub struct Reason {
     pub detail: String,
 }
 
+/// What the risk suggests an analyst do with the contact: a suggestion
+/// for a human decision, never the decision (GDPR Art. 22).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    Review,
+    Decline,
+}
+
+/// The scores at which the verdict turns REVIEW and DECLINE, per purpose
+/// (`[purposes.<id>.verdict]`; by default the risk levels' `medium` and
+/// `high`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, eserde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictThresholds {
+    pub review: u32,
+    pub decline: u32,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Risk {
+    /// 0-100, a monotone map of `points`: more evidence always ranks
+    /// higher, and no sum is cut off at 100.
     pub score: u32,
+    /// The reasons' weights added up, without a cap.
+    pub points: f64,
     pub level: RiskLevel,
+    pub verdict: Verdict,
+    /// The reasons, heaviest first.
     pub reasons: Vec<Reason>,
+}
+
+impl Risk {
+    /// The reasons that decided the verdict: the heaviest three.
+    pub fn deciding(&self) -> impl Iterator<Item = &Reason> {
+        self.reasons.iter().take(3)
+    }
 }

@@ -64,6 +64,9 @@ pub struct FootprintWeights {
 pub struct RiskWeights {
     pub medium: u32,
     pub high: u32,
+    /// Points at which the score reaches 63 (1 - 1/e of 100): the score is
+    /// `100 * (1 - exp(-points / scale))`.
+    pub scale: f64,
     pub reasons: BTreeMap<String, f64>,
 }
 

@@ -6,7 +6,9 @@ use super::data::ScoringData;
 
 use crate::identity::NumberType;
 use crate::model::{Confidence, Field, Mailbox, PhoneLine, Profile, Value};
-use crate::model::{Footprint, MxStatus, Reason, Risk, RiskLevel, Verification};
+use crate::model::{
+    Footprint, MxStatus, Reason, Risk, RiskLevel, Verdict, VerdictThresholds, Verification,
+};
 
 /// Below this footprint score, a footprint is thin.
 const THIN_FOOTPRINT: u32 = 20;
@@ -36,6 +38,7 @@ pub fn score(
     evidence: &Evidence<'_>,
     name_hint: Option<&str>,
     data: &ScoringData,
+    verdict_at: Option<VerdictThresholds>,
     now: DateTime<Utc>,
 ) -> Risk {
     let (profiles, footprint) = (evidence.profiles, evidence.footprint);
@@ -63,13 +66,17 @@ pub fn score(
                 ),
                 _ => {}
             }
-            if e.disposable {
+            // A typo of a well-known provider is a typo: the lists that
+            // hold it (some disposable lists register typo domains) do not
+            // count it twice.
+            let typo = e.did_you_mean.is_some();
+            if e.disposable && !typo {
                 add(
                     "disposable_domain",
                     "the domain is a disposable-address service".into(),
                 );
             }
-            if e.free_provider {
+            if e.free_provider && !typo {
                 add(
                     "free_provider",
                     "the domain is a free webmail provider".into(),
@@ -209,8 +216,8 @@ pub fn score(
             );
         }
     }
-    let total: f64 = reasons.iter().map(|r| r.weight).sum();
-    let score = total.round().clamp(0.0, 100.0) as u32;
+    let points: f64 = reasons.iter().map(|r| r.weight).sum();
+    let score = calibrated(points, weights.scale);
     let level = if score >= weights.high {
         RiskLevel::High
     } else if score >= weights.medium {
@@ -218,9 +225,51 @@ pub fn score(
     } else {
         RiskLevel::Low
     };
+    let at = verdict_at.unwrap_or(VerdictThresholds {
+        review: weights.medium,
+        decline: weights.high,
+    });
+    let verdict = if score >= at.decline {
+        Verdict::Decline
+    } else if score >= at.review {
+        Verdict::Review
+    } else {
+        Verdict::Accept
+    };
+    // Heaviest first; equal weights keep the order they were found in.
+    reasons.sort_by(|a, b| b.weight.total_cmp(&a.weight));
     Risk {
         score,
+        points,
         level,
+        verdict,
         reasons,
+    }
+}
+
+/// The 0-100 score of `points`: `100 * (1 - exp(-points / scale))`,
+/// rounded, and 99 at most while it is short of 100 (so that even the
+/// largest sums keep their order on screen as long as they can).
+pub fn calibrated(points: f64, scale: f64) -> u32 {
+    if points <= 0.0 || scale <= 0.0 {
+        return 0;
+    }
+    let score = 100.0 * (1.0 - (-points / scale).exp());
+    (score.round() as u32).min(99)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::calibrated;
+
+    #[test]
+    fn more_points_never_score_lower_and_sums_past_100_stay_apart() {
+        let scores: Vec<u32> = (0..=400).map(|p| calibrated(f64::from(p), 65.0)).collect();
+        assert!(scores.windows(2).all(|w| w[0] <= w[1]), "monotone");
+        assert_eq!(calibrated(0.0, 65.0), 0);
+        // The three addresses: 115, 145 and 180 points were all 100.
+        let three = [115.0, 145.0, 180.0].map(|p| calibrated(p, 65.0));
+        assert!(three[0] < three[1] && three[1] < three[2], "{three:?}");
+        assert!(scores.iter().all(|s| *s <= 99));
     }
 }
