@@ -72,6 +72,7 @@ pub(super) fn suppressed(
             identifier_suppressed: true,
             suppressions: vec![suppression::explanation()],
             fields_withheld: Vec::new(),
+            profiles_withheld: 0,
         },
         cache: CacheInfo {
             policy: query.cache.mode,

@@ -83,6 +83,11 @@ impl Enricher {
         } else {
             Vec::new()
         };
+        let profiles_withheld = if wants(ResponseField::Profiles) {
+            0
+        } else {
+            u32::try_from(merged.profiles.len()).unwrap_or(u32::MAX)
+        };
         let roles = &mut merged.roles;
         Ok(Disclosed {
             verification: merged
@@ -121,6 +126,7 @@ impl Enricher {
                 identifier_suppressed: false,
                 suppressions,
                 fields_withheld: fields.withheld_fields(),
+                profiles_withheld,
             },
         })
     }

@@ -524,3 +524,58 @@ async fn readiness_follows_the_ledger_database() {
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// A CRM maps the summary: every key is there for a person found, one not
+/// found and one erased; `status` says which; an erased person's summary
+/// says SUPPRESSED (not "invalid"); and for fraud prevention, profiles that
+/// exist but are not returned are counted apart from those returned.
+#[tokio::test]
+async fn every_summary_key_is_present_and_says_what_the_answer_is() {
+    let (app, _sandbox) =
+        common::sandbox_app_with("[server]\nhttp_listen = \"127.0.0.1:0\"\n").await;
+    let http = Http::of(&app);
+    let found = summary_of(&http, enrich_body("jane.doe@example.com")).await;
+    let not_found = summary_of(&http, enrich_body("nobody@example.org")).await;
+    let erase = json!({ "email": "erased@example.com", "reference": "DSR-1" });
+    assert_eq!(http.post("/v1/erase", &erase, None).await.0, 200);
+    let erased = summary_of(&http, enrich_body("erased@example.com")).await;
+    let keys = |v: &Value| {
+        v.as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(keys(&found), keys(&not_found));
+    assert_eq!(keys(&found), keys(&erased));
+    for key in [
+        "displayName",
+        "location",
+        "avatarUrl",
+        "verdict",
+        "didYouMean",
+        "status",
+    ] {
+        assert!(found.get(key).is_some(), "{key}: {found}");
+    }
+    assert!(not_found["displayName"].is_object(), "{not_found}");
+    assert_eq!(found["status"], "STATUS_FOUND");
+    assert_eq!(not_found["status"], "STATUS_NOT_FOUND", "{not_found}");
+    assert_eq!(erased["status"], "STATUS_SUPPRESSED");
+
+    let mut fraud = enrich_body("jane.doe@example.com");
+    fraud["purpose"] = json!("fraud_prevention");
+    let fraud = summary_of(&http, fraud).await;
+    assert_eq!(fraud["profilesFound"], 0, "{fraud}");
+    assert!(fraud["profilesWithheld"].as_u64().unwrap() > 0, "{fraud}");
+    assert_eq!(
+        fraud["status"], "STATUS_FOUND",
+        "found, not returned: {fraud}"
+    );
+}
+
+async fn summary_of(http: &Http, body: Value) -> Value {
+    let (status, answer) = http.post("/v1/enrich", &body, None).await;
+    assert_eq!(status, 200, "{answer}");
+    answer["summary"].clone()
+}

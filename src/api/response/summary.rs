@@ -38,10 +38,25 @@ pub(crate) fn summary_of(e: &Enrichment) -> pb::Summary {
         _ => String::new(),
     };
     let risk = e.risk.as_ref().map(risk_to_proto);
+    use pb::summary::Status;
+    let status = if e.compliance.identifier_suppressed {
+        Status::Suppressed
+    } else {
+        match e.completeness() {
+            Completeness::Found => Status::Found,
+            // Found, though the purpose does not return profiles.
+            Completeness::NotFound if e.compliance.profiles_withheld > 0 => Status::Found,
+            Completeness::NotFound => Status::NotFound,
+            Completeness::Incomplete => Status::Incomplete,
+        }
+    };
+    // Every key is present whatever was found: a value not found is an
+    // empty one, never a missing key a CRM mapping trips over.
+    let value = |name: &str| Some(best(name).unwrap_or_default());
     pb::Summary {
-        display_name: best("name"),
-        location: best("location"),
-        avatar_url: best("avatar_url"),
+        display_name: value("name"),
+        location: value("location"),
+        avatar_url: value("avatar_url"),
         top_interests: e.interests.iter().take(3).map(|i| i.name.clone()).collect(),
         footprint_score: e.footprint.as_ref().map_or(0, |f| f.score),
         risk_score: risk.as_ref().map_or(0, |r| r.score),
@@ -55,6 +70,8 @@ pub(crate) fn summary_of(e: &Enrichment) -> pb::Summary {
             r.deciding().map(|x| x.code.to_owned()).collect()
         }),
         did_you_mean,
+        profiles_withheld: e.compliance.profiles_withheld,
+        status: status.into(),
     }
 }
 

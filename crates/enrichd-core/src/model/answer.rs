@@ -74,6 +74,9 @@ pub struct Compliance {
     pub suppressions: Vec<Suppression>,
     /// The response fields left out (by purpose or field mask).
     pub fields_withheld: Vec<String>,
+    /// Profiles found but left out because the purpose does not return
+    /// them (fraud prevention): found, not absent.
+    pub profiles_withheld: u32,
     pub retain_until: DateTime<Utc>,
 }
 
