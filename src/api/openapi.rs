@@ -133,8 +133,15 @@ fn message_schema(message: &DescriptorProto, types: &Types) -> Value {
     schema
 }
 
-fn operation(summary: &str, scope: &str, request: Option<&str>, response: &str) -> Value {
+fn operation(
+    operation_id: &str,
+    summary: &str,
+    scope: &str,
+    request: Option<&str>,
+    response: &str,
+) -> Value {
     let mut op = json!({
+        "operationId": operation_id,
         "summary": summary,
         "description": format!("Needs an API key with the `{scope}` scope (anonymous only on a loopback server that allows it)."),
         "responses": {
@@ -304,8 +311,9 @@ fn build() -> Value {
         }),
     );
     schemas.insert("BatchJob".into(), batch_job_schema());
-    let health = |summary: &str| {
+    let health = |operation_id: &str, summary: &str| {
         json!({ "get": {
+            "operationId": operation_id,
             "summary": summary,
             "security": [],
             "responses": {
@@ -321,13 +329,14 @@ fn build() -> Value {
             "version": "v1",
             "description": "Contact enrichment with provenance and GDPR flags: the gRPC service enrichd.v1.Enrichment as JSON over HTTP. Bodies are the proto messages in their proto3 JSON form.",
         },
-        "servers": [{ "url": "http://127.0.0.1:8080" }],
+        // Relative: the document describes the server that serves it.
+        "servers": [{ "url": "/" }],
         "security": [{ "bearer": [] }, {}],
         "paths": {
-            "/v1/enrich": { "post": operation("Enrich one email address or phone number", "enrich", Some("EnrichRequest"), "EnrichResponse") },
-            "/v1/erase": { "post": operation("Erase a person, or record their objection (GDPR Art. 17, 21)", "erase", Some("EraseRequest"), "EraseResponse") },
-            "/v1/access": { "post": operation("What is held about a person (GDPR Art. 15)", "access", Some("AccessRequest"), "AccessResponse") },
-            "/v1/sources": { "get": operation("The source catalog", "sources", None, "ListSourcesResponse") },
+            "/v1/enrich": { "post": operation("enrich", "Enrich one email address or phone number", "enrich", Some("EnrichRequest"), "EnrichResponse") },
+            "/v1/erase": { "post": operation("erase", "Erase a person, or record their objection (GDPR Art. 17, 21)", "erase", Some("EraseRequest"), "EraseResponse") },
+            "/v1/access": { "post": operation("access", "What is held about a person (GDPR Art. 15)", "access", Some("AccessRequest"), "AccessResponse") },
+            "/v1/sources": { "get": operation("listSources", "The source catalog", "sources", None, "ListSourcesResponse") },
             "/v1/batches": { "post": submit_batch_operation() },
             "/v1/batches/{id}": { "get": batch_operation(
                 "getBatch",
@@ -341,9 +350,10 @@ fn build() -> Value {
                                  "content": { "application/x-ndjson": { "schema": { "type": "string" } },
                                               "text/csv": { "schema": { "type": "string" } } } } }),
             ) },
-            "/healthz": health("Alive"),
-            "/readyz": health("Ready to enrich (with replicas: whether Redis is shared)"),
+            "/healthz": health("healthz", "Alive"),
+            "/readyz": health("readyz", "Ready to enrich (with replicas: whether Redis is shared)"),
             "/openapi.json": { "get": {
+                "operationId": "openapi",
                 "summary": "This document",
                 "security": [],
                 "responses": { "200": { "description": "The OpenAPI document.", "content": { "application/json": { "schema": { "type": "object" } } } } },

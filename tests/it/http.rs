@@ -579,3 +579,36 @@ async fn summary_of(http: &Http, body: Value) -> Value {
     assert_eq!(status, 200, "{answer}");
     answer["summary"].clone()
 }
+
+/// Errors name fields as the JSON request does (camelCase paths), each in
+/// one sentence that says its field once.
+#[tokio::test]
+async fn errors_name_fields_as_the_json_request_does() {
+    let app = TestApp::spawn(HTTP).await;
+    let http = Http::of(&app);
+    let (status, error) = http.post("/v1/enrich", &enrich_body("x"), None).await;
+    assert_eq!(status, 400, "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("email address has no '@'"), "{message}");
+    assert!(!message.contains("email email"), "{message}");
+
+    let mut no_lia = enrich_body("ann@example.com");
+    no_lia["evidence"] = json!({});
+    let (status, error) = http.post("/v1/enrich", &no_lia, None).await;
+    assert_eq!(status, 400, "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains("evidence.legitimateInterestAssessmentRef"),
+        "{text}"
+    );
+    assert!(!text.contains("legitimate_interest"), "{text}");
+
+    let mut no_basis = enrich_body("ann@example.com");
+    no_basis.as_object_mut().unwrap().remove("lawfulBasis");
+    let (_, error) = http.post("/v1/enrich", &no_basis, None).await;
+    let text = error.to_string();
+    assert!(
+        text.contains("lawfulBasis") && !text.contains("lawful_basis"),
+        "{text}"
+    );
+}

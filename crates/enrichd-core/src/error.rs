@@ -48,7 +48,15 @@ pub enum Error {
 
 fn describe_fields(v: &[FieldViolation]) -> String {
     v.iter()
-        .map(|f| format!("{} {}", f.field, f.description))
+        .map(|f| {
+            // "email address has no '@'" names its field already.
+            let named = f.field.rsplit('.').next().unwrap_or(&f.field);
+            if f.description.starts_with(named) {
+                f.description.clone()
+            } else {
+                format!("{} {}", f.field, f.description)
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

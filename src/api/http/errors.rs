@@ -66,12 +66,33 @@ pub fn error_response(status: &Status) -> Response {
 /// 415, 408, 405); the body's `code` is the HTTP code, as on every refusal.
 pub fn error_response_as(code: StatusCode, status: &Status) -> Response {
     let details = status.get_error_details();
+    // Fields are named as the JSON request names them (camelCase), in the
+    // details and in the message alike.
+    let mut paths: Vec<&str> = details
+        .bad_request()
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| v.field.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(pre) = details.precondition_failure() {
+        paths.extend(pre.violations.iter().map(|v| v.subject.as_str()));
+    }
+    paths.retain(|p| p.contains('_'));
+    paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let json_names = |text: &str| {
+        paths
+            .iter()
+            .fold(text.to_owned(), |t, p| t.replace(p, &camel_path(p)))
+    };
     let mut out = Vec::new();
     if let Some(bad) = details.bad_request() {
         let violations: Vec<Value> = bad
             .field_violations
             .iter()
-            .map(|v| json!({ "field": v.field, "description": v.description }))
+            .map(|v| json!({ "field": camel_path(&v.field), "description": json_names(&v.description) }))
             .collect();
         out.push(json!({
             "@type": "type.googleapis.com/google.rpc.BadRequest",
@@ -83,7 +104,7 @@ pub fn error_response_as(code: StatusCode, status: &Status) -> Response {
             .violations
             .iter()
             .map(
-                |v| json!({ "type": v.r#type, "subject": v.subject, "description": v.description }),
+                |v| json!({ "type": v.r#type, "subject": json_names(&v.subject), "description": json_names(&v.description) }),
             )
             .collect();
         out.push(json!({
@@ -103,7 +124,7 @@ pub fn error_response_as(code: StatusCode, status: &Status) -> Response {
         Json(json!({ "error": {
             "code": code.as_u16(),
             "status": crate::telemetry::code_name(status.code()),
-            "message": status.message(),
+            "message": json_names(status.message()),
             "details": out,
         }})),
     )
@@ -116,6 +137,29 @@ pub fn error_response_as(code: StatusCode, status: &Status) -> Response {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
+}
+
+/// A request field path as JSON names it: `evidence.consent_ref` is
+/// `evidence.consentRef` (proto3 JSON's lowerCamelCase, segment by segment).
+pub fn camel_path(path: &str) -> String {
+    path.split('.')
+        .map(|segment| {
+            let mut out = String::with_capacity(segment.len());
+            let mut upper = false;
+            for c in segment.chars() {
+                if c == '_' {
+                    upper = true;
+                } else if upper {
+                    out.extend(c.to_uppercase());
+                    upper = false;
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// A refusal naming the request field and what is wrong with it.
