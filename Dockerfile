@@ -28,10 +28,13 @@ USER 10001
 ENV ENRICHD__SERVER__LISTEN=0.0.0.0:50051 \
     ENRICHD__AUTH__REQUIRED=true \
     ENRICHD__SERVER__METRICS_LISTEN=0.0.0.0:9464 \
+    ENRICHD__SERVER__HTTP_LISTEN=0.0.0.0:8080 \
     ENRICHD__LOG__FORMAT=json \
     ENRICHD__STORAGE__DATA_DIR=/var/lib/enrichd
 VOLUME /var/lib/enrichd
-EXPOSE 50051 9464
+# gRPC, metrics, JSON over HTTP. /etc/enrichd/enrichd.toml (the shipped
+# settings, copied above) is read by default; mount your own over it.
+EXPOSE 50051 9464 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["enrichd", "health", "--addr", "127.0.0.1:50051"]
 ENTRYPOINT ["enrichd"]

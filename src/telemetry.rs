@@ -58,8 +58,12 @@ pub fn pii_safe(mut filter: EnvFilter) -> EnvFilter {
 /// Safe to call more than once (later calls are ignored).
 pub fn init_tracing(config: &LogConfig) {
     let filter = env_filter(&config.filter);
+    // Colour only for a person at a terminal: a log file or a collector
+    // gets plain text.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(terminal)
         .with_writer(std::io::stderr);
     let _ = match config.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -86,9 +90,14 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
 /// recorder could be installed).
 pub fn metrics_router() -> Option<axum::Router> {
     let handle = prometheus()?;
+    // The process's own figures (resident memory, open descriptors, CPU
+    // seconds, threads), read at each scrape.
+    let process = metrics_process::Collector::default();
+    process.describe();
     Some(axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
+            process.collect();
             let body = handle.render();
             async move { body }
         }),

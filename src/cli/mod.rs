@@ -48,9 +48,14 @@ impl Cli {
 
 fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
     Ok(Config::load_with(
-        arg.config.as_deref(),
+        config_file(arg).as_deref(),
         arg.data_dir.as_deref(),
     )?)
+}
+
+/// The config file named, or the first of the default places that exists.
+fn config_file(arg: &ConfigArg) -> Option<std::path::PathBuf> {
+    arg.config.clone().or_else(Config::default_file)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -68,10 +73,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let loopback = std::iter::once(config.server.listen)
         .chain(config.server.http_listen)
         .all(|a| a.ip().is_loopback());
-    if args.sandbox && loopback && config.auth.required {
-        tracing::warn!("sandbox on loopback: callers need no API key");
+    // The sandbox on loopback takes calls without a key, unless the
+    // operator asks for keys (`auth.required = true` in their config file or
+    // ENRICHD__AUTH__REQUIRED), to rehearse key handling against it.
+    let file = config_file(&args.config);
+    tracing::info!(
+        config = %file.as_ref().map_or_else(|| "(shipped defaults)".to_owned(), |f| f.display().to_string()),
+        "config"
+    );
+    let keys_asked = Config::operator_sets(file.as_deref(), "auth.required");
+    if args.sandbox && loopback && config.auth.required && !keys_asked {
+        tracing::warn!(
+            "sandbox on loopback: callers need no API key (set auth.required = true to require them)"
+        );
         config.auth.required = false;
     }
+    // Where state lives, at every start.
+    startup::prepare_data_dir(&config)?;
     let (catalog, _sandbox) = startup::catalog(&config, args.sandbox).await?;
     // A start that is refused leaves nothing behind: a key file created for
     // it goes again (a later start with the right settings makes its own).

@@ -206,6 +206,31 @@ impl Config {
         Self::from_figment(figment)
     }
 
+    /// The config file used when none is named (`--config`,
+    /// `ENRICHD_CONFIG`): the user's (`$XDG_CONFIG_HOME/enrichd/enrichd.toml`,
+    /// usually `~/.config/enrichd/enrichd.toml`), else the system's
+    /// (`/etc/enrichd/enrichd.toml`), the first that exists.
+    pub fn default_file() -> Option<std::path::PathBuf> {
+        let user = directories::ProjectDirs::from("", "", "enrichd")
+            .map(|dirs| dirs.config_dir().join("enrichd.toml"));
+        user.into_iter()
+            .chain(std::iter::once(std::path::PathBuf::from(
+                "/etc/enrichd/enrichd.toml",
+            )))
+            .find(|path| path.is_file())
+    }
+
+    /// Whether the operator's own settings (the config `file` or the
+    /// environment), not the shipped defaults, set `key` ("auth.required").
+    pub fn operator_sets(file: Option<&Path>, key: &str) -> bool {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        figment.find_value(key).is_ok()
+    }
+
     /// Shipped defaults, then a TOML string (tests, embedded use).
     pub fn from_toml(overrides: &str) -> Result<Self, ConfigError> {
         Self::from_figment(Figment::from(Toml::string(SHIPPED)).merge(Toml::string(overrides)))

@@ -31,7 +31,12 @@ pub(super) fn follow_ledger(
     let mut reachable = ledger.reachable();
     tokio::spawn(async move {
         loop {
-            let up = *running.borrow_and_update() && *reachable.borrow_and_update();
+            let (writer, database) = (*running.borrow_and_update(), *reachable.borrow_and_update());
+            // Set here too: the writer's own gauge is set when the ledger
+            // opens, before the metrics recorder may exist.
+            metrics::gauge!("enrichd_ledger_writer_up").set(f64::from(u8::from(writer)));
+            metrics::gauge!("enrichd_ledger_database_up").set(f64::from(u8::from(database)));
+            let up = writer && database;
             if *draining.borrow_and_update() {
                 return;
             }

@@ -17,7 +17,7 @@ const METRICS_CONNECTIONS: usize = 16;
 /// Serves `/metrics` on `listener` (nothing when no recorder could be
 /// installed).
 pub(super) fn serve_metrics(listener: TcpListener, idle_timeout: Duration) {
-    info!(addr = ?listener.local_addr().ok(), "serving Prometheus metrics on /metrics");
+    info!(addr = %shown(listener.local_addr()), "serving Prometheus metrics on /metrics");
     let limits = connections::ConnectionLimits::new(METRICS_CONNECTIONS, idle_timeout);
     match (
         telemetry::metrics_router(),
@@ -46,7 +46,7 @@ pub(super) fn serve_http(
     serving: connections::HttpServing,
     mut stopped: watch::Receiver<bool>,
 ) {
-    info!(addr = ?listener.local_addr().ok(), "enrichd serving JSON over HTTP (/v1/..., /openapi.json)");
+    info!(addr = %shown(listener.local_addr()), "enrichd serving JSON over HTTP (/v1/..., /openapi.json)");
     tokio::spawn(async move {
         let until = async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -58,4 +58,9 @@ pub(super) fn serve_http(
         };
         connections::serve_http(listener, router, serving, until).await;
     });
+}
+
+/// An address as a log line shows it: `127.0.0.1:8080`, not `Some(...)`.
+pub(super) fn shown(addr: std::io::Result<std::net::SocketAddr>) -> String {
+    addr.map_or_else(|e| format!("(unknown: {e})"), |a| a.to_string())
 }

@@ -236,9 +236,9 @@ impl Application {
             let _ = drain_tx.send(());
         };
 
-        let addr = self.listener.local_addr().ok();
+        let addr = listeners::shown(self.listener.local_addr());
         info!(
-            ?addr,
+            %addr,
             "enrichd serving gRPC (Enrichment, health, reflection)"
         );
         if let Some(listener) = self.http_listener {

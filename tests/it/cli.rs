@@ -553,3 +553,63 @@ async fn start_up_names_the_database_and_redis_it_cannot_reach() {
         "{warned}"
     );
 }
+
+/// The sandbox honours `auth.required = true` when the operator sets it (to
+/// rehearse key handling against it), and its logs, written to a pipe,
+/// are plain text: no colour codes, addresses as `127.0.0.1:port`, and
+/// where its state lives.
+#[tokio::test]
+async fn the_sandbox_requires_keys_when_asked_and_logs_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (grpc, http) = (free(), free());
+    let server = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+        .args(["serve", "--sandbox", "--listen", &grpc.to_string()])
+        .args(["--http-listen", &http.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .env("ENRICHD__AUTH__REQUIRED", "true")
+        .env("ENRICHD__DNS__ENABLED", "false")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = common::KillOnDrop(server);
+    let log = std::io::BufReader::new(server.0.stderr.take().unwrap());
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(log).map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("serving JSON over HTTP"))
+    {
+        seen.push(lines.recv_timeout(common::HUNG).expect("the server starts"));
+    }
+    let text = seen.join("\n");
+    assert!(!text.contains('\u{1b}'), "no colour codes: {text}");
+    assert!(text.contains(&format!("addr={http}")), "{text}");
+    assert!(!text.contains("Some("), "{text}");
+    assert!(
+        text.contains("state") && text.contains("data_dir="),
+        "{text}"
+    );
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let refused = reqwest::Client::new()
+        .post(format!("http://{http}/v1/enrich"))
+        .header("content-type", "application/json")
+        .body(r#"{"email": "jane.doe@example.com", "purpose": "marketing"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+}

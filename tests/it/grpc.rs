@@ -394,6 +394,16 @@ async fn metrics_count_calls_by_method_and_code() {
         body.contains("enrichd_grpc_request_duration_seconds_bucket"),
         "{body}"
     );
+    // The ledger's state, as documented, and the process's own figures.
+    for line in [
+        "enrichd_ledger_writer_up 1",
+        "enrichd_ledger_database_up 1",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_cpu_seconds_total ",
+    ] {
+        assert!(body.contains(line), "{line}: {body}");
+    }
     // Per source: requests, outcomes, latency, cache.
     for line in [
         r#"enrichd_source_requests_total{source="site-a"} 1"#,
