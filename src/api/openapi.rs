@@ -174,8 +174,8 @@ fn batch_job_schema() -> Value {
                      "rowsPending", "summary", "webhook", "results"],
         "properties": {
             "id": { "type": "string" },
-            "state": { "type": "string", "enum": ["RUNNING", "DONE", "FAILED"] },
-            "reason": { "type": "string", "description": "Why a FAILED job failed (e.g. its key was revoked)." },
+            "state": { "type": "string", "enum": ["RUNNING", "DONE", "FAILED", "CANCELLED"] },
+            "reason": { "type": "string", "description": "Why a FAILED job failed (e.g. its key was revoked), or that its owner cancelled it." },
             "createdAt": time,
             "finishedAt": time,
             "rowsTotal": count,
@@ -186,7 +186,7 @@ fn batch_job_schema() -> Value {
                 "required": ["enriched", "notFound", "incomplete", "suppressed", "invalid", "erased", "errors"],
                 "properties": {
                     "enriched": count, "notFound": count, "incomplete": count,
-                    "suppressed": count, "invalid": count, "erased": count,
+                    "suppressed": count, "invalid": count, "erased": count, "cancelled": count,
                     "errors": { "type": "object", "additionalProperties": count,
                                 "description": "Rows refused, by gRPC status name." },
                 },
@@ -215,6 +215,30 @@ fn batch_operation(operation_id: &str, summary: &str, responses: Value) -> Value
         "description": "Needs an API key with the `stream` scope; only the key that submitted the job sees it (404 for any other).",
         "parameters": parameters,
         "responses": responses,
+    })
+}
+
+fn list_batches_operation() -> Value {
+    json!({
+        "operationId": "listBatches",
+        "summary": "The caller's own batch jobs, newest first, a page at a time",
+        "description": "Needs an API key with the `stream` scope; lists only the jobs that key submitted.",
+        "parameters": [
+            { "name": "pageSize", "in": "query", "required": false,
+              "schema": { "type": "integer", "minimum": 1, "maximum": 100 }, "description": "Jobs per page (default 20)." },
+            { "name": "pageToken", "in": "query", "required": false,
+              "schema": { "type": "string" }, "description": "The previous page's nextPageToken." },
+        ],
+        "responses": {
+            "200": { "description": "A page of jobs.", "content": { "application/json": { "schema": {
+                "type": "object", "required": ["jobs", "nextPageToken"],
+                "properties": {
+                    "jobs": { "type": "array", "items": { "$ref": "#/components/schemas/BatchJob" } },
+                    "nextPageToken": { "type": "string", "description": "Empty on the last page." },
+                },
+            } } } },
+            "default": refusal(),
+        },
     })
 }
 
@@ -337,11 +361,20 @@ fn build() -> Value {
             "/v1/erase": { "post": operation("erase", "Erase a person, or record their objection (GDPR Art. 17, 21)", "erase", Some("EraseRequest"), "EraseResponse") },
             "/v1/access": { "post": operation("access", "What is held about a person (GDPR Art. 15)", "access", Some("AccessRequest"), "AccessResponse") },
             "/v1/sources": { "get": operation("listSources", "The source catalog", "sources", None, "ListSourcesResponse") },
-            "/v1/batches": { "post": submit_batch_operation() },
+            "/v1/batches": { "post": submit_batch_operation(), "get": list_batches_operation() },
             "/v1/batches/{id}": { "get": batch_operation(
                 "getBatch",
                 "A batch job's state, progress and counts",
                 json!({ "200": { "description": "The job.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/BatchJob" } } } } }),
+            ), "delete": batch_operation(
+                "cancelBatch",
+                "Cancels a running batch job: rows not started never run, the job ends CANCELLED (400 FAILED_PRECONDITION for a job that ended)",
+                json!({ "200": { "description": "The job, cancelled.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/BatchJob" } } } } }),
+            ) },
+            "/v1/batches/{id}/webhook": { "post": batch_operation(
+                "redeliverWebhook",
+                "Delivers an ended job's webhook again (400 FAILED_PRECONDITION without a webhookUrl or while running)",
+                json!({ "202": { "description": "The job; its webhook is being delivered.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/BatchJob" } } } } }),
             ) },
             "/v1/batches/{id}/results": { "get": batch_operation(
                 "getBatchResults",

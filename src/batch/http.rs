@@ -61,9 +61,12 @@ impl Batches {
         Router::new()
             .route(
                 "/v1/batches",
-                post(submit_batch).layer(DefaultBodyLimit::max(upload)),
+                post(submit_batch)
+                    .layer(DefaultBodyLimit::max(upload))
+                    .get(list_batches),
             )
-            .route("/v1/batches/{id}", get(batch_status))
+            .route("/v1/batches/{id}", get(batch_status).delete(cancel_batch))
+            .route("/v1/batches/{id}/webhook", post(redeliver_webhook))
             .route("/v1/batches/{id}/results", get(batch_results))
             .with_state(self)
     }
@@ -204,6 +207,66 @@ async fn submit_batch(
         webhook_url,
     };
     match batches.jobs.submit(submission).await {
+        Ok(view) => (StatusCode::ACCEPTED, Json(view)).into_response(),
+        Err(status) => error_response(&status),
+    }
+}
+
+/// `GET /v1/batches`: the caller's own jobs, newest first, a page at a
+/// time (`pageSize`, `pageToken`).
+async fn list_batches(
+    State(batches): State<Batches>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let (caller, _held) = match batch_caller(&batches, &headers).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    let (mut size, mut token) = (None, None);
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "pageSize" => match value.parse::<i64>() {
+                Ok(n) => size = Some(n),
+                Err(_) => return error_response(&bad_field("pageSize", "is not a number")),
+            },
+            "pageToken" => token = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    match batches.jobs.list(&caller, size, token.as_deref()).await {
+        Ok(page) => Json(page).into_response(),
+        Err(status) => error_response(&status),
+    }
+}
+
+/// `DELETE /v1/batches/{id}`: cancels a running job.
+async fn cancel_batch(
+    State(batches): State<Batches>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let (caller, _held) = match batch_caller(&batches, &headers).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    match batches.jobs.cancel_job(&caller, &id).await {
+        Ok(view) => Json(view).into_response(),
+        Err(status) => error_response(&status),
+    }
+}
+
+/// `POST /v1/batches/{id}/webhook`: delivers an ended job's webhook again.
+async fn redeliver_webhook(
+    State(batches): State<Batches>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let (caller, _held) = match batch_caller(&batches, &headers).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    match batches.jobs.redeliver(&caller, &id).await {
         Ok(view) => (StatusCode::ACCEPTED, Json(view)).into_response(),
         Err(status) => error_response(&status),
     }

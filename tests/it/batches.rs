@@ -81,8 +81,18 @@ async fn status(app: &TestApp, id: &str) -> Value {
 /// Polls the job until `done` says so (the job runs on its own; there is no
 /// clock to inject into someone else's progress).
 async fn wait_for(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    wait_for_as(app, id, None, done).await
+}
+
+/// `wait_for`, asking with `key`.
+async fn wait_for_as(
+    app: &TestApp,
+    id: &str,
+    key: Option<&str>,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     common::eventually("the job got there", || async {
-        let view = status(app, id).await;
+        let view = json_of(get(app, &format!("/v1/batches/{id}"), key).await).await;
         done(&view).then_some(view)
     })
     .await
@@ -849,4 +859,144 @@ async fn access_pages_batch_rows_under_a_default_client_s_message_size() {
     }
     assert_eq!(rows.len(), 100);
     assert!(pages >= 2, "6 MB do not fit one page");
+}
+
+/// A caller manages its jobs: lists its own (newest first, in pages, never
+/// another key's), cancels a running one (rows not started never run), and
+/// has an ended job's webhook delivered again.
+#[tokio::test]
+async fn jobs_are_listed_cancelled_and_their_webhooks_delivered_again() {
+    let (_site, catalog) = one_source(
+        "email",
+        "limits = { rate_limit = { per_second = 20.0, burst = 1 } }",
+        ResponseTemplate::new(404),
+    )
+    .await;
+    let receiver = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let config = format!(
+        "{HTTP}[auth]\nrequired = true\n[batch]\nwebhook_private_origins = [\"{}\"]\n",
+        receiver.uri()
+    );
+    let app = TestApp::with_catalog(&config, catalog).await;
+    let owner = new_key(&app, "crm", &[Scope::Stream], None).await;
+    let other = new_key(&app, "other", &[Scope::Stream], None).await;
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, key: &str| {
+        client
+            .request(method, format!("{}{path}", base(&app)))
+            .bearer_auth(key.to_owned())
+    };
+    let hook = format!("{}/hook", receiver.uri());
+    let with_hook = format!(
+        "{CLAIM}&webhookUrl={}",
+        url::form_urlencoded::byte_serialize(hook.as_bytes()).collect::<String>()
+    );
+
+    // A short job with a webhook, then a long one (20 rows a second).
+    let (_, short) = submit(&app, &with_hook, &list(2), Some(&owner)).await;
+    let short = short["id"].as_str().unwrap().to_owned();
+    wait_for_as(&app, &short, Some(&owner), |v| v["webhook"] == "DELIVERED").await;
+    let (_, long) = submit(&app, CLAIM, &list(400), Some(&owner)).await;
+    let long = long["id"].as_str().unwrap().to_owned();
+
+    let page = json_of(
+        call(reqwest::Method::GET, "/v1/batches?pageSize=1", &owner)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page["jobs"][0]["id"], long.as_str(), "newest first: {page}");
+    let token = page["nextPageToken"].as_str().unwrap().to_owned();
+    assert!(!token.is_empty());
+    let next = json_of(
+        call(
+            reqwest::Method::GET,
+            &format!("/v1/batches?pageSize=1&pageToken={token}"),
+            &owner,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(next["jobs"][0]["id"], short.as_str(), "{next}");
+    let theirs = json_of(
+        call(reqwest::Method::GET, "/v1/batches", &other)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        theirs["jobs"],
+        serde_json::json!([]),
+        "another key sees none: {theirs}"
+    );
+
+    // Cancelled: another key cannot, the owner can once.
+    let refused = call(
+        reqwest::Method::DELETE,
+        &format!("/v1/batches/{long}"),
+        &other,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(refused.status().as_u16(), 404);
+    let cancelled = json_of(
+        call(
+            reqwest::Method::DELETE,
+            &format!("/v1/batches/{long}"),
+            &owner,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(cancelled["state"], "CANCELLED", "{cancelled}");
+    assert_eq!(cancelled["rowsPending"], 0);
+    let never_run = cancelled["summary"]["cancelled"].as_i64().unwrap();
+    assert!(never_run > 300, "rows not started never run: {cancelled}");
+    let again = call(
+        reqwest::Method::DELETE,
+        &format!("/v1/batches/{long}"),
+        &owner,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(again.status().as_u16(), 400);
+    let view = wait_for_as(&app, &long, Some(&owner), |v| v["state"] == "CANCELLED").await;
+    assert_eq!(view["summary"]["cancelled"], never_run, "the count holds");
+
+    // Delivered again on request.
+    let before = receiver.received_requests().await.unwrap().len();
+    let redelivered = call(
+        reqwest::Method::POST,
+        &format!("/v1/batches/{short}/webhook"),
+        &owner,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(redelivered.status().as_u16(), 202);
+    common::eventually("the webhook comes again", || async {
+        (receiver.received_requests().await.unwrap().len() > before).then_some(())
+    })
+    .await;
+    let no_hook = call(
+        reqwest::Method::POST,
+        &format!("/v1/batches/{long}/webhook"),
+        &owner,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(no_hook.status().as_u16(), 400);
 }

@@ -215,6 +215,60 @@ impl Ledger {
         Ok(())
     }
 
+    /// Cancels a running job: its rows not answered yet are marked
+    /// `cancelled` (they never run; a row in flight keeps its answer) and
+    /// the job ends `cancelled`, in one transaction. Whether it was running.
+    pub async fn cancel_job(&self, id: &str, at_ms: i64) -> Result<bool, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        let ended = sqlx::query(
+            "UPDATE batch_jobs SET state = 'cancelled', reason = 'cancelled by its owner', \
+             finished_ms = $1 WHERE id = $2 AND state = 'running'",
+        )
+        .bind(at_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if ended == 1 {
+            sqlx::query(
+                "UPDATE batch_rows SET result = '{\"cancelled\": true}', outcome = 'cancelled' \
+                 WHERE job_id = $1 AND result IS NULL",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ended == 1)
+    }
+
+    /// The jobs submitted with key `caller_id` (for certificates and
+    /// anonymous callers, '' and the name is checked by the caller), newest
+    /// first, made before `before` (created_ms, id), at most `limit`.
+    pub async fn jobs_of(
+        &self,
+        caller_id: &str,
+        before: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<JobRow>, LedgerError> {
+        let (before_ms, before_id) = before.unwrap_or((i64::MAX, ""));
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM batch_jobs WHERE caller_id = $1 \
+             AND (created_ms < $2 OR (created_ms = $2 AND id < $3)) \
+             ORDER BY created_ms DESC, id DESC LIMIT $4"
+        ))
+        .bind(caller_id)
+        .bind(before_ms)
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(JobRow::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
     pub async fn set_webhook_state(&self, id: &str, state: &str) -> Result<(), LedgerError> {
         sqlx::query("UPDATE batch_jobs SET webhook_state = $1 WHERE id = $2")
             .bind(state)

@@ -4,6 +4,7 @@
 //! each row's answer is stored as it arrives, and a restarted server goes
 //! on with the rows that have none. On completion an optional webhook is
 //! told, signed with HMAC-SHA-256 over the timestamp and the body.
+mod manage;
 mod reading;
 mod webhook;
 
@@ -267,6 +268,12 @@ impl Jobs {
                     .await;
             }
         });
+    }
+
+    /// Runs `work` among the jobs' tasks (stopped with them).
+    fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.spawn(work);
     }
 
     /// No new row starts from now on (the server is stopping).

@@ -90,6 +90,7 @@ impl Jobs {
                 "suppressed": count("suppressed"),
                 "invalid": count("invalid"),
                 "erased": count("erased"),
+                "cancelled": count("cancelled"),
                 "errors": errors,
             },
             "webhook": job.webhook_state.to_ascii_uppercase(),
