@@ -148,13 +148,14 @@ pub(super) struct BatchArgs {
     /// The list: CSV with a header row, or JSONL (by extension).
     #[arg(long)]
     pub(super) input: PathBuf,
-    /// Where the JSONL answers go (with .checkpoint and .summary.json beside it).
-    #[arg(long)]
+    /// Where the JSONL answers go (a .jsonl or .ndjson file, with
+    /// .checkpoint and .summary.json beside it).
+    #[arg(long, value_parser = with_extension(&["jsonl", "ndjson"], "answers are written as JSONL; for a spreadsheet add --csv FILE.csv"))]
     pub(super) output: PathBuf,
     /// Also write the answers' summary columns (name, location, avatar,
-    /// interests, footprint, risk, validity) as CSV here, one line per row
-    /// in row order, for spreadsheets.
-    #[arg(long)]
+    /// interests, footprint, risk, verdict, validity) as CSV here (a .csv
+    /// file), one line per row in row order, for spreadsheets.
+    #[arg(long, value_parser = with_extension(&["csv"], "the table is written as CSV"))]
     pub(super) csv: Option<PathBuf>,
     /// Column (CSV) or field (JSONL) of the email; default: detected (email, e-mail, mail).
     #[arg(long)]
@@ -390,4 +391,26 @@ fn one_of<T: Copy + Send + Sync + 'static>(
             .find(|v| name(**v) == chosen)
             .expect("clap let through one of the possible values")
     })
+}
+
+/// A path whose extension is one of `allowed` (any case), or the reason it
+/// is refused: a file named `.xlsx` that holds JSONL misleads whoever opens it.
+fn with_extension(
+    allowed: &'static [&'static str],
+    why: &'static str,
+) -> impl Fn(&str) -> Result<PathBuf, String> + Clone + Send + Sync + 'static {
+    move |text: &str| {
+        let path = PathBuf::from(text);
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match extension {
+            Some(e) if allowed.contains(&e.as_str()) => Ok(path),
+            _ => Err(format!(
+                "{why}: name a file ending in .{}",
+                allowed.join(" or .")
+            )),
+        }
+    }
 }

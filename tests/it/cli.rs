@@ -613,3 +613,32 @@ async fn the_sandbox_requires_keys_when_asked_and_logs_plain_text() {
         .unwrap();
     assert_eq!(refused.status().as_u16(), 401);
 }
+
+/// `batch` writes JSONL and CSV: an output named otherwise is refused at
+/// once, naming the flag (a `.xlsx` file holding JSONL misleads whoever
+/// opens it).
+#[test]
+fn batch_refuses_output_files_it_would_not_write_as_named() {
+    for (flag, file) in [("--output", "typo.xlsx"), ("--csv", "table.xlsx")] {
+        let mut args = vec![
+            "batch",
+            "--input",
+            "list.csv",
+            "--purpose",
+            "marketing",
+            "--basis",
+            "legitimate_interests",
+        ];
+        if flag == "--csv" {
+            args.extend(["--output", "out.jsonl"]);
+        }
+        args.extend([flag, file]);
+        let out = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(flag) && said.contains(file), "{said}");
+    }
+}
