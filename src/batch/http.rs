@@ -246,14 +246,7 @@ async fn cancel_batch(
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let (caller, _held) = match batch_caller(&batches, &headers).await {
-        Ok(admitted) => admitted,
-        Err(refused) => return refused,
-    };
-    match batches.jobs.cancel_job(&caller, &id).await {
-        Ok(view) => Json(view).into_response(),
-        Err(status) => error_response(&status),
-    }
+    manage(&batches, &headers, &id, Manage::Cancel).await
 }
 
 /// `POST /v1/batches/{id}/webhook`: delivers an ended job's webhook again.
@@ -262,12 +255,30 @@ async fn redeliver_webhook(
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let (caller, _held) = match batch_caller(&batches, &headers).await {
+    manage(&batches, &headers, &id, Manage::Redeliver).await
+}
+
+/// What an owner does to a job.
+enum Manage {
+    Cancel,
+    Redeliver,
+}
+
+/// The owner's action on a job, answered with the job's view.
+async fn manage(batches: &Batches, headers: &HeaderMap, id: &str, action: Manage) -> Response {
+    let (caller, _held) = match batch_caller(batches, headers).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
-    match batches.jobs.redeliver(&caller, &id).await {
-        Ok(view) => (StatusCode::ACCEPTED, Json(view)).into_response(),
+    let (done, code) = match action {
+        Manage::Cancel => (batches.jobs.cancel_job(&caller, id).await, StatusCode::OK),
+        Manage::Redeliver => (
+            batches.jobs.redeliver(&caller, id).await,
+            StatusCode::ACCEPTED,
+        ),
+    };
+    match done {
+        Ok(view) => (code, Json(view)).into_response(),
         Err(status) => error_response(&status),
     }
 }

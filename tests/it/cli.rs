@@ -543,11 +543,10 @@ async fn start_up_names_the_database_and_redis_it_cannot_reach() {
         .spawn()
         .unwrap();
     let mut server = common::KillOnDrop(server);
-    let log = std::io::BufReader::new(server.0.stderr.take().unwrap());
-    let warned = std::io::BufRead::lines(log)
-        .map_while(Result::ok)
-        .find(|line| line.contains("Redis does not answer at start"))
-        .expect("the WARN");
+    let lines = common::stderr_lines(&mut server.0);
+    let warned = common::lines_until(&lines, "Redis does not answer at start")
+        .pop()
+        .unwrap();
     assert!(
         warned.contains("WARN") && warned.contains("127.0.0.1:1") && !warned.contains("hunter22"),
         "{warned}"
@@ -580,20 +579,8 @@ async fn the_sandbox_requires_keys_when_asked_and_logs_plain_text() {
         .spawn()
         .unwrap();
     let mut server = common::KillOnDrop(server);
-    let log = std::io::BufReader::new(server.0.stderr.take().unwrap());
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(log).map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let mut seen = Vec::new();
-    while !seen
-        .iter()
-        .any(|l: &String| l.contains("serving JSON over HTTP"))
-    {
-        seen.push(lines.recv_timeout(common::HUNG).expect("the server starts"));
-    }
+    let lines = common::stderr_lines(&mut server.0);
+    let seen = common::lines_until(&lines, "serving JSON over HTTP");
     let text = seen.join("\n");
     assert!(!text.contains('\u{1b}'), "no colour codes: {text}");
     assert!(text.contains(&format!("addr={http}")), "{text}");

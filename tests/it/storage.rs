@@ -404,16 +404,8 @@ async fn a_hash_key_rotation_is_refused_while_a_server_holds_the_ledger() {
     let mut server = common::KillOnDrop(server);
     let pid = server.0.id().to_string();
     // It serves once it holds its lease.
-    let log = std::io::BufReader::new(server.0.stderr.take().unwrap());
-    let (serving, started) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(log).map_while(Result::ok) {
-            if line.contains("enrichd serving gRPC") {
-                let _ = serving.send(());
-            }
-        }
-    });
-    started.recv().expect("the server started");
+    let lines = common::stderr_lines(&mut server.0);
+    common::lines_until(&lines, "enrichd serving gRPC");
     let refused = enrichd(&data, &["keys", "rotate-hash"]);
     assert!(!refused.status.success());
     let said = String::from_utf8_lossy(&refused.stderr);

@@ -573,3 +573,29 @@ pub fn json_documents(text: &str) -> Vec<serde_json::Value> {
         .collect::<Result<_, _>>()
         .unwrap_or_else(|e| panic!("{e}: {text}"))
 }
+
+/// The child's stderr, line by line, read to its end by a thread of its own
+/// (a reader that stops early would close the pipe under the process).
+pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let log = std::io::BufReader::new(child.stderr.take().expect("stderr piped"));
+    let (lines, read) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(log).map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    read
+}
+
+/// Lines of `lines` up to the first that contains `wanted`, that one included.
+pub fn lines_until(lines: &std::sync::mpsc::Receiver<String>, wanted: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    while !seen.last().is_some_and(|l: &String| l.contains(wanted)) {
+        seen.push(
+            lines
+                .recv_timeout(HUNG)
+                .unwrap_or_else(|_| panic!("no line with {wanted:?} in {seen:?}")),
+        );
+    }
+    seen
+}
