@@ -125,7 +125,14 @@ impl EnrichmentService {
     }
 
     /// A stream item's answer; its failure becomes the item's `error`.
-    async fn stream_item(&self, request: pb::EnrichRequest, caller: Caller) -> pb::EnrichResponse {
+    /// `method` labels its metrics: `EnrichStream`, or `BatchJob` for a
+    /// job's row.
+    async fn stream_item(
+        &self,
+        request: pb::EnrichRequest,
+        caller: Caller,
+        method: &'static str,
+    ) -> pb::EnrichResponse {
         let started = crate::clock::Stopwatch::start();
         let request_id = request.request_id.clone();
         let result = if request_id.trim().is_empty() {
@@ -140,7 +147,7 @@ impl EnrichmentService {
             let deadline = tokio::time::Instant::now() + self.batch.deadline;
             self.enrich_one(request, caller.clone(), deadline).await
         };
-        let result = observed("EnrichStream", &caller, started, result);
+        let result = observed(method, &caller, started, result);
         result.unwrap_or_else(|status| pb::EnrichResponse {
             request_id,
             error: Some(status::request_error(&status)),
@@ -169,6 +176,7 @@ impl EnrichmentService {
         caller: Caller,
         admitted: Option<Admitted>,
         meter: Option<crate::auth::Meter>,
+        method: &'static str,
     ) -> impl Stream<Item = Result<pb::EnrichResponse, Status>> + Send + 'static
     where
         S: Stream<Item = Result<pb::EnrichRequest, Status>> + Send + Unpin + 'static,
@@ -216,7 +224,7 @@ impl EnrichmentService {
                                         meter.pace().await;
                                     }
                                     let _slot = slot.await;
-                                    this.stream_item(request, caller).await
+                                    this.stream_item(request, caller, method).await
                                 });
                             }
                             Some(Err(status)) => return Some(Err(status)),
@@ -332,9 +340,13 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
         let admitted = request.extensions().get::<Admitted>().cloned();
         let meter = request.extensions().get::<crate::auth::Meter>().cloned();
         let inbound = request.into_inner();
-        Ok(Response::new(Box::pin(
-            self.process_stream(inbound, caller, admitted, meter),
-        )))
+        Ok(Response::new(Box::pin(self.process_stream(
+            inbound,
+            caller,
+            admitted,
+            meter,
+            "EnrichStream",
+        ))))
     }
 
     async fn erase(

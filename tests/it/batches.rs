@@ -1000,3 +1000,26 @@ async fn jobs_are_listed_cancelled_and_their_webhooks_delivered_again() {
     .unwrap();
     assert_eq!(no_hook.status().as_u16(), 400);
 }
+
+/// A job's rows are counted as the job's, not as a client's stream.
+#[tokio::test]
+async fn a_job_s_rows_are_counted_as_batch_job_calls() {
+    let (_site, catalog) = one_source("email", FAST, ResponseTemplate::new(404)).await;
+    let config = format!("{HTTP}metrics_listen = \"127.0.0.1:0\"\n");
+    let app = TestApp::with_catalog(&config, catalog).await;
+    let (_, job) = submit(&app, CLAIM, &list(2), None).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_for(&app, &id, |v| v["state"] == "DONE").await;
+    let metrics = reqwest::get(format!("http://{}/metrics", app.metrics_addr.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"enrichd_grpc_requests_total{method="BatchJob",caller="anonymous",code="OK"}"#
+        ),
+        "{metrics}"
+    );
+}

@@ -335,9 +335,13 @@ impl Jobs {
                 .collect();
             let inbound =
                 futures::stream::iter(requests).take_until(self.stop.clone().cancelled_owned());
-            let answers =
-                self.service
-                    .process_stream(Box::pin(inbound), caller.clone(), None, meter.clone());
+            let answers = self.service.process_stream(
+                Box::pin(inbound),
+                caller.clone(),
+                None,
+                meter.clone(),
+                "BatchJob",
+            );
             futures::pin_mut!(answers);
             while let Some(answer) = answers.next().await {
                 let answer = answer.map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
