@@ -67,7 +67,17 @@ async fn json_of(answer: reqwest::Response) -> Value {
 }
 
 async fn get(app: &TestApp, path: &str, key: Option<&str>) -> reqwest::Response {
-    let mut request = reqwest::Client::new().get(format!("{}{path}", base(app)));
+    call(app, reqwest::Method::GET, path, key).await
+}
+
+/// `method path` on the app's HTTP port, with `key` if given.
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    key: Option<&str>,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new().request(method, format!("{}{path}", base(app)));
     if let Some(key) = key {
         request = request.bearer_auth(key);
     }
@@ -884,12 +894,7 @@ async fn jobs_are_listed_cancelled_and_their_webhooks_delivered_again() {
     let app = TestApp::with_catalog(&config, catalog).await;
     let owner = new_key(&app, "crm", &[Scope::Stream], None).await;
     let other = new_key(&app, "other", &[Scope::Stream], None).await;
-    let client = reqwest::Client::new();
-    let call = |method: reqwest::Method, path: &str, key: &str| {
-        client
-            .request(method, format!("{}{path}", base(&app)))
-            .bearer_auth(key.to_owned())
-    };
+    use reqwest::Method;
     let hook = format!("{}/hook", receiver.uri());
     let with_hook = format!(
         "{CLAIM}&webhookUrl={}",
@@ -903,60 +908,55 @@ async fn jobs_are_listed_cancelled_and_their_webhooks_delivered_again() {
     let (_, long) = submit(&app, CLAIM, &list(400), Some(&owner)).await;
     let long = long["id"].as_str().unwrap().to_owned();
 
-    let page = json_of(
-        call(reqwest::Method::GET, "/v1/batches?pageSize=1", &owner)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let page = json_of(call(&app, Method::GET, "/v1/batches?pageSize=1", Some(&owner)).await).await;
     assert_eq!(page["jobs"][0]["id"], long.as_str(), "newest first: {page}");
     let token = page["nextPageToken"].as_str().unwrap().to_owned();
     assert!(!token.is_empty());
     let next = json_of(
         call(
-            reqwest::Method::GET,
+            &app,
+            Method::GET,
             &format!("/v1/batches?pageSize=1&pageToken={token}"),
-            &owner,
+            Some(&owner),
         )
-        .send()
-        .await
-        .unwrap(),
+        .await,
     )
     .await;
     assert_eq!(next["jobs"][0]["id"], short.as_str(), "{next}");
-    let theirs = json_of(
-        call(reqwest::Method::GET, "/v1/batches", &other)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let theirs = json_of(call(&app, Method::GET, "/v1/batches", Some(&other)).await).await;
     assert_eq!(
         theirs["jobs"],
         serde_json::json!([]),
         "another key sees none: {theirs}"
     );
 
+    // Without a key, none of them is answered.
+    for (method, path) in [
+        (Method::GET, "/v1/batches".to_owned()),
+        (Method::DELETE, format!("/v1/batches/{long}")),
+        (Method::POST, format!("/v1/batches/{short}/webhook")),
+    ] {
+        let keyless = call(&app, method.clone(), &path, None).await;
+        assert_eq!(keyless.status().as_u16(), 401, "{method} {path}");
+    }
+
     // Cancelled: another key cannot, the owner can once.
     let refused = call(
-        reqwest::Method::DELETE,
+        &app,
+        Method::DELETE,
         &format!("/v1/batches/{long}"),
-        &other,
+        Some(&other),
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(refused.status().as_u16(), 404);
     let cancelled = json_of(
         call(
-            reqwest::Method::DELETE,
+            &app,
+            Method::DELETE,
             &format!("/v1/batches/{long}"),
-            &owner,
+            Some(&owner),
         )
-        .send()
-        .await
-        .unwrap(),
+        .await,
     )
     .await;
     assert_eq!(cancelled["state"], "CANCELLED", "{cancelled}");
@@ -964,13 +964,12 @@ async fn jobs_are_listed_cancelled_and_their_webhooks_delivered_again() {
     let never_run = cancelled["summary"]["cancelled"].as_i64().unwrap();
     assert!(never_run > 300, "rows not started never run: {cancelled}");
     let again = call(
-        reqwest::Method::DELETE,
+        &app,
+        Method::DELETE,
         &format!("/v1/batches/{long}"),
-        &owner,
+        Some(&owner),
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(again.status().as_u16(), 400);
     let view = wait_for_as(&app, &long, Some(&owner), |v| v["state"] == "CANCELLED").await;
     assert_eq!(view["summary"]["cancelled"], never_run, "the count holds");
@@ -978,26 +977,24 @@ async fn jobs_are_listed_cancelled_and_their_webhooks_delivered_again() {
     // Delivered again on request.
     let before = receiver.received_requests().await.unwrap().len();
     let redelivered = call(
-        reqwest::Method::POST,
+        &app,
+        Method::POST,
         &format!("/v1/batches/{short}/webhook"),
-        &owner,
+        Some(&owner),
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(redelivered.status().as_u16(), 202);
     common::eventually("the webhook comes again", || async {
         (receiver.received_requests().await.unwrap().len() > before).then_some(())
     })
     .await;
     let no_hook = call(
-        reqwest::Method::POST,
+        &app,
+        Method::POST,
         &format!("/v1/batches/{long}/webhook"),
-        &owner,
+        Some(&owner),
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(no_hook.status().as_u16(), 400);
 }
 
