@@ -170,15 +170,17 @@ pub fn hasher(config: &Config) -> Result<KeyedHasher, StartupError> {
     Ok(hasher)
 }
 
-/// The catalog to run: the sandbox's (whose server must stay alive as long
-/// as the catalog is used), or the configured one.
+/// The catalog to run: the sandbox's (whose servers must stay alive as long
+/// as the catalog is used), or the configured one. In sandbox mode MX
+/// checks go to the sandbox's own DNS server, so nothing leaves the process.
 pub async fn catalog(
-    config: &Config,
+    config: &mut Config,
     sandbox: bool,
 ) -> Result<(Catalog, Option<Sandbox>), StartupError> {
     if sandbox {
         let sb = Sandbox::start().await.map_err(StartupError::Sandbox)?;
-        info!(addr = %sb.addr(), "sandbox sites serving on loopback");
+        info!(addr = %sb.addr(), dns = %sb.dns_addr(), "sandbox sites and DNS serving on loopback");
+        config.dns.nameservers = vec![sb.dns_addr()];
         Ok((sb.catalog(&config.purpose_ids())?, Some(sb)))
     } else {
         Ok((configured_catalog(config)?, None))
@@ -197,8 +199,9 @@ pub async fn local_service(
     config: &Config,
     sandbox: bool,
 ) -> Result<(EnrichmentService, Option<Sandbox>), StartupError> {
-    let (catalog, sb) = catalog(config, sandbox).await?;
-    let enricher = enricher(config, catalog).await?;
+    let mut config = config.clone();
+    let (catalog, sb) = catalog(&mut config, sandbox).await?;
+    let enricher = enricher(&config, catalog).await?;
     let service = EnrichmentService::new(Arc::new(enricher), config.sources.deadline)
         .with_batch(config.batch.clone());
     Ok((service, sb))

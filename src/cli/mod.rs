@@ -90,7 +90,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     // Where state lives, at every start.
     startup::prepare_data_dir(&config)?;
-    let (catalog, _sandbox) = startup::catalog(&config, args.sandbox).await?;
+    let (catalog, _sandbox) = startup::catalog(&mut config, args.sandbox).await?;
     // A start that is refused leaves nothing behind: a key file created for
     // it goes again (a later start with the right settings makes its own).
     let new_key_file = Some(config.privacy.hash_key_file.clone())

@@ -12,7 +12,7 @@ pub(super) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if args.catalog.is_some() {
         config.sources.catalog = args.catalog;
     }
-    let catalog = match startup::catalog(&config, args.sandbox).await {
+    let catalog = match startup::catalog(&mut config, args.sandbox).await {
         Ok((c, _)) => c,
         Err(e) => {
             eprintln!("{e}");

@@ -14,6 +14,10 @@
 //!   the phone-line site says mobile, its carrier and caller name.
 //! - `+447700900456`: a VoIP number (phone-line site), on no messaging site.
 //! - `nobody@example.org`: found nowhere; the verifier says undeliverable.
+//!
+//! Its DNS ([`dns`]) answers every MX check, so nothing leaves the process.
+pub mod dns;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +45,7 @@ pub const VOIP_PHONE: &str = "+447700900456";
 /// A running sandbox fixture server.
 pub struct Sandbox {
     addr: SocketAddr,
+    dns: dns::SandboxDns,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -89,11 +94,21 @@ impl Sandbox {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { addr, _task: task })
+        let dns = dns::start().await?;
+        Ok(Self {
+            addr,
+            dns,
+            _task: task,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The sandbox's DNS server: MX checks in sandbox mode go here only.
+    pub fn dns_addr(&self) -> SocketAddr {
+        self.dns.addr()
     }
 
     /// The sandbox catalog, pointed at this server.

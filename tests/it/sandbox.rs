@@ -72,6 +72,17 @@ async fn the_sandbox_phone_is_found_on_messaging_sites() {
     assert_eq!(sources, ["sb-chat", "sb-voicebook"]);
     assert_eq!(outcome_of(&resp, "sb-chat"), Outcome::Found);
     assert_eq!(outcome_of(&resp, "sb-voicebook"), Outcome::Found);
+    // As the README says: a number of Ofcom's drama range, nobody's, so
+    // verification reads it invalid and the risk says so.
+    let Some(pb::verification::Kind::Phone(phone)) = resp.verification.unwrap().kind else {
+        panic!("a phone's verification")
+    };
+    assert!(!phone.valid);
+    assert_eq!(phone.region, "GB");
+    let mut req = phone_request("+447700900123");
+    req.purpose = "fraud_prevention".into();
+    let risk = enrich(req).await.risk.unwrap();
+    assert_eq!(risk.reasons[0].code, "phone_invalid", "{:?}", risk.reasons);
 }
 
 #[tokio::test]
@@ -192,4 +203,92 @@ async fn the_callers_options_narrow_profiles_and_interests() {
     assert!(!strong.interests.is_empty());
     assert!(strong.interests.iter().all(|i| i.score >= 0.9));
     assert!(strong.interests.len() < all.interests.len());
+}
+
+/// `enrich --sandbox` as a newcomer runs it (MX checks on, as shipped), in
+/// a network namespace with nothing but loopback when `offline`. What a
+/// comparison needs of the answer: the MX check, the risk and each source's
+/// outcome (times, ports and ids differ from run to run).
+fn sandbox_cli_answer(email: &str, offline: bool) -> serde_json::Value {
+    let bin = env!("CARGO_BIN_EXE_enrichd");
+    let args = [
+        "enrich",
+        "--sandbox",
+        "--email",
+        email,
+        "--purpose",
+        "fraud_prevention",
+        "--basis",
+        "legitimate_interests",
+        "--lia-ref",
+        "LIA-1",
+    ];
+    let mut command = if offline {
+        let mut c = std::process::Command::new("unshare");
+        c.args([
+            "-n",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+            bin,
+        ]);
+        c
+    } else {
+        std::process::Command::new(bin)
+    };
+    let out = command
+        .args(args)
+        .env("ENRICHD__LEDGER__URL", "sqlite::memory:")
+        .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY)
+        .env_remove("ENRICHD__DNS__ENABLED")
+        .env_remove("ENRICHD__DNS__NAMESERVERS")
+        .output()
+        .expect("runs (unshare and ip from util-linux and iproute2)");
+    assert!(
+        out.status.success(),
+        "offline {offline}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let mx = &answer["verification"]["email"]["mx"];
+    let reasons: Vec<&serde_json::Value> = answer["risk"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["code"])
+        .collect();
+    let sources: Vec<(&serde_json::Value, &serde_json::Value)> = answer["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (&s["sourceId"], &s["outcome"]))
+        .collect();
+    serde_json::json!({
+        "mx": {"status": mx["status"], "hosts": mx["hosts"], "detail": mx["detail"]},
+        "risk": {"score": answer["risk"]["score"], "verdict": answer["risk"]["verdict"], "reasons": reasons},
+        "sources": sources,
+        "status": answer["summary"]["status"],
+    })
+}
+
+/// The sandbox is the whole world: its own DNS answers the MX checks, so
+/// with no network at all (a namespace holding only loopback, where any
+/// packet meant for elsewhere fails) it answers exactly as it does outside.
+#[test]
+fn the_sandbox_answers_the_same_with_no_network_at_all() {
+    // Each address, its MX status and verdict (as the README tells them).
+    let people = [
+        ("jane.doe@example.com", "STATUS_FOUND", "VERDICT_ACCEPT"),
+        ("nobody@example.org", "STATUS_FOUND", "VERDICT_REVIEW"),
+        ("jane@gmial.com", "STATUS_NONE", "VERDICT_DECLINE"),
+        ("x@mailinator.com", "STATUS_FOUND", "VERDICT_DECLINE"),
+        ("jane@exаmple.com", "STATUS_NONE", "VERDICT_DECLINE"),
+    ];
+    for (email, mx, verdict) in people {
+        let online = sandbox_cli_answer(email, false);
+        let offline = sandbox_cli_answer(email, true);
+        assert_eq!(online, offline, "{email}");
+        assert_eq!(online["mx"]["status"], mx, "{email}: {online}");
+        assert_eq!(online["risk"]["verdict"], verdict, "{email}: {online}");
+    }
 }

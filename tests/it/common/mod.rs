@@ -293,11 +293,13 @@ pub async fn sandbox_app() -> (TestApp, enrichd::sandbox::Sandbox) {
     sandbox_app_with("").await
 }
 
-/// The sandbox server with `extra` config (TOML).
+/// The sandbox server with `extra` config (TOML), its MX checks answered by
+/// the sandbox's DNS as `serve --sandbox` does.
 pub async fn sandbox_app_with(extra: &str) -> (TestApp, enrichd::sandbox::Sandbox) {
     let sandbox = enrichd::sandbox::Sandbox::start().await.unwrap();
     let catalog = sandbox.catalog(&Config::default().purpose_ids()).unwrap();
-    let app = TestApp::with_catalog(&format!("[dns]\nenabled = false\n{extra}"), catalog).await;
+    let dns = format!("[dns]\nnameservers = [\"{}\"]\n", sandbox.dns_addr());
+    let app = TestApp::with_catalog(&format!("{dns}{extra}"), catalog).await;
     (app, sandbox)
 }
 

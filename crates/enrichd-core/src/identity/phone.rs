@@ -190,6 +190,11 @@ impl PhoneNumber {
         if !valid {
             let problem = match parsed.is_possible_with_reason() {
                 Ok(NumberLengthType::IsPossible) => None,
+                // Dialled with its country code, a number needs its area
+                // code too: "+44 12345" is short, not "local".
+                Ok(NumberLengthType::IsPossibleLocalOnly) if international => {
+                    Some(LengthProblem::TooShort)
+                }
                 Ok(NumberLengthType::IsPossibleLocalOnly) => Some(LengthProblem::LocalOnly),
                 Err(ValidationError::TooShort) => Some(LengthProblem::TooShort),
                 Err(ValidationError::TooLong) => Some(LengthProblem::TooLong),
@@ -422,6 +427,9 @@ mod tests {
             err.to_string(),
             "is a local number without its area code in GB"
         );
+        // With its country code the same digits lack an area code: short.
+        let err = PhoneNumber::parse("+44 12345", None).expect_err("five digits after +44");
+        assert_eq!(err.to_string(), "is too short for a number in GB");
         let err = PhoneNumber::parse("+1 202 555 01433", None).expect_err("too long");
         assert_eq!(err.to_string(), "is too long for a number in US");
         let err = PhoneNumber::parse("+44 201", None).expect_err("too short");
