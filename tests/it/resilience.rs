@@ -333,20 +333,33 @@ async fn a_hanging_source_is_contained_and_its_breaker_opens_then_closes() {
         }
     });
     let answers = futures::future::join_all(calls).await;
-    // The two slots are held until the first calls' deadline; only then can
-    // a waiting call (whose deadline came a little later) take one.
+    // The two slots are held until the first calls' deadline; by then those
+    // two failures have opened the breaker, so the calls that waited for a
+    // slot are not made at all (they used to reach the sick source too,
+    // which is what made a batch at high concurrency slower than at low).
     let times = sick.arrivals.times.lock().unwrap().clone();
-    let first = *times.iter().min().unwrap();
-    let early = times
-        .iter()
-        .filter(|t| **t < first + Duration::from_millis(600))
-        .count();
-    assert_eq!(
-        early, 2,
-        "never more than max_concurrency in flight: {times:?}"
+    // (Between the two failures a waiting call may take the first freed
+    // slot while the breaker has counted only one of them: three at most.)
+    assert!(
+        (2..=3).contains(&times.len()),
+        "never more than max_concurrency in flight, and none after the breaker opened: {times:?}"
     );
+    let sick_outcomes: Vec<Outcome> = answers
+        .iter()
+        .map(|resp| outcome(resp, "sick").outcome())
+        .collect();
+    let timeouts = sick_outcomes
+        .iter()
+        .filter(|o| **o == Outcome::Timeout)
+        .count();
+    let open = sick_outcomes
+        .iter()
+        .filter(|o| **o == Outcome::CircuitOpen)
+        .count();
+    // (A waiting call whose own deadline passes first reads as a timeout.)
+    assert_eq!(timeouts + open, 10, "{sick_outcomes:?}");
+    assert!(open >= 1, "{sick_outcomes:?}");
     for resp in &answers {
-        assert_eq!(outcome(resp, "sick").outcome(), Outcome::Timeout);
         let fast = outcome(resp, "fast");
         assert_eq!(fast.outcome(), Outcome::Found);
         let latency: Duration = fast.latency.unwrap().try_into().unwrap();

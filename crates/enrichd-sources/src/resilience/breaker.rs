@@ -81,6 +81,18 @@ impl Breaker {
         }
     }
 
+    /// Is it open now? `Err` carries how long it stays open. A call
+    /// admitted before a wait (for its rate slot, a concurrency slot) asks
+    /// again after it: the calls ahead of it may have opened the breaker
+    /// meanwhile, and then it goes no further.
+    pub fn still_closed(&self) -> Result<(), Duration> {
+        let now = self.clock.now();
+        match self.lock().state {
+            State::Open { until } if now < until => Err(until - now),
+            _ => Ok(()),
+        }
+    }
+
     /// Records how an admitted call ended.
     pub fn record(&self, success: bool) {
         let mut inner = self.lock();

@@ -204,10 +204,14 @@ impl Guard {
         self.breaker.admit().map_err(Refusal::CircuitOpen)?;
         let admitted = async {
             self.rate_slot(deadline).await?;
-            match tokio::time::timeout_at(deadline, self.slots.acquire()).await {
-                Ok(Ok(permit)) => Ok(Slot(permit)),
-                _ => Err(Refusal::Saturated),
-            }
+            let slot = match tokio::time::timeout_at(deadline, self.slots.acquire()).await {
+                Ok(Ok(permit)) => Slot(permit),
+                _ => return Err(Refusal::Saturated),
+            };
+            // The calls ahead of this one may have opened the breaker while
+            // it waited: then it is not made (the rate slot is spent).
+            self.breaker.still_closed().map_err(Refusal::CircuitOpen)?;
+            Ok(slot)
         }
         .await;
         if admitted.is_err() {
