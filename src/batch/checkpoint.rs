@@ -26,8 +26,12 @@ pub(super) fn checkpoint_path(output: &Path) -> PathBuf {
 }
 
 /// Opens the output for appending after the complete lines already there,
-/// and returns the row numbers they hold.
-pub(super) fn resume(output: &Path) -> anyhow::Result<(File, HashSet<u64>)> {
+/// and returns the row numbers they hold; `each` sees every such line (the
+/// summary counts the whole output, not only what this run adds).
+pub(super) fn resume(
+    output: &Path,
+    mut each: impl FnMut(&Value),
+) -> anyhow::Result<(File, HashSet<u64>)> {
     let mut done = HashSet::new();
     let mut good_len = 0u64;
     if output.exists() {
@@ -39,16 +43,15 @@ pub(super) fn resume(output: &Path) -> anyhow::Result<(File, HashSet<u64>)> {
             if n == 0 || !line.ends_with('\n') {
                 break;
             }
-            match serde_json::from_str::<Value>(&line)
-                .ok()
-                .and_then(|v| v.get("row").and_then(Value::as_u64))
-            {
-                Some(row) => {
-                    done.insert(row);
-                    good_len += n as u64;
-                }
-                None => break,
-            }
+            let Ok(value) = serde_json::from_str::<Value>(&line) else {
+                break;
+            };
+            let Some(row) = value.get("row").and_then(Value::as_u64) else {
+                break;
+            };
+            each(&value);
+            done.insert(row);
+            good_len += n as u64;
         }
     }
     let mut options = OpenOptions::new();

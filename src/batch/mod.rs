@@ -142,13 +142,12 @@ impl Run {
             &serde_json::to_string_pretty(&checkpoint)?,
             false,
         )?;
-        let (mut out, done) = resume(&self.output)?;
-
         let mut summary = Summary {
             rows_in: rows.len() as u64,
-            already_done: done.len() as u64,
             ..Summary::default()
         };
+        let (mut out, done) = resume(&self.output, |line| summary.count(line))?;
+        summary.already_done = done.len() as u64;
         let bar = if std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new(rows.len() as u64);
             bar.set_style(

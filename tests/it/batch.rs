@@ -306,6 +306,25 @@ async fn a_ten_thousand_row_list_survives_a_kill_and_stays_within_its_budget() {
     .unwrap();
     assert_eq!(summary["rows_in"], 10_000);
     assert_eq!(summary["already_done"].as_u64().unwrap(), before as u64);
+    // The counts are the whole output's, not only what the second run added.
+    assert_eq!(summary["invalid"].as_u64().unwrap(), invalid.len() as u64);
+    let counted: u64 = [
+        "enriched",
+        "not_found",
+        "incomplete",
+        "suppressed",
+        "invalid",
+    ]
+    .iter()
+    .map(|k| summary[k].as_u64().unwrap())
+    .sum::<u64>()
+        + summary["errors"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum::<u64>();
+    assert_eq!(counted, 10_000, "{summary}");
     assert!(
         summary["cache_hits"].as_u64().unwrap() > 0,
         "duplicates came from the cache"
