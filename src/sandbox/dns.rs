@@ -54,15 +54,9 @@ fn name(s: &str) -> Name {
     Name::from_str(s).expect("a sandbox name parses")
 }
 
-/// The sandbox's root zone: every name the sandbox knows and, because it is
-/// authoritative for the root, NXDOMAIN for every other.
-fn root_zone() -> InMemoryZoneHandler<TokioRuntimeProvider> {
-    let root = Name::root();
-    let mut zone = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
-        root.clone(),
-        ZoneType::Primary,
-        AxfrPolicy::Deny,
-    );
+/// The sandbox's records: every name it knows. Served as the root zone, so
+/// every other name is NXDOMAIN.
+fn world() -> Vec<Record> {
     let soa = SOA::new(
         name("ns.sandbox.invalid."),
         name("hostmaster.sandbox.invalid."),
@@ -72,7 +66,7 @@ fn root_zone() -> InMemoryZoneHandler<TokioRuntimeProvider> {
         86400,
         300,
     );
-    let mut records = vec![Record::from_rdata(root, TTL, RData::SOA(soa))];
+    let mut records = vec![Record::from_rdata(Name::root(), TTL, RData::SOA(soa))];
     records.extend(MAIL_DOMAINS.iter().map(|(domain, exchange)| {
         Record::from_rdata(name(domain), TTL, RData::MX(MX::new(10, name(exchange))))
     }));
@@ -81,18 +75,31 @@ fn root_zone() -> InMemoryZoneHandler<TokioRuntimeProvider> {
         TTL,
         RData::MX(MX::new(0, Name::root())),
     ));
-    for record in records {
-        zone.upsert_mut(record, 1);
-    }
-    zone
+    records
 }
 
-/// Starts the server on 127.0.0.1 (a free port, UDP and TCP).
+/// Starts the sandbox's DNS on 127.0.0.1 (a free port, UDP and TCP).
 pub async fn start() -> std::io::Result<SandboxDns> {
+    serve(Name::root(), world()).await
+}
+
+/// An authoritative server on 127.0.0.1 (a free port, UDP and TCP) for the
+/// zone `origin` holding `records` (its SOA among them): names under the
+/// origin without records are NXDOMAIN.
+pub async fn serve(origin: Name, records: Vec<Record>) -> std::io::Result<SandboxDns> {
+    let mut zone = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
+        origin.clone(),
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+    );
+    for record in records {
+        let inserted = zone.upsert_mut(record, 1);
+        debug_assert!(inserted, "a record is inserted once");
+    }
+    let mut catalog = Catalog::new();
+    catalog.upsert(LowerName::new(&origin), vec![Arc::new(zone)]);
     let (udp, tcp) = bind_pair().await?;
     let addr = udp.local_addr()?;
-    let mut catalog = Catalog::new();
-    catalog.upsert(LowerName::new(&Name::root()), vec![Arc::new(root_zone())]);
     let mut server = Server::new(catalog);
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5), 16);

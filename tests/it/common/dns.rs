@@ -5,24 +5,22 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use enrichd::sandbox::dns::{SandboxDns, serve};
 use hickory_proto::rr::rdata::{A, MX, SOA};
-use hickory_proto::rr::{LowerName, Name, RData, Record};
-use hickory_server::Server;
-use hickory_server::net::runtime::TokioRuntimeProvider;
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use hickory_proto::rr::{Name, RData, Record};
 use tokio::net::UdpSocket;
 
 use super::Gate;
 
-/// The zone `example.test.`:
+/// The zone `example.test.` (served by the same authoritative server the
+/// sandbox runs):
 /// - `example.test`: MX 20 mx2.example.test, MX 10 mx1.example.test
 /// - `nomx.example.test`: an A record, no MX
 /// - `nullmx.example.test`: MX 0 "." (RFC 7505)
 /// - anything else under example.test: NXDOMAIN
 pub struct TestDns {
     pub addr: SocketAddr,
-    _server: Server<Catalog>,
+    _server: SandboxDns,
 }
 
 fn name(s: &str) -> Name {
@@ -31,11 +29,6 @@ fn name(s: &str) -> Name {
 
 pub async fn start() -> TestDns {
     let origin = name("example.test.");
-    let mut zone = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
-        origin.clone(),
-        ZoneType::Primary,
-        AxfrPolicy::Deny,
-    );
     let soa = SOA::new(
         name("ns.example.test."),
         name("hostmaster.example.test."),
@@ -45,7 +38,7 @@ pub async fn start() -> TestDns {
         86400,
         60,
     );
-    let records = [
+    let records = vec![
         Record::from_rdata(origin.clone(), 60, RData::SOA(soa)),
         Record::from_rdata(
             origin.clone(),
@@ -68,17 +61,9 @@ pub async fn start() -> TestDns {
             RData::MX(MX::new(0, Name::root())),
         ),
     ];
-    for record in records {
-        assert!(zone.upsert_mut(record, 1), "record inserted");
-    }
-    let mut catalog = Catalog::new();
-    catalog.upsert(LowerName::new(&origin), vec![Arc::new(zone)]);
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let mut server = Server::new(catalog);
-    server.register_socket(socket);
+    let server = serve(origin, records).await.unwrap();
     TestDns {
-        addr,
+        addr: server.addr(),
         _server: server,
     }
 }

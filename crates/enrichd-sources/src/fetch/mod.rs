@@ -5,7 +5,7 @@
 //! source names that origin (scheme, host and port) as one it may reach.
 mod guard;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,11 +128,10 @@ impl HttpClient {
                 .map_err(|e| e.to_string())
         };
         let public = client(HashSet::new())?;
-        let mut by_hosts: HashMap<std::collections::BTreeSet<String>, reqwest::Client> =
-            HashMap::new();
+        let mut by_hosts: HashMap<BTreeSet<String>, reqwest::Client> = HashMap::new();
         let mut by_source = HashMap::new();
         for (source, origins) in private {
-            let hosts: std::collections::BTreeSet<String> = origins
+            let hosts: BTreeSet<String> = origins
                 .iter()
                 .filter_map(|o| match o {
                     Origin::Tuple(_, Host::Domain(d), _) => Some(d.to_ascii_lowercase()),
