@@ -26,6 +26,7 @@ pub mod auth;
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod fence;
 pub mod pipeline;
 pub mod proto;

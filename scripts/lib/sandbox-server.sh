@@ -1,7 +1,8 @@
 # Sourced: starts `enrichd serve --sandbox` (gRPC and HTTP on free loopback
 # ports) and sets $port (HTTP) and $server; stopped when the script exits.
 cargo build --locked --bin enrichd
-data=$(mktemp -d)
+# ENRICHD_DATA_DIR: a data directory made beforehand (keys in its ledger).
+data=${ENRICHD_DATA_DIR:-$(mktemp -d)}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 grpc=$(free_port)

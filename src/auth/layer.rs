@@ -93,6 +93,18 @@ impl Authenticator {
         Ok(caller)
     }
 
+    /// Who `headers` say the caller is (a bearer key, else anonymous when
+    /// keys are not required), without a scope or a quota: the console's
+    /// sign-in, whose every later action is an API call checked in full.
+    pub async fn identify_caller(&self, headers: &http::HeaderMap) -> Result<Caller, Status> {
+        self.identify(headers, &http::Extensions::new()).await
+    }
+
+    /// Callers need no key (a loopback server with `auth.required = false`).
+    pub fn keyless(&self) -> bool {
+        !self.config.required
+    }
+
     /// A bearer key, else a client certificate, else (only when not
     /// required) anonymous.
     async fn identify(

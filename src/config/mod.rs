@@ -48,6 +48,9 @@ pub struct Config {
     pub resilience: ResilienceConfig,
     #[serde(default)]
     pub cluster: crate::cluster::ClusterConfig,
+    /// The web console (`/console/` on the HTTP listener).
+    #[serde(default)]
+    pub console: crate::console::ConsoleConfig,
     #[eserde(compat)]
     pub reference: ReferencePaths,
     #[serde(default)]

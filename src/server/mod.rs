@@ -269,6 +269,25 @@ impl Application {
                 .router(),
                 !self.config.auth.required,
             );
+            let router = if self.config.console.enabled {
+                let console = crate::console::router(crate::console::Parts {
+                    api: router.clone(),
+                    auth: auth.authenticator(),
+                    config: self.config.console.clone(),
+                    clock: self.enricher.clock().clone(),
+                    purposes: self.config.purpose_ids(),
+                    secure: server_cfg.tls.is_some(),
+                    max_upload: self.config.batch.max_upload_bytes,
+                });
+                crate::api::http::with_console(
+                    router,
+                    console,
+                    !self.config.auth.required,
+                    server_cfg.request_timeout,
+                )
+            } else {
+                router
+            };
             let serving = connections::HttpServing {
                 headers_within: server_cfg.request_timeout,
                 max_concurrent_streams: server_cfg.max_concurrent_streams,

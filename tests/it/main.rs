@@ -17,6 +17,7 @@ mod bounds;
 mod catalog;
 mod cli;
 mod cluster;
+mod console;
 mod docs;
 mod grpc;
 mod hostile;

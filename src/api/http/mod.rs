@@ -113,6 +113,19 @@ pub fn router(
         }))
 }
 
+/// `api` (from [`router`]) with the web console nested at `/console/`,
+/// behind the same host check and body deadline as the API.
+pub fn with_console(api: Router, console: Router, anonymous: bool, timeout: Duration) -> Router {
+    let console = console
+        .layer(axum::middleware::from_fn(move |request, next| {
+            body::body_deadline(timeout, request, next)
+        }))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            loopback_host(anonymous, request, next)
+        }));
+    console.fallback_service(api)
+}
+
 /// Without keys, a web page could otherwise call a loopback server: by DNS
 /// rebinding, a name the page controls comes to point at 127.0.0.1, and the
 /// browser then sends the page's requests here as same-origin ones. They

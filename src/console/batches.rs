@@ -1,0 +1,359 @@
+//! Batches: upload a list with its purpose and basis, watch it run (the
+//! page polls its progress), see the results as the summary table with a
+//! filter, download them as CSV or NDJSON, cancel.
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::pages;
+use super::session::{Session, csrf_matches};
+use super::{Console, Refusal, html as respond};
+
+/// Rows shown on a job's page (the download has them all).
+const SHOWN_ROWS: usize = 500;
+
+fn upload_form(c: &Console, s: &Session) -> Markup {
+    html! {
+        form.upload method="post" action="/console/batches" enctype="multipart/form-data" {
+            h2 { "Upload a list" }
+            // First: the token is checked before the list is read.
+            (pages::csrf(s))
+            div.row {
+                div { (pages::purpose_select(s, &c.purposes, "")) }
+                div { (pages::basis_fields("")) }
+            }
+            label for="list" { "List (CSV with a header row and an email or phone column, or NDJSON)" }
+            input #list type="file" name="list" required accept=".csv,.jsonl,.ndjson,text/csv";
+            button type="submit" { "Start" }
+        }
+    }
+}
+
+/// `GET /console/batches`: the caller's jobs and the upload form.
+pub async fn list(State(c): State<Console>, Extension(s): Extension<Arc<Session>>) -> Response {
+    let jobs = match c
+        .call(
+            &s,
+            Method::GET,
+            "/v1/batches",
+            Body::empty(),
+            "application/json",
+        )
+        .await
+    {
+        Ok((_, bytes)) => serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+        Err(refused) => return refused.page("Batches", &s),
+    };
+    let body = html! {
+        (upload_form(&c, &s))
+        h2 { "Your jobs" }
+        table #jobs {
+            thead { tr { th scope="col" { "Job" } th scope="col" { "State" } th scope="col" { "Rows" } th scope="col" { "Created" } } }
+            tbody {
+                @for j in jobs["jobs"].as_array().into_iter().flatten() {
+                    tr {
+                        td { a href=(format!("/console/batches/{}", j["id"].as_str().unwrap_or_default())) { (j["id"].as_str().unwrap_or_default()) } }
+                        td { (j["state"].as_str().unwrap_or_default()) }
+                        td { (j["rowsDone"]) " / " (j["rowsTotal"]) }
+                        td { (j["createdAt"].as_str().unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+    };
+    respond(pages::page("Batches", &s, body))
+}
+
+/// `POST /console/batches` (multipart): the list becomes a job.
+pub async fn upload(
+    State(c): State<Console>,
+    Extension(s): Extension<Arc<Session>>,
+    mut form: Multipart,
+) -> Response {
+    let mut fields = std::collections::BTreeMap::new();
+    let mut list: Option<(String, axum::body::Bytes)> = None;
+    let mut first = true;
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return (StatusCode::BAD_REQUEST, format!("form: {e}")).into_response(),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        if first {
+            first = false;
+            let token = if name == "csrf" {
+                field.text().await.unwrap_or_default()
+            } else {
+                String::new()
+            };
+            if !csrf_matches(&s, &token) {
+                return super::csrf_refused();
+            }
+            continue;
+        }
+        if name == "list" {
+            let file = field.file_name().unwrap_or_default().to_ascii_lowercase();
+            match field.bytes().await {
+                Ok(bytes) => list = Some((file, bytes)),
+                Err(e) => {
+                    return (StatusCode::PAYLOAD_TOO_LARGE, format!("list: {e}")).into_response();
+                }
+            }
+        } else if let Ok(text) = field.text().await {
+            fields.insert(name, text);
+        }
+    }
+    let Some((file, bytes)) = list else {
+        return Refusal {
+            code: StatusCode::BAD_REQUEST,
+            message: "list: choose a file to upload".to_owned(),
+        }
+        .page("Batches", &s);
+    };
+    let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or_default();
+    let claim = pages::claim(get("purpose"), get("basis"), get("reference").trim());
+    // Finished before the call: the serializer is not `Send`.
+    let query = {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("purpose", get("purpose"));
+        query.append_pair(
+            "lawfulBasis",
+            claim["lawfulBasis"].as_str().unwrap_or_default(),
+        );
+        if let Some((name, value)) = claim["evidence"].as_object().and_then(|e| e.iter().next()) {
+            query.append_pair(
+                &format!("evidence.{name}"),
+                value.as_str().unwrap_or_default(),
+            );
+        }
+        query.append_pair("options.view", "VIEW_SUMMARY");
+        query.finish()
+    };
+    let kind = if file.ends_with(".jsonl") || file.ends_with(".ndjson") {
+        "application/x-ndjson"
+    } else {
+        "text/csv"
+    };
+    let path = format!("/v1/batches?{query}");
+    match c
+        .call(&s, Method::POST, &path, Body::from(bytes), kind)
+        .await
+    {
+        Ok((_, answer)) => {
+            let job: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+            let id = job["id"].as_str().unwrap_or_default();
+            Redirect::to(&format!("/console/batches/{id}")).into_response()
+        }
+        Err(refused) => refused.page("Batches", &s),
+    }
+}
+
+/// A job id is what the API made: refuse anything else before it is used
+/// in a path.
+fn checked(id: &str) -> Option<&str> {
+    if !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Some(id)
+    } else {
+        None
+    }
+}
+
+fn no_job() -> Response {
+    (StatusCode::NOT_FOUND, "no such job").into_response()
+}
+
+#[derive(Deserialize, Default)]
+pub struct Filter {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    format: String,
+}
+
+async fn status(c: &Console, s: &Session, id: &str) -> Result<Value, Refusal> {
+    let (_, bytes) = c
+        .call(
+            s,
+            Method::GET,
+            &format!("/v1/batches/{id}"),
+            Body::empty(),
+            "application/json",
+        )
+        .await?;
+    Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// `GET /console/batches/{id}`: progress, summary, the results table.
+pub async fn show(
+    State(c): State<Console>,
+    Extension(s): Extension<Arc<Session>>,
+    Path(id): Path<String>,
+    Query(filter): Query<Filter>,
+) -> Response {
+    let Some(id) = checked(&id) else {
+        return no_job();
+    };
+    let job = match status(&c, &s, id).await {
+        Ok(job) => job,
+        Err(refused) => return refused.page("Batch", &s),
+    };
+    let table = match c
+        .call(
+            &s,
+            Method::GET,
+            &format!("/v1/batches/{id}/results?format=csv"),
+            Body::empty(),
+            "application/json",
+        )
+        .await
+    {
+        Ok((_, bytes)) => bytes,
+        Err(refused) => return refused.page("Batch", &s),
+    };
+    let mut reader = csv::Reader::from_reader(table.as_ref());
+    let header: Vec<String> = reader
+        .headers()
+        .map(|h| h.iter().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let status_column = header.iter().position(|h| h == "status");
+    let rows: Vec<csv::StringRecord> = reader
+        .records()
+        .filter_map(Result::ok)
+        .filter(|r| {
+            filter.status.is_empty()
+                || status_column.and_then(|i| r.get(i)) == Some(filter.status.as_str())
+        })
+        .take(SHOWN_ROWS)
+        .collect();
+    let state = job["state"].as_str().unwrap_or_default();
+    let done = job["rowsDone"].as_i64().unwrap_or(0);
+    let total = job["rowsTotal"].as_i64().unwrap_or(0).max(1);
+    let body = html! {
+        section.progress #job data-job=(id) data-state=(state) {
+            p { "State " strong #job-state { (state) } " · " span #job-done { (done) } " of " (total) " rows" }
+            progress #job-progress max=(total) value=(done) aria-label="Rows done" {}
+            dl.summary {
+                @for (k, v) in job["summary"].as_object().into_iter().flatten() {
+                    @if k != "errors" { dt { (k) } dd data-count=(k) { (v) } }
+                }
+            }
+            @if state == "RUNNING" {
+                form method="post" action=(format!("/console/batches/{id}/cancel")) {
+                    (pages::csrf(&s)) button.danger type="submit" { "Cancel the job" }
+                }
+            }
+            p {
+                a href=(format!("/console/batches/{id}/results?format=csv")) download { "Download CSV" } " · "
+                a href=(format!("/console/batches/{id}/results")) download { "Download NDJSON" }
+            }
+        }
+        form.filter method="get" action=(format!("/console/batches/{id}")) {
+            label for="status" { "Show rows whose status is" }
+            select #status name="status" {
+                @for option in ["", "found", "not_found", "incomplete", "suppressed", "invalid", "error"] {
+                    option value=(option) selected[option == filter.status] { (if option.is_empty() { "any" } else { option }) }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+        table #results {
+            thead { tr { @for h in &header { th scope="col" { (h) } } } }
+            tbody { @for r in &rows { tr { @for cell in r.iter() { td { (cell) } } } } }
+        }
+        @if rows.len() == SHOWN_ROWS { p.hint { "The first " (SHOWN_ROWS) " rows; the download has them all." } }
+    };
+    respond(pages::page("Batch", &s, body))
+}
+
+/// `GET /console/batches/{id}/progress`: the job's view as JSON, for the
+/// page's script to poll.
+pub async fn progress(
+    State(c): State<Console>,
+    Extension(s): Extension<Arc<Session>>,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(id) = checked(&id) else {
+        return no_job();
+    };
+    match status(&c, &s, id).await {
+        Ok(job) => axum::Json(job).into_response(),
+        Err(refused) => (refused.code, refused.message).into_response(),
+    }
+}
+
+/// `GET /console/batches/{id}/results`: the download.
+pub async fn download(
+    State(c): State<Console>,
+    Extension(s): Extension<Arc<Session>>,
+    Path(id): Path<String>,
+    Query(filter): Query<Filter>,
+) -> Response {
+    let Some(id) = checked(&id) else {
+        return no_job();
+    };
+    let csv = filter.format == "csv";
+    let path = format!(
+        "/v1/batches/{id}/results{}",
+        if csv { "?format=csv" } else { "" }
+    );
+    match c
+        .call(&s, Method::GET, &path, Body::empty(), "application/json")
+        .await
+    {
+        Ok((headers, bytes)) => {
+            let kind = headers.get(header::CONTENT_TYPE).cloned();
+            let name = format!(
+                "attachment; filename=\"{id}.{}\"",
+                if csv { "csv" } else { "jsonl" }
+            );
+            let mut response = bytes.into_response();
+            if let Some(kind) = kind {
+                response.headers_mut().insert(header::CONTENT_TYPE, kind);
+            }
+            if let Ok(v) = header::HeaderValue::from_str(&name) {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_DISPOSITION, v);
+            }
+            response
+        }
+        Err(refused) => (refused.code, refused.message).into_response(),
+    }
+}
+
+/// `POST /console/batches/{id}/cancel`.
+pub async fn cancel(
+    State(c): State<Console>,
+    Extension(s): Extension<Arc<Session>>,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(id) = checked(&id) else {
+        return no_job();
+    };
+    match c
+        .call(
+            &s,
+            Method::DELETE,
+            &format!("/v1/batches/{id}"),
+            Body::empty(),
+            "application/json",
+        )
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/console/batches/{id}")).into_response(),
+        Err(refused) => refused.page("Batch", &s),
+    }
+}
