@@ -11,6 +11,7 @@
 mod batches;
 mod case;
 mod graph;
+mod ledger;
 mod pages;
 mod privacy;
 pub mod session;
@@ -44,6 +45,10 @@ pub struct Console {
     /// Cookies carry `Secure` (the server is configured for TLS).
     secure: bool,
     max_upload: usize,
+    /// The ledger, for the privacy officer's browser.
+    ledger: crate::ledger::Ledger,
+    /// Each purpose's retention, in days.
+    retention: Arc<Vec<(String, u64)>>,
 }
 
 /// The parts the server hands over.
@@ -55,6 +60,8 @@ pub struct Parts {
     pub purposes: Vec<String>,
     pub secure: bool,
     pub max_upload: usize,
+    pub ledger: crate::ledger::Ledger,
+    pub retention: Vec<(String, u64)>,
 }
 
 /// The console's routes, all under `/console/`.
@@ -68,12 +75,15 @@ pub fn router(parts: Parts) -> Router {
         purposes: Arc::new(parts.purposes),
         secure: parts.secure,
         max_upload: parts.max_upload,
+        ledger: parts.ledger,
+        retention: Arc::new(parts.retention),
     };
     let signed_in = Router::new()
         .route("/console/case", get(case::form).post(case::show))
         .route("/console/privacy", get(privacy::desk))
         .route("/console/privacy/access", post(privacy::access))
         .route("/console/privacy/erase", post(privacy::erase))
+        .route("/console/privacy/ledger", get(ledger::page))
         .route("/console/batches", get(batches::list).post(batches::upload))
         .route("/console/batches/{id}", get(batches::show))
         .route("/console/batches/{id}/progress", get(batches::progress))

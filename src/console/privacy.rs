@@ -66,6 +66,9 @@ fn subject_fields(s: &Subject) -> Markup {
 fn desk_markup(session: &Session, s: &Subject) -> Markup {
     let caller = &session.caller;
     html! {
+        @if caller.allows(Scope::Access) {
+            p { a href="/console/privacy/ledger" { "The ledger" } ": every processing, by caller, purpose, outcome and period; the suppression list's size and the retention settings." }
+        }
         div.desk {
             @if caller.allows(Scope::Access) {
                 form method="post" action="/console/privacy/access" {

@@ -278,6 +278,13 @@ impl Application {
                     purposes: self.config.purpose_ids(),
                     secure: server_cfg.tls.is_some(),
                     max_upload: self.config.batch.max_upload_bytes,
+                    ledger: self.enricher.ledger().clone(),
+                    retention: self
+                        .config
+                        .purposes
+                        .iter()
+                        .map(|(id, p)| (id.clone(), p.retention.as_secs() / 86_400))
+                        .collect(),
                 });
                 crate::api::http::with_console(
                     router,

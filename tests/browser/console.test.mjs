@@ -135,6 +135,13 @@ test("the privacy desk: access report, erasure with a confirmation, then suppres
   await Promise.all([page.waitForNavigation(), page.click("button.danger")]);
   assert.match(await page.textContent("#erase-done"), /Erased/);
 
+  await page.goto(base + "/console/privacy/ledger");
+  assert.match(await page.textContent("#suppression"), /[1-9]\d* people erased/);
+  assert.ok((await page.$$("#ledger tbody tr")).length >= 3, "the lookups and the requests");
+  assert.doesNotMatch(await page.textContent("#ledger"), /jane\.doe/);
+  await accessible("ledger");
+  await shot("ledger");
+
   await lookUp("jane.doe@example.com");
   assert.match(await page.textContent("section.compliance"), /suppression list/);
 });

@@ -230,3 +230,164 @@ async fn a_keyless_loopback_console_signs_in_without_a_key_and_answers_loopback_
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+/// Browses a ledger of 120 records: filters, newest first, pages.
+async fn browses(store: enrichd::ledger::Ledger) {
+    use enrichd::ledger::{Browse, LedgerOutcome, Record};
+    for i in 0..120i64 {
+        let record = Record {
+            id: format!("r{i:03}"),
+            at_ms: 1_000_000 + i * 1000,
+            caller: if i % 2 == 0 { "crm" } else { "fraud" }.into(),
+            purpose: if i % 3 == 0 {
+                "marketing"
+            } else {
+                "fraud_prevention"
+            }
+            .into(),
+            lawful_basis: "legitimate_interests".into(),
+            consent_ref: String::new(),
+            lia_ref: "LIA-1".into(),
+            contract_ref: String::new(),
+            subject: format!("hash-{i}"),
+            sources: vec!["s".into()],
+            field_categories: vec![],
+            outcome: if i % 5 == 0 {
+                LedgerOutcome::NotFound
+            } else {
+                LedgerOutcome::Enriched
+            },
+            retain_until_ms: i64::MAX,
+            redacted: false,
+            caller_id: String::new(),
+            on_behalf_of: String::new(),
+            reference: String::new(),
+            detail: String::new(),
+        };
+        store.record(record).await.unwrap();
+    }
+    let all = Browse {
+        from_ms: i64::MIN,
+        until_ms: i64::MAX,
+        limit: 50,
+        ..Browse::default()
+    };
+    let first = store.browse(&all).await.unwrap();
+    assert_eq!(first.len(), 50);
+    assert_eq!(
+        (first[0].id.as_str(), first[49].id.as_str()),
+        ("r119", "r070"),
+        "newest first"
+    );
+    let last = first.last().unwrap();
+    let next = Browse {
+        before: Some((last.at_ms, last.id.clone())),
+        ..all.clone()
+    };
+    assert_eq!(
+        store.browse(&next).await.unwrap()[0].id,
+        "r069",
+        "the next page"
+    );
+
+    let mut f = Browse {
+        caller: "crm".into(),
+        purpose: "marketing".into(),
+        outcome: "not_found".into(),
+        ..all.clone()
+    };
+    let ids: Vec<String> = store
+        .browse(&f)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["r090", "r060", "r030", "r000"], "i % 30 == 0");
+    f.from_ms = 1_000_000 + 30_000;
+    f.until_ms = 1_000_000 + 90_000;
+    let ids: Vec<String> = store
+        .browse(&f)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        ids,
+        ["r060", "r030"],
+        "the period: from inclusive, until exclusive"
+    );
+}
+
+#[tokio::test]
+async fn the_ledger_browser_filters_and_pages_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("l.db").display());
+    browses(enrichd::ledger::Ledger::open(&url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_ledger_browser_filters_and_pages_on_postgres() {
+    let url = crate::common::postgres_url().await;
+    browses(enrichd::ledger::Ledger::open(&url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_ledger_page_needs_the_access_scope_and_shows_no_subject() {
+    let (app, _sandbox) = sandbox_app_with(KEYED).await;
+    let keys = app.keys().await;
+    let analyst = keys.create(key("analyst", &[Scope::Enrich])).await.unwrap();
+    let dpo = keys
+        .create(key("dpo", &[Scope::Access, Scope::Erase]))
+        .await
+        .unwrap();
+    let mut browser = Browser::new(app.http_addr.unwrap());
+    browser.sign_in(&analyst.secret).await;
+    let token = browser.csrf("/console/case").await;
+    let mut form = JANE.to_vec();
+    form.push(("csrf", &token));
+    assert_eq!(
+        browser.post("/console/case", &form, None).await.status(),
+        200
+    );
+    let r = browser.get("/console/privacy/ledger").await;
+    assert_eq!(r.status(), 403, "no Access scope");
+
+    let mut officer = Browser::new(app.http_addr.unwrap());
+    officer.sign_in(&dpo.secret).await;
+    let page = officer
+        .get("/console/privacy/ledger?caller=analyst")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<td>analyst</td>"),
+        "the analyst's lookup is listed"
+    );
+    assert!(!page.contains("jane.doe"), "no identifier");
+    let records = app
+        .enricher
+        .ledger()
+        .browse(&enrichd::ledger::Browse {
+            caller: "analyst".into(),
+            from_ms: i64::MIN,
+            until_ms: i64::MAX,
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        !records.is_empty() && !page.contains(&records[0].subject),
+        "no subject hash"
+    );
+    let r = officer.get("/console/privacy/ledger?from=yesterday").await;
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("is not a date (YYYY-MM-DD)")
+    );
+}

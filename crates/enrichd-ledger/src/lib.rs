@@ -1,6 +1,7 @@
 //! The ledger (one append-only record per processing, refusals included) and
 //! the suppression list, in SQLite by default or PostgreSQL when configured:
 //! one schema, one set of migrations, through sqlx's `Any` driver.
+mod browse;
 mod erasure;
 mod jobs;
 mod keys;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
+pub use browse::Browse;
 pub use erasure::Purged;
 pub use jobs::{JobRow, JobRowInput, RowOutput};
 pub use keys::KeyRow;
