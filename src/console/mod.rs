@@ -49,6 +49,12 @@ pub struct Console {
     ledger: crate::ledger::Ledger,
     /// Each purpose's retention, in days.
     retention: Arc<Vec<(String, u64)>>,
+    /// The replicas' shared store: the sources page reads every replica's
+    /// counters from it.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+    clock: enrichd_core::clock::SharedClock,
+    /// This replica's name on the cluster's boards.
+    replica: Arc<str>,
 }
 
 /// The parts the server hands over.
@@ -62,6 +68,7 @@ pub struct Parts {
     pub max_upload: usize,
     pub ledger: crate::ledger::Ledger,
     pub retention: Vec<(String, u64)>,
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The console's routes, all under `/console/`.
@@ -71,13 +78,17 @@ pub fn router(parts: Parts) -> Router {
     let console = Console {
         api: parts.api,
         auth: parts.auth,
-        sessions: Sessions::new(parts.config, parts.clock),
+        sessions: Sessions::new(parts.config, parts.clock.clone()),
         purposes: Arc::new(parts.purposes),
         secure: parts.secure,
         max_upload: parts.max_upload,
         ledger: parts.ledger,
         retention: Arc::new(parts.retention),
+        cluster: parts.cluster,
+        clock: parts.clock,
+        replica: uuid::Uuid::now_v7().to_string().into(),
     };
+    sources::keep_posting(&console);
     let signed_in = Router::new()
         .route("/console/case", get(case::form).post(case::show))
         .route("/console/privacy", get(privacy::desk))

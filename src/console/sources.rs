@@ -36,6 +36,85 @@ pub struct Seen {
     pub limiter_waits: f64,
 }
 
+/// The board the replicas post their source counters to.
+const BOARD: &str = "source-counters";
+/// How often a replica posts them, and how old a post may be to count.
+const POST_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+const FRESH_MS: i64 = 60_000;
+
+/// This process's source counters, in the Prometheus text format.
+fn own() -> String {
+    let Some(handle) = crate::telemetry::prometheus() else {
+        return String::new();
+    };
+    handle
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("enrichd_source_") || l.starts_with("# TYPE enrichd_source_"))
+        .fold(String::new(), |mut out, l| {
+            out.push_str(l);
+            out.push('\n');
+            out
+        })
+}
+
+/// With replicas, posts this one's counters every `POST_EVERY` while the
+/// cluster lives, so the page on any replica counts them all.
+pub fn keep_posting(c: &Console) {
+    let Some(cluster) = &c.cluster else { return };
+    let (cluster, clock, replica) = (Arc::downgrade(cluster), c.clock.clone(), c.replica.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(POST_EVERY);
+        loop {
+            every.tick().await;
+            let Some(cluster) = cluster.upgrade() else {
+                return;
+            };
+            let now = clock.utc().timestamp_millis();
+            cluster.post(BOARD, &replica, &own(), now).await;
+        }
+    });
+}
+
+/// Every replica's counters (this one's as they are now), and how many
+/// replicas they come from.
+async fn counters(c: &Console) -> (BTreeMap<String, Seen>, usize) {
+    let mine = own();
+    if let Some(cluster) = &c.cluster {
+        let now = c.clock.utc().timestamp_millis();
+        cluster.post(BOARD, &c.replica, &mine, now).await;
+        if let Some(posts) = cluster.read_board(BOARD, now - FRESH_MS).await
+            && !posts.is_empty()
+        {
+            let n = posts.len();
+            return (merged(posts.iter().map(String::as_str)), n);
+        }
+    }
+    (seen(&mine), 1)
+}
+
+/// Several replicas' counters as one: counts add up, a breaker shows its
+/// worst state.
+pub fn merged<'a>(expositions: impl Iterator<Item = &'a str>) -> BTreeMap<String, Seen> {
+    let mut all: BTreeMap<String, Seen> = BTreeMap::new();
+    for one in expositions {
+        for (source, s) in seen(one) {
+            let into = all.entry(source).or_default();
+            for (outcome, n) in s.outcomes {
+                *into.outcomes.entry(outcome).or_default() += n;
+            }
+            into.breaker = match (into.breaker, s.breaker) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            into.cache_hits += s.cache_hits;
+            into.cache_misses += s.cache_misses;
+            into.limiter_waits += s.limiter_waits;
+        }
+    }
+    all
+}
+
 /// Per source, from the Prometheus text `exposition`.
 pub fn seen(exposition: &str) -> BTreeMap<String, Seen> {
     let lines = exposition.lines().map(|l| Ok(l.to_owned()));
@@ -128,17 +207,16 @@ pub async fn page(State(c): State<Console>, Extension(s): Extension<Arc<Session>
         Ok((_, bytes)) => serde_json::from_slice(&bytes).unwrap_or_default(),
         Err(refused) => return refused.page("Sources", &s),
     };
-    let counters = crate::telemetry::prometheus()
-        .map(|p| seen(&p.render()))
-        .unwrap_or_default();
+    let (counters, replicas) = counters(&c).await;
     let body = html! {
-        p { (catalog.sources.len()) " sources. Outcomes, breakers and cache since this server started (this replica's own counters)." }
+        p #counted { (catalog.sources.len()) " sources. Outcomes, breakers and cache since each server started, across "
+            strong { (replicas) } @if replicas == 1 { " replica." } @else { " replicas." } }
         ul.legend { @for (name, class) in CLASSES { li { span class=(format!("swatch outcome-{class}")) {} " " (pages::words(name, "")) } } }
         table #sources {
             thead { tr {
                 th scope="col" { "Source" } th scope="col" { "Platform" } th scope="col" { "Input" }
                 th scope="col" { "Outcomes" } th scope="col" { "Found" } th scope="col" { "Breaker" }
-                th scope="col" { "Cache hits" } th scope="col" { "Rate limit" } th scope="col" { "Enabled" }
+                th scope="col" { "Cache hits" } th scope="col" { "Waited for budget" } th scope="col" { "Rate limit" } th scope="col" { "Enabled" }
             } }
             tbody {
                 @for src in &catalog.sources {
@@ -152,6 +230,7 @@ pub async fn page(State(c): State<Console>, Extension(s): Extension<Arc<Session>
                         td { (breaker(seen.and_then(|s| s.breaker))) }
                         td { @if let Some(s) = seen { @let all = s.cache_hits + s.cache_misses;
                             @if all > 0.0 { (format!("{:.0} %", s.cache_hits / all * 100.0)) } @else { "—" } } @else { "—" } }
+                        td { (seen.map_or(0.0, |s| s.limiter_waits)) }
                         td { (format!("{}/s", src.rate_limit_per_second)) }
                         td { @if src.enabled { "yes" } @else { "no: " (src.disabled_reason) } }
                     }
@@ -185,5 +264,17 @@ enrichd_source_cache_total{source=\"a\",result=\"miss\"} 1
         assert_eq!(a.outcomes["error"], 3.0);
         assert_eq!(breaker(a.breaker), "open");
         assert_eq!((a.cache_hits, a.cache_misses), (4.0, 1.0));
+
+        let closed = text.replace(
+            "breaker_state{source=\"a\"} 2",
+            "breaker_state{source=\"a\"} 0",
+        );
+        let both = merged([text, closed.as_str()].into_iter());
+        assert_eq!(both["a"].outcomes["found"], 6.0, "counts add up");
+        assert_eq!(
+            breaker(both["a"].breaker),
+            "open",
+            "the worst breaker shows"
+        );
     }
 }

@@ -285,6 +285,7 @@ impl Application {
                         .iter()
                         .map(|(id, p)| (id.clone(), p.retention.as_secs() / 86_400))
                         .collect(),
+                    cluster: self.enricher.cluster().cloned(),
                 });
                 crate::api::http::with_console(
                     router,

@@ -472,3 +472,26 @@ async fn a_hash_key_rotation_clears_the_shared_cache_it_would_orphan() {
         .unwrap();
     assert_eq!(kept.as_deref(), Some("1"), "only entries and lineages go");
 }
+
+#[tokio::test]
+async fn the_console_s_sources_page_counts_every_replica() {
+    let arrivals = Arrivals::answering(found());
+    let deployment = Deployment::new(SHARED_REDIS, arrivals.clone(), "").await;
+    let http = "[server]\nhttp_listen = \"127.0.0.1:0\"\n";
+    let a = deployment.replica_with("200ms", http).await;
+    let b = deployment.replica_with("200ms", http).await;
+    assert_eq!(
+        outcome_of(&enrich(&a, "ann@example.test").await, "a"),
+        Outcome::Found
+    );
+
+    let mut browser = crate::console::Browser::new(b.http_addr.unwrap());
+    browser.sign_in("").await;
+    let page = browser.get("/console/sources").await.text().await.unwrap();
+    assert!(
+        page.contains("across <strong>2</strong> replicas"),
+        "A posted, B reads"
+    );
+    let row = &page[page.find("data-source=\"a\"").expect("the source's row")..];
+    assert!(!row[..row.find("</tr>").unwrap()].contains("not asked yet"));
+}

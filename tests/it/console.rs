@@ -10,14 +10,14 @@ use crate::common::sandbox_app_with;
 
 const KEYED: &str = "[server]\nhttp_listen = \"127.0.0.1:0\"\n[auth]\nrequired = true\n";
 
-struct Browser {
+pub(crate) struct Browser {
     base: String,
     client: reqwest::Client,
     cookie: Option<String>,
 }
 
 impl Browser {
-    fn new(addr: std::net::SocketAddr) -> Self {
+    pub(crate) fn new(addr: std::net::SocketAddr) -> Self {
         Self {
             base: format!("http://{addr}"),
             client: reqwest::Client::builder()
@@ -28,7 +28,7 @@ impl Browser {
         }
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         let mut r = self.client.get(format!("{}{path}", self.base));
         if let Some(c) = &self.cookie {
             r = r.header("cookie", c);
@@ -60,7 +60,7 @@ impl Browser {
     }
 
     /// Signs in with `key`; returns the Set-Cookie header.
-    async fn sign_in(&mut self, key: &str) -> String {
+    pub(crate) async fn sign_in(&mut self, key: &str) -> String {
         let r = self.post("/console/sign-in", &[("key", key)], None).await;
         assert_eq!(r.status(), 303, "signed in");
         let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();

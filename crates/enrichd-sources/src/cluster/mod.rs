@@ -8,6 +8,7 @@
 //! source's budget is divided by `cluster.replicas` and enforced locally,
 //! and a log line, the `enrichd_cluster_redis_up` metric and the health
 //! service `enrichd.cluster` say so until a probe finds Redis again.
+mod board;
 pub mod cache;
 pub mod limits;
 
