@@ -5,9 +5,10 @@
 //! matches apart below a rule, dashed. Each node links to its profile's
 //! fields and provenance further down the page.
 //!
-//! Where a pivot came from is read off the answer: a profile reached in a
-//! later round is joined to the earlier profile that published its URL or
-//! its handle (the value the engine pivoted on).
+//! Where a pivot came from is the answer's `found_via` (the source whose
+//! profile published the value the engine pivoted on); the edge is named
+//! after that value (its URL, or its handle). An answer without it (from an
+//! older server) is drawn by matching the values alone.
 use maud::{Markup, html};
 
 use crate::proto::v1 as pb;
@@ -27,6 +28,8 @@ pub enum Via {
     Link,
     /// A profile's published handle.
     Handle(String),
+    /// A pivot from the named profile, by a value not shown in it.
+    Pivot,
     /// A guessed handle (from the email's local part).
     Guess,
     /// What corroborates a guess.
@@ -166,6 +169,12 @@ pub fn of(answer: &pb::EnrichResponse) -> Graph {
             if i == j || nodes[j + 1].column >= nodes[me].column {
                 continue;
             }
+            // The engine names the source it pivoted from; older answers
+            // (and cached ones) do not, and are matched on values alone.
+            let named = !p.found_via.is_empty();
+            if named && q.source_id != p.found_via {
+                continue;
+            }
             let (links, handles) = published(q);
             if links.iter().any(|l| mine.contains(l)) {
                 parents.push((j + 1, Via::Link));
@@ -177,6 +186,8 @@ pub fn of(answer: &pb::EnrichResponse) -> Graph {
                 .any(|h| my_handles.contains(&h))
             {
                 parents.push((j + 1, Via::Link));
+            } else if named {
+                parents.push((j + 1, Via::Pivot));
             }
         }
         if parents.is_empty() {
@@ -238,6 +249,7 @@ impl Via {
             Via::Identifier(input) if input.is_empty() => "identifier".to_owned(),
             Via::Identifier(input) => input.replace('_', " "),
             Via::Link => "link".to_owned(),
+            Via::Pivot => "pivot".to_owned(),
             Via::Handle(h) => format!("handle {h}"),
             Via::Guess => "guessed handle".to_owned(),
             Via::Corroboration(kind) => format!("corroborated: {kind}"),
@@ -247,7 +259,7 @@ impl Via {
     fn class(&self) -> &'static str {
         match self {
             Via::Identifier(_) => "edge exact",
-            Via::Link | Via::Handle(_) => "edge pivot",
+            Via::Link | Via::Handle(_) | Via::Pivot => "edge pivot",
             Via::Guess => "edge guess",
             Via::Corroboration(_) => "edge corroboration",
         }
@@ -375,5 +387,28 @@ mod tests {
         assert_eq!(edge("p1", "p2"), Some(Via::Link));
         assert_eq!(edge("identity", "p2"), None);
         assert_eq!(g.nodes[3].column, 3);
+
+        // Named by the engine: only that source's profile is the parent.
+        let mut named = answer.clone();
+        named.profiles[2].found_via = "avatar".to_owned();
+        let g = of(&named);
+        let parents: Vec<&str> = g
+            .edges
+            .iter()
+            .filter(|e| g.nodes[e.to].anchor == "p2")
+            .map(|e| g.nodes[e.from].anchor.as_str())
+            .collect();
+        assert_eq!(
+            parents,
+            ["p0"],
+            "the link in p1 does not count: the engine said avatar"
+        );
+        assert_eq!(
+            g.edges
+                .iter()
+                .find(|e| g.nodes[e.to].anchor == "p2")
+                .map(|e| e.via.clone()),
+            Some(Via::Pivot)
+        );
     }
 }

@@ -163,6 +163,7 @@ mod tests {
             corroborated_by: Vec::new(),
             breaches: Vec::new(),
             sensitive_breaches_withheld: 0,
+            found_via: None,
         }
     }
 

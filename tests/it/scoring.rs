@@ -63,6 +63,7 @@ fn profile(source: &str, confidence: Confidence, fields: &[(Field, Value)]) -> P
         corroborated_by: Vec::new(),
         breaches: Vec::new(),
         sensitive_breaches_withheld: 0,
+        found_via: None,
     }
 }
 

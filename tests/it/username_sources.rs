@@ -564,6 +564,7 @@ async fn each_username_source_reads_its_recorded_answers() {
             value: value.to_owned(),
             confidence: Confidence::Exact,
             depth: 0,
+            via: None,
         };
         let env = |_: &str| None;
         let asked = enrichd::engine::http::run(

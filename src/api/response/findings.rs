@@ -116,6 +116,7 @@ pub(crate) fn profile_into_proto(p: Profile) -> pb::Profile {
                 .into()
             })
             .collect(),
+        found_via: p.found_via.unwrap_or_default(),
     }
 }
 

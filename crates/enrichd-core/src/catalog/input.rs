@@ -14,6 +14,9 @@ pub struct Input {
     pub confidence: Confidence,
     /// 0 for values derived from the identifier, n for the n-th pivot round.
     pub depth: u32,
+    /// The source whose profile published it (a pivot); `None` for the
+    /// identifier's own values.
+    pub via: Option<String>,
 }
 
 /// The inputs the identifier itself provides (depth 0).
@@ -23,6 +26,7 @@ pub fn seed_inputs(identifier: &Identifier) -> Vec<Input> {
         value,
         confidence,
         depth: 0,
+        via: None,
     };
     match identifier {
         Identifier::Email(email) => {

@@ -190,6 +190,10 @@ pub struct Profile {
     /// where they were read, neither cached nor answered; only counted.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub sensitive_breaches_withheld: u32,
+    /// For a pivot: the source whose profile published the handle or link
+    /// it was found with (set per answer, not cached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found_via: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

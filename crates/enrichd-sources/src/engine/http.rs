@@ -327,6 +327,7 @@ pub async fn run(
                 corroborated_by: Vec::new(),
                 breaches,
                 sensitive_breaches_withheld: u32::try_from(sensitive.len()).unwrap_or(u32::MAX),
+                found_via: None,
             };
             done(outcome, Some(profile))
         }

@@ -87,6 +87,7 @@ async fn ask_known(
             value: account.clone(),
             confidence: Confidence::Exact,
             depth: 0,
+            via: None,
         };
         let asked = tokio::time::timeout(
             source.limits.timeout,

@@ -374,7 +374,8 @@ impl Engine {
                     });
                 }
                 findings.outcomes.push(asked_result.outcome);
-                if let Some(p) = asked_result.profile {
+                if let Some(mut p) = asked_result.profile {
+                    p.found_via = input.via.clone();
                     findings.profiles.push(p);
                     profile_inputs.push(input.value.clone());
                 }

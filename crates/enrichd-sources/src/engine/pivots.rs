@@ -75,6 +75,7 @@ pub(crate) fn pivots_of(source: &Source, profile: &Profile, parent: &Input) -> V
                     value,
                     confidence,
                     depth: parent.depth + 1,
+                    via: Some(source.id.clone()),
                 }),
         );
     }
