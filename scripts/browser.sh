@@ -15,6 +15,8 @@ fi
 
 # A key with every scope, in the server's own data directory.
 export ENRICHD__AUTH__REQUIRED=true
+# Metrics on: the sources page shows the server's counters.
+export ENRICHD__SERVER__METRICS_LISTEN=127.0.0.1:0
 keydir=$(mktemp -d)
 cargo build --locked --bin enrichd
 key=$(target/debug/enrichd keys create --data-dir "$keydir" --name console-test \

@@ -86,6 +86,12 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// The recorder, if metrics are on (`server.metrics_listen`); never
+/// installs it, so a server without metrics counts nothing on its hot path.
+pub fn recording() -> Option<&'static PrometheusHandle> {
+    PROMETHEUS.get().and_then(Option::as_ref)
+}
+
 /// The `GET /metrics` route, in the Prometheus text format (`None` when no
 /// recorder could be installed).
 pub fn metrics_router() -> Option<axum::Router> {

@@ -73,8 +73,6 @@ pub struct Parts {
 
 /// The console's routes, all under `/console/`.
 pub fn router(parts: Parts) -> Router {
-    // The sources page reads this process's counters: count from the start.
-    let _ = crate::telemetry::prometheus();
     let console = Console {
         api: parts.api,
         auth: parts.auth,

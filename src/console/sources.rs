@@ -1,7 +1,9 @@
 //! Sources at a glance: the catalog as the caller may see it, with how each
 //! source has answered since this process started (its outcomes, breaker,
 //! cache hits, limiter waits), read from the process's own Prometheus
-//! counters.
+//! counters: those a server keeps when its metrics are on
+//! (`server.metrics_listen`); the console does not turn them on, so a
+//! server without metrics pays nothing for them per call.
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -44,7 +46,7 @@ const FRESH_MS: i64 = 60_000;
 
 /// This process's source counters, in the Prometheus text format.
 fn own() -> String {
-    let Some(handle) = crate::telemetry::prometheus() else {
+    let Some(handle) = crate::telemetry::recording() else {
         return String::new();
     };
     handle
@@ -209,6 +211,9 @@ pub async fn page(State(c): State<Console>, Extension(s): Extension<Arc<Session>
     };
     let (counters, replicas) = counters(&c).await;
     let body = html! {
+        @if crate::telemetry::recording().is_none() {
+            p.hint { "This server records no counters: set server.metrics_listen to see how each source answers." }
+        }
         p #counted { (catalog.sources.len()) " sources. Outcomes, breakers and cache since each server started, across "
             strong { (replicas) } @if replicas == 1 { " replica." } @else { " replicas." } }
         ul.legend { @for (name, class) in CLASSES { li { span class=(format!("swatch outcome-{class}")) {} " " (pages::words(name, "")) } } }

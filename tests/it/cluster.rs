@@ -477,7 +477,7 @@ async fn a_hash_key_rotation_clears_the_shared_cache_it_would_orphan() {
 async fn the_console_s_sources_page_counts_every_replica() {
     let arrivals = Arrivals::answering(found());
     let deployment = Deployment::new(SHARED_REDIS, arrivals.clone(), "").await;
-    let http = "[server]\nhttp_listen = \"127.0.0.1:0\"\n";
+    let http = "[server]\nhttp_listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n";
     let a = deployment.replica_with("200ms", http).await;
     let b = deployment.replica_with("200ms", http).await;
     assert_eq!(
