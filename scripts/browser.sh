@@ -20,7 +20,7 @@ export ENRICHD__SERVER__METRICS_LISTEN=127.0.0.1:0
 keydir=$(mktemp -d)
 cargo build --locked --bin enrichd
 key=$(target/debug/enrichd keys create --data-dir "$keydir" --name console-test \
-  --scopes enrich,stream,sources,access,erase 2>/dev/null | tail -1)
+  --scopes enrich,stream,sources,access,erase,feedback 2>/dev/null | tail -1)
 ENRICHD_DATA_DIR="$keydir" . scripts/lib/sandbox-server.sh
 trap 'kill $server 2>/dev/null || true; rm -rf "$data" "$keydir"' EXIT
 cd tests/browser

@@ -27,6 +27,7 @@ pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod feedback;
 pub mod fence;
 pub mod pipeline;
 pub mod proto;

@@ -72,6 +72,27 @@ async fn no_identifier_name_or_bio_reaches_a_log_line() {
         .unwrap()
         .into_inner();
     assert!(answer.profiles.len() >= 8);
+    // Feedback's note is the caller's free text: kept, never logged.
+    let profile = &answer.profiles[0];
+    client
+        .feedback(common::with_key(
+            pb::FeedbackRequest {
+                processing_id: answer.compliance.as_ref().unwrap().processing_id.clone(),
+                finding: Some(pb::feedback_request::Finding::Profile(pb::ProfileRef {
+                    source_id: profile.source_id.clone(),
+                    url: profile
+                        .url
+                        .as_ref()
+                        .map(|u| u.value.clone())
+                        .unwrap_or_default(),
+                })),
+                verdict: pb::FeedbackVerdict::WrongPerson.into(),
+                note: "NOTE-7781 her cousin's account".into(),
+            },
+            &secret,
+        ))
+        .await
+        .unwrap();
     let mut by_phone = common::phone_request("+447700900123");
     by_phone.purpose = "crm_enrichment".into();
     by_phone.lawful_basis = pb::LawfulBasis::Contract.into();
@@ -132,6 +153,7 @@ async fn no_identifier_name_or_bio_reaches_a_log_line() {
         "07700 900123".into(),
         "Jane Doe".into(),
         "not an email".into(),
+        "NOTE-7781".into(),
     ];
     // No API key secret, whole or in part, accepted or refused.
     for key in [&secret, &revoked.secret] {

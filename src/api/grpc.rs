@@ -405,12 +405,33 @@ impl pb::enrichment_server::Enrichment for EnrichmentService {
                     .map(|sources| {
                         let sources = sources
                             .into_iter()
-                            .map(|s| records::source_to_proto(s))
+                            .map(|s| {
+                                records::source_to_proto(s, &self.enricher.standing().of(&s.id))
+                            })
                             .collect();
                         Response::new(pb::ListSourcesResponse { sources })
                     })
                     .map_err(|v| to_status(Error::InvalidArgument(vec![v])))
             })
+    }
+
+    async fn feedback(
+        &self,
+        request: Request<pb::FeedbackRequest>,
+    ) -> Result<Response<pb::FeedbackResponse>, Status> {
+        let caller = caller(&request)?;
+        let query = request::feedback_query(request.get_ref()).map_err(to_status)?;
+        let given = self
+            .enricher
+            .feedback(&caller, query)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::FeedbackResponse {
+            feedback_id: given.id,
+            held_out: given.held_out,
+            standing: Some(records::standing_to_proto(&given.standing)),
+            check_scheduled: given.check_scheduled,
+        }))
     }
 }
 

@@ -360,6 +360,7 @@ fn build() -> Value {
             "/v1/enrich": { "post": operation("enrich", "Enrich one email address or phone number", "enrich", Some("EnrichRequest"), "EnrichResponse") },
             "/v1/erase": { "post": operation("erase", "Erase a person, or record their objection (GDPR Art. 17, 21)", "erase", Some("EraseRequest"), "EraseResponse") },
             "/v1/access": { "post": operation("access", "What is held about a person (GDPR Art. 15)", "access", Some("AccessRequest"), "AccessResponse") },
+            "/v1/feedback": { "post": operation("feedback", "Feedback on one finding of an answer: wrong person, not there, or correct", "feedback", Some("FeedbackRequest"), "FeedbackResponse") },
             "/v1/sources": { "get": operation("listSources", "The source catalog", "sources", None, "ListSourcesResponse") },
             "/v1/batches": { "post": submit_batch_operation(), "get": list_batches_operation() },
             "/v1/batches/{id}": { "get": batch_operation(

@@ -32,6 +32,20 @@ pub fn access_to_proto(a: &AccessReport) -> pb::AccessResponse {
             .map(ToString::to_string)
             .unwrap_or_default(),
         ledger_total: a.records_total,
+        feedback: a
+            .feedback
+            .iter()
+            .map(|f| pb::FeedbackRecord {
+                feedback_id: f.id.clone(),
+                at: millis(f.at_ms),
+                processing_id: f.processing_id.clone(),
+                source_id: f.source_id.clone(),
+                finding: f.finding.clone(),
+                verdict: verdict_to_proto(&f.verdict).into(),
+                caller: f.caller.clone(),
+                note: f.note.clone(),
+            })
+            .collect(),
         batch_rows: a
             .batch_rows
             .iter()
@@ -118,8 +132,38 @@ pub fn access_to_proto(a: &AccessReport) -> pb::AccessResponse {
     }
 }
 
-pub fn source_to_proto(s: &Source) -> pb::SourceInfo {
+/// A stored verdict as the API names it.
+pub fn verdict_to_proto(verdict: &str) -> pb::FeedbackVerdict {
+    match verdict {
+        crate::ledger::WRONG_PERSON => pb::FeedbackVerdict::WrongPerson,
+        crate::ledger::NOT_THERE => pb::FeedbackVerdict::NotThere,
+        crate::ledger::CORRECT => pb::FeedbackVerdict::Correct,
+        _ => pb::FeedbackVerdict::Unspecified,
+    }
+}
+
+/// A source's standing as the API shows it.
+pub fn standing_to_proto(v: &crate::feedback::View) -> pb::SourceStanding {
+    pb::SourceStanding {
+        correct: v.tally.correct,
+        wrong_person: v.tally.wrong_person,
+        not_there: v.tally.not_there,
+        precision: v.tally.precision(),
+        demoted: v.demoted,
+        demoted_reason: v.reason.clone(),
+        canary_claimed: v.canary.as_ref().is_some_and(|c| c.claimed),
+        canary_at: v.canary.as_ref().and_then(|c| millis(c.at_ms)),
+        canary_evidence: v
+            .canary
+            .as_ref()
+            .map(|c| format!("asked {:?}: {}", c.probe, c.detail))
+            .unwrap_or_default(),
+    }
+}
+
+pub fn source_to_proto(s: &Source, standing: &crate::feedback::View) -> pb::SourceInfo {
     pb::SourceInfo {
+        standing: Some(standing_to_proto(standing)),
         id: s.id.clone(),
         name: s.name.clone(),
         platform: s.platform.clone(),

@@ -342,6 +342,61 @@ pub fn erase_query(req: &pb::EraseRequest) -> Result<(SubjectQuery, EraseKind), 
     ))
 }
 
+/// A Feedback request: the finding and the verdict, checked for shape.
+pub fn feedback_query(req: &pb::FeedbackRequest) -> Result<crate::feedback::FeedbackQuery, Error> {
+    use crate::feedback::{Finding, Verdict};
+    use pb::feedback_request::Finding as F;
+    let mut violations = Vec::new();
+    let verdict = match pb::FeedbackVerdict::try_from(req.verdict) {
+        Ok(pb::FeedbackVerdict::WrongPerson) => Some(Verdict::WrongPerson),
+        Ok(pb::FeedbackVerdict::NotThere) => Some(Verdict::NotThere),
+        Ok(pb::FeedbackVerdict::Correct) => Some(Verdict::Correct),
+        Ok(pb::FeedbackVerdict::Unspecified) => {
+            violations.push(FieldViolation::new(
+                "verdict",
+                "is required: WRONG_PERSON, NOT_THERE or CORRECT",
+            ));
+            None
+        }
+        Err(_) => {
+            violations.push(FieldViolation::new(
+                "verdict",
+                format!("{} is not a FeedbackVerdict value", req.verdict),
+            ));
+            None
+        }
+    };
+    let finding = match &req.finding {
+        Some(F::Profile(p)) => Some(Finding::Profile {
+            source_id: p.source_id.clone(),
+            url: p.url.clone(),
+        }),
+        Some(F::Attribute(a)) => Some(Finding::Attribute {
+            source_id: a.source_id.clone(),
+            name: a.name.clone(),
+            value: a.value.clone(),
+        }),
+        None => {
+            violations.push(FieldViolation::new(
+                "finding",
+                "is required: a profile (source_id, url) or an attribute (source_id, name, value)",
+            ));
+            None
+        }
+    };
+    let (Some(verdict), Some(finding)) = (verdict, finding) else {
+        return Err(Error::InvalidArgument(violations));
+    };
+    let query = crate::feedback::FeedbackQuery {
+        processing_id: req.processing_id.clone(),
+        finding,
+        verdict,
+        note: req.note.clone(),
+    };
+    query.check()?;
+    Ok(query)
+}
+
 /// An Access request: about whom, and which page of their records.
 pub fn access_query(req: &pb::AccessRequest) -> Result<(SubjectQuery, Page), Error> {
     use pb::access_request::Identifier;

@@ -42,6 +42,19 @@ pub fn to_status(e: Error) -> Status {
             ),
             Error::PermissionDenied(_) => Status::permission_denied(message),
             Error::Unavailable(_) => Status::unavailable(message),
+            Error::NotFound(_) => Status::not_found(message),
+            Error::Precondition(v) => Status::with_error_details(
+                Code::FailedPrecondition,
+                message,
+                ErrorDetails::with_precondition_failure(vec![
+                    tonic_types::PreconditionViolation::new(v.kind, v.subject, v.description),
+                ]),
+            ),
+            Error::Exhausted { retry_after, .. } => Status::with_error_details(
+                Code::ResourceExhausted,
+                message,
+                ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
         }
     }
 }

@@ -31,15 +31,22 @@ pub enum Scope {
     Access,
     /// `Erase` (Art. 17, 21).
     Erase,
+    /// `Feedback` on the answers this caller received.
+    Feedback,
+    /// `Feedback` on any caller's answers too (a review team, the privacy
+    /// desk); needs `feedback` as well.
+    FeedbackAny,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 7] = [
         Self::Enrich,
         Self::Stream,
         Self::Sources,
         Self::Access,
         Self::Erase,
+        Self::Feedback,
+        Self::FeedbackAny,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +56,8 @@ impl Scope {
             Self::Sources => "sources",
             Self::Access => "access",
             Self::Erase => "erase",
+            Self::Feedback => "feedback",
+            Self::FeedbackAny => "feedback_any",
         }
     }
 
@@ -60,6 +69,7 @@ impl Scope {
             "ListSources" => Self::Sources,
             "Access" => Self::Access,
             "Erase" => Self::Erase,
+            "Feedback" => Self::Feedback,
             _ => return None,
         })
     }

@@ -51,6 +51,9 @@ pub struct Config {
     /// The web console (`/console/` on the HTTP listener).
     #[serde(default)]
     pub console: crate::console::ConsoleConfig,
+    /// Feedback on findings: precision, demotion, the canary.
+    #[serde(default)]
+    pub feedback: crate::feedback::FeedbackConfig,
     #[eserde(compat)]
     pub reference: ReferencePaths,
     #[serde(default)]

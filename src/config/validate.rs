@@ -17,6 +17,7 @@ impl Config {
                 ));
             }
         }
+        p.extend(self.feedback.problems());
         let b = &self.batch;
         if b.max_job_rows == 0 {
             p.push("batch.max_job_rows: must be at least 1".into());

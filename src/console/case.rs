@@ -91,13 +91,22 @@ pub async fn show(
     };
     let body = html! {
         details.again { summary { "Another lookup" } (form_markup(&c, &s, &f)) }
-        (case(&answer))
+        (case(&answer, Some(&s)))
     };
     respond(pages::page("Case", &s, body))
 }
 
-/// The whole case of one answer.
-pub fn case(a: &pb::EnrichResponse) -> Markup {
+/// The whole case of one answer; with the session of a caller that may
+/// give feedback, each profile offers it.
+pub fn case(a: &pb::EnrichResponse, session: Option<&Session>) -> Markup {
+    let processing_id = a
+        .compliance
+        .as_ref()
+        .map(|c| c.processing_id.as_str())
+        .unwrap_or_default();
+    let feedback = session
+        .filter(|s| s.caller.allows(crate::auth::Scope::Feedback) && !processing_id.is_empty())
+        .map(|s| (s, processing_id));
     let risk = a.risk.clone().unwrap_or_default();
     let verdict = pb::risk::Verdict::try_from(risk.verdict)
         .map_or("unknown".to_owned(), |v| words(v.as_str_name(), "VERDICT_"));
@@ -137,8 +146,8 @@ pub fn case(a: &pb::EnrichResponse) -> Markup {
         }
         section aria-labelledby="profiles-h" {
             h2 #profiles-h { "Profiles and their provenance" }
-            @for (i, p) in a.profiles.iter().enumerate() { (profile(&format!("p{i}"), p, false)) }
-            @for (i, p) in a.possible_matches.iter().enumerate() { (profile(&format!("m{i}"), p, true)) }
+            @for (i, p) in a.profiles.iter().enumerate() { (profile(&format!("p{i}"), p, false, feedback)) }
+            @for (i, p) in a.possible_matches.iter().enumerate() { (profile(&format!("m{i}"), p, true, feedback)) }
         }
         @if !a.interests.is_empty() {
             section aria-labelledby="interests-h" {
@@ -260,11 +269,56 @@ fn row(name: &str, value: &str, p: Option<&pb::Provenance>) -> Markup {
     }
 }
 
-/// A profile's card: each field with where it came from.
-fn profile(anchor: &str, p: &pb::Profile, possible: bool) -> Markup {
+/// Why a possible match is one, in words.
+fn doubt_words(p: &pb::Profile) -> &'static str {
+    match p.doubt() {
+        pb::Doubt::Refuted => "held out: feedback said it is not this person's",
+        pb::Doubt::SourceDemoted => "its source is demoted (low precision or it claims every name)",
+        pb::Doubt::RefutedOrigin => "found through a refuted profile",
+        pb::Doubt::Uncorroborated | pb::Doubt::Unspecified => "not tied to the person",
+    }
+}
+
+/// The "wrong finding" form of one profile.
+fn feedback_form(p: &pb::Profile, session: &Session, processing_id: &str) -> Markup {
+    let url = p
+        .url
+        .as_ref()
+        .map(|u| u.value.clone())
+        .or_else(|| p.provenance.as_ref().map(|v| v.url.clone()))
+        .unwrap_or_default();
     html! {
-        article.profile.possible[possible] id=(anchor) tabindex="-1" {
-            h3 { (p.platform) " " small { (p.source_id) @if possible { " · possible match, not tied to the person" } } }
+        details.feedback {
+            summary { "Wrong finding?" }
+            form method="post" action="/console/feedback" {
+                (pages::csrf(session))
+                input type="hidden" name="processing_id" value=(processing_id);
+                input type="hidden" name="source_id" value=(p.source_id);
+                input type="hidden" name="url" value=(url);
+                fieldset {
+                    legend { "This " (p.platform) " account is" }
+                    label { input type="radio" name="verdict" value="WRONG_PERSON" required; " someone else's" }
+                    label { input type="radio" name="verdict" value="NOT_THERE"; " not there at all" }
+                    label { input type="radio" name="verdict" value="CORRECT"; " right" }
+                }
+                label for=(format!("note-{}", p.source_id)) { "Note (kept with the feedback, shown to the person on access)" }
+                textarea id=(format!("note-{}", p.source_id)) name="note" maxlength="1000" rows="2" {}
+                button type="submit" { "Send feedback" }
+            }
+        }
+    }
+}
+
+/// A profile's card: each field with where it came from.
+fn profile(
+    anchor: &str,
+    p: &pb::Profile,
+    possible: bool,
+    feedback: Option<(&Session, &str)>,
+) -> Markup {
+    html! {
+        article.profile.possible[possible] id=(anchor) tabindex="-1" data-doubt=[possible.then(|| p.doubt().as_str_name())] {
+            h3 { (p.platform) " " small { (p.source_id) @if possible { " · possible match, " (doubt_words(p)) } } }
             table {
                 thead { tr { th scope="col" { "Field" } th scope="col" { "Value" } th scope="col" { "Source" } th scope="col" { "URL" } th scope="col" { "Retrieved" } th scope="col" { "Method" } th scope="col" { "Confidence" } } }
                 tbody {
@@ -281,8 +335,58 @@ fn profile(anchor: &str, p: &pb::Profile, possible: bool) -> Markup {
                     @for l in &p.linked_accounts { (row(&format!("Links to {}", l.platform), &l.url, l.provenance.as_ref())) }
                 }
             }
+            @if let Some((session, id)) = feedback { (feedback_form(p, session, id)) }
         }
     }
+}
+
+#[derive(Deserialize)]
+pub struct FeedbackForm {
+    processing_id: String,
+    source_id: String,
+    url: String,
+    verdict: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /console/feedback`: one "wrong finding", given through the API
+/// with the session's key.
+pub async fn feedback(
+    State(c): State<Console>,
+    Extension(s): Extension<Arc<Session>>,
+    axum::Form(f): axum::Form<FeedbackForm>,
+) -> Response {
+    let request = serde_json::json!({
+        "processingId": f.processing_id,
+        "profile": { "sourceId": f.source_id, "url": f.url },
+        "verdict": format!("FEEDBACK_VERDICT_{}", f.verdict),
+        "note": f.note,
+    });
+    let given: pb::FeedbackResponse = match c.json(&s, "/v1/feedback", request).await {
+        Ok(given) => given,
+        Err(refused) => {
+            let mut page = refused;
+            page.message = format!("The feedback was refused: {}", page.message);
+            return page.page("Feedback", &s);
+        }
+    };
+    let standing = given.standing.unwrap_or_default();
+    let body = html! {
+        p.done role="status" {
+            "Feedback recorded on the " (f.source_id) " account. "
+            @if given.held_out { "It is held out of this person's profiles from the next answer on, for every caller." }
+            @else { "It counts as confirmed." }
+        }
+        p { "Source " strong { (f.source_id) } ": "
+            (standing.correct) " confirmed, " (standing.wrong_person) " someone else's, "
+            (standing.not_there) " not there"
+            @if let Some(p) = standing.precision { " (precision " (format!("{p:.2}")) ")" }
+            @if standing.demoted { "; demoted: " (standing.demoted_reason) } "." }
+        @if given.check_scheduled { p { "Its known accounts are being asked again; the result is in the server's log." } }
+        p { a href="/console/case" { "Another lookup" } }
+    };
+    respond(pages::page("Feedback", &s, body))
 }
 
 /// The compliance block, in words.

@@ -89,6 +89,7 @@ pub fn router(parts: Parts) -> Router {
     sources::keep_posting(&console);
     let signed_in = Router::new()
         .route("/console/case", get(case::form).post(case::show))
+        .route("/console/feedback", post(case::feedback))
         .route("/console/privacy", get(privacy::desk))
         .route("/console/privacy/access", post(privacy::access))
         .route("/console/privacy/erase", post(privacy::erase))

@@ -185,6 +185,23 @@ fn bar(seen: Option<&Seen>) -> Markup {
     }
 }
 
+/// What feedback and the canary say of a source: its precision, and
+/// whether it is demoted and why.
+fn precision(standing: Option<&pb::SourceStanding>) -> Markup {
+    let st = standing.cloned().unwrap_or_default();
+    let all = st.correct + st.wrong_person + st.not_there;
+    html! {
+        td.precision.demoted[st.demoted] title=(st.demoted_reason) {
+            @match st.precision {
+                Some(p) => { (format!("{p:.2}")) " (" (st.correct) "/" (all) ")" }
+                None => { "—" }
+            }
+            @if st.canary_claimed { " · claims every name" }
+            @else if st.demoted { " · demoted" }
+        }
+    }
+}
+
 fn breaker(state: Option<f64>) -> &'static str {
     match state {
         Some(s) if s >= 2.0 => "open",
@@ -221,7 +238,7 @@ pub async fn page(State(c): State<Console>, Extension(s): Extension<Arc<Session>
             thead { tr {
                 th scope="col" { "Source" } th scope="col" { "Platform" } th scope="col" { "Input" }
                 th scope="col" { "Outcomes" } th scope="col" { "Found" } th scope="col" { "Breaker" }
-                th scope="col" { "Cache hits" } th scope="col" { "Waited for budget" } th scope="col" { "Rate limit" } th scope="col" { "Enabled" }
+                th scope="col" { "Cache hits" } th scope="col" { "Waited for budget" } th scope="col" { "Precision" } th scope="col" { "Rate limit" } th scope="col" { "Enabled" }
             } }
             tbody {
                 @for src in &catalog.sources {
@@ -236,6 +253,7 @@ pub async fn page(State(c): State<Console>, Extension(s): Extension<Arc<Session>
                         td { @if let Some(s) = seen { @let all = s.cache_hits + s.cache_misses;
                             @if all > 0.0 { (format!("{:.0} %", s.cache_hits / all * 100.0)) } @else { "—" } } @else { "—" } }
                         td { (seen.map_or(0.0, |s| s.limiter_waits)) }
+                        (precision(src.standing.as_ref()))
                         td { (format!("{}/s", src.rate_limit_per_second)) }
                         td { @if src.enabled { "yes" } @else { "no: " (src.disabled_reason) } }
                     }

@@ -10,18 +10,105 @@
 //! what is not known to be the person's is not collected about them.
 use std::collections::HashSet;
 
-use crate::model::{Confidence, Corroboration, Field, Profile};
+use crate::model::{Confidence, Corroboration, Doubt, Field, Profile};
+
+/// What feedback and the sources' standing say against one person's
+/// findings (`Feedback`, the sources' precision and canary).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Doubts {
+    /// Findings held out of this person's profiles.
+    pub refuted: Vec<crate::ledger::Refuted>,
+    /// Sources whose findings count only when corroborated.
+    pub demoted: std::sync::Arc<HashSet<String>>,
+}
+
+impl Doubts {
+    fn refutes(&self, profile: &Profile) -> bool {
+        let url = link_key(&profile_url(profile));
+        self.refuted.iter().any(|r| {
+            r.kind == crate::ledger::FindingKind::Profile
+                && r.source_id == profile.source_id
+                && link_key(&r.finding) == url
+        })
+    }
+
+    /// Removes the attribute values refuted for this profile's source.
+    fn strip_attributes(&self, profile: &mut Profile) {
+        for r in &self.refuted {
+            if r.kind != crate::ledger::FindingKind::Attribute || r.source_id != profile.source_id {
+                continue;
+            }
+            let Some((name, value)) = r.finding.split_once('=') else {
+                continue;
+            };
+            let Some(field) = super::merge::field_named(name) else {
+                continue;
+            };
+            if text(profile, field).is_some_and(|v| same_value(&v, value)) {
+                profile.fields.remove(&field);
+            }
+        }
+    }
+}
+
+/// Values compared as attributes are merged: ignoring case and spacing.
+fn same_value(a: &str, b: &str) -> bool {
+    let squash = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    squash(a) == squash(b)
+}
+
+/// A profile's URL as feedback names it: its URL field, else where it was
+/// found.
+pub(crate) fn profile_url(profile: &Profile) -> String {
+    text(profile, Field::Url).unwrap_or_else(|| profile.provenance.url.clone())
+}
 
 /// Splits `profiles` into the person's (confirmed, and guesses corroborated,
 /// each saying by what) and possible matches (guesses nothing ties to them,
-/// reduced to where they are).
+/// refuted findings, uncorroborated finds of demoted sources, each reduced
+/// to where it is and saying why).
 pub(super) fn corroborate(
     profiles: Vec<Profile>,
     name_hint: Option<&str>,
+    doubts: &Doubts,
 ) -> (Vec<Profile>, Vec<Profile>) {
-    let (confirmed, guesses): (Vec<Profile>, Vec<Profile>) = profiles
-        .into_iter()
-        .partition(|p| p.confidence() > Confidence::Guess);
+    let mut possible = Vec::new();
+    let mut refuted_sources = HashSet::new();
+    let mut standing = Vec::with_capacity(profiles.len());
+    for mut profile in profiles {
+        if doubts.refutes(&profile) {
+            refuted_sources.insert(profile.source_id.clone());
+            profile.doubt = Some(Doubt::Refuted);
+            possible.push(where_only(profile));
+        } else {
+            doubts.strip_attributes(&mut profile);
+            standing.push(profile);
+        }
+    }
+    // A source with a refuted profile and no other: what was found by a
+    // pivot from it stands on its own, as a guess does.
+    refuted_sources.retain(|s| !standing.iter().any(|p| p.source_id == *s));
+    let doubt_of = |p: &Profile| {
+        if p.found_via
+            .as_ref()
+            .is_some_and(|v| refuted_sources.contains(v))
+        {
+            Some(Doubt::RefutedOrigin)
+        } else if doubts.demoted.contains(&p.source_id) {
+            Some(Doubt::SourceDemoted)
+        } else if p.confidence() <= Confidence::Guess {
+            Some(Doubt::Uncorroborated)
+        } else {
+            None
+        }
+    };
+    let (confirmed, guesses): (Vec<Profile>, Vec<Profile>) =
+        standing.into_iter().partition(|p| doubt_of(p).is_none());
     let avatars: HashSet<String> = confirmed
         .iter()
         .filter_map(|p| text(p, Field::AvatarUrl))
@@ -40,7 +127,6 @@ pub(super) fn corroborate(
     let hint = name_hint.map(tokens).unwrap_or_default();
 
     let mut kept = confirmed;
-    let mut possible = Vec::new();
     for mut guess in guesses {
         let mut by = Vec::new();
         if text(&guess, Field::AvatarUrl)
@@ -61,6 +147,7 @@ pub(super) fn corroborate(
             by.push(Corroboration::NameHint);
         }
         if by.is_empty() {
+            guess.doubt = doubt_of(&guess);
             possible.push(where_only(guess));
         } else {
             guess.corroborated_by = by;
@@ -164,6 +251,7 @@ mod tests {
             breaches: Vec::new(),
             sensitive_breaches_withheld: 0,
             found_via: None,
+            doubt: None,
         }
     }
 
@@ -184,7 +272,8 @@ mod tests {
                 (Field::Bio, "I love knitting"),
             ],
         );
-        let (kept, possible) = corroborate(vec![confirmed, guess], Some("Jane Doe"));
+        let (kept, possible) =
+            corroborate(vec![confirmed, guess], Some("Jane Doe"), &Doubts::default());
         assert_eq!(kept.len(), 1);
         assert_eq!(possible.len(), 1);
         let fields: Vec<Field> = possible[0].fields.keys().copied().collect();
@@ -232,6 +321,7 @@ mod tests {
         let (kept, possible) = corroborate(
             vec![confirmed, avatar, linked, named, first_name_only],
             Some("Jane Doe"),
+            &Doubts::default(),
         );
         let by: Vec<(&str, Vec<Corroboration>)> = kept
             .iter()

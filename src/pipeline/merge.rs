@@ -43,6 +43,7 @@ pub(super) fn merge(
     query: &EnrichQuery,
     catalog: &Catalog,
     min_coverage: f64,
+    doubts: &super::corroborate::Doubts,
     now: DateTime<Utc>,
 ) -> Merged {
     let Gathered {
@@ -60,7 +61,7 @@ pub(super) fn merge(
     }
     let roles = super::roles::split(&mut profiles, catalog);
     let (mut profiles, possible_matches) =
-        super::corroborate::corroborate(profiles, query.name_hint.as_deref());
+        super::corroborate::corroborate(profiles, query.name_hint.as_deref(), doubts);
     order_profiles(&mut profiles, catalog);
     let messaging_apps = super::roles::messaging_apps(&profiles, &outcomes, catalog, now);
     let cache = cache_info(&outcomes, query.cache.mode);
@@ -130,6 +131,11 @@ const MERGED: [(Field, &str); 5] = [
     (Field::AvatarUrl, "avatar_url"),
     (Field::Url, "profile_url"),
 ];
+
+/// The field an attribute's name is merged from ("name", "location" ...).
+pub(crate) fn field_named(name: &str) -> Option<Field> {
+    MERGED.iter().find(|(_, n)| *n == name).map(|(f, _)| *f)
+}
 
 /// Best match first: confidence, then the source's catalog weight.
 fn order_profiles(profiles: &mut [Profile], catalog: &Catalog) {

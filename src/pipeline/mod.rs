@@ -26,9 +26,10 @@ use std::sync::Arc;
 
 use tracing::{instrument, warn};
 
+pub(crate) use merge::field_named as attribute_field;
 pub use parse::{Subject, parse_identifier};
 pub use query::{EnrichQuery, RawIdentifier};
-pub(crate) use record::{Under, record_of};
+pub(crate) use record::{Under, new_id, record_of};
 
 use crate::cache::CacheConfig;
 use crate::catalog::{Catalog, CatalogError};
@@ -91,6 +92,8 @@ pub struct Settings {
     pub default_region: Option<Region>,
     /// Share of the sources asked that must answer for "not found".
     pub min_coverage: f64,
+    /// Feedback on findings: precision, demotion, the canary.
+    pub feedback: crate::feedback::FeedbackConfig,
     pub clock: SharedClock,
 }
 
@@ -118,6 +121,7 @@ impl Settings {
                 per_call: config.sources.max_pivots_per_call,
             },
             min_coverage: config.sources.min_coverage,
+            feedback: config.feedback.clone(),
             default_region: config
                 .phone
                 .default_region
@@ -153,12 +157,33 @@ pub struct Enricher {
     /// The catalog's Art. 9 sites, never asked, as every answer that ran
     /// the sources accounts for them.
     art9_sites_not_asked: Option<crate::model::Suppression>,
+    /// What feedback and the canary say of each source.
+    standing: Arc<crate::feedback::Standing>,
+    feedback_bounds: Arc<crate::feedback::Bounds>,
+    /// The HTTP settings (for known-account checks feedback schedules).
+    http: HttpConfig,
 }
 
 /// The ledger could not be written or read: no answer without its record.
 pub(crate) fn unavailable(e: LedgerError) -> Error {
     warn!(error = %e, "ledger write failed; the answer is withheld");
     Error::Unavailable("the record of this processing could not be written; nothing was returned")
+}
+
+/// Refutations committed by other processes reach this one's memos of
+/// fully cached answers: the person's next answer is merged again.
+fn follow_refutations(ledger: &Ledger, memos: &memo::Memos) {
+    let mut news = ledger.refutation_news();
+    let memos = memos.clone();
+    tokio::spawn(async move {
+        loop {
+            match news.recv().await {
+                Ok(subject) => memos.forget(&subject),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => memos.forget_all(),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
 }
 
 /// Erasures committed by other processes reach this one's cache: the
@@ -219,6 +244,7 @@ impl Enricher {
             }
         }
         let lists = DomainLists::load(&settings.reference)?;
+        let http = settings.http.clone();
         let verifier = Verifier::new(lists, &settings.dns)?;
         let client = HttpClient::build(&settings.http, catalog.private_origins())
             .map_err(BuildError::Http)?;
@@ -243,6 +269,9 @@ impl Enricher {
             Ledger::open_following(&settings.ledger_url, settings.ledger_follow_every).await?;
         ledger.bind_hash_key(&hasher.fingerprint()).await?;
         follow_erasures(&ledger, &engine, &memos, cluster.as_deref());
+        follow_refutations(&ledger, &memos);
+        let standing = Arc::new(crate::feedback::Standing::new(settings.feedback.clone()));
+        standing.refresh(&ledger, settings.clock.utc()).await;
         Ok(Self {
             purposes: PurposeRegistry::new(&settings.purposes),
             scoring: ScoringData::load(&settings.scoring)?,
@@ -258,7 +287,82 @@ impl Enricher {
             memos,
             cluster,
             art9_sites_not_asked,
+            feedback_bounds: Arc::new(crate::feedback::Bounds::new(&settings.feedback)),
+            standing,
+            http,
         })
+    }
+
+    /// Keeps the sources' standing in step with the ledger (every
+    /// `feedback.refresh_every`) and runs the canary when it is on, until
+    /// the enricher is dropped. For servers; a one-shot command needs
+    /// neither.
+    pub fn follow_standing(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let every = self.standing.config().refresh_every;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(me) = weak.upgrade() else { return };
+                if me.standing.refresh(&me.ledger, me.clock.utc()).await {
+                    me.forget_all_answers();
+                }
+            }
+        });
+        let canary = self.standing.config().canary.clone();
+        if canary.enabled {
+            let weak = Arc::downgrade(self);
+            tokio::spawn(async move {
+                // A round is claimed on the ledger: asking every few minutes
+                // runs one per `every` across the replicas.
+                let period = canary.every.min(std::time::Duration::from_secs(300));
+                let mut tick =
+                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(me) = weak.upgrade() else { return };
+                    me.canary_round().await;
+                }
+            });
+        }
+    }
+
+    /// What feedback and the canary say of each source.
+    pub fn standing(&self) -> &crate::feedback::Standing {
+        &self.standing
+    }
+
+    pub(crate) fn feedback_bounds(&self) -> &crate::feedback::Bounds {
+        &self.feedback_bounds
+    }
+
+    pub(crate) fn http_config(&self) -> &HttpConfig {
+        &self.http
+    }
+
+    /// Drops this process's memo of a person's fully cached answer (their
+    /// refuted findings changed).
+    pub(crate) fn forget_answers_of(&self, subject: &str) {
+        self.memos.forget(subject);
+    }
+
+    /// Drops every memo of a fully cached answer (the demoted sources
+    /// changed).
+    pub(crate) fn forget_all_answers(&self) {
+        self.memos.forget_all();
+    }
+
+    /// What feedback and the sources' standing say against a person's
+    /// findings.
+    fn doubts(&self, subject: &str) -> corroborate::Doubts {
+        corroborate::Doubts {
+            refuted: self.ledger.refuted(subject),
+            demoted: self.standing.demoted(),
+        }
     }
 
     /// The replicas' shared store, when there is one.
@@ -325,7 +429,15 @@ impl Enricher {
                 let mut gathered = self.gather(&subject, &permitted, &query).await;
                 let fresh = gathered.findings.from_fresh_entries();
                 let hits = std::mem::take(&mut gathered.findings.hits);
-                let merged = merge::merge(gathered, &query, self.catalog(), self.min_coverage, now);
+                let doubts = self.doubts(&subject.hash);
+                let merged = merge::merge(
+                    gathered,
+                    &query,
+                    self.catalog(),
+                    self.min_coverage,
+                    &doubts,
+                    now,
+                );
                 let lasting = self.lasting(&merged, &query);
                 let memo = fresh
                     .then(|| {

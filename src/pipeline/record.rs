@@ -79,7 +79,7 @@ pub(crate) fn record_of(
 /// answer's own `generatedAt`. The random bits come from the thread's
 /// generator (rand's `ThreadRng`, a CSPRNG the OS seeds), not from a
 /// system call per id.
-fn new_id(now: DateTime<Utc>) -> String {
+pub(crate) fn new_id(now: DateTime<Utc>) -> String {
     let ms = u64::try_from(now.timestamp_millis()).unwrap_or_default();
     uuid::Builder::from_unix_timestamp_millis(ms, &rand::random::<[u8; 10]>())
         .into_uuid()

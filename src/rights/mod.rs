@@ -53,6 +53,8 @@ pub struct AccessReport {
     pub summary: Summary,
     /// Batch-job rows that hold the person: job, row, input, purpose.
     pub batch_rows: Vec<(String, i64, String, String)>,
+    /// Feedback given on the person's findings, oldest first.
+    pub feedback: Vec<crate::ledger::FeedbackRow>,
 }
 
 /// Art. 15(1)(a)-(d), (g): drawn from the person's records.
@@ -342,6 +344,10 @@ impl Enricher {
             .history(&subject.hash, until_ms)
             .await
             .map_err(unavailable)?;
+        let feedback = ledger
+            .feedback_of(&subject.hash)
+            .await
+            .map_err(unavailable)?;
         // More to come unless the records are done and the rows ran out
         // with room to spare.
         let next_page = (!next.records_done() || room == 0).then_some(next);
@@ -354,14 +360,17 @@ impl Enricher {
             records_total: history.records,
             suppressions,
             logic: profiling::logic(),
+            feedback,
         };
         let detail = format!(
-            "{} cached findings, {} of {} records, {} suppressions, {} batch rows returned",
+            "{} cached findings, {} of {} records, {} suppressions, {} batch rows, {} feedback \
+             returned",
             report.cached.len(),
             report.records.len(),
             report.records_total,
             report.suppressions.len(),
-            report.batch_rows.len()
+            report.batch_rows.len(),
+            report.feedback.len()
         );
         self.record_request(
             caller,

@@ -85,6 +85,7 @@ impl Application {
         if let Some(problem) = config.anonymous_problem() {
             return Err(ServerError::Anonymous(problem));
         }
+        enricher.follow_standing();
         if !config.auth.required {
             warn!(
                 listen = %config.server.listen,

@@ -113,6 +113,21 @@ test("the analyst's case: verdict, graph with the pivot, provenance", async () =
   console.log(`# a cached case rendered in ${ms} ms`);
 });
 
+test("a wrong finding, from the case: held out of the person's next answer", async () => {
+  await lookUp("jane.doe@example.com");
+  const card = page.locator("article.profile", { hasText: "sb-homepage" }).first();
+  await card.locator("details.feedback summary").click();
+  await card.locator('input[value="WRONG_PERSON"]').check();
+  await card.locator("textarea").fill("her namesake's homepage");
+  await accessible("feedback form");
+  await Promise.all([page.waitForNavigation(), card.locator("button[type=submit]").click()]);
+  assert.match(await page.textContent("p.done"), /held out of this person's profiles/);
+  await lookUp("jane.doe@example.com");
+  const held = page.locator("article.profile.possible", { hasText: "sb-homepage" });
+  assert.equal(await held.getAttribute("data-doubt"), "DOUBT_REFUTED");
+  assert.match(await held.textContent(), /feedback said it is not this person's/);
+});
+
 test("the privacy desk: access report, erasure with a confirmation, then suppressed", async () => {
   await page.goto(base + "/console/privacy");
   await accessible("privacy desk");

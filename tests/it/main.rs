@@ -19,6 +19,7 @@ mod cli;
 mod cluster;
 mod console;
 mod docs;
+mod feedback;
 mod grpc;
 mod hostile;
 mod http;

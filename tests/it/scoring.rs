@@ -64,6 +64,7 @@ fn profile(source: &str, confidence: Confidence, fields: &[(Field, Value)]) -> P
         breaches: Vec::new(),
         sensitive_breaches_withheld: 0,
         found_via: None,
+        doubt: None,
     }
 }
 

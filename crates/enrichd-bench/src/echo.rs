@@ -104,6 +104,13 @@ impl pb::enrichment_server::Enrichment for Echo {
     ) -> Result<tonic::Response<pb::ListSourcesResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("echo"))
     }
+
+    async fn feedback(
+        &self,
+        _: tonic::Request<pb::FeedbackRequest>,
+    ) -> Result<tonic::Response<pb::FeedbackResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("echo"))
+    }
 }
 
 pub(crate) async fn start_echo(

@@ -44,6 +44,23 @@ pub enum Error {
     /// A dependency enrichd cannot answer without (the ledger) failed.
     #[error("{0}")]
     Unavailable(&'static str),
+
+    /// What the request names does not exist (NOT_FOUND).
+    #[error("{0}")]
+    NotFound(String),
+
+    /// The request is well formed but the state it needs does not hold
+    /// (FAILED_PRECONDITION with one violation).
+    #[error("{}", .0.description)]
+    Precondition(PreconditionViolation),
+
+    /// The caller is over a limit of its own (RESOURCE_EXHAUSTED with the
+    /// delay after which to retry).
+    #[error("{why}")]
+    Exhausted {
+        why: String,
+        retry_after: std::time::Duration,
+    },
 }
 
 fn describe_fields(v: &[FieldViolation]) -> String {

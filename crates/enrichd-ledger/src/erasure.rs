@@ -62,6 +62,7 @@ impl Ledger {
             outcome = Some(current);
         }
         let job_rows_erased = self.erase_job_rows(subject).await?;
+        self.erase_feedback(subject).await?;
         let erased = subject.to_owned();
         // Only fails without `support_invalidation_closures`, which is set.
         let _ = self

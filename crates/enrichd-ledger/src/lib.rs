@@ -3,6 +3,7 @@
 //! one schema, one set of migrations, through sqlx's `Any` driver.
 mod browse;
 mod erasure;
+mod feedback;
 mod jobs;
 mod keys;
 mod lease;
@@ -24,6 +25,9 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
 pub use browse::Browse;
 pub use erasure::Purged;
+pub use feedback::{
+    CORRECT, Canary, FeedbackRow, FindingKind, NOT_THERE, Refuted, Tally, WRONG_PERSON,
+};
 pub use jobs::{JobRow, JobRowInput, RowOutput};
 pub use keys::KeyRow;
 pub use lease::{Holder, LEASE_FOR, Lease, RENEW_EVERY};
@@ -255,7 +259,13 @@ fn list(text: &str) -> Vec<String> {
 
 /// Every table that holds a subject's keyed hash: what a hash-key
 /// rotation must move, or erasure and access would no longer find it.
-pub const SUBJECT_TABLES: [&str; 4] = ["ledger", "suppression", "batch_rows", "pending_purge"];
+pub const SUBJECT_TABLES: [&str; 5] = [
+    "ledger",
+    "suppression",
+    "batch_rows",
+    "pending_purge",
+    "feedback",
+];
 
 impl Ledger {
     /// Connects and migrates. A new SQLite file is created private (0600;

@@ -46,6 +46,8 @@ pub enum LedgerOutcome {
     Access,
     Erasure,
     Objection,
+    /// Feedback on an answer's finding (the Feedback RPC).
+    Feedback,
 }
 
 const REFUSED_PREFIX: &str = "refused: ";
@@ -61,6 +63,7 @@ impl LedgerOutcome {
             Self::Access => "access",
             Self::Erasure => "erasure",
             Self::Objection => "objection",
+            Self::Feedback => "feedback",
             Self::Refused(Refusal::NoLawfulGround) => "refused: no lawful ground",
             Self::Refused(Refusal::PurposeNotAllowed) => {
                 "refused: purpose not allowed for the caller"
@@ -79,6 +82,7 @@ impl LedgerOutcome {
             "access" => Some(Self::Access),
             "erasure" => Some(Self::Erasure),
             "objection" => Some(Self::Objection),
+            "feedback" => Some(Self::Feedback),
             _ => {
                 let why = text.strip_prefix(REFUSED_PREFIX)?;
                 Refusal::ALL
@@ -110,6 +114,7 @@ mod tests {
             LedgerOutcome::Access,
             LedgerOutcome::Erasure,
             LedgerOutcome::Objection,
+            LedgerOutcome::Feedback,
         ]
         .into_iter()
         .chain(Refusal::ALL.map(LedgerOutcome::Refused));

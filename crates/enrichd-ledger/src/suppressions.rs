@@ -14,6 +14,7 @@ use std::time::Duration;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::LedgerError;
+use super::feedback::{FeedbackChange, Refuted, read_changes};
 
 /// How many follow periods a copy is trusted without a successful check
 /// (5 s at the default 200 ms).
@@ -31,6 +32,9 @@ pub(super) struct Suppressions {
     /// Subjects another process suppressed, as this copy learns of them
     /// (this process's caches drop what they held of them).
     news: tokio::sync::broadcast::Sender<String>,
+    /// People whose refuted findings another process changed (this
+    /// process's memos of their answers are dropped).
+    refutation_news: tokio::sync::broadcast::Sender<String>,
     /// Whether the last check reached the database.
     reachable: tokio::sync::watch::Sender<bool>,
 }
@@ -38,7 +42,28 @@ pub(super) struct Suppressions {
 struct State {
     version: String,
     scopes: HashMap<Subject, Scopes>,
+    /// Findings held out of each person's profiles (`feedback`).
+    refuted: HashMap<Subject, Vec<Refuted>>,
     checked: tokio::time::Instant,
+}
+
+impl State {
+    /// One feedback row, in the order they were given: the latest verdict
+    /// on a finding wins. Whether the person's refutations changed.
+    fn apply(&mut self, row: FeedbackChange) -> bool {
+        if row.subject.is_empty() {
+            return false;
+        }
+        let list = self.refuted.entry(Subject::of(&row.subject)).or_default();
+        let before = list.len();
+        list.retain(|r| !r.same_finding(&row.refuted));
+        let removed = list.len() != before;
+        if row.holds_out {
+            list.push(row.refuted);
+            return true;
+        }
+        removed
+    }
 }
 
 /// A subject as the copy keeps it: a keyed hash (64 hex digits) as its 32
@@ -143,11 +168,16 @@ async fn read(pool: &AnyPool) -> Result<State, sqlx::Error> {
         scopes.entry(Subject::of(&subject)).or_default().add(&scope);
     }
     scopes.shrink_to_fit();
-    Ok(State {
+    let mut state = State {
         version,
         scopes,
+        refuted: HashMap::new(),
         checked: tokio::time::Instant::now(),
-    })
+    };
+    for change in read_changes(pool, None).await? {
+        state.apply(change);
+    }
+    Ok(state)
 }
 
 /// The rows added under a counter past `after` (and those written without
@@ -171,6 +201,7 @@ impl Suppressions {
             state: RwLock::new(read(pool).await?),
             trust_for: every * TRUST_CHECKS,
             news: tokio::sync::broadcast::channel(1024).0,
+            refutation_news: tokio::sync::broadcast::channel(1024).0,
             reachable: tokio::sync::watch::Sender::new(true),
         }))
     }
@@ -201,6 +232,39 @@ impl Suppressions {
             let _ = self.news.send(subject);
         }
         Ok(())
+    }
+
+    /// People whose refuted findings changed in another process.
+    pub(super) fn refutation_news(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.refutation_news.subscribe()
+    }
+
+    /// Adds feedback this process committed; whether the person's held-out
+    /// findings changed.
+    pub(super) fn add_feedback(&self, change: FeedbackChange) -> bool {
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply(change)
+    }
+
+    /// Forgets a person's refutations (erased).
+    pub(super) fn forget_refuted(&self, subject: &str) {
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .refuted
+            .remove(&Subject::of(subject));
+    }
+
+    /// The findings held out of a person's profiles.
+    pub(super) fn refuted(&self, subject: &str) -> Vec<Refuted> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state
+            .refuted
+            .get(&Subject::of(subject))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Whether the database answered the last check, as it changes.
@@ -277,14 +341,22 @@ impl Suppressions {
                 .len());
         };
         let added = read_since(pool, after).await?;
-        let read = added.len();
+        let feedback = read_changes(pool, Some(after)).await?;
+        let read = added.len() + feedback.len();
         let mut news = Vec::new();
+        let mut refuted_news = Vec::new();
         {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
             for (subject, scope) in added {
                 let scopes = state.scopes.entry(Subject::of(&subject)).or_default();
                 if scopes.add(&scope) {
                     news.push(subject);
+                }
+            }
+            for change in feedback {
+                let subject = change.subject.clone();
+                if state.apply(change) {
+                    refuted_news.push(subject);
                 }
             }
             // Another check may have got further meanwhile: never back.
@@ -295,6 +367,9 @@ impl Suppressions {
         }
         for subject in news {
             let _ = self.news.send(subject);
+        }
+        for subject in refuted_news {
+            let _ = self.refutation_news.send(subject);
         }
         Ok(read)
     }

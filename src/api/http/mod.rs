@@ -96,6 +96,10 @@ pub fn router(
             "/v1/access",
             unary(|mut c, r| Box::pin(async move { c.access(r).await })),
         )
+        .route(
+            "/v1/feedback",
+            unary(|mut c, r| Box::pin(async move { c.feedback(r).await })),
+        )
         .route("/v1/sources", get(sources))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

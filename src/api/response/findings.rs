@@ -39,6 +39,18 @@ pub(crate) fn text_value_of(s: Sourced) -> pb::TextValue {
     }
 }
 
+/// Why a possible match is one.
+pub(crate) fn doubt_to_proto(doubt: Option<crate::model::Doubt>) -> pb::Doubt {
+    use crate::model::Doubt as D;
+    match doubt {
+        None => pb::Doubt::Unspecified,
+        Some(D::Uncorroborated) => pb::Doubt::Uncorroborated,
+        Some(D::Refuted) => pb::Doubt::Refuted,
+        Some(D::SourceDemoted) => pb::Doubt::SourceDemoted,
+        Some(D::RefutedOrigin) => pb::Doubt::RefutedOrigin,
+    }
+}
+
 /// A profile as answered, its strings moved, not copied (an answer's
 /// profiles are the bulk of it).
 pub(crate) fn profile_into_proto(p: Profile) -> pb::Profile {
@@ -103,6 +115,7 @@ pub(crate) fn profile_into_proto(p: Profile) -> pb::Profile {
             .into_iter()
             .map(|(k, v)| (k, text_value_of(v)))
             .collect(),
+        doubt: doubt_to_proto(p.doubt).into(),
         corroborated_by: p
             .corroborated_by
             .iter()

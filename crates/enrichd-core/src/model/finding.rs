@@ -194,6 +194,10 @@ pub struct Profile {
     /// it was found with (set per answer, not cached).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub found_via: Option<String>,
+    /// For a possible match: why it is not counted as the person's (set
+    /// per answer, not cached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doubt: Option<Doubt>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -225,6 +229,22 @@ pub enum Corroboration {
     Link,
     /// Its display name matches the name the caller gave.
     NameHint,
+}
+
+/// Why a profile is among the possible matches rather than the person's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Doubt {
+    /// Found only through a guessed username, and nothing ties it to them.
+    Uncorroborated,
+    /// Feedback on the person said this account is someone else's or not
+    /// there (`Feedback`): held out of their profiles from then on.
+    Refuted,
+    /// Its source is demoted (its precision fell under the floor, or it
+    /// claimed the canary's random name) and nothing corroborates it.
+    SourceDemoted,
+    /// Found by a pivot from a refuted profile.
+    RefutedOrigin,
 }
 
 impl Profile {

@@ -328,6 +328,7 @@ pub async fn run(
                 breaches,
                 sensitive_breaches_withheld: u32::try_from(sensitive.len()).unwrap_or(u32::MAX),
                 found_via: None,
+                doubt: None,
             };
             done(outcome, Some(profile))
         }

@@ -27,6 +27,8 @@ pub struct Check {
     /// What the source answered: "found", "not_found", "error", ...
     pub got: String,
     pub detail: String,
+    /// A canary: a random name nobody holds (`canary`).
+    pub canary: bool,
 }
 
 impl Check {
@@ -37,7 +39,8 @@ impl Check {
 }
 
 /// Asks every enabled HTTP source of `catalog` (whose id starts with `only`,
-/// if given) with its known accounts.
+/// if given) with its known accounts, and every username source for a
+/// random name nobody holds (`canary`).
 pub async fn check(
     catalog: &Catalog,
     http: &HttpConfig,
@@ -51,12 +54,19 @@ pub async fn check(
         .filter(|s| s.enabled() && only.is_none_or(|o| s.id.starts_with(o)))
         .filter(|s| !s.known_present.is_empty() || !s.known_absent.is_empty())
         .collect();
-    let checks = futures::stream::iter(sources)
+    // The futures first, then the stream: a closure over the sources in
+    // the stream makes the whole future unspawnable (its lifetimes are
+    // higher-ranked).
+    let asks: Vec<_> = sources
+        .into_iter()
         .map(|source| ask_known(source, &client, catalog.secrets()))
+        .collect();
+    let checks = futures::stream::iter(asks)
         .buffer_unordered(AT_ONCE)
         .collect::<Vec<_>>()
         .await;
     let mut checks: Vec<Check> = checks.into_iter().flatten().collect();
+    checks.extend(canary(catalog, &client, only).await);
     checks.sort_by(|a, b| (&a.source, &a.account).cmp(&(&b.source, &b.account)));
     Ok(checks)
 }
@@ -66,50 +76,19 @@ async fn ask_known(
     client: &HttpClient,
     secrets: &enrichd_core::catalog::Secrets,
 ) -> Vec<Check> {
-    let SourceKind::Http(h) = &source.kind else {
-        return Vec::new();
-    };
-    let pause = Duration::from_secs_f64(1.0 / source.limits.rate_limit.per_second.max(0.01));
+    let pause = pause_of(source);
     let accounts = source
         .known_present
         .iter()
         .map(|a| (a, true))
         .chain(source.known_absent.iter().map(|a| (a, false)));
-    let secrets = secrets.clone();
-    let env = move |name: &str| secrets.get(name);
     let mut out = Vec::new();
     for (i, (account, present)) in accounts.enumerate() {
         if i > 0 {
             tokio::time::sleep(pause).await;
         }
-        let input = Input {
-            kind: source.input,
-            value: account.clone(),
-            confidence: Confidence::Exact,
-            depth: 0,
-            via: None,
-        };
-        let asked = tokio::time::timeout(
-            source.limits.timeout,
-            run(
-                source,
-                h,
-                &input,
-                client,
-                &env,
-                &enrichd_core::clock::SharedClock::system(),
-            ),
-        )
-        .await;
-        let (got, detail) = match asked {
-            Ok(asked) => (
-                outcome_name(&asked.outcome.outcome),
-                asked.outcome.detail.unwrap_or_default(),
-            ),
-            Err(_) => (
-                "timeout".to_owned(),
-                "no answer within limits.timeout".into(),
-            ),
+        let Some((got, detail)) = ask_one(source, client, secrets, account).await else {
+            return Vec::new();
         };
         out.push(Check {
             source: source.id.clone(),
@@ -117,9 +96,122 @@ async fn ask_known(
             present,
             got,
             detail,
+            canary: false,
         });
     }
     out
+}
+
+/// The pause between two asks of one source: its rate limit.
+fn pause_of(source: &Source) -> Duration {
+    Duration::from_secs_f64(1.0 / source.limits.rate_limit.per_second.max(0.01))
+}
+
+/// Asks one HTTP source with one account: what it answered ("found",
+/// "not_found", "timeout", ...) and its detail; `None` for a source that
+/// is not asked over HTTP.
+pub async fn ask_one(
+    source: &Source,
+    client: &HttpClient,
+    secrets: &enrichd_core::catalog::Secrets,
+    account: &str,
+) -> Option<(String, String)> {
+    let SourceKind::Http(h) = &source.kind else {
+        return None;
+    };
+    let secrets = secrets.clone();
+    let env = move |name: &str| secrets.get(name);
+    let input = Input {
+        kind: source.input,
+        value: account.to_owned(),
+        confidence: Confidence::Exact,
+        depth: 0,
+        via: None,
+    };
+    let asked = tokio::time::timeout(
+        source.limits.timeout,
+        run(
+            source,
+            h,
+            &input,
+            client,
+            &env,
+            &enrichd_core::clock::SharedClock::system(),
+        ),
+    )
+    .await;
+    Some(match asked {
+        Ok(asked) => (
+            outcome_name(&asked.outcome.outcome),
+            asked.outcome.detail.unwrap_or_default(),
+        ),
+        Err(_) => (
+            "timeout".to_owned(),
+            "no answer within limits.timeout".into(),
+        ),
+    })
+}
+
+/// A username nobody holds: 16 random letters and digits after "zq", the
+/// way maigret asks sites about names that cannot be anyone's.
+pub fn canary_name() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let tail: String = (0..16)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    format!("zq{tail}")
+}
+
+/// The sources a canary asks: enabled HTTP sources that take a username.
+pub fn canary_sources<'a>(
+    catalog: &'a Catalog,
+    only: Option<&'a str>,
+) -> impl Iterator<Item = &'a Source> + 'a {
+    catalog
+        .sources()
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(move |s| s.enabled() && only.is_none_or(|o| s.id.starts_with(o)))
+        .filter(|s| {
+            s.input == enrichd_core::model::InputKind::Username
+                && matches!(s.kind, SourceKind::Http(_))
+        })
+}
+
+/// Asks every username source of `catalog` (whose id starts with `only`)
+/// for a random name nobody holds: a source that says it is there claims
+/// every name. Each answer is a check of an account known absent.
+pub async fn canary(catalog: &Catalog, client: &HttpClient, only: Option<&str>) -> Vec<Check> {
+    let asks: Vec<_> = canary_sources(catalog, only)
+        .map(|source| canary_check(source, client, catalog.secrets()))
+        .collect();
+    let checks = futures::stream::iter(asks)
+        .buffer_unordered(AT_ONCE)
+        .collect::<Vec<_>>()
+        .await;
+    let mut checks: Vec<Check> = checks.into_iter().flatten().collect();
+    checks.sort_by(|a, b| a.source.cmp(&b.source));
+    checks
+}
+
+/// One source asked for a random name nobody holds.
+pub async fn canary_check(
+    source: &Source,
+    client: &HttpClient,
+    secrets: &enrichd_core::catalog::Secrets,
+) -> Option<Check> {
+    let probe = canary_name();
+    let (got, detail) = ask_one(source, client, secrets, &probe).await?;
+    Some(Check {
+        source: source.id.clone(),
+        account: probe,
+        present: false,
+        got,
+        detail,
+        canary: true,
+    })
 }
 
 fn outcome_name(outcome: &Outcome) -> String {

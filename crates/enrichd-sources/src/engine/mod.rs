@@ -153,6 +153,31 @@ impl Engine {
     /// Removes every cached entry a subject's enrichments used (their
     /// lineage), pivots and guesses included, in this process and in the
     /// replicas' shared tier. Returns how many there were.
+    /// The canary: every username source asked for a random name nobody
+    /// holds, each within its own rate budget (shared with the calls, and
+    /// across replicas when they share one).
+    pub async fn canary(&self) -> Vec<live::Check> {
+        use futures::StreamExt;
+        let asks: Vec<_> = live::canary_sources(&self.catalog, None)
+            .map(|source| self.canary_one(source))
+            .collect();
+        let mut checks: Vec<live::Check> = futures::stream::iter(asks)
+            .buffer_unordered(16)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        checks.sort_by(|a, b| a.source.cmp(&b.source));
+        checks
+    }
+
+    async fn canary_one(&self, source: &Source) -> Option<live::Check> {
+        if let Some(guard) = self.guards.get(&source.id) {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+            guard.rate_slot(deadline).await.ok()?;
+        }
+        live::canary_check(source, &self.client, self.catalog.secrets()).await
+    }
+
     pub async fn forget(&self, subject: &str) -> u32 {
         let mut removed: HashSet<String> = match &self.cache {
             Some(cache) => crate::cache::forget(cache, subject).await,
