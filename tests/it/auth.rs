@@ -2,28 +2,16 @@
 //! quotas, expiry and revocation; the ledger's caller; TLS and mTLS.
 use crate::common;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{TestApp, email_request};
+use common::{TestApp, email_request, key};
 use enrichd::auth::Scope;
-use enrichd::auth::keys::NewKey;
 use enrichd::clock::ManualClock;
 use enrichd::proto::v1 as pb;
 use tonic::Code;
 use tonic::transport::Channel;
 
 const AUTH_ON: &str = "[dns]\nenabled = false\n[auth]\nrequired = true\n";
-
-fn key(name: &str, scopes: &[Scope]) -> NewKey {
-    NewKey {
-        name: name.into(),
-        scopes: scopes.iter().copied().collect(),
-        purposes: BTreeSet::new(),
-        quota_per_second: None,
-        expires_in: None,
-    }
-}
 
 /// A request carrying `secret` as its bearer key.
 fn with_key<T>(message: T, secret: &str) -> tonic::Request<T> {

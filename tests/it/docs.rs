@@ -30,6 +30,18 @@ fn check(name: &str, out: &str) {
             assert!(docs[1]["answer"]["summary"]["displayName"]["value"].is_string());
             assert_eq!(docs[2]["row"], 2);
         }
+        "feedback-example" => {
+            let docs = common::json_documents(out);
+            assert_eq!(docs.len(), 2, "{docs:?}");
+            assert_eq!(docs[0]["heldOut"], true, "{}", docs[0]);
+            let held = docs[1].as_array().unwrap();
+            assert!(
+                held.iter()
+                    .any(|m| m[0] == "sb-homepage" && m[1] == "DOUBT_REFUTED"),
+                "{}",
+                docs[1]
+            );
+        }
         "cli-sandbox" => {
             let (json, purposes) = out.split_at(out.rfind("}\n").expect("a JSON answer") + 2);
             let answer = &common::json_documents(json)[0];
@@ -52,8 +64,9 @@ fn check(name: &str, out: &str) {
 }
 
 /// The blocks checked below, one test each (they run side by side).
-const CHECKED: [&str; 4] = [
+const CHECKED: [&str; 5] = [
     "http-example",
+    "feedback-example",
     "batch-example",
     "cli-sandbox",
     "cli-in-process",
@@ -91,6 +104,11 @@ async fn run_and_check(names: &[&str]) {
 #[tokio::test]
 async fn the_readme_curl_examples_work_as_written() {
     run_and_check(&["http-example"]).await;
+}
+
+#[tokio::test]
+async fn the_feedback_example_works_as_written() {
+    run_and_check(&["feedback-example"]).await;
 }
 
 #[tokio::test]

@@ -1,30 +1,18 @@
 //! Feedback on findings (the Feedback RPC, `POST /v1/feedback`): who may
 //! give it, "not me" held for that person on every replica and no one else,
 //! Access and erasure, source precision and demotion, the canary, bounds.
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use enrichd::auth::Scope;
-use enrichd::auth::keys::NewKey;
 use enrichd::clock::ManualClock;
 use enrichd::proto::v1 as pb;
 use tonic::Code;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::common::{self, TestApp, catalog_from, eventually, test_source, with_key};
+use crate::common::{self, TestApp, catalog_from, eventually, key, test_source, with_key};
 
 const AUTH_ON: &str = "[auth]\nrequired = true\n";
-
-fn key(name: &str, scopes: &[Scope]) -> NewKey {
-    NewKey {
-        name: name.into(),
-        scopes: scopes.iter().copied().collect(),
-        purposes: BTreeSet::new(),
-        quota_per_second: None,
-        expires_in: None,
-    }
-}
 
 /// An answer for `email`, the caller knowing the name "Jane Doe".
 fn asked(email: &str) -> pb::EnrichRequest {
@@ -34,6 +22,29 @@ fn asked(email: &str) -> pb::EnrichRequest {
         ..Default::default()
     });
     request
+}
+
+type Client = pb::enrichment_client::EnrichmentClient<tonic::transport::Channel>;
+
+/// `email`'s answer, asked with `secret`.
+async fn enrich(client: &mut Client, email: &str, secret: &str) -> pb::EnrichResponse {
+    client
+        .enrich(with_key(asked(email), secret))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Feedback given with `secret`.
+async fn give(
+    client: &mut Client,
+    request: pb::FeedbackRequest,
+    secret: &str,
+) -> Result<pb::FeedbackResponse, tonic::Status> {
+    client
+        .feedback(with_key(request, secret))
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 /// A site where every `/u/` and `/a/` user exists, named Jane Doe.
@@ -137,11 +148,7 @@ async fn not_me_holds_for_that_person_on_every_replica_and_goes_with_erasure() {
         .unwrap();
     let (mut ca, mut cb) = (a.client().await, b.client().await);
 
-    let first = ca
-        .enrich(with_key(asked("jane@one.test"), &crm.secret))
-        .await
-        .unwrap()
-        .into_inner();
+    let first = enrich(&mut ca, "jane@one.test", &crm.secret).await;
     assert!(
         sources_of(&first.profiles).contains(&"forum"),
         "{:?}",
@@ -149,22 +156,18 @@ async fn not_me_holds_for_that_person_on_every_replica_and_goes_with_erasure() {
     );
     // Replica b holds the answer in memory too (its memo must go).
     for _ in 0..2 {
-        let on_b = cb
-            .enrich(with_key(asked("jane@one.test"), &crm.secret))
-            .await
-            .unwrap()
-            .into_inner();
+        let on_b = enrich(&mut cb, "jane@one.test", &crm.secret).await;
         assert!(sources_of(&on_b.profiles).contains(&"forum"));
     }
 
     // Another key may not correct the answer crm received: over HTTP too.
-    let refused = ca
-        .feedback(with_key(
-            on_profile(&first, "forum", pb::FeedbackVerdict::WrongPerson, ""),
-            &other.secret,
-        ))
-        .await
-        .unwrap_err();
+    let refused = give(
+        &mut ca,
+        on_profile(&first, "forum", pb::FeedbackVerdict::WrongPerson, ""),
+        &other.secret,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         refused.code(),
         Code::PermissionDenied,
@@ -176,41 +179,27 @@ async fn not_me_holds_for_that_person_on_every_replica_and_goes_with_erasure() {
         "{}",
         refused.message()
     );
-    let http = reqwest::Client::new();
+    let post = |secret: &str, body: &serde_json::Value| {
+        reqwest::Client::new()
+            .post(format!("http://{}/v1/feedback", a.http_addr.unwrap()))
+            .bearer_auth(secret)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
     let body = serde_json::json!({
         "processingId": pid(&first),
         "profile": {"sourceId": "forum", "url": url_of(profile_in(&first, "forum"))},
         "verdict": "FEEDBACK_VERDICT_WRONG_PERSON",
     });
-    let over_http = http
-        .post(format!("http://{}/v1/feedback", a.http_addr.unwrap()))
-        .bearer_auth(&other.secret)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(over_http.status(), 403);
+    assert_eq!(post(&other.secret, &body).await.unwrap().status(), 403);
     // A key without the feedback scope is refused before anything is read.
-    let no_scope = http
-        .post(format!("http://{}/v1/feedback", a.http_addr.unwrap()))
-        .bearer_auth(&dpo.secret)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(no_scope.status(), 403);
+    assert_eq!(post(&dpo.secret, &body).await.unwrap().status(), 403);
 
     // The key that received it says "not me", over HTTP.
     let mut not_me = body.clone();
     not_me["note"] = "customer called: the forum account is her cousin's".into();
-    let given = http
-        .post(format!("http://{}/v1/feedback", a.http_addr.unwrap()))
-        .bearer_auth(&crm.secret)
-        .header("content-type", "application/json")
-        .body(not_me.to_string())
-        .send()
+    let given = post(&crm.secret, &not_me)
         .await
         .unwrap()
         .text()
@@ -222,11 +211,7 @@ async fn not_me_holds_for_that_person_on_every_replica_and_goes_with_erasure() {
 
     // Every caller's next answer for her has it among the refuted
     // possible matches only; on replica b as well, within its follow.
-    let again = ca
-        .enrich(with_key(asked("jane@one.test"), &other.secret))
-        .await
-        .unwrap()
-        .into_inner();
+    let again = enrich(&mut ca, "jane@one.test", &other.secret).await;
     assert!(!sources_of(&again.profiles).contains(&"forum"));
     assert_eq!(doubt_of(&again, "forum"), Some(pb::Doubt::Refuted));
     assert!(
@@ -236,32 +221,23 @@ async fn not_me_holds_for_that_person_on_every_replica_and_goes_with_erasure() {
     eventually("replica b holds the account out", || {
         let (mut cb, secret) = (cb.clone(), crm.secret.clone());
         async move {
-            let on_b = cb
-                .enrich(with_key(asked("jane@one.test"), &secret))
-                .await
-                .unwrap()
-                .into_inner();
+            let on_b = enrich(&mut cb, "jane@one.test", &secret).await;
             (doubt_of(&on_b, "forum") == Some(pb::Doubt::Refuted)).then_some(())
         }
     })
     .await;
     // Another person with the same username keeps the account.
-    let namesake = ca
-        .enrich(with_key(asked("jane@two.test"), &crm.secret))
-        .await
-        .unwrap()
-        .into_inner();
+    let namesake = enrich(&mut ca, "jane@two.test", &crm.secret).await;
     assert!(sources_of(&namesake.profiles).contains(&"forum"));
 
     // A reviewer (feedback_any) may give feedback on any caller's answer.
-    let reviewed = ca
-        .feedback(with_key(
-            on_profile(&namesake, "mail", pb::FeedbackVerdict::Correct, ""),
-            &reviewer.secret,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let reviewed = give(
+        &mut ca,
+        on_profile(&namesake, "mail", pb::FeedbackVerdict::Correct, ""),
+        &reviewer.secret,
+    )
+    .await
+    .unwrap();
     assert!(!reviewed.held_out);
 
     // Access shows the refutation, with its note; erasure removes it.
@@ -306,13 +282,13 @@ async fn not_me_holds_for_that_person_on_every_replica_and_goes_with_erasure() {
         .into_inner();
     assert!(after.feedback.is_empty(), "{:?}", after.feedback);
     // Feedback on an erased person's answer has nothing left to correct.
-    let gone = ca
-        .feedback(with_key(
-            on_profile(&first, "mail", pb::FeedbackVerdict::Correct, ""),
-            &crm.secret,
-        ))
-        .await
-        .unwrap_err();
+    let gone = give(
+        &mut ca,
+        on_profile(&first, "mail", pb::FeedbackVerdict::Correct, ""),
+        &crm.secret,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(gone.code(), Code::FailedPrecondition, "{}", gone.message());
     // The source's precision keeps the erased person's verdict.
     let listed = ca

@@ -303,6 +303,17 @@ pub async fn sandbox_app_with(extra: &str) -> (TestApp, enrichd::sandbox::Sandbo
     (app, sandbox)
 }
 
+/// A key of `name` with `scopes`, for any purpose, without quota or expiry.
+pub fn key(name: &str, scopes: &[enrichd::auth::Scope]) -> enrichd::auth::keys::NewKey {
+    enrichd::auth::keys::NewKey {
+        name: name.into(),
+        scopes: scopes.iter().copied().collect(),
+        purposes: Default::default(),
+        quota_per_second: None,
+        expires_in: None,
+    }
+}
+
 /// A request that carries `secret` as its bearer API key.
 pub fn with_key<T>(message: T, secret: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);

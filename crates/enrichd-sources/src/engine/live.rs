@@ -61,14 +61,25 @@ pub async fn check(
         .into_iter()
         .map(|source| ask_known(source, &client, catalog.secrets()))
         .collect();
-    let checks = futures::stream::iter(asks)
-        .buffer_unordered(AT_ONCE)
-        .collect::<Vec<_>>()
-        .await;
-    let mut checks: Vec<Check> = checks.into_iter().flatten().collect();
+    let mut checks = at_once(asks).await;
     checks.extend(canary(catalog, &client, only).await);
     checks.sort_by(|a, b| (&a.source, &a.account).cmp(&(&b.source, &b.account)));
     Ok(checks)
+}
+
+/// `AT_ONCE` of the asks at a time; every check they made.
+async fn at_once<F, I>(asks: Vec<F>) -> Vec<Check>
+where
+    F: std::future::Future<Output = I>,
+    I: IntoIterator<Item = Check>,
+{
+    futures::stream::iter(asks)
+        .buffer_unordered(AT_ONCE)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 async fn ask_known(
@@ -187,11 +198,7 @@ pub async fn canary(catalog: &Catalog, client: &HttpClient, only: Option<&str>) 
     let asks: Vec<_> = canary_sources(catalog, only)
         .map(|source| canary_check(source, client, catalog.secrets()))
         .collect();
-    let checks = futures::stream::iter(asks)
-        .buffer_unordered(AT_ONCE)
-        .collect::<Vec<_>>()
-        .await;
-    let mut checks: Vec<Check> = checks.into_iter().flatten().collect();
+    let mut checks = at_once(asks).await;
     checks.sort_by(|a, b| a.source.cmp(&b.source));
     checks
 }
