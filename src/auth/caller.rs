@@ -35,6 +35,7 @@ pub enum Scope {
     Feedback,
     /// `Feedback` on any caller's answers too (a review team, the privacy
     /// desk); needs `feedback` as well.
+    #[value(name = "feedback_any")]
     FeedbackAny,
 }
 

@@ -116,7 +116,8 @@ pub(super) struct KeyCreateArgs {
     /// Who the key is for ("crm-eu"); the ledger records it as the caller.
     #[arg(long)]
     pub(super) name: String,
-    /// What it may call: enrich, stream, sources, access, erase.
+    /// What it may call: enrich, stream, sources, access, erase, feedback,
+    /// feedback_any.
     #[arg(long, value_delimiter = ',', required = true)]
     pub(super) scopes: Vec<crate::auth::Scope>,
     /// Purposes it may enrich for (default: every declared purpose).

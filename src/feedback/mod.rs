@@ -210,6 +210,17 @@ impl FeedbackQuery {
                 }
             }
         }
+        if !self
+            .processing_id
+            .trim()
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+        {
+            bad.push(FieldViolation::new(
+                "processing_id",
+                "is not an answer's id (the `processingId` of an Enrich answer: hex digits)",
+            ));
+        }
         if self.note.chars().count() > NOTE_MAX_CHARS {
             bad.push(FieldViolation::new(
                 "note",

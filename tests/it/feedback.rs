@@ -589,3 +589,38 @@ async fn feedback_is_bounded_and_names_what_is_wrong() {
         .unwrap_err();
     assert_eq!(over.code(), Code::ResourceExhausted, "{}", over.message());
 }
+
+#[tokio::test]
+async fn not_there_asks_the_source_s_known_accounts_again_once_an_hour() {
+    let server = site().await;
+    let known = "known_present = [\"known-holder\"]";
+    let catalog = test_source(
+        "mail",
+        "email",
+        &format!("{}/a/{{input}}", server.uri()),
+        known,
+    );
+    let app = TestApp::with_catalog("", catalog_from(&catalog)).await;
+    let mut client = app.client().await;
+    let answer = client
+        .enrich(asked("gone@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    let not_there = || on_profile(&answer, "mail", pb::FeedbackVerdict::NotThere, "");
+    let first = client.feedback(not_there()).await.unwrap().into_inner();
+    assert!(first.check_scheduled && first.held_out);
+    eventually("the known account is asked", || {
+        let server = &server;
+        async move {
+            let asked = server.received_requests().await.unwrap();
+            asked
+                .iter()
+                .any(|r| r.url.path() == "/a/known-holder")
+                .then_some(())
+        }
+    })
+    .await;
+    let again = client.feedback(not_there()).await.unwrap().into_inner();
+    assert!(!again.check_scheduled, "once an hour per source");
+}
