@@ -16,6 +16,7 @@
 //! - `nobody@example.org`: found nowhere; the verifier says undeliverable.
 //!
 //! Its DNS ([`dns`]) answers every MX check, so nothing leaves the process.
+pub mod crowd;
 pub mod dns;
 
 use std::net::SocketAddr;
@@ -52,6 +53,7 @@ pub struct Sandbox {
 struct Site {
     origin: String,
     flaky_calls: AtomicUsize,
+    crowd: crowd::Crowd,
 }
 
 fn md5_hex(s: &str) -> String {
@@ -70,6 +72,7 @@ impl Sandbox {
         let state = Arc::new(Site {
             origin: format!("http://{addr}"),
             flaky_calls: AtomicUsize::new(0),
+            crowd: crowd::Crowd::new(),
         });
         let app = Router::new()
             .route("/avatar/{file}", get(avatar))
@@ -124,7 +127,21 @@ impl Sandbox {
 
 type S = State<Arc<Site>>;
 
-async fn avatar(Path(file): Path<String>) -> Response {
+async fn avatar(State(site): S, Path(file): Path<String>) -> Response {
+    if let Some(p) = file
+        .strip_suffix(".json")
+        .and_then(|hash| site.crowd.by_md5(hash))
+    {
+        return Json(json!({"entry": [{
+            "id": p.n.to_string(), "hash": md5_hex(&p.email()), "requestHash": md5_hex(&p.email()),
+            "profileUrl": format!("http://avatar.sandbox/{}", p.handle),
+            "preferredUsername": p.handle,
+            "displayName": p.name,
+            "aboutMe": p.bio,
+            "accounts": []
+        }]}))
+        .into_response();
+    }
     if file != format!("{}.json", md5_hex(JANE)) {
         return (StatusCode::NOT_FOUND, "User not found").into_response();
     }
@@ -164,6 +181,15 @@ async fn codehub_search(Query(q): Query<Q>) -> Response {
 }
 
 async fn codehub_user(State(site): S, Path(login): Path<String>) -> Response {
+    if let Some(p) = site.crowd.on(crowd::Site::CodeHub, &login) {
+        return Json(json!({
+            "login": p.handle, "id": 100_000 + p.n, "type": "User",
+            "html_url": format!("http://codehub.sandbox/{}", p.handle),
+            "name": p.name, "bio": p.bio, "public_repos": 3 + p.n % 40,
+            "followers": p.n % 90, "created_at": p.created()
+        }))
+        .into_response();
+    }
     if login != "janedoe-dev" {
         return (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response();
     }
@@ -194,7 +220,44 @@ async fn homepage(Path(name): Path<String>) -> Response {
     .into_response()
 }
 
-async fn photogram(Path(user): Path<String>) -> Response {
+/// A crowd person's profile page, in the markup of Jane's on that site.
+fn crowd_page(p: &crowd::Person, site: crowd::Site) -> Response {
+    let (name, bio) = (html_escape(&p.name), html_escape(&p.bio));
+    let handle = &p.handle;
+    Html(match site {
+        crowd::Site::Photogram => format!(
+            r#"<html><head><meta property="og:title" content="{name} (@{handle})"></head><body>
+<div class="bio">{bio}</div><span class="followers">{}</span></body></html>"#,
+            p.n % 900
+        ),
+        crowd::Site::Forum => format!(
+            r#"<html><body><div class="member-card"><h1>{name}</h1>
+<p>Member since {}-03-01</p><p class="signature">{bio}</p></div></body></html>"#,
+            p.since_year
+        ),
+        crowd::Site::Blog => format!(
+            r#"<html><body><h1 class="author">{name}</h1><p class="about">{bio}</p></body></html>"#
+        ),
+        _ => format!(
+            r#"<html><body><div class="player"><span class="name">{name}</span>
+<p class="about">{bio}</p></div></body></html>"#
+        ),
+    })
+    .into_response()
+}
+
+/// Names and bios are the generator's own words, escaped all the same.
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn photogram(State(site): S, Path(user): Path<String>) -> Response {
+    if let Some(p) = site.crowd.on(crowd::Site::Photogram, &user) {
+        return crowd_page(&p, crowd::Site::Photogram);
+    }
     if user != "jane.shoots" {
         return (
             StatusCode::NOT_FOUND,
@@ -210,7 +273,10 @@ async fn photogram(Path(user): Path<String>) -> Response {
     .into_response()
 }
 
-async fn forum(Path(user): Path<String>) -> Response {
+async fn forum(State(site): S, Path(user): Path<String>) -> Response {
+    if let Some(p) = site.crowd.on(crowd::Site::Forum, &user) {
+        return crowd_page(&p, crowd::Site::Forum);
+    }
     // A soft-404 site: always 200.
     if user != "jane.doe" {
         return Html("<html><body><h1>Oops! This user does not exist.</h1></body></html>")
@@ -224,7 +290,13 @@ async fn forum(Path(user): Path<String>) -> Response {
     .into_response()
 }
 
-async fn blog(Path(handle): Path<String>) -> Response {
+async fn blog(State(site): S, Path(handle): Path<String>) -> Response {
+    if let Some(p) = handle
+        .strip_prefix('@')
+        .and_then(|h| site.crowd.on(crowd::Site::Blog, h))
+    {
+        return crowd_page(&p, crowd::Site::Blog);
+    }
     if handle != "@janedoe" {
         return Redirect::to("/blog/").into_response();
     }
@@ -232,7 +304,19 @@ async fn blog(Path(handle): Path<String>) -> Response {
         .into_response()
 }
 
-async fn runner(Query(q): Query<Q>) -> Response {
+async fn runner(State(site): S, Query(q): Query<Q>) -> Response {
+    if let Some(p) = q
+        .email_hash
+        .as_deref()
+        .and_then(|h| site.crowd.by_sha256(h))
+        .filter(|p| p.on(crowd::Site::Runner))
+    {
+        return Json(json!({"athlete": {
+            "name": p.name, "member_since": format!("{}-04-01", p.since_year),
+            "activities": 20 + p.n % 300, "bio": p.bio
+        }}))
+        .into_response();
+    }
     if q.email_hash.as_deref() != Some(&sha256_hex(JANE)) {
         return Json(json!({"athlete": null})).into_response();
     }
@@ -243,7 +327,10 @@ async fn runner(Query(q): Query<Q>) -> Response {
     .into_response()
 }
 
-async fn gamer(Path(user): Path<String>) -> Response {
+async fn gamer(State(site): S, Path(user): Path<String>) -> Response {
+    if let Some(p) = site.crowd.on(crowd::Site::Gamer, &user) {
+        return crowd_page(&p, crowd::Site::Gamer);
+    }
     if user != "janedoe" {
         return (StatusCode::NOT_FOUND, Html("<h1>No such player</h1>")).into_response();
     }

@@ -31,6 +31,7 @@ impl PurposeRegistry {
                     fields: p.fields.clone(),
                     sources: p.sources.clone(),
                     verdict: p.verdict,
+                    audience: p.audience,
                 };
                 (id.clone(), Arc::new(purpose))
             })
@@ -158,6 +159,7 @@ mod tests {
                 fields: FIELDS.iter().map(|f| f.to_string()).collect(),
                 sources: None,
                 verdict: None,
+                audience: false,
             },
         );
         PurposeRegistry::new(&declared)

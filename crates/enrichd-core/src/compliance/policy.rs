@@ -178,6 +178,7 @@ mod tests {
             fields: fields.iter().map(|f| f.to_string()).collect(),
             sources: None,
             verdict: None,
+            audience: false,
         }
     }
 

@@ -173,6 +173,10 @@ pub struct PurposeConfig {
     /// (default: the risk levels' `medium` and `high`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<super::VerdictThresholds>,
+    /// Batch jobs of this purpose may be summarised as audience reports
+    /// (aggregates and segments that identify no one).
+    #[serde(default)]
+    pub audience: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -185,6 +189,8 @@ pub struct Purpose {
     pub fields: Vec<String>,
     pub sources: Option<Vec<String>>,
     pub verdict: Option<super::VerdictThresholds>,
+    /// Audience reports of its batch jobs are allowed.
+    pub audience: bool,
 }
 
 impl Purpose {
