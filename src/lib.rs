@@ -22,6 +22,7 @@ pub use enrichd_ledger as ledger;
 // Asking sources, from their crate (`enrichd::engine`, ...).
 pub use enrichd_sources::{cache, cluster, engine, fetch, limiter, resilience, verify};
 pub mod api;
+pub mod audience;
 pub mod auth;
 pub mod batch;
 pub mod cli;

@@ -49,11 +49,12 @@ pub fn access_to_proto(a: &AccessReport) -> pb::AccessResponse {
         batch_rows: a
             .batch_rows
             .iter()
-            .map(|(job, row, input, purpose)| pb::BatchRowHeld {
-                job_id: job.clone(),
-                row: u64::try_from(*row).unwrap_or_default(),
-                input: input.clone(),
-                purpose: purpose.clone(),
+            .map(|r| pb::BatchRowHeld {
+                job_id: r.job_id.clone(),
+                row: u64::try_from(r.row).unwrap_or_default(),
+                input: r.input.clone(),
+                purpose: r.purpose.clone(),
+                segment: r.segment.clone().unwrap_or_default(),
             })
             .collect(),
         cached: a

@@ -37,10 +37,13 @@ pub enum Scope {
     /// desk); needs `feedback` as well.
     #[value(name = "feedback_any")]
     FeedbackAny,
+    /// Each person's segment in a batch job's audience (per-person
+    /// membership); the report itself needs `stream`, as the job does.
+    Segments,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Self::Enrich,
         Self::Stream,
         Self::Sources,
@@ -48,6 +51,7 @@ impl Scope {
         Self::Erase,
         Self::Feedback,
         Self::FeedbackAny,
+        Self::Segments,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +63,7 @@ impl Scope {
             Self::Erase => "erase",
             Self::Feedback => "feedback",
             Self::FeedbackAny => "feedback_any",
+            Self::Segments => "segments",
         }
     }
 

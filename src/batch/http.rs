@@ -68,6 +68,8 @@ impl Batches {
             .route("/v1/batches/{id}", get(batch_status).delete(cancel_batch))
             .route("/v1/batches/{id}/webhook", post(redeliver_webhook))
             .route("/v1/batches/{id}/results", get(batch_results))
+            .route("/v1/batches/{id}/audience", get(batch_audience))
+            .route("/v1/batches/{id}/audience/members", get(batch_members))
             .with_state(self)
     }
 }
@@ -315,6 +317,38 @@ async fn batch_results(
             axum::body::Body::from_stream(holding(table, held)),
         )
             .into_response(),
+        Err(status) => error_response(&status),
+    }
+}
+
+/// `GET /v1/batches/{id}/audience`: the job's audience report.
+async fn batch_audience(
+    State(batches): State<Batches>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let (caller, _held) = match batch_caller(&batches, &headers).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    match batches.jobs.audience_json(&caller, &id).await {
+        Ok(report) => Json(report).into_response(),
+        Err(status) => error_response(&status),
+    }
+}
+
+/// `GET /v1/batches/{id}/audience/members`: each row's segment, as NDJSON.
+async fn batch_members(
+    State(batches): State<Batches>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let (caller, _held) = match batch_caller(&batches, &headers).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    match batches.jobs.audience_members(&caller, &id).await {
+        Ok(lines) => ([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response(),
         Err(status) => error_response(&status),
     }
 }

@@ -117,7 +117,7 @@ pub(super) struct KeyCreateArgs {
     #[arg(long)]
     pub(super) name: String,
     /// What it may call: enrich, stream, sources, access, erase, feedback,
-    /// feedback_any.
+    /// feedback_any, segments.
     #[arg(long, value_delimiter = ',', required = true)]
     pub(super) scopes: Vec<crate::auth::Scope>,
     /// Purposes it may enrich for (default: every declared purpose).

@@ -54,6 +54,9 @@ pub struct Config {
     /// Feedback on findings: precision, demotion, the canary.
     #[serde(default)]
     pub feedback: crate::feedback::FeedbackConfig,
+    /// Audience reports of batch jobs.
+    #[serde(default)]
+    pub audience: crate::audience::AudienceConfig,
     #[eserde(compat)]
     pub reference: ReferencePaths,
     #[serde(default)]

@@ -18,6 +18,7 @@ impl Config {
             }
         }
         p.extend(self.feedback.problems());
+        p.extend(self.audience.problems());
         let b = &self.batch;
         if b.max_job_rows == 0 {
             p.push("batch.max_job_rows: must be at least 1".into());

@@ -331,6 +331,11 @@ impl Enricher {
         }
     }
 
+    /// Whether an interest id is an Art. 9 special category.
+    pub fn is_special_interest(&self, id: &str) -> bool {
+        self.scoring.is_special(id)
+    }
+
     /// What feedback and the canary say of each source.
     pub fn standing(&self) -> &crate::feedback::Standing {
         &self.standing

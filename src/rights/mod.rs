@@ -52,7 +52,7 @@ pub struct AccessReport {
     pub logic: Vec<String>,
     pub summary: Summary,
     /// Batch-job rows that hold the person: job, row, input, purpose.
-    pub batch_rows: Vec<(String, i64, String, String)>,
+    pub batch_rows: Vec<crate::ledger::HeldRow>,
     /// Feedback given on the person's findings, oldest first.
     pub feedback: Vec<crate::ledger::FeedbackRow>,
 }

@@ -93,7 +93,8 @@ pub(super) fn record_bytes(r: &Record) -> usize {
 }
 
 /// About what a batch row takes in a message.
-pub(super) fn row_bytes((job, _, input, purpose): &(String, i64, String, String)) -> usize {
+pub(super) fn row_bytes(row: &crate::ledger::HeldRow) -> usize {
+    let (job, input, purpose) = (&row.job_id, &row.input, &row.purpose);
     job.len() + input.len() + purpose.len() + 24
 }
 

@@ -246,9 +246,7 @@ impl Crowd {
     /// The person whose handle this is, if they are on `site`.
     pub fn on(&self, site: Site, handle: &str) -> Option<Person> {
         let n: usize = handle.strip_prefix("cr")?.strip_suffix('x')?.parse().ok()?;
-        (n < PEOPLE)
-            .then(|| person(n))
-            .filter(|p| p.on(site))
+        (n < PEOPLE).then(|| person(n)).filter(|p| p.on(site))
     }
 }
 
@@ -281,7 +279,10 @@ mod tests {
     #[test]
     fn a_person_is_the_same_in_every_run_and_the_shipped_csv_is_the_crowd() {
         let (a, b) = (person(42), person(42));
-        assert_eq!((a.bio.clone(), a.sites.clone(), a.name.clone()), (b.bio, b.sites, b.name));
+        assert_eq!(
+            (a.bio.clone(), a.sites.clone(), a.name.clone()),
+            (b.bio, b.sites, b.name)
+        );
         assert_eq!(a.archetype, 2);
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/sandbox/crowd.csv");
         if std::env::var_os("ENRICHD_WRITE_CROWD").is_some() {

@@ -114,9 +114,15 @@ impl Sandbox {
         self.dns.addr()
     }
 
+    /// The sandbox catalog's text, pointed at this server (a test may
+    /// change it before compiling it).
+    pub fn catalog_text(&self) -> String {
+        CATALOG.replace(PLACEHOLDER, &format!("http://{}", self.addr))
+    }
+
     /// The sandbox catalog, pointed at this server.
     pub fn catalog(&self, purposes: &[String]) -> Result<Catalog, CatalogError> {
-        let text = CATALOG.replace(PLACEHOLDER, &format!("http://{}", self.addr));
+        let text = self.catalog_text();
         Catalog::from_files(
             &[(PathBuf::from("sandbox/catalog.toml"), text)],
             purposes,

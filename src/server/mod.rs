@@ -410,7 +410,8 @@ async fn start_jobs(
             enricher.clone(),
             config.batch.clone(),
         )
-        .with_quotas(auth),
+        .with_quotas(auth)
+        .with_audience(config.audience.clone()),
     );
     jobs.resume().await;
     tokio::spawn(crate::batch::jobs::sweep_every(

@@ -10,6 +10,7 @@
 
 mod common;
 
+mod audience;
 mod auth;
 mod batch;
 mod batches;

@@ -35,6 +35,19 @@ pub struct JobRowInput {
     pub answered: Option<(String, String)>,
 }
 
+/// A batch row that holds a person, as Access shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldRow {
+    pub job_id: String,
+    pub row: i64,
+    /// The row's columns (JSON object).
+    pub input: String,
+    /// The job's purpose.
+    pub purpose: String,
+    /// The audience segment it was exported with, if it was.
+    pub segment: Option<String>,
+}
+
 /// A row's output: number, input columns, answer line (None: pending).
 pub type RowOutput = (i64, String, Option<String>);
 
@@ -152,13 +165,15 @@ impl Ledger {
         number: i64,
         line: &str,
         outcome: &str,
+        features: Option<&str>,
     ) -> Result<(), LedgerError> {
         sqlx::query(
-            "UPDATE batch_rows SET result = $1, outcome = $2 \
-             WHERE job_id = $3 AND row_number = $4 AND result IS NULL",
+            "UPDATE batch_rows SET result = $1, outcome = $2, features = $3 \
+             WHERE job_id = $4 AND row_number = $5 AND result IS NULL",
         )
         .bind(line)
         .bind(outcome)
+        .bind(features)
         .bind(id)
         .bind(number)
         .execute(&self.pool)
@@ -298,9 +313,9 @@ impl Ledger {
         until_ms: i64,
         offset: u64,
         limit: u64,
-    ) -> Result<Vec<(String, i64, String, String)>, LedgerError> {
+    ) -> Result<Vec<HeldRow>, LedgerError> {
         let rows = sqlx::query(
-            "SELECT r.job_id, r.row_number, r.input, j.template FROM batch_rows r \
+            "SELECT r.job_id, r.row_number, r.input, r.segment, j.template FROM batch_rows r \
              JOIN batch_jobs j ON j.id = r.job_id \
              WHERE r.subject = $1 AND r.outcome <> 'erased' AND j.created_ms <= $2 \
              ORDER BY j.created_ms, r.job_id, r.row_number LIMIT $3 OFFSET $4",
@@ -318,15 +333,53 @@ impl Ledger {
                     .ok()
                     .and_then(|t| t["purpose"].as_str().map(str::to_owned))
                     .unwrap_or_default();
-                Ok((
-                    r.try_get("job_id")?,
-                    r.try_get("row_number")?,
-                    r.try_get("input")?,
+                Ok(HeldRow {
+                    job_id: r.try_get("job_id")?,
+                    row: r.try_get("row_number")?,
+                    input: r.try_get("input")?,
                     purpose,
-                ))
+                    segment: r.try_get("segment")?,
+                })
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
+    }
+
+    /// A page of the audience facts of a job's answered rows after row
+    /// `after`, in order: row number and facts (erased rows have none).
+    pub async fn job_features(
+        &self,
+        id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, LedgerError> {
+        Ok(sqlx::query_as(
+            "SELECT row_number, features FROM batch_rows WHERE job_id = $1 AND row_number > $2 \
+             AND features IS NOT NULL AND outcome <> 'erased' ORDER BY row_number LIMIT $3",
+        )
+        .bind(id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Keeps the segments rows were exported with (per-person membership).
+    pub async fn put_segments(&self, id: &str, rows: &[(i64, String)]) -> Result<(), LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        for (row, segment) in rows {
+            sqlx::query(
+                "UPDATE batch_rows SET segment = $1 WHERE job_id = $2 AND row_number = $3 \
+                 AND outcome <> 'erased'",
+            )
+            .bind(segment)
+            .bind(id)
+            .bind(row)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Art. 17 reaches batch jobs: the person's rows keep their number and
@@ -334,7 +387,8 @@ impl Ledger {
     pub async fn erase_job_rows(&self, subject: &str) -> Result<u64, LedgerError> {
         let done = sqlx::query(
             "UPDATE batch_rows SET input = '{}', request = '', \
-             result = '{\"erased\":true}', outcome = 'erased' WHERE subject = $1",
+             result = '{\"erased\":true}', outcome = 'erased', features = NULL, \
+             segment = NULL WHERE subject = $1",
         )
         .bind(subject)
         .execute(&self.pool)

@@ -28,7 +28,7 @@ pub use erasure::Purged;
 pub use feedback::{
     CORRECT, Canary, FeedbackRow, FindingKind, NOT_THERE, Refuted, Tally, WRONG_PERSON,
 };
-pub use jobs::{JobRow, JobRowInput, RowOutput};
+pub use jobs::{HeldRow, JobRow, JobRowInput, RowOutput};
 pub use keys::KeyRow;
 pub use lease::{Holder, LEASE_FOR, Lease, RENEW_EVERY};
 use retention::{SWEEP_BATCH, in_batches};

@@ -4,6 +4,7 @@
 //! each row's answer is stored as it arrives, and a restarted server goes
 //! on with the rows that have none. On completion an optional webhook is
 //! told, signed with HMAC-SHA-256 over the timestamp and the body.
+mod audience;
 mod manage;
 mod reading;
 mod webhook;
@@ -42,6 +43,8 @@ pub struct Jobs {
     turns: Arc<tokio::sync::Semaphore>,
     /// Charges each row to its caller's quota, as a stream's items are.
     quotas: Option<Arc<crate::auth::layer::Authenticator>>,
+    /// How audience reports are made (`[audience]`).
+    audience: crate::audience::AudienceConfig,
 }
 
 /// What a caller submits.
@@ -70,6 +73,7 @@ impl Jobs {
             turns: Arc::new(tokio::sync::Semaphore::new(config.max_running_jobs.max(1))),
             config,
             quotas: None,
+            audience: crate::audience::AudienceConfig::default(),
         }
     }
 
@@ -82,6 +86,16 @@ impl Jobs {
 
     fn ledger(&self) -> &Ledger {
         self.enricher.ledger()
+    }
+
+    /// Audience reports made with `config` (default: the shipped one).
+    pub fn with_audience(mut self, config: crate::audience::AudienceConfig) -> Self {
+        self.audience = config;
+        self
+    }
+
+    fn audience_config(&self) -> &crate::audience::AudienceConfig {
+        &self.audience
     }
 
     fn now_ms(&self) -> i64 {
@@ -355,10 +369,29 @@ impl Jobs {
                 let Ok(number) = answer.request_id.parse::<i64>() else {
                     continue;
                 };
+                // What an audience report counts of it: for answers, not
+                // for errors or suppressed people.
+                let features = (answer.error.is_none()
+                    && !answer
+                        .compliance
+                        .as_ref()
+                        .is_some_and(|c| c.identifier_suppressed))
+                .then(|| {
+                    let facts = crate::audience::Features::of(&answer, |id| {
+                        self.enricher.is_special_interest(id)
+                    });
+                    serde_json::to_string(&facts).unwrap_or_default()
+                });
                 let line = without_row(answer_line(number as u64, answer));
                 let outcome = outcome_of(&line);
                 self.ledger()
-                    .put_row_result(&job.id, number, &line.to_string(), &outcome)
+                    .put_row_result(
+                        &job.id,
+                        number,
+                        &line.to_string(),
+                        &outcome,
+                        features.as_deref(),
+                    )
                     .await
                     .map_err(|e| e.to_string())?;
             }

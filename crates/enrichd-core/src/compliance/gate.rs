@@ -32,6 +32,7 @@ impl PurposeRegistry {
                     sources: p.sources.clone(),
                     verdict: p.verdict,
                     audience: p.audience,
+                    audience_members: p.audience_members,
                 };
                 (id.clone(), Arc::new(purpose))
             })
@@ -160,6 +161,7 @@ mod tests {
                 sources: None,
                 verdict: None,
                 audience: false,
+                audience_members: false,
             },
         );
         PurposeRegistry::new(&declared)

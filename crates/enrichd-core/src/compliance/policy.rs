@@ -179,6 +179,7 @@ mod tests {
             sources: None,
             verdict: None,
             audience: false,
+            audience_members: false,
         }
     }
 

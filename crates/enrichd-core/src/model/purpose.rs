@@ -177,6 +177,10 @@ pub struct PurposeConfig {
     /// (aggregates and segments that identify no one).
     #[serde(default)]
     pub audience: bool,
+    /// Each person's segment may be exported (per-person processing: the
+    /// segment is then kept with the row, shown by Access, erased with it).
+    #[serde(default)]
+    pub audience_members: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -191,6 +195,8 @@ pub struct Purpose {
     pub verdict: Option<super::VerdictThresholds>,
     /// Audience reports of its batch jobs are allowed.
     pub audience: bool,
+    /// Per-person segment membership may be exported.
+    pub audience_members: bool,
 }
 
 impl Purpose {
