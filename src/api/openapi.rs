@@ -384,6 +384,18 @@ fn build() -> Value {
                                  "content": { "application/x-ndjson": { "schema": { "type": "string" } },
                                               "text/csv": { "schema": { "type": "string" } } } } }),
             ) },
+            "/v1/batches/{id}/audience": { "get": batch_operation(
+                "getBatchAudience",
+                "A batch job's audience report: shares, distributions and segments, no cell under k people (400 FAILED_PRECONDITION for a purpose without audience analytics)",
+                json!({ "200": { "description": "The report: `rows`, `k`, `noise`, tables (`outcomes`, `platforms`, `interests` by tier, `footprint`, `risk`, `channels`, `accountAge`), each with `cells` (`key`, `label`, `people`, `share`) and `other` (folded cells), and `segments` (`shown`, each with its `label`, `people`, `share`, and the `interests` and `platforms` that set it apart with their `lift`).",
+                                 "content": { "application/json": { "schema": { "type": "object" } } } } }),
+            ) },
+            "/v1/batches/{id}/audience/members": { "get": batch_operation(
+                "getBatchAudienceMembers",
+                "Each answered row's segment, as NDJSON (needs the `segments` scope too, and a purpose with audience_members; the segment is kept with the row, shown by Access and erased with the person)",
+                json!({ "200": { "description": "One JSON object per answered row: `row`, `segment` (null when not found or in a folded segment), `label`.",
+                                 "content": { "application/x-ndjson": { "schema": { "type": "string" } } } } }),
+            ) },
             "/healthz": health("healthz", "Alive"),
             "/readyz": health("readyz", "Ready to enrich (with replicas: whether Redis is shared)"),
             "/openapi.json": { "get": {

@@ -158,6 +158,11 @@ pub(super) struct BatchArgs {
     /// file), one line per row in row order, for spreadsheets.
     #[arg(long, value_parser = with_extension(&["csv"], "the table is written as CSV"))]
     pub(super) csv: Option<PathBuf>,
+    /// Also write the list's audience report (JSON: shares, distributions,
+    /// segments; no cell under `audience.k` people) here, for a purpose that
+    /// declares audience analytics.
+    #[arg(long, value_parser = with_extension(&["json"], "the report is written as JSON"))]
+    pub(super) audience: Option<PathBuf>,
     /// Column (CSV) or field (JSONL) of the email; default: detected (email, e-mail, mail).
     #[arg(long)]
     pub(super) email_column: Option<String>,

@@ -22,6 +22,19 @@ pub(crate) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     args.claim.fill(&mut template);
+    if args.audience.is_some()
+        && !config
+            .purposes
+            .get(&template.purpose)
+            .is_some_and(|p| p.audience)
+    {
+        eprintln!(
+            "error: --audience: purpose {:?} does not declare audience analytics \
+             (purposes.{}.audience = true); nothing was run",
+            template.purpose, template.purpose
+        );
+        return Ok(ExitCode::from(2));
+    }
     let run = crate::batch::Run {
         input: args.input.clone(),
         output: args.output.clone(),
@@ -68,11 +81,60 @@ pub(crate) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
         crate::batch::write_table(&args.output, csv)?;
         eprintln!("summary columns written to {}", csv.display());
     }
+    if let Some(path) = &args.audience {
+        audience_report(&config, &args.output, path)?;
+        eprintln!("audience report written to {}", path.display());
+    }
     Ok(if summary.interrupted {
         ExitCode::from(130)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The audience report of a run's answers (`output`), written to `path`.
+fn audience_report(
+    config: &Config,
+    output: &std::path::Path,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let scoring = crate::scoring::ScoringData::load(&config.scoring)?;
+    let file = std::fs::File::open(output)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", output.display()))?;
+    let (mut rows, mut outcomes, mut people) = (0, std::collections::BTreeMap::new(), Vec::new());
+    for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+        let Ok(line) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        rows += 1;
+        let outcome = crate::batch::outcome_of(&line);
+        let answered = matches!(outcome.as_str(), "enriched" | "not_found" | "incomplete");
+        let key = if outcome.starts_with("error:") {
+            "error".to_owned()
+        } else {
+            outcome
+        };
+        *outcomes.entry(key).or_insert(0_u64) += 1;
+        if answered
+            && let Ok(answer) = serde_json::from_value::<pb::EnrichResponse>(line["answer"].clone())
+        {
+            people.push(crate::audience::Features::of(&answer, |id| {
+                scoring.is_special(id)
+            }));
+        }
+    }
+    let inputs = crate::audience::Inputs {
+        rows,
+        outcomes: &outcomes,
+        people: &people,
+        taxonomy: &scoring.nodes,
+        special: &|id: &str| scoring.is_special(id),
+        now_ms: crate::clock::SharedClock::system().utc().timestamp_millis(),
+    };
+    let (report, _) = crate::audience::build(&inputs, &config.audience);
+    crate::privacy::write_private(path, &serde_json::to_string_pretty(&report)?, false)
+        .map_err(|e| anyhow::anyhow!("--audience: cannot write {}: {e}", path.display()))
 }
 
 /// Real sources allow a few requests a minute, not a second: before a run

@@ -258,6 +258,7 @@ pub async fn show(
             p {
                 a href=(format!("/console/batches/{id}/results?format=csv")) download { "Download CSV" } " · "
                 a href=(format!("/console/batches/{id}/results")) download { "Download NDJSON" }
+                @if state == "DONE" { " · " a href=(format!("/console/batches/{id}/audience")) { "Audience report" } }
             }
         }
         form.filter method="get" action=(format!("/console/batches/{id}")) {
@@ -356,4 +357,100 @@ pub async fn cancel(
         Ok(_) => Redirect::to(&format!("/console/batches/{id}")).into_response(),
         Err(refused) => refused.page("Batch", &s),
     }
+}
+
+/// One table of a report as horizontal bars, a row a cell.
+fn bars(title: &str, table: &Value) -> Markup {
+    let cells = table["cells"].as_array().cloned().unwrap_or_default();
+    let (label_w, bar_w, row_h) = (260.0, 300.0, 20.0);
+    let height = row_h * cells.len() as f64 + 4.0;
+    let other = &table["other"];
+    html! {
+        figure.bars {
+            figcaption { (title) }
+            @if cells.is_empty() {
+                p.muted { "No cell counts enough people to be shown." }
+            } @else {
+                svg role="img" aria-label=(title) viewBox=(format!("0 0 {} {height}", label_w + bar_w + 110.0)) {
+                    @for (i, c) in cells.iter().enumerate() {
+                        @let y = i as f64 * row_h;
+                        @let share = c["share"].as_f64().unwrap_or(0.0);
+                        g.bar data-key=(c["key"].as_str().unwrap_or_default()) {
+                            text x="0" y=(y + 14.0) { (c["label"].as_str().unwrap_or_default()) }
+                            rect x=(label_w) y=(y + 3.0) width=((share * bar_w).max(1.0)) height=(row_h - 6.0) {}
+                            text x=(label_w + share * bar_w + 6.0) y=(y + 14.0) {
+                                (format!("{:.1} %", share * 100.0)) " (" (c["people"]) ")"
+                            }
+                        }
+                    }
+                }
+            }
+            @if other["cells"].as_u64().unwrap_or(0) > 0 {
+                p.hint { (other["cells"]) " more under k people, folded"
+                    @if let Some(n) = other["people"].as_u64() { " (" (n) " people together)" } "." }
+            }
+        }
+    }
+}
+
+/// `GET /console/batches/{id}/audience`: the job's audience report with
+/// its charts.
+pub async fn audience(
+    State(c): State<Console>,
+    Extension(s): Extension<Arc<Session>>,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(id) = checked(&id) else {
+        return no_job();
+    };
+    let report: Value = match c
+        .call(
+            &s,
+            Method::GET,
+            &format!("/v1/batches/{id}/audience"),
+            Body::empty(),
+            "application/json",
+        )
+        .await
+    {
+        Ok((_, bytes)) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(refused) => return refused.page("Audience", &s),
+    };
+    let segments = report["segments"]["shown"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let tiers = report["interests"].as_array().cloned().unwrap_or_default();
+    let body = html! {
+        section #audience {
+            p { (report["rows"]) " rows for " strong { (report["purpose"].as_str().unwrap_or_default()) }
+                ". No cell, bucket or segment under " strong { (report["k"]) } " people is shown"
+                @if report["noise"].is_object() { "; every count has Laplace noise (ε " (report["noise"]["epsilon"]) ")" } "." }
+            h2 { "Segments" }
+            p.hint { (report["segments"]["method"].as_str().unwrap_or_default()) }
+            ul.cards.segments {
+                @for seg in &segments {
+                    li.segment {
+                        h3 { (seg["label"].as_str().unwrap_or_default()) }
+                        p { strong { (seg["people"]) } " people, " (format!("{:.1} %", seg["share"].as_f64().unwrap_or(0.0) * 100.0)) " of those found" }
+                        p { "Sets them apart: "
+                            @for t in seg["interests"].as_array().into_iter().flatten().chain(seg["platforms"].as_array().into_iter().flatten()) {
+                                span.evidence { (t["name"].as_str().unwrap_or_default()) " ×" (t["lift"]) } " "
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "The list" }
+            (bars("Outcomes", &report["outcomes"]))
+            (bars("On each platform", &report["platforms"]))
+            (bars("Reachable on", &report["channels"]))
+            @for (i, tier) in tiers.iter().enumerate() { (bars(&format!("Interests, tier {}", i + 1), tier)) }
+            (bars("Footprint score", &report["footprint"]))
+            (bars("Risk score", &report["risk"]))
+            (bars("Oldest account", &report["accountAge"]))
+            p { a href=(format!("/console/batches/{id}")) { "Back to the job" } }
+        }
+    };
+    respond(pages::page("Audience", &s, body))
 }

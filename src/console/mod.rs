@@ -99,6 +99,7 @@ pub fn router(parts: Parts) -> Router {
         .route("/console/batches/{id}/progress", get(batches::progress))
         .route("/console/batches/{id}/results", get(batches::download))
         .route("/console/batches/{id}/cancel", post(batches::cancel))
+        .route("/console/batches/{id}/audience", get(batches::audience))
         .route("/console/sources", get(sources::page))
         .route("/console/sign-out", post(sign_out))
         .layer(axum::extract::DefaultBodyLimit::max(console.max_upload))

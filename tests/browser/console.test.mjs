@@ -179,6 +179,25 @@ test("a batch: upload, watch it finish, the results table", async () => {
   await shot("batch");
 });
 
+test("a list's audience: segments and charts, no one named", async () => {
+  const { readFileSync } = await import("node:fs");
+  const crowd = readFileSync(new URL("../../data/sandbox/crowd.csv", import.meta.url), "utf8")
+    .split("\n").slice(0, 61).join("\n") + "\n";
+  await page.goto(base + "/console/batches");
+  await page.selectOption("#purpose", "marketing");
+  await page.fill("#reference", "LIA-1");
+  await page.setInputFiles("#list", { name: "crowd.csv", mimeType: "text/csv", buffer: Buffer.from(crowd) });
+  await Promise.all([page.waitForNavigation(), page.click("form.upload button[type=submit]")]);
+  await page.waitForSelector('#job[data-state="DONE"]', { timeout: 120_000 });
+  await Promise.all([page.waitForNavigation(), page.click("text=Audience report")]);
+  const segments = await page.$$("li.segment");
+  assert.ok(segments.length >= 3, `${segments.length} segments`);
+  const text = await page.textContent("#audience");
+  assert.doesNotMatch(text, /crowd\.\d+@/, "no address of the list");
+  await accessible("audience");
+  await shot("audience");
+});
+
 test("the sources page shows the catalog with its counters", async () => {
   await page.goto(base + "/console/sources");
   const rows = await page.$$("#sources tbody tr");

@@ -342,10 +342,18 @@ impl Jobs {
                 break;
             };
             after = last;
+            // Asked whole, narrowed to the job's view once its audience
+            // facts are kept: a report counts what a summary leaves out.
+            let mut view = pb::View::Full;
             let requests: Vec<Result<pb::EnrichRequest, Status>> = page
                 .into_iter()
-                .filter_map(|(_, text)| serde_json::from_str(&text).ok())
-                .map(Ok)
+                .filter_map(|(_, text)| serde_json::from_str::<pb::EnrichRequest>(&text).ok())
+                .map(|mut request| {
+                    let options = request.options.get_or_insert_with(Default::default);
+                    view = options.view();
+                    options.set_view(pb::View::Full);
+                    Ok(request)
+                })
                 .collect();
             let inbound =
                 futures::stream::iter(requests).take_until(self.stop.clone().cancelled_owned());
@@ -382,6 +390,8 @@ impl Jobs {
                     });
                     serde_json::to_string(&facts).unwrap_or_default()
                 });
+                let mut answer = answer;
+                crate::api::response::apply_view(&mut answer, view);
                 let line = without_row(answer_line(number as u64, answer));
                 let outcome = outcome_of(&line);
                 self.ledger()
