@@ -246,3 +246,36 @@ async fn the_crowd_s_segments_are_its_archetypes_and_the_report_names_no_one() {
         "{refused}"
     );
 }
+
+#[test]
+fn batch_audience_on_the_command_line_needs_a_purpose_that_declares_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.csv");
+    std::fs::write(&list, enrichd::sandbox::crowd::csv(2)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_enrichd"))
+        .args(["batch", "--sandbox", "--input"])
+        .arg(&list)
+        .arg("--output")
+        .arg(dir.path().join("out.jsonl"))
+        .arg("--audience")
+        .arg(dir.path().join("audience.json"))
+        .args([
+            "--purpose",
+            "crm_enrichment",
+            "--basis",
+            "contract",
+            "--contract-ref",
+            "C-1",
+        ])
+        .env("HOME", dir.path())
+        .env("ENRICHD__STORAGE__DATA_DIR", dir.path().join("data"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--audience") && stderr.contains("crm_enrichment"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out.jsonl").exists(), "nothing was run");
+}

@@ -2,7 +2,7 @@
 //! run, on loopback: local sources with controlled latency, the real server,
 //! and a baseline measured in the same run wherever one exists.
 //!
-//!   cargo run --release -p enrichd-bench -- [hot] [history] [cold] [sites] [budget] [memory] [cluster]
+//!   cargo run --release -p enrichd-bench -- [hot] [history] [cold] [sites] [budget] [memory] [cluster] [audience]
 //!
 //! Prints one table and writes bench-results.json. The ledger is SQLite in a
 //! temporary directory, or PostgreSQL when BENCH_LEDGER_URL names one (each
@@ -24,7 +24,7 @@ mod scenarios;
 use std::time::Duration;
 
 use crate::hot::{history, hot};
-use crate::scenarios::{budget, cluster, cold, memory, sites};
+use crate::scenarios::{audience, budget, cluster, cold, memory, sites};
 use clap::Parser;
 use serde_json::json;
 /// The server's allocator (see src/main.rs), so that what is measured is
@@ -67,6 +67,9 @@ pub(crate) struct Args {
     /// memory: identities cached.
     #[arg(long, default_value_t = 20_000)]
     pub(crate) identities: usize,
+    /// audience: rows of the job reported on.
+    #[arg(long, default_value_t = 50_000)]
+    pub(crate) audience_rows: usize,
     /// Where the JSON results go.
     #[arg(long, default_value = "bench-results.json")]
     pub(crate) json: String,
@@ -96,7 +99,7 @@ async fn main() {
     });
     let _ = enrichd::telemetry::prometheus();
     let all = [
-        "hot", "history", "cold", "sites", "budget", "memory", "cluster",
+        "hot", "history", "cold", "sites", "budget", "memory", "cluster", "audience",
     ];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
         all.to_vec()
@@ -114,6 +117,7 @@ async fn main() {
             "budget" => budget(&args).await,
             "memory" => memory(&args).await,
             "cluster" => cluster(&args).await,
+            "audience" => audience(&args).await,
             other => {
                 eprintln!("unknown scenario {other}; choose from {}", all.join(", "));
                 std::process::exit(2);
