@@ -66,6 +66,7 @@ impl Enricher {
                     coverage_sufficient: merged.coverage.sufficient,
                     phone_line: merged.roles.phone_line.as_ref(),
                     mailbox: merged.roles.mailbox.as_ref(),
+                    breaches: &merged.roles.breaches,
                 };
                 risk::score(v, &evidence, hint, &self.scoring, verdict_at, now)
             });

@@ -179,6 +179,52 @@ async fn with_their_secrets_the_answer_has_breaches_mailbox_and_a_person_record(
         ]
     );
     assert_eq!(adobe.provenance.as_ref().unwrap().source_id, "hibp");
+    // At a glance in the summary, the sensitive breach not counted; and
+    // the identity's age (the oldest breach, with its provenance) and the
+    // exposed passwords among the verdict's reasons.
+    let summary = answer.summary.as_ref().unwrap();
+    let breaches = summary.breaches.as_ref().unwrap();
+    assert_eq!(
+        (
+            breaches.count,
+            breaches.first_breach_date.as_str(),
+            breaches.last_breach_date.as_str()
+        ),
+        (2, "2012-05-05", "2013-10-04")
+    );
+    assert_eq!(
+        breaches.data_classes,
+        [
+            "Email addresses",
+            "Password hints",
+            "Passwords",
+            "Usernames"
+        ]
+    );
+    let first = summary.first_seen.as_ref().unwrap();
+    assert_eq!(
+        first.value.as_ref().map(|t| t.seconds),
+        Some(
+            chrono::DateTime::parse_from_rfc3339("2012-05-05T00:00:00Z")
+                .unwrap()
+                .timestamp()
+        )
+    );
+    assert_eq!(first.provenance.as_ref().unwrap().source_id, "hibp");
+    let reasons = &answer.risk.as_ref().unwrap().reasons;
+    let exposed = reasons
+        .iter()
+        .find(|r| r.code == "breached_credentials")
+        .expect("a reason");
+    assert!(
+        exposed.detail.contains("Adobe") && exposed.detail.contains("LinkedIn"),
+        "{}",
+        exposed.detail
+    );
+    assert!(
+        !reasons.iter().any(|r| r.code == "only_recent_accounts"),
+        "breached in 2012: not new"
+    );
     let compliance = answer.compliance.as_ref().unwrap();
     assert_eq!(compliance.special_categories_suppressed, 1);
     assert!(

@@ -30,6 +30,21 @@ async fn jane_is_found_on_most_sandbox_sites_with_provenance() {
             assert_eq!(field.provenance.as_ref().unwrap().source_id, p.source_id);
         }
     }
+    // Her age: the oldest account tied to her (the code host's, 2012),
+    // with where it is from.
+    let first = resp.summary.as_ref().unwrap().first_seen.clone().unwrap();
+    let at = first.value.unwrap();
+    assert_eq!(
+        chrono::DateTime::from_timestamp(at.seconds, 0)
+            .unwrap()
+            .to_rfc3339(),
+        "2012-03-04T10:00:00+00:00"
+    );
+    let from = first.provenance.unwrap();
+    assert_eq!(
+        (from.source_id.as_str(), from.selector.as_str()),
+        ("sb-codehub", "/created_at")
+    );
     // A pivot two hops away: email -> code search -> user -> homepage URL.
     let home = resp
         .sources

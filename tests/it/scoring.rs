@@ -472,6 +472,7 @@ fn risk_reasons_and_levels() {
             coverage_sufficient: true,
             phone_line: None,
             mailbox: None,
+            breaches: &[],
         };
         let r = risk::score(&v, &evidence, hint, &d, None, now);
         let got: Vec<&str> = r.reasons.iter().map(|x| x.code).collect();
@@ -509,6 +510,56 @@ fn risk_reasons_and_levels() {
             "heaviest first: {got:?}"
         );
     }
+}
+
+/// An identity is as old as its oldest evidence: fresh accounts on an
+/// address breached years ago are not a new identity; a breach that exposed
+/// passwords is a reason of its own.
+#[test]
+fn an_old_breach_makes_an_identity_old_and_exposed_passwords_count() {
+    let d = data();
+    let c = catalog();
+    let now = Utc.with_ymd_and_hms(2026, 11, 22, 0, 0, 0).unwrap();
+    let fresh = vec![profile(
+        "code",
+        Confidence::Exact,
+        &[(
+            Field::CreatedAt,
+            Value::Time(Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap()),
+        )],
+    )];
+    let breach = |date: &str, classes: &[&str]| enrichd::model::Breach {
+        name: format!("B{date}"),
+        title: None,
+        domain: None,
+        date: Some(date.into()),
+        data_classes: classes.iter().map(|c| c.to_string()).collect(),
+        provenance: fresh[0].provenance.clone(),
+    };
+    let fp = footprint::score(&fresh, &c, &d, now);
+    let v = email(false, false, false, MxStatus::Found { hosts: vec![] });
+    let codes = |breaches: &[enrichd::model::Breach]| {
+        let evidence = risk::Evidence {
+            profiles: &fresh,
+            footprint: &fp,
+            coverage_sufficient: true,
+            phone_line: None,
+            mailbox: None,
+            breaches,
+        };
+        let r = risk::score(&v, &evidence, None, &d, None, now);
+        r.reasons.iter().map(|x| x.code).collect::<Vec<_>>()
+    };
+    assert!(codes(&[]).contains(&"only_recent_accounts"));
+    let old = [breach("2014-03-01", &["Email addresses"])];
+    assert!(!codes(&old).contains(&"only_recent_accounts"));
+    assert!(!codes(&old).contains(&"breached_credentials"));
+    let exposed = [breach("2026-09-01", &["Passwords"])];
+    let got = codes(&exposed);
+    assert!(
+        got.contains(&"only_recent_accounts") && got.contains(&"breached_credentials"),
+        "{got:?}"
+    );
 }
 
 #[tokio::test]

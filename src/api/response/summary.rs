@@ -3,7 +3,7 @@
 
 use super::super::enums;
 use super::findings::risk_to_proto;
-use crate::model::{Completeness, Enrichment, MxStatus, Verification};
+use crate::model::{Completeness, Confidence, Enrichment, MxStatus, Verification};
 use crate::proto::v1 as pb;
 
 /// The answer at a glance: each value the best supported one of its
@@ -50,6 +50,31 @@ pub(crate) fn summary_of(e: &Enrichment) -> pb::Summary {
             Completeness::Incomplete => Status::Incomplete,
         }
     };
+    let first_seen = crate::model::first_seen(&e.profiles, &e.breaches, Confidence::Pivot)
+        .map(|f| pb::TimeValue {
+            value: Some(f.at.into()),
+            provenance: Some(super::provenance_to_proto(&f.provenance)),
+        })
+        .unwrap_or_default();
+    let mut dates: Vec<&str> = e
+        .breaches
+        .iter()
+        .filter_map(|b| b.date.as_deref())
+        .collect();
+    dates.sort_unstable();
+    let mut classes: Vec<String> = e
+        .breaches
+        .iter()
+        .flat_map(|b| b.data_classes.clone())
+        .collect();
+    classes.sort();
+    classes.dedup();
+    let breaches = pb::BreachSummary {
+        count: u32::try_from(e.breaches.len()).unwrap_or(u32::MAX),
+        first_breach_date: dates.first().map(|d| d.to_string()).unwrap_or_default(),
+        last_breach_date: dates.last().map(|d| d.to_string()).unwrap_or_default(),
+        data_classes: classes,
+    };
     // Every key is present whatever was found: a value not found is an
     // empty one, never a missing key a CRM mapping trips over.
     let value = |name: &str| Some(best(name).unwrap_or_default());
@@ -72,6 +97,8 @@ pub(crate) fn summary_of(e: &Enrichment) -> pb::Summary {
         did_you_mean,
         profiles_withheld: e.compliance.profiles_withheld,
         status: status.into(),
+        first_seen: Some(first_seen),
+        breaches: Some(breaches),
     }
 }
 

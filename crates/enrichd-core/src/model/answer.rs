@@ -224,3 +224,58 @@ pub struct AttributeValue {
     pub value: String,
     pub provenance: Vec<Provenance>,
 }
+
+/// The earliest evidence that an identifier existed, and where it is from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirstSeen {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// "account" (a profile's creation date) or "breach" (a breach date).
+    pub kind: &'static str,
+    pub provenance: super::Provenance,
+}
+
+/// A breach date ("2019-05-14", or a timestamp) as a time.
+pub fn breach_time(date: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let date = date.trim();
+    chrono::DateTime::parse_from_rfc3339(date)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(date.get(..10)?, "%Y-%m-%d")
+                .ok()?
+                .and_hms_opt(0, 0, 0)
+                .map(|t| t.and_utc())
+        })
+}
+
+/// The earliest of the profiles' creation dates (those at least `floor`
+/// confident: a guess nothing ties to the person is not evidence) and the
+/// breach dates.
+pub fn first_seen<'a>(
+    profiles: impl IntoIterator<Item = &'a super::Profile>,
+    breaches: &[super::Breach],
+    floor: super::Confidence,
+) -> Option<FirstSeen> {
+    let accounts = profiles
+        .into_iter()
+        .filter(|p| p.confidence() >= floor || !p.corroborated_by.is_empty())
+        .filter_map(|p| match p.fields.get(&super::Field::CreatedAt) {
+            Some(super::Sourced {
+                value: super::Value::Time(t),
+                provenance,
+            }) => Some(FirstSeen {
+                at: *t,
+                kind: "account",
+                provenance: provenance.clone(),
+            }),
+            _ => None,
+        });
+    let breached = breaches.iter().filter_map(|b| {
+        Some(FirstSeen {
+            at: breach_time(b.date.as_deref()?)?,
+            kind: "breach",
+            provenance: b.provenance.clone(),
+        })
+    });
+    accounts.chain(breached).min_by_key(|f| f.at)
+}

@@ -67,7 +67,15 @@ pub struct RiskWeights {
     /// Points at which the score reaches 63 (1 - 1/e of 100): the score is
     /// `100 * (1 - exp(-points / scale))`.
     pub scale: f64,
+    /// An identity whose every piece of evidence (accounts, breaches) is
+    /// younger than this many days is new (`only_recent_accounts`).
+    #[serde(default = "new_identity_days")]
+    pub new_identity_days: i64,
     pub reasons: BTreeMap<String, f64>,
+}
+
+fn new_identity_days() -> i64 {
+    365
 }
 
 #[derive(Debug, Clone, Deserialize)]

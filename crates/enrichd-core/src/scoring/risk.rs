@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use super::data::ScoringData;
 
 use crate::identity::NumberType;
-use crate::model::{Confidence, Field, Mailbox, PhoneLine, Profile, Value};
+use crate::model::{Confidence, Field, Mailbox, PhoneLine, Profile};
 use crate::model::{
     Footprint, MxStatus, Reason, Risk, RiskLevel, Verdict, VerdictThresholds, Verification,
 };
@@ -31,6 +31,8 @@ pub struct Evidence<'a> {
     pub phone_line: Option<&'a PhoneLine>,
     /// A verifier's mailbox check, when a source made one.
     pub mailbox: Option<&'a Mailbox>,
+    /// The breaches the address is in (a breach source's).
+    pub breaches: &'a [crate::model::Breach],
 }
 
 pub fn score(
@@ -171,21 +173,46 @@ pub fn score(
             format!("footprint score {}", footprint.score),
         );
     }
-    let created: Vec<DateTime<Utc>> = grounded
-        .iter()
-        .filter_map(
-            |p| match p.fields.get(&Field::CreatedAt).map(|s| &s.value) {
-                Some(Value::Time(t)) => Some(*t),
-                _ => None,
-            },
-        )
-        .collect();
-    if !created.is_empty() && created.iter().all(|t| (now - *t).num_days() < 365) {
+    // The identity's age: its oldest account or breach. New identities are
+    // what fraud looks like; an address breached years ago is not new.
+    if let Some(first) = crate::model::first_seen(
+        grounded.iter().copied(),
+        evidence.breaches,
+        Confidence::Pivot,
+    ) && (now - first.at).num_days() < weights.new_identity_days
+    {
         add(
             "only_recent_accounts",
             format!(
-                "all {} dated accounts are less than a year old",
-                created.len()
+                "the oldest evidence of the identity ({} on {}, {}) is less than {} days old",
+                first.kind,
+                first.provenance.source_id,
+                first.at.date_naive(),
+                weights.new_identity_days
+            ),
+        );
+    }
+    let exposed: Vec<&crate::model::Breach> = evidence
+        .breaches
+        .iter()
+        .filter(|b| {
+            b.data_classes
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case("passwords"))
+        })
+        .collect();
+    if !exposed.is_empty() {
+        add(
+            "breached_credentials",
+            format!(
+                "the address is in {} breach(es) that exposed passwords ({}); {} breach(es) in all",
+                exposed.len(),
+                exposed
+                    .iter()
+                    .map(|b| b.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                evidence.breaches.len()
             ),
         );
     }
