@@ -57,6 +57,9 @@ pub struct Config {
     /// Audience reports of batch jobs.
     #[serde(default)]
     pub audience: crate::audience::AudienceConfig,
+    /// Mailbox deliverability by SMTP (off by default).
+    #[serde(default)]
+    pub smtp: enrichd_sources::smtp::SmtpConfig,
     #[eserde(compat)]
     pub reference: ReferencePaths,
     #[serde(default)]

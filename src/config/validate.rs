@@ -19,6 +19,7 @@ impl Config {
         }
         p.extend(self.feedback.problems());
         p.extend(self.audience.problems());
+        p.extend(self.smtp.problems());
         let b = &self.batch;
         if b.max_job_rows == 0 {
             p.push("batch.max_job_rows: must be at least 1".into());

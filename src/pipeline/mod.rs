@@ -94,6 +94,8 @@ pub struct Settings {
     pub min_coverage: f64,
     /// Feedback on findings: precision, demotion, the canary.
     pub feedback: crate::feedback::FeedbackConfig,
+    /// Mailbox deliverability by SMTP.
+    pub smtp: enrichd_sources::smtp::SmtpConfig,
     pub clock: SharedClock,
 }
 
@@ -122,6 +124,7 @@ impl Settings {
             },
             min_coverage: config.sources.min_coverage,
             feedback: config.feedback.clone(),
+            smtp: config.smtp.clone(),
             default_region: config
                 .phone
                 .default_region
@@ -245,7 +248,7 @@ impl Enricher {
         }
         let lists = DomainLists::load(&settings.reference)?;
         let http = settings.http.clone();
-        let verifier = Verifier::new(lists, &settings.dns)?;
+        let verifier = Verifier::new(lists, &settings.dns)?.with_smtp(&settings.smtp);
         let client = HttpClient::build(&settings.http, catalog.private_origins())
             .map_err(BuildError::Http)?;
         let cluster = Cluster::start(&settings.cluster);

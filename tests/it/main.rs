@@ -38,6 +38,7 @@ mod resilience;
 mod rights;
 mod sandbox;
 mod scoring;
+mod smtp;
 mod sources;
 mod storage;
 mod username_sources;

@@ -337,6 +337,7 @@ fn footprint_components_match_hand_computed_values() {
 
 fn email(disposable: bool, free: bool, role: bool, mx: MxStatus) -> Verification {
     Verification::Email(EmailVerification {
+        smtp: None,
         syntax_valid: true,
         disposable,
         free_provider: free,

@@ -15,4 +15,5 @@ pub mod engine;
 pub mod fetch;
 pub mod limiter;
 pub mod resilience;
+pub mod smtp;
 pub mod verify;

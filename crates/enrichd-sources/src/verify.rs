@@ -85,6 +85,8 @@ pub struct Verifier {
     /// alone cost more than the rest of a cached enrichment), per domain.
     /// The lists are loaded once per process, so an entry never goes stale.
     domains: moka::sync::Cache<String, Arc<DomainChecks>>,
+    /// SMTP probes of mailboxes, when `[smtp]` is on.
+    smtp: Option<Arc<crate::smtp::Prober>>,
 }
 
 impl Verifier {
@@ -125,21 +127,53 @@ impl Verifier {
                 .expire_after(MxExpiry)
                 .build(),
             domains: moka::sync::Cache::new(DOMAIN_CHECKS_KEPT),
+            smtp: None,
         })
+    }
+
+    /// Probes mailboxes over SMTP as `config` says (when it is on).
+    pub fn with_smtp(mut self, config: &crate::smtp::SmtpConfig) -> Self {
+        self.smtp = config
+            .enabled
+            .then(|| Arc::new(crate::smtp::Prober::new(config.clone())));
+        self
     }
 
     /// The checks of an address. It parsed (an `Email` is valid by
     /// construction; one that does not parse is refused before this stage).
     pub async fn check_email(&self, email: &Email) -> EmailVerification {
         let domain = self.check_domain(email);
+        let mx = self.check_mx(email.domain()).await;
+        let smtp = match (&self.smtp, &self.resolver, &mx.status) {
+            (Some(prober), Some(resolver), MxStatus::Found { hosts }) => {
+                let mut exchangers = Vec::new();
+                for host in hosts {
+                    let looked = tokio::time::timeout(
+                        self.timeout,
+                        resolver.lookup_ip(host.exchange.as_str()),
+                    )
+                    .await;
+                    if let Ok(Ok(ips)) = looked {
+                        exchangers.push((host.exchange.clone(), ips.iter().collect()));
+                    }
+                }
+                Some(
+                    prober
+                        .check(&email.address(), email.domain(), &exchangers)
+                        .await,
+                )
+            }
+            _ => None,
+        };
         EmailVerification {
             syntax_valid: true,
             disposable: domain.disposable,
             free_provider: domain.free_provider,
             role_account: self.lists.is_role_account(&email.local_base()),
-            mx: self.check_mx(email.domain()).await,
+            mx,
             did_you_mean: domain.did_you_mean.clone(),
             mixed_script: domain.mixed_script,
+            smtp,
         }
     }
 

@@ -89,6 +89,20 @@ fn identifier_to_proto(id: &Identifier) -> pb::NormalizedIdentifier {
     pb::NormalizedIdentifier { kind: Some(kind) }
 }
 
+/// An SMTP status as the API names it (`None`: not asked).
+pub(crate) fn deliverability_to_proto(
+    d: Option<crate::model::Deliverability>,
+) -> pb::Deliverability {
+    use crate::model::Deliverability as D;
+    match d {
+        None => pb::Deliverability::Unspecified,
+        Some(D::Deliverable) => pb::Deliverability::Deliverable,
+        Some(D::Undeliverable) => pb::Deliverability::Undeliverable,
+        Some(D::CatchAll) => pb::Deliverability::CatchAll,
+        Some(D::Unknown) => pb::Deliverability::Unknown,
+    }
+}
+
 fn verification_to_proto(v: &Verification, mailbox: Option<&Mailbox>) -> pb::Verification {
     use pb::verification::Kind;
     let kind = match v {
@@ -103,6 +117,12 @@ fn verification_to_proto(v: &Verification, mailbox: Option<&Mailbox>) -> pb::Ver
             mailbox: mailbox.map(|m| pb::MailboxCheck {
                 status: Some(text_value(&m.status)),
                 score: m.score.as_ref().map(text_value),
+            }),
+            smtp: e.smtp.as_ref().map(|c| pb::SmtpCheck {
+                status: deliverability_to_proto(Some(c.status)).into(),
+                reason: c.reason.clone(),
+                code: c.code.map(u32::from).unwrap_or_default(),
+                host: c.host.clone(),
             }),
         }),
         Verification::Phone(p) => Kind::Phone(pb::PhoneVerification {

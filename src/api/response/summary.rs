@@ -99,6 +99,11 @@ pub(crate) fn summary_of(e: &Enrichment) -> pb::Summary {
         status: status.into(),
         first_seen: Some(first_seen),
         breaches: Some(breaches),
+        deliverable: super::deliverability_to_proto(match &e.verification {
+            Some(Verification::Email(v)) => v.smtp.as_ref().map(|c| c.status),
+            _ => None,
+        })
+        .into(),
     }
 }
 

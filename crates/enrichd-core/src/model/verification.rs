@@ -42,6 +42,31 @@ pub struct EmailVerification {
     pub did_you_mean: Option<String>,
     /// A label of the domain mixes scripts (Unicode TR39).
     pub mixed_script: bool,
+    /// What the domain's mail exchanger said of the mailbox over SMTP
+    /// (`[smtp]`, off by default); `None` when not asked.
+    pub smtp: Option<SmtpCheck>,
+}
+
+/// What an exchanger said of an address over SMTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deliverability {
+    Deliverable,
+    Undeliverable,
+    /// The domain takes any address: this one says nothing.
+    CatchAll,
+    Unknown,
+}
+
+/// An SMTP probe's outcome: the status, why (accepted, refused, greylisted,
+/// blocked, tempfail, timeout, never probed ...), the reply code that
+/// decided it, and the exchanger asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SmtpCheck {
+    pub status: Deliverability,
+    pub reason: String,
+    pub code: Option<u16>,
+    pub host: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -96,6 +96,25 @@ pub fn score(
                     "the domain mixes scripts (e.g. a Cyrillic letter among Latin ones)".into(),
                 );
             }
+            match e.smtp.as_ref().map(|c| (c.status, c)) {
+                Some((crate::model::Deliverability::Undeliverable, c)) => add(
+                    "undeliverable_mailbox",
+                    format!(
+                        "the mail exchanger {} refused the address ({} {})",
+                        c.host,
+                        c.code.unwrap_or_default(),
+                        c.reason
+                    ),
+                ),
+                Some((crate::model::Deliverability::CatchAll, c)) => add(
+                    "catch_all_domain",
+                    format!(
+                        "the domain takes any address ({}): this one's existence is unknown",
+                        c.host
+                    ),
+                ),
+                _ => {}
+            }
             if e.role_account {
                 add(
                     "role_account",
@@ -136,7 +155,13 @@ pub fn score(
             }
         }
     }
-    if let Some(m) = evidence.mailbox.filter(|m| m.undeliverable()) {
+    // One undeliverable mailbox, however many checks said so.
+    let smtp_refused = matches!(verification, Verification::Email(e)
+        if e.smtp.as_ref().is_some_and(|c| c.status == crate::model::Deliverability::Undeliverable));
+    if let Some(m) = evidence
+        .mailbox
+        .filter(|m| m.undeliverable() && !smtp_refused)
+    {
         add(
             "undeliverable_mailbox",
             format!(

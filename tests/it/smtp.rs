@@ -1,0 +1,154 @@
+//! Mailbox deliverability by SMTP, end to end: a DNS server and an SMTP
+//! exchanger on loopback that the test controls; the four outcomes in the
+//! answer (verification, summary, risk), a greylisted address asked again,
+//! a never-probe domain not contacted, and no probe at all when it is off.
+use std::str::FromStr;
+
+use enrichd::proto::v1 as pb;
+use enrichd_sources::smtp::exchanger;
+use hickory_proto::rr::rdata::{A, MX, SOA};
+use hickory_proto::rr::{Name, RData, Record};
+
+use crate::common::{self, TestApp};
+
+fn name(s: &str) -> Name {
+    Name::from_str(s).unwrap()
+}
+
+/// `mail.test`, `catchall.mail.test` and `never.mail.test`, each with its
+/// MX at `mx.mail.test` (127.0.0.1).
+async fn zone() -> enrichd::sandbox::dns::SandboxDns {
+    let origin = name("mail.test.");
+    let soa = SOA::new(
+        name("ns.mail.test."),
+        name("hostmaster.mail.test."),
+        1,
+        3600,
+        600,
+        86400,
+        60,
+    );
+    let mut records = vec![
+        Record::from_rdata(origin.clone(), 60, RData::SOA(soa)),
+        Record::from_rdata(name("mx.mail.test."), 60, RData::A(A::new(127, 0, 0, 1))),
+    ];
+    for domain in ["mail.test.", "catchall.mail.test.", "never.mail.test."] {
+        records.push(Record::from_rdata(
+            name(domain),
+            60,
+            RData::MX(MX::new(10, name("mx.mail.test."))),
+        ));
+    }
+    enrichd::sandbox::dns::serve(origin, records).await.unwrap()
+}
+
+fn smtp_of(answer: &pb::EnrichResponse) -> Option<pb::SmtpCheck> {
+    match answer.verification.as_ref()?.kind.as_ref()? {
+        pb::verification::Kind::Email(e) => e.smtp.clone(),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed() {
+    let dns = zone().await;
+    let (exchanger, seen) = exchanger::start().await;
+    let smtp = |extra: &str| {
+        format!(
+            "[dns]\nnameservers = [\"{}\"]\n[smtp]\nhelo_name = \"probe.enrichd.test\"\n\
+             mail_from = \"verify@enrichd.test\"\nport = {}\ngreylist_wait = \"20ms\"\n\
+             never_probe = [\"never.mail.test\"]\n{extra}",
+            dns.addr(),
+            exchanger.port()
+        )
+    };
+    let on = TestApp::spawn(&smtp("enabled = true\nallow_private = true\n")).await;
+    let mut client = on.client().await;
+    let mut ask = async |email: &str| {
+        let answer = client
+            .enrich(common::email_request(email))
+            .await
+            .unwrap()
+            .into_inner();
+        let check = smtp_of(&answer).unwrap_or_else(|| panic!("no SMTP check for {email}"));
+        (answer, check)
+    };
+    use pb::Deliverability as D;
+    let (answer, check) = ask("alice@mail.test").await;
+    assert_eq!(
+        (check.status(), check.code, check.host.as_str()),
+        (D::Deliverable, 250, "mx.mail.test")
+    );
+    assert_eq!(answer.summary.unwrap().deliverable(), D::Deliverable);
+
+    let (answer, check) = ask("nobody@mail.test").await;
+    assert_eq!((check.status(), check.code), (D::Undeliverable, 550));
+    let reasons: Vec<String> = answer
+        .risk
+        .unwrap()
+        .reasons
+        .iter()
+        .map(|r| r.code.clone())
+        .collect();
+    assert!(
+        reasons.contains(&"undeliverable_mailbox".to_owned()),
+        "{reasons:?}"
+    );
+
+    let (answer, check) = ask("anyone@catchall.mail.test").await;
+    assert_eq!(check.status(), D::CatchAll);
+    let reasons: Vec<String> = answer
+        .risk
+        .unwrap()
+        .reasons
+        .iter()
+        .map(|r| r.code.clone())
+        .collect();
+    assert!(
+        reasons.contains(&"catch_all_domain".to_owned()),
+        "{reasons:?}"
+    );
+
+    // Greylisted once, asked again, then answered.
+    let (_, check) = ask("grey@mail.test").await;
+    assert_eq!(check.status(), D::Deliverable, "{check:?}");
+    assert_eq!(seen.lock().unwrap().tries["grey@mail.test"], 2);
+
+    // A never-probe domain is not contacted.
+    let before = seen.lock().unwrap().connections;
+    let (_, check) = ask("someone@never.mail.test").await;
+    assert_eq!(check.status(), D::Unknown);
+    assert!(check.reason.contains("never probed"), "{}", check.reason);
+    assert_eq!(seen.lock().unwrap().connections, before);
+    assert_eq!(seen.lock().unwrap().data, 0, "never DATA");
+
+    // A loopback exchanger is not asked unless allowed.
+    let public_only = TestApp::spawn(&smtp("enabled = true\n")).await;
+    let answer = public_only
+        .client()
+        .await
+        .enrich(common::email_request("alice@mail.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    let check = smtp_of(&answer).unwrap();
+    assert_eq!(check.status(), D::Unknown, "{check:?}");
+    assert_eq!(seen.lock().unwrap().connections, before);
+
+    // Off (the default): no check, and no connection.
+    let off = TestApp::spawn(&smtp("")).await;
+    let answer = off
+        .client()
+        .await
+        .enrich(common::email_request("alice@mail.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(smtp_of(&answer).is_none());
+    assert_eq!(answer.summary.unwrap().deliverable(), D::Unspecified);
+    assert_eq!(
+        seen.lock().unwrap().connections,
+        before,
+        "no probe while off"
+    );
+}
