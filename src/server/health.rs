@@ -30,6 +30,11 @@ pub(super) fn follow_ledger(
     let mut running = ledger.writer_state();
     let mut reachable = ledger.reachable();
     tokio::spawn(async move {
+        // What was last reported: the database check notifies on every
+        // check (every `ledger.follow_every`), and a status set again each
+        // time reached watchers as a stream of repeated SERVING that a
+        // drain's NOT_SERVING could arrive behind.
+        let mut reported: Option<bool> = None;
         loop {
             let (writer, database) = (*running.borrow_and_update(), *reachable.borrow_and_update());
             // Set here too: the writer's own gauge is set when the ledger
@@ -40,7 +45,9 @@ pub(super) fn follow_ledger(
             if *draining.borrow_and_update() {
                 return;
             }
-            if up {
+            if reported == Some(up) {
+                // Nothing to say: wait for the next change.
+            } else if up {
                 reporter
                     .set_serving::<EnrichmentServer<EnrichmentService>>()
                     .await;
@@ -55,6 +62,7 @@ pub(super) fn follow_ledger(
             } else {
                 not_serving(&reporter).await;
             }
+            reported = Some(up);
             // A closed channel is a writer (or ledger) that is gone.
             let gone = tokio::select! {
                 changed = running.changed() => changed.is_err(),
