@@ -280,7 +280,7 @@ fn doubt_words(p: &pb::Profile) -> &'static str {
 }
 
 /// The "wrong finding" form of one profile.
-fn feedback_form(p: &pb::Profile, session: &Session, processing_id: &str) -> Markup {
+fn feedback_form(anchor: &str, p: &pb::Profile, session: &Session, processing_id: &str) -> Markup {
     let url = p
         .url
         .as_ref()
@@ -301,8 +301,8 @@ fn feedback_form(p: &pb::Profile, session: &Session, processing_id: &str) -> Mar
                     label { input type="radio" name="verdict" value="NOT_THERE"; " not there at all" }
                     label { input type="radio" name="verdict" value="CORRECT"; " right" }
                 }
-                label for=(format!("note-{}", p.source_id)) { "Note (kept with the feedback, shown to the person on access)" }
-                textarea id=(format!("note-{}", p.source_id)) name="note" maxlength="1000" rows="2" {}
+                label for=(format!("note-{anchor}")) { "Note (kept with the feedback, shown to the person on access)" }
+                textarea id=(format!("note-{anchor}")) name="note" maxlength="1000" rows="2" {}
                 button type="submit" { "Send feedback" }
             }
         }
@@ -335,7 +335,7 @@ fn profile(
                     @for l in &p.linked_accounts { (row(&format!("Links to {}", l.platform), &l.url, l.provenance.as_ref())) }
                 }
             }
-            @if let Some((session, id)) = feedback { (feedback_form(p, session, id)) }
+            @if let Some((session, id)) = feedback { (feedback_form(anchor, p, session, id)) }
         }
     }
 }
