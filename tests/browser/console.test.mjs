@@ -47,12 +47,12 @@ async function shot(name) {
 }
 
 test("no console page or action answers without a session", async () => {
-  for (const path of ["/console/case", "/console/privacy", "/console/batches", "/console/sources", "/console/batches/x/results"]) {
+  for (const path of ["/console/case", "/console/privacy", "/console/batches", "/console/sources", "/console/batches/x/results", "/console/batches/x/audience"]) {
     const r = await fetch(base + path, { redirect: "manual" });
     assert.equal(r.status, 303, `GET ${path}`);
     assert.equal(r.headers.get("location"), "/console/");
   }
-  for (const path of ["/console/case", "/console/privacy/erase", "/console/batches", "/console/sign-out"]) {
+  for (const path of ["/console/case", "/console/privacy/erase", "/console/batches", "/console/sign-out", "/console/feedback"]) {
     const r = await fetch(base + path, { method: "POST", body: "identifier=jane.doe%40example.com",
       headers: { "content-type": "application/x-www-form-urlencoded" }, redirect: "manual" });
     assert.equal(r.status, 401, `POST ${path}`);

@@ -117,6 +117,17 @@ async fn the_console_is_the_api_for_a_signed_in_key_and_nothing_more() {
         browser.post("/console/case", &JANE, None).await.status(),
         401
     );
+    assert_eq!(
+        browser
+            .post("/console/feedback", &JANE, None)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        browser.get("/console/batches/x/audience").await.status(),
+        303
+    );
     let r = browser
         .post(
             "/console/sign-in",

@@ -193,6 +193,26 @@ async fn not_me_holds_for_that_person_on_every_replica_and_goes_with_erasure() {
         "verdict": "FEEDBACK_VERDICT_WRONG_PERSON",
     });
     assert_eq!(post(&other.secret, &body).await.unwrap().status(), 403);
+    // No key at all: who calls is decided first.
+    let keyless = reqwest::Client::new()
+        .post(format!("http://{}/v1/feedback", a.http_addr.unwrap()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyless.status(), 401);
+    for path in ["audience", "audience/members"] {
+        let r = reqwest::Client::new()
+            .get(format!(
+                "http://{}/v1/batches/job_x/{path}",
+                a.http_addr.unwrap()
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
     // A key without the feedback scope is refused before anything is read.
     assert_eq!(post(&dpo.secret, &body).await.unwrap().status(), 403);
 
