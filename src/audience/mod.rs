@@ -391,6 +391,16 @@ pub fn build(inputs: &Inputs<'_>, config: &AudienceConfig) -> (Report, Vec<Optio
     (report, membership)
 }
 
+/// A batch row's outcome as a report counts it: errors by any code are one
+/// row of the table.
+pub fn outcome_key(outcome: String) -> String {
+    if outcome.starts_with("error:") {
+        "error".to_owned()
+    } else {
+        outcome
+    }
+}
+
 fn outcome_label(outcome: &str) -> &str {
     match outcome {
         "enriched" => "found",

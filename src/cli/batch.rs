@@ -110,12 +110,9 @@ fn audience_report(
         rows += 1;
         let outcome = crate::batch::outcome_of(&line);
         let answered = matches!(outcome.as_str(), "enriched" | "not_found" | "incomplete");
-        let key = if outcome.starts_with("error:") {
-            "error".to_owned()
-        } else {
-            outcome
-        };
-        *outcomes.entry(key).or_insert(0_u64) += 1;
+        *outcomes
+            .entry(crate::audience::outcome_key(outcome))
+            .or_insert(0_u64) += 1;
         if answered
             && let Ok(answer) = serde_json::from_value::<pb::EnrichResponse>(line["answer"].clone())
         {

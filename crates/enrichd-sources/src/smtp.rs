@@ -220,17 +220,6 @@ fn code_of(e: &lettre::transport::smtp::Error) -> Option<u16> {
     e.status().map(u16::from)
 }
 
-/// A local part nobody has: the catch-all question.
-fn random_local() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let tail: String = (0..20)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect();
-    format!("zq{tail}")
-}
-
 async fn converse(settings: &ProbeSettings, (name, ip): (&str, IpAddr), address: &Address) -> Said {
     let probe = |status, reason: &str, code| {
         Said::Probe(Probe {
@@ -268,9 +257,14 @@ async fn converse(settings: &ProbeSettings, (name, ip): (&str, IpAddr), address:
         Err(e) => Said::Unreachable(e.to_string()),
         Ok(accepted) => {
             let code = Some(u16::from(accepted.code()));
-            let nobody = format!("{}@{}", random_local(), address.domain())
-                .parse::<Address>()
-                .ok();
+            // A local part nobody has: the catch-all question.
+            let nobody = format!(
+                "{}@{}",
+                crate::engine::live::canary_name(),
+                address.domain()
+            )
+            .parse::<Address>()
+            .ok();
             match nobody {
                 Some(nobody) => match conn.command(Rcpt::new(nobody, vec![])).await {
                     Ok(_) => probe(Deliverability::CatchAll, "accepts any address", code),
@@ -306,10 +300,9 @@ pub async fn probe(settings: &ProbeSettings, hosts: &[(String, IpAddr)], address
                     .unwrap_or_else(|_| Said::Unreachable("timeout".into()));
             match said {
                 Said::Probe(p) => return p,
-                Said::Greylisted(code) if retries < settings.greylist_retries => {
+                Said::Greylisted(_) if retries < settings.greylist_retries => {
                     retries += 1;
                     tokio::time::sleep(settings.greylist_wait).await;
-                    let _ = code;
                 }
                 Said::Greylisted(code) => return unknown("greylisted".into(), code, name),
                 Said::Unreachable(why) => {

@@ -56,12 +56,8 @@ impl Jobs {
         }
         let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
         for (outcome, n) in self.ledger().job_counts(id).await.map_err(unavailable)? {
-            let key = if outcome.starts_with("error:") {
-                "error".to_owned()
-            } else {
-                outcome
-            };
-            *outcomes.entry(key).or_default() += u64::try_from(n).unwrap_or(0);
+            *outcomes.entry(audience::outcome_key(outcome)).or_default() +=
+                u64::try_from(n).unwrap_or(0);
         }
         let mut rows = Vec::new();
         let mut people = Vec::new();
