@@ -11,7 +11,6 @@
 //! the catalog's and taxonomy's own names; with `epsilon` set, every count
 //! gets Laplace noise first (for reports that leave the company).
 pub mod features;
-mod segments;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -441,7 +440,7 @@ fn segments_of(inputs: &Inputs<'_>, counter: &Counter<'_>) -> (Segments, Vec<Opt
     let max = config
         .max_segments
         .min((people.len() as u64 / config.k.max(1)) as usize);
-    let Some(labels) = segments::assign(&vectors, config.min_segments, max) else {
+    let Some(labels) = enrichd_segments::assign(&vectors, config.min_segments, max) else {
         segments.method = "too few people found to segment".into();
         segments.other.people = counter.shown(people.len() as u64);
         return (segments, membership);

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::common::{self, TestApp};
 
 /// The crowd people the test enriches.
-const PEOPLE: usize = 2_000;
+const PEOPLE: usize = 1_000;
 
 /// The sandbox catalog for a crowd: without the sites that are slow, busy
 /// or flaky by design, at rate limits a loopback site can take.

@@ -1,4 +1,4 @@
-//! Segments: people clustered on what they are into and where they are
+//! Audience segments: people clustered on what they are into and where they are
 //! (one 0/1 column per interest and per platform common enough to show),
 //! by k-means (linfa), the number of segments chosen by the silhouette
 //! within a configured range. Seeded, so a report is the same every time.
