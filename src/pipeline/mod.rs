@@ -248,10 +248,11 @@ impl Enricher {
         }
         let lists = DomainLists::load(&settings.reference)?;
         let http = settings.http.clone();
-        let verifier = Verifier::new(lists, &settings.dns)?.with_smtp(&settings.smtp);
+        let cluster = Cluster::start(&settings.cluster);
+        let verifier =
+            Verifier::new(lists, &settings.dns)?.with_smtp(&settings.smtp, cluster.clone());
         let client = HttpClient::build(&settings.http, catalog.private_origins())
             .map_err(BuildError::Http)?;
-        let cluster = Cluster::start(&settings.cluster);
         let art9_sites_not_asked = crate::compliance::special::sites_not_asked(&catalog);
         let memos = memo::Memos::new(settings.cache.max_bytes / 4);
         let engine = Engine::new(

@@ -52,7 +52,8 @@ fn smtp_of(answer: &pb::EnrichResponse) -> Option<pb::SmtpCheck> {
 #[tokio::test]
 async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed() {
     let dns = zone().await;
-    let (exchanger, seen) = exchanger::start().await;
+    let running = exchanger::start(&["alice"]).await.unwrap();
+    let (exchanger, seen) = (running.addr, running.seen.clone());
     let smtp = |extra: &str| {
         format!(
             "[dns]\nnameservers = [\"{}\"]\n[smtp]\nhelo_name = \"probe.enrichd.test\"\n\
@@ -150,5 +151,86 @@ async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed
         seen.lock().unwrap().connections,
         before,
         "no probe while off"
+    );
+}
+
+/// Waits (bounded) until the replica shares through Redis.
+async fn until_shared(app: &TestApp) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    common::eventually("the replica shares through Redis", || async {
+        let mut client = tonic_health::pb::health_client::HealthClient::new(app.channel().await);
+        let status = client
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: enrichd::api::CLUSTER_HEALTH.into(),
+            })
+            .await
+            .map(|a| a.into_inner().status());
+        (status.ok() == Some(ServingStatus::Serving)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_replicas_keep_to_one_probe_budget_per_domain_and_share_catch_all_domains() {
+    let dns = zone().await;
+    let running = exchanger::start(&["alice", "bob", "carol"]).await.unwrap();
+    let seen = running.seen.clone();
+    let ledger = common::postgres_url().await;
+    let prefix = format!("t{}", hex::encode(rand::random::<[u8; 6]>()));
+    // Two probes of a domain a minute, for the whole deployment.
+    let config = format!(
+        "[dns]\nnameservers = [\"{}\"]\n[smtp]\nenabled = true\nallow_private = true\n\
+         helo_name = \"probe.enrichd.test\"\nmail_from = \"verify@enrichd.test\"\nport = {}\n\
+         per_domain_per_minute = 2\n[ledger]\nurl = \"{ledger}\"\n\
+         [cluster]\nredis_url = \"redis://127.0.0.1:6379\"\nkey_prefix = \"{prefix}\"\nreplicas = 2\n",
+        dns.addr(),
+        running.addr.port()
+    );
+    let (a, b) = (TestApp::spawn(&config).await, TestApp::spawn(&config).await);
+    until_shared(&a).await;
+    until_shared(&b).await;
+    let ask = async |app: &TestApp, email: &str| {
+        let answer = app
+            .client()
+            .await
+            .enrich(common::email_request(email))
+            .await
+            .unwrap()
+            .into_inner();
+        smtp_of(&answer).unwrap_or_else(|| panic!("no SMTP check for {email}"))
+    };
+    use pb::Deliverability as D;
+    assert_eq!(ask(&a, "alice@mail.test").await.status(), D::Deliverable);
+    assert_eq!(ask(&b, "bob@mail.test").await.status(), D::Deliverable);
+    // Each replica alone would allow two; together they have had theirs.
+    let third = ask(&a, "carol@mail.test").await;
+    assert_eq!(third.status(), D::Unknown, "{third:?}");
+    assert!(
+        third.reason.contains("per_domain_per_minute"),
+        "{}",
+        third.reason
+    );
+    assert_eq!(seen.lock().unwrap().connections, 2);
+
+    // One replica finds a catch-all domain; the other knows it without
+    // asking, and so does the first.
+    let found = ask(&a, "anyone@catchall.mail.test").await;
+    assert_eq!(found.status(), D::CatchAll);
+    assert_eq!(seen.lock().unwrap().connections, 3);
+    let known = ask(&b, "someone@catchall.mail.test").await;
+    assert_eq!(
+        (known.status(), known.host.as_str()),
+        (D::CatchAll, "mx.mail.test"),
+        "{known:?}"
+    );
+    assert!(known.reason.contains("found before"), "{}", known.reason);
+    assert_eq!(
+        ask(&a, "other@catchall.mail.test").await.status(),
+        D::CatchAll
+    );
+    assert_eq!(
+        seen.lock().unwrap().connections,
+        3,
+        "a known catch-all domain is not asked again"
     );
 }

@@ -5,9 +5,14 @@
 //! greylisting server (a 4xx on RCPT) is asked again after a pause rather
 //! than read as a refusal.
 //!
-//! The verifier (`verify`) resolves the exchangers, keeps to the per-domain
-//! budget and caches what was said; this module holds the conversation.
+//! The verifier (`verify`) resolves the exchangers; the [`Prober`] keeps to
+//! the never-probe list, the per-domain budget (shared by replicas through
+//! Redis when there is one) and concurrency, and remembers catch-all
+//! domains; [`probe`] holds the conversation, directly or through a SOCKS5
+//! proxy. A mailbox's answer is not kept here: it is part of the person's
+//! answer, which the answer cache keeps (and erasure removes).
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::Address;
@@ -36,9 +41,22 @@ pub struct SmtpConfig {
     pub greylist_wait: Duration,
     #[serde(default = "one")]
     pub greylist_retries: u32,
-    /// Probes of one domain a minute (this process).
+    /// Probes of one domain a minute: across replicas when `[cluster]`
+    /// has Redis (each replica its share while Redis is down), else this
+    /// process's.
     #[serde(default = "per_domain")]
     pub per_domain_per_minute: u32,
+    /// Probes of one domain at once (this process).
+    #[serde(default = "two")]
+    pub per_domain_concurrency: u32,
+    /// How long a domain found to accept any address is remembered (and
+    /// not asked again): a domain, no person, so shared through Redis too.
+    #[serde(default = "catch_all_ttl", with = "humantime_serde")]
+    pub catch_all_ttl: Duration,
+    /// A SOCKS5 proxy the probes go through (`socks5://[user:password@]host:port`):
+    /// many clouds block port 25.
+    #[serde(default)]
+    pub proxy: Option<String>,
     /// Domains never probed: large providers accept everything or block
     /// probing, and a probe there says nothing.
     #[serde(default = "never_probe")]
@@ -63,6 +81,12 @@ fn one() -> u32 {
 }
 fn per_domain() -> u32 {
     30
+}
+fn two() -> u32 {
+    2
+}
+fn catch_all_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 fn never_probe() -> Vec<String> {
     [
@@ -92,6 +116,9 @@ impl Default for SmtpConfig {
             greylist_wait: greylist_wait(),
             greylist_retries: one(),
             per_domain_per_minute: per_domain(),
+            per_domain_concurrency: two(),
+            catch_all_ttl: catch_all_ttl(),
+            proxy: None,
             never_probe: never_probe(),
             allow_private: false,
         }
@@ -116,6 +143,14 @@ impl SmtpConfig {
         if self.per_domain_per_minute == 0 {
             p.push("smtp.per_domain_per_minute: must be at least 1".into());
         }
+        if self.per_domain_concurrency == 0 {
+            p.push("smtp.per_domain_concurrency: must be at least 1".into());
+        }
+        if let Some(proxy) = &self.proxy
+            && let Err(e) = Proxy::parse(proxy)
+        {
+            p.push(format!("smtp.proxy: {e}"));
+        }
         p
     }
 
@@ -127,24 +162,239 @@ impl SmtpConfig {
             timeout: self.timeout,
             greylist_wait: self.greylist_wait,
             greylist_retries: self.greylist_retries,
+            proxy: self.proxy.as_deref().and_then(|p| Proxy::parse(p).ok()),
         }
     }
 }
 
-/// Probes within their limits: the never-probe list, a budget per domain,
-/// public exchangers only unless allowed.
+/// A SOCKS5 proxy: where it is, and the credentials it wants, if any.
+#[derive(Clone, PartialEq)]
+pub struct Proxy {
+    host: String,
+    port: u16,
+    login: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Proxy {
+    /// Never the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("login", &self.login.as_ref().map(|(user, _)| user))
+            .finish()
+    }
+}
+
+impl Proxy {
+    /// `socks5://[user:password@]host:port`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let url = url::Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
+        if url.scheme() != "socks5" {
+            return Err(format!(
+                "the scheme must be socks5 (socks5://host:port), not {}",
+                url.scheme()
+            ));
+        }
+        let host = url
+            .host_str()
+            .ok_or("a host is required (socks5://host:port)")?
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = url
+            .port()
+            .ok_or("a port is required (socks5://host:port)")?;
+        let login = (!url.username().is_empty()).then(|| {
+            let decode = |s: &str| {
+                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            };
+            (
+                decode(url.username()),
+                decode(url.password().unwrap_or_default()),
+            )
+        });
+        Ok(Self { host, port, login })
+    }
+
+    /// A stream to `target` through the proxy.
+    async fn connect(&self, target: SocketAddr) -> Result<Proxied, tokio_socks::Error> {
+        let proxy = (self.host.as_str(), self.port);
+        let stream = match &self.login {
+            Some((user, password)) => {
+                tokio_socks::tcp::Socks5Stream::connect_with_password(proxy, target, user, password)
+                    .await?
+            }
+            None => tokio_socks::tcp::Socks5Stream::connect(proxy, target).await?,
+        };
+        Ok(Proxied { stream, target })
+    }
+}
+
+/// A conversation's stream through a SOCKS5 proxy, as lettre takes one.
+struct Proxied {
+    stream: tokio_socks::tcp::Socks5Stream<tokio::net::TcpStream>,
+    target: SocketAddr,
+}
+
+impl std::fmt::Debug for Proxied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Proxied({})", self.target)
+    }
+}
+
+impl tokio::io::AsyncRead for Proxied {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Proxied {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+impl lettre::transport::smtp::client::AsyncTokioStream for Proxied {
+    fn peer_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.target)
+    }
+}
+
+/// A domain's probe budget: one per process, or one for every replica.
+enum Budget {
+    Local(governor::DefaultKeyedRateLimiter<String>),
+    Shared {
+        cluster: Arc<crate::cluster::Cluster>,
+        limits: moka::sync::Cache<String, Arc<crate::cluster::limits::SharedLimit>>,
+    },
+}
+
+/// Domains whose budget, concurrency or catch-all answer is held at once.
+const DOMAINS_KEPT: u64 = 100_000;
+
+/// Probes within their limits: the never-probe list, a budget and a
+/// concurrency per domain, public exchangers only unless allowed; a
+/// catch-all domain is remembered, not asked again.
 pub struct Prober {
     config: SmtpConfig,
-    per_domain: governor::DefaultKeyedRateLimiter<String>,
+    budget: Budget,
+    busy: moka::sync::Cache<String, Arc<tokio::sync::Semaphore>>,
+    catch_all: moka::sync::Cache<String, Probe>,
 }
 
 impl Prober {
-    pub fn new(config: SmtpConfig) -> Self {
-        let rate = std::num::NonZeroU32::new(config.per_domain_per_minute)
-            .unwrap_or(std::num::NonZeroU32::MIN);
+    /// `cluster`: the replicas' Redis, when there is one (the budget and
+    /// the catch-all domains are shared through it).
+    pub fn new(config: SmtpConfig, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
+        let budget = match cluster {
+            Some(cluster) => Budget::Shared {
+                cluster,
+                limits: moka::sync::Cache::new(DOMAINS_KEPT),
+            },
+            None => {
+                let rate = std::num::NonZeroU32::new(config.per_domain_per_minute)
+                    .unwrap_or(std::num::NonZeroU32::MIN);
+                Budget::Local(governor::RateLimiter::keyed(governor::Quota::per_minute(
+                    rate,
+                )))
+            }
+        };
         Self {
-            per_domain: governor::RateLimiter::keyed(governor::Quota::per_minute(rate)),
+            budget,
+            busy: moka::sync::Cache::builder()
+                .max_capacity(DOMAINS_KEPT)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+            catch_all: moka::sync::Cache::builder()
+                .max_capacity(DOMAINS_KEPT)
+                .time_to_live(config.catch_all_ttl)
+                .build(),
             config,
+        }
+    }
+
+    /// Takes one probe of `domain` from its budget.
+    async fn spend(&self, domain: &str) -> bool {
+        match &self.budget {
+            Budget::Local(limiter) => limiter.check_key(&domain.to_owned()).is_ok(),
+            Budget::Shared { cluster, limits } => {
+                let per_minute = self.config.per_domain_per_minute.max(1);
+                let limit = limits.get_with_by_ref(domain, || {
+                    Arc::new(crate::cluster::limits::SharedLimit::new(
+                        cluster.clone(),
+                        "smtp",
+                        domain,
+                        enrichd_core::catalog::source::RateLimit {
+                            per_second: f64::from(per_minute) / 60.0,
+                            burst: per_minute,
+                        },
+                    ))
+                });
+                limit.acquire().await == crate::cluster::limits::Grant::Now
+            }
+        }
+    }
+
+    /// Whether a replica (this one or another) found `domain` takes any
+    /// address, within `catch_all_ttl`.
+    async fn known_catch_all(&self, domain: &str) -> Option<Probe> {
+        if let Some(known) = self.catch_all.get(domain) {
+            return Some(known);
+        }
+        let Budget::Shared { cluster, .. } = &self.budget else {
+            return None;
+        };
+        let host: String = cluster
+            .get(&cluster.key("smtp", &format!("{domain}:catchall")))
+            .await?;
+        let known = Probe {
+            status: Deliverability::CatchAll,
+            reason: "accepts any address (found before)".into(),
+            code: None,
+            host,
+        };
+        self.catch_all.insert(domain.to_owned(), known.clone());
+        Some(known)
+    }
+
+    async fn remember_catch_all(&self, domain: &str, probe: &Probe) {
+        let known = Probe {
+            reason: "accepts any address (found before)".into(),
+            code: None,
+            ..probe.clone()
+        };
+        self.catch_all.insert(domain.to_owned(), known);
+        if let Budget::Shared { cluster, .. } = &self.budget {
+            cluster
+                .set_for(
+                    &cluster.key("smtp", &format!("{domain}:catchall")),
+                    &probe.host,
+                    self.config.catch_all_ttl,
+                )
+                .await;
         }
     }
 
@@ -181,10 +431,26 @@ impl Prober {
         if hosts.is_empty() {
             return unknown("no exchanger it may ask (none public)");
         }
-        if self.per_domain.check_key(&domain).is_err() {
+        if let Some(known) = self.known_catch_all(&domain).await {
+            return known;
+        }
+        let gate = self.busy.get_with_by_ref(&domain, || {
+            Arc::new(tokio::sync::Semaphore::new(
+                self.config.per_domain_concurrency.max(1) as usize,
+            ))
+        });
+        let Ok(_turn) = tokio::time::timeout(self.config.timeout, gate.acquire_owned()).await
+        else {
+            return unknown("the domain's probes are all busy (smtp.per_domain_concurrency)");
+        };
+        if !self.spend(&domain).await {
             return unknown("over the domain's probe budget (smtp.per_domain_per_minute)");
         }
-        probe(&self.config.settings(), &hosts, address).await
+        let said = probe(&self.config.settings(), &hosts, address).await;
+        if said.status == Deliverability::CatchAll {
+            self.remember_catch_all(&domain, &said).await;
+        }
+        said
     }
 }
 
@@ -203,6 +469,8 @@ pub struct ProbeSettings {
     /// many times.
     pub greylist_wait: Duration,
     pub greylist_retries: u32,
+    /// A SOCKS5 proxy every conversation goes through.
+    pub proxy: Option<Proxy>,
 }
 
 pub use enrichd_core::model::{Deliverability, SmtpCheck as Probe};
@@ -231,16 +499,25 @@ async fn converse(settings: &ProbeSettings, (name, ip): (&str, IpAddr), address:
     };
     let hello = ClientId::Domain(settings.helo_name.clone());
     let at = SocketAddr::new(ip, settings.port);
-    let mut conn =
-        match AsyncSmtpConnection::connect_tokio1(at, Some(settings.timeout), &hello, None, None)
-            .await
-        {
-            Ok(conn) => conn,
-            Err(e) if e.is_permanent() => {
-                return probe(Deliverability::Unknown, "blocked", code_of(&e));
+    let connected = match &settings.proxy {
+        None => {
+            AsyncSmtpConnection::connect_tokio1(at, Some(settings.timeout), &hello, None, None)
+                .await
+        }
+        Some(proxy) => match proxy.connect(at).await {
+            Ok(stream) => {
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello).await
             }
-            Err(e) => return Said::Unreachable(e.to_string()),
-        };
+            Err(e) => return Said::Unreachable(format!("through the proxy: {e}")),
+        },
+    };
+    let mut conn = match connected {
+        Ok(conn) => conn,
+        Err(e) if e.is_permanent() => {
+            return probe(Deliverability::Unknown, "blocked", code_of(&e));
+        }
+        Err(e) => return Said::Unreachable(e.to_string()),
+    };
     let from = settings.mail_from.parse::<Address>().ok();
     if let Err(e) = conn.command(Mail::new(from, vec![])).await {
         conn.abort().await;
@@ -323,10 +600,10 @@ pub async fn probe(settings: &ProbeSettings, hosts: &[(String, IpAddr)], address
     last
 }
 
-/// A loopback SMTP exchanger for tests: `alice@` exists, `grey@` is
-/// greylisted once, any address at a domain starting with `catchall.` is
-/// taken, everything else is refused; it counts connections and DATA.
-#[doc(hidden)]
+/// A loopback SMTP exchanger, served by the sandbox and by tests: the
+/// mailboxes it is given exist, `grey@` is greylisted once (then taken),
+/// any address at a domain starting with `catchall.` is taken, everything
+/// else is refused (550); it counts connections and DATA (never answered).
 pub mod exchanger {
     use std::collections::HashMap;
     use std::net::SocketAddr;
@@ -343,7 +620,20 @@ pub mod exchanger {
         pub tries: HashMap<String, usize>,
     }
 
-    fn reply(line: &str, seen: &Mutex<Seen>) -> &'static [u8] {
+    /// Whether `to` is one of `mailboxes`: an entry with an `@` names one
+    /// address, one without names that local part at any domain.
+    fn exists(mailboxes: &[String], to: &str) -> bool {
+        let local = to.split('@').next().unwrap_or_default();
+        mailboxes.iter().any(|m| {
+            if m.contains('@') {
+                m.eq_ignore_ascii_case(to)
+            } else {
+                m.eq_ignore_ascii_case(local)
+            }
+        })
+    }
+
+    fn reply(line: &str, mailboxes: &[String], seen: &Mutex<Seen>) -> &'static [u8] {
         let upper = line.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
             b"250-mx.test\r\n250 8BITMIME\r\n"
@@ -358,7 +648,7 @@ pub mod exchanger {
                 *n
             };
             let domain = to.rsplit('@').next().unwrap_or_default();
-            if domain.starts_with("catchall.") || to.starts_with("alice@") {
+            if domain.starts_with("catchall.") || exists(mailboxes, &to) {
                 b"250 2.1.5 OK\r\n"
             } else if to.starts_with("grey@") && tries == 1 {
                 b"451 4.7.1 greylisted, try again later\r\n"
@@ -375,18 +665,31 @@ pub mod exchanger {
         }
     }
 
-    /// Starts one on 127.0.0.1.
-    pub async fn start() -> (SocketAddr, Arc<Mutex<Seen>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let addr = listener.local_addr().expect("bound");
+    /// A running exchanger; it stops when this is dropped.
+    pub struct Exchanger {
+        pub addr: SocketAddr,
+        pub seen: Arc<Mutex<Seen>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Exchanger {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    /// Starts one on 127.0.0.1 (a free port) that knows `mailboxes`.
+    pub async fn start(mailboxes: &[&str]) -> std::io::Result<Exchanger> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Seen::default()));
         let shared = seen.clone();
-        tokio::spawn(async move {
+        let mailboxes: Arc<[String]> = mailboxes.iter().map(|m| (*m).to_owned()).collect();
+        let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 shared.lock().expect("not poisoned").connections += 1;
                 let seen = shared.clone();
+                let mailboxes = mailboxes.clone();
                 tokio::spawn(async move {
                     let (read, mut write) = stream.into_split();
                     let mut lines = BufReader::new(read).lines();
@@ -398,14 +701,15 @@ pub mod exchanger {
                             let _ = write.write_all(b"221 bye\r\n").await;
                             return;
                         }
-                        if write.write_all(reply(&line, &seen)).await.is_err() {
+                        let said = reply(&line, &mailboxes, &seen);
+                        if write.write_all(said).await.is_err() {
                             return;
                         }
                     }
                 });
             }
         });
-        (addr, seen)
+        Ok(Exchanger { addr, seen, task })
     }
 }
 
@@ -413,7 +717,14 @@ pub mod exchanger {
 mod tests {
     use super::*;
 
-    use super::exchanger::start as exchanger;
+    async fn exchanger() -> (
+        SocketAddr,
+        Arc<std::sync::Mutex<exchanger::Seen>>,
+        exchanger::Exchanger,
+    ) {
+        let running = exchanger::start(&["alice"]).await.unwrap();
+        (running.addr, running.seen.clone(), running)
+    }
 
     fn settings(port: u16) -> ProbeSettings {
         ProbeSettings {
@@ -423,12 +734,104 @@ mod tests {
             timeout: Duration::from_secs(5),
             greylist_wait: Duration::from_millis(20),
             greylist_retries: 1,
+            proxy: None,
         }
+    }
+
+    /// A SOCKS5 proxy on loopback (no authentication, CONNECT to an IPv4
+    /// address only, RFC 1928) that notes where it was asked to connect.
+    async fn socks_proxy() -> (SocketAddr, Arc<std::sync::Mutex<Vec<SocketAddr>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let noted = asked.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let noted = noted.clone();
+                tokio::spawn(async move {
+                    let mut hello = [0u8; 2];
+                    client.read_exact(&mut hello).await.ok()?;
+                    let mut methods = vec![0u8; usize::from(hello[1])];
+                    client.read_exact(&mut methods).await.ok()?;
+                    client.write_all(&[5, 0]).await.ok()?;
+                    let mut head = [0u8; 4];
+                    client.read_exact(&mut head).await.ok()?;
+                    if head[1] != 1 || head[3] != 1 {
+                        return None;
+                    }
+                    let mut target = [0u8; 6];
+                    client.read_exact(&mut target).await.ok()?;
+                    let ip = std::net::Ipv4Addr::new(target[0], target[1], target[2], target[3]);
+                    let to = SocketAddr::from((ip, u16::from_be_bytes([target[4], target[5]])));
+                    noted.lock().unwrap().push(to);
+                    let mut upstream = tokio::net::TcpStream::connect(to).await.ok()?;
+                    client
+                        .write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0])
+                        .await
+                        .ok()?;
+                    tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                        .await
+                        .ok()
+                });
+            }
+        });
+        (addr, asked)
+    }
+
+    #[tokio::test]
+    async fn through_a_socks5_proxy_the_exchanger_is_reached_by_the_proxy() {
+        let (addr, seen, _running) = exchanger().await;
+        let (proxy, asked) = socks_proxy().await;
+        let mut s = settings(addr.port());
+        s.proxy = Some(Proxy::parse(&format!("socks5://{proxy}")).unwrap());
+        let hosts = vec![("mx.test".to_owned(), addr.ip())];
+        let p = probe(&s, &hosts, "alice@example.test").await;
+        assert_eq!(p.status, Deliverability::Deliverable, "{p:?}");
+        assert_eq!(*asked.lock().unwrap(), vec![addr], "the proxy connected");
+        assert_eq!(seen.lock().unwrap().connections, 1);
+
+        // A proxy that is not there: unknown, and the exchanger not asked
+        // directly.
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gone = dead.local_addr().unwrap();
+        drop(dead);
+        s.proxy = Some(Proxy::parse(&format!("socks5://{gone}")).unwrap());
+        let p = probe(&s, &hosts, "alice@example.test").await;
+        assert_eq!(p.status, Deliverability::Unknown);
+        assert!(p.reason.contains("through the proxy"), "{p:?}");
+        assert_eq!(
+            seen.lock().unwrap().connections,
+            1,
+            "never around the proxy"
+        );
+    }
+
+    #[test]
+    fn a_proxy_is_a_socks5_url_and_its_password_is_never_shown() {
+        let p = Proxy::parse("socks5://probe:s3cr%40t@proxy.internal:1080").unwrap();
+        assert_eq!(p.login, Some(("probe".into(), "s3cr@t".into())));
+        assert!(!format!("{p:?}").contains("s3cr"));
+        for bad in ["http://proxy:8080", "socks5://proxy", "proxy:1080"] {
+            assert!(Proxy::parse(bad).is_err(), "{bad}");
+        }
+        let config = SmtpConfig {
+            proxy: Some("http://proxy:8080".into()),
+            ..SmtpConfig::default()
+        };
+        assert!(
+            config
+                .problems()
+                .iter()
+                .any(|p| p.starts_with("smtp.proxy: the scheme must be socks5")),
+            "{:?}",
+            config.problems()
+        );
     }
 
     #[tokio::test]
     async fn the_four_outcomes_a_greylisted_address_asked_again_and_never_data() {
-        let (addr, seen) = exchanger().await;
+        let (addr, seen, _running) = exchanger().await;
         let s = settings(addr.port());
         let hosts = vec![("mx.test".to_owned(), addr.ip())];
         let status = |p: &Probe| (p.status, p.reason.clone(), p.code);
@@ -463,7 +866,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_exchanger_that_does_not_answer_is_unknown_and_the_next_is_asked() {
-        let (addr, _) = exchanger().await;
+        let (addr, _, _running) = exchanger().await;
         // Nothing listens on port 9 of 127.0.0.2's loopback range here
         // (refused at once); the second exchanger answers.
         let mut s = settings(addr.port());

@@ -131,11 +131,16 @@ impl Verifier {
         })
     }
 
-    /// Probes mailboxes over SMTP as `config` says (when it is on).
-    pub fn with_smtp(mut self, config: &crate::smtp::SmtpConfig) -> Self {
+    /// Probes mailboxes over SMTP as `config` says (when it is on), with
+    /// the per-domain budget shared through `cluster` when there is one.
+    pub fn with_smtp(
+        mut self,
+        config: &crate::smtp::SmtpConfig,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> Self {
         self.smtp = config
             .enabled
-            .then(|| Arc::new(crate::smtp::Prober::new(config.clone())));
+            .then(|| Arc::new(crate::smtp::Prober::new(config.clone(), cluster)));
         self
     }
 

@@ -165,6 +165,37 @@ impl Cluster {
         format!("{}:{kind}:{name}", self.prefix)
     }
 
+    /// A small shared value (nothing personal), or `None` (absent, or
+    /// Redis down).
+    pub(crate) async fn get(&self, key: &str) -> Option<String> {
+        let mut conn = self.conn()?;
+        match redis::cmd("GET").arg(key).query_async(&mut conn).await {
+            Ok(value) => value,
+            Err(e) => {
+                self.failed(&e);
+                None
+            }
+        }
+    }
+
+    /// Keeps a small shared value for `ttl` (nothing, with Redis down).
+    pub(crate) async fn set_for(&self, key: &str, value: &str, ttl: Duration) {
+        let Some(mut conn) = self.conn() else {
+            return;
+        };
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Result<(), _> = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(ms)
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = set {
+            self.failed(&e);
+        }
+    }
+
     fn channel(&self) -> String {
         format!("{}:erasures", self.prefix)
     }
