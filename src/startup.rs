@@ -172,7 +172,8 @@ pub fn hasher(config: &Config) -> Result<KeyedHasher, StartupError> {
 
 /// The catalog to run: the sandbox's (whose servers must stay alive as long
 /// as the catalog is used), or the configured one. In sandbox mode MX
-/// checks go to the sandbox's own DNS server, so nothing leaves the process.
+/// checks go to the sandbox's own DNS server and SMTP checks to its own
+/// exchanger, so nothing leaves the process.
 pub async fn catalog(
     config: &mut Config,
     sandbox: bool,
@@ -181,6 +182,7 @@ pub async fn catalog(
         let sb = Sandbox::start().await.map_err(StartupError::Sandbox)?;
         info!(addr = %sb.addr(), dns = %sb.dns_addr(), "sandbox sites and DNS serving on loopback");
         config.dns.nameservers = vec![sb.dns_addr()];
+        sb.smtp_config(&mut config.smtp);
         Ok((sb.catalog(&config.purpose_ids())?, Some(sb)))
     } else {
         Ok((configured_catalog(config)?, None))

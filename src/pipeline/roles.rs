@@ -64,6 +64,22 @@ pub(super) fn split(profiles: &mut Vec<Profile>, catalog: &Catalog) -> RoleFindi
                 line.carrier = line.carrier.take().or_else(|| extra("carrier"));
                 line.line_type = line.line_type.take().or_else(|| extra("line_type"));
                 line.caller_name = line.caller_name.take().or_else(|| extra("caller_name"));
+                line.last_sim_swap = line
+                    .last_sim_swap
+                    .take()
+                    .or_else(|| extra("last_sim_swap").map(as_time));
+                line.sim_swapped_in_period = line
+                    .sim_swapped_in_period
+                    .take()
+                    .or_else(|| extra("sim_swapped_in_period"));
+                line.sim_swap_period = line
+                    .sim_swap_period
+                    .take()
+                    .or_else(|| extra("sim_swap_period"));
+                line.call_forwarding = line
+                    .call_forwarding
+                    .take()
+                    .or_else(|| extra("call_forwarding"));
             }
             Role::Mailbox => {
                 if out.mailbox.is_none()
@@ -89,6 +105,18 @@ pub(super) fn split(profiles: &mut Vec<Profile>, catalog: &Catalog) -> RoleFindi
     out.breaches
         .sort_by(|a, b| b.date.cmp(&a.date).then(a.name.cmp(&b.name)));
     out
+}
+
+/// A date a source gave as text (RFC 3339), as a time; kept as text when it
+/// is not one.
+fn as_time(s: Sourced) -> Sourced {
+    match chrono::DateTime::parse_from_rfc3339(&s.value.as_text()) {
+        Ok(t) => Sourced {
+            value: Value::Time(t.with_timezone(&Utc)),
+            provenance: s.provenance,
+        },
+        Err(_) => s,
+    }
 }
 
 /// The identifier's own inputs: a "not found" for one of them says the

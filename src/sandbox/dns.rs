@@ -7,6 +7,11 @@
 //!   well-known providers a typo is measured against (gmail.com,
 //!   outlook.com, hotmail.com, yahoo.com, icloud.com) and one disposable
 //!   service (mailinator.com): each an MX.
+//! - `catchall.example.com`: an MX at `mx.example.com`, whose exchanger
+//!   takes any address there.
+//! - `mx.example.com` and `mx.example.org`: 127.0.0.1, the sandbox's SMTP
+//!   exchanger (the other providers' exchangers have no address: the SMTP
+//!   check never leaves loopback).
 //! - `example.net`: a null MX (RFC 7505), a domain that takes no mail.
 //! - any other name (`gmial.com`, the look-alike `xn--exmple-4nf.com`, ...):
 //!   NXDOMAIN.
@@ -15,7 +20,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::rr::rdata::{MX, SOA};
+use hickory_proto::rr::rdata::{A, MX, SOA};
 use hickory_proto::rr::{LowerName, Name, RData, Record};
 use hickory_server::Server;
 use hickory_server::net::runtime::TokioRuntimeProvider;
@@ -23,9 +28,10 @@ use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 
 /// Domains with mail exchangers, and their exchanger.
-const MAIL_DOMAINS: [(&str, &str); 8] = [
+const MAIL_DOMAINS: [(&str, &str); 9] = [
     ("example.com.", "mx.example.com."),
     ("example.org.", "mx.example.org."),
+    ("catchall.example.com.", "mx.example.com."),
     ("gmail.com.", "gmail-smtp-in.l.google.com."),
     ("outlook.com.", "outlook-com.olc.protection.outlook.com."),
     ("hotmail.com.", "hotmail-com.olc.protection.outlook.com."),
@@ -33,6 +39,9 @@ const MAIL_DOMAINS: [(&str, &str); 8] = [
     ("icloud.com.", "mx01.mail.icloud.com."),
     ("mailinator.com.", "mail.mailinator.com."),
 ];
+
+/// The sandbox's own exchangers: on loopback, where its SMTP server is.
+const LOOPBACK_EXCHANGERS: [&str; 2] = ["mx.example.com.", "mx.example.org."];
 
 /// Seconds the sandbox's records may be kept.
 const TTL: u32 = 3600;
@@ -70,6 +79,11 @@ fn world() -> Vec<Record> {
     records.extend(MAIL_DOMAINS.iter().map(|(domain, exchange)| {
         Record::from_rdata(name(domain), TTL, RData::MX(MX::new(10, name(exchange))))
     }));
+    records.extend(
+        LOOPBACK_EXCHANGERS.iter().map(|exchange| {
+            Record::from_rdata(name(exchange), TTL, RData::A(A::new(127, 0, 0, 1)))
+        }),
+    );
     records.push(Record::from_rdata(
         name("example.net."),
         TTL,

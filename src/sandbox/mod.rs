@@ -15,7 +15,12 @@
 //! - `+447700900456`: a VoIP number (phone-line site), on no messaging site.
 //! - `nobody@example.org`: found nowhere; the verifier says undeliverable.
 //!
-//! Its DNS ([`dns`]) answers every MX check, so nothing leaves the process.
+//! Its DNS ([`dns`]) answers every MX check, and its SMTP exchanger (on
+//! loopback, at `mx.example.com` and `mx.example.org`) every SMTP check,
+//! so nothing leaves the process: `jane.doe@example.com` is deliverable,
+//! `nobody@example.org` undeliverable, any address at
+//! `catchall.example.com` a catch-all, and an address at a large provider
+//! (`gmail.com`) unknown: never probed.
 pub mod crowd;
 pub mod dns;
 
@@ -47,6 +52,7 @@ pub const VOIP_PHONE: &str = "+447700900456";
 pub struct Sandbox {
     addr: SocketAddr,
     dns: dns::SandboxDns,
+    smtp: enrichd_sources::smtp::exchanger::Exchanger,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -98,9 +104,11 @@ impl Sandbox {
             let _ = axum::serve(listener, app).await;
         });
         let dns = dns::start().await?;
+        let smtp = enrichd_sources::smtp::exchanger::start(&[JANE]).await?;
         Ok(Self {
             addr,
             dns,
+            smtp,
             _task: task,
         })
     }
@@ -112,6 +120,28 @@ impl Sandbox {
     /// The sandbox's DNS server: MX checks in sandbox mode go here only.
     pub fn dns_addr(&self) -> SocketAddr {
         self.dns.addr()
+    }
+
+    /// The sandbox's SMTP exchanger (the sandbox DNS's `mx.example.com`).
+    pub fn smtp_addr(&self) -> SocketAddr {
+        self.smtp.addr
+    }
+
+    /// How many connections the sandbox's SMTP exchanger has taken.
+    pub fn smtp_connections(&self) -> usize {
+        self.smtp.seen.lock().map_or(0, |seen| seen.connections)
+    }
+
+    /// `smtp` pointed at the sandbox's exchanger and turned on: every
+    /// exchanger the sandbox DNS names for a probe is on loopback.
+    pub fn smtp_config(&self, smtp: &mut enrichd_sources::smtp::SmtpConfig) {
+        smtp.enabled = true;
+        smtp.helo_name = "probe.sandbox.invalid".into();
+        smtp.mail_from = "verify@sandbox.invalid".into();
+        smtp.port = self.smtp.addr.port();
+        smtp.allow_private = true;
+        smtp.proxy = None;
+        smtp.greylist_wait = Duration::from_millis(100);
     }
 
     /// The sandbox catalog's text, pointed at this server (a test may
@@ -444,17 +474,33 @@ async fn phone_line(Path(number): Path<String>) -> Response {
 /// Hunter's email-verifier shape.
 async fn verifier(Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
     let email = q.get("email").map(String::as_str).unwrap_or_default();
+    let domain = email.rsplit('@').next().unwrap_or_default();
+    // As the sandbox's exchanger answers: Jane's mailbox is there, a
+    // catch-all domain takes anything, a large provider is not asked.
+    let webmail = [
+        "gmail.com",
+        "outlook.com",
+        "hotmail.com",
+        "yahoo.com",
+        "icloud.com",
+    ]
+    .contains(&domain);
+    let accept_all = domain.starts_with("catchall.");
     let (status, result, score) = if email == JANE {
         ("valid", "deliverable", 94)
+    } else if accept_all {
+        ("accept_all", "risky", 50)
+    } else if webmail {
+        ("webmail", "risky", 60)
     } else {
         ("invalid", "undeliverable", 12)
     };
     Json(json!({
         "data": {
             "status": status, "result": result, "score": score, "email": email,
-            "regexp": true, "gibberish": false, "disposable": false, "webmail": false,
+            "regexp": true, "gibberish": false, "disposable": false, "webmail": webmail,
             "mx_records": true, "smtp_server": true, "smtp_check": result == "deliverable",
-            "accept_all": false, "block": false, "sources": []
+            "accept_all": accept_all, "block": false, "sources": []
         },
         "meta": {"params": {"email": email}}
     }))

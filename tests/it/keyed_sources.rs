@@ -59,6 +59,10 @@ async fn keyed_sites() -> MockServer {
             .and(query_param("Fields", "line_type_intelligence,caller_name"))
             .and(header("authorization", basic.as_str()))
             .respond_with(json(200, fixture("twilio-lookup/found.json"))),
+        Mock::given(path("/v2/PhoneNumbers/%2B447400123456"))
+            .and(query_param("Fields", "sim_swap,call_forwarding"))
+            .and(header("authorization", basic.as_str()))
+            .respond_with(json(200, fixture("twilio-fraud/found.json"))),
         Mock::given(path_regex("^/v2/PhoneNumbers/"))
             .and(header("authorization", basic.as_str()))
             .respond_with(json(
@@ -395,4 +399,74 @@ async fn a_field_mask_without_breaches_never_asks_the_breach_source() {
         common::outcome_of(&answer, "hunter-verifier"),
         pb::source_outcome::Outcome::Skipped
     );
+}
+
+/// Twilio's SIM Swap and Call Forwarding packages: shipped off (private
+/// beta, billed per request); once turned on, a recent swap and forwarded
+/// calls reach the phone line, with provenance, and the verdict's reasons.
+#[tokio::test]
+async fn sim_swap_and_call_forwarding_once_turned_on_reach_the_line_and_the_verdict() {
+    let server = keyed_sites().await;
+    let shipped = real_catalog_with(&server.uri(), &secret);
+    let fraud = shipped.get("twilio-fraud").expect("ships");
+    assert!(!fraud.enabled(), "off until the account is approved");
+    assert!(
+        fraud
+            .disabled
+            .as_deref()
+            .unwrap_or_default()
+            .contains("enabled = true"),
+        "{:?}",
+        fraud.disabled
+    );
+
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/sources/twilio-lookup-fraud.toml"
+    );
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("enabled = false", "enabled = true")
+        .replace("https://lookups.twilio.com", &server.uri())
+        .replace(
+            "[[source]]",
+            "[[source]]\nnetwork = { allow_private = true }",
+        );
+    let purposes = enrichd::config::Config::default().purpose_ids();
+    let catalog =
+        enrichd::catalog::Catalog::from_files(&[(path.into(), text)], &purposes, &secret).unwrap();
+    let (app, _dns) = common::app_with_dns(catalog).await;
+    let answer = enrich(&app, phone_request("+447400123456")).await;
+    let line = answer.phone_line.as_ref().expect("the phone line");
+    let swapped = line.last_sim_swap.as_ref().expect("the last swap");
+    assert_eq!(
+        swapped.value.as_ref().map(|t| t.seconds),
+        Some(
+            chrono::DateTime::parse_from_rfc3339("2026-12-05T09:12:44Z")
+                .unwrap()
+                .timestamp()
+        )
+    );
+    assert_eq!(
+        swapped.provenance.as_ref().unwrap().source_id,
+        "twilio-fraud"
+    );
+    let text = |v: &Option<pb::TextValue>| v.as_ref().map(|v| v.value.clone());
+    assert_eq!(text(&line.sim_swapped_in_period).as_deref(), Some("true"));
+    assert_eq!(text(&line.sim_swap_period).as_deref(), Some("PT48H"));
+    assert_eq!(text(&line.call_forwarding).as_deref(), Some("true"));
+    let reasons: Vec<&str> = answer
+        .risk
+        .as_ref()
+        .unwrap()
+        .reasons
+        .iter()
+        .map(|r| r.code.as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"recent_sim_swap") && reasons.contains(&"call_forwarding"),
+        "{reasons:?}"
+    );
+    let secret_leaked = serde_json::to_string(&answer).unwrap();
+    assert!(!secret_leaked.contains("twilio-secret-0002"));
 }

@@ -280,30 +280,62 @@ fn sandbox_cli_answer(email: &str, offline: bool) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "mx": {"status": mx["status"], "hosts": mx["hosts"], "detail": mx["detail"]},
+        "smtp": answer["verification"]["email"]["smtp"],
         "risk": {"score": answer["risk"]["score"], "verdict": answer["risk"]["verdict"], "reasons": reasons},
         "sources": sources,
         "status": answer["summary"]["status"],
     })
 }
 
-/// The sandbox is the whole world: its own DNS answers the MX checks, so
-/// with no network at all (a namespace holding only loopback, where any
-/// packet meant for elsewhere fails) it answers exactly as it does outside.
+/// The sandbox is the whole world: its own DNS answers the MX checks and
+/// its own exchanger the SMTP checks, so with no network at all (a
+/// namespace holding only loopback, where any packet meant for elsewhere
+/// fails) it answers exactly as it does outside.
 #[test]
 fn the_sandbox_answers_the_same_with_no_network_at_all() {
-    // Each address, its MX status and verdict (as the README tells them).
+    // Each address, its MX status, SMTP status and verdict (as the README
+    // tells them).
     let people = [
-        ("jane.doe@example.com", "STATUS_FOUND", "VERDICT_ACCEPT"),
-        ("nobody@example.org", "STATUS_FOUND", "VERDICT_REVIEW"),
-        ("jane@gmial.com", "STATUS_NONE", "VERDICT_DECLINE"),
-        ("x@mailinator.com", "STATUS_FOUND", "VERDICT_DECLINE"),
-        ("jane@exаmple.com", "STATUS_NONE", "VERDICT_DECLINE"),
+        (
+            "jane.doe@example.com",
+            "STATUS_FOUND",
+            "DELIVERABILITY_DELIVERABLE",
+            "VERDICT_ACCEPT",
+        ),
+        (
+            "nobody@example.org",
+            "STATUS_FOUND",
+            "DELIVERABILITY_UNDELIVERABLE",
+            "VERDICT_REVIEW",
+        ),
+        (
+            "pat@catchall.example.com",
+            "STATUS_FOUND",
+            "DELIVERABILITY_CATCH_ALL",
+            "VERDICT_REVIEW",
+        ),
+        (
+            "someone@gmail.com",
+            "STATUS_FOUND",
+            "DELIVERABILITY_UNKNOWN",
+            "VERDICT_REVIEW",
+        ),
+        ("jane@gmial.com", "STATUS_NONE", "", "VERDICT_DECLINE"),
+        (
+            "x@mailinator.com",
+            "STATUS_FOUND",
+            "DELIVERABILITY_UNKNOWN",
+            "VERDICT_DECLINE",
+        ),
+        ("jane@exаmple.com", "STATUS_NONE", "", "VERDICT_DECLINE"),
     ];
-    for (email, mx, verdict) in people {
+    for (email, mx, smtp, verdict) in people {
         let online = sandbox_cli_answer(email, false);
         let offline = sandbox_cli_answer(email, true);
         assert_eq!(online, offline, "{email}");
         assert_eq!(online["mx"]["status"], mx, "{email}: {online}");
+        let said = online["smtp"]["status"].as_str().unwrap_or_default();
+        assert_eq!(said, smtp, "{email}: {online}");
         assert_eq!(online["risk"]["verdict"], verdict, "{email}: {online}");
     }
 }

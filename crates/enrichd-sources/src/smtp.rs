@@ -429,7 +429,11 @@ impl Prober {
             .filter(|(_, ip)| self.config.allow_private || crate::fetch::is_public(*ip))
             .collect();
         if hosts.is_empty() {
-            return unknown("no exchanger it may ask (none public)");
+            return unknown(if exchangers.iter().all(|(_, ips)| ips.is_empty()) {
+                "no exchanger has an address"
+            } else {
+                "no exchanger it may ask (none public: smtp.allow_private)"
+            });
         }
         if let Some(known) = self.known_catch_all(&domain).await {
             return known;

@@ -287,6 +287,16 @@ pub fn enrichment_to_proto(mut e: Enrichment) -> pb::EnrichResponse {
             carrier: l.carrier.as_ref().map(text_value),
             line_type: l.line_type.as_ref().map(text_value),
             caller_name: l.caller_name.as_ref().map(text_value),
+            last_sim_swap: l.last_sim_swap.as_ref().and_then(|s| match &s.value {
+                crate::model::Value::Time(t) => Some(pb::TimeValue {
+                    value: Some((*t).into()),
+                    provenance: Some(provenance_to_proto(&s.provenance)),
+                }),
+                _ => None,
+            }),
+            sim_swapped_in_period: l.sim_swapped_in_period.as_ref().map(text_value),
+            sim_swap_period: l.sim_swap_period.as_ref().map(text_value),
+            call_forwarding: l.call_forwarding.as_ref().map(text_value),
         }),
         messaging_apps: e
             .messaging_apps

@@ -36,7 +36,9 @@ pub enum Role {
     /// breach and when, never the breached data.
     Breaches,
     /// What the phone network says of a number: `extract.extra` names
-    /// `carrier`, `line_type`, `caller_name`.
+    /// `carrier`, `line_type`, `caller_name`, and a carrier's fraud
+    /// packages `last_sim_swap` (RFC 3339), `sim_swapped_in_period`,
+    /// `sim_swap_period` and `call_forwarding` ("true"/"false").
     PhoneLine,
     /// A mailbox check by an email verifier: `extract.extra` names
     /// `status` (deliverable, undeliverable, risky, unknown) and `score`.

@@ -172,9 +172,38 @@ pub struct PhoneLine {
     pub line_type: Option<Sourced>,
     /// The name registered for the number (CNAM), where the source has one.
     pub caller_name: Option<Sourced>,
+    /// When the number's SIM last changed (a carrier's SIM-swap answer).
+    pub last_sim_swap: Option<Sourced>,
+    /// "true" when the SIM changed within `sim_swap_period`, "false" when not.
+    pub sim_swapped_in_period: Option<Sourced>,
+    /// The period the carrier was asked about (ISO 8601, "PT24H").
+    pub sim_swap_period: Option<Sourced>,
+    /// "true" when the carrier says calls are unconditionally forwarded.
+    pub call_forwarding: Option<Sourced>,
 }
 
 impl PhoneLine {
+    /// The SIM changed recently: within the period the carrier was asked
+    /// about, or on a date less than `days` ago.
+    pub fn sim_swapped_within(&self, days: i64, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let said = |s: &Option<Sourced>| {
+            s.as_ref()
+                .is_some_and(|v| v.value.as_text().eq_ignore_ascii_case("true"))
+        };
+        said(&self.sim_swapped_in_period)
+            || self.last_sim_swap.as_ref().is_some_and(|s| match &s.value {
+                crate::model::Value::Time(t) => (now - *t).num_days() < days,
+                _ => false,
+            })
+    }
+
+    /// Calls to the number are forwarded elsewhere, the carrier says.
+    pub fn forwarded(&self) -> bool {
+        self.call_forwarding
+            .as_ref()
+            .is_some_and(|v| v.value.as_text().eq_ignore_ascii_case("true"))
+    }
+
     /// A VoIP number (fixed or not), by the source's line type.
     pub fn is_voip(&self) -> bool {
         self.line_type

@@ -71,11 +71,20 @@ pub struct RiskWeights {
     /// younger than this many days is new (`only_recent_accounts`).
     #[serde(default = "new_identity_days")]
     pub new_identity_days: i64,
+    /// A SIM changed less than this many days ago is a recent swap
+    /// (`recent_sim_swap`), as is one the carrier says changed within the
+    /// period it was asked about.
+    #[serde(default = "sim_swap_days")]
+    pub sim_swap_days: i64,
     pub reasons: BTreeMap<String, f64>,
 }
 
 fn new_identity_days() -> i64 {
     365
+}
+
+fn sim_swap_days() -> i64 {
+    7
 }
 
 #[derive(Debug, Clone, Deserialize)]

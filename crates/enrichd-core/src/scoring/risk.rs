@@ -140,6 +140,31 @@ pub fn score(
                 }
                 _ => {}
             }
+            if let Some(line) = evidence.phone_line {
+                if line.sim_swapped_within(weights.sim_swap_days, now) {
+                    let when = line
+                        .last_sim_swap
+                        .as_ref()
+                        .or(line.sim_swapped_in_period.as_ref());
+                    add(
+                        "recent_sim_swap",
+                        match when {
+                            Some(s) => format!(
+                                "the SIM changed recently ({}: {})",
+                                s.provenance.source_id,
+                                s.value.as_text()
+                            ),
+                            None => "the SIM changed recently".into(),
+                        },
+                    );
+                }
+                if line.forwarded() {
+                    add(
+                        "call_forwarding",
+                        "calls to the number are forwarded elsewhere".into(),
+                    );
+                }
+            }
             if p.number_type != NumberType::Voip
                 && let Some(line) = evidence.phone_line.filter(|l| l.is_voip())
                 && let Some(t) = &line.line_type

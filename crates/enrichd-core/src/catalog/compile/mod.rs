@@ -230,10 +230,21 @@ fn check_role(spec: &SourceSpec, kind: &SourceKind, p: &mut Problems<'_>) {
         }
         _ => {}
     }
+    /// What a `phone_line` source may give.
+    const PHONE_LINE_EXTRAS: &[&str] = &[
+        "carrier",
+        "line_type",
+        "caller_name",
+        "last_sim_swap",
+        "sim_swapped_in_period",
+        "sim_swap_period",
+        "call_forwarding",
+    ];
     let named = |names: &[&str]| matches!(kind, SourceKind::Http(h) if names.iter().any(|n| h.extract.extra.contains_key(*n)));
     match spec.role {
-        Role::PhoneLine if !named(&["carrier", "line_type", "caller_name"]) => p.push(
-            "role = \"phone_line\" reads extract.extra.carrier, line_type or caller_name; \
+        Role::PhoneLine if !named(PHONE_LINE_EXTRAS) => p.push(
+            "role = \"phone_line\" reads extract.extra.carrier, line_type, caller_name, \
+             last_sim_swap, sim_swapped_in_period, sim_swap_period or call_forwarding; \
              it names none",
         ),
         Role::Mailbox if !named(&["status"]) => {
