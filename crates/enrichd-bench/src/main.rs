@@ -2,7 +2,9 @@
 //! run, on loopback: local sources with controlled latency, the real server,
 //! and a baseline measured in the same run wherever one exists.
 //!
-//!   cargo run --release -p enrichd-bench -- [hot] [history] [cold] [sites] [budget] [memory] [cluster] [audience]
+//!   cargo run --release -p enrichd-bench -- [hot] [history] [cold] [sites] [budget] [memory] [cluster] [audience] [oneshot]
+//!
+//! (`oneshot` runs the release `enrichd` binary: `cargo build --release --bins` first.)
 //!
 //! Prints one table and writes bench-results.json. The ledger is SQLite in a
 //! temporary directory, or PostgreSQL when BENCH_LEDGER_URL names one (each
@@ -19,6 +21,7 @@ mod echo;
 mod fixtures;
 mod hot;
 mod load;
+mod oneshot;
 mod scenarios;
 
 use std::time::Duration;
@@ -70,6 +73,11 @@ pub(crate) struct Args {
     /// audience: rows of the job reported on.
     #[arg(long, default_value_t = 50_000)]
     pub(crate) audience_rows: usize,
+    /// oneshot: private-origin sources, and each one's latency.
+    #[arg(long, default_value_t = 600)]
+    pub(crate) oneshot_sites: usize,
+    #[arg(long, default_value_t = 100)]
+    pub(crate) oneshot_latency_ms: u64,
     /// Where the JSON results go.
     #[arg(long, default_value = "bench-results.json")]
     pub(crate) json: String,
@@ -99,7 +107,7 @@ async fn main() {
     });
     let _ = enrichd::telemetry::prometheus();
     let all = [
-        "hot", "history", "cold", "sites", "budget", "memory", "cluster", "audience",
+        "hot", "history", "cold", "sites", "budget", "memory", "cluster", "audience", "oneshot",
     ];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
         all.to_vec()
@@ -118,6 +126,7 @@ async fn main() {
             "memory" => memory(&args).await,
             "cluster" => cluster(&args).await,
             "audience" => audience(&args).await,
+            "oneshot" => oneshot::oneshot(&args).await,
             other => {
                 eprintln!("unknown scenario {other}; choose from {}", all.join(", "));
                 std::process::exit(2);
