@@ -3,7 +3,7 @@
 //! not count a missing footprint against the person.
 use crate::common;
 
-use common::{TestApp, email_request};
+use common::{TestApp, email_request, risk_codes};
 use enrichd::ledger::{Ledger, LedgerOutcome};
 use enrichd::privacy::KeyedHasher;
 use enrichd::proto::v1 as pb;
@@ -24,17 +24,6 @@ async fn answer_and_record(status: u16) -> (pb::EnrichResponse, LedgerOutcome) {
     let subject = KeyedHasher::new(common::TEST_HASH_KEY).hash("email:ann@example.test");
     let records = ledger.records(&subject).await.unwrap();
     (answer, records.last().unwrap().outcome)
-}
-
-fn risk_codes(answer: &pb::EnrichResponse) -> Vec<String> {
-    answer
-        .risk
-        .as_ref()
-        .unwrap()
-        .reasons
-        .iter()
-        .map(|r| r.code.clone())
-        .collect()
 }
 
 #[tokio::test]

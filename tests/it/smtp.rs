@@ -84,13 +84,7 @@ async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed
 
     let (answer, check) = ask("nobody@mail.test").await;
     assert_eq!((check.status(), check.code), (D::Undeliverable, 550));
-    let reasons: Vec<String> = answer
-        .risk
-        .unwrap()
-        .reasons
-        .iter()
-        .map(|r| r.code.clone())
-        .collect();
+    let reasons = common::risk_codes(&answer);
     assert!(
         reasons.contains(&"undeliverable_mailbox".to_owned()),
         "{reasons:?}"
@@ -98,13 +92,7 @@ async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed
 
     let (answer, check) = ask("anyone@catchall.mail.test").await;
     assert_eq!(check.status(), D::CatchAll);
-    let reasons: Vec<String> = answer
-        .risk
-        .unwrap()
-        .reasons
-        .iter()
-        .map(|r| r.code.clone())
-        .collect();
+    let reasons = common::risk_codes(&answer);
     assert!(
         reasons.contains(&"catch_all_domain".to_owned()),
         "{reasons:?}"

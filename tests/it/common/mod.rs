@@ -233,6 +233,15 @@ pub fn real_catalog_with(origin: &str, env: &dyn Fn(&str) -> Option<String>) -> 
     Catalog::from_files(&files, &purposes, env).expect("the real catalog compiles")
 }
 
+/// The codes of an answer's risk reasons.
+pub fn risk_codes(answer: &enrichd::proto::v1::EnrichResponse) -> Vec<String> {
+    answer
+        .risk
+        .as_ref()
+        .map(|r| r.reasons.iter().map(|r| r.code.clone()).collect())
+        .unwrap_or_default()
+}
+
 /// A fixture file's text.
 pub fn fixture(path: &str) -> String {
     std::fs::read_to_string(format!(
