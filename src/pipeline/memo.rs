@@ -209,8 +209,13 @@ impl Enricher {
         }
         merged.verification = verification;
         merged.cache = merge::cache_info(&merged.outcomes, query.cache.mode);
-        merged.messaging_apps =
-            roles::messaging_apps(&merged.profiles, &merged.outcomes, self.catalog(), now);
+        merged.messaging_apps = roles::messaging_apps(
+            &merged.profiles,
+            &merged.outcomes,
+            self.catalog(),
+            &merged.roles.messaging_apps,
+            now,
+        );
         Some((merged, memo.lasting.clone()))
     }
 }

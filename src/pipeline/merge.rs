@@ -63,7 +63,8 @@ pub(super) fn merge(
     let (mut profiles, possible_matches) =
         super::corroborate::corroborate(profiles, query.name_hint.as_deref(), doubts);
     order_profiles(&mut profiles, catalog);
-    let messaging_apps = super::roles::messaging_apps(&profiles, &outcomes, catalog, now);
+    let messaging_apps =
+        super::roles::messaging_apps(&profiles, &outcomes, catalog, &roles.messaging_apps, now);
     let cache = cache_info(&outcomes, query.cache.mode);
     let coverage = coverage(&outcomes, min_coverage);
     Merged {

@@ -24,8 +24,20 @@ pub(super) struct RoleFindings {
     pub mailbox: Option<Mailbox>,
     /// Breaches of sensitive sites the breach sources did not keep (Art. 9).
     pub sensitive_breaches_withheld: u32,
+    /// What phone-intelligence APIs said of the number's messaging apps.
+    pub messaging_apps: Vec<MessagingApp>,
     /// The sources whose findings these are (for the notice duty).
     pub sources: Vec<String>,
+}
+
+/// A phone-intelligence API's word for registered (`Some(true)`), not
+/// registered (`Some(false)`), or neither (unknown: `None`).
+fn registered(said: &str) -> Option<bool> {
+    match said.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" | "registered" | "found" => Some(true),
+        "no" | "false" | "not_registered" | "not registered" | "not_found" => Some(false),
+        _ => None,
+    }
 }
 
 fn role(catalog: &Catalog, p: &Profile) -> Role {
@@ -81,6 +93,21 @@ pub(super) fn split(profiles: &mut Vec<Profile>, catalog: &Catalog) -> RoleFindi
                     .take()
                     .or_else(|| extra("call_forwarding"));
             }
+            Role::MessagingApps => {
+                for (platform, said) in &p.extra {
+                    let Some(present) = registered(&said.value.as_text()) else {
+                        continue;
+                    };
+                    out.messaging_apps.push(MessagingApp {
+                        platform: platform.clone(),
+                        source_id: p.source_id.clone(),
+                        present,
+                        url: None,
+                        checked_at: said.provenance.retrieved_at,
+                        confidence: Confidence::Exact,
+                    });
+                }
+            }
             Role::Mailbox => {
                 if out.mailbox.is_none()
                     && let Some(status) = extra("status")
@@ -135,11 +162,13 @@ fn on_identifier(kind: InputKind) -> bool {
 /// One entry per messaging platform that answered: present when one of the
 /// person's profiles is there, absent when it said so of the identifier
 /// itself. Platforms that could not answer, or answered only for a guess,
-/// are left out: unknown is not absent.
+/// are left out: unknown is not absent. Then what phone-intelligence APIs
+/// (`from_intel`, role `messaging_apps`) said, platform by platform.
 pub(super) fn messaging_apps(
     profiles: &[Profile],
     outcomes: &[SourceOutcome],
     catalog: &Catalog,
+    from_intel: &[MessagingApp],
     now: DateTime<Utc>,
 ) -> Vec<MessagingApp> {
     let mut out: Vec<MessagingApp> = Vec::new();
@@ -182,5 +211,6 @@ pub(super) fn messaging_apps(
             });
         }
     }
+    out.extend(from_intel.iter().cloned());
     out
 }

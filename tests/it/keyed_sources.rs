@@ -17,6 +17,7 @@ const SECRETS: &[(&str, &str)] = &[
     ("TWILIO_AUTH_TOKEN", "twilio-secret-0002"),
     ("HUNTER_API_KEY", "hunter-secret-0003"),
     ("PDL_API_KEY", "pdl-secret-0004"),
+    ("EKYCPRO_API_KEY", "ekycpro-secret-0005"),
 ];
 
 fn secret(name: &str) -> Option<String> {
@@ -93,6 +94,26 @@ async fn keyed_sites() -> MockServer {
     for m in mocks {
         m.mount(&server).await;
     }
+    // EKYCPro: a form body naming the number and its country.
+    for (number, answer) in [
+        ("628138800001", "found"),
+        ("628138800002", "not-registered"),
+        ("628138800003", "checking"),
+    ] {
+        Mock::given(wiremock::matchers::method("POST"))
+            .and(path("/v1/whatsapp"))
+            .and(header("x-api-key", "ekycpro-secret-0005"))
+            .and(header("content-type", "application/x-www-form-urlencoded"))
+            .and(wiremock::matchers::body_string(format!(
+                "number=%2B{number}&country=ID"
+            )))
+            .respond_with(json(
+                200,
+                fixture(&format!("ekycpro-whatsapp/{answer}.json")),
+            ))
+            .mount(&server)
+            .await;
+    }
     Mock::given(wiremock::matchers::any())
         .respond_with(ResponseTemplate::new(404))
         .with_priority(20)
@@ -101,7 +122,13 @@ async fn keyed_sites() -> MockServer {
     server
 }
 
-const KEYED: &[&str] = &["hibp", "twilio-lookup", "hunter-verifier", "pdl"];
+const KEYED: &[&str] = &[
+    "hibp",
+    "twilio-lookup",
+    "hunter-verifier",
+    "pdl",
+    "ekycpro-whatsapp",
+];
 
 async fn enrich(app: &TestApp, mut request: pb::EnrichRequest) -> pb::EnrichResponse {
     request.purpose = "fraud_prevention".into();
@@ -457,4 +484,73 @@ async fn sim_swap_and_call_forwarding_once_turned_on_reach_the_line_and_the_verd
     );
     let secret_leaked = serde_json::to_string(&answer).unwrap();
     assert!(!secret_leaked.contains("twilio-secret-0002"));
+}
+
+/// A phone-intelligence API (role `messaging_apps`): WhatsApp registered,
+/// not registered, or not known yet ("checking": left out, not absent);
+/// asked for fraud prevention, never for marketing.
+#[tokio::test]
+async fn a_phone_intelligence_api_says_which_messaging_apps_a_number_is_on() {
+    let server = keyed_sites().await;
+    let catalog = real_catalog_with(&server.uri(), &secret);
+    let (app, _dns) = common::app_with_dns(catalog).await;
+    let whatsapp = |answer: &pb::EnrichResponse| {
+        answer
+            .messaging_apps
+            .iter()
+            .find(|m| m.source_id == "ekycpro-whatsapp")
+            .map(|m| (m.platform.clone(), m.present))
+    };
+    let on = enrich(&app, phone_request("+628138800001")).await;
+    assert_eq!(
+        whatsapp(&on),
+        Some(("WhatsApp".into(), true)),
+        "{:?}",
+        on.messaging_apps
+    );
+    let notice = &on
+        .compliance
+        .as_ref()
+        .unwrap()
+        .notice
+        .as_ref()
+        .unwrap()
+        .sources;
+    assert!(
+        notice.contains(&"ekycpro-whatsapp".to_string()),
+        "{notice:?}"
+    );
+    let off = enrich(&app, phone_request("+628138800002")).await;
+    assert_eq!(whatsapp(&off), Some(("WhatsApp".into(), false)));
+    let pending = enrich(&app, phone_request("+628138800003")).await;
+    assert_eq!(whatsapp(&pending), None, "unknown is not absent");
+    assert!(
+        !serde_json::to_string(&on)
+            .unwrap()
+            .contains("ekycpro-secret-0005"),
+        "the key is never in the answer"
+    );
+
+    // Marketing: not a purpose the source serves, so it is not asked.
+    let before = server.received_requests().await.unwrap().len();
+    let mut request = phone_request("+628138800001");
+    request.purpose = "marketing".into();
+    request.lawful_basis = pb::LawfulBasis::Consent.into();
+    request.evidence = Some(pb::BasisEvidence {
+        consent_ref: "C-1".into(),
+        ..Default::default()
+    });
+    let answer = app
+        .client()
+        .await
+        .enrich(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(whatsapp(&answer), None);
+    let asked = server.received_requests().await.unwrap()[before..]
+        .iter()
+        .filter(|r| r.url.path() == "/v1/whatsapp")
+        .count();
+    assert_eq!(asked, 0, "asked for marketing");
 }

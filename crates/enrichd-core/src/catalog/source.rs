@@ -27,6 +27,8 @@ pub enum BodyEncoding {
     #[default]
     Raw,
     Json,
+    /// `application/x-www-form-urlencoded`: values percent-encoded.
+    Form,
 }
 
 /// Where a value comes from in a response.

@@ -43,6 +43,12 @@ pub enum Role {
     /// A mailbox check by an email verifier: `extract.extra` names
     /// `status` (deliverable, undeliverable, risky, unknown) and `score`.
     Mailbox,
+    /// A phone-intelligence API's answer of which messaging apps a number
+    /// is registered on: each `extract.extra` key is a platform ("WhatsApp")
+    /// whose value reads as present (`yes`, `true`, `registered`) or absent
+    /// (`no`, `false`, `not_registered`); any other value (`checking`) is
+    /// unknown and left out.
+    MessagingApps,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,6 +15,9 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 enum Part {
     Literal(String),
     Input,
+    /// The ISO 3166 region of a phone-number input ("GB"), for APIs that
+    /// want the country beside the number.
+    InputRegion,
     Env(String),
 }
 
@@ -28,13 +31,15 @@ enum Position {
     Raw,
     /// A JSON body: the value is JSON-string-escaped.
     Json,
+    /// An `application/x-www-form-urlencoded` body: percent-encoded.
+    Form,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
     #[error("unclosed '{{' at byte {0}")]
     Unclosed(usize),
-    #[error("unknown placeholder {{{0}}}; use {{input}} or {{env.NAME}}")]
+    #[error("unknown placeholder {{{0}}}; use {{input}}, {{input_region}} or {{env.NAME}}")]
     UnknownPlaceholder(String),
     #[error("'}}' without '{{' at byte {0}")]
     StrayClose(usize),
@@ -50,6 +55,8 @@ pub enum RenderError {
     LineBreak,
     #[error("environment variable {0} is not set")]
     MissingEnv(String),
+    #[error("the input is not a phone number with a region")]
+    NoRegion,
 }
 
 /// A parsed template.
@@ -92,6 +99,7 @@ impl Template {
                     }
                     parts.push(match name.as_str() {
                         "input" => Part::Input,
+                        "input_region" => Part::InputRegion,
                         env if env.starts_with("env.")
                             && env.len() > 4
                             && env[4..]
@@ -125,6 +133,10 @@ impl Template {
         self.parts.contains(&Part::Input)
     }
 
+    pub fn uses_input_region(&self) -> bool {
+        self.parts.contains(&Part::InputRegion)
+    }
+
     /// For a URL template: its origin when the scheme, host and port are
     /// literal and closed by '/', '?' or '#' before any placeholder, so no
     /// input can change where the request goes.
@@ -152,7 +164,7 @@ impl Template {
         input: &str,
         env: &dyn Fn(&str) -> Option<String>,
         url: bool,
-        json: bool,
+        body: Position,
     ) -> Result<String, RenderError> {
         if url && self.is_whole_input() {
             let parsed = url::Url::parse(input).map_err(|_| RenderError::NotAUrl)?;
@@ -162,13 +174,7 @@ impl Template {
             return Ok(parsed.to_string());
         }
         let mut out = String::new();
-        let mut position = if url {
-            Position::Path
-        } else if json {
-            Position::Json
-        } else {
-            Position::Raw
-        };
+        let mut position = if url { Position::Path } else { body };
         for part in &self.parts {
             match part {
                 Part::Literal(s) => {
@@ -182,6 +188,12 @@ impl Template {
                     out.push_str(s);
                 }
                 Part::Input => out.push_str(&encode(input, position)?),
+                Part::InputRegion => {
+                    let phone = crate::identity::PhoneNumber::parse(input, None)
+                        .map_err(|_| RenderError::NoRegion)?;
+                    let region = phone.region().ok_or(RenderError::NoRegion)?;
+                    out.push_str(&encode(region, position)?);
+                }
                 Part::Env(name) => {
                     let value = env(name).ok_or_else(|| RenderError::MissingEnv(name.clone()))?;
                     out.push_str(&encode(&value, position)?);
@@ -197,7 +209,7 @@ impl Template {
         input: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<String, RenderError> {
-        self.render(input, env, true, false)
+        self.render(input, env, true, Position::Raw)
     }
 
     /// Renders a header value or a plain body.
@@ -206,7 +218,7 @@ impl Template {
         input: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<String, RenderError> {
-        let value = self.render(input, env, false, false)?;
+        let value = self.render(input, env, false, Position::Raw)?;
         if value.contains(['\r', '\n']) {
             return Err(RenderError::LineBreak);
         }
@@ -219,7 +231,17 @@ impl Template {
         input: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<String, RenderError> {
-        self.render(input, env, false, true)
+        self.render(input, env, false, Position::Json)
+    }
+
+    /// Renders an `application/x-www-form-urlencoded` body: values are
+    /// percent-encoded, so none can add a field.
+    pub fn render_form(
+        &self,
+        input: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<String, RenderError> {
+        self.render(input, env, false, Position::Form)
     }
 }
 
@@ -231,7 +253,9 @@ fn encode(value: &str, position: Position) -> Result<String, RenderError> {
             }
             utf8_percent_encode(value, COMPONENT).to_string()
         }
-        Position::Query | Position::Fragment => utf8_percent_encode(value, COMPONENT).to_string(),
+        Position::Query | Position::Fragment | Position::Form => {
+            utf8_percent_encode(value, COMPONENT).to_string()
+        }
         Position::Json => {
             let quoted = serde_json::Value::String(value.to_owned()).to_string();
             quoted[1..quoted.len() - 1].to_owned()
@@ -246,6 +270,25 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn a_form_body_cannot_gain_a_field_and_names_the_number_s_region() {
+        let t = Template::parse("number={input}&country={input_region}").unwrap();
+        assert!(t.uses_input() && t.uses_input_region());
+        assert_eq!(
+            t.render_form("+447400123456", &no_env).unwrap(),
+            "number=%2B447400123456&country=GB"
+        );
+        let evil = Template::parse("number={input}").unwrap();
+        assert_eq!(
+            evil.render_form("1&admin=true", &no_env).unwrap(),
+            "number=1%26admin%3Dtrue"
+        );
+        assert_eq!(
+            t.render_form("not a number", &no_env),
+            Err(RenderError::NoRegion)
+        );
     }
 
     #[test]

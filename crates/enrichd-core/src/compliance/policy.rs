@@ -110,7 +110,7 @@ pub fn source_refusal(source: &Source, purpose: &Purpose) -> Option<(SkipReason,
 /// a source whose every use the field mask leaves out is not asked (data
 /// minimisation, Art. 5(1)(c)). Profiles feed the profile fields, the
 /// scores and messaging apps; a phone line and a mailbox check feed risk
-/// too; breaches feed nothing else.
+/// too; breaches and phone intelligence's messaging apps feed nothing else.
 pub fn field_refusal(source: &Source, fields: &FieldPolicy) -> Option<(SkipReason, String)> {
     use ResponseField as F;
     let feeds: &[ResponseField] = match source.role {
@@ -125,6 +125,7 @@ pub fn field_refusal(source: &Source, fields: &FieldPolicy) -> Option<(SkipReaso
         Role::Breaches => &[F::Breaches],
         Role::PhoneLine => &[F::PhoneLine, F::Risk],
         Role::Mailbox => &[F::Verification, F::Risk],
+        Role::MessagingApps => &[F::MessagingApps],
     };
     (!feeds.iter().any(|f| fields.wants(*f))).then(|| {
         (

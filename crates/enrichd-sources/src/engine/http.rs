@@ -50,6 +50,7 @@ fn prepare(h: &HttpSource, input: &str, env: &Env) -> Result<Outgoing, RenderErr
     let body = match &r.body {
         Some((t, BodyEncoding::Json)) => Some(t.render_json(input, env)?),
         Some((t, BodyEncoding::Raw)) => Some(t.render_raw(input, env)?),
+        Some((t, BodyEncoding::Form)) => Some(t.render_form(input, env)?),
         None => None,
     };
     Ok(Outgoing {

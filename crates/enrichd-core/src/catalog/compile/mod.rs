@@ -250,6 +250,12 @@ fn check_role(spec: &SourceSpec, kind: &SourceKind, p: &mut Problems<'_>) {
         Role::Mailbox if !named(&["status"]) => {
             p.push("role = \"mailbox\" reads extract.extra.status; it is not named")
         }
+        Role::MessagingApps if !matches!(kind, SourceKind::Http(h) if !h.extract.extra.is_empty()) => {
+            p.push(
+                "role = \"messaging_apps\" reads extract.extra: one key per platform \
+                 (WhatsApp = { json = \"...\" }); it names none",
+            )
+        }
         _ => {}
     }
 }
@@ -361,6 +367,14 @@ fn compile_http(
         || body.as_ref().is_some_and(|(t, _)| t.uses_input());
     if url.is_some() && !uses_input {
         p.push("request: no {input} placeholder in the url, headers or body");
+    }
+    let uses_region = url.as_ref().is_some_and(|u| u.uses_input_region())
+        || headers.iter().any(|(_, t)| t.uses_input_region())
+        || body.as_ref().is_some_and(|(t, _)| t.uses_input_region());
+    if uses_region && spec.input != InputKind::PhoneE164 {
+        p.push(
+            "request: {input_region} is a phone number's region: it needs input = \"phone_e164\"",
+        );
     }
     // A required secret that is missing disables the source, loudly.
     let mut required = headers
