@@ -22,7 +22,7 @@ use lettre::transport::smtp::extension::ClientId;
 
 /// `[smtp]` settings. Off by default: a probe talks to the person's mail
 /// provider, and many clouds block port 25.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, eserde::Deserialize)]
+#[derive(Clone, PartialEq, serde::Serialize, eserde::Deserialize)]
 pub struct SmtpConfig {
     #[serde(default)]
     pub enabled: bool,
@@ -103,6 +103,31 @@ fn never_probe() -> Vec<String> {
     ]
     .map(str::to_owned)
     .to_vec()
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    /// As derived, but the proxy's password is never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proxy = self.proxy.as_deref().map(|p| match Proxy::parse(p) {
+            Ok(proxy) => format!("{proxy:?}"),
+            Err(_) => "(not a socks5 URL)".to_owned(),
+        });
+        f.debug_struct("SmtpConfig")
+            .field("enabled", &self.enabled)
+            .field("helo_name", &self.helo_name)
+            .field("mail_from", &self.mail_from)
+            .field("port", &self.port)
+            .field("timeout", &self.timeout)
+            .field("greylist_wait", &self.greylist_wait)
+            .field("greylist_retries", &self.greylist_retries)
+            .field("per_domain_per_minute", &self.per_domain_per_minute)
+            .field("per_domain_concurrency", &self.per_domain_concurrency)
+            .field("catch_all_ttl", &self.catch_all_ttl)
+            .field("proxy", &proxy)
+            .field("never_probe", &self.never_probe)
+            .field("allow_private", &self.allow_private)
+            .finish()
+    }
 }
 
 impl Default for SmtpConfig {
@@ -813,9 +838,19 @@ mod tests {
 
     #[test]
     fn a_proxy_is_a_socks5_url_and_its_password_is_never_shown() {
-        let p = Proxy::parse("socks5://probe:s3cr%40t@proxy.internal:1080").unwrap();
+        let url = "socks5://probe:s3cr%40t@proxy.internal:1080";
+        let p = Proxy::parse(url).unwrap();
         assert_eq!(p.login, Some(("probe".into(), "s3cr@t".into())));
         assert!(!format!("{p:?}").contains("s3cr"));
+        let configured = SmtpConfig {
+            proxy: Some(url.into()),
+            ..SmtpConfig::default()
+        };
+        let shown = format!("{configured:?}");
+        assert!(
+            shown.contains("proxy.internal") && !shown.contains("s3cr"),
+            "{shown}"
+        );
         for bad in ["http://proxy:8080", "socks5://proxy", "proxy:1080"] {
             assert!(Proxy::parse(bad).is_err(), "{bad}");
         }
