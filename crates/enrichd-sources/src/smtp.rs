@@ -20,6 +20,11 @@ use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
 
+pub mod exchanger;
+mod proxy;
+
+pub use proxy::Proxy;
+
 /// `[smtp]` settings. Off by default: a probe talks to the person's mail
 /// provider, and many clouds block port 25.
 #[derive(Clone, PartialEq, serde::Serialize, eserde::Deserialize)]
@@ -189,122 +194,6 @@ impl SmtpConfig {
             greylist_retries: self.greylist_retries,
             proxy: self.proxy.as_deref().and_then(|p| Proxy::parse(p).ok()),
         }
-    }
-}
-
-/// A SOCKS5 proxy: where it is, and the credentials it wants, if any.
-#[derive(Clone, PartialEq)]
-pub struct Proxy {
-    host: String,
-    port: u16,
-    login: Option<(String, String)>,
-}
-
-impl std::fmt::Debug for Proxy {
-    /// Never the password.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("login", &self.login.as_ref().map(|(user, _)| user))
-            .finish()
-    }
-}
-
-impl Proxy {
-    /// `socks5://[user:password@]host:port`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let url = url::Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
-        if url.scheme() != "socks5" {
-            return Err(format!(
-                "the scheme must be socks5 (socks5://host:port), not {}",
-                url.scheme()
-            ));
-        }
-        let host = url
-            .host_str()
-            .ok_or("a host is required (socks5://host:port)")?
-            .trim_matches(['[', ']'])
-            .to_owned();
-        let port = url
-            .port()
-            .ok_or("a port is required (socks5://host:port)")?;
-        let login = (!url.username().is_empty()).then(|| {
-            let decode = |s: &str| {
-                url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default()
-            };
-            (
-                decode(url.username()),
-                decode(url.password().unwrap_or_default()),
-            )
-        });
-        Ok(Self { host, port, login })
-    }
-
-    /// A stream to `target` through the proxy.
-    async fn connect(&self, target: SocketAddr) -> Result<Proxied, tokio_socks::Error> {
-        let proxy = (self.host.as_str(), self.port);
-        let stream = match &self.login {
-            Some((user, password)) => {
-                tokio_socks::tcp::Socks5Stream::connect_with_password(proxy, target, user, password)
-                    .await?
-            }
-            None => tokio_socks::tcp::Socks5Stream::connect(proxy, target).await?,
-        };
-        Ok(Proxied { stream, target })
-    }
-}
-
-/// A conversation's stream through a SOCKS5 proxy, as lettre takes one.
-struct Proxied {
-    stream: tokio_socks::tcp::Socks5Stream<tokio::net::TcpStream>,
-    target: SocketAddr,
-}
-
-impl std::fmt::Debug for Proxied {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Proxied({})", self.target)
-    }
-}
-
-impl tokio::io::AsyncRead for Proxied {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for Proxied {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-impl lettre::transport::smtp::client::AsyncTokioStream for Proxied {
-    fn peer_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.target)
     }
 }
 
@@ -627,119 +516,6 @@ pub async fn probe(settings: &ProbeSettings, hosts: &[(String, IpAddr)], address
         }
     }
     last
-}
-
-/// A loopback SMTP exchanger, served by the sandbox and by tests: the
-/// mailboxes it is given exist, `grey@` is greylisted once (then taken),
-/// any address at a domain starting with `catchall.` is taken, everything
-/// else is refused (550); it counts connections and DATA (never answered).
-pub mod exchanger {
-    use std::collections::HashMap;
-    use std::net::SocketAddr;
-    use std::sync::{Arc, Mutex};
-
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-    /// What the exchanger saw.
-    #[derive(Default)]
-    pub struct Seen {
-        pub connections: usize,
-        pub data: usize,
-        /// RCPT TO per address.
-        pub tries: HashMap<String, usize>,
-    }
-
-    /// Whether `to` is one of `mailboxes`: an entry with an `@` names one
-    /// address, one without names that local part at any domain.
-    fn exists(mailboxes: &[String], to: &str) -> bool {
-        let local = to.split('@').next().unwrap_or_default();
-        mailboxes.iter().any(|m| {
-            if m.contains('@') {
-                m.eq_ignore_ascii_case(to)
-            } else {
-                m.eq_ignore_ascii_case(local)
-            }
-        })
-    }
-
-    fn reply(line: &str, mailboxes: &[String], seen: &Mutex<Seen>) -> &'static [u8] {
-        let upper = line.to_ascii_uppercase();
-        if upper.starts_with("EHLO") {
-            b"250-mx.test\r\n250 8BITMIME\r\n"
-        } else if upper.starts_with("MAIL FROM") {
-            b"250 2.1.0 OK\r\n"
-        } else if upper.starts_with("RCPT TO") {
-            let to = line[8..].trim().trim_matches(['<', '>']).to_lowercase();
-            let tries = {
-                let mut seen = seen.lock().expect("not poisoned");
-                let n = seen.tries.entry(to.clone()).or_default();
-                *n += 1;
-                *n
-            };
-            let domain = to.rsplit('@').next().unwrap_or_default();
-            if domain.starts_with("catchall.") || exists(mailboxes, &to) {
-                b"250 2.1.5 OK\r\n"
-            } else if to.starts_with("grey@") && tries == 1 {
-                b"451 4.7.1 greylisted, try again later\r\n"
-            } else if to.starts_with("grey@") {
-                b"250 2.1.5 OK\r\n"
-            } else {
-                b"550 5.1.1 no such user\r\n"
-            }
-        } else if upper.starts_with("DATA") {
-            seen.lock().expect("not poisoned").data += 1;
-            b"554 no\r\n"
-        } else {
-            b"502 unknown\r\n"
-        }
-    }
-
-    /// A running exchanger; it stops when this is dropped.
-    pub struct Exchanger {
-        pub addr: SocketAddr,
-        pub seen: Arc<Mutex<Seen>>,
-        task: tokio::task::JoinHandle<()>,
-    }
-
-    impl Drop for Exchanger {
-        fn drop(&mut self) {
-            self.task.abort();
-        }
-    }
-
-    /// Starts one on 127.0.0.1 (a free port) that knows `mailboxes`.
-    pub async fn start(mailboxes: &[&str]) -> std::io::Result<Exchanger> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let shared = seen.clone();
-        let mailboxes: Arc<[String]> = mailboxes.iter().map(|m| (*m).to_owned()).collect();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                shared.lock().expect("not poisoned").connections += 1;
-                let seen = shared.clone();
-                let mailboxes = mailboxes.clone();
-                tokio::spawn(async move {
-                    let (read, mut write) = stream.into_split();
-                    let mut lines = BufReader::new(read).lines();
-                    if write.write_all(b"220 mx.test ESMTP\r\n").await.is_err() {
-                        return;
-                    }
-                    while let Ok(Some(line)) = lines.next_line().await {
-                        if line.to_ascii_uppercase().starts_with("QUIT") {
-                            let _ = write.write_all(b"221 bye\r\n").await;
-                            return;
-                        }
-                        let said = reply(&line, &mailboxes, &seen);
-                        if write.write_all(said).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Ok(Exchanger { addr, seen, task })
-    }
 }
 
 #[cfg(test)]
