@@ -49,6 +49,16 @@ fn smtp_of(answer: &pb::EnrichResponse) -> Option<pb::SmtpCheck> {
     }
 }
 
+/// `app`'s answer for alice@mail.test.
+async fn alice(app: &TestApp) -> pb::EnrichResponse {
+    app.client()
+        .await
+        .enrich(common::email_request("alice@mail.test"))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 #[tokio::test]
 async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed() {
     let dns = zone().await;
@@ -113,26 +123,14 @@ async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed
 
     // A loopback exchanger is not asked unless allowed.
     let public_only = TestApp::spawn(&smtp("enabled = true\n")).await;
-    let answer = public_only
-        .client()
-        .await
-        .enrich(common::email_request("alice@mail.test"))
-        .await
-        .unwrap()
-        .into_inner();
+    let answer = alice(&public_only).await;
     let check = smtp_of(&answer).unwrap();
     assert_eq!(check.status(), D::Unknown, "{check:?}");
     assert_eq!(seen.lock().unwrap().connections, before);
 
     // Off (the default): no check, and no connection.
     let off = TestApp::spawn(&smtp("")).await;
-    let answer = off
-        .client()
-        .await
-        .enrich(common::email_request("alice@mail.test"))
-        .await
-        .unwrap()
-        .into_inner();
+    let answer = alice(&off).await;
     assert!(smtp_of(&answer).is_none());
     assert_eq!(answer.summary.unwrap().deliverable(), D::Unspecified);
     assert_eq!(
