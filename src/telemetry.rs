@@ -73,9 +73,13 @@ pub fn init_tracing(config: &LogConfig) {
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// How often the recorder's histograms are drained between scrapes (the
+/// exporter's own default when it runs its HTTP listener).
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process-wide Prometheus recorder (installed on first use).
 pub fn prometheus() -> Option<&'static PrometheusHandle> {
-    PROMETHEUS
+    let handle = PROMETHEUS
         .get_or_init(|| {
             PrometheusBuilder::new()
                 .set_buckets(BUCKETS)
@@ -83,7 +87,25 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
                 .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
                 .ok()
         })
-        .as_ref()
+        .as_ref()?;
+    // `install_recorder` leaves upkeep to its caller: without it every
+    // histogram sample is held until a scrape drains it, so a server that
+    // nobody scrapes grows with every call (about 32 bytes a call).
+    static UPKEEP: std::sync::Once = std::sync::Once::new();
+    UPKEEP.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    handle.run_upkeep();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "metrics upkeep not started: histograms drain only when scraped");
+        }
+    });
+    Some(handle)
 }
 
 /// The recorder, if metrics are on (`server.metrics_listen`); never

@@ -71,7 +71,12 @@ pub fn access_to_proto(a: &AccessReport) -> pb::AccessResponse {
                 expires_at: Some(
                     (e.retrieved_at + chrono::Duration::from_std(e.ttl).unwrap_or_default()).into(),
                 ),
-                profiles: e.profile.iter().map(profile_to_proto).collect(),
+                profiles: e
+                    .profile
+                    .as_deref()
+                    .into_iter()
+                    .map(profile_to_proto)
+                    .collect(),
             })
             .collect(),
         ledger: a

@@ -108,11 +108,13 @@ impl Enricher {
             phone_line: roles
                 .phone_line
                 .take()
-                .filter(|_| wants(ResponseField::PhoneLine)),
+                .filter(|_| wants(ResponseField::PhoneLine))
+                .map(|line| *line),
             mailbox: roles
                 .mailbox
                 .take()
-                .filter(|_| wants(ResponseField::Verification)),
+                .filter(|_| wants(ResponseField::Verification))
+                .map(|mailbox| *mailbox),
             messaging_apps: take(
                 wants(ResponseField::MessagingApps),
                 &mut merged.messaging_apps,

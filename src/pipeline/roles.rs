@@ -20,8 +20,10 @@ pub const MESSAGING_TAG: &str = "messaging";
 #[derive(Debug, Clone, Default)]
 pub(super) struct RoleFindings {
     pub breaches: Vec<Breach>,
-    pub phone_line: Option<PhoneLine>,
-    pub mailbox: Option<Mailbox>,
+    /// Boxed, as are the mailbox check's: most people have neither, and a
+    /// phone line is about 800 bytes inline (a memo keeps these findings).
+    pub phone_line: Option<Box<PhoneLine>>,
+    pub mailbox: Option<Box<Mailbox>>,
     /// Breaches of sensitive sites the breach sources did not keep (Art. 9).
     pub sensitive_breaches_withheld: u32,
     /// What phone-intelligence APIs said of the number's messaging apps.
@@ -112,13 +114,13 @@ pub(super) fn split(profiles: &mut Vec<Profile>, catalog: &Catalog) -> RoleFindi
                 if out.mailbox.is_none()
                     && let Some(status) = extra("status")
                 {
-                    out.mailbox = Some(Mailbox {
+                    out.mailbox = Some(Box::new(Mailbox {
                         status: Sourced {
                             value: Value::Text(status.value.as_text().to_lowercase()),
                             provenance: status.provenance,
                         },
                         score: extra("score"),
-                    });
+                    }));
                 }
             }
         }
@@ -127,7 +129,7 @@ pub(super) fn split(profiles: &mut Vec<Profile>, catalog: &Catalog) -> RoleFindi
         }
     }
     if line != PhoneLine::default() {
-        out.phone_line = Some(line);
+        out.phone_line = Some(Box::new(line));
     }
     out.breaches
         .sort_by(|a, b| b.date.cmp(&a.date).then(a.name.cmp(&b.name)));

@@ -64,8 +64,8 @@ impl Enricher {
                     profiles,
                     footprint: &footprint,
                     coverage_sufficient: merged.coverage.sufficient,
-                    phone_line: merged.roles.phone_line.as_ref(),
-                    mailbox: merged.roles.mailbox.as_ref(),
+                    phone_line: merged.roles.phone_line.as_deref(),
+                    mailbox: merged.roles.mailbox.as_deref(),
                     breaches: &merged.roles.breaches,
                 };
                 risk::score(v, &evidence, hint, &self.scoring, verdict_at, now)

@@ -111,7 +111,7 @@ impl SharedCache {
             outcome: entry.outcome,
             detail: entry.detail.clone(),
             http_status: entry.http_status,
-            profile: entry.profile.clone(),
+            profile: entry.profile.as_deref().cloned(),
             retrieved_at: entry.retrieved_at,
             ttl_ms: u64::try_from(entry.ttl.as_millis()).unwrap_or(u64::MAX),
         };

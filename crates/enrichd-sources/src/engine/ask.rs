@@ -44,7 +44,7 @@ fn from_entry(source: &Source, input: &Input, entry: &Entry, now: Instant) -> As
     outcome.http_status = entry.http_status;
     outcome.cached = true;
     outcome.cache_age = Some(entry.age(now));
-    let profile = entry.profile.clone().map(|mut p| {
+    let profile = entry.profile.as_deref().cloned().map(|mut p| {
         p.provenance.confidence = input.confidence;
         for f in p.fields.values_mut().chain(p.extra.values_mut()) {
             f.provenance.confidence = input.confidence;
