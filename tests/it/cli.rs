@@ -629,3 +629,41 @@ fn batch_refuses_output_files_it_would_not_write_as_named() {
         assert!(said.contains(flag) && said.contains(file), "{said}");
     }
 }
+
+/// A running server has turned transparent huge pages off for itself (on a
+/// kernel set to `always` they cost it about 16 MB after start), unless
+/// `MIMALLOC_ALLOW_THP=1` asks to keep the kernel's setting.
+#[test]
+fn a_server_runs_on_small_pages_unless_told_otherwise() {
+    let thp_of = |allow: Option<&str>| {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_enrichd"));
+        cmd.args([
+            "serve",
+            "--sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(tmp.path())
+        .env_remove("RUST_LOG")
+        .env_remove("MIMALLOC_ALLOW_THP")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+        if let Some(allow) = allow {
+            cmd.env("MIMALLOC_ALLOW_THP", allow);
+        }
+        let mut server = common::KillOnDrop(cmd.spawn().unwrap());
+        let lines = common::stderr_lines(&mut server.0);
+        common::lines_until(&lines, "enrichd serving gRPC");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", server.0.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:"))
+            .expect("the kernel reports THP_enabled")
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(thp_of(None), "0");
+    assert_eq!(thp_of(Some("1")), "1");
+}

@@ -54,8 +54,8 @@ pub(crate) struct Args {
     /// hot: seconds of load per side.
     #[arg(long, default_value_t = 5)]
     pub(crate) seconds: u64,
-    /// cold: calls measured.
-    #[arg(long, default_value_t = 30)]
+    /// cold: calls measured (each beside a plain fan-out to the same sites).
+    #[arg(long, default_value_t = 100)]
     pub(crate) cold_calls: usize,
     /// sites: number of sites.
     #[arg(long, default_value_t = 600)]
@@ -97,8 +97,17 @@ pub(crate) fn ms(d: Duration) -> f64 {
 }
 
 /// A local site: `/{site}/{user}` with a per-site behaviour.
-#[tokio::main]
-async fn main() {
+fn main() {
+    // As `enrichd` does (see src/main.rs), before the runtime's threads start.
+    enrichd::startup::small_pages();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(run());
+}
+
+async fn run() {
     let args = Args::parse();
     // As `enrichd serve` runs: a log subscriber (warnings only here, so the
     // table stays readable; the pipeline's spans are debug either way) and

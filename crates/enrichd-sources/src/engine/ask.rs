@@ -208,30 +208,36 @@ impl Engine {
                 let ran = AtomicBool::new(false);
                 // Boxed, as every upstream path here: a cache hit's
                 // future stays small (it is moved into the request's join).
-                let result = Box::pin(cache.try_get_with(key.clone(), async {
-                    if let Some(shared) = &self.shared
-                        && let Some(entry) = shared.lock_or_wait(&key, deadline).await
-                    {
-                        return Ok(Arc::new(entry));
-                    }
-                    ran.store(true, Ordering::Relaxed);
-                    let asked = self.call(source, input, deadline).await;
-                    match cacheable(source, &asked, &self.clock) {
-                        Some(entry) => {
-                            let entry = tied(entry);
-                            if let Some(shared) = &self.shared {
-                                shared.put(&key, &entry, ctx.subject).await;
-                            }
-                            Ok(entry)
+                // The upstream call is boxed on its own too: moka's nested
+                // futures each hold a copy of what they are given (12 KB a
+                // miss with it inline, against 4 KB for the call itself).
+                let result = Box::pin(cache.try_get_with(
+                    key.clone(),
+                    Box::pin(async {
+                        if let Some(shared) = &self.shared
+                            && let Some(entry) = shared.lock_or_wait(&key, deadline).await
+                        {
+                            return Ok(Arc::new(entry));
                         }
-                        None => {
-                            if let Some(shared) = &self.shared {
-                                shared.unlock(&key).await;
+                        ran.store(true, Ordering::Relaxed);
+                        let asked = self.call(source, input, deadline).await;
+                        match cacheable(source, &asked, &self.clock) {
+                            Some(entry) => {
+                                let entry = tied(entry);
+                                if let Some(shared) = &self.shared {
+                                    shared.put(&key, &entry, ctx.subject).await;
+                                }
+                                Ok(entry)
                             }
-                            Err(asked)
+                            None => {
+                                if let Some(shared) = &self.shared {
+                                    shared.unlock(&key).await;
+                                }
+                                Err(asked)
+                            }
                         }
-                    }
-                }))
+                    }),
+                ))
                 .await;
                 let ran = ran.load(Ordering::Relaxed);
                 match result {
