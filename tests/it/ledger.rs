@@ -980,6 +980,5 @@ async fn answer_then_kill(url: &str, dir: &std::path::Path) -> Vec<String> {
     for client in clients {
         client.await.unwrap();
     }
-    let ids = answered.lock().unwrap().clone();
-    ids
+    answered.lock().unwrap().clone()
 }
