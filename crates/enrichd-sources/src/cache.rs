@@ -46,8 +46,9 @@ pub struct Entry {
     /// Lineage: the subjects (keyed hashes) whose enrichments asked for or
     /// used this answer. Access shows an entry to these subjects only, and
     /// erasing one of them removes it. Nearly always one or two, so a list
-    /// grown one at a time (a set's first node alone is about 280 bytes).
-    subjects: std::sync::Mutex<Vec<Box<str>>>,
+    /// grown one at a time (a set's first node alone is about 280 bytes),
+    /// of the 32 bytes each subject's hex digits spell.
+    subjects: std::sync::Mutex<Vec<Slot>>,
 }
 
 /// What a source answered, before it is stored.
@@ -95,22 +96,23 @@ impl Entry {
     /// Ties the entry to a subject whose enrichment used it; `true` if it
     /// was not tied to it yet.
     pub fn tie(&self, subject: &str) -> bool {
+        let subject = slot(subject);
         let mut subjects = self.subjects.lock().unwrap_or_else(|p| p.into_inner());
-        if subjects.iter().any(|s| **s == *subject) {
+        if subjects.contains(&subject) {
             return false;
         }
         subjects.reserve_exact(1);
-        subjects.push(subject.into());
+        subjects.push(subject);
         true
     }
 
     /// Whether a subject's enrichment used this entry.
     pub fn is_tied_to(&self, subject: &str) -> bool {
+        let subject = slot(subject);
         self.subjects
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .any(|s| **s == *subject)
+            .contains(&subject)
     }
 
     /// Its estimated size in bytes (what it weighs in the cache).
@@ -159,10 +161,10 @@ struct EntryExpiry {
     grace: Duration,
 }
 
-impl Expiry<String, Arc<Entry>> for EntryExpiry {
+impl Expiry<Slot, Arc<Entry>> for EntryExpiry {
     fn expire_after_create(
         &self,
-        _key: &String,
+        _slot: &Slot,
         value: &Arc<Entry>,
         _at: std::time::Instant,
     ) -> Option<Duration> {
@@ -170,16 +172,37 @@ impl Expiry<String, Arc<Entry>> for EntryExpiry {
     }
 }
 
+/// What the in-process cache is keyed by, and an entry's subjects held as:
+/// the 32 bytes a keyed hash's 64 hex digits spell (half the size, in
+/// place of a string of its own for each).
+pub type Slot = [u8; 32];
+
+/// The slot of a cache key or subject. Both are the hasher's hex digits;
+/// anything else (never made here) gets the slot of its SHA-256.
+pub fn slot(key: &str) -> Slot {
+    let mut out = [0; 32];
+    if hex::decode_to_slice(key, &mut out).is_err() {
+        use sha2::Digest as _;
+        out = sha2::Sha256::digest(key.as_bytes()).into();
+    }
+    out
+}
+
+/// A slot as its key again (the shared tier and the ledger name keys so).
+pub fn key_of(slot: &Slot) -> String {
+    hex::encode(slot)
+}
+
 /// The answer cache: keyed hashes to entries, bounded by weight.
-pub type AnswerCache = moka::future::Cache<String, Arc<Entry>>;
+pub type AnswerCache = moka::future::Cache<Slot, Arc<Entry>>;
 
 /// Removes every entry tied to `subject`; returns their keys.
 pub async fn forget(cache: &AnswerCache, subject: &str) -> std::collections::HashSet<String> {
     let mut removed = std::collections::HashSet::new();
-    for (key, entry) in cache.iter() {
+    for (slot, entry) in cache.iter() {
         if entry.is_tied_to(subject) {
-            cache.invalidate(key.as_ref()).await;
-            removed.insert(key.as_ref().clone());
+            cache.invalidate(slot.as_ref()).await;
+            removed.insert(key_of(&slot));
         }
     }
     removed
@@ -190,7 +213,7 @@ pub fn build(config: &CacheConfig) -> Option<AnswerCache> {
     config.enabled.then(|| {
         moka::future::Cache::builder()
             .max_capacity(config.max_bytes)
-            .weigher(|_key: &String, entry: &Arc<Entry>| entry.weight)
+            .weigher(|_slot: &Slot, entry: &Arc<Entry>| entry.weight)
             .expire_after(EntryExpiry {
                 grace: config.stale_grace,
             })
@@ -201,6 +224,17 @@ pub fn build(config: &CacheConfig) -> Option<AnswerCache> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_and_its_slot_name_each_other() {
+        let key = "0123456789abcdef".repeat(4);
+        assert_eq!(key_of(&slot(&key)), key);
+        assert_eq!(slot(&key)[..2], [0x01, 0x23]);
+        // Not hex: a slot all the same, distinct from another key's.
+        assert_eq!(slot("not a key"), slot("not a key"));
+        assert_ne!(slot("not a key"), slot("not a key!"));
+        assert_ne!(slot("not a key"), slot(&key));
+    }
 
     #[test]
     fn an_entry_is_tied_to_each_subject_once_and_to_no_other() {

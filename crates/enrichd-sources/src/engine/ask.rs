@@ -91,7 +91,7 @@ impl Engine {
     async fn shared_entry(&self, key: &str) -> Option<Arc<Entry>> {
         let entry = Arc::new(self.shared.as_ref()?.get(key).await?);
         if let Some(cache) = &self.cache {
-            cache.insert(key.to_owned(), entry.clone()).await;
+            cache.insert(crate::cache::slot(key), entry.clone()).await;
         }
         Some(entry)
     }
@@ -112,7 +112,7 @@ impl Engine {
             shared.put(key, &entry, subject).await;
         }
         if let Some(cache) = &self.cache {
-            cache.insert(key.to_owned(), entry).await;
+            cache.insert(crate::cache::slot(key), entry).await;
         }
     }
 
@@ -135,7 +135,7 @@ impl Engine {
         };
         let existing = match policy.mode {
             CacheMode::Refresh => None,
-            _ => match cache.get(&key).await {
+            _ => match cache.get(&crate::cache::slot(&key)).await {
                 Some(entry) => Some(entry),
                 None => Box::pin(self.shared_entry(&key)).await,
             },
@@ -212,7 +212,7 @@ impl Engine {
                 // futures each hold a copy of what they are given (12 KB a
                 // miss with it inline, against 4 KB for the call itself).
                 let result = Box::pin(cache.try_get_with(
-                    key.clone(),
+                    crate::cache::slot(&key),
                     Box::pin(async {
                         if let Some(shared) = &self.shared
                             && let Some(entry) = shared.lock_or_wait(&key, deadline).await

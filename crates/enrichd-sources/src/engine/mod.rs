@@ -206,7 +206,7 @@ impl Engine {
     pub async fn drop_entries(&self, keys: &[String]) {
         if let Some(cache) = &self.cache {
             for key in keys {
-                cache.invalidate(key).await;
+                cache.invalidate(&crate::cache::slot(key)).await;
             }
         }
         if let Some(shared) = &self.shared {
@@ -225,8 +225,8 @@ impl Engine {
         let mut out: Vec<Arc<Entry>> = cache
             .iter()
             .filter(|(_, e)| e.is_tied_to(subject) && e.within_grace(now, self.stale_grace))
-            .map(|(key, entry)| {
-                keys.insert(key.as_ref().clone());
+            .map(|(slot, entry)| {
+                keys.insert(crate::cache::key_of(&slot));
                 entry
             })
             .collect();
@@ -249,7 +249,7 @@ impl Engine {
         let cache = self.cache.as_ref()?;
         let mut entries = Vec::with_capacity(hits.len());
         for hit in hits {
-            let entry = cache.get(&hit.key).await?;
+            let entry = cache.get(&crate::cache::slot(&hit.key)).await?;
             if !Arc::ptr_eq(&entry, &hit.entry) {
                 return None;
             }
