@@ -49,3 +49,29 @@ async fn sources_that_answered_make_a_not_found_with_its_risk_reason() {
     assert_eq!(outcome, LedgerOutcome::NotFound);
     assert!(risk_codes(&answer).contains(&"no_digital_footprint".to_owned()));
 }
+
+/// Each source's outcome carries how long it took: a fresh answer the
+/// time its site took (it read 0 ms for every answer the cache then kept),
+/// the same answer from the cache the time the lookup took.
+#[tokio::test]
+async fn a_fresh_answer_carries_its_sources_latency() {
+    let slow = ResponseTemplate::new(404).set_delay(std::time::Duration::from_millis(80));
+    let (_site, catalog) = common::one_source("email", "", slow).await;
+    let app = TestApp::with_catalog("[dns]\nenabled = false\n", catalog).await;
+    let mut client = app.client().await;
+    let mut ask = async || {
+        let answer = client
+            .enrich(email_request("ann@example.test"))
+            .await
+            .unwrap()
+            .into_inner();
+        common::source_outcome(&answer, "a").clone()
+    };
+    let fresh = ask().await;
+    assert_eq!(fresh.outcome(), pb::source_outcome::Outcome::NotFound);
+    assert!(!fresh.cached);
+    assert!(fresh.latency_ms >= 80, "{fresh:?}");
+    let cached = ask().await;
+    assert!(cached.cached);
+    assert!(cached.latency_ms < 80, "{cached:?}");
+}

@@ -20,6 +20,7 @@
 mod echo;
 mod fixtures;
 mod hot;
+mod large;
 mod load;
 mod oneshot;
 mod scenarios;
@@ -119,6 +120,7 @@ async fn run() {
     let _ = enrichd::telemetry::prometheus();
     let all = [
         "hot", "history", "cold", "sites", "budget", "memory", "cluster", "audience", "oneshot",
+        "large",
     ];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
         all.to_vec()
@@ -138,6 +140,7 @@ async fn run() {
             "cluster" => cluster(&args).await,
             "audience" => audience(&args).await,
             "oneshot" => oneshot::oneshot(&args).await,
+            "large" => large::large(&args).await,
             other => {
                 eprintln!("unknown scenario {other}; choose from {}", all.join(", "));
                 std::process::exit(2);

@@ -143,13 +143,32 @@ async fn served(sites: usize, latency: Duration) -> (f64, f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let origins = serve_origins(sites, latency).await;
     let catalog = catalog_dir(dir.path(), &origins);
+    let s = serve_catalog(dir.path(), &catalog).await;
+    (s.start_mb, s.first_call_ms, s.after_mb)
+}
+
+/// What `enrichd serve` over one catalog directory took.
+pub(crate) struct Served {
+    /// From the process's start to its port accepting.
+    pub(crate) start_ms: f64,
+    /// Resident memory once started, and after one cold call.
+    pub(crate) start_mb: f64,
+    pub(crate) after_mb: f64,
+    pub(crate) first_call_ms: f64,
+    pub(crate) answer: enrichd::proto::v1::EnrichResponse,
+}
+
+/// `enrichd serve` over the catalog directory `catalog` (state in `dir`):
+/// its start, memory, and one cold call for person@example.test.
+pub(crate) async fn serve_catalog(dir: &Path, catalog: &Path) -> Served {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let child = command(dir.path(), &catalog)
+    let started = Instant::now();
+    let child = command(dir, catalog)
         .env("ENRICHD__SERVER__LISTEN", addr.to_string())
         .env("ENRICHD__AUTH__REQUIRED", "false")
         .arg("serve")
@@ -157,23 +176,33 @@ async fn served(sites: usize, latency: Duration) -> (f64, f64, f64) {
         .unwrap();
     let child = KillOnDrop(child);
     let pid = child.0.id();
-    let started = Instant::now();
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "enrichd serve did not start"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let start_ms = ms(started.elapsed());
     // Settled: what start-up allocated is resident.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after_start = status_bytes(pid, "VmRSS:").unwrap_or(0);
     let mut c = client(addr).await;
     let t = Instant::now();
-    c.enrich(request("person@example.test")).await.unwrap();
+    let answer = c
+        .enrich(request("person@example.test"))
+        .await
+        .unwrap()
+        .into_inner();
     let first = t.elapsed();
     let after_call = status_bytes(pid, "VmRSS:").unwrap_or(0);
-    (mb(after_start), ms(first), mb(after_call))
+    Served {
+        start_ms,
+        start_mb: mb(after_start),
+        after_mb: mb(after_call),
+        first_call_ms: ms(first),
+        answer,
+    }
 }
 
 struct KillOnDrop(Child);

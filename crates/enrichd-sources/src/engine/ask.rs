@@ -248,6 +248,7 @@ impl Engine {
                         if ran {
                             asked.outcome.cached = false;
                             asked.outcome.cache_age = None;
+                            asked.outcome.latency = started.elapsed();
                         }
                         asked
                     }
