@@ -2,9 +2,9 @@
 //! run, on loopback: local sources with controlled latency, the real server,
 //! and a baseline measured in the same run wherever one exists.
 //!
-//!   cargo run --release -p enrichd-bench -- [hot] [history] [cold] [sites] [budget] [memory] [cluster] [audience] [oneshot]
+//!   cargo run --release -p enrichd-bench -- [hot] [history] [cold] [sites] [budget] [memory] [cluster] [audience] [oneshot] [large]
 //!
-//! (`oneshot` runs the release `enrichd` binary: `cargo build --release --bins` first.)
+//! (`oneshot` and `large` run the release `enrichd` binary: `cargo build --release --bins` first.)
 //!
 //! Prints one table and writes bench-results.json. The ledger is SQLite in a
 //! temporary directory, or PostgreSQL when BENCH_LEDGER_URL names one (each
@@ -13,7 +13,9 @@
 //!
 //! Files: `fixtures` (the sites, catalog and servers), `echo` (the baselines
 //! beside the real service), `load` (the load generator), `hot` (the hot
-//! path and history), `scenarios` (cold, sites, budget, cluster, memory).
+//! path and history), `scenarios` (cold, sites, budget, cluster, memory),
+//! `oneshot` (many private origins, one call) and `large` (the real catalog
+//! at full size).
 // A benchmark measures the machine's real time.
 #![allow(clippy::disallowed_methods)]
 
@@ -41,7 +43,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub(crate) struct Args {
     /// Scenarios to run (default: all): hot, history, cold, sites, budget,
     /// memory, cluster (needs Redis, BENCH_REDIS_URL, and PostgreSQL,
-    /// BENCH_LEDGER_URL; both default to the local ones).
+    /// BENCH_LEDGER_URL; both default to the local ones), audience,
+    /// oneshot and large (both run the release `enrichd` beside this one).
     pub(crate) scenarios: Vec<String>,
     /// history: ledger rows written before measuring, and how many of them
     /// are the measured person's.
@@ -76,7 +79,8 @@ pub(crate) struct Args {
     /// audience: rows of the job reported on.
     #[arg(long, default_value_t = 50_000)]
     pub(crate) audience_rows: usize,
-    /// oneshot: private-origin sources, and each one's latency.
+    /// oneshot: private-origin sources, and each one's latency (also the
+    /// latency of `large`'s replica).
     #[arg(long, default_value_t = 600)]
     pub(crate) oneshot_sites: usize,
     #[arg(long, default_value_t = 100)]
