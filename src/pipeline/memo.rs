@@ -30,6 +30,7 @@ use crate::compliance::policy::FieldPolicy;
 use crate::engine::{Engine, Hit};
 use crate::identity::Identifier;
 use crate::model::{CacheMode, Confidence};
+use enrichd_sources::cache::{Slot, slot};
 
 /// What of a request decides what the sources find, how it is merged and
 /// which interests are scored (the cache policy decides only whether the
@@ -119,16 +120,17 @@ impl Memo {
     }
 }
 
-/// The memos of this process, by subject, bounded in (estimated) bytes.
+/// The memos of this process, by subject (the 32 bytes of its keyed hash),
+/// bounded in (estimated) bytes.
 #[derive(Clone)]
-pub(crate) struct Memos(moka::sync::Cache<String, Arc<Memo>>);
+pub(crate) struct Memos(moka::sync::Cache<Slot, Arc<Memo>>);
 
 struct UntilStale;
 
-impl moka::Expiry<String, Arc<Memo>> for UntilStale {
+impl moka::Expiry<Slot, Arc<Memo>> for UntilStale {
     fn expire_after_create(
         &self,
-        _key: &String,
+        _subject: &Slot,
         memo: &Arc<Memo>,
         _at: std::time::Instant,
     ) -> Option<Duration> {
@@ -143,7 +145,7 @@ impl Memos {
         Self(
             moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
-                .weigher(|_: &String, memo: &Arc<Memo>| memo.weight)
+                .weigher(|_: &Slot, memo: &Arc<Memo>| memo.weight)
                 .expire_after(UntilStale)
                 .build(),
         )
@@ -151,7 +153,7 @@ impl Memos {
 
     /// Drops the person's memo (an erasure, or an answer withheld).
     pub(crate) fn forget(&self, subject: &str) {
-        self.0.invalidate(subject);
+        self.0.invalidate(&slot(subject));
     }
 
     pub(crate) fn held(&self) -> u64 {
@@ -168,7 +170,7 @@ impl Memos {
     /// entries, then the memo: whichever order this runs in, none is left).
     pub(super) async fn keep(&self, subject: &str, memo: Memo, engine: &Engine) {
         let hits = memo.hits.clone();
-        self.0.insert(subject.to_owned(), Arc::new(memo));
+        self.0.insert(slot(subject), Arc::new(memo));
         if engine.still_cached(&hits).await.is_none() {
             self.forget(subject);
         }
@@ -190,7 +192,7 @@ impl Enricher {
             return None;
         }
         let started = crate::clock::Stopwatch::start();
-        let memo = self.memos.0.get(&subject.hash)?;
+        let memo = self.memos.0.get(&slot(&subject.hash))?;
         if !memo.shape.fits(subject, permitted, query) {
             return None;
         }

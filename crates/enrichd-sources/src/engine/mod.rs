@@ -51,7 +51,8 @@ pub struct Findings {
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub outcome: usize,
-    pub key: String,
+    /// The in-process cache's slot of its key (a memo keeps its hits).
+    pub key: crate::cache::Slot,
     pub entry: Arc<Entry>,
 }
 
@@ -249,7 +250,7 @@ impl Engine {
         let cache = self.cache.as_ref()?;
         let mut entries = Vec::with_capacity(hits.len());
         for hit in hits {
-            let entry = cache.get(&crate::cache::slot(&hit.key)).await?;
+            let entry = cache.get(&hit.key).await?;
             if !Arc::ptr_eq(&entry, &hit.entry) {
                 return None;
             }
@@ -394,7 +395,7 @@ impl Engine {
                     let outcome = findings.outcomes.len();
                     findings.hits.push(Hit {
                         outcome,
-                        key,
+                        key: crate::cache::slot(&key),
                         entry,
                     });
                 }
