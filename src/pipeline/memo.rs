@@ -69,6 +69,10 @@ impl Shape {
     }
 }
 
+/// What a memo holds beside its entries' copies: itself (984 bytes), the
+/// request's shape, the scores and the cache's node for it.
+const MEMO: u32 = 2_400;
+
 /// One person's fully cached findings, merged, and what of their scores
 /// does not depend on the time.
 pub(super) struct Memo {
@@ -102,11 +106,11 @@ impl Memo {
             .iter()
             .map(|h| h.entry.ttl.saturating_sub(h.entry.age(now)))
             .min()?;
-        // Its own copy of the findings, and the entries it keeps alive.
+        // Its own copy of the findings, and the entries it keeps alive
+        // (a memo over one source held 3.3 KB in `enrichd-bench memory`).
         let weight = hits
             .iter()
-            .fold(0u32, |w, h| w.saturating_add(h.entry.weight()))
-            .saturating_mul(2);
+            .fold(MEMO, |w, h| w.saturating_add(h.entry.weight()));
         let mut merged = merged.clone();
         merged.verification = None;
         Some(Self {
