@@ -527,26 +527,22 @@ async fn start_up_names_the_database_and_redis_it_cannot_reach() {
     assert!(!said.contains("hunter22"), "{said}");
 
     let ledger = common::postgres_url().await;
-    let server = Command::new(env!("CARGO_BIN_EXE_enrichd"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("ENRICHD__LEDGER__URL", &ledger)
-        .env(
-            "ENRICHD__CLUSTER__REDIS_URL",
-            "redis://:hunter22@127.0.0.1:1",
-        )
-        .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY)
-        .env("ENRICHD__AUTH__REQUIRED", "false")
-        .env("ENRICHD__DNS__ENABLED", "false")
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut server = common::KillOnDrop(server);
-    let lines = common::stderr_lines(&mut server.0);
-    let warned = common::lines_until(&lines, "Redis does not answer at start")
-        .pop()
-        .unwrap();
+    let server = common::serve(|cmd| {
+        cmd.env("ENRICHD__LEDGER__URL", &ledger)
+            .env(
+                "ENRICHD__CLUSTER__REDIS_URL",
+                "redis://:hunter22@127.0.0.1:1",
+            )
+            .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY)
+            .env("ENRICHD__AUTH__REQUIRED", "false")
+            .env("ENRICHD__DNS__ENABLED", "false");
+    });
+    // Said at start, while it serves alone meanwhile.
+    let wanted = "Redis does not answer at start";
+    let warned = match server.start.iter().find(|l| l.contains(wanted)) {
+        Some(line) => line.clone(),
+        None => common::lines_until(&server.lines, wanted).pop().unwrap(),
+    };
     assert!(
         warned.contains("WARN") && warned.contains("127.0.0.1:1") && !warned.contains("hunter22"),
         "{warned}"
@@ -637,26 +633,16 @@ fn batch_refuses_output_files_it_would_not_write_as_named() {
 fn a_server_runs_on_small_pages_unless_told_otherwise() {
     let thp_of = |allow: Option<&str>| {
         let tmp = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_enrichd"));
-        cmd.args([
-            "serve",
-            "--sandbox",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(tmp.path())
-        .env_remove("RUST_LOG")
-        .env_remove("MIMALLOC_ALLOW_THP")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-        if let Some(allow) = allow {
-            cmd.env("MIMALLOC_ALLOW_THP", allow);
-        }
-        let mut server = common::KillOnDrop(cmd.spawn().unwrap());
-        let lines = common::stderr_lines(&mut server.0);
-        common::lines_until(&lines, "enrichd serving gRPC");
-        let status = std::fs::read_to_string(format!("/proc/{}/status", server.0.id())).unwrap();
+        let server = common::serve(|cmd| {
+            cmd.args(["--sandbox", "--data-dir"])
+                .arg(tmp.path())
+                .env_remove("MIMALLOC_ALLOW_THP");
+            if let Some(allow) = allow {
+                cmd.env("MIMALLOC_ALLOW_THP", allow);
+            }
+        });
+        let pid = server.child.0.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix("THP_enabled:"))

@@ -920,31 +920,12 @@ async fn every_answered_call_has_its_record_after_a_kill_9_under_load() {
 /// the processing ids of every call that was answered.
 async fn answer_then_kill(url: &str, dir: &std::path::Path) -> Vec<String> {
     let data = tempfile::tempdir_in(dir).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_enrichd"))
-        .args([
-            "serve",
-            "--sandbox",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data.path())
-        .env("ENRICHD__LEDGER__URL", url)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut server = common::KillOnDrop(child);
-    let lines = common::stderr_lines(&mut server.0);
-    let serving = common::lines_until(&lines, "enrichd serving gRPC")
-        .pop()
-        .unwrap();
-    let addr = serving
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("addr="))
-        .unwrap_or_else(|| panic!("no address in {serving}"))
-        .to_owned();
+    let mut server = common::serve(|cmd| {
+        cmd.args(["--sandbox", "--data-dir"])
+            .arg(data.path())
+            .env("ENRICHD__LEDGER__URL", url);
+    });
+    let addr = server.addr.clone();
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -975,8 +956,8 @@ async fn answer_then_kill(url: &str, dir: &std::path::Path) -> Vec<String> {
         async move { (n >= 200).then_some(()) }
     })
     .await;
-    server.0.kill().unwrap();
-    server.0.wait().unwrap();
+    server.child.0.kill().unwrap();
+    server.child.0.wait().unwrap();
     for client in clients {
         client.await.unwrap();
     }

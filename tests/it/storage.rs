@@ -389,23 +389,16 @@ async fn a_hash_key_rotation_is_refused_while_a_server_holds_the_ledger() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("state");
     assert!(enrichd(&data, &enrich_args()).status.success());
-    let server = Command::new(env!("CARGO_BIN_EXE_enrichd"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .env("ENRICHD__DNS__ENABLED", "false")
-        .env("ENRICHD__AUTH__REQUIRED", "false")
-        .env_remove("ENRICHD__LEDGER__URL")
-        .env_remove("ENRICHD__PRIVACY__HASH_KEY")
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut server = common::KillOnDrop(server);
-    let pid = server.0.id().to_string();
     // It serves once it holds its lease.
-    let lines = common::stderr_lines(&mut server.0);
-    common::lines_until(&lines, "enrichd serving gRPC");
+    let mut server = common::serve(|cmd| {
+        cmd.arg("--data-dir")
+            .arg(&data)
+            .env("ENRICHD__DNS__ENABLED", "false")
+            .env("ENRICHD__AUTH__REQUIRED", "false")
+            .env_remove("ENRICHD__LEDGER__URL")
+            .env_remove("ENRICHD__PRIVACY__HASH_KEY");
+    });
+    let pid = server.child.0.id().to_string();
     let refused = enrichd(&data, &["keys", "rotate-hash"]);
     assert!(!refused.status.success());
     let said = String::from_utf8_lossy(&refused.stderr);
@@ -418,7 +411,7 @@ async fn a_hash_key_rotation_is_refused_while_a_server_holds_the_ledger() {
     let stopped = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(stopped.success());
     common::eventually("the server stops", || {
-        let exited = server.0.try_wait().unwrap();
+        let exited = server.child.0.try_wait().unwrap();
         async move { exited }
     })
     .await;

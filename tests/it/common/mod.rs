@@ -621,3 +621,40 @@ pub fn lines_until(lines: &std::sync::mpsc::Receiver<String>, wanted: &str) -> V
     }
     seen
 }
+
+/// A running `enrichd serve` (the binary), killed when the test ends.
+pub struct Served {
+    pub child: KillOnDrop,
+    /// Its log lines after the one that says it serves.
+    pub lines: std::sync::mpsc::Receiver<String>,
+    /// Its log lines up to that one.
+    pub start: Vec<String>,
+    /// The gRPC address it listens on.
+    pub addr: String,
+}
+
+/// `enrichd serve --listen 127.0.0.1:0` as `configure` sets it up (more
+/// arguments, environment), without `RUST_LOG`; returns once it serves.
+pub fn serve(configure: impl FnOnce(&mut std::process::Command)) -> Served {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_enrichd"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    configure(&mut cmd);
+    let mut child = KillOnDrop(cmd.spawn().unwrap());
+    let lines = stderr_lines(&mut child.0);
+    let start = lines_until(&lines, "enrichd serving gRPC");
+    let serving = start.last().expect("the serving line");
+    let addr = serving
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))
+        .unwrap_or_else(|| panic!("no address in {serving}"))
+        .to_owned();
+    Served {
+        child,
+        lines,
+        start,
+        addr,
+    }
+}
