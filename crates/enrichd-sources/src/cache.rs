@@ -106,13 +106,13 @@ impl Entry {
         true
     }
 
-    /// Whether a subject's enrichment used this entry.
-    pub fn is_tied_to(&self, subject: &str) -> bool {
-        let subject = slot(subject);
+    /// Whether a subject's enrichment used this entry (`subject`: the slot
+    /// of its keyed hash, made once by a caller that looks through many).
+    pub fn is_tied_to(&self, subject: &Slot) -> bool {
         self.subjects
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&subject)
+            .contains(subject)
     }
 
     /// Its estimated size in bytes (what it weighs in the cache).
@@ -210,8 +210,9 @@ pub type AnswerCache = moka::future::Cache<Slot, Arc<Entry>>;
 /// Removes every entry tied to `subject`; returns their keys.
 pub async fn forget(cache: &AnswerCache, subject: &str) -> std::collections::HashSet<String> {
     let mut removed = std::collections::HashSet::new();
+    let subject = slot(subject);
     for (slot, entry) in cache.iter() {
-        if entry.is_tied_to(subject) {
+        if entry.is_tied_to(&subject) {
             cache.invalidate(slot.as_ref()).await;
             removed.insert(key_of(&slot));
         }
@@ -256,12 +257,13 @@ mod tests {
             profile: None,
         };
         let entry = Entry::new("s", answer, Duration::from_secs(60), &SharedClock::system());
-        assert!(!entry.is_tied_to("a"));
+        let tied = |subject: &str| entry.is_tied_to(&slot(subject));
+        assert!(!tied("a"));
         assert!(entry.tie("a"), "first tie");
         assert!(!entry.tie("a"), "tied already");
         assert!(entry.tie("b"));
-        assert!(entry.is_tied_to("a") && entry.is_tied_to("b"));
-        assert!(!entry.is_tied_to("c") && !entry.is_tied_to(""));
+        assert!(tied("a") && tied("b"));
+        assert!(!tied("c") && !tied(""));
         let held = entry.subjects.lock().unwrap();
         assert_eq!(held.len(), 2);
         assert_eq!(held.capacity(), 2, "grown one at a time");

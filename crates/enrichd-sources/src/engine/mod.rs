@@ -223,9 +223,10 @@ impl Engine {
         };
         let now = self.clock.now();
         let mut keys = HashSet::new();
+        let tied_to = crate::cache::slot(subject);
         let mut out: Vec<Arc<Entry>> = cache
             .iter()
-            .filter(|(_, e)| e.is_tied_to(subject) && e.within_grace(now, self.stale_grace))
+            .filter(|(_, e)| e.is_tied_to(&tied_to) && e.within_grace(now, self.stale_grace))
             .map(|(slot, entry)| {
                 keys.insert(crate::cache::key_of(&slot));
                 entry
