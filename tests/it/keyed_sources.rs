@@ -130,6 +130,7 @@ const KEYED: &[&str] = &[
     "ekycpro-whatsapp",
 ];
 
+/// `request` for fraud prevention on legitimate interests.
 async fn enrich(app: &TestApp, mut request: pb::EnrichRequest) -> pb::EnrichResponse {
     request.purpose = "fraud_prevention".into();
     request.lawful_basis = pb::LawfulBasis::LegitimateInterests.into();
@@ -137,6 +138,11 @@ async fn enrich(app: &TestApp, mut request: pb::EnrichRequest) -> pb::EnrichResp
         legitimate_interest_assessment_ref: "LIA-7".into(),
         ..Default::default()
     });
+    ask(app, request).await
+}
+
+/// `request` as it is.
+async fn ask(app: &TestApp, request: pb::EnrichRequest) -> pb::EnrichResponse {
     app.client()
         .await
         .enrich(request)
@@ -325,13 +331,7 @@ async fn the_person_record_is_a_profile_with_its_accounts() {
         contract_ref: "C-1".into(),
         ..Default::default()
     });
-    let answer = app
-        .client()
-        .await
-        .enrich(request)
-        .await
-        .unwrap()
-        .into_inner();
+    let answer = ask(&app, request).await;
     let pdl = common::profile_of(&answer, "pdl");
     assert_eq!(pdl.display_name.as_ref().unwrap().value, "ada lovelace");
     assert_eq!(
@@ -540,13 +540,7 @@ async fn a_phone_intelligence_api_says_which_messaging_apps_a_number_is_on() {
         consent_ref: "C-1".into(),
         ..Default::default()
     });
-    let answer = app
-        .client()
-        .await
-        .enrich(request)
-        .await
-        .unwrap()
-        .into_inner();
+    let answer = ask(&app, request).await;
     assert_eq!(whatsapp(&answer), None);
     let asked = server.received_requests().await.unwrap()[before..]
         .iter()
