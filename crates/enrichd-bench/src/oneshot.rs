@@ -80,7 +80,8 @@ fn command(dir: &Path, catalog: &Path) -> Command {
 }
 
 /// A /proc/<pid>/status field, in bytes (the kernel gives kB).
-fn status_bytes(pid: u32, field: &str) -> Option<u64> {
+/// (`pid` "self" is this process.)
+pub(crate) fn status_bytes(pid: impl std::fmt::Display, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -217,14 +217,7 @@ pub(crate) async fn cluster(args: &Args) -> Value {
 }
 
 pub(crate) fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    crate::oneshot::status_bytes("self", "VmRSS:").unwrap_or(0)
 }
 
 pub(crate) async fn memory(args: &Args) -> Value {
