@@ -61,7 +61,7 @@ pub fn access_to_proto(a: &AccessReport) -> pb::AccessResponse {
             .cached
             .iter()
             .map(|e| pb::CachedFinding {
-                source_id: e.source_id.clone(),
+                source_id: e.source_id.to_string(),
                 outcome: match e.outcome {
                     Outcome::Found => O::Found,
                     _ => O::NotFound,
@@ -69,7 +69,8 @@ pub fn access_to_proto(a: &AccessReport) -> pb::AccessResponse {
                 .into(),
                 retrieved_at: Some(e.retrieved_at.into()),
                 expires_at: Some(
-                    (e.retrieved_at + chrono::Duration::from_std(e.ttl).unwrap_or_default()).into(),
+                    (e.retrieved_at + chrono::Duration::from_std(e.ttl()).unwrap_or_default())
+                        .into(),
                 ),
                 profiles: e
                     .profile
@@ -170,9 +171,9 @@ pub fn standing_to_proto(v: &crate::feedback::View) -> pb::SourceStanding {
 pub fn source_to_proto(s: &Source, standing: &crate::feedback::View) -> pb::SourceInfo {
     pb::SourceInfo {
         standing: Some(standing_to_proto(standing)),
-        id: s.id.clone(),
+        id: s.id.to_string(),
         name: s.name.clone(),
-        platform: s.platform.clone(),
+        platform: s.platform.to_string(),
         input: s.input.as_str().to_owned(),
         tags: s.tags.clone(),
         weight: s.weight,

@@ -146,7 +146,7 @@ impl Enricher {
         let found: BTreeSet<&str> = merged
             .profiles
             .iter()
-            .map(|p| p.source_id.as_str())
+            .map(|p| &*p.source_id)
             .chain(merged.roles.sources.iter().map(String::as_str))
             .collect();
         let categories: BTreeSet<String> = found

@@ -27,7 +27,7 @@ impl Doubts {
         let url = link_key(&profile_url(profile));
         self.refuted.iter().any(|r| {
             r.kind == crate::ledger::FindingKind::Profile
-                && r.source_id == profile.source_id
+                && *r.source_id == *profile.source_id
                 && link_key(&r.finding) == url
         })
     }
@@ -35,7 +35,8 @@ impl Doubts {
     /// Removes the attribute values refuted for this profile's source.
     fn strip_attributes(&self, profile: &mut Profile) {
         for r in &self.refuted {
-            if r.kind != crate::ledger::FindingKind::Attribute || r.source_id != profile.source_id {
+            if r.kind != crate::ledger::FindingKind::Attribute || *r.source_id != *profile.source_id
+            {
                 continue;
             }
             let Some((name, value)) = r.finding.split_once('=') else {
@@ -99,7 +100,7 @@ pub(super) fn corroborate(
             .is_some_and(|v| refuted_sources.contains(v))
         {
             Some(Doubt::RefutedOrigin)
-        } else if doubts.demoted.contains(&p.source_id) {
+        } else if doubts.demoted.contains(&*p.source_id) {
             Some(Doubt::SourceDemoted)
         } else if p.confidence() <= Confidence::Guess {
             Some(Doubt::Uncorroborated)
@@ -325,7 +326,7 @@ mod tests {
         );
         let by: Vec<(&str, Vec<Corroboration>)> = kept
             .iter()
-            .map(|p| (p.source_id.as_str(), p.corroborated_by.clone()))
+            .map(|p| (&*p.source_id, p.corroborated_by.clone()))
             .collect();
         assert_eq!(
             by,
@@ -337,6 +338,6 @@ mod tests {
             ]
         );
         assert_eq!(possible.len(), 1);
-        assert_eq!(possible[0].source_id, "games");
+        assert_eq!(&*possible[0].source_id, "games");
     }
 }

@@ -104,7 +104,7 @@ impl Memo {
         let now = clock.now();
         let fresh_for = hits
             .iter()
-            .map(|h| h.entry.ttl.saturating_sub(h.entry.age(now)))
+            .map(|h| h.entry.ttl().saturating_sub(h.entry.age(now)))
             .min()?;
         // Its own copy of the findings, and the entries it keeps alive
         // (a memo over one source held 3.3 KB in `enrichd-bench memory`).

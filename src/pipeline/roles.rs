@@ -102,7 +102,7 @@ pub(super) fn split(profiles: &mut Vec<Profile>, catalog: &Catalog) -> RoleFindi
                     };
                     out.messaging_apps.push(MessagingApp {
                         platform: platform.clone(),
-                        source_id: p.source_id.clone(),
+                        source_id: p.source_id.to_string(),
                         present,
                         url: None,
                         checked_at: said.provenance.retrieved_at,
@@ -124,8 +124,8 @@ pub(super) fn split(profiles: &mut Vec<Profile>, catalog: &Catalog) -> RoleFindi
                 }
             }
         }
-        if !out.sources.contains(&p.source_id) {
-            out.sources.push(p.source_id.clone());
+        if !out.sources.iter().any(|s| **s == *p.source_id) {
+            out.sources.push(p.source_id.to_string());
         }
     }
     if line != PhoneLine::default() {
@@ -181,8 +181,8 @@ pub(super) fn messaging_apps(
     for source in messaging {
         if let Some(p) = profiles.iter().find(|p| p.source_id == source.id) {
             out.push(MessagingApp {
-                platform: source.platform.clone(),
-                source_id: source.id.clone(),
+                platform: source.platform.to_string(),
+                source_id: source.id.to_string(),
                 present: true,
                 url: p
                     .fields
@@ -196,7 +196,7 @@ pub(super) fn messaging_apps(
         }
         let asked: Vec<&SourceOutcome> = outcomes
             .iter()
-            .filter(|o| o.source_id == source.id && on_identifier(o.input))
+            .filter(|o| *o.source_id == *source.id && on_identifier(o.input))
             .collect();
         if !asked.is_empty() && asked.iter().all(|o| o.outcome == Outcome::NotFound) {
             let age = asked.iter().filter_map(|o| o.cache_age).max();
@@ -204,8 +204,8 @@ pub(super) fn messaging_apps(
                 .and_then(|a| chrono::Duration::from_std(a).ok())
                 .map_or(now, |a| now - a);
             out.push(MessagingApp {
-                platform: source.platform.clone(),
-                source_id: source.id.clone(),
+                platform: source.platform.to_string(),
+                source_id: source.id.to_string(),
                 present: false,
                 url: None,
                 checked_at,

@@ -22,7 +22,7 @@ fn load(format: Format, file: &str) -> (Catalog, Vec<(String, String)>) {
 #[test]
 fn maigret_check_types_map_onto_detect() {
     let (catalog, skipped) = load(Format::Maigret, "import/maigret.json");
-    let ids: Vec<&str> = catalog.sources().iter().map(|s| s.id.as_str()).collect();
+    let ids: Vec<&str> = catalog.sources().iter().map(|s| &*s.id).collect();
     assert_eq!(
         ids,
         ["maigret-forum42", "maigret-github", "maigret-redirecty"]
@@ -46,7 +46,7 @@ fn maigret_check_types_map_onto_detect() {
 #[test]
 fn sherlock_lists_import_and_unsupported_entries_say_why() {
     let (catalog, skipped) = load(Format::Sherlock, "import/sherlock.json");
-    let ids: Vec<&str> = catalog.sources().iter().map(|s| s.id.as_str()).collect();
+    let ids: Vec<&str> = catalog.sources().iter().map(|s| &*s.id).collect();
     assert_eq!(ids, ["sherlock-chess", "sherlock-photos"]);
     // The probe URL is the one checked.
     let chess = catalog.get("sherlock-chess").unwrap();
@@ -112,7 +112,7 @@ async fn imported_sources_tell_found_from_not_found() {
     let only: Vec<_> = catalog
         .sources()
         .iter()
-        .filter(|s| s.id == "wmn-speedrunners")
+        .filter(|s| &*s.id == "wmn-speedrunners")
         .cloned()
         .collect();
     let catalog = Catalog::from_sources(only);

@@ -286,7 +286,7 @@ async fn every_site_of_the_pack_reads_its_replayed_answers_right() {
         .sources()
         .iter()
         .filter(|s| s.enabled() && !shared.contains(&s.name))
-        .map(|s| s.id.clone())
+        .map(|s| s.id.to_string())
         .collect();
     println!("not replayed (a check URL shared with another site): {shared:?}");
     let app = TestApp::with_catalog(

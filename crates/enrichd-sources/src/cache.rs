@@ -27,28 +27,31 @@ pub struct CacheConfig {
     pub stale_grace: Duration,
 }
 
-/// One cached answer of one source for one input.
+/// One cached answer of one source for one input. At most 112 bytes, so
+/// that with its `Arc` it fits the allocator's 128-byte class (a test
+/// holds it there).
 #[derive(Debug)]
 pub struct Entry {
-    pub source_id: String,
+    /// The catalog's, shared.
+    pub source_id: Arc<str>,
     pub outcome: Outcome,
-    pub detail: Option<String>,
+    pub detail: Option<Box<str>>,
     pub http_status: Option<u16>,
-    /// Boxed: most entries are "not found", and a profile is about 300
-    /// bytes inline.
+    /// Boxed: most entries are "not found", and a profile is 256 bytes
+    /// inline.
     pub profile: Option<Box<Profile>>,
     /// When the source answered, on the monotonic clock (for ages) and the
     /// wall clock (for provenance in access reports).
     pub stored_at: Instant,
     pub retrieved_at: DateTime<Utc>,
-    pub ttl: Duration,
+    ttl_ms: u64,
     weight: u32,
     /// Lineage: the subjects (keyed hashes) whose enrichments asked for or
     /// used this answer. Access shows an entry to these subjects only, and
     /// erasing one of them removes it. Nearly always one or two, so a list
     /// grown one at a time (a set's first node alone is about 280 bytes),
     /// of the 32 bytes each subject's hex digits spell.
-    subjects: std::sync::Mutex<Vec<Slot>>,
+    subjects: std::sync::Mutex<Box<[Slot]>>,
 }
 
 /// What a source answered, before it is stored.
@@ -61,17 +64,17 @@ pub struct Answer {
 
 impl Entry {
     /// The answer of `source_id`, stored now by `clock`, kept for `ttl`.
-    pub fn new(source_id: &str, answer: Answer, ttl: Duration, clock: &SharedClock) -> Self {
+    pub fn new(source_id: Arc<str>, answer: Answer, ttl: Duration, clock: &SharedClock) -> Self {
         let weight = estimate(&answer.detail, &answer.profile);
         Self {
-            source_id: source_id.to_owned(),
+            source_id,
             outcome: answer.outcome,
-            detail: answer.detail,
+            detail: answer.detail.map(String::into_boxed_str),
             http_status: answer.http_status,
             profile: answer.profile.map(Box::new),
             stored_at: clock.now(),
             retrieved_at: clock.utc(),
-            ttl,
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
             weight,
             subjects: Default::default(),
         }
@@ -80,7 +83,7 @@ impl Entry {
     /// An answer stored elsewhere (another replica) at `retrieved_at`: its
     /// age counts from then, on this process's clocks.
     pub fn restored(
-        source_id: &str,
+        source_id: Arc<str>,
         answer: Answer,
         ttl: Duration,
         retrieved_at: DateTime<Utc>,
@@ -101,8 +104,10 @@ impl Entry {
         if subjects.contains(&subject) {
             return false;
         }
-        subjects.reserve_exact(1);
-        subjects.push(subject);
+        let mut grown = Vec::with_capacity(subjects.len() + 1);
+        grown.extend_from_slice(&subjects);
+        grown.push(subject);
+        *subjects = grown.into_boxed_slice();
         true
     }
 
@@ -113,6 +118,11 @@ impl Entry {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(subject)
+    }
+
+    /// How long it is fresh for.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms)
     }
 
     /// Its estimated size in bytes (what it weighs in the cache).
@@ -127,24 +137,25 @@ impl Entry {
     /// Fresh: within its TTL and the caller's `max_age`.
     pub fn is_fresh(&self, now: Instant, max_age: Option<Duration>) -> bool {
         let age = self.age(now);
-        age <= self.ttl && max_age.is_none_or(|m| age <= m)
+        age <= self.ttl() && max_age.is_none_or(|m| age <= m)
     }
 
     /// Still servable as a stale answer when its source fails.
     pub fn within_grace(&self, now: Instant, grace: Duration) -> bool {
-        self.age(now) <= self.ttl + grace
+        self.age(now) <= self.ttl() + grace
     }
 }
 
-/// What an entry holds in memory beside its text: the entry itself (160
+/// What an entry holds in memory beside its text: the entry itself (128
 /// bytes with its `Arc`), the cache's node, timer and queue slots for it,
 /// its key and its subjects. With `PROFILE` and the text, a person found
-/// on one source weighs about 850 bytes, of the 1,050 resident bytes
+/// on one source weighs about 750 bytes, of the 830-970 resident bytes
 /// `enrichd-bench memory` measures (the rest is the allocator's; the
 /// estimate was under 400 before it was measured).
-const ENTRY: usize = 480;
-/// A boxed profile (288 bytes, in the allocator's 320-byte class).
-const PROFILE: usize = 320;
+const ENTRY: usize = 448;
+/// A boxed profile (256 bytes, its allocator class). Its source id and
+/// platform are the catalog's, shared.
+const PROFILE: usize = 256;
 
 /// The memory an entry holds (what it weighs in the cache): the fixed
 /// parts above and the text it keeps.
@@ -152,7 +163,7 @@ fn estimate(detail: &Option<String>, profile: &Option<Profile>) -> u32 {
     let mut bytes = ENTRY + detail.as_ref().map_or(0, String::len);
     if let Some(p) = profile {
         let prov = |url: &str, sel: &str| 96 + url.len() + sel.len();
-        bytes += PROFILE + p.source_id.len() + p.platform.len() + p.provenance.url.len();
+        bytes += PROFILE + p.provenance.url.len();
         for f in p.fields.values().chain(p.extra.values()) {
             bytes += 48 + f.value.as_text().len() + prov(&f.provenance.url, &f.provenance.selector);
         }
@@ -179,7 +190,7 @@ impl Expiry<Slot, Arc<Entry>> for EntryExpiry {
         value: &Arc<Entry>,
         _at: std::time::Instant,
     ) -> Option<Duration> {
-        Some(value.ttl + self.grace)
+        Some(value.ttl() + self.grace)
     }
 }
 
@@ -256,7 +267,12 @@ mod tests {
             http_status: Some(404),
             profile: None,
         };
-        let entry = Entry::new("s", answer, Duration::from_secs(60), &SharedClock::system());
+        let entry = Entry::new(
+            "s".into(),
+            answer,
+            Duration::from_secs(60),
+            &SharedClock::system(),
+        );
         let tied = |subject: &str| entry.is_tied_to(&slot(subject));
         assert!(!tied("a"));
         assert!(entry.tie("a"), "first tie");
@@ -266,6 +282,16 @@ mod tests {
         assert!(!tied("c") && !tied(""));
         let held = entry.subjects.lock().unwrap();
         assert_eq!(held.len(), 2);
-        assert_eq!(held.capacity(), 2, "grown one at a time");
+    }
+
+    #[test]
+    fn an_entry_fits_the_allocator_s_128_byte_class_with_its_arc() {
+        // An `Arc`'s two counts and the entry: past 128 bytes it takes the
+        // next class (160), 32 bytes more for every cached answer.
+        assert!(std::mem::size_of::<Entry>() + 16 <= 128);
+        assert!(
+            std::mem::size_of::<Profile>() <= 256,
+            "a boxed profile's class"
+        );
     }
 }

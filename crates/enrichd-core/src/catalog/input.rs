@@ -16,7 +16,7 @@ pub struct Input {
     pub depth: u32,
     /// The source whose profile published it (a pivot); `None` for the
     /// identifier's own values.
-    pub via: Option<String>,
+    pub via: Option<std::sync::Arc<str>>,
 }
 
 /// The inputs the identifier itself provides (depth 0).

@@ -277,7 +277,7 @@ impl Catalog {
     pub fn from_sources(sources: Vec<Arc<Source>>) -> Self {
         let mut index = HashMap::new();
         for (i, s) in sources.iter().enumerate() {
-            index.entry(s.id.clone()).or_insert(i);
+            index.entry(s.id.to_string()).or_insert(i);
         }
         Self {
             sources,
@@ -314,6 +314,6 @@ impl Catalog {
         self.sources
             .iter()
             .filter(|s| !s.network.private_origins.is_empty())
-            .map(|s| (s.id.as_str(), s.network.private_origins.as_slice()))
+            .map(|s| (&*s.id, s.network.private_origins.as_slice()))
     }
 }

@@ -179,9 +179,10 @@ pub struct Network {
 
 #[derive(Debug, Clone)]
 pub struct Source {
-    pub id: String,
+    /// Shared with every answer, profile and provenance of this source.
+    pub id: std::sync::Arc<str>,
     pub name: String,
-    pub platform: String,
+    pub platform: std::sync::Arc<str>,
     pub tags: Vec<String>,
     pub weight: f64,
     pub data_categories: Vec<String>,

@@ -97,7 +97,7 @@ pub fn source_refusal(source: &Source, purpose: &Purpose) -> Option<(SkipReason,
     let listed = purpose
         .sources
         .as_ref()
-        .is_none_or(|list| list.contains(&source.id));
+        .is_none_or(|list| list.iter().any(|s| **s == *source.id));
     (!(serves && listed)).then(|| {
         (
             SkipReason::Purpose,

@@ -1,6 +1,7 @@
 //! Findings: what a source said about a person, and where each value came from.
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -122,7 +123,7 @@ pub enum Method {
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
-    pub source_id: String,
+    pub source_id: Arc<str>,
     pub url: String,
     pub retrieved_at: DateTime<Utc>,
     pub method: Method,
@@ -173,8 +174,9 @@ pub struct LinkedAccount {
 /// A profile found on one source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
-    pub source_id: String,
-    pub platform: String,
+    /// The source's, shared (as every provenance's source id is).
+    pub source_id: Arc<str>,
+    pub platform: Arc<str>,
     pub provenance: Provenance,
     pub fields: BTreeMap<Field, Sourced>,
     pub extra: BTreeMap<String, Sourced>,
@@ -193,7 +195,7 @@ pub struct Profile {
     /// For a pivot: the source whose profile published the handle or link
     /// it was found with (set per answer, not cached).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub found_via: Option<String>,
+    pub found_via: Option<Arc<str>>,
     /// For a possible match: why it is not counted as the person's (set
     /// per answer, not cached).
     #[serde(default, skip_serializing_if = "Option::is_none")]

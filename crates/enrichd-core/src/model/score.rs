@@ -11,7 +11,7 @@ pub enum EvidenceKind {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evidence {
-    pub source_id: String,
+    pub source_id: std::sync::Arc<str>,
     pub kind: EvidenceKind,
     pub matched: String,
     pub span: String,

@@ -51,7 +51,7 @@ impl Basis {
         let mut best: std::collections::BTreeMap<&str, f64> = Default::default();
         for p in profiles {
             let weight = catalog.get(&p.source_id).map_or(0.0, |s| s.weight) * conf(p.confidence());
-            let e = best.entry(p.source_id.as_str()).or_insert(0.0);
+            let e = best.entry(&*p.source_id).or_insert(0.0);
             *e = e.max(weight);
         }
         let weighted: f64 = best.values().sum();

@@ -169,7 +169,7 @@ pub fn score(
         let entry = scores.entry(parent).or_insert((0.0, Vec::new()));
         entry.0 = 1.0 - (1.0 - entry.0) * (1.0 - w.rollup * child_score);
         entry.1.push(Evidence {
-            source_id: String::new(),
+            source_id: "".into(),
             kind: EvidenceKind::Child,
             matched: name,
             span: String::new(),

@@ -27,7 +27,7 @@ const POLL_EVERY: Duration = Duration::from_millis(20);
 /// What is stored for one entry.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Stored {
-    source_id: String,
+    source_id: Arc<str>,
     outcome: Outcome,
     detail: Option<String>,
     http_status: Option<u16>,
@@ -65,7 +65,7 @@ impl SharedCache {
 
     /// What is left of an entry's life (TTL and grace) now; `None` if gone.
     fn remaining(&self, entry: &Entry) -> Option<Duration> {
-        (entry.ttl + self.grace).checked_sub(entry.age(self.clock.now()))
+        (entry.ttl() + self.grace).checked_sub(entry.age(self.clock.now()))
     }
 
     fn decode(&self, bytes: &[u8]) -> Option<Entry> {
@@ -78,7 +78,7 @@ impl SharedCache {
         };
         let ttl = Duration::from_millis(stored.ttl_ms);
         Some(Entry::restored(
-            &stored.source_id,
+            stored.source_id,
             answer,
             ttl,
             stored.retrieved_at,
@@ -109,11 +109,11 @@ impl SharedCache {
         let stored = Stored {
             source_id: entry.source_id.clone(),
             outcome: entry.outcome,
-            detail: entry.detail.clone(),
+            detail: entry.detail.as_deref().map(str::to_owned),
             http_status: entry.http_status,
             profile: entry.profile.as_deref().cloned(),
             retrieved_at: entry.retrieved_at,
-            ttl_ms: u64::try_from(entry.ttl.as_millis()).unwrap_or(u64::MAX),
+            ttl_ms: u64::try_from(entry.ttl().as_millis()).unwrap_or(u64::MAX),
         };
         let Ok(bytes) = rmp_serde::to_vec_named(&stored) else {
             return;

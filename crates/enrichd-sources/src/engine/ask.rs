@@ -34,13 +34,13 @@ fn cacheable(source: &Source, asked: &Asked, clock: &SharedClock) -> Option<Entr
         http_status: asked.outcome.http_status,
         profile: asked.profile.clone(),
     };
-    Some(Entry::new(&source.id, answer, ttl, clock))
+    Some(Entry::new(source.id.clone(), answer, ttl, clock))
 }
 
 /// A cached answer as this request's outcome (its input's confidence and depth).
 fn from_entry(source: &Source, input: &Input, entry: &Entry, now: Instant) -> Asked {
     let mut outcome = SourceOutcome::new(&source.id, input.kind, input.depth, entry.outcome);
-    outcome.detail = entry.detail.clone();
+    outcome.detail = entry.detail.as_deref().map(str::to_owned);
     outcome.http_status = entry.http_status;
     outcome.cached = true;
     outcome.cache_age = Some(entry.age(now));
@@ -71,7 +71,7 @@ fn failed(asked: &Asked) -> bool {
 
 impl Engine {
     fn cache_metric(&self, source: &Source, result: CacheResult) {
-        if let Some(guard) = self.guards.get(&source.id) {
+        if let Some(guard) = self.guards.get(&*source.id) {
             guard.count_cache(result);
         }
     }
@@ -270,7 +270,7 @@ impl Engine {
         deadline: tokio::time::Instant,
     ) -> Asked {
         let started = enrichd_core::clock::Stopwatch::start();
-        let Some(guard) = self.guards.get(&source.id) else {
+        let Some(guard) = self.guards.get(&*source.id) else {
             return self.attempt(source, input, deadline).await;
         };
         let refuse = |outcome: Outcome, retry_after: Option<Duration>, why: &str| {

@@ -102,7 +102,7 @@ async fn ask_known(
             return Vec::new();
         };
         out.push(Check {
-            source: source.id.clone(),
+            source: source.id.to_string(),
             account: account.clone(),
             present,
             got,
@@ -212,7 +212,7 @@ pub async fn canary_check(
     let probe = canary_name();
     let (got, detail) = ask_one(source, client, secrets, &probe).await?;
     Some(Check {
-        source: source.id.clone(),
+        source: source.id.to_string(),
         account: probe,
         present: false,
         got,

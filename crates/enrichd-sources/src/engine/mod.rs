@@ -89,7 +89,7 @@ pub struct Engine {
     stale_grace: std::time::Duration,
     hasher: KeyedHasher,
     clock: SharedClock,
-    guards: HashMap<String, Guard>,
+    guards: HashMap<Arc<str>, Guard>,
 }
 
 /// What every source asked for one request shares.
@@ -172,7 +172,7 @@ impl Engine {
     }
 
     async fn canary_one(&self, source: &Source) -> Option<live::Check> {
-        if let Some(guard) = self.guards.get(&source.id) {
+        if let Some(guard) = self.guards.get(&*source.id) {
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
             guard.rate_slot(deadline).await.ok()?;
         }
@@ -331,12 +331,12 @@ impl Engine {
         let seeds = seed_inputs(identifier);
         let seed_keys: HashSet<(InputKind, String)> =
             seeds.iter().map(|i| (i.kind, i.value.clone())).collect();
-        let mut asked: HashSet<(String, String)> = HashSet::new();
+        let mut asked: HashSet<(Arc<str>, String)> = HashSet::new();
         let mut profile_inputs: Vec<String> = Vec::new();
         let mut confirmed: HashSet<(InputKind, String)> = HashSet::new();
         let mut beyond_depth: HashSet<InputKind> = HashSet::new();
         let mut pivots_added = 0;
-        let mut pattern_skips: HashMap<String, String> = HashMap::new();
+        let mut pattern_skips: HashMap<Arc<str>, String> = HashMap::new();
         let mut round = seeds;
 
         while !round.is_empty() {
@@ -433,11 +433,8 @@ impl Engine {
             .map(|o| o.source_id.as_str())
             .collect();
         let mut unasked = Vec::new();
-        for source in eligible
-            .iter()
-            .filter(|s| !answered.contains(s.id.as_str()))
-        {
-            let (reason, why) = if let Some(why) = pattern_skips.get(&source.id) {
+        for source in eligible.iter().filter(|s| !answered.contains(&*s.id)) {
+            let (reason, why) = if let Some(why) = pattern_skips.get(&*source.id) {
                 (SkipReason::InputNotApplicable, why.clone())
             } else if beyond_depth.contains(&source.input) {
                 (

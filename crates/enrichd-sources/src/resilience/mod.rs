@@ -52,7 +52,7 @@ pub enum Refusal {
 /// The per-source state every caller shares.
 pub struct Guard {
     /// The source's catalog id (a metric label; never personal data).
-    id: String,
+    id: Arc<str>,
     limiter: Box<dyn Limiter>,
     /// The budget across replicas, when they share one (then `limiter` is unused).
     shared: Option<SharedLimit>,

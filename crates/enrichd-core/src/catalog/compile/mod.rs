@@ -475,9 +475,9 @@ fn assemble(
 ) -> Source {
     let l = &spec.limits;
     Source {
-        id: spec.id.clone(),
+        id: spec.id.as_str().into(),
         name: spec.name.clone(),
-        platform: spec.platform.clone(),
+        platform: spec.platform.as_str().into(),
         tags: spec.tags.clone(),
         weight: spec.weight,
         data_categories: spec.data_categories.clone(),
