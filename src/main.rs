@@ -9,8 +9,12 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    let cli = enrichd::cli::Cli::parse();
     // Before the runtime's threads touch any memory.
     enrichd::startup::small_pages();
+    if !cli.runs_for_long() {
+        enrichd_alloc::purge_at_once();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -22,7 +26,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        match enrichd::cli::Cli::parse().run().await {
+        match cli.run().await {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e:#}");

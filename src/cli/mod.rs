@@ -29,6 +29,12 @@ use output::print_result;
 use remote::{Target, as_cli, endpoint};
 
 impl Cli {
+    /// Whether the command runs for long (a server, a batch) rather than
+    /// making one burst of work and exiting.
+    pub fn runs_for_long(&self) -> bool {
+        matches!(self.command, Command::Serve(_) | Command::Batch(_))
+    }
+
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Serve(args) => serve(args).await,
