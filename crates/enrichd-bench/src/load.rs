@@ -114,7 +114,63 @@ pub(crate) async fn load(
     call: Call,
     rate: Option<f64>,
 ) -> Run {
-    let until = Instant::now() + Duration::from_secs(seconds);
+    let slice = slice(addr, clients, Duration::from_secs(seconds), call, rate).await;
+    Run::of(&[slice])
+}
+
+/// Two servers under the same load in turn, a second each, for `seconds`
+/// each in all: a shared machine's speed drifts from second to second, and
+/// alternating makes the drift fall on both alike, so their ratio is the
+/// servers' own (a run of one after the other moved it by a third).
+pub(crate) async fn alternate(
+    a: SocketAddr,
+    b: SocketAddr,
+    clients: usize,
+    seconds: u64,
+    call: Call,
+) -> (Run, Run) {
+    let (mut of_a, mut of_b) = (Vec::new(), Vec::new());
+    for _ in 0..seconds.max(1) {
+        of_a.push(slice(a, clients, Duration::from_secs(1), call, None).await);
+        of_b.push(slice(b, clients, Duration::from_secs(1), call, None).await);
+    }
+    (Run::of(&of_a), Run::of(&of_b))
+}
+
+/// What one stretch of load measured: each call's latency, the stretch's
+/// length and the process's CPU time over it.
+struct Slice {
+    latencies: Vec<Duration>,
+    secs: f64,
+    cpu: f64,
+}
+
+impl Run {
+    fn of(slices: &[Slice]) -> Self {
+        let mut all: Vec<Duration> = slices
+            .iter()
+            .flat_map(|s| s.latencies.iter().copied())
+            .collect();
+        all.sort();
+        let secs: f64 = slices.iter().map(|s| s.secs).sum();
+        let cpu: f64 = slices.iter().map(|s| s.cpu).sum();
+        Run {
+            rps: all.len() as f64 / secs,
+            p50: percentile(&all, 0.5),
+            p99: percentile(&all, 0.99),
+            cpu_us: cpu * 1e6 / all.len().max(1) as f64,
+        }
+    }
+}
+
+async fn slice(
+    addr: SocketAddr,
+    clients: usize,
+    length: Duration,
+    call: Call,
+    rate: Option<f64>,
+) -> Slice {
+    let until = Instant::now() + length;
     let (path, body) = call.wire();
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
     let mut tasks = Vec::new();
@@ -150,17 +206,13 @@ pub(crate) async fn load(
     }
     let started = Instant::now();
     let cpu = cpu_seconds();
-    let mut all: Vec<Duration> = Vec::new();
+    let mut latencies: Vec<Duration> = Vec::new();
     for t in tasks {
-        all.extend(t.await.unwrap());
+        latencies.extend(t.await.unwrap());
     }
-    let cpu = cpu_seconds() - cpu;
-    let secs = started.elapsed().as_secs_f64().max(seconds as f64);
-    all.sort();
-    Run {
-        rps: all.len() as f64 / secs,
-        p50: percentile(&all, 0.5),
-        p99: percentile(&all, 0.99),
-        cpu_us: cpu * 1e6 / all.len().max(1) as f64,
+    Slice {
+        latencies,
+        secs: started.elapsed().as_secs_f64().max(length.as_secs_f64()),
+        cpu: cpu_seconds() - cpu,
     }
 }
