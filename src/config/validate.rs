@@ -124,6 +124,9 @@ impl Config {
         if self.sources.deadline.is_zero() {
             p.push("sources.deadline: must be more than zero".into());
         }
+        if self.http.max_requests_in_flight == 0 {
+            p.push("http.max_requests_in_flight: must be at least 1".into());
+        }
         if self.http.max_body_bytes < 1024 {
             p.push("http.max_body_bytes: must be at least 1024".into());
         }

@@ -204,7 +204,10 @@ impl Application {
         );
         // One count of connections for both listeners.
         let limits = connections::ConnectionLimits::new(
-            descriptor_room(server_cfg.max_connections),
+            descriptor_room(
+                server_cfg.max_connections,
+                self.config.http.max_requests_in_flight,
+            ),
             server_cfg.idle_timeout,
         )
         .per_client(
@@ -340,14 +343,17 @@ impl Application {
     }
 }
 
-/// Descriptors each process keeps besides its connections (ledger, DNS,
-/// outgoing HTTP, logs).
+/// Descriptors each process keeps besides its connections and its requests
+/// to sources in flight (ledger, DNS, idle pooled connections, logs).
 const SPARE_DESCRIPTORS: u64 = 256;
 
-/// `max_connections`, once the descriptor limit is raised to fit it (soft
-/// up to hard); lowered, with a warning, when the hard limit is too low.
-fn descriptor_room(max_connections: usize) -> usize {
-    let wanted = max_connections as u64 + SPARE_DESCRIPTORS;
+/// `max_connections`, once the descriptor limit is raised to fit it, the
+/// requests to sources in flight (`http.max_requests_in_flight`) and the
+/// spare (soft up to hard); lowered, with a warning, when the hard limit is
+/// too low.
+fn descriptor_room(max_connections: usize, outbound: usize) -> usize {
+    let spare = SPARE_DESCRIPTORS + outbound as u64;
+    let wanted = max_connections as u64 + spare;
     let limit = match rlimit::increase_nofile_limit(wanted) {
         Ok(limit) => limit,
         Err(e) => {
@@ -358,7 +364,7 @@ fn descriptor_room(max_connections: usize) -> usize {
     if limit >= wanted {
         return max_connections;
     }
-    let fitted = limit.saturating_sub(SPARE_DESCRIPTORS).max(1) as usize;
+    let fitted = limit.saturating_sub(spare).max(1) as usize;
     warn!(
         max_connections,
         open_files_limit = limit,

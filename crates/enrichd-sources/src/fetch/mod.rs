@@ -29,6 +29,11 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Requests to sources in flight at once in this process, whatever the
+    /// callers, sources and batches: each holds a socket (a descriptor) and
+    /// its connection's buffers. A request past it waits for a slot within
+    /// its source's timeout.
+    pub max_requests_in_flight: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,6 +110,9 @@ pub struct HttpClient {
     /// per request and per source (`check_destination`).
     private: Arc<HashMap<String, reqwest::Client>>,
     max_body: usize,
+    /// `max_requests_in_flight` slots, one held by each fetch from its
+    /// first request to its body's last byte.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl HttpClient {
@@ -153,6 +161,9 @@ impl HttpClient {
             public,
             private: Arc::new(by_source),
             max_body: config.max_body_bytes,
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                config.max_requests_in_flight.max(1),
+            )),
         })
     }
 
@@ -161,6 +172,9 @@ impl HttpClient {
     /// `Authorization`, `Cookie` nor any header filled from a secret) and no
     /// body. The caller bounds the whole call with its timeout.
     pub async fn fetch(&self, req: Outgoing, reach: Reach<'_>) -> Result<Fetched, FetchError> {
+        // Never closed, so always a slot in the end (within the caller's
+        // timeout).
+        let _slot = self.slots.acquire().await;
         let client = self.private.get(reach.source).unwrap_or(&self.public);
         let origin = req.url.origin();
         let mut url = req.url;
@@ -272,6 +286,8 @@ const CREDENTIALS: &[HeaderName] = &[AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION]
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::guard::tests::origins;
     use super::*;
 
@@ -280,6 +296,7 @@ mod tests {
             user_agent: "enrichd-test".into(),
             max_body_bytes: 1 << 20,
             connect_timeout: Duration::from_secs(2),
+            max_requests_in_flight: 64,
         };
         HttpClient::build(&config, private).unwrap()
     }
@@ -290,6 +307,79 @@ mod tests {
             value: value.into(),
             secret,
         }
+    }
+
+    /// A site that answers every request after `delay`, counting the most
+    /// requests it held at once.
+    async fn counting_site(delay: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let seen = most.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (now, most) = (now.clone(), most.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    // One request a read: the client sends small GETs.
+                    while matches!(conn.read(&mut buf).await, Ok(n) if n > 0) {
+                        let held = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(held, Ordering::SeqCst);
+                        tokio::time::sleep(delay).await;
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if conn.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn requests_in_flight_never_pass_the_process_s_budget_whatever_their_source() {
+        let (site, most) = counting_site(Duration::from_millis(100)).await;
+        let trusted = origins(&[&format!("http://{site}")]);
+        let config = HttpConfig {
+            user_agent: "enrichd-test".into(),
+            max_body_bytes: 1 << 20,
+            connect_timeout: Duration::from_secs(2),
+            max_requests_in_flight: 2,
+        };
+        let sources: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+        let http = HttpClient::build(
+            &config,
+            sources.iter().map(|s| (s.as_str(), trusted.as_slice())),
+        )
+        .unwrap();
+        let fetches = sources.iter().map(|source| {
+            let req = Outgoing {
+                method: Method::GET,
+                url: Url::parse(&format!("http://{site}/{source}")).unwrap(),
+                headers: Vec::new(),
+                body: None,
+            };
+            http.fetch(
+                req,
+                Reach {
+                    source,
+                    private_origins: &trusted,
+                    max_redirects: 0,
+                    follow_redirects: false,
+                },
+            )
+        });
+        for answer in futures::future::join_all(fetches).await {
+            assert_eq!(answer.unwrap().status, StatusCode::OK);
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            most <= 2,
+            "{most} requests in flight at once, over the budget of 2"
+        );
     }
 
     #[tokio::test]
