@@ -421,6 +421,53 @@ async fn metrics_count_calls_by_method_and_code() {
     assert!(!body.contains("jane"), "no identifier in metrics");
 }
 
+#[tokio::test]
+async fn requests_past_the_process_s_budget_wait_for_a_slot_and_are_counted() {
+    // Two sources of one call, a budget of one request in flight: the
+    // second waits for the first (each held 300 ms by its site), both
+    // answer, and the wait is counted.
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(404).set_delay(std::time::Duration::from_millis(300)),
+        )
+        .mount(&server)
+        .await;
+    let catalog = common::catalog_from(
+        &["site-a", "site-b"]
+            .map(|id| {
+                common::test_source(id, "email", &format!("{}/{id}/{{input}}", server.uri()), "")
+            })
+            .concat(),
+    );
+    let app = TestApp::with_catalog(
+        "[dns]\nenabled = false\n[http]\nmax_requests_in_flight = 1\n[server]\nmetrics_listen = \"127.0.0.1:0\"\n",
+        catalog,
+    )
+    .await;
+    let answer = app
+        .client()
+        .await
+        .enrich(email_request("jane@example.com"))
+        .await
+        .unwrap()
+        .into_inner();
+    let outcomes: Vec<i32> = answer
+        .sources
+        .iter()
+        .filter(|s| s.source_id.starts_with("site-"))
+        .map(|s| s.outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        [pb::source_outcome::Outcome::NotFound as i32; 2],
+        "both answered: {:?}",
+        answer.sources
+    );
+    let body = http_get(app.metrics_addr.expect("metrics bound"), "/metrics").await;
+    assert!(body.contains("enrichd_http_budget_waits_total 1"), "{body}");
+}
+
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();

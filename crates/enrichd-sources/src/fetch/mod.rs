@@ -173,7 +173,11 @@ impl HttpClient {
     /// body. The caller bounds the whole call with its timeout.
     pub async fn fetch(&self, req: Outgoing, reach: Reach<'_>) -> Result<Fetched, FetchError> {
         // Never closed, so always a slot in the end (within the caller's
-        // timeout).
+        // timeout). Waits are counted: an operator seeing them rise (and
+        // sources timing out) raises `http.max_requests_in_flight`.
+        if self.slots.available_permits() == 0 {
+            metrics::counter!("enrichd_http_budget_waits_total").increment(1);
+        }
         let _slot = self.slots.acquire().await;
         let client = self.private.get(reach.source).unwrap_or(&self.public);
         let origin = req.url.origin();
