@@ -125,6 +125,7 @@ impl Engine {
             return Box::pin(self.call(source, input, deadline)).await;
         };
         let key = self.cache_key(source, input);
+        let slot = crate::cache::slot(&key);
         ctx.keys
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -135,7 +136,7 @@ impl Engine {
         };
         let existing = match policy.mode {
             CacheMode::Refresh => None,
-            _ => match cache.get(&crate::cache::slot(&key)).await {
+            _ => match cache.get(&slot).await {
                 Some(entry) => Some(entry),
                 None => Box::pin(self.shared_entry(&key)).await,
             },
@@ -145,7 +146,7 @@ impl Engine {
                 self.cache_metric(source, CacheResult::Hit);
                 self.tie(&key, &entry, ctx.subject).await;
                 let mut asked = from_entry(source, input, &entry, now);
-                asked.hit = Some((key, entry));
+                asked.hit = Some((slot, entry));
                 asked
             }
             (Some(entry), CacheMode::CacheOnly) => {
@@ -212,7 +213,7 @@ impl Engine {
                 // futures each hold a copy of what they are given (12 KB a
                 // miss with it inline, against 4 KB for the call itself).
                 let result = Box::pin(cache.try_get_with(
-                    crate::cache::slot(&key),
+                    slot,
                     Box::pin(async {
                         if let Some(shared) = &self.shared
                             && let Some(entry) = shared.lock_or_wait(&key, deadline).await

@@ -69,9 +69,10 @@ pub struct Asked {
     /// A transient failure worth retrying (connect error, 502/503/504, a 429
     /// without Retry-After), if the request is idempotent.
     pub retryable: bool,
-    /// The cache entry a fresh hit was answered from, and its key (the
-    /// pipeline's memo of a fully cached answer is checked against them).
-    pub hit: Option<(String, std::sync::Arc<crate::cache::Entry>)>,
+    /// The cache entry a fresh hit was answered from, and its key's slot
+    /// (the pipeline's memo of a fully cached answer is checked against
+    /// them).
+    pub hit: Option<(crate::cache::Slot, std::sync::Arc<crate::cache::Entry>)>,
 }
 
 impl Asked {

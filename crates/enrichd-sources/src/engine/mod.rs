@@ -396,7 +396,7 @@ impl Engine {
                     let outcome = findings.outcomes.len();
                     findings.hits.push(Hit {
                         outcome,
-                        key: crate::cache::slot(&key),
+                        key,
                         entry,
                     });
                 }
