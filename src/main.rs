@@ -11,7 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = enrichd::cli::Cli::parse();
     // Before the runtime's threads touch any memory.
-    enrichd::startup::small_pages();
+    enrichd_alloc::small_pages();
     if !cli.runs_for_long() {
         enrichd_alloc::purge_at_once();
     }

@@ -208,18 +208,3 @@ pub async fn local_service(
         .with_batch(config.batch.clone());
     Ok((service, sb))
 }
-
-/// Turns transparent huge pages off for this process, before its threads
-/// start, unless `MIMALLOC_ALLOW_THP=1` asks to keep them. On a kernel whose
-/// THP setting is `always`, the allocator's first touch of each 2 MB region
-/// faulted in, and zeroed, the whole region: `enrichd serve` held 62 MB
-/// after start with them and 46 MB without, and the 600-source one-shot
-/// peaked at 104 MB against 75 MB (and took 0.35 s against 0.25 s). The
-/// hot path's throughput did not move (`enrichd-bench hot`, both ways).
-pub fn small_pages() {
-    #[cfg(target_os = "linux")]
-    if std::env::var("MIMALLOC_ALLOW_THP").as_deref() != Ok("1") {
-        // Best effort: a kernel without the flag keeps its default.
-        let _ = rustix::thread::disable_transparent_huge_pages(true);
-    }
-}

@@ -103,8 +103,9 @@ pub(crate) fn ms(d: Duration) -> f64 {
 
 /// A local site: `/{site}/{user}` with a per-site behaviour.
 fn main() {
-    // As `enrichd` does (see src/main.rs), before the runtime's threads start.
-    enrichd::startup::small_pages();
+    // As `enrichd serve` does (see src/main.rs), before the runtime's
+    // threads start.
+    enrichd_alloc::small_pages();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
