@@ -15,6 +15,7 @@
 //! (under the erasure fence), one learnt from another process removes it
 //! too, and it expires when the first of its entries stops being fresh.
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -69,6 +70,11 @@ impl Shape {
     }
 }
 
+/// How often a memo in use asks the cache whether its entries are still
+/// there (it reads them, so they stay: the entries of a person answered
+/// from the memo are not evicted as unused).
+const RECHECK_MS: u64 = 1_000;
+
 /// What a memo holds beside its entries' copies: itself (984 bytes), the
 /// request's shape, the scores and the cache's node for it.
 const MEMO: u32 = 2_400;
@@ -84,6 +90,10 @@ pub(super) struct Memo {
     /// How long until the first of its entries stops being fresh.
     fresh_for: Duration,
     weight: u32,
+    /// When it was made, and how long after that its entries were last
+    /// found in the cache (milliseconds).
+    made: std::time::Instant,
+    checked_ms: AtomicU64,
 }
 
 impl Memo {
@@ -120,7 +130,24 @@ impl Memo {
             hits,
             fresh_for,
             weight,
+            made: now,
+            checked_ms: AtomicU64::new(0),
         })
+    }
+}
+
+impl Memo {
+    /// Whether its entries are still the cache's, asked of the cache when
+    /// `RECHECK_MS` has passed since it last was (else taken as still so).
+    async fn recheck(&self, engine: &Engine, now: std::time::Instant) -> bool {
+        let since_made =
+            u64::try_from(now.saturating_duration_since(self.made).as_millis()).unwrap_or(u64::MAX);
+        let checked = self.checked_ms.load(Ordering::Relaxed);
+        if since_made.saturating_sub(checked) < RECHECK_MS {
+            return true;
+        }
+        self.checked_ms.store(since_made, Ordering::Relaxed);
+        engine.still_cached(&self.hits).await
     }
 }
 
@@ -175,7 +202,7 @@ impl Memos {
     pub(super) async fn keep(&self, subject: &str, memo: Memo, engine: &Engine) {
         let hits = memo.hits.clone();
         self.0.insert(slot(subject), Arc::new(memo));
-        if engine.still_cached(&hits).await.is_none() {
+        if !engine.still_cached(&hits).await {
             self.forget(subject);
         }
     }
@@ -200,10 +227,10 @@ impl Enricher {
         if !memo.shape.fits(subject, permitted, query) {
             return None;
         }
-        let ages = self
-            .engine
-            .still_fresh(&memo.hits, query.cache.max_age)
-            .await?;
+        let ages = self.engine.still_fresh(&memo.hits, query.cache.max_age)?;
+        if !memo.recheck(&self.engine, self.clock.now()).await {
+            return None;
+        }
         // What answering from the cache took (the verification is not part of it).
         let latency = started.elapsed();
         let verification = self.verify(subject, &permitted.fields).await;

@@ -695,6 +695,41 @@ async fn a_memo_serves_only_the_entries_in_the_cache_and_goes_with_an_erasure() 
     assert_eq!(app.enricher.memos_held(), 0, "nothing of Ann is held");
 }
 
+/// An entry the cache drops on its own (evicted for room, or expired)
+/// retires nothing: the memo finds out by asking the cache, at most a
+/// second after it last did.
+#[tokio::test]
+async fn a_memo_whose_entry_the_cache_dropped_on_its_own_is_noticed_within_a_second() {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (_server, catalog) = common::one_source(
+        "email_md5",
+        "limits = { cache_ttl = \"1h\", rate_limit = { per_second = 100, burst = 100 } }",
+        Numbered(calls.clone()),
+    )
+    .await;
+    let (app, clock) = app_on(catalog, "").await;
+    let mut client = app.client().await;
+    let mut ask = async || {
+        let r = client
+            .enrich(email_request("ann@example.test"))
+            .await
+            .unwrap()
+            .into_inner();
+        r.profiles[0].display_name.as_ref().unwrap().value.clone()
+    };
+    assert_eq!(ask().await, "Ann 1");
+    assert_eq!(ask().await, "Ann 1");
+    assert_eq!(app.enricher.memos_held(), 1);
+    // As an eviction would: the cache drops the entry without this process
+    // replacing or removing it.
+    let cache = app.enricher.engine().local_cache().unwrap();
+    cache.invalidate_all();
+    cache.run_pending_tasks().await;
+    clock.advance(Duration::from_millis(1_001));
+    assert_eq!(ask().await, "Ann 2", "the source is asked again");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
 #[tokio::test]
 async fn a_memo_s_footprint_ages_its_oldest_account_with_the_clock() {
     use pb::cache_policy::Mode;

@@ -7,6 +7,7 @@
 //! their TTL by a grace period so that a failing source can be answered from
 //! its last good answer, marked stale.
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -52,6 +53,9 @@ pub struct Entry {
     /// grown one at a time (a set's first node alone is about 280 bytes),
     /// of the 32 bytes each subject's hex digits spell.
     subjects: std::sync::Mutex<Box<[Slot]>>,
+    /// Set when this process replaced or removed it (`put`, `remove`):
+    /// what was built from it (a memo) is no longer the cache's.
+    retired: AtomicBool,
 }
 
 /// What a source answered, before it is stored.
@@ -77,6 +81,7 @@ impl Entry {
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
             weight,
             subjects: Default::default(),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -118,6 +123,11 @@ impl Entry {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(subject)
+    }
+
+    /// Whether this process's cache replaced or removed it.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     /// How long it is fresh for.
@@ -218,13 +228,36 @@ pub fn key_of(slot: &Slot) -> String {
 /// The answer cache: keyed hashes to entries, bounded by weight.
 pub type AnswerCache = moka::future::Cache<Slot, Arc<Entry>>;
 
+/// Stores `entry` under `slot`, retiring the entry it replaces (the
+/// cache's only way in: what a memo was built from is then known to be
+/// gone without asking the cache).
+pub async fn put(cache: &AnswerCache, slot: Slot, entry: Arc<Entry>) {
+    cache
+        .entry(slot)
+        .and_compute_with(|old| {
+            if let Some(old) = old {
+                old.into_value().retired.store(true, Ordering::Release);
+            }
+            std::future::ready(moka::ops::compute::Op::Put(entry))
+        })
+        .await;
+}
+
+/// Removes the entry under `slot`, retiring it (the cache's only way out
+/// but expiry and eviction).
+pub async fn remove(cache: &AnswerCache, slot: &Slot) {
+    if let Some(entry) = cache.remove(slot).await {
+        entry.retired.store(true, Ordering::Release);
+    }
+}
+
 /// Removes every entry tied to `subject`; returns their keys.
 pub async fn forget(cache: &AnswerCache, subject: &str) -> std::collections::HashSet<String> {
     let mut removed = std::collections::HashSet::new();
     let subject = slot(subject);
     for (slot, entry) in cache.iter() {
         if entry.is_tied_to(&subject) {
-            cache.invalidate(slot.as_ref()).await;
+            remove(cache, &slot).await;
             removed.insert(key_of(&slot));
         }
     }

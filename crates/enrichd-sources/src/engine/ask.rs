@@ -91,7 +91,7 @@ impl Engine {
     async fn shared_entry(&self, key: &str) -> Option<Arc<Entry>> {
         let entry = Arc::new(self.shared.as_ref()?.get(key).await?);
         if let Some(cache) = &self.cache {
-            cache.insert(crate::cache::slot(key), entry.clone()).await;
+            crate::cache::put(cache, crate::cache::slot(key), entry.clone()).await;
         }
         Some(entry)
     }
@@ -112,7 +112,7 @@ impl Engine {
             shared.put(key, &entry, subject).await;
         }
         if let Some(cache) = &self.cache {
-            cache.insert(crate::cache::slot(key), entry).await;
+            crate::cache::put(cache, crate::cache::slot(key), entry).await;
         }
     }
 

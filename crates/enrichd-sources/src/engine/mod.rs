@@ -207,7 +207,7 @@ impl Engine {
     pub async fn drop_entries(&self, keys: &[String]) {
         if let Some(cache) = &self.cache {
             for key in keys {
-                cache.invalidate(&crate::cache::slot(key)).await;
+                crate::cache::remove(cache, &crate::cache::slot(key)).await;
             }
         }
         if let Some(shared) = &self.shared {
@@ -244,40 +244,46 @@ impl Engine {
         out
     }
 
-    /// The entries of these hits, if each is still the one under its key
+    /// Whether each of these hits' entries is still the one under its key
     /// in this process's cache (an erasure, an eviction or a refresh
-    /// replaced or removed it otherwise).
-    pub async fn still_cached(&self, hits: &[Hit]) -> Option<Vec<Arc<Entry>>> {
-        let cache = self.cache.as_ref()?;
-        let mut entries = Vec::with_capacity(hits.len());
+    /// replaced or removed it otherwise). Each counts as a read of its
+    /// entry, which keeps it from being evicted as unused.
+    pub async fn still_cached(&self, hits: &[Hit]) -> bool {
+        let Some(cache) = self.cache.as_ref() else {
+            return false;
+        };
         for hit in hits {
-            let entry = cache.get(&hit.key).await?;
-            if !Arc::ptr_eq(&entry, &hit.entry) {
-                return None;
+            match cache.get(&hit.key).await {
+                Some(entry) if Arc::ptr_eq(&entry, &hit.entry) => {}
+                _ => return false,
             }
-            entries.push(entry);
         }
-        Some(entries)
+        true
     }
 
-    /// The ages of these hits' entries, if every one is still cached and
+    /// The ages of these hits' entries, if none was replaced or removed
+    /// from this process's cache (`Entry::is_retired`) and every one is
     /// still fresh for `max_age`; counted as the cache hits they stand for.
-    pub async fn still_fresh(
+    /// Expiry and eviction retire nothing: a memo expires with its first
+    /// entry, and checks it is still the cache's (`still_cached`) now and then.
+    pub fn still_fresh(
         &self,
         hits: &[Hit],
         max_age: Option<std::time::Duration>,
     ) -> Option<Vec<std::time::Duration>> {
-        let entries = self.still_cached(hits).await?;
         let now = self.clock.now();
-        if !entries.iter().all(|e| e.is_fresh(now, max_age)) {
+        if !hits
+            .iter()
+            .all(|h| !h.entry.is_retired() && h.entry.is_fresh(now, max_age))
+        {
             return None;
         }
-        for entry in &entries {
-            if let Some(guard) = self.guards.get(&entry.source_id) {
+        for hit in hits {
+            if let Some(guard) = self.guards.get(&hit.entry.source_id) {
                 guard.count_cache(crate::resilience::CacheResult::Hit);
             }
         }
-        Some(entries.iter().map(|e| e.age(now)).collect())
+        Some(hits.iter().map(|h| h.entry.age(now)).collect())
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
