@@ -149,10 +149,11 @@ impl Enricher {
             .map(|p| &*p.source_id)
             .chain(merged.roles.sources.iter().map(String::as_str))
             .collect();
-        let categories: BTreeSet<String> = found
+        let catalog = self.catalog();
+        let categories: BTreeSet<&str> = found
             .iter()
-            .filter_map(|id| self.catalog().get(id))
-            .flat_map(|s| s.data_categories.iter().cloned())
+            .filter_map(|id| catalog.get(id))
+            .flat_map(|s| s.data_categories.iter().map(String::as_str))
             .collect();
         let first = if found.is_empty() {
             None
@@ -165,8 +166,8 @@ impl Enricher {
         let first = first.map_or(now, |ms| time_of(ms, now));
         Ok(notice::duty(
             notice::deadline(first, query.first_contact_at),
-            found.iter().map(|s| s.to_string()).collect(),
-            categories.into_iter().collect(),
+            found.iter().map(|s| (*s).to_owned()).collect(),
+            categories.into_iter().map(str::to_owned).collect(),
         ))
     }
 }

@@ -234,7 +234,20 @@ impl Enricher {
         // What answering from the cache took (the verification is not part of it).
         let latency = started.elapsed();
         let verification = self.verify(subject, &permitted.fields).await;
-        let mut merged = memo.merged.clone();
+        // The memo's findings, but for what is made again below.
+        let kept = &memo.merged;
+        let mut merged = Merged {
+            verification: None,
+            profiles: kept.profiles.clone(),
+            possible_matches: kept.possible_matches.clone(),
+            found: kept.found,
+            outcomes: kept.outcomes.clone(),
+            cache: kept.cache.clone(),
+            coverage: kept.coverage,
+            cache_keys: kept.cache_keys.clone(),
+            roles: kept.roles.clone(),
+            messaging_apps: Vec::new(),
+        };
         for (hit, age) in memo.hits.iter().zip(ages) {
             let outcome = &mut merged.outcomes[hit.outcome];
             outcome.cache_age = Some(age);

@@ -31,8 +31,9 @@ pub(super) struct Merged {
     pub outcomes: Vec<SourceOutcome>,
     pub cache: CacheInfo,
     pub coverage: Coverage,
-    /// The cache keys the sources read or wrote for this request.
-    pub cache_keys: Vec<String>,
+    /// The cache keys the sources read or wrote for this request (shared
+    /// with a memo's every answer).
+    pub cache_keys: std::sync::Arc<[String]>,
     /// Breaches, phone line and mailbox check (not profiles).
     pub roles: RoleFindings,
     pub messaging_apps: Vec<MessagingApp>,
@@ -70,7 +71,7 @@ pub(super) fn merge(
     Merged {
         found: !profiles.is_empty(),
         coverage,
-        cache_keys,
+        cache_keys: cache_keys.into(),
         verification,
         profiles,
         possible_matches,

@@ -12,7 +12,7 @@ use crate::proto::v1 as pb;
 pub(crate) fn provenance_into_proto(p: Provenance) -> pb::Provenance {
     use pb::ExtractionMethod as M;
     pb::Provenance {
-        source_id: p.source_id.to_string(),
+        source_id: String::from(&*p.source_id),
         url: p.url,
         retrieved_at: Some(p.retrieved_at.into()),
         method: match p.method {
@@ -87,8 +87,8 @@ pub(crate) fn profile_into_proto(p: Profile) -> pb::Profile {
     };
     let (followers, posts) = (count(Field::Followers), count(Field::Posts));
     pb::Profile {
-        source_id: p.source_id.to_string(),
-        platform: p.platform.to_string(),
+        source_id: String::from(&*p.source_id),
+        platform: String::from(&*p.platform),
         provenance: Some(provenance_into_proto(p.provenance)),
         url,
         username,
@@ -158,7 +158,7 @@ pub(crate) fn interest_to_proto(i: &Interest) -> pb::Interest {
             .evidence
             .iter()
             .map(|e| pb::InterestEvidence {
-                source_id: e.source_id.to_string(),
+                source_id: String::from(&*e.source_id),
                 kind: match e.kind {
                     EvidenceKind::SourceTag => Kind::SourceTag,
                     EvidenceKind::TextTerm => Kind::TextTerm,

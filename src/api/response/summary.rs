@@ -19,7 +19,7 @@ pub(crate) fn summary_of(e: &Enrichment) -> pb::Summary {
             .min_by_key(|p| std::cmp::Reverse(p.confidence))?;
         Some(pb::SummaryValue {
             value: value.value.clone(),
-            source_id: from.source_id.to_string(),
+            source_id: String::from(&*from.source_id),
             url: from.url.clone(),
             confidence: enums::confidence_to_proto(from.confidence).into(),
         })
