@@ -641,17 +641,29 @@ impl Respond for Numbered {
     }
 }
 
-#[tokio::test]
-async fn a_memo_serves_only_the_entries_in_the_cache_and_goes_with_an_erasure() {
-    use pb::cache_policy::Mode;
+/// One source `a` that answers "Ann <n>" on its n-th call, cached for an
+/// hour, and a server on a clock the test moves; with the count of calls.
+async fn ann_on_one_cached_source() -> (
+    MockServer,
+    TestApp,
+    Arc<ManualClock>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (_server, catalog) = common::one_source(
+    let (server, catalog) = common::one_source(
         "email_md5",
         "limits = { cache_ttl = \"1h\", rate_limit = { per_second = 100, burst = 100 } }",
         Numbered(calls.clone()),
     )
     .await;
     let (app, clock) = app_on(catalog, "").await;
+    (server, app, clock, calls)
+}
+
+#[tokio::test]
+async fn a_memo_serves_only_the_entries_in_the_cache_and_goes_with_an_erasure() {
+    use pb::cache_policy::Mode;
+    let (_server, app, clock, calls) = ann_on_one_cached_source().await;
     let mut client = app.client().await;
     let ann = || email_request("ann@example.test");
     let mut ask =
@@ -700,14 +712,7 @@ async fn a_memo_serves_only_the_entries_in_the_cache_and_goes_with_an_erasure() 
 /// second after it last did.
 #[tokio::test]
 async fn a_memo_whose_entry_the_cache_dropped_on_its_own_is_noticed_within_a_second() {
-    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (_server, catalog) = common::one_source(
-        "email_md5",
-        "limits = { cache_ttl = \"1h\", rate_limit = { per_second = 100, burst = 100 } }",
-        Numbered(calls.clone()),
-    )
-    .await;
-    let (app, clock) = app_on(catalog, "").await;
+    let (_server, app, clock, calls) = ann_on_one_cached_source().await;
     let mut client = app.client().await;
     let mut ask = async || {
         let r = client
