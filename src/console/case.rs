@@ -259,12 +259,30 @@ fn row(name: &str, value: &str, p: Option<&pb::Provenance>) -> Markup {
     html! {
         tr.provenance {
             th scope="row" { (name) }
-            td { (value) }
+            td { (link_or_text(value)) }
             td { (p.source_id) }
-            td.url { (p.url) }
+            td.url { (link_or_text(&p.url)) }
             td { (when(p.retrieved_at.as_ref())) }
             td { (method) @if !p.selector.is_empty() { " " code { (p.selector) } } }
             td { (confidence) }
+        }
+    }
+}
+
+/// A web address a source gave, as a link the analyst can follow to the
+/// evidence; anything else (a `javascript:` address from a site that lies,
+/// plain text) as text. The link opens apart from the console and tells
+/// the site nothing of it.
+fn link_or_text(value: &str) -> Markup {
+    let web = url::Url::parse(value)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .filter(|_| !value.chars().any(char::is_whitespace));
+    html! {
+        @if let Some(url) = web {
+            a href=(url.as_str()) rel="noopener noreferrer nofollow" target="_blank" { (value) }
+        } @else {
+            (value)
         }
     }
 }
@@ -416,6 +434,52 @@ fn compliance(a: &pb::EnrichResponse) -> Markup {
             } @else {
                 p { "No notice due for this answer." }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provenance(url: &str) -> pb::Provenance {
+        pb::Provenance {
+            source_id: "github".into(),
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_source_s_web_address_is_a_link_out_and_nothing_else_is() {
+        let page = row(
+            "URL",
+            "https://github.com/jane",
+            Some(&provenance("https://api.github.com/users/jane?a=1&b=<2>")),
+        )
+        .into_string();
+        assert!(
+            page.contains(r#"<a href="https://github.com/jane" rel="noopener noreferrer nofollow" target="_blank">https://github.com/jane</a>"#),
+            "{page}"
+        );
+        assert!(
+            page.contains(r#"<a href="https://api.github.com/users/jane?a=1&amp;b=%3C2%3E""#),
+            "{page}"
+        );
+
+        // What a lying site may send is text, escaped, never a link.
+        for hostile in [
+            "javascript:alert(1)",
+            "JaVaScRiPt:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "https://github.com/jane\" onmouseover=\"alert(1)",
+            "//evil.example/x",
+            "not a url",
+        ] {
+            let page = row("Bio", hostile, Some(&provenance(hostile))).into_string();
+            assert!(!page.contains("<a "), "{hostile}: {page}");
+            assert!(!page.contains("<script"), "{hostile}: {page}");
+            assert!(!page.contains("\" onmouseover"), "{hostile}: {page}");
         }
     }
 }
