@@ -277,7 +277,7 @@ fn link_or_text(value: &str) -> Markup {
     let web = url::Url::parse(value)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .filter(|_| !value.chars().any(char::is_whitespace));
+        .filter(|u| !value.chars().any(char::is_whitespace) && may_carry_no_identifier(u));
     html! {
         @if let Some(url) = web {
             a href=(url.as_str()) rel="noopener noreferrer nofollow" target="_blank" { (value) }
@@ -285,6 +285,27 @@ fn link_or_text(value: &str) -> Markup {
             (value)
         }
     }
+}
+
+/// Whether a link to `url` is sure not to hold the person's identifier (no
+/// identifier goes into a URL the console makes): no query, fragment or
+/// user name, where a lookup's address puts it, and a path without an
+/// email address (`@`) or a run of seven digits (a phone number). A profile
+/// page (`https://github.com/jane`) passes; an API lookup stays text.
+fn may_carry_no_identifier(url: &url::Url) -> bool {
+    let path = url.path().to_ascii_lowercase();
+    let longest_digits = path
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && !path.contains('@')
+        && !path.contains("%40")
+        && longest_digits < 7
 }
 
 /// Why a possible match is one, in words.
@@ -455,7 +476,7 @@ mod tests {
         let page = row(
             "URL",
             "https://github.com/jane",
-            Some(&provenance("https://api.github.com/users/jane?a=1&b=<2>")),
+            Some(&provenance("https://api.github.com/users/<jane>")),
         )
         .into_string();
         assert!(
@@ -463,9 +484,22 @@ mod tests {
             "{page}"
         );
         assert!(
-            page.contains(r#"<a href="https://api.github.com/users/jane?a=1&amp;b=%3C2%3E""#),
+            page.contains(r#"<a href="https://api.github.com/users/%3Cjane%3E""#),
             "{page}"
         );
+
+        // An address that may hold the person's identifier is no link.
+        for lookup in [
+            "https://api.example/lookup?email=jane%40example.com",
+            "https://api.example/v1/jane@example.com",
+            "https://api.example/v1/jane%40example.com",
+            "https://api.example/v1/+447700900123",
+            "https://api.example/v1/people#jane@example.com",
+            "https://jane:x@api.example/v1",
+        ] {
+            let page = row("URL", lookup, Some(&provenance(lookup))).into_string();
+            assert!(!page.contains("<a "), "{lookup}: {page}");
+        }
 
         // What a lying site may send is text, escaped, never a link.
         for hostile in [
