@@ -118,7 +118,12 @@ impl EnrichmentService {
             .as_ref()
             .map_or(pb::View::Unspecified, |o| o.view());
         let query = request::enrich_query(request, deadline, caller).map_err(to_status)?;
-        let enrichment = self.enricher.enrich(query).await.map_err(to_status)?;
+        // Boxed once here: the pipeline's future is several kilobytes, and
+        // held inline it was copied again at each level above it (this
+        // future, the handler's, the box the generated service puts it in).
+        let enrichment = Box::pin(self.enricher.enrich(query))
+            .await
+            .map_err(to_status)?;
         let mut answer = response::enrichment_to_proto(enrichment);
         response::apply_view(&mut answer, view);
         Ok(answer)

@@ -14,7 +14,7 @@ impl Enricher {
         match self.check_claim(query) {
             Ok(ground) => Ok(ground),
             Err((refusal, error)) => {
-                self.record_refusal(query, refusal).await?;
+                Box::pin(self.record_refusal(query, refusal)).await?;
                 Err(error)
             }
         }

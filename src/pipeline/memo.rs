@@ -147,7 +147,7 @@ impl Memo {
             return true;
         }
         self.checked_ms.store(since_made, Ordering::Relaxed);
-        engine.still_cached(&self.hits).await
+        Box::pin(engine.still_cached(&self.hits)).await
     }
 }
 
@@ -199,9 +199,9 @@ impl Memos {
     /// Keeps `memo` for the person, unless one of its entries left the
     /// cache meanwhile (an erasure learnt from another process removes the
     /// entries, then the memo: whichever order this runs in, none is left).
-    pub(super) async fn keep(&self, subject: &str, memo: Memo, engine: &Engine) {
+    pub(super) async fn keep(&self, subject: &str, memo: Box<Memo>, engine: &Engine) {
         let hits = memo.hits.clone();
-        self.0.insert(slot(subject), Arc::new(memo));
+        self.0.insert(slot(subject), Arc::from(memo));
         if !engine.still_cached(&hits).await {
             self.forget(subject);
         }

@@ -419,23 +419,24 @@ impl Enricher {
         &self.fence
     }
 
-    /// One enrichment, stage by stage.
+    /// One enrichment, stage by stage. What a cached call skips (the
+    /// sources, a suppressed person's answer, keeping a memo, recording a
+    /// refusal) is boxed where it is awaited: held inline, each of those
+    /// futures would be part of every call's state, copied with it.
     #[instrument(level = "debug", skip_all, fields(request_id = %query.request_id, purpose = %query.claim.purpose))]
     pub async fn enrich(&self, query: EnrichQuery) -> Result<Enrichment, Error> {
         let ground = self.gate(&query).await?;
         let subject = self.parse(&query).await?;
         let now = self.clock.utc();
         if self.suppressed(&ground, &subject.hash).await? {
-            return self
-                .answer_suppressed(query, ground, &subject.hash, now)
-                .await;
+            return Box::pin(self.answer_suppressed(query, ground, &subject.hash, now)).await;
         }
         let permitted = policy::policy(ground, &query);
         let (mut merged, lasting, memo) = match self.recall(&subject, &permitted, &query, now).await
         {
             Some((merged, lasting)) => (merged, lasting, None),
             None => {
-                let mut gathered = self.gather(&subject, &permitted, &query).await;
+                let mut gathered = Box::pin(self.gather(&subject, &permitted, &query)).await;
                 let fresh = gathered.findings.from_fresh_entries();
                 let hits = std::mem::take(&mut gathered.findings.hits);
                 let doubts = self.doubts(&subject.hash);
@@ -453,7 +454,8 @@ impl Enricher {
                         let clock = &self.clock;
                         memo::Memo::of(&subject, &permitted, &query, &merged, &lasting, hits, clock)
                     })
-                    .flatten();
+                    .flatten()
+                    .map(Box::new);
                 (merged, lasting, memo)
             }
         };
@@ -479,13 +481,11 @@ impl Enricher {
             self.memos.forget(&subject.hash);
             self.engine.drop_entries(&merged.cache_keys).await;
             let ground = disclosed.compliance.ground;
-            return self
-                .answer_suppressed(query, ground, &subject.hash, now)
-                .await;
+            return Box::pin(self.answer_suppressed(query, ground, &subject.hash, now)).await;
         };
         // Kept while the fence is held: an erasure removes it after.
         if let Some(memo) = memo {
-            self.memos.keep(&subject.hash, memo, &self.engine).await;
+            Box::pin(self.memos.keep(&subject.hash, memo, &self.engine)).await;
         }
         Ok(answer::enriched(query, id, subject, disclosed, merged, now))
     }

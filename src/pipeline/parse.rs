@@ -24,8 +24,7 @@ impl Enricher {
                 Ok(subject)
             }
             Err(e) => {
-                self.record_refusal(query, Refusal::InvalidIdentifier)
-                    .await?;
+                Box::pin(self.record_refusal(query, Refusal::InvalidIdentifier)).await?;
                 Err(e)
             }
         }

@@ -36,9 +36,19 @@ pub struct AdmissionLayer {
     retry_after: Duration,
     /// Permits one caller may hold at once.
     per_caller: usize,
-    /// Permits held, by caller.
-    held: Arc<Mutex<HashMap<String, usize>>>,
+    /// Each caller's token, by name and key id: a call holds a clone of it,
+    /// so its count of clones (less the map's own) is the permits the
+    /// caller holds. Found by borrowing the caller's name and id, so a call
+    /// allocates nothing here, and given back by dropping it, without the
+    /// lock.
+    held: Arc<Mutex<Tokens>>,
 }
+
+/// Callers' tokens, by name, then key id.
+type Tokens = HashMap<String, HashMap<String, Arc<()>>>;
+
+/// Callers remembered before those holding nothing are forgotten.
+const CALLERS_KEPT: usize = 1024;
 
 impl AdmissionLayer {
     pub fn new(max_concurrent: usize, per_caller: usize, retry_after: Duration) -> Self {
@@ -55,7 +65,7 @@ impl AdmissionLayer {
     /// A place in the pool for a call of `caller` (known: the caller's
     /// share counts too), or the RESOURCE_EXHAUSTED that sheds it.
     pub fn admit(&self, caller: Option<&Caller>) -> Result<Arc<Permit>, tonic::Status> {
-        let share = match caller.map(|c| self.share(format!("{}:{}", c.name, c.id))) {
+        let share = match caller.map(|c| self.share(c)) {
             Some(None) => {
                 telemetry::record_shed();
                 return Err(status::caller_share(self.per_caller, self.retry_after));
@@ -76,36 +86,32 @@ impl AdmissionLayer {
     }
 
     /// One more permit for `caller`, unless it holds its share already.
-    fn share(&self, caller: String) -> Option<Share> {
+    /// Counts only grow under the lock (shares are dropped without it), so
+    /// a count read here is never below the true one.
+    fn share(&self, caller: &Caller) -> Option<Share> {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let count = held.entry(caller.clone()).or_insert(0);
-        if *count >= self.per_caller {
-            return None;
+        if let Some(token) = held.get(&caller.name).and_then(|ids| ids.get(&caller.id)) {
+            return (Arc::strong_count(token) - 1 < self.per_caller).then(|| Share {
+                _token: token.clone(),
+            });
         }
-        *count += 1;
-        Some(Share {
-            held: self.held.clone(),
-            caller,
-        })
-    }
-}
-
-/// A caller's count of permits, given back when the call's permit goes.
-pub struct Share {
-    held: Arc<Mutex<HashMap<String, usize>>>,
-    caller: String,
-}
-
-impl Drop for Share {
-    fn drop(&mut self) {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = held.get_mut(&self.caller) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.caller);
+        if held.values().map(HashMap::len).sum::<usize>() >= CALLERS_KEPT {
+            for ids in held.values_mut() {
+                ids.retain(|_, token| Arc::strong_count(token) > 1);
             }
+            held.retain(|_, ids| !ids.is_empty());
         }
+        let token = Arc::new(());
+        held.entry(caller.name.clone())
+            .or_default()
+            .insert(caller.id.clone(), token.clone());
+        Some(Share { _token: token })
     }
+}
+
+/// One of a caller's permits, given back when the call's permit goes.
+pub struct Share {
+    _token: Arc<()>,
 }
 
 /// A call's place in the pool: the permit and the caller's share of it.
@@ -174,8 +180,8 @@ where
         let mut held = None;
         if request.uri().path().starts_with(GUARDED) {
             // The caller authentication admitted (it runs before).
-            let caller = request.extensions().get::<Caller>().cloned();
-            match self.layer.admit(caller.as_ref()) {
+            let admitted = self.layer.admit(request.extensions().get::<Caller>());
+            match admitted {
                 Ok(permit) => {
                     let admitted = Admitted {
                         permit,
@@ -196,5 +202,59 @@ where
                 None => response,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str, id: &str) -> Caller {
+        Caller {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            ..Caller::anonymous()
+        }
+    }
+
+    #[test]
+    fn a_caller_holds_at_most_its_share_and_gets_each_permit_back_with_its_call() {
+        let layer = AdmissionLayer::new(8, 2, Duration::from_secs(1));
+        let crm = key("crm", "k1");
+        let first = layer.admit(Some(&crm)).expect("first");
+        let second = layer.admit(Some(&crm)).expect("second");
+        let Err(third) = layer.admit(Some(&crm)) else {
+            panic!("a third call over a share of two was admitted")
+        };
+        assert_eq!(third.code(), tonic::Code::ResourceExhausted);
+        // Another key of the same name, and another caller, have their own.
+        let other_key = layer.admit(Some(&key("crm", "k2"))).expect("own share");
+        let _fraud = layer.admit(Some(&key("fraud", "k1"))).expect("own share");
+        drop(first);
+        let again = layer.admit(Some(&crm)).expect("a permit came back");
+        drop((second, again, other_key));
+        assert_eq!(layer.pool.available_permits(), 7, "only fraud's is held");
+    }
+
+    #[test]
+    fn callers_holding_nothing_are_forgotten_once_many_were_seen() {
+        let layer = AdmissionLayer::new(8, 1, Duration::from_secs(1));
+        let busy = layer.admit(Some(&key("busy", ""))).expect("admitted");
+        for n in 0..CALLERS_KEPT + 10 {
+            drop(
+                layer
+                    .admit(Some(&key(&format!("once-{n}"), "")))
+                    .expect("admitted"),
+            );
+        }
+        let remembered: usize = layer.held.lock().unwrap().values().map(HashMap::len).sum();
+        assert!(
+            remembered <= CALLERS_KEPT,
+            "{remembered} callers remembered"
+        );
+        // The caller still holding its permit kept its count.
+        assert!(layer.admit(Some(&key("busy", ""))).is_err());
+        drop(busy);
+        assert!(layer.admit(Some(&key("busy", ""))).is_ok());
     }
 }

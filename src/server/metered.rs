@@ -4,7 +4,9 @@
 //! gRPC puts it: the response's headers (a refusal) or its trailers (an
 //! answer). A stream's items are counted one by one by the stream itself
 //! (each is a call of its own to the batch caller).
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
 
 use axum::http::{HeaderMap, Request, Response};
@@ -19,20 +21,68 @@ use crate::telemetry;
 /// The unary methods, by the last segment of their path.
 const UNARY: [&str; 4] = ["Enrich", "Erase", "Access", "ListSources"];
 
-#[derive(Clone, Copy, Default)]
-pub struct MeteredLayer;
+/// gRPC's codes, 0 to 16.
+const CODES: usize = 17;
+
+#[derive(Clone, Default)]
+pub struct MeteredLayer {
+    meters: Meters,
+}
 
 impl<S> Layer<S> for MeteredLayer {
     type Service = Metered<S>;
 
     fn layer(&self, inner: S) -> Metered<S> {
-        Metered { inner }
+        Metered {
+            inner,
+            meters: self.meters.clone(),
+        }
     }
 }
 
 #[derive(Clone)]
 pub struct Metered<S> {
     inner: S,
+    meters: Meters,
+}
+
+/// The handles of the call metrics (`telemetry::record_call`'s), made on
+/// first use and kept: `counter!` with labels builds its key, copies the
+/// caller's name into it and looks it up in the recorder's registry on
+/// every call. A server makes its layer after the recorder is installed
+/// (`server.metrics_listen`), so no handle kept is the no-op one of a
+/// process without metrics. Callers are the operator's keys and
+/// certificates, as bounded as the label itself.
+#[derive(Clone, Default)]
+struct Meters {
+    callers: Arc<RwLock<HashMap<String, Arc<CallerMeters>>>>,
+    durations: Arc<[OnceLock<metrics::Histogram>; UNARY.len()]>,
+}
+
+/// One caller's counters, by method and code.
+struct CallerMeters {
+    name: String,
+    counters: [[OnceLock<metrics::Counter>; CODES]; UNARY.len()],
+}
+
+impl Meters {
+    fn of(&self, caller: &str) -> Arc<CallerMeters> {
+        let known = self.callers.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(meters) = known.get(caller) {
+            return meters.clone();
+        }
+        drop(known);
+        let mut known = self.callers.write().unwrap_or_else(|p| p.into_inner());
+        known
+            .entry(caller.to_owned())
+            .or_insert_with(|| {
+                Arc::new(CallerMeters {
+                    name: caller.to_owned(),
+                    counters: Default::default(),
+                })
+            })
+            .clone()
+    }
 }
 
 impl<S: tonic::server::NamedService> tonic::server::NamedService for Metered<S> {
@@ -59,8 +109,12 @@ where
             .path()
             .rsplit('/')
             .next()
-            .and_then(|m| UNARY.iter().find(|u| **u == m).copied());
-        let caller = request.extensions().get::<Caller>().map(|c| c.name.clone());
+            .and_then(|m| UNARY.iter().position(|u| *u == m));
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .map(|c| self.meters.of(&c.name));
+        let durations = self.meters.durations.clone();
         let future = self.inner.call(request);
         Box::pin(async move {
             let started = Stopwatch::start();
@@ -71,6 +125,7 @@ where
             let call = Call {
                 method,
                 caller,
+                durations,
                 started,
             };
             // A refusal comes as headers alone; an answer's code follows it.
@@ -90,14 +145,27 @@ where
 
 /// A call whose code is not known yet.
 struct Call {
-    method: &'static str,
-    caller: String,
+    /// Its place in `UNARY`.
+    method: usize,
+    caller: Arc<CallerMeters>,
+    durations: Arc<[OnceLock<metrics::Histogram>; UNARY.len()]>,
     started: Stopwatch,
 }
 
 impl Call {
+    /// What `telemetry::record_call` records, through the kept handles.
     fn record(self, code: tonic::Code) {
-        telemetry::record_call(self.method, &self.caller, self.started, code);
+        let method = UNARY[self.method];
+        let slot = (code as usize).min(CODES - 1);
+        self.caller.counters[self.method][slot]
+            .get_or_init(|| {
+                metrics::counter!(telemetry::REQUESTS_TOTAL, "method" => method,
+                    "caller" => self.caller.name.clone(), "code" => telemetry::code_name(code))
+            })
+            .increment(1);
+        self.durations[self.method]
+            .get_or_init(|| metrics::histogram!(telemetry::REQUEST_DURATION, "method" => method))
+            .record(self.started.elapsed().as_secs_f64());
     }
 }
 

@@ -190,7 +190,7 @@ impl Application {
         let (reflection_v1, reflection_v1alpha) = grpc::reflection()?;
         // Every unary call counted and timed, whichever door it came in by.
         let enrichment = tower::Layer::layer(
-            &metered::MeteredLayer,
+            &metered::MeteredLayer::default(),
             EnrichmentServer::new(self.service)
                 .max_decoding_message_size(server_cfg.max_request_bytes)
                 .accept_compressed(CompressionEncoding::Gzip)
