@@ -284,7 +284,11 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .extensions()
         .get::<Caller>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
+        .ok_or_else(unauthenticated)
+}
+
+fn unauthenticated() -> Status {
+    Status::unauthenticated("no authenticated caller")
 }
 
 /// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
@@ -326,9 +330,13 @@ type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::EnrichResponse, Statu
 impl pb::enrichment_server::Enrichment for EnrichmentService {
     async fn enrich(
         &self,
-        request: Request<pb::EnrichRequest>,
+        mut request: Request<pb::EnrichRequest>,
     ) -> Result<Response<pb::EnrichResponse>, Status> {
-        let caller = caller(&request)?;
+        // Taken, not copied: nothing after the handler reads it.
+        let caller = request
+            .extensions_mut()
+            .remove::<Caller>()
+            .ok_or_else(unauthenticated)?;
         let deadline = self.deadline(request.metadata());
         self.enrich_one(request.into_inner(), caller, deadline)
             .await

@@ -2,7 +2,6 @@
 //! that goes with it. Fields the purpose or the field mask withhold are
 //! dropped, special-category interests are suppressed (Art. 9), and the
 //! notice duty is decided (Art. 14), all by `compliance`.
-use std::collections::BTreeSet;
 
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -143,18 +142,20 @@ impl Enricher {
         query: &EnrichQuery,
         now: DateTime<Utc>,
     ) -> Result<crate::model::NoticeDuty, Error> {
-        let found: BTreeSet<&str> = merged
-            .profiles
-            .iter()
-            .map(|p| &*p.source_id)
-            .chain(merged.roles.sources.iter().map(String::as_str))
-            .collect();
+        let found = super::sorted_unique(
+            merged
+                .profiles
+                .iter()
+                .map(|p| &*p.source_id)
+                .chain(merged.roles.sources.iter().map(String::as_str)),
+        );
         let catalog = self.catalog();
-        let categories: BTreeSet<&str> = found
-            .iter()
-            .filter_map(|id| catalog.get(id))
-            .flat_map(|s| s.data_categories.iter().map(String::as_str))
-            .collect();
+        let categories = super::sorted_unique(
+            found
+                .iter()
+                .filter_map(|id| catalog.get(id))
+                .flat_map(|s| s.data_categories.iter().map(String::as_str)),
+        );
         let first = if found.is_empty() {
             None
         } else {

@@ -167,6 +167,15 @@ pub struct Enricher {
     http: HttpConfig,
 }
 
+/// The distinct names among `names`, in order: a call's few sources and
+/// categories, where sorting a vector costs a fraction of building a set.
+fn sorted_unique<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut names: Vec<&str> = names.collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 /// The ledger could not be written or read: no answer without its record.
 pub(crate) fn unavailable(e: LedgerError) -> Error {
     warn!(error = %e, "ledger write failed; the answer is withheld");

@@ -1,8 +1,6 @@
 //! Stage 9, record: no answer without its record (GDPR Art. 30). Every
 //! processing is appended to the ledger before it is answered, refusals
 //! included; when the ledger cannot be written, nothing is returned.
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 
 use super::comply::Disclosed;
@@ -157,12 +155,13 @@ impl Enricher {
         };
         let under = Under::ground(&disclosed.compliance.ground);
         let mut record = record_of(&query.caller, under, subject, outcome, now);
-        let asked: BTreeSet<&str> = merged
-            .outcomes
-            .iter()
-            .filter(|o| !matches!(o.outcome, Outcome::Skipped(_)))
-            .map(|o| o.source_id.as_str())
-            .collect();
+        let asked = super::sorted_unique(
+            merged
+                .outcomes
+                .iter()
+                .filter(|o| !matches!(o.outcome, Outcome::Skipped(_)))
+                .map(|o| o.source_id.as_str()),
+        );
         record.sources = asked.into_iter().map(str::to_owned).collect();
         record.field_categories = disclosed.returned_fields();
         let id = record.id.clone();
