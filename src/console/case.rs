@@ -290,22 +290,26 @@ fn link_or_text(value: &str) -> Markup {
 /// Whether a link to `url` is sure not to hold the person's identifier (no
 /// identifier goes into a URL the console makes): no query, fragment or
 /// user name, where a lookup's address puts it, and a path without an
-/// email address (`@`) or a run of seven digits (a phone number). A profile
-/// page (`https://github.com/jane`) passes; an API lookup stays text.
+/// email address (`@`), a run of seven digits (a phone number) or a run of
+/// 32 hex digits or more (an address's MD5 or SHA-256, as the catalog's
+/// hashed inputs send it: a pseudonym, still the person's). A profile page
+/// (`https://github.com/jane`) passes; an API lookup stays text.
 fn may_carry_no_identifier(url: &url::Url) -> bool {
     let path = url.path().to_ascii_lowercase();
-    let longest_digits = path
-        .split(|c: char| !c.is_ascii_digit())
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = |digit: fn(&char) -> bool| {
+        path.split(|c: char| !digit(&c))
+            .map(str::len)
+            .max()
+            .unwrap_or(0)
+    };
     url.query().is_none()
         && url.fragment().is_none()
         && url.username().is_empty()
         && url.password().is_none()
         && !path.contains('@')
         && !path.contains("%40")
-        && longest_digits < 7
+        && longest(char::is_ascii_digit) < 7
+        && longest(char::is_ascii_hexdigit) < 32
 }
 
 /// Why a possible match is one, in words.
@@ -494,6 +498,8 @@ mod tests {
             "https://api.example/v1/jane@example.com",
             "https://api.example/v1/jane%40example.com",
             "https://api.example/v1/+447700900123",
+            "https://gravatar.example/0bc83cb571cd1c50ba6f3e8a78ef1346.json",
+            "https://api.example/v1/B94D27B9934D3E08A52E52D7DA7DABFAC484EFE37A5380EE9088F7ACE2EFCDE9",
             "https://api.example/v1/people#jane@example.com",
             "https://jane:x@api.example/v1",
         ] {
