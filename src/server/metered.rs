@@ -158,13 +158,10 @@ impl Call {
         let method = UNARY[self.method];
         let slot = (code as usize).min(CODES - 1);
         self.caller.counters[self.method][slot]
-            .get_or_init(|| {
-                metrics::counter!(telemetry::REQUESTS_TOTAL, "method" => method,
-                    "caller" => self.caller.name.clone(), "code" => telemetry::code_name(code))
-            })
+            .get_or_init(|| telemetry::call_counter(method, &self.caller.name, code))
             .increment(1);
         self.durations[self.method]
-            .get_or_init(|| metrics::histogram!(telemetry::REQUEST_DURATION, "method" => method))
+            .get_or_init(|| telemetry::call_duration(method))
             .record(self.started.elapsed().as_secs_f64());
     }
 }
