@@ -18,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Well-known types with serde support, so the CLI prints canonical proto3 JSON.
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
+        // prost's encoding, into a buffer of the message's size (`src/proto/codec.rs`).
+        .codec_path("crate::proto::codec::Codec")
         .compile_with_config(
             config,
             &[PathBuf::from(proto)],

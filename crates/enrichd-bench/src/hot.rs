@@ -41,16 +41,23 @@ pub(crate) async fn hot(args: &Args) -> Value {
     let url = ledger_url(&dir).await;
     let (server, answer) = hot_server(dir, url).await;
     let answer_bytes = prost::Message::encoded_len(&answer);
-    let echo = start_echo(pb::EnrichResponse::default(), None).await;
     let run = |addr, call, rate| load(addr, args.clients, args.seconds, call, rate);
-    let echo = run(echo, Call::Enrich(HOT), None).await;
-    let sized = start_echo(answer.clone(), None).await;
-    let sized = run(sized, Call::Enrich(HOT), None).await;
     let floor_dir = tempfile::tempdir().unwrap();
     let floor_ledger = enrichd::ledger::Ledger::open(&ledger_url(&floor_dir).await)
         .await
         .unwrap();
-    let floor = start_echo(answer, Some(floor_ledger)).await;
+    let floor = start_echo(answer.clone(), Some(floor_ledger)).await;
+    if let Some(only) = &args.only {
+        let addr = if only == "floor" { floor } else { server.addr };
+        let alone = run(addr, Call::Enrich(HOT), None).await;
+        let calls = (alone.rps * args.seconds as f64).round();
+        return json!({"scenario": "hot", "only": only, "calls": calls, "rps": alone.rps.round(), "cpu_us": alone.cpu_us.round()});
+    }
+    let (prost_ns, exact_ns) = encodings(&answer);
+    let echo = start_echo(pb::EnrichResponse::default(), None).await;
+    let echo = run(echo, Call::Enrich(HOT), None).await;
+    let sized = start_echo(answer, None).await;
+    let sized = run(sized, Call::Enrich(HOT), None).await;
     let health = run(server.addr, Call::Health, None).await;
     // The floor and Enrich in turn, a second each: their ratio is the
     // issue's figure, and the machine's drift falls on both alike.
@@ -75,6 +82,7 @@ pub(crate) async fn hot(args: &Args) -> Value {
         "recorded_echo_rps": floor.rps.round(), "ratio_to_recorded_echo": ratio(own.rps, floor.rps),
         "recorded_echo_ratio_to_health": ratio(floor.rps, health.rps), "recorded_echo_cpu_us": floor.cpu_us.round(),
         "recorded_echo_p99_ms": ms(floor.p99),
+        "encode_ns": exact_ns, "prost_codec_encode_ns": prost_ns, "encode_ratio": ratio(prost_ns, exact_ns),
         "enrichd_cpu_us": own.cpu_us.round(), "health_cpu_us": health.cpu_us.round(), "sized_echo_cpu_us": sized.cpu_us.round(),
         "cpu_ratio_to_health": ratio(health.cpu_us, own.cpu_us), "cpu_ratio_to_sized_echo": ratio(sized.cpu_us, own.cpu_us),
         "enrichd_p50_ms": ms(own.p50), "enrichd_p99_ms": ms(own.p99),
@@ -83,6 +91,35 @@ pub(crate) async fn hot(args: &Args) -> Value {
         "paced_rps": paced.rps.round(), "paced_p50_ms": ms(paced.p50), "paced_p99_ms": ms(paced.p99),
         "half_own_rps": light.rps.round(), "half_own_p50_ms": ms(light.p50), "half_own_p99_ms": ms(light.p99),
     })
+}
+
+/// Nanoseconds to encode `answer` as tonic's prost codec does (into the
+/// frame's `BytesMut`, byte by byte through `put_slice`) and as enrichd's
+/// codec does (into a buffer of its size, copied into the frame): the
+/// median of 15 rounds of 2,000 each, in turn.
+fn encodings(answer: &pb::EnrichResponse) -> (f64, f64) {
+    use prost::Message;
+    let time = |encode: &dyn Fn(&mut bytes::BytesMut)| {
+        let t = Instant::now();
+        for _ in 0..2_000 {
+            let mut frame = bytes::BytesMut::with_capacity(8 * 1024);
+            encode(&mut frame);
+            std::hint::black_box(frame);
+        }
+        t.elapsed().as_nanos() as f64 / 2_000.0
+    };
+    let (mut prost, mut exact) = (Vec::new(), Vec::new());
+    for _ in 0..15 {
+        prost.push(time(&|frame| answer.encode(frame).unwrap()));
+        exact.push(time(&|frame| {
+            bytes::BufMut::put_slice(frame, &answer.encode_to_vec())
+        }));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2].round()
+    };
+    (median(prost), median(exact))
 }
 
 /// Writes `rows` ledger rows, `person` of them for `HOT`'s subject (as

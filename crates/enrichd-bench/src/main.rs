@@ -58,6 +58,11 @@ pub(crate) struct Args {
     /// hot: seconds of load per side.
     #[arg(long, default_value_t = 5)]
     pub(crate) seconds: u64,
+    /// hot: load only this server, `enrichd` or `floor` (the recorded
+    /// echo), for `--seconds`, and print its calls and CPU time: a run to
+    /// profile one side alone (`perf record`, `valgrind --tool=callgrind`).
+    #[arg(long, value_parser = ["enrichd", "floor"])]
+    pub(crate) only: Option<String>,
     /// cold: calls measured (each beside a plain fan-out to the same sites).
     #[arg(long, default_value_t = 100)]
     pub(crate) cold_calls: usize,

@@ -1,6 +1,7 @@
 //! The generated gRPC contract (`proto/enrichd/v1/enrichment.proto`).
-#![allow(clippy::all, missing_docs)]
+pub mod codec;
 
+#[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("enrichd.v1");
     include!(concat!(env!("OUT_DIR"), "/enrichd.v1.serde.rs"));
