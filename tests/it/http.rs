@@ -322,9 +322,10 @@ async fn a_body_over_the_limit_is_refused() {
         .await
         .unwrap();
     assert_eq!(answer.status().as_u16(), 413);
-    // The same JSON error as every other refusal.
+    // The same JSON error as every other refusal, with the gRPC door's
+    // status for a message over the limit.
     let error: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
-    assert_eq!(error["error"]["status"], "INVALID_ARGUMENT", "{error}");
+    assert_eq!(error["error"]["status"], "OUT_OF_RANGE", "{error}");
     assert!(
         error["error"]["message"]
             .as_str()

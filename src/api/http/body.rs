@@ -80,8 +80,9 @@ fn body_refused(rejection: &axum::extract::rejection::BytesRejection) -> Respons
         }
         cause = e.source();
     }
+    // As the gRPC door refuses a message over the limit: OUT_OF_RANGE.
     let status = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        Status::invalid_argument(
+        Status::out_of_range(
             "body: larger than this endpoint takes (server.max_request_bytes, or batch.max_upload_bytes for a batch)",
         )
     } else {
