@@ -121,6 +121,40 @@ async fn enrich_an_email_returns_identity_verification_and_compliance() {
     assert_eq!(resp.cache.unwrap().policy(), pb::cache_policy::Mode::Use);
 }
 
+/// An answer goes compressed to a client that takes gzip (enrichd's codec
+/// encodes it, tonic compresses the frame) and reads as the plain one.
+#[tokio::test]
+async fn an_answer_is_gzipped_for_a_client_that_takes_it() {
+    let dns = common::dns::start().await;
+    let app = TestApp::with_dns(dns.addr, "").await;
+    let plain = app
+        .client()
+        .await
+        .enrich(email_request("jane@example.test"))
+        .await
+        .expect("enriched")
+        .into_inner();
+    let zipped = app
+        .client()
+        .await
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .enrich(email_request("jane@example.test"))
+        .await
+        .expect("enriched");
+    assert_eq!(
+        zipped
+            .metadata()
+            .get("grpc-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip")
+    );
+    let zipped = zipped.into_inner();
+    assert_eq!(zipped.identifier, plain.identifier);
+    assert_eq!(zipped.summary, plain.summary);
+    let purpose = |r: &pb::EnrichResponse| r.compliance.as_ref().map(|c| c.purpose.clone());
+    assert_eq!(purpose(&zipped), Some("marketing".into()));
+}
+
 #[tokio::test]
 async fn enrich_flags_disposable_free_and_role_addresses() {
     let app = TestApp::spawn("[dns]\nenabled = false\n").await;

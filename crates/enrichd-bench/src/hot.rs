@@ -51,7 +51,7 @@ pub(crate) async fn hot(args: &Args) -> Value {
         let addr = if only == "floor" { floor } else { server.addr };
         let alone = run(addr, Call::Enrich(HOT), None).await;
         let calls = (alone.rps * args.seconds as f64).round();
-        return json!({"scenario": "hot", "only": only, "calls": calls, "rps": alone.rps.round(), "cpu_us": alone.cpu_us.round()});
+        return json!({"scenario": "hot", "only": only, "calls": calls, "rps": alone.rps.round(), "cpu_us": (alone.cpu_us * 10.0).round() / 10.0});
     }
     let (prost_ns, exact_ns) = encodings(&answer);
     let echo = start_echo(pb::EnrichResponse::default(), None).await;
