@@ -105,16 +105,8 @@ async fn submit_batch(
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
-    let kind = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let format = match kind.as_str() {
+    let kind = crate::api::http::media_type(&headers);
+    let format = match kind.as_ref().map_or("", |m| m.essence_str()) {
         "text/csv" => super::Format::Csv,
         "application/x-ndjson" | "application/jsonl" | "application/ndjson" => super::Format::Jsonl,
         _ => {

@@ -152,6 +152,24 @@ async fn a_bad_body_is_refused_naming_the_field() {
         answer["error"]["code"], 415,
         "the body's code is the HTTP code"
     );
+    // A media type is JSON in any case, with parameters or a +json suffix;
+    // a type that only begins like it is not.
+    let body = json!({ "email": "a@example.test", "purpose": "marketing" }).to_string();
+    for (kind, expected) in [
+        ("Application/JSON; charset=UTF-8", 400),
+        ("application/vnd.enrichd+json", 400),
+        ("application/json-seq", 415),
+        ("application/jsonp", 415),
+        ("application/json/x", 415),
+    ] {
+        let sent = http
+            .client
+            .post(format!("{}/v1/enrich", http.base))
+            .header("content-type", kind)
+            .body(body.clone());
+        let (status, answer) = http.send(sent).await;
+        assert_eq!(status, expected, "{kind}: {answer}");
+    }
     let (status, answer) = http.get("/v1/nothing").await;
     assert_eq!(status, 404);
     assert_eq!(answer["error"]["status"], "NOT_FOUND");

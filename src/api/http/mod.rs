@@ -262,13 +262,27 @@ async fn method_not_allowed(method: axum::http::Method) -> Response {
     error_response_as(StatusCode::METHOD_NOT_ALLOWED, &status)
 }
 
-/// The 415 for a `content-type` that is not JSON (or missing, when
-/// `required`); `None` when the body may be read as JSON.
+/// The request's media type, parsed (type and subtype lowercased, as
+/// media types compare); `None` without a `content-type` or with one that
+/// is not a media type.
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<mime::Mime> {
+    headers
+        .get(header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The 415 for a `content-type` that is not JSON (`application/json` or
+/// `application/…+json`, any case, any parameters), or is missing when
+/// `required`; `None` when the body may be read as JSON.
 fn not_json(headers: &HeaderMap, required: bool) -> Option<Response> {
     let json = match headers.get(header::CONTENT_TYPE) {
-        Some(kind) => kind
-            .to_str()
-            .is_ok_and(|k| k.trim_start().starts_with("application/json")),
+        Some(_) => media_type(headers).is_some_and(|m| {
+            m.type_() == mime::APPLICATION
+                && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
+        }),
         None => !required,
     };
     (!json).then(|| {
