@@ -163,6 +163,39 @@ pub const MAX_HEADER_COLUMNS: usize = 1024;
 /// how a caller names the identifier column. With `max_rows`, the reading
 /// stops at the first row past it: a list too long is refused without
 /// being held whole.
+/// A CSV list's field delimiter, read from its header line: a comma,
+/// unless the header holds more semicolons or tabs outside quotes. A
+/// spreadsheet saved as CSV where the comma is the decimal mark (most of
+/// Europe) separates fields with `;`, and a copy out of one with tabs.
+fn csv_delimiter(head: &[u8]) -> u8 {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let (mut quoted, mut counts) = (false, [(b',', 0), (b';', 0), (b'\t', 0)]);
+    for &byte in line {
+        if byte == b'"' {
+            quoted = !quoted;
+        } else if !quoted && let Some(count) = counts.iter_mut().find(|(d, _)| *d == byte) {
+            count.1 += 1;
+        }
+    }
+    // The first of the most frequent: a comma on a tie.
+    counts
+        .iter()
+        .fold(
+            (b',', 0),
+            |best, &(d, n)| if n > best.1 { (d, n) } else { best },
+        )
+        .0
+}
+
+/// The reader of a CSV list (rows may have fewer or more cells than the
+/// header).
+fn csv_reader<R: std::io::Read>(delimiter: u8, input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(input)
+}
+
 /// Why a list of more than `max` rows is refused.
 fn too_many_rows(source: &str, max: usize) -> anyhow::Error {
     anyhow::anyhow!(
@@ -189,7 +222,7 @@ pub fn refuse_more_than(
             newlines + usize::from(!body.is_empty() && !body.ends_with(b"\n"))
         }
         Format::Csv => {
-            let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(body);
+            let mut reader = csv_reader(csv_delimiter(body), body);
             let mut record = csv::ByteRecord::new();
             let mut rows = 0;
             while rows <= max && matches!(reader.read_byte_record(&mut record), Ok(true)) {
@@ -254,7 +287,11 @@ pub fn read_rows_from(
             })
             .collect(),
         Format::Csv => {
-            let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+            // The header line says how fields are separated: peeked at,
+            // not consumed.
+            let mut input = BufReader::with_capacity(MAX_ROW_BYTES, input);
+            let delimiter = csv_delimiter(input.fill_buf()?);
+            let mut reader = csv_reader(delimiter, input);
             let original: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
             let headers: Vec<String> = original
                 .iter()
@@ -321,7 +358,50 @@ pub fn read_rows_from(
 
 #[cfg(test)]
 mod tests {
-    use super::{Format, refuse_more_than};
+    use super::{Columns, Format, csv_delimiter, read_rows_from, refuse_more_than};
+
+    #[test]
+    fn a_list_s_delimiter_is_the_one_its_header_uses() {
+        assert_eq!(csv_delimiter(b"email,name\na@example.com;x\n"), b',');
+        assert_eq!(csv_delimiter(b"email;name;region\na,b,c\n"), b';');
+        assert_eq!(csv_delimiter(b"email\tname\n"), b'\t');
+        // One column, or as many of each: a comma.
+        assert_eq!(csv_delimiter(b"email\n"), b',');
+        assert_eq!(csv_delimiter(b"email;name,region\n"), b',');
+        // Inside quotes a semicolon is text.
+        assert_eq!(csv_delimiter(b"email,\"a;b;c\"\n"), b',');
+        assert_eq!(csv_delimiter(b""), b',');
+    }
+
+    #[test]
+    fn a_semicolon_list_is_read_by_its_columns() {
+        // As a spreadsheet in a German locale saves it, with its BOM.
+        let list =
+            "\u{feff}Name;E-Mail;Umsatz\nJane Doe;jane@example.com;1,5\n;bob@example.org;2\n";
+        let rows = read_rows_from(
+            list.as_bytes(),
+            "body",
+            Format::Csv,
+            &Columns::default(),
+            "emailColumn",
+            None,
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 2);
+        let email = |i: usize| match &rows[i].identifier {
+            Ok(crate::proto::v1::enrich_request::Identifier::Email(e)) => e.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (email(0), email(1)),
+            ("jane@example.com".into(), "bob@example.org".into())
+        );
+        assert_eq!(rows[0].name.as_deref(), Some("Jane Doe"));
+        assert_eq!(rows[0].input["Umsatz"], "1,5");
+        let counted = list.as_bytes();
+        assert!(refuse_more_than(counted, "body", Format::Csv, 2).is_ok());
+        assert!(refuse_more_than(counted, "body", Format::Csv, 1).is_err());
+    }
 
     #[test]
     fn rows_are_counted_as_the_readers_count_them() {
