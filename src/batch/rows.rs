@@ -187,6 +187,20 @@ fn csv_delimiter(head: &[u8]) -> u8 {
         .0
 }
 
+/// A CSV cell's text: UTF-8, or else Windows-1252, which is what a
+/// spreadsheet's plain "CSV" writes in Western locales ("Müller" as the
+/// byte 0xFC, not UTF-8's two). Read as UTF-8 such a row was unreadable,
+/// and every row with an accented name became an error.
+fn cell_text(cell: &[u8]) -> String {
+    match std::str::from_utf8(cell) {
+        Ok(text) => text.to_owned(),
+        Err(_) => encoding_rs::WINDOWS_1252
+            .decode_without_bom_handling(cell)
+            .0
+            .into_owned(),
+    }
+}
+
 /// The reader of a CSV list (rows may have fewer or more cells than the
 /// header).
 fn csv_reader<R: std::io::Read>(delimiter: u8, input: R) -> csv::Reader<R> {
@@ -292,7 +306,7 @@ pub fn read_rows_from(
             let mut input = BufReader::with_capacity(MAX_ROW_BYTES, input);
             let delimiter = csv_delimiter(input.fill_buf()?);
             let mut reader = csv_reader(delimiter, input);
-            let original: Vec<String> = reader.headers()?.iter().map(str::to_owned).collect();
+            let original: Vec<String> = reader.byte_headers()?.iter().map(cell_text).collect();
             let headers: Vec<String> = original
                 .iter()
                 .map(|h| h.trim().to_ascii_lowercase())
@@ -318,35 +332,39 @@ pub fn read_rows_from(
                 );
             }
             let mut rows = Vec::new();
-            for (i, record) in reader.records().enumerate() {
+            for (i, record) in reader.byte_records().enumerate() {
                 if max_rows.is_some_and(|max| i >= max) {
                     return Err(too_many(i));
                 }
                 let number = i as u64 + 1;
                 if let Ok(r) = &record
-                    && r.as_byte_record().as_slice().len() > MAX_ROW_BYTES
+                    && r.as_slice().len() > MAX_ROW_BYTES
                 {
-                    let why = oversized(r.as_byte_record().as_slice().len());
+                    let why = oversized(r.as_slice().len());
                     rows.push(Row::new(number, Err(why), serde_json::Map::new()));
                     continue;
                 }
+                let record = record.map(|r| r.iter().map(cell_text).collect::<Vec<_>>());
                 let input = record.as_ref().map_or_else(
                     |_| serde_json::Map::new(),
                     |r| {
                         original
                             .iter()
                             .zip(r.iter())
-                            .map(|(h, v)| (h.clone(), Value::String(v.to_owned())))
+                            .map(|(h, v)| (h.clone(), Value::String(v.clone())))
                             .collect()
                     },
                 );
+                let cell = |r: &[String], column: Option<usize>| {
+                    column.and_then(|c| r.get(c)).map(String::to_owned)
+                };
                 let identifier = match record {
                     Ok(r) if r.len() != headers.len() => Err(format!(
                         "{} columns where the header has {}",
                         r.len(),
                         headers.len()
                     )),
-                    Ok(r) => identifier(email.and_then(|c| r.get(c)), phone.and_then(|c| r.get(c))),
+                    Ok(r) => identifier(cell(&r, email).as_deref(), cell(&r, phone).as_deref()),
                     Err(e) => Err(format!("unreadable CSV row: {e}")),
                 };
                 rows.push(Row::new(number, identifier, input));
@@ -401,6 +419,36 @@ mod tests {
         let counted = list.as_bytes();
         assert!(refuse_more_than(counted, "body", Format::Csv, 2).is_ok());
         assert!(refuse_more_than(counted, "body", Format::Csv, 1).is_err());
+    }
+
+    #[test]
+    fn a_list_saved_in_windows_1252_keeps_its_accents() {
+        // Excel's plain "CSV" on a Western Windows: 0xFC is "ü".
+        let list = b"email,name\njane@example.com,J\xfcrgen M\xfcller\nbob@example.org,Bob\n";
+        let rows = read_rows_from(
+            &list[..],
+            "body",
+            Format::Csv,
+            &Columns::default(),
+            "emailColumn",
+            None,
+        )
+        .unwrap();
+        assert!(rows.iter().all(|r| r.identifier.is_ok()));
+        assert_eq!(rows[0].name.as_deref(), Some("Jürgen Müller"));
+        assert_eq!(rows[0].input["name"], "Jürgen Müller");
+        // UTF-8 stays UTF-8.
+        let list = "email,name\njane@example.com,Jürgen\n";
+        let rows = read_rows_from(
+            list.as_bytes(),
+            "body",
+            Format::Csv,
+            &Columns::default(),
+            "emailColumn",
+            None,
+        )
+        .unwrap();
+        assert_eq!(rows[0].name.as_deref(), Some("Jürgen"));
     }
 
     #[test]
