@@ -376,7 +376,19 @@ pub fn read_rows_from(
 
 #[cfg(test)]
 mod tests {
-    use super::{Columns, Format, csv_delimiter, read_rows_from, refuse_more_than};
+    use super::{Columns, Format, Row, csv_delimiter, read_rows_from, refuse_more_than};
+
+    fn csv_rows(list: &[u8]) -> Vec<Row> {
+        read_rows_from(
+            list,
+            "body",
+            Format::Csv,
+            &Columns::default(),
+            "emailColumn",
+            None,
+        )
+        .unwrap()
+    }
 
     #[test]
     fn a_list_s_delimiter_is_the_one_its_header_uses() {
@@ -396,15 +408,7 @@ mod tests {
         // As a spreadsheet in a German locale saves it, with its BOM.
         let list =
             "\u{feff}Name;E-Mail;Umsatz\nJane Doe;jane@example.com;1,5\n;bob@example.org;2\n";
-        let rows = read_rows_from(
-            list.as_bytes(),
-            "body",
-            Format::Csv,
-            &Columns::default(),
-            "emailColumn",
-            None,
-        )
-        .unwrap();
+        let rows = csv_rows(list.as_bytes());
         assert_eq!(rows.len(), 2);
         let email = |i: usize| match &rows[i].identifier {
             Ok(crate::proto::v1::enrich_request::Identifier::Email(e)) => e.clone(),
@@ -425,29 +429,13 @@ mod tests {
     fn a_list_saved_in_windows_1252_keeps_its_accents() {
         // Excel's plain "CSV" on a Western Windows: 0xFC is "ü".
         let list = b"email,name\njane@example.com,J\xfcrgen M\xfcller\nbob@example.org,Bob\n";
-        let rows = read_rows_from(
-            &list[..],
-            "body",
-            Format::Csv,
-            &Columns::default(),
-            "emailColumn",
-            None,
-        )
-        .unwrap();
+        let rows = csv_rows(&list[..]);
         assert!(rows.iter().all(|r| r.identifier.is_ok()));
         assert_eq!(rows[0].name.as_deref(), Some("Jürgen Müller"));
         assert_eq!(rows[0].input["name"], "Jürgen Müller");
         // UTF-8 stays UTF-8.
         let list = "email,name\njane@example.com,Jürgen\n";
-        let rows = read_rows_from(
-            list.as_bytes(),
-            "body",
-            Format::Csv,
-            &Columns::default(),
-            "emailColumn",
-            None,
-        )
-        .unwrap();
+        let rows = csv_rows(list.as_bytes());
         assert_eq!(rows[0].name.as_deref(), Some("Jürgen"));
     }
 
