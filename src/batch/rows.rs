@@ -24,12 +24,25 @@ pub struct Row {
 const NAME_NAMES: &[&str] = &["name", "full_name", "fullname", "contact_name"];
 const REGION_NAMES: &[&str] = &["region", "country", "country_code"];
 
+/// A column's name as the known names are written: trimmed, lowercase,
+/// with spaces and hyphens as underscores. A CRM's or a mailing tool's
+/// export names its columns "Email Address", "Phone Number" or "Full Name".
+fn column_key(name: &str) -> String {
+    name.trim()
+        .chars()
+        .map(|c| match c {
+            ' ' | '-' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
 /// The first non-empty text among `names` in a row.
 fn text_of(input: &serde_json::Map<String, Value>, names: &[&str]) -> Option<String> {
     names.iter().find_map(|n| {
         input
             .iter()
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case(n))
+            .find(|(k, _)| column_key(k) == *n)
             .and_then(|(_, v)| v.as_str())
             .map(str::trim)
             .filter(|v| !v.is_empty())
@@ -105,8 +118,17 @@ pub struct Columns {
     pub phone: Option<String>,
 }
 
-const EMAIL_NAMES: &[&str] = &["email", "e-mail", "email_address", "mail"];
-const PHONE_NAMES: &[&str] = &["phone", "phone_number", "mobile", "tel", "telephone"];
+/// Known names, as `column_key` writes them.
+const EMAIL_NAMES: &[&str] = &["email", "e_mail", "email_address", "e_mail_address", "mail"];
+const PHONE_NAMES: &[&str] = &[
+    "phone",
+    "phone_number",
+    "mobile",
+    "mobile_phone",
+    "mobile_number",
+    "tel",
+    "telephone",
+];
 
 fn identifier(
     email: Option<&str>,
@@ -285,9 +307,15 @@ pub fn read_rows_from(
                     Ok(v) => {
                         let field = |names: &[&str], chosen: &Option<String>| match chosen {
                             Some(c) => v.get(c).and_then(Value::as_str).map(str::to_owned),
-                            None => names
-                                .iter()
-                                .find_map(|n| v.get(*n).and_then(Value::as_str))
+                            None => v
+                                .as_object()
+                                .and_then(|o| {
+                                    names.iter().find_map(|n| {
+                                        o.iter()
+                                            .find(|(k, _)| column_key(k) == *n)
+                                            .and_then(|(_, x)| x.as_str())
+                                    })
+                                })
                                 .map(str::to_owned),
                         };
                         identifier(
@@ -307,13 +335,10 @@ pub fn read_rows_from(
             let delimiter = csv_delimiter(input.fill_buf()?);
             let mut reader = csv_reader(delimiter, input);
             let original: Vec<String> = reader.byte_headers()?.iter().map(cell_text).collect();
-            let headers: Vec<String> = original
-                .iter()
-                .map(|h| h.trim().to_ascii_lowercase())
-                .collect();
+            let headers: Vec<String> = original.iter().map(|h| column_key(h)).collect();
             let find = |chosen: &Option<String>, names: &[&str]| -> Option<usize> {
                 match chosen {
-                    Some(c) => headers.iter().position(|h| *h == c.to_ascii_lowercase()),
+                    Some(c) => headers.iter().position(|h| *h == column_key(c)),
                     None => headers.iter().position(|h| names.contains(&h.as_str())),
                 }
             };
@@ -328,7 +353,7 @@ pub fn read_rows_from(
             if email.is_none() && phone.is_none() {
                 anyhow::bail!(
                     "{source}: no email or phone column in the header ({}); name one with {choose}",
-                    shown(&headers)
+                    shown(&original)
                 );
             }
             let mut rows = Vec::new();
@@ -423,6 +448,57 @@ mod tests {
         let counted = list.as_bytes();
         assert!(refuse_more_than(counted, "body", Format::Csv, 2).is_ok());
         assert!(refuse_more_than(counted, "body", Format::Csv, 1).is_err());
+    }
+
+    #[test]
+    fn an_export_s_column_names_are_found_whatever_their_spelling() {
+        let rows = csv_rows(b"Full Name,Email Address,Mobile Phone,Country\nJane Doe,jane@example.com,,GB\nBob,,07700 900123,GB\n");
+        let id = |i: usize| match &rows[i].identifier {
+            Ok(crate::proto::v1::enrich_request::Identifier::Email(e)) => format!("email {e}"),
+            Ok(crate::proto::v1::enrich_request::Identifier::Phone(p)) => format!("phone {p}"),
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(id(0), "email jane@example.com");
+        assert_eq!(id(1), "phone 07700 900123");
+        assert_eq!(rows[0].name.as_deref(), Some("Jane Doe"));
+        assert_eq!(rows[1].region.as_deref(), Some("GB"));
+        // A column named by the caller is found by the same key.
+        let chosen = Columns {
+            email: Some("work e-mail".into()),
+            phone: None,
+        };
+        let rows = read_rows_from(
+            &b"Email,Work E-Mail\nold@example.com,new@example.com\n"[..],
+            "body",
+            Format::Csv,
+            &chosen,
+            "emailColumn",
+            None,
+        )
+        .unwrap();
+        assert!(
+            matches!(&rows[0].identifier, Ok(crate::proto::v1::enrich_request::Identifier::Email(e)) if e == "new@example.com")
+        );
+    }
+
+    #[test]
+    fn a_jsonl_row_s_keys_are_found_as_a_header_s() {
+        let list = b"{\"E-Mail\": \"jane@example.com\", \"Full Name\": \"Jane\"}\n{\"phone_number\": \"+447700900123\"}\n";
+        let rows = read_rows_from(
+            &list[..],
+            "body",
+            Format::Jsonl,
+            &Columns::default(),
+            "emailColumn",
+            None,
+        )
+        .unwrap();
+        assert!(
+            rows.iter().all(|r| r.identifier.is_ok()),
+            "{:?}",
+            rows[0].identifier
+        );
+        assert_eq!(rows[0].name.as_deref(), Some("Jane"));
     }
 
     #[test]
