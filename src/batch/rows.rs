@@ -181,10 +181,6 @@ pub const MAX_ROW_BYTES: usize = 64 * 1024;
 /// The most columns a CSV header may name.
 pub const MAX_HEADER_COLUMNS: usize = 1024;
 
-/// `read_rows` over any reader; `source` names it in errors, `choose` says
-/// how a caller names the identifier column. With `max_rows`, the reading
-/// stops at the first row past it: a list too long is refused without
-/// being held whole.
 /// A CSV list's field delimiter, read from its header line: a comma,
 /// unless the header holds more semicolons or tabs outside quotes. A
 /// spreadsheet saved as CSV where the comma is the decimal mark (most of
@@ -273,6 +269,10 @@ pub fn refuse_more_than(
     Ok(())
 }
 
+/// `read_rows` over any reader; `source` names it in errors, `choose` says
+/// how a caller names the identifier column. With `max_rows`, the reading
+/// stops at the first row past it: a list too long is refused without
+/// being held whole.
 pub fn read_rows_from(
     input: impl std::io::Read,
     source: &str,
