@@ -37,13 +37,20 @@ fn column_key(name: &str) -> String {
         .collect()
 }
 
+/// The text of the first of `names` (as `column_key` writes them) that
+/// the row has.
+fn named<'a>(row: &'a serde_json::Map<String, Value>, names: &[&str]) -> Option<&'a str> {
+    names.iter().find_map(|n| {
+        row.iter()
+            .find(|(k, _)| column_key(k) == *n)
+            .and_then(|(_, v)| v.as_str())
+    })
+}
+
 /// The first non-empty text among `names` in a row.
 fn text_of(input: &serde_json::Map<String, Value>, names: &[&str]) -> Option<String> {
     names.iter().find_map(|n| {
-        input
-            .iter()
-            .find(|(k, _)| column_key(k) == *n)
-            .and_then(|(_, v)| v.as_str())
+        named(input, &[n])
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .map(str::to_owned)
@@ -305,18 +312,13 @@ pub fn read_rows_from(
                 };
                 let identifier = match parsed {
                     Ok(v) => {
-                        let field = |names: &[&str], chosen: &Option<String>| match chosen {
-                            Some(c) => v.get(c).and_then(Value::as_str).map(str::to_owned),
-                            None => v
-                                .as_object()
-                                .and_then(|o| {
-                                    names.iter().find_map(|n| {
-                                        o.iter()
-                                            .find(|(k, _)| column_key(k) == *n)
-                                            .and_then(|(_, x)| x.as_str())
-                                    })
-                                })
-                                .map(str::to_owned),
+                        let field = |names: &[&str], chosen: &Option<String>| {
+                            let object = v.as_object()?;
+                            match chosen {
+                                Some(c) => named(object, &[column_key(c).as_str()]),
+                                None => named(object, names),
+                            }
+                            .map(str::to_owned)
                         };
                         identifier(
                             field(EMAIL_NAMES, &columns.email).as_deref(),
@@ -403,6 +405,20 @@ pub fn read_rows_from(
 mod tests {
     use super::{Columns, Format, Row, csv_delimiter, read_rows_from, refuse_more_than};
 
+    /// The first row's email address when the caller names the column
+    /// "work e-mail".
+    fn work_email_of(list: &[u8], format: Format) -> String {
+        let chosen = Columns {
+            email: Some("work e-mail".into()),
+            phone: None,
+        };
+        let rows = read_rows_from(list, "body", format, &chosen, "emailColumn", None).unwrap();
+        match &rows[0].identifier {
+            Ok(crate::proto::v1::enrich_request::Identifier::Email(e)) => e.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn csv_rows(list: &[u8]) -> Vec<Row> {
         read_rows_from(
             list,
@@ -463,22 +479,8 @@ mod tests {
         assert_eq!(rows[0].name.as_deref(), Some("Jane Doe"));
         assert_eq!(rows[1].region.as_deref(), Some("GB"));
         // A column named by the caller is found by the same key.
-        let chosen = Columns {
-            email: Some("work e-mail".into()),
-            phone: None,
-        };
-        let rows = read_rows_from(
-            &b"Email,Work E-Mail\nold@example.com,new@example.com\n"[..],
-            "body",
-            Format::Csv,
-            &chosen,
-            "emailColumn",
-            None,
-        )
-        .unwrap();
-        assert!(
-            matches!(&rows[0].identifier, Ok(crate::proto::v1::enrich_request::Identifier::Email(e)) if e == "new@example.com")
-        );
+        let list = b"Email,Work E-Mail\nold@example.com,new@example.com\n";
+        assert_eq!(work_email_of(list, Format::Csv), "new@example.com");
     }
 
     #[test]
@@ -499,6 +501,9 @@ mod tests {
             rows[0].identifier
         );
         assert_eq!(rows[0].name.as_deref(), Some("Jane"));
+        // A key named by the caller is found by the same key.
+        let list = b"{\"email\": \"old@example.com\", \"Work E-Mail\": \"new@example.com\"}\n";
+        assert_eq!(work_email_of(list, Format::Jsonl), "new@example.com");
     }
 
     #[test]
