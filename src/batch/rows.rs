@@ -364,14 +364,20 @@ pub fn read_rows_from(
                     return Err(too_many(i));
                 }
                 let number = i as u64 + 1;
-                if let Ok(r) = &record
-                    && r.as_slice().len() > MAX_ROW_BYTES
-                {
-                    let why = oversized(r.as_slice().len());
-                    rows.push(Row::new(number, Err(why), serde_json::Map::new()));
-                    continue;
-                }
+                // Bounded as read and as text: a Windows-1252 byte may
+                // take three as UTF-8.
                 let record = record.map(|r| r.iter().map(cell_text).collect::<Vec<_>>());
+                if let Ok(cells) = &record {
+                    let bytes = cells.iter().map(String::len).sum::<usize>();
+                    if bytes > MAX_ROW_BYTES {
+                        rows.push(Row::new(
+                            number,
+                            Err(oversized(bytes)),
+                            serde_json::Map::new(),
+                        ));
+                        continue;
+                    }
+                }
                 let input = record.as_ref().map_or_else(
                     |_| serde_json::Map::new(),
                     |r| {
@@ -504,6 +510,19 @@ mod tests {
         // A key named by the caller is found by the same key.
         let list = b"{\"email\": \"old@example.com\", \"Work E-Mail\": \"new@example.com\"}\n";
         assert_eq!(work_email_of(list, Format::Jsonl), "new@example.com");
+    }
+
+    #[test]
+    fn a_row_is_bounded_as_text_too() {
+        // 30,000 bytes of "€" in Windows-1252 (0x80) are 90,000 as UTF-8.
+        let mut list = b"email,note\njane@example.com,".to_vec();
+        list.extend(std::iter::repeat_n(0x80, 30_000));
+        list.extend(b"\nbob@example.org,x\n");
+        let rows = csv_rows(&list);
+        let refused = rows[0].identifier.as_ref().unwrap_err();
+        assert!(refused.contains("a row holds at most"), "{refused}");
+        assert!(rows[0].input.is_empty());
+        assert!(rows[1].identifier.is_ok(), "the list goes on");
     }
 
     #[test]
