@@ -209,15 +209,21 @@ async fn erasure_purges_the_cache_tombstones_the_ledger_and_suppresses_before_an
     assert!(erased.suppressed && erased.suppressed_purposes.is_empty());
     assert!(!erased.tombstone.is_empty() && !erased.tombstone.contains("ann"));
 
-    // Suppressed for every purpose, before the cache and any source.
-    for purpose in ["marketing", "crm_enrichment", "fraud_prevention"] {
+    // Suppressed for every purpose, before the cache and any source, and
+    // however the address is typed: fullwidth letters are the same mailbox.
+    for (email, purpose) in [
+        ("ann@example.test", "marketing"),
+        ("ann@example.test", "crm_enrichment"),
+        ("ann@example.test", "fraud_prevention"),
+        ("ＡＮＮ@ｅｘａｍｐｌｅ.test", "marketing"),
+    ] {
         let resp = client
-            .enrich(with_purpose("ann@example.test", purpose))
+            .enrich(with_purpose(email, purpose))
             .await
             .unwrap()
             .into_inner();
         let c = resp.compliance.as_ref().unwrap();
-        assert!(c.identifier_suppressed, "{purpose}");
+        assert!(c.identifier_suppressed, "{email} for {purpose}");
         assert_eq!(
             c.suppressed[0].reason(),
             pb::suppression::Reason::DataSubjectRequest
@@ -259,7 +265,7 @@ async fn erasure_purges_the_cache_tombstones_the_ledger_and_suppresses_before_an
             .iter()
             .filter(|r| r.outcome == "suppressed")
             .count(),
-        3
+        4
     );
 }
 

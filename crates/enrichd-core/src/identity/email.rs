@@ -264,8 +264,15 @@ const PROVIDERS: &[ProviderRule] = &[
     },
 ];
 
+/// The matching form of a mailbox. The local part is folded to Unicode
+/// compatibility form (NFKC) before its case: `ｊａｎｅ` (fullwidth), `ﬁ`
+/// (a ligature) and `𝐣` (mathematical bold) are the letters they stand
+/// for, as the domain's own folding (UTS #46) already makes them, so an
+/// erasure or objection holds however the address is typed. The address
+/// sent to sources stays as given.
 fn canonicalize(local: &str, ascii_domain: &str) -> String {
-    let mut local = local.to_lowercase();
+    use unicode_normalization::UnicodeNormalization;
+    let mut local = local.nfkc().collect::<String>().to_lowercase();
     let mut domain = ascii_domain;
     if let Some(rule) = PROVIDERS.iter().find(|r| r.domains.contains(&ascii_domain)) {
         if rule.plus_tags
@@ -346,6 +353,24 @@ mod tests {
                 "jürgen@xn--bcher-kva.de",
                 "jürgen@xn--bcher-kva.de",
             ),
+            // Compatibility characters are the letters they stand for
+            // (NFKC), in the local part as in the domain: one mailbox.
+            (
+                "ｊａｎｅ.doe@ｅｘａｍｐｌｅ.com",
+                "ｊａｎｅ.doe@example.com",
+                "jane.doe@example.com",
+            ),
+            (
+                "ＪＡＮＥ.ＤＯＥ+ｘ@gmail.com",
+                "ＪＡＮＥ.ＤＯＥ+ｘ@gmail.com",
+                "janedoe@gmail.com",
+            ),
+            (
+                "\u{1d423}ane@example.com",
+                "\u{1d423}ane@example.com",
+                "jane@example.com",
+            ),
+            ("ﬁona@example.com", "ﬁona@example.com", "fiona@example.com"),
             (
                 "用户@例子.广告",
                 "用户@xn--fsqu00a.xn--4rr70v",

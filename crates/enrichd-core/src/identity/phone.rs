@@ -143,14 +143,18 @@ impl PhoneNumber {
     /// national format; `tel:` URIs; spaces, dashes, dots and brackets; a
     /// national trunk prefix after the country code ("+44 (0) 20 ...").
     pub fn parse(input: &str, default_region: Option<Region>) -> Result<Self, PhoneError> {
-        let s = input.trim();
-        if s.is_empty() {
+        let raw = input.trim();
+        if raw.is_empty() {
             return Err(PhoneError::Empty);
         }
-        let chars = s.chars().count();
+        let chars = raw.chars().count();
         if chars > MAX_INPUT_CHARS {
             return Err(PhoneError::TooLong(chars));
         }
+        // Fullwidth digits and plus (as East Asian keyboards type them) are
+        // the digits they stand for (NFKC), or the number would be refused.
+        let folded: String = unicode_normalization::UnicodeNormalization::nfkc(raw).collect();
+        let s = folded.trim();
         if !s.chars().any(|c| c.is_ascii_digit()) {
             return Err(PhoneError::NotANumber);
         }
@@ -353,6 +357,15 @@ mod tests {
             ),
             (
                 "+49 30 901820",
+                None,
+                "+4930901820",
+                true,
+                NumberType::FixedLine,
+                "DE",
+            ),
+            // Fullwidth digits and plus are the digits they stand for.
+            (
+                "＋４９ ３０ ９０１８２０",
                 None,
                 "+4930901820",
                 true,
