@@ -120,8 +120,18 @@ impl Email {
                 "ends with a dot; send it without (example.com)".into(),
             ));
         }
-        EmailAddress::parse_with_options(&format!("{local}@{domain}"), options)
-            .map_err(|e| map_crate_error(&e))?;
+        EmailAddress::parse_with_options(&format!("{local}@{domain}"), options).map_err(|e| {
+            // The crate names one error for a bad character on either side:
+            // the domain's, when the local part passes on its own.
+            let local_ok =
+                EmailAddress::parse_with_options(&format!("{local}@example.com"), options).is_ok();
+            match e {
+                email_address::Error::InvalidCharacter if local_ok => EmailError::InvalidDomain(
+                    "contains a character domain names do not allow".into(),
+                ),
+                e => map_crate_error(&e),
+            }
+        })?;
 
         let ascii = idna::domain_to_ascii_strict(domain).map_err(|_| {
             EmailError::InvalidDomain("not a valid (internationalised) domain name".into())
@@ -420,6 +430,17 @@ mod tests {
             (
                 "jane@example.com.",
                 EmailError::InvalidDomain("ends with a dot; send it without (example.com)".into()),
+            ),
+            // An invisible character names the side it is on.
+            (
+                "an\u{200b}n@example.com",
+                EmailError::InvalidLocalPart(
+                    "contains a character mail servers do not accept, or a misplaced dot",
+                ),
+            ),
+            (
+                "ann@exa\u{200b}mple.com",
+                EmailError::InvalidDomain("contains a character domain names do not allow".into()),
             ),
             (long_local.as_str(), EmailError::LocalPartTooLong(65)),
             (long_total.as_str(), EmailError::TooLong(312)),
