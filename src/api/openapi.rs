@@ -208,6 +208,9 @@ fn batch_operation(operation_id: &str, summary: &str, responses: Value) -> Value
     if operation_id == "getBatchResults" {
         parameters.push(json!({ "name": "format", "in": "query", "required": false,
                                 "schema": { "type": "string", "enum": ["ndjson", "csv"] } }));
+        parameters.push(json!({ "name": "delimiter", "in": "query", "required": false,
+                                "description": "The CSV table's field delimiter (format=csv).",
+                                "schema": { "type": "string", "enum": ["comma", "semicolon", "tab"] } }));
     }
     json!({
         "operationId": operation_id,

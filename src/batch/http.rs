@@ -287,23 +287,45 @@ async fn batch_status(
 }
 
 /// `GET /v1/batches/{id}/results`: the answered rows as NDJSON.
-/// With `?format=csv`, the summary columns as CSV (a spreadsheet's view).
+/// With `?format=csv`, the summary columns as CSV (a spreadsheet's view),
+/// its fields separated by `delimiter` (`comma`, the default, `semicolon`
+/// or `tab`).
 async fn batch_results(
     State(batches): State<Batches>,
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
-    let csv = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .any(|(k, v)| k == "format" && v == "csv");
-    if !csv {
-        return batch_read(&batches, &headers, &id, true).await;
-    }
+    // Who calls is decided before the query is read.
     let (caller, held) = match batch_caller(&batches, &headers).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
-    match batches.jobs.results_table(&caller, &id).await {
+    let (mut csv, mut delimiter) = (false, None);
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*key {
+            "format" => match &*value {
+                "csv" => csv = true,
+                "ndjson" => csv = false,
+                _ => return error_response(&bad_field("format", "is csv or ndjson")),
+            },
+            "delimiter" => match crate::batch::table::delimiter_named(&value) {
+                Some(d) => delimiter = Some(d),
+                None => {
+                    return error_response(&bad_field("delimiter", "is comma, semicolon or tab"));
+                }
+            },
+            _ => {}
+        }
+    }
+    if !csv {
+        return read_as(&batches, caller, held, &id, true).await;
+    }
+    match batches
+        .jobs
+        .results_table(&caller, &id, delimiter.unwrap_or(b','))
+        .await
+    {
         Ok(table) => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             axum::body::Body::from_stream(holding(table, held)),
@@ -347,10 +369,20 @@ async fn batch_members(
 
 /// A job's view, or its results, for its owner.
 async fn batch_read(batches: &Batches, headers: &HeaderMap, id: &str, results: bool) -> Response {
-    let (caller, held) = match batch_caller(batches, headers).await {
-        Ok(admitted) => admitted,
-        Err(refused) => return refused,
-    };
+    match batch_caller(batches, headers).await {
+        Ok((caller, held)) => read_as(batches, caller, held, id, results).await,
+        Err(refused) => refused,
+    }
+}
+
+/// A job's status, or its results as NDJSON, for an admitted caller.
+async fn read_as(
+    batches: &Batches,
+    caller: crate::auth::Caller,
+    held: Held,
+    id: &str,
+    results: bool,
+) -> Response {
     let answer = if results {
         batches.jobs.results(&caller, id).await.map(|lines| {
             (

@@ -188,6 +188,23 @@ pub const MAX_ROW_BYTES: usize = 64 * 1024;
 /// The most columns a CSV header may name.
 pub const MAX_HEADER_COLUMNS: usize = 1024;
 
+/// The field delimiter of the list at `path`: its header's for a CSV list
+/// (see `csv_delimiter`), a comma for JSONL. The CLI writes its table with
+/// it, so a list saved from a spreadsheet comes back as that spreadsheet
+/// reads it.
+pub fn list_delimiter(path: &Path, format: Format) -> anyhow::Result<u8> {
+    use std::io::Read;
+    if format != Format::Csv {
+        return Ok(b',');
+    }
+    let mut head = Vec::with_capacity(4096);
+    File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?
+        .take(64 * 1024)
+        .read_to_end(&mut head)?;
+    Ok(csv_delimiter(&head))
+}
+
 /// A CSV list's field delimiter, read from its header line: a comma,
 /// unless the header holds more semicolons or tabs outside quotes. A
 /// spreadsheet saved as CSV where the comma is the decimal mark (most of

@@ -86,13 +86,27 @@ impl InputColumns {
     }
 }
 
-/// `records` as CSV text.
-pub fn csv_text<R, C>(records: R) -> anyhow::Result<Vec<u8>>
+/// A table's field delimiter by its name in a request (`comma`,
+/// `semicolon`, `tab`, or the character itself): a spreadsheet where the
+/// comma is the decimal mark (most of Europe) reads `;`.
+pub fn delimiter_named(name: &str) -> Option<u8> {
+    match name {
+        "comma" | "," => Some(b','),
+        "semicolon" | ";" => Some(b';'),
+        "tab" | "\t" => Some(b'\t'),
+        _ => None,
+    }
+}
+
+/// `records` as CSV text, fields separated by `delimiter`.
+pub fn csv_text<R, C>(delimiter: u8, records: R) -> anyhow::Result<Vec<u8>>
 where
     R: IntoIterator<Item = Vec<C>>,
     C: AsRef<[u8]>,
 {
-    let mut csv = csv::Writer::from_writer(Vec::new());
+    let mut csv = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .from_writer(Vec::new());
     for record in records {
         csv.write_record(record)?;
     }
@@ -100,11 +114,12 @@ where
 }
 
 /// Writes `lines` (output lines of `enrichd batch` or a job's results) as
-/// CSV, sorted by row. Each line is brought down to its cells as it comes:
+/// CSV with `delimiter` between fields, sorted by row. Each line is brought down to its cells as it comes:
 /// a full answer is tens of kilobytes, a row's cells a few hundred bytes.
 pub fn write_csv(
     lines: impl IntoIterator<Item = Value>,
     mut out: impl Write,
+    delimiter: u8,
 ) -> anyhow::Result<()> {
     let mut inputs = InputColumns::default();
     let mut rows: Vec<(u64, Value, Vec<String>)> = Vec::new();
@@ -118,12 +133,12 @@ pub fn write_csv(
         ));
     }
     rows.sort_by_key(|(row, _, _)| *row);
-    out.write_all(&csv_text([inputs.header()])?)?;
+    out.write_all(&csv_text(delimiter, [inputs.header()])?)?;
     for chunk in rows.chunks(256) {
         let records = chunk
             .iter()
             .map(|(_, input, answer)| inputs.record(input, answer.clone()));
-        out.write_all(&csv_text(records)?)?;
+        out.write_all(&csv_text(delimiter, records)?)?;
     }
     out.flush()?;
     Ok(())
@@ -200,7 +215,7 @@ mod tests {
         let lines =
             (0..2_000).map(|n| json!({"row": n, "input": {"email": "x", format!("k{n}"): 1}}));
         let mut out = Vec::new();
-        write_csv(lines, &mut out).expect("writes");
+        write_csv(lines, &mut out, b',').expect("writes");
         let text = String::from_utf8(out).unwrap();
         let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
         assert_eq!(header.len(), MAX_INPUT_COLUMNS + COLUMNS.len());
@@ -224,7 +239,7 @@ mod tests {
                                           "hasMailServers": true, "profilesFound": 3}}}),
         ];
         let mut out = Vec::new();
-        write_csv(lines, &mut out).expect("writes");
+        write_csv(lines, &mut out, b',').expect("writes");
         let text = String::from_utf8(out).unwrap();
         let mut rows = text.lines();
         assert_eq!(
@@ -245,12 +260,34 @@ mod tests {
     }
 
     #[test]
+    fn a_table_for_a_semicolon_spreadsheet_separates_its_fields_with_semicolons() {
+        let lines = vec![
+            json!({"row": 1, "input": {"email": "jane@example.com", "revenue": "1,5"},
+                                "answer": {"summary": {"topInterests": ["Cooking", "Travel"]}}}),
+        ];
+        let mut out = Vec::new();
+        write_csv(lines, &mut out, delimiter_named("semicolon").unwrap()).expect("writes");
+        let text = String::from_utf8(out).unwrap();
+        let mut rows = text.lines();
+        assert!(
+            rows.next()
+                .unwrap()
+                .starts_with("email;revenue;row;outcome;")
+        );
+        // The decimal comma stays in its cell; a cell holding `;` is quoted.
+        assert!(rows.next().unwrap().starts_with("jane@example.com;1,5;1;"),);
+        assert!(text.contains(";\"Cooking; Travel\";"), "{text}");
+        assert_eq!(delimiter_named("tab"), Some(b'\t'));
+        assert_eq!(delimiter_named("pipe"), None);
+    }
+
+    #[test]
     fn a_column_name_that_is_a_formula_is_shown_not_run() {
         let lines = vec![
             json!({"row": 1, "input": {"=HYPERLINK(\"http://evil\")": "a", "@SUM(1+1)": "b"}}),
         ];
         let mut out = Vec::new();
-        write_csv(lines, &mut out).expect("writes");
+        write_csv(lines, &mut out, b',').expect("writes");
         let text = String::from_utf8(out).unwrap();
         let header = text.lines().next().unwrap();
         assert!(

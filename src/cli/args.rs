@@ -158,6 +158,10 @@ pub(super) struct BatchArgs {
     /// file), one line per row in row order, for spreadsheets.
     #[arg(long, value_parser = with_extension(&["csv"], "the table is written as CSV"))]
     pub(super) csv: Option<PathBuf>,
+    /// The table's field delimiter: comma, semicolon or tab (default: the
+    /// input list's own, a comma for JSONL).
+    #[arg(long, requires = "csv", value_parser = delimiter)]
+    pub(super) csv_delimiter: Option<u8>,
     /// Also write the list's audience report (JSON: shares, distributions,
     /// segments; no cell under `audience.k` people) here, for a purpose that
     /// declares audience analytics.
@@ -401,6 +405,11 @@ fn one_of<T: Copy + Send + Sync + 'static>(
 
 /// A path whose extension is one of `allowed` (any case), or the reason it
 /// is refused: a file named `.xlsx` that holds JSONL misleads whoever opens it.
+fn delimiter(text: &str) -> Result<u8, String> {
+    crate::batch::table::delimiter_named(text)
+        .ok_or_else(|| format!("{text:?} is not a delimiter: comma, semicolon or tab"))
+}
+
 fn with_extension(
     allowed: &'static [&'static str],
     why: &'static str,

@@ -78,7 +78,13 @@ pub(crate) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
     };
     eprint!("{}", summary.render());
     if let Some(csv) = &args.csv {
-        crate::batch::write_table(&args.output, csv)?;
+        let delimiter = match args.csv_delimiter {
+            Some(delimiter) => delimiter,
+            None => {
+                crate::batch::list_delimiter(&args.input, crate::batch::Format::of(&args.input))?
+            }
+        };
+        crate::batch::write_table(&args.output, csv, delimiter)?;
         eprintln!("summary columns written to {}", csv.display());
     }
     if let Some(path) = &args.audience {

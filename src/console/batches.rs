@@ -181,6 +181,10 @@ pub struct Filter {
     status: String,
     #[serde(default)]
     format: String,
+    /// The CSV download's delimiter (`semicolon` for a spreadsheet where
+    /// the comma is the decimal mark).
+    #[serde(default)]
+    delimiter: String,
 }
 
 async fn status(c: &Console, s: &Session, id: &str) -> Result<Value, Refusal> {
@@ -257,6 +261,7 @@ pub async fn show(
             }
             p {
                 a href=(format!("/console/batches/{id}/results?format=csv")) download { "Download CSV" } " · "
+                a href=(format!("/console/batches/{id}/results?format=csv&delimiter=semicolon")) download { "CSV with semicolons" } " · "
                 a href=(format!("/console/batches/{id}/results")) download { "Download NDJSON" }
                 @if state == "DONE" { " · " a href=(format!("/console/batches/{id}/audience")) { "Audience report" } }
             }
@@ -306,10 +311,13 @@ pub async fn download(
         return no_job();
     };
     let csv = filter.format == "csv";
-    let path = format!(
-        "/v1/batches/{id}/results{}",
-        if csv { "?format=csv" } else { "" }
-    );
+    let path = match (csv, filter.delimiter.as_str()) {
+        (true, named @ ("semicolon" | "tab")) => {
+            format!("/v1/batches/{id}/results?format=csv&delimiter={named}")
+        }
+        (true, _) => format!("/v1/batches/{id}/results?format=csv"),
+        (false, _) => format!("/v1/batches/{id}/results"),
+    };
     match c
         .call(&s, Method::GET, &path, Body::empty(), "application/json")
         .await

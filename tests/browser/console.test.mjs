@@ -175,6 +175,11 @@ test("a batch: upload, watch it finish, the results table", async () => {
   const rows = await page.$$("#results tbody tr");
   assert.equal(rows.length, 3);
   assert.match(await page.textContent("#results"), /invalid/);
+  // The download for a spreadsheet where the comma is the decimal mark.
+  const href = await page.getAttribute('a:has-text("CSV with semicolons")', "href");
+  const table = await (await page.request.get(base + href)).text();
+  assert.match(table, /^email;row;outcome;/);
+  assert.equal(table.trim().split("\n").length, 4);
   await accessible("batch");
   await shot("batch");
 });

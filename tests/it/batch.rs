@@ -399,7 +399,8 @@ fn a_run_refused_as_a_whole_writes_nothing_and_names_the_flag() {
 
 /// Ctrl-C (SIGINT) stops sending at once: the command exits within a second
 /// plus the rows already in flight, writes those, says "interrupted", and
-/// the CSV of summary columns holds exactly the rows written.
+/// the CSV of summary columns holds exactly the rows written, with the
+/// list's own delimiter.
 #[tokio::test]
 async fn ctrl_c_stops_within_a_second_plus_the_rows_in_flight() {
     let slow = Duration::from_millis(400);
@@ -411,10 +412,12 @@ async fn ctrl_c_stops_within_a_second_plus_the_rows_in_flight() {
         50,
     )
     .await;
+    // Saved from a spreadsheet where the comma is the decimal mark: the
+    // table comes back with the list's own semicolons.
     let input = dir.path().join("list.csv");
-    let mut list = "customer_id,email\n".to_owned();
+    let mut list = "customer_id;email\n".to_owned();
     for i in 1..=300 {
-        list.push_str(&format!("c{i},p{i}@example.com\n"));
+        list.push_str(&format!("c{i};p{i}@example.com\n"));
     }
     std::fs::write(&input, list).unwrap();
     let output = dir.path().join("out.jsonl");
@@ -510,10 +513,10 @@ async fn ctrl_c_stops_within_a_second_plus_the_rows_in_flight() {
     assert!(
         rows.next()
             .unwrap()
-            .starts_with("customer_id,email,row,outcome,")
+            .starts_with("customer_id;email;row;outcome;")
     );
     let numbers: Vec<u64> = rows
-        .map(|r| r.split(',').nth(2).unwrap().parse().unwrap())
+        .map(|r| r.split(';').nth(2).unwrap().parse().unwrap())
         .collect();
     assert_eq!(numbers.len(), after);
     assert!(numbers.windows(2).all(|w| w[0] < w[1]), "row order");

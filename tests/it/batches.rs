@@ -603,7 +603,7 @@ async fn a_long_job_s_table_is_its_results_table() {
     wait_for(&app, &id, |v| v["state"] == "DONE").await;
 
     let mut expected = Vec::new();
-    enrichd::batch::table::write_csv(results(&app, &id).await, &mut expected).unwrap();
+    enrichd::batch::table::write_csv(results(&app, &id).await, &mut expected, b',').unwrap();
     let table = get(&app, &format!("/v1/batches/{id}/results?format=csv"), None)
         .await
         .text()
@@ -623,6 +623,32 @@ async fn a_long_job_s_table_is_its_results_table() {
         "{table}"
     );
     assert_eq!(table, String::from_utf8(expected).unwrap());
+
+    // For a spreadsheet where the comma is the decimal mark: the same
+    // table with semicolons; a delimiter or format it does not know is
+    // refused naming the parameter.
+    let mut expected = Vec::new();
+    enrichd::batch::table::write_csv(results(&app, &id).await, &mut expected, b';').unwrap();
+    let semicolons = get(
+        &app,
+        &format!("/v1/batches/{id}/results?format=csv&delimiter=semicolon"),
+        None,
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(semicolons.starts_with("customer_id;email;segment;row;"));
+    assert_eq!(semicolons, String::from_utf8(expected).unwrap());
+    for (query, field) in [
+        ("format=csv&delimiter=pipe", "delimiter"),
+        ("format=xlsx", "format"),
+    ] {
+        let refused = get(&app, &format!("/v1/batches/{id}/results?{query}"), None).await;
+        assert_eq!(refused.status(), 400, "{query}");
+        let body = json_of(refused).await;
+        assert!(body.to_string().contains(field), "{query}: {body}");
+    }
 }
 
 /// Who uploads is decided before the list is read: an upload without a key

@@ -366,7 +366,7 @@ async fn the_committed_openapi_document_is_the_served_one() {
     let committed = std::fs::read_to_string(path).expect("the committed document");
     assert!(
         committed == text,
-        "proto/enrichd/v1/openapi.json is out of date: ENRICHD_WRITE_OPENAPI=1 cargo test --test http"
+        "proto/enrichd/v1/openapi.json is out of date: ENRICHD_WRITE_OPENAPI=1 cargo test --test it http::the_committed_openapi"
     );
     let app = TestApp::spawn(HTTP).await;
     let (status, served) = Http::of(&app).get("/openapi.json").await;

@@ -147,7 +147,8 @@ impl Jobs {
         })
     }
 
-    /// The CSV table of a job's answered rows, in order, as it is written:
+    /// The CSV table of a job's answered rows, in order, fields separated
+    /// by `delimiter`, as it is written:
     /// the input columns are read first (small), then the rows a page at a
     /// time, each answer brought down to its cells. (Built whole, the table
     /// of a 100,000-row job held every answer in memory at once: the
@@ -156,6 +157,7 @@ impl Jobs {
         self: &Arc<Self>,
         caller: &Caller,
         id: &str,
+        delimiter: u8,
     ) -> Result<impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + use<>, Status>
     {
         use crate::batch::table::{InputColumns, answer_cells, csv_text};
@@ -176,13 +178,17 @@ impl Jobs {
                 columns.add(&serde_json::from_str(input).unwrap_or(Value::Null));
             }
         }
-        let header = csv_text([columns.header()]).map_err(|e| Status::internal(e.to_string()))?;
+        let header =
+            csv_text(delimiter, [columns.header()]).map_err(|e| Status::internal(e.to_string()))?;
         let rows = self.pages(id, move |rows| {
-            csv_text(rows.into_iter().filter_map(|(n, input, result)| {
-                let mut line = result_line(n, &input, result.as_deref())?;
-                let answer = answer_cells(&line);
-                Some(columns.record(&line["input"].take(), answer))
-            }))
+            csv_text(
+                delimiter,
+                rows.into_iter().filter_map(|(n, input, result)| {
+                    let mut line = result_line(n, &input, result.as_deref())?;
+                    let answer = answer_cells(&line);
+                    Some(columns.record(&line["input"].take(), answer))
+                }),
+            )
         });
         let header = futures::stream::once(async move { Ok(bytes::Bytes::from(header)) });
         Ok(futures::StreamExt::chain(header, rows))
