@@ -282,7 +282,12 @@ const PROVIDERS: &[ProviderRule] = &[
 /// sent to sources stays as given.
 fn canonicalize(local: &str, ascii_domain: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
-    let mut local = local.nfkc().collect::<String>().to_lowercase();
+    // ASCII is its own compatibility form: most addresses skip the tables.
+    let mut local = if local.is_ascii() {
+        local.to_ascii_lowercase()
+    } else {
+        local.nfkc().collect::<String>().to_lowercase()
+    };
     let mut domain = ascii_domain;
     if let Some(rule) = PROVIDERS.iter().find(|r| r.domains.contains(&ascii_domain)) {
         if rule.plus_tags

@@ -153,7 +153,13 @@ impl PhoneNumber {
         }
         // Fullwidth digits and plus (as East Asian keyboards type them) are
         // the digits they stand for (NFKC), or the number would be refused.
-        let folded: String = unicode_normalization::UnicodeNormalization::nfkc(raw).collect();
+        let folded: std::borrow::Cow<str> = if raw.is_ascii() {
+            raw.into()
+        } else {
+            unicode_normalization::UnicodeNormalization::nfkc(raw)
+                .collect::<String>()
+                .into()
+        };
         let s = folded.trim();
         if !s.chars().any(|c| c.is_ascii_digit()) {
             return Err(PhoneError::NotANumber);
