@@ -198,10 +198,9 @@ pub fn list_delimiter(path: &Path, format: Format) -> anyhow::Result<u8> {
         return Ok(b',');
     }
     let mut head = Vec::with_capacity(4096);
-    File::open(path)
-        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?
-        .take(64 * 1024)
-        .read_to_end(&mut head)?;
+    let file =
+        File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    unicode_text(file).take(64 * 1024).read_to_end(&mut head)?;
     Ok(csv_delimiter(&head))
 }
 
@@ -243,6 +242,17 @@ fn cell_text(cell: &[u8]) -> String {
     }
 }
 
+/// A list's bytes as UTF-8 when they start with a UTF-16 byte-order mark
+/// (a spreadsheet's "Unicode Text" export, tab-separated); any other list
+/// passes through as it is (UTF-8, or Windows-1252 cells, see
+/// `cell_text`), its UTF-8 byte-order mark dropped.
+fn unicode_text<R: std::io::Read>(input: R) -> encoding_rs_io::DecodeReaderBytes<R, Vec<u8>> {
+    encoding_rs_io::DecodeReaderBytesBuilder::new()
+        .strip_bom(true)
+        .utf8_passthru(true)
+        .build(input)
+}
+
 /// The reader of a CSV list (rows may have fewer or more cells than the
 /// header).
 fn csv_reader<R: std::io::Read>(delimiter: u8, input: R) -> csv::Reader<R> {
@@ -271,6 +281,11 @@ pub fn refuse_more_than(
     format: Format,
     max: usize,
 ) -> anyhow::Result<()> {
+    // Counted as read: a UTF-16 list as its UTF-8.
+    let decoded = encoding_rs::Encoding::for_bom(body)
+        .filter(|(encoding, _)| *encoding != encoding_rs::UTF_8)
+        .map(|(encoding, bom)| encoding.decode_without_bom_handling(&body[bom..]).0);
+    let body = decoded.as_deref().map_or(body, str::as_bytes);
     let rows = match format {
         Format::Jsonl => {
             // `lines()` counts a last line without its newline too.
@@ -305,6 +320,7 @@ pub fn read_rows_from(
     choose: &str,
     max_rows: Option<usize>,
 ) -> anyhow::Result<Vec<Row>> {
+    let input = unicode_text(input);
     let too_many = |max: usize| too_many_rows(source, max);
     let oversized =
         |bytes: usize| format!("the row is {bytes} bytes; a row holds at most {MAX_ROW_BYTES}");
@@ -348,10 +364,14 @@ pub fn read_rows_from(
             })
             .collect(),
         Format::Csv => {
-            // The header line says how fields are separated: peeked at,
-            // not consumed.
+            // The header line says how fields are separated: read first
+            // (a decoder may hand it over a few bytes at a time), then put
+            // back in front of the rest.
             let mut input = BufReader::with_capacity(MAX_ROW_BYTES, input);
-            let delimiter = csv_delimiter(input.fill_buf()?);
+            let mut head = Vec::new();
+            std::io::Read::take(&mut input, MAX_ROW_BYTES as u64).read_until(b'\n', &mut head)?;
+            let delimiter = csv_delimiter(&head);
+            let input = std::io::Read::chain(std::io::Cursor::new(head), input);
             let mut reader = csv_reader(delimiter, input);
             let original: Vec<String> = reader.byte_headers()?.iter().map(cell_text).collect();
             let headers: Vec<String> = original.iter().map(|h| column_key(h)).collect();
@@ -487,6 +507,22 @@ mod tests {
         let counted = list.as_bytes();
         assert!(refuse_more_than(counted, "body", Format::Csv, 2).is_ok());
         assert!(refuse_more_than(counted, "body", Format::Csv, 1).is_err());
+        // Read from a file or a socket a few bytes at a time, without its
+        // BOM: the header still says semicolons.
+        struct Trickle<'a>(&'a [u8]);
+        impl std::io::Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(buf.len()).min(2);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let plain = list.trim_start_matches('\u{feff}');
+        let read = |list| read_rows_from(list, "file", Format::Csv, &Default::default(), "", None);
+        let rows = read(Trickle(plain.as_bytes())).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.identifier.is_ok()));
     }
 
     #[test]
@@ -554,6 +590,46 @@ mod tests {
         let list = "email,name\njane@example.com,Jürgen\n";
         let rows = csv_rows(list.as_bytes());
         assert_eq!(rows[0].name.as_deref(), Some("Jürgen"));
+    }
+
+    /// `text` as UTF-16 with its byte-order mark, little- or big-endian.
+    fn utf16(text: &str, little: bool) -> Vec<u8> {
+        let bom = if little { [0xFF, 0xFE] } else { [0xFE, 0xFF] };
+        bom.into_iter()
+            .chain(text.encode_utf16().flat_map(|u| {
+                if little {
+                    u.to_le_bytes()
+                } else {
+                    u.to_be_bytes()
+                }
+            }))
+            .collect()
+    }
+
+    #[test]
+    fn a_list_saved_as_unicode_text_is_read_and_counted() {
+        // Excel's "Unicode Text": UTF-16 with a byte-order mark, tabs.
+        let text = "E-Mail\tName\njane@example.com\tJürgen Müller\nbob@example.org\tBob\n";
+        for little in [true, false] {
+            let list = utf16(text, little);
+            let rows = csv_rows(&list);
+            assert_eq!(rows.len(), 2);
+            assert!(rows.iter().all(|r| r.identifier.is_ok()));
+            assert_eq!(rows[0].name.as_deref(), Some("Jürgen Müller"));
+            assert!(refuse_more_than(&list, "body", Format::Csv, 2).is_ok());
+            assert!(refuse_more_than(&list, "body", Format::Csv, 1).is_err());
+        }
+        let ndjson = utf16("{\"email\":\"a@example.com\"}\n", true);
+        let rows = read_rows_from(
+            &ndjson[..],
+            "body",
+            Format::Jsonl,
+            &Columns::default(),
+            "emailColumn",
+            None,
+        )
+        .unwrap();
+        assert!(rows[0].identifier.is_ok());
     }
 
     #[test]
