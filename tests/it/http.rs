@@ -125,6 +125,23 @@ async fn a_bad_body_is_refused_naming_the_field() {
         "{answer}"
     );
 
+    // A count out of its range says so, naming the field.
+    for count in [json!(-1), json!(1e20), json!(2.5)] {
+        let (status, answer) = http
+            .post(
+                "/v1/enrich",
+                &json!({ "email": "a@example.test", "options": { "maxInterests": count } }),
+                None,
+            )
+            .await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(
+            answer["error"]["message"],
+            "options.maxInterests: is not a number within this field's range",
+            "{count}"
+        );
+    }
+
     // Well-formed, but no lawful ground: the pipeline's own refusal.
     let (status, answer) = http
         .post(

@@ -26,6 +26,13 @@ pub fn parse<Req: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Req, Statu
                 return bad_field(field, why);
             }
         }
+        // pbjson reads a number as one of several shapes and names none of
+        // them when it fails (a negative count, 1e20 for a uint32).
+        let why = if why.starts_with("data did not match any variant of untagged enum") {
+            "is not a number within this field's range".to_owned()
+        } else {
+            why
+        };
         let field = if path == "." || path.is_empty() {
             "body".to_owned()
         } else {
