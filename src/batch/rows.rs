@@ -325,14 +325,20 @@ pub fn read_rows_from(
     let oversized =
         |bytes: usize| format!("the row is {bytes} bytes; a row holds at most {MAX_ROW_BYTES}");
     match format {
+        // Lines as bytes: one that is not UTF-8 is read as Windows-1252,
+        // as a CSV cell is, and stays that row's, not the run's, problem.
         Format::Jsonl => BufReader::new(input)
-            .lines()
+            .split(b'\n')
             .enumerate()
             .map(|(i, line)| {
                 if max_rows.is_some_and(|max| i >= max) {
                     return Err(too_many(i));
                 }
-                let line = line?;
+                let mut line = line?;
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                let line = cell_text(&line);
                 let number = i as u64 + 1;
                 if line.len() > MAX_ROW_BYTES {
                     let why = oversized(line.len());
@@ -630,6 +636,25 @@ mod tests {
         )
         .unwrap();
         assert!(rows[0].identifier.is_ok());
+    }
+
+    #[test]
+    fn a_jsonl_line_that_is_not_utf8_is_its_row_s_alone() {
+        let list = b"{\"email\":\"a@example.com\",\"name\":\"J\xfcrgen\"}\r\n\xff\xfe\n{\"email\":\"b@example.com\"}\n";
+        let rows = read_rows_from(
+            &list[..],
+            "body",
+            Format::Jsonl,
+            &Columns::default(),
+            "emailColumn",
+            None,
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(rows[0].identifier.is_ok());
+        assert_eq!(rows[0].input["name"], "Jürgen");
+        assert!(rows[1].identifier.is_err(), "not an object: its own error");
+        assert!(rows[2].identifier.is_ok(), "the list goes on");
     }
 
     #[test]
