@@ -211,6 +211,9 @@ fn batch_operation(operation_id: &str, summary: &str, responses: Value) -> Value
         parameters.push(json!({ "name": "delimiter", "in": "query", "required": false,
                                 "description": "The CSV table's field delimiter (format=csv).",
                                 "schema": { "type": "string", "enum": ["comma", "semicolon", "tab"] } }));
+        parameters.push(json!({ "name": "bom", "in": "query", "required": false,
+                                "description": "Start the CSV table with UTF-8's byte-order mark, which Excel needs to read it as UTF-8 (format=csv).",
+                                "schema": { "type": "boolean" } }));
     }
     json!({
         "operationId": operation_id,

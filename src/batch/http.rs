@@ -289,7 +289,7 @@ async fn batch_status(
 /// `GET /v1/batches/{id}/results`: the answered rows as NDJSON.
 /// With `?format=csv`, the summary columns as CSV (a spreadsheet's view),
 /// its fields separated by `delimiter` (`comma`, the default, `semicolon`
-/// or `tab`).
+/// or `tab`), with a byte-order mark first for `bom=true` (for Excel).
 async fn batch_results(
     State(batches): State<Batches>,
     headers: HeaderMap,
@@ -301,7 +301,7 @@ async fn batch_results(
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
-    let (mut csv, mut delimiter) = (false, None);
+    let (mut csv, mut dialect) = (false, crate::batch::table::Dialect::default());
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match &*key {
             "format" => match &*value {
@@ -310,10 +310,15 @@ async fn batch_results(
                 _ => return error_response(&bad_field("format", "is csv or ndjson")),
             },
             "delimiter" => match crate::batch::table::delimiter_named(&value) {
-                Some(d) => delimiter = Some(d),
+                Some(d) => dialect.delimiter = d,
                 None => {
                     return error_response(&bad_field("delimiter", "is comma, semicolon or tab"));
                 }
+            },
+            "bom" => match &*value {
+                "true" => dialect.bom = true,
+                "false" => dialect.bom = false,
+                _ => return error_response(&bad_field("bom", "is true or false")),
             },
             _ => {}
         }
@@ -321,11 +326,7 @@ async fn batch_results(
     if !csv {
         return read_as(&batches, caller, held, &id, true).await;
     }
-    match batches
-        .jobs
-        .results_table(&caller, &id, delimiter.unwrap_or(b','))
-        .await
-    {
+    match batches.jobs.results_table(&caller, &id, dialect).await {
         Ok(table) => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             axum::body::Body::from_stream(holding(table, held)),

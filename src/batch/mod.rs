@@ -20,7 +20,7 @@ use tonic::Status;
 use crate::proto::v1 as pb;
 
 use checkpoint::{Checkpoint, checkpoint_path, resume};
-pub use rows::{Columns, Format, Row, list_delimiter, read_rows, read_rows_from};
+pub use rows::{Columns, Format, Row, list_dialect, read_rows, read_rows_from};
 use summary::code_name;
 pub use summary::{Summary, outcome_of};
 
@@ -41,12 +41,11 @@ pub fn answer_line(row: u64, answer: pb::EnrichResponse) -> Value {
 }
 
 /// Writes the summary columns of `output`'s lines (a finished or
-/// interrupted run) to `csv`, in row order, fields separated by
-/// `delimiter`.
+/// interrupted run) to `csv`, in row order, in `dialect`.
 pub fn write_table(
     output: &std::path::Path,
     csv: &std::path::Path,
-    delimiter: u8,
+    dialect: table::Dialect,
 ) -> anyhow::Result<()> {
     use std::io::BufRead;
     let file = std::fs::File::open(output)
@@ -64,7 +63,7 @@ pub fn write_table(
     let out = options
         .open(csv)
         .map_err(|e| anyhow::anyhow!("--csv: cannot create {}: {e}", csv.display()))?;
-    table::write_csv(lines, std::io::BufWriter::new(out), delimiter)
+    table::write_csv(lines, std::io::BufWriter::new(out), dialect)
 }
 
 /// The output line of a row that has no usable identifier.

@@ -188,20 +188,27 @@ pub const MAX_ROW_BYTES: usize = 64 * 1024;
 /// The most columns a CSV header may name.
 pub const MAX_HEADER_COLUMNS: usize = 1024;
 
-/// The field delimiter of the list at `path`: its header's for a CSV list
-/// (see `csv_delimiter`), a comma for JSONL. The CLI writes its table with
-/// it, so a list saved from a spreadsheet comes back as that spreadsheet
-/// reads it.
-pub fn list_delimiter(path: &Path, format: Format) -> anyhow::Result<u8> {
+/// How the list at `path` was saved, for its table to be written alike:
+/// its header's delimiter for a CSV list (see `csv_delimiter`; a comma for
+/// JSONL), and whether it starts with a byte-order mark (Excel's "CSV
+/// UTF-8" and "Unicode Text" do), so a list saved from a spreadsheet comes
+/// back as that spreadsheet reads it.
+pub fn list_dialect(path: &Path, format: Format) -> anyhow::Result<super::table::Dialect> {
     use std::io::Read;
-    if format != Format::Csv {
-        return Ok(b',');
-    }
     let mut head = Vec::with_capacity(4096);
-    let file =
-        File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-    unicode_text(file).take(64 * 1024).read_to_end(&mut head)?;
-    Ok(csv_delimiter(&head))
+    File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?
+        .take(64 * 1024)
+        .read_to_end(&mut head)?;
+    let bom = encoding_rs::Encoding::for_bom(&head).is_some();
+    let delimiter = if format == Format::Csv {
+        let mut text = Vec::with_capacity(head.len());
+        unicode_text(head.as_slice()).read_to_end(&mut text)?;
+        csv_delimiter(&text)
+    } else {
+        b','
+    };
+    Ok(super::table::Dialect { delimiter, bom })
 }
 
 /// A CSV list's field delimiter, read from its header line: a comma,

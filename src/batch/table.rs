@@ -98,6 +98,31 @@ pub fn delimiter_named(name: &str) -> Option<u8> {
     }
 }
 
+/// How a table is written for whoever opens it: its field delimiter, and
+/// whether it starts with UTF-8's byte-order mark, without which Excel
+/// reads UTF-8 as its ANSI code page ("Jürgen" as "JÃ¼rgen").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    pub delimiter: u8,
+    pub bom: bool,
+}
+
+impl Default for Dialect {
+    fn default() -> Self {
+        Self {
+            delimiter: b',',
+            bom: false,
+        }
+    }
+}
+
+impl Dialect {
+    /// The table's first bytes: the byte-order mark, if it has one.
+    pub fn preamble(&self) -> &'static [u8] {
+        if self.bom { b"\xEF\xBB\xBF" } else { b"" }
+    }
+}
+
 /// `records` as CSV text, fields separated by `delimiter`.
 pub fn csv_text<R, C>(delimiter: u8, records: R) -> anyhow::Result<Vec<u8>>
 where
@@ -114,13 +139,14 @@ where
 }
 
 /// Writes `lines` (output lines of `enrichd batch` or a job's results) as
-/// CSV with `delimiter` between fields, sorted by row. Each line is brought down to its cells as it comes:
+/// CSV in `dialect`, sorted by row. Each line is brought down to its cells as it comes:
 /// a full answer is tens of kilobytes, a row's cells a few hundred bytes.
 pub fn write_csv(
     lines: impl IntoIterator<Item = Value>,
     mut out: impl Write,
-    delimiter: u8,
+    dialect: Dialect,
 ) -> anyhow::Result<()> {
+    let delimiter = dialect.delimiter;
     let mut inputs = InputColumns::default();
     let mut rows: Vec<(u64, Value, Vec<String>)> = Vec::new();
     for mut line in lines {
@@ -133,6 +159,7 @@ pub fn write_csv(
         ));
     }
     rows.sort_by_key(|(row, _, _)| *row);
+    out.write_all(dialect.preamble())?;
     out.write_all(&csv_text(delimiter, [inputs.header()])?)?;
     for chunk in rows.chunks(256) {
         let records = chunk
@@ -215,7 +242,7 @@ mod tests {
         let lines =
             (0..2_000).map(|n| json!({"row": n, "input": {"email": "x", format!("k{n}"): 1}}));
         let mut out = Vec::new();
-        write_csv(lines, &mut out, b',').expect("writes");
+        write_csv(lines, &mut out, Dialect::default()).expect("writes");
         let text = String::from_utf8(out).unwrap();
         let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
         assert_eq!(header.len(), MAX_INPUT_COLUMNS + COLUMNS.len());
@@ -239,7 +266,7 @@ mod tests {
                                           "hasMailServers": true, "profilesFound": 3}}}),
         ];
         let mut out = Vec::new();
-        write_csv(lines, &mut out, b',').expect("writes");
+        write_csv(lines, &mut out, Dialect::default()).expect("writes");
         let text = String::from_utf8(out).unwrap();
         let mut rows = text.lines();
         assert_eq!(
@@ -266,9 +293,16 @@ mod tests {
                                 "answer": {"summary": {"topInterests": ["Cooking", "Travel"]}}}),
         ];
         let mut out = Vec::new();
-        write_csv(lines, &mut out, delimiter_named("semicolon").unwrap()).expect("writes");
+        let dialect = Dialect {
+            delimiter: delimiter_named("semicolon").unwrap(),
+            bom: true,
+        };
+        write_csv(lines, &mut out, dialect).expect("writes");
         let text = String::from_utf8(out).unwrap();
-        let mut rows = text.lines();
+        let mut rows = text
+            .strip_prefix('\u{feff}')
+            .expect("the BOM first")
+            .lines();
         assert!(
             rows.next()
                 .unwrap()
@@ -287,7 +321,7 @@ mod tests {
             json!({"row": 1, "input": {"=HYPERLINK(\"http://evil\")": "a", "@SUM(1+1)": "b"}}),
         ];
         let mut out = Vec::new();
-        write_csv(lines, &mut out, b',').expect("writes");
+        write_csv(lines, &mut out, Dialect::default()).expect("writes");
         let text = String::from_utf8(out).unwrap();
         let header = text.lines().next().unwrap();
         assert!(

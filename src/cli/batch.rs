@@ -78,13 +78,12 @@ pub(crate) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
     };
     eprint!("{}", summary.render());
     if let Some(csv) = &args.csv {
-        let delimiter = match args.csv_delimiter {
-            Some(delimiter) => delimiter,
-            None => {
-                crate::batch::list_delimiter(&args.input, crate::batch::Format::of(&args.input))?
-            }
-        };
-        crate::batch::write_table(&args.output, csv, delimiter)?;
+        let mut dialect =
+            crate::batch::list_dialect(&args.input, crate::batch::Format::of(&args.input))?;
+        if let Some(delimiter) = args.csv_delimiter {
+            dialect.delimiter = delimiter;
+        }
+        crate::batch::write_table(&args.output, csv, dialect)?;
         eprintln!("summary columns written to {}", csv.display());
     }
     if let Some(path) = &args.audience {

@@ -311,11 +311,13 @@ pub async fn download(
         return no_job();
     };
     let csv = filter.format == "csv";
+    // A download is for a person's spreadsheet: with the byte-order mark
+    // Excel needs to read UTF-8 as UTF-8.
     let path = match (csv, filter.delimiter.as_str()) {
         (true, named @ ("semicolon" | "tab")) => {
-            format!("/v1/batches/{id}/results?format=csv&delimiter={named}")
+            format!("/v1/batches/{id}/results?format=csv&bom=true&delimiter={named}")
         }
-        (true, _) => format!("/v1/batches/{id}/results?format=csv"),
+        (true, _) => format!("/v1/batches/{id}/results?format=csv&bom=true"),
         (false, _) => format!("/v1/batches/{id}/results"),
     };
     match c

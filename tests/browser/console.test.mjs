@@ -177,7 +177,9 @@ test("a batch: upload, watch it finish, the results table", async () => {
   assert.match(await page.textContent("#results"), /invalid/);
   // The download for a spreadsheet where the comma is the decimal mark.
   const href = await page.getAttribute('a:has-text("CSV with semicolons")', "href");
-  const table = await (await page.request.get(base + href)).text();
+  const body = await (await page.request.get(base + href)).body();
+  assert.deepEqual([...body.subarray(0, 3)], [0xef, 0xbb, 0xbf], "the BOM Excel needs");
+  const table = body.subarray(3).toString("utf8");
   assert.match(table, /^email;row;outcome;/);
   assert.equal(table.trim().split("\n").length, 4);
   await accessible("batch");

@@ -603,7 +603,8 @@ async fn a_long_job_s_table_is_its_results_table() {
     wait_for(&app, &id, |v| v["state"] == "DONE").await;
 
     let mut expected = Vec::new();
-    enrichd::batch::table::write_csv(results(&app, &id).await, &mut expected, b',').unwrap();
+    enrichd::batch::table::write_csv(results(&app, &id).await, &mut expected, Default::default())
+        .unwrap();
     let table = get(&app, &format!("/v1/batches/{id}/results?format=csv"), None)
         .await
         .text()
@@ -628,21 +629,26 @@ async fn a_long_job_s_table_is_its_results_table() {
     // table with semicolons; a delimiter or format it does not know is
     // refused naming the parameter.
     let mut expected = Vec::new();
-    enrichd::batch::table::write_csv(results(&app, &id).await, &mut expected, b';').unwrap();
+    let excel = enrichd::batch::table::Dialect {
+        delimiter: b';',
+        bom: true,
+    };
+    enrichd::batch::table::write_csv(results(&app, &id).await, &mut expected, excel).unwrap();
     let semicolons = get(
         &app,
-        &format!("/v1/batches/{id}/results?format=csv&delimiter=semicolon"),
+        &format!("/v1/batches/{id}/results?format=csv&delimiter=semicolon&bom=true"),
         None,
     )
     .await
     .text()
     .await
     .unwrap();
-    assert!(semicolons.starts_with("customer_id;email;segment;row;"));
+    assert!(semicolons.starts_with("\u{feff}customer_id;email;segment;row;"));
     assert_eq!(semicolons, String::from_utf8(expected).unwrap());
     for (query, field) in [
         ("format=csv&delimiter=pipe", "delimiter"),
         ("format=xlsx", "format"),
+        ("format=csv&bom=yes", "bom"),
     ] {
         let refused = get(&app, &format!("/v1/batches/{id}/results?{query}"), None).await;
         assert_eq!(refused.status(), 400, "{query}");

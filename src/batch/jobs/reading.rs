@@ -147,8 +147,8 @@ impl Jobs {
         })
     }
 
-    /// The CSV table of a job's answered rows, in order, fields separated
-    /// by `delimiter`, as it is written:
+    /// The CSV table of a job's answered rows, in order, in `dialect`, as
+    /// it is written:
     /// the input columns are read first (small), then the rows a page at a
     /// time, each answer brought down to its cells. (Built whole, the table
     /// of a 100,000-row job held every answer in memory at once: the
@@ -157,7 +157,7 @@ impl Jobs {
         self: &Arc<Self>,
         caller: &Caller,
         id: &str,
-        delimiter: u8,
+        dialect: crate::batch::table::Dialect,
     ) -> Result<impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + use<>, Status>
     {
         use crate::batch::table::{InputColumns, answer_cells, csv_text};
@@ -178,8 +178,11 @@ impl Jobs {
                 columns.add(&serde_json::from_str(input).unwrap_or(Value::Null));
             }
         }
-        let header =
-            csv_text(delimiter, [columns.header()]).map_err(|e| Status::internal(e.to_string()))?;
+        let delimiter = dialect.delimiter;
+        let mut header = dialect.preamble().to_vec();
+        header.extend(
+            csv_text(delimiter, [columns.header()]).map_err(|e| Status::internal(e.to_string()))?,
+        );
         let rows = self.pages(id, move |rows| {
             csv_text(
                 delimiter,
