@@ -403,13 +403,14 @@ fn one_of<T: Copy + Send + Sync + 'static>(
     })
 }
 
-/// A path whose extension is one of `allowed` (any case), or the reason it
-/// is refused: a file named `.xlsx` that holds JSONL misleads whoever opens it.
+/// A table's delimiter by name (`--csv-delimiter`).
 fn delimiter(text: &str) -> Result<u8, String> {
     crate::batch::table::delimiter_named(text)
         .ok_or_else(|| format!("{text:?} is not a delimiter: comma, semicolon or tab"))
 }
 
+/// A path whose extension is one of `allowed` (any case), or the reason it
+/// is refused: a file named `.xlsx` that holds JSONL misleads whoever opens it.
 fn with_extension(
     allowed: &'static [&'static str],
     why: &'static str,
