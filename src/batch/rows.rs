@@ -475,16 +475,21 @@ mod tests {
         }
     }
 
-    fn csv_rows(list: &[u8]) -> Vec<Row> {
+    /// The rows of `list`, its columns found by their names.
+    fn rows_of(list: impl std::io::Read, format: Format) -> Vec<Row> {
         read_rows_from(
             list,
             "body",
-            Format::Csv,
+            format,
             &Columns::default(),
             "emailColumn",
             None,
         )
         .unwrap()
+    }
+
+    fn csv_rows(list: &[u8]) -> Vec<Row> {
+        rows_of(list, Format::Csv)
     }
 
     #[test]
@@ -532,8 +537,7 @@ mod tests {
             }
         }
         let plain = list.trim_start_matches('\u{feff}');
-        let read = |list| read_rows_from(list, "file", Format::Csv, &Default::default(), "", None);
-        let rows = read(Trickle(plain.as_bytes())).unwrap();
+        let rows = rows_of(Trickle(plain.as_bytes()), Format::Csv);
         assert_eq!(rows.len(), 2);
         assert!(rows.iter().all(|r| r.identifier.is_ok()));
     }
@@ -558,15 +562,7 @@ mod tests {
     #[test]
     fn a_jsonl_row_s_keys_are_found_as_a_header_s() {
         let list = b"{\"E-Mail\": \"jane@example.com\", \"Full Name\": \"Jane\"}\n{\"phone_number\": \"+447700900123\"}\n";
-        let rows = read_rows_from(
-            &list[..],
-            "body",
-            Format::Jsonl,
-            &Columns::default(),
-            "emailColumn",
-            None,
-        )
-        .unwrap();
+        let rows = rows_of(&list[..], Format::Jsonl);
         assert!(
             rows.iter().all(|r| r.identifier.is_ok()),
             "{:?}",
@@ -633,30 +629,14 @@ mod tests {
             assert!(refuse_more_than(&list, "body", Format::Csv, 1).is_err());
         }
         let ndjson = utf16("{\"email\":\"a@example.com\"}\n", true);
-        let rows = read_rows_from(
-            &ndjson[..],
-            "body",
-            Format::Jsonl,
-            &Columns::default(),
-            "emailColumn",
-            None,
-        )
-        .unwrap();
+        let rows = rows_of(&ndjson[..], Format::Jsonl);
         assert!(rows[0].identifier.is_ok());
     }
 
     #[test]
     fn a_jsonl_line_that_is_not_utf8_is_its_row_s_alone() {
         let list = b"{\"email\":\"a@example.com\",\"name\":\"J\xfcrgen\"}\r\n\xff\xfe\n{\"email\":\"b@example.com\"}\n";
-        let rows = read_rows_from(
-            &list[..],
-            "body",
-            Format::Jsonl,
-            &Columns::default(),
-            "emailColumn",
-            None,
-        )
-        .unwrap();
+        let rows = rows_of(&list[..], Format::Jsonl);
         assert_eq!(rows.len(), 3);
         assert!(rows[0].identifier.is_ok());
         assert_eq!(rows[0].input["name"], "Jürgen");
