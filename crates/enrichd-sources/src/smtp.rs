@@ -22,6 +22,7 @@ use lettre::transport::smtp::extension::ClientId;
 
 pub mod exchanger;
 mod proxy;
+mod stream;
 
 pub use proxy::Proxy;
 
@@ -417,18 +418,18 @@ async fn converse(settings: &ProbeSettings, (name, ip): (&str, IpAddr), address:
     };
     let hello = ClientId::Domain(settings.helo_name.clone());
     let at = SocketAddr::new(ip, settings.port);
-    let connected = match &settings.proxy {
-        None => {
-            AsyncSmtpConnection::connect_tokio1(at, Some(settings.timeout), &hello, None, None)
-                .await
-        }
+    // The stream is ours (bounded), whichever way it goes.
+    let stream: Box<dyn lettre::transport::smtp::client::AsyncTokioStream> = match &settings.proxy {
+        None => match tokio::net::TcpStream::connect(at).await {
+            Ok(tcp) => Box::new(stream::Conversation::new(tcp, at)),
+            Err(e) => return Said::Unreachable(e.to_string()),
+        },
         Some(proxy) => match proxy.connect(at).await {
-            Ok(stream) => {
-                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello).await
-            }
+            Ok(socks) => Box::new(stream::Conversation::new(socks, at)),
             Err(e) => return Said::Unreachable(format!("through the proxy: {e}")),
         },
     };
+    let connected = AsyncSmtpConnection::connect_with_transport(stream, &hello).await;
     let mut conn = match connected {
         Ok(conn) => conn,
         Err(e) if e.is_permanent() => {
@@ -677,6 +678,61 @@ mod tests {
             (Deliverability::Unknown, "greylisted".into(), Some(451))
         );
         assert_eq!(seen.lock().unwrap().data, 0, "never DATA");
+    }
+
+    /// An exchanger that greets with one line that never ends, as fast as
+    /// it can write, and counts what it got through.
+    async fn babbler() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let chunk = [b'a'; 16 * 1024];
+                    let mut next: &[u8] = b"220 ";
+                    // Until the probe hangs up.
+                    while client.write_all(next).await.is_ok() {
+                        counted.fetch_add(next.len(), std::sync::atomic::Ordering::Relaxed);
+                        next = &chunk;
+                    }
+                });
+            }
+        });
+        (addr, sent)
+    }
+
+    #[tokio::test]
+    async fn an_exchanger_that_never_ends_its_line_is_cut_off_at_the_bound() {
+        let (addr, sent) = babbler().await;
+        let mut s = settings(addr.port());
+        // Long enough that, unbounded, the probe would still be reading
+        // (and holding) the line when the bound below has long been passed.
+        s.timeout = Duration::from_secs(30);
+        let hosts = vec![("mx.test".to_owned(), addr.ip())];
+        let p = probe(&s, &hosts, "alice@example.test").await;
+        assert_eq!(p.status, Deliverability::Unknown);
+        assert!(
+            p.reason
+                .contains("the exchanger sent more than 65536 bytes"),
+            "{p:?}"
+        );
+        // What it wrote is what we read plus what the sockets buffer.
+        let through = sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(through < 64 << 20, "{through} bytes went through");
+
+        // Through the proxy, the same bound.
+        let (proxy, _) = socks_proxy().await;
+        s.proxy = Some(Proxy::parse(&format!("socks5://{proxy}")).unwrap());
+        let p = probe(&s, &hosts, "alice@example.test").await;
+        assert!(
+            p.reason
+                .contains("the exchanger sent more than 65536 bytes"),
+            "{p:?}"
+        );
     }
 
     #[tokio::test]

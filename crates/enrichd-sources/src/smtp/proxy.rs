@@ -54,65 +54,17 @@ impl Proxy {
     }
 
     /// A stream to `target` through the proxy.
-    pub(super) async fn connect(&self, target: SocketAddr) -> Result<Proxied, tokio_socks::Error> {
+    pub(super) async fn connect(
+        &self,
+        target: SocketAddr,
+    ) -> Result<tokio_socks::tcp::Socks5Stream<tokio::net::TcpStream>, tokio_socks::Error> {
         let proxy = (self.host.as_str(), self.port);
-        let stream = match &self.login {
+        match &self.login {
             Some((user, password)) => {
                 tokio_socks::tcp::Socks5Stream::connect_with_password(proxy, target, user, password)
-                    .await?
+                    .await
             }
-            None => tokio_socks::tcp::Socks5Stream::connect(proxy, target).await?,
-        };
-        Ok(Proxied { stream, target })
-    }
-}
-
-/// A conversation's stream through a SOCKS5 proxy, as lettre takes one.
-pub(super) struct Proxied {
-    stream: tokio_socks::tcp::Socks5Stream<tokio::net::TcpStream>,
-    target: SocketAddr,
-}
-
-impl std::fmt::Debug for Proxied {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Proxied({})", self.target)
-    }
-}
-
-impl tokio::io::AsyncRead for Proxied {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for Proxied {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-impl lettre::transport::smtp::client::AsyncTokioStream for Proxied {
-    fn peer_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.target)
+            None => tokio_socks::tcp::Socks5Stream::connect(proxy, target).await,
+        }
     }
 }
