@@ -21,6 +21,9 @@ use crate::privacy::KeyedHasher;
 const PREFIX: &str = "ek_";
 /// Live keys one name may hold at once (old and new, during a rotation).
 pub const MAX_LIVE_PER_NAME: usize = 2;
+/// The shortest and the longest life a key may be given.
+const MIN_EXPIRY: Duration = Duration::from_secs(60);
+const MAX_EXPIRY: Duration = Duration::from_secs(100 * 366 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -96,7 +99,7 @@ impl Keys {
     /// Creates a key; refuses a third live key for one name.
     pub async fn create(&self, new: NewKey) -> Result<Issued, KeyError> {
         let name = new.name.trim();
-        if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(|c| c.is_control()) {
             return Err(KeyError::Invalid(
                 "--name: 1 to 64 characters, no control characters".into(),
             ));
@@ -114,6 +117,19 @@ impl Keys {
                 "--quota: must be more than 0 per second".into(),
             ));
         }
+        // A key that is dead on arrival, or whose expiry overflows the
+        // clock's milliseconds (and would read as long past), is a typo.
+        let expires_in_ms = match new.expires_in {
+            None => None,
+            Some(d) if d < MIN_EXPIRY || d > MAX_EXPIRY => {
+                return Err(KeyError::Invalid(
+                    "--expires: from 1 minute to 100 years (leave it out for a key \
+                     that does not expire)"
+                        .into(),
+                ));
+            }
+            Some(d) => Some(d.as_millis() as i64),
+        };
         let now = self.clock.utc().timestamp_millis();
         let live = self
             .ledger
@@ -139,9 +155,7 @@ impl Keys {
             purposes: join(new.purposes.into_iter().collect()),
             quota_per_second: new.quota_per_second.unwrap_or(0.0),
             created_ms: now,
-            expires_ms: new
-                .expires_in
-                .map_or(0, |d| now.saturating_add(d.as_millis() as i64)),
+            expires_ms: expires_in_ms.map_or(0, |ms| now.saturating_add(ms)),
             revoked_ms: 0,
         };
         self.ledger.insert_key(&row).await?;

@@ -259,6 +259,16 @@ async fn revoked_and_expired_keys_are_refused_at_once() {
     // Two live keys per name (a rotation), not three.
     let third = keys.create(key("crm", &[Scope::Enrich])).await;
     assert!(third.is_err());
+    // A key dead on arrival, or whose expiry would overflow, is refused.
+    for life in [
+        Duration::ZERO,
+        Duration::from_secs(1_000_000_000 * 31_557_600),
+    ] {
+        let mut typo = key("contractor", &[Scope::Enrich]);
+        typo.expires_in = Some(life);
+        let refused = keys.create(typo).await.err().expect("refused");
+        assert!(refused.to_string().contains("--expires"), "{refused}");
+    }
     let mut temporary = key("contractor", &[Scope::Enrich]);
     temporary.expires_in = Some(Duration::from_secs(3600));
     let temporary = keys.create(temporary).await.unwrap();

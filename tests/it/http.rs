@@ -142,6 +142,24 @@ async fn a_bad_body_is_refused_naming_the_field() {
         );
     }
 
+    // An enum's number that is none of its values names the field and
+    // the values, once.
+    let (status, answer) = http
+        .post(
+            "/v1/enrich",
+            &json!({ "email": "a@example.test", "lawfulBasis": 7 }),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "lawfulBasis: invalid value: integer `7`, expected one of [\"LAWFUL_BASIS_UNSPECIFIED\""
+        ),
+        "{answer}"
+    );
+
     // Well-formed, but no lawful ground: the pipeline's own refusal.
     let (status, answer) = http
         .post(

@@ -28,10 +28,12 @@ pub fn parse<Req: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Req, Statu
         }
         // pbjson reads a number as one of several shapes and names none of
         // them when it fails (a negative count, 1e20 for a uint32).
+        // An enum's number that is not one of its values: pbjson's
+        // message reads "expected expected one of".
         let why = if why.starts_with("data did not match any variant of untagged enum") {
             "is not a number within this field's range".to_owned()
         } else {
-            why
+            why.replacen("expected expected one of:", "expected one of", 1)
         };
         let field = if path == "." || path.is_empty() {
             "body".to_owned()
