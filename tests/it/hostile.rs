@@ -50,6 +50,7 @@ timeout = "500ms"
         ("bomb", "text", ""),
         ("waf", "html", ""),
         ("nopresence", "html", "present = [\"profile-card\"]"),
+        ("deep", "html", ""),
         ("to-loopback", "text", ""),
         ("to-metadata", "text", ""),
         ("found", "json", "json_pointer = \"/user\""),
@@ -137,6 +138,8 @@ async fn every_hostile_site_ends_as_the_right_outcome() {
             "<html><head><title>Just a moment...</title></head><body>cf_chl_opt</body></html>",
         )),
         Mock::given(path_regex("^/nopresence/")).respond_with(text(200, "<html>Welcome!</html>")),
+        // 1 MiB of nested elements: minutes of html5ever's time, unbounded.
+        Mock::given(path_regex("^/deep/")).respond_with(text(200, &"<div>".repeat(200_000))),
         Mock::given(path_regex("^/to-loopback/")).respond_with(
             ResponseTemplate::new(302).insert_header("Location", "http://127.0.0.1:9/admin"),
         ),
@@ -181,6 +184,7 @@ async fn every_hostile_site_ends_as_the_right_outcome() {
         ("bomb", Outcome::Error, "limit"),
         ("waf", Outcome::Error, "bot wall"),
         ("nopresence", Outcome::Error, "presence"),
+        ("deep", Outcome::Error, "nests more than 512 elements"),
         ("to-loopback", Outcome::Blocked, "blocked"),
         ("to-metadata", Outcome::Blocked, "blocked"),
         ("unallowed", Outcome::Blocked, "blocked"),

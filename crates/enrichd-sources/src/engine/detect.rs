@@ -90,7 +90,10 @@ pub fn detect(
             }
             Err(e) => return Verdict::Error(format!("invalid JSON: {e}")),
         },
-        BodyFormat::Html => Parsed::Html(scraper::Html::parse_document(&text)),
+        BodyFormat::Html => match super::html::parse(&text) {
+            Ok(html) => Parsed::Html(html),
+            Err(why) => return Verdict::Error(why),
+        },
         BodyFormat::Text => Parsed::Text,
     };
     if let (Some(pointer), Parsed::Json(value)) = (&d.json_pointer, &parsed)

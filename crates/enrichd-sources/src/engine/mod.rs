@@ -5,6 +5,7 @@
 mod ask;
 pub mod detect;
 pub mod extract;
+mod html;
 pub mod http;
 pub mod live;
 mod pivots;
