@@ -16,7 +16,8 @@ fn name(s: &str) -> Name {
 }
 
 /// `mail.test`, `catchall.mail.test` and `never.mail.test`, each with its
-/// MX at `mx.mail.test` (127.0.0.1).
+/// MX at `mx.mail.test` (127.0.0.1); `fifth.` and `sixth.mail.test` with
+/// four and five dead exchangers before it.
 async fn zone() -> enrichd::sandbox::dns::SandboxDns {
     let origin = name("mail.test.");
     let soa = SOA::new(
@@ -33,6 +34,32 @@ async fn zone() -> enrichd::sandbox::dns::SandboxDns {
         Record::from_rdata(name("mx.mail.test."), 60, RData::A(A::new(127, 0, 0, 1))),
     ];
     for domain in ["mail.test.", "catchall.mail.test.", "never.mail.test."] {
+        records.push(Record::from_rdata(
+            name(domain),
+            60,
+            RData::MX(MX::new(10, name("mx.mail.test."))),
+        ));
+    }
+    // Exchangers where nothing listens (127.0.0.2-6), preferred to the
+    // live one: `fifth.mail.test` lists four of them first, `sixth` five.
+    for n in 1..=5u8 {
+        let dead = format!("dead{n}.mail.test.");
+        records.push(Record::from_rdata(
+            name(&dead),
+            60,
+            RData::A(A::new(127, 0, 0, 1 + n)),
+        ));
+        for (domain, before) in [("fifth.mail.test.", 4), ("sixth.mail.test.", 5)] {
+            if n <= before {
+                records.push(Record::from_rdata(
+                    name(domain),
+                    60,
+                    RData::MX(MX::new(u16::from(n), name(&dead))),
+                ));
+            }
+        }
+    }
+    for domain in ["fifth.mail.test.", "sixth.mail.test."] {
         records.push(Record::from_rdata(
             name(domain),
             60,
@@ -120,6 +147,16 @@ async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed
     assert!(check.reason.contains("never probed"), "{}", check.reason);
     assert_eq!(seen.lock().unwrap().connections, before);
     assert_eq!(seen.lock().unwrap().data, 0, "never DATA");
+
+    // Five exchangers' addresses are asked, the best first, and no more:
+    // the live one fifth answers, sixth is never reached.
+    let (_, check) = ask("alice@fifth.mail.test").await;
+    assert_eq!(check.status(), D::Deliverable, "{check:?}");
+    let before = seen.lock().unwrap().connections;
+    let (_, check) = ask("alice@sixth.mail.test").await;
+    assert_eq!(check.status(), D::Unknown, "{check:?}");
+    assert_eq!(check.host, "dead5.mail.test", "{check:?}");
+    assert_eq!(seen.lock().unwrap().connections, before);
 
     // A loopback exchanger is not asked unless allowed.
     let public_only = TestApp::spawn(&smtp("enabled = true\n")).await;

@@ -26,6 +26,14 @@ mod stream;
 
 pub use proxy::Proxy;
 
+/// A probe looks up at most this many of a domain's exchangers (the best by
+/// preference) and asks at most this many addresses of them, as mail
+/// servers do (Postfix's `smtp_mx_address_limit` is 5): a domain that lists
+/// a thousand exchangers, each an address that never answers, costs five
+/// lookups and five timeouts, not a thousand.
+pub const MAX_EXCHANGERS: usize = 5;
+pub const MAX_ADDRESSES: usize = 5;
+
 /// `[smtp]` settings. Off by default: a probe talks to the person's mail
 /// provider, and many clouds block port 25.
 #[derive(Clone, PartialEq, serde::Serialize, eserde::Deserialize)]
@@ -487,7 +495,7 @@ pub async fn probe(settings: &ProbeSettings, hosts: &[(String, IpAddr)], address
         return unknown("not an address SMTP can name".into(), None, "");
     };
     let mut last = unknown("no mail exchanger".into(), None, "");
-    for (name, ip) in hosts {
+    for (name, ip) in hosts.iter().take(MAX_ADDRESSES) {
         let mut retries = 0;
         loop {
             let said =

@@ -151,17 +151,22 @@ impl Verifier {
         let mx = self.check_mx(email.domain()).await;
         let smtp = match (&self.smtp, &self.resolver, &mx.status) {
             (Some(prober), Some(resolver), MxStatus::Found { hosts }) => {
-                let mut exchangers = Vec::new();
-                for host in hosts {
-                    let looked = tokio::time::timeout(
-                        self.timeout,
-                        resolver.lookup_ip(host.exchange.as_str()),
-                    )
+                // The best few, looked up together: a domain listing a
+                // thousand exchangers gets as many lookups as one listing five.
+                let looked =
+                    futures::future::join_all(hosts.iter().take(crate::smtp::MAX_EXCHANGERS).map(
+                        |host| async move {
+                            let name = host.exchange.as_str();
+                            let ips =
+                                tokio::time::timeout(self.timeout, resolver.lookup_ip(name)).await;
+                            (host.exchange.clone(), ips)
+                        },
+                    ))
                     .await;
-                    if let Ok(Ok(ips)) = looked {
-                        exchangers.push((host.exchange.clone(), ips.iter().collect()));
-                    }
-                }
+                let exchangers: Vec<_> = looked
+                    .into_iter()
+                    .filter_map(|(name, ips)| Some((name, ips.ok()?.ok()?.iter().collect())))
+                    .collect();
                 Some(
                     prober
                         .check(&email.address(), email.domain(), &exchangers)
