@@ -23,12 +23,15 @@ impl Enricher {
         &self,
         subject: &Subject,
         fields: &FieldPolicy,
+        deadline: tokio::time::Instant,
     ) -> Option<Verification> {
         if !fields.needs_verification() {
             return None;
         }
         Some(match &subject.identifier {
-            Identifier::Email(email) => Verification::Email(self.verifier.check_email(email).await),
+            Identifier::Email(email) => {
+                Verification::Email(self.verifier.check_email(email, deadline).await)
+            }
             Identifier::Phone(phone) => Verification::Phone(self.verifier.check_phone(phone)),
         })
     }
@@ -40,7 +43,7 @@ impl Enricher {
         query: &EnrichQuery,
     ) -> Gathered {
         let fields = &permitted.fields;
-        let verification = self.verify(subject, fields);
+        let verification = self.verify(subject, fields, query.deadline);
         let sources = async {
             if !fields.needs_sources() {
                 return Findings::default();

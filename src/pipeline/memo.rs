@@ -233,7 +233,9 @@ impl Enricher {
         }
         // What answering from the cache took (the verification is not part of it).
         let latency = started.elapsed();
-        let verification = self.verify(subject, &permitted.fields).await;
+        let verification = self
+            .verify(subject, &permitted.fields, query.deadline)
+            .await;
         // The memo's findings, but for what is made again below.
         let kept = &memo.merged;
         let mut merged = Merged {

@@ -177,6 +177,35 @@ async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed
     );
 }
 
+#[tokio::test]
+async fn a_probe_still_under_way_at_the_call_s_deadline_leaves_the_answer_to_come() {
+    let dns = zone().await;
+    let running = exchanger::start(&["alice"]).await.unwrap();
+    let app = TestApp::spawn(&format!(
+        "[dns]\nnameservers = [\"{}\"]\n[smtp]\nenabled = true\nallow_private = true\n\
+         helo_name = \"probe.enrichd.test\"\nmail_from = \"verify@enrichd.test\"\n\
+         port = {}\ngreylist_wait = \"1h\"\n",
+        dns.addr(),
+        running.addr.port()
+    ))
+    .await;
+    // Greylisted: asked again only after an hour, long past the call's
+    // two seconds.
+    let mut request = tonic::Request::new(common::email_request("grey@mail.test"));
+    request.set_timeout(std::time::Duration::from_secs(2));
+    let answer = app
+        .client()
+        .await
+        .enrich(request)
+        .await
+        .expect("an answer, not DEADLINE_EXCEEDED")
+        .into_inner();
+    let check = smtp_of(&answer).expect("the check, unknown");
+    assert_eq!(check.status(), pb::Deliverability::Unknown, "{check:?}");
+    assert!(check.reason.starts_with("timeout"), "{check:?}");
+    assert_eq!(running.seen.lock().unwrap().tries["grey@mail.test"], 1);
+}
+
 /// Waits (bounded) until the replica shares through Redis.
 async fn until_shared(app: &TestApp) {
     use tonic_health::pb::health_check_response::ServingStatus;

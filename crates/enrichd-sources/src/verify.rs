@@ -146,31 +146,50 @@ impl Verifier {
 
     /// The checks of an address. It parsed (an `Email` is valid by
     /// construction; one that does not parse is refused before this stage).
-    pub async fn check_email(&self, email: &Email) -> EmailVerification {
+    /// A mailbox probe still under way at `deadline` (the call's, as the
+    /// sources') ends there as unknown: the answer comes without it.
+    pub async fn check_email(
+        &self,
+        email: &Email,
+        deadline: tokio::time::Instant,
+    ) -> EmailVerification {
         let domain = self.check_domain(email);
         let mx = self.check_mx(email.domain()).await;
         let smtp = match (&self.smtp, &self.resolver, &mx.status) {
             (Some(prober), Some(resolver), MxStatus::Found { hosts }) => {
-                // The best few, looked up together: a domain listing a
-                // thousand exchangers gets as many lookups as one listing five.
-                let looked =
-                    futures::future::join_all(hosts.iter().take(crate::smtp::MAX_EXCHANGERS).map(
-                        |host| async move {
-                            let name = host.exchange.as_str();
-                            let ips =
-                                tokio::time::timeout(self.timeout, resolver.lookup_ip(name)).await;
-                            (host.exchange.clone(), ips)
-                        },
-                    ))
+                let probe = async {
+                    // The best few, looked up together: a domain listing a
+                    // thousand exchangers gets as many lookups as one listing five.
+                    let looked = futures::future::join_all(
+                        hosts
+                            .iter()
+                            .take(crate::smtp::MAX_EXCHANGERS)
+                            .map(|host| async move {
+                                let name = host.exchange.as_str();
+                                let ips =
+                                    tokio::time::timeout(self.timeout, resolver.lookup_ip(name))
+                                        .await;
+                                (host.exchange.clone(), ips)
+                            }),
+                    )
                     .await;
-                let exchangers: Vec<_> = looked
-                    .into_iter()
-                    .filter_map(|(name, ips)| Some((name, ips.ok()?.ok()?.iter().collect())))
-                    .collect();
-                Some(
+                    let exchangers: Vec<_> = looked
+                        .into_iter()
+                        .filter_map(|(name, ips)| Some((name, ips.ok()?.ok()?.iter().collect())))
+                        .collect();
                     prober
                         .check(&email.address(), email.domain(), &exchangers)
-                        .await,
+                        .await
+                };
+                Some(
+                    tokio::time::timeout_at(deadline, probe)
+                        .await
+                        .unwrap_or_else(|_| crate::smtp::Probe {
+                            status: crate::smtp::Deliverability::Unknown,
+                            reason: "timeout: the call's time ran out first".into(),
+                            code: None,
+                            host: String::new(),
+                        }),
                 )
             }
             _ => None,
