@@ -30,7 +30,8 @@ impl Enricher {
         }
         Some(match &subject.identifier {
             Identifier::Email(email) => {
-                Verification::Email(self.verifier.check_email(email, deadline).await)
+                let checked = self.verifier.check_email(email, &subject.hash, deadline);
+                Verification::Email(checked.await)
             }
             Identifier::Phone(phone) => Verification::Phone(self.verifier.check_phone(phone)),
         })

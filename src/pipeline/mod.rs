@@ -205,22 +205,34 @@ fn follow_erasures(
     ledger: &Ledger,
     engine: &Engine,
     memos: &memo::Memos,
+    prober: Option<Arc<enrichd_sources::smtp::Prober>>,
     cluster: Option<&Cluster>,
 ) {
-    if let Some(cache) = engine.local_cache() {
+    let cache = engine.local_cache();
+    if cache.is_some() || prober.is_some() {
         let mut news = ledger.suppression_news();
         let memos = memos.clone();
         tokio::spawn(async move {
             loop {
                 match news.recv().await {
                     Ok(subject) => {
-                        drop(crate::cache::forget(&cache, &subject).await);
+                        if let Some(cache) = &cache {
+                            drop(crate::cache::forget(cache, &subject).await);
+                        }
                         memos.forget(&subject);
+                        if let Some(prober) = &prober {
+                            prober.forget(&subject);
+                        }
                     }
                     // Too many at once to tell which: drop everything.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        cache.invalidate_all();
+                        if let Some(cache) = &cache {
+                            cache.invalidate_all();
+                        }
                         memos.forget_all();
+                        if let Some(prober) = &prober {
+                            prober.forget_all();
+                        }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
@@ -281,7 +293,13 @@ impl Enricher {
         let ledger =
             Ledger::open_following(&settings.ledger_url, settings.ledger_follow_every).await?;
         ledger.bind_hash_key(&hasher.fingerprint()).await?;
-        follow_erasures(&ledger, &engine, &memos, cluster.as_deref());
+        follow_erasures(
+            &ledger,
+            &engine,
+            &memos,
+            verifier.prober(),
+            cluster.as_deref(),
+        );
         follow_refutations(&ledger, &memos);
         let standing = Arc::new(crate::feedback::Standing::new(settings.feedback.clone()));
         standing.refresh(&ledger, settings.clock.utc()).await;
@@ -505,6 +523,9 @@ impl Enricher {
     /// cache entries there were.
     pub(crate) async fn forget(&self, subject: &str) -> u32 {
         self.memos.forget(subject);
+        if let Some(prober) = self.verifier.prober() {
+            prober.forget(subject);
+        }
         self.engine.forget(subject).await
     }
 

@@ -118,6 +118,14 @@ async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed
         (D::Deliverable, 250, "mx.mail.test")
     );
     assert_eq!(answer.summary.unwrap().deliverable(), D::Deliverable);
+    // Asked again (a CRM opening the contact): what the exchanger said is
+    // given again, and the exchanger is not asked again.
+    let asked = seen.lock().unwrap().connections;
+    for _ in 0..3 {
+        let (_, check) = ask("alice@mail.test").await;
+        assert_eq!((check.status(), check.code), (D::Deliverable, 250));
+    }
+    assert_eq!(seen.lock().unwrap().connections, asked, "not asked again");
 
     let (answer, check) = ask("nobody@mail.test").await;
     assert_eq!((check.status(), check.code), (D::Undeliverable, 550));

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::Address;
+
+use crate::cache::{Slot, slot};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
@@ -67,6 +69,11 @@ pub struct SmtpConfig {
     /// not asked again): a domain, no person, so shared through Redis too.
     #[serde(default = "catch_all_ttl", with = "humantime_serde")]
     pub catch_all_ttl: Duration,
+    /// How long what an exchanger said of an address is kept (by the
+    /// person's keyed hash, in this process; erasure removes it) and given
+    /// again instead of a new probe; `0s`: every call probes.
+    #[serde(default = "result_ttl", with = "humantime_serde")]
+    pub result_ttl: Duration,
     /// A SOCKS5 proxy the probes go through (`socks5://[user:password@]host:port`):
     /// many clouds block port 25.
     #[serde(default)]
@@ -98,6 +105,9 @@ fn per_domain() -> u32 {
 }
 fn two() -> u32 {
     2
+}
+fn result_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 fn catch_all_ttl() -> Duration {
     Duration::from_secs(24 * 3600)
@@ -137,6 +147,7 @@ impl std::fmt::Debug for SmtpConfig {
             .field("per_domain_per_minute", &self.per_domain_per_minute)
             .field("per_domain_concurrency", &self.per_domain_concurrency)
             .field("catch_all_ttl", &self.catch_all_ttl)
+            .field("result_ttl", &self.result_ttl)
             .field("proxy", &proxy)
             .field("never_probe", &self.never_probe)
             .field("allow_private", &self.allow_private)
@@ -157,6 +168,7 @@ impl Default for SmtpConfig {
             per_domain_per_minute: per_domain(),
             per_domain_concurrency: two(),
             catch_all_ttl: catch_all_ttl(),
+            result_ttl: result_ttl(),
             proxy: None,
             never_probe: never_probe(),
             allow_private: false,
@@ -217,6 +229,8 @@ enum Budget {
 
 /// Domains whose budget, concurrency or catch-all answer is held at once.
 const DOMAINS_KEPT: u64 = 100_000;
+/// Addresses whose probe's answer is kept (about 150 bytes each).
+const ANSWERS_KEPT: u64 = 200_000;
 
 /// Probes within their limits: the never-probe list, a budget and a
 /// concurrency per domain, public exchangers only unless allowed; a
@@ -226,6 +240,8 @@ pub struct Prober {
     budget: Budget,
     busy: moka::sync::Cache<String, Arc<tokio::sync::Semaphore>>,
     catch_all: moka::sync::Cache<String, Probe>,
+    /// What exchangers said of addresses, by the person's keyed hash.
+    said: moka::sync::Cache<Slot, Probe>,
 }
 
 impl Prober {
@@ -254,6 +270,14 @@ impl Prober {
             catch_all: moka::sync::Cache::builder()
                 .max_capacity(DOMAINS_KEPT)
                 .time_to_live(config.catch_all_ttl)
+                .build(),
+            said: moka::sync::Cache::builder()
+                .max_capacity(if config.result_ttl.is_zero() {
+                    0
+                } else {
+                    ANSWERS_KEPT
+                })
+                .time_to_live(config.result_ttl.max(Duration::from_secs(1)))
                 .build(),
             config,
         }
@@ -321,9 +345,39 @@ impl Prober {
         }
     }
 
+    /// What an exchanger said of the person's address (`subject`: their
+    /// keyed hash) within `smtp.result_ttl`, if it said something.
+    pub fn known(&self, subject: &str) -> Option<Probe> {
+        self.said.get(&slot(subject))
+    }
+
+    /// Drops what exchangers said of the person's address (an erasure).
+    pub fn forget(&self, subject: &str) {
+        self.said.invalidate(&slot(subject));
+    }
+
+    pub fn forget_all(&self) {
+        self.said.invalidate_all();
+    }
+
     /// What the domain's exchangers (`exchangers`: name and addresses,
-    /// best first) say of `address`.
+    /// best first) say of `address`; an answer (not an unknown) is kept
+    /// for the person (`subject`).
     pub async fn check(
+        &self,
+        subject: &str,
+        address: &str,
+        domain: &str,
+        exchangers: &[(String, Vec<IpAddr>)],
+    ) -> Probe {
+        let said = self.ask(address, domain, exchangers).await;
+        if said.status.is_known() {
+            self.said.insert(slot(subject), said.clone());
+        }
+        said
+    }
+
+    async fn ask(
         &self,
         address: &str,
         domain: &str,
@@ -686,6 +740,36 @@ mod tests {
             (Deliverability::Unknown, "greylisted".into(), Some(451))
         );
         assert_eq!(seen.lock().unwrap().data, 0, "never DATA");
+    }
+
+    #[tokio::test]
+    async fn what_an_exchanger_said_is_kept_for_the_person_until_erased() {
+        let (addr, _, _running) = exchanger().await;
+        let config = SmtpConfig {
+            enabled: true,
+            helo_name: "probe.enrichd.test".into(),
+            mail_from: "verify@enrichd.test".into(),
+            port: addr.port(),
+            allow_private: true,
+            never_probe: vec!["never.test".into()],
+            ..SmtpConfig::default()
+        };
+        let prober = Prober::new(config, None);
+        let exchangers = vec![("mx.test".to_owned(), vec![addr.ip()])];
+        let (ann, bob) = ("a".repeat(64), "b".repeat(64));
+        let said = prober
+            .check(&ann, "alice@example.test", "example.test", &exchangers)
+            .await;
+        assert_eq!(said.status, Deliverability::Deliverable);
+        assert_eq!(prober.known(&ann), Some(said));
+        // An unknown (here: never probed) is not kept.
+        let said = prober
+            .check(&bob, "bob@never.test", "never.test", &exchangers)
+            .await;
+        assert_eq!(said.status, Deliverability::Unknown);
+        assert_eq!(prober.known(&bob), None);
+        prober.forget(&ann);
+        assert_eq!(prober.known(&ann), None, "erased");
     }
 
     /// An exchanger that greets with one line that never ends, as fast as

@@ -133,6 +133,12 @@ impl Verifier {
 
     /// Probes mailboxes over SMTP as `config` says (when it is on), with
     /// the per-domain budget shared through `cluster` when there is one.
+    /// The mailbox prober, when `[smtp]` is on (an erasure drops what it
+    /// keeps of the person).
+    pub fn prober(&self) -> Option<Arc<crate::smtp::Prober>> {
+        self.smtp.clone()
+    }
+
     pub fn with_smtp(
         mut self,
         config: &crate::smtp::SmtpConfig,
@@ -148,14 +154,19 @@ impl Verifier {
     /// construction; one that does not parse is refused before this stage).
     /// A mailbox probe still under way at `deadline` (the call's, as the
     /// sources') ends there as unknown: the answer comes without it.
+    /// What an exchanger said of the address within `smtp.result_ttl` is
+    /// given again (`subject`: the person's keyed hash), without asking.
     pub async fn check_email(
         &self,
         email: &Email,
+        subject: &str,
         deadline: tokio::time::Instant,
     ) -> EmailVerification {
         let domain = self.check_domain(email);
         let mx = self.check_mx(email.domain()).await;
+        let known = self.smtp.as_ref().and_then(|prober| prober.known(subject));
         let smtp = match (&self.smtp, &self.resolver, &mx.status) {
+            (Some(_), Some(_), MxStatus::Found { .. }) if known.is_some() => known,
             (Some(prober), Some(resolver), MxStatus::Found { hosts }) => {
                 let probe = async {
                     // The best few, looked up together: a domain listing a
@@ -178,7 +189,7 @@ impl Verifier {
                         .filter_map(|(name, ips)| Some((name, ips.ok()?.ok()?.iter().collect())))
                         .collect();
                     prober
-                        .check(&email.address(), email.domain(), &exchangers)
+                        .check(subject, &email.address(), email.domain(), &exchangers)
                         .await
                 };
                 Some(

@@ -58,6 +58,14 @@ pub enum Deliverability {
     Unknown,
 }
 
+impl Deliverability {
+    /// An answer the exchanger gave (not a probe that could not tell:
+    /// greylisted, busy, over budget, timed out), worth keeping.
+    pub fn is_known(self) -> bool {
+        self != Self::Unknown
+    }
+}
+
 /// An SMTP probe's outcome: the status, why (accepted, refused, greylisted,
 /// blocked, tempfail, timeout, never probed ...), the reply code that
 /// decided it, and the exchanger asked.
