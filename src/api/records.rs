@@ -32,6 +32,7 @@ pub fn access_to_proto(a: &AccessReport) -> pb::AccessResponse {
             .map(ToString::to_string)
             .unwrap_or_default(),
         ledger_total: a.records_total,
+        smtp: a.smtp.as_ref().map(crate::api::response::smtp_to_proto),
         feedback: a
             .feedback
             .iter()

@@ -191,6 +191,9 @@ fn access_report(r: &pb::AccessResponse, f: &Subject) -> Markup {
                     li { (f.source_id) ": " (f.profiles.len()) " profile(s), retrieved " (when(f.retrieved_at.as_ref())) ", deleted by " (when(f.expires_at.as_ref())) }
                 }
             }
+            @if let Some(smtp) = &r.smtp {
+                p { "What your mail server (" (smtp.host) ") said of the address when we checked it: " (smtp_words(smtp)) "." }
+            }
             @if !r.suppressions.is_empty() {
                 h2 { "Requests on record" }
                 ul { @for s in &r.suppressions { li { (s.scope) " on " (when(s.at.as_ref())) " (" (s.reference) ")" } } }
@@ -250,4 +253,14 @@ pub async fn erase(
         a href="/console/privacy" { "Back to the desk" }
     };
     respond(pages::page("Privacy desk", &s, body))
+}
+
+/// A kept mailbox check, in words.
+fn smtp_words(smtp: &pb::SmtpCheck) -> &'static str {
+    match smtp.status() {
+        pb::Deliverability::Deliverable => "it takes mail",
+        pb::Deliverability::Undeliverable => "it refuses mail",
+        pb::Deliverability::CatchAll => "the domain takes mail for any address",
+        _ => "it could not tell",
+    }
 }

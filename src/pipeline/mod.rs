@@ -529,6 +529,12 @@ impl Enricher {
         self.engine.forget(subject).await
     }
 
+    /// What a mail exchanger said of the person's address, if this process
+    /// keeps it (`smtp.result_ttl`).
+    pub(crate) fn kept_smtp_check(&self, subject: &str) -> Option<crate::model::SmtpCheck> {
+        self.verifier.prober()?.known(subject)
+    }
+
     /// A suppressed person's answer, recorded.
     async fn answer_suppressed(
         &self,

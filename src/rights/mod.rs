@@ -55,6 +55,8 @@ pub struct AccessReport {
     pub batch_rows: Vec<crate::ledger::HeldRow>,
     /// Feedback given on the person's findings, oldest first.
     pub feedback: Vec<crate::ledger::FeedbackRow>,
+    /// What a mail exchanger said of the address, as this process keeps it.
+    pub smtp: Option<crate::model::SmtpCheck>,
 }
 
 /// Art. 15(1)(a)-(d), (g): drawn from the person's records.
@@ -361,6 +363,7 @@ impl Enricher {
             suppressions,
             logic: profiling::logic(),
             feedback,
+            smtp: self.kept_smtp_check(&subject.hash),
         };
         let detail = format!(
             "{} cached findings, {} of {} records, {} suppressions, {} batch rows, {} feedback \

@@ -126,6 +126,30 @@ async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed
         assert_eq!((check.status(), check.code), (D::Deliverable, 250));
     }
     assert_eq!(seen.lock().unwrap().connections, asked, "not asked again");
+    // What is kept is the person's: their access report shows it, and
+    // their erasure removes it.
+    let access = |email: &str| pb::AccessRequest {
+        identifier: Some(pb::access_request::Identifier::Email(email.into())),
+        reference: "DSR-S".into(),
+        ..Default::default()
+    };
+    let mut officer = on.client().await;
+    let report = officer
+        .access(access("alice@mail.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    let kept = report.smtp.expect("the kept answer");
+    assert_eq!(
+        (kept.status(), kept.host.as_str()),
+        (D::Deliverable, "mx.mail.test")
+    );
+    let other = officer
+        .access(access("bob@mail.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(other.smtp.is_none(), "only the person's own");
 
     let (answer, check) = ask("nobody@mail.test").await;
     assert_eq!((check.status(), check.code), (D::Undeliverable, 550));
@@ -183,6 +207,24 @@ async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed
         before,
         "no probe while off"
     );
+
+    let erased = officer
+        .erase(pb::EraseRequest {
+            identifier: Some(pb::erase_request::Identifier::Email(
+                "alice@mail.test".into(),
+            )),
+            kind: pb::erase_request::Kind::Erasure.into(),
+            reference: "DSR-S".into(),
+            ..Default::default()
+        })
+        .await;
+    assert!(erased.is_ok(), "{erased:?}");
+    let report = officer
+        .access(access("alice@mail.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(report.smtp.is_none(), "erased with the person");
 }
 
 #[tokio::test]

@@ -118,12 +118,7 @@ fn verification_to_proto(v: &Verification, mailbox: Option<&Mailbox>) -> pb::Ver
                 status: Some(text_value(&m.status)),
                 score: m.score.as_ref().map(text_value),
             }),
-            smtp: e.smtp.as_ref().map(|c| pb::SmtpCheck {
-                status: deliverability_to_proto(Some(c.status)).into(),
-                reason: c.reason.clone(),
-                code: c.code.map(u32::from).unwrap_or_default(),
-                host: c.host.clone(),
-            }),
+            smtp: e.smtp.as_ref().map(smtp_to_proto),
         }),
         Verification::Phone(p) => Kind::Phone(pb::PhoneVerification {
             valid: p.valid,
@@ -132,6 +127,16 @@ fn verification_to_proto(v: &Verification, mailbox: Option<&Mailbox>) -> pb::Ver
         }),
     };
     pb::Verification { kind: Some(kind) }
+}
+
+/// A mailbox probe's answer (in a verification, and in an access report).
+pub(crate) fn smtp_to_proto(c: &crate::model::SmtpCheck) -> pb::SmtpCheck {
+    pb::SmtpCheck {
+        status: deliverability_to_proto(Some(c.status)).into(),
+        reason: c.reason.clone(),
+        code: c.code.map(u32::from).unwrap_or_default(),
+        host: c.host.clone(),
+    }
 }
 
 fn notice_to_proto(n: &NoticeDuty) -> pb::NoticeDuty {
