@@ -476,6 +476,13 @@ present = ["h-card"]
     let requests = server.received_requests().await.unwrap();
     assert_eq!(asked_home(&requests), 20, "links fetched from one profile");
     assert_eq!(home_outcomes, 20);
+    // And the profile keeps the first hundred of its thousand links.
+    let linked: Vec<usize> = answer
+        .profiles
+        .iter()
+        .map(|p| p.linked_accounts.len())
+        .collect();
+    assert_eq!(linked, [100], "links kept in the profile");
     // Six profiles, twenty links each: a hundred in the call.
     let text: String = ids.iter().map(|id| seed(id)).chain([home]).collect();
     let catalog = Catalog::from_files(&[("t.toml".into(), text)], &purposes, &|_| None).unwrap();

@@ -41,6 +41,16 @@ async fn mx_outcomes_follow_the_zone() {
         }
     );
 
+    // A domain listing forty exchangers: the best ten are kept (and shown).
+    match v.check_mx("many.example.test").await.status {
+        MxStatus::Found { hosts } => {
+            let kept: Vec<_> = hosts.iter().map(|h| h.preference).collect();
+            assert_eq!(kept, (1..=10).collect::<Vec<u16>>());
+            assert_eq!(hosts[0].exchange, "mx40.many.example.test");
+        }
+        other => panic!("many: expected found, got {other:?}"),
+    }
+
     for (domain, needle) in [
         ("nomx.example.test", "no MX records"),
         ("missing.example.test", "NXDOMAIN"),

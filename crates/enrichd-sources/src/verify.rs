@@ -37,6 +37,8 @@ const MX_MAX_TTL: Duration = Duration::from_secs(3600);
 const MX_NEGATIVE_TTL: Duration = Duration::from_secs(300);
 /// Domains whose MX answers are kept at once.
 const MX_CACHE_DOMAINS: u64 = 100_000;
+/// Exchangers of one domain kept (and shown in answers), the best first.
+const MX_HOSTS_KEPT: usize = 10;
 
 /// An MX answer and how long it holds (its records' TTL, capped).
 struct CachedMx {
@@ -317,6 +319,10 @@ impl Verifier {
                     })
                     .collect();
                 hosts.sort_by(|a, b| (a.preference, &a.exchange).cmp(&(b.preference, &b.exchange)));
+                // The best few: a domain may list thousands (a DNS answer
+                // over TCP holds 64 KiB), and every answer carries them and
+                // the per-domain cache keeps them.
+                hosts.truncate(MX_HOSTS_KEPT);
                 // RFC 7505: a single MX of "." means the domain accepts no mail.
                 let status = if hosts.is_empty() {
                     MxStatus::None {

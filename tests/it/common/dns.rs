@@ -17,6 +17,8 @@ use super::Gate;
 /// - `example.test`: MX 20 mx2.example.test, MX 10 mx1.example.test
 /// - `nomx.example.test`: an A record, no MX
 /// - `nullmx.example.test`: MX 0 "." (RFC 7505)
+/// - `many.example.test`: 40 MX, `mx1` to `mx40.many.example.test`,
+///   preferences 40 down to 1
 /// - anything else under example.test: NXDOMAIN
 pub struct TestDns {
     pub addr: SocketAddr,
@@ -61,6 +63,14 @@ pub async fn start() -> TestDns {
             RData::MX(MX::new(0, Name::root())),
         ),
     ];
+    let mut records = records;
+    for n in 1..=40u16 {
+        records.push(Record::from_rdata(
+            name("many.example.test."),
+            60,
+            RData::MX(MX::new(41 - n, name(&format!("mx{n}.many.example.test.")))),
+        ));
+    }
     let server = serve(origin, records).await.unwrap();
     TestDns {
         addr: server.addr(),

@@ -51,6 +51,9 @@ pub struct BreachHit {
 /// Most breaches kept from one answer, and data classes per breach.
 const MAX_BREACHES: usize = 500;
 const MAX_DATA_CLASSES: usize = 64;
+/// Most linked accounts kept from one answer (a link hub lists tens; a
+/// site that lists thousands would make every answer megabytes).
+const MAX_ACCOUNTS: usize = 100;
 
 fn breaches(b: &BreachesExtract, parsed: &Parsed) -> Vec<BreachHit> {
     let Parsed::Json(v) = parsed else {
@@ -246,6 +249,7 @@ fn accounts(a: &AccountsExtract, parsed: &Parsed, raw: &str) -> Vec<AccountHit> 
     }
     .into_iter()
     .filter(|h| h.url.is_some() || h.username.is_some())
+    .take(MAX_ACCOUNTS)
     .collect()
 }
 
