@@ -149,19 +149,25 @@ fn locate(l: &Locator, parsed: &Parsed, raw: &str) -> Option<String> {
 }
 
 /// Parses the forms sources use for times: RFC 3339, a date, Unix seconds or
-/// milliseconds.
+/// milliseconds. A time before [`EARLIEST`] is no account's: APIs write 0
+/// (1970-01-01) or 0001-01-01 for "unknown", and read as a date it would
+/// make the person's oldest account decades old, which lowers their risk.
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Some(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?));
-    }
-    let n: f64 = s.parse().ok()?;
-    let secs = if n > 1e11 { n / 1000.0 } else { n };
-    Utc.timestamp_opt(secs as i64, 0).single()
+    let t = if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        t.with_timezone(&Utc)
+    } else if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?)
+    } else {
+        let n: f64 = s.parse().ok()?;
+        let secs = if n > 1e11 { n / 1000.0 } else { n };
+        Utc.timestamp_opt(secs as i64, 0).single()?
+    };
+    (t.timestamp() >= EARLIEST).then_some(t)
 }
+
+/// 1990-01-01T00:00:00Z: before the web, and before any source's site.
+const EARLIEST: i64 = 631_152_000;
 
 /// Parses counts: "1234", "1,234", "1.2k", "3M".
 pub fn parse_count(s: &str) -> Option<i64> {
@@ -312,6 +318,14 @@ mod tests {
             Some("2005-12-08T07:46:43+00:00")
         );
         assert_eq!(t("yesterday"), None);
+        // "Unknown", as APIs write it: no date.
+        for unknown in ["0", "0001-01-01", "0001-01-01T00:00:00Z", "-62135596800"] {
+            assert_eq!(t(unknown), None, "{unknown}");
+        }
+        assert_eq!(
+            t("1990-01-01").as_deref(),
+            Some("1990-01-01T00:00:00+00:00")
+        );
         assert_eq!(parse_count("1,234"), Some(1234));
         assert_eq!(parse_count("1.2k"), Some(1200));
         assert_eq!(parse_count("3M"), Some(3_000_000));
