@@ -263,7 +263,8 @@ pub struct FirstSeen {
     pub provenance: super::Provenance,
 }
 
-/// A breach date ("2019-05-14", or a timestamp) as a time.
+/// A breach date ("2019-05-14", or a timestamp) as a time; none before
+/// [`is_online_era`].
 pub fn breach_time(date: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     let date = date.trim();
     chrono::DateTime::parse_from_rfc3339(date)
@@ -275,6 +276,16 @@ pub fn breach_time(date: &str) -> Option<chrono::DateTime<chrono::Utc>> {
                 .and_hms_opt(0, 0, 0)
                 .map(|t| t.and_utc())
         })
+        .filter(|t| is_online_era(*t))
+}
+
+/// Whether `t` could date an account or a breach: from 1990 on, before the
+/// web and any source's site. APIs write 0 (1970-01-01) or 0001-01-01 for
+/// "unknown"; read as dates they would make an identity decades old, which
+/// lowers its risk.
+pub fn is_online_era(t: chrono::DateTime<chrono::Utc>) -> bool {
+    // 1990-01-01T00:00:00Z
+    t.timestamp() >= 631_152_000
 }
 
 /// The earliest of the profiles' creation dates (those at least `floor`
@@ -307,4 +318,20 @@ pub fn first_seen<'a>(
         })
     });
     accounts.chain(breached).min_by_key(|f| f.at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_breach_dated_unknown_is_no_date() {
+        assert_eq!(
+            breach_time("2019-05-14").map(|t| t.to_rfc3339()).as_deref(),
+            Some("2019-05-14T00:00:00+00:00")
+        );
+        for unknown in ["0001-01-01", "1970-01-01T00:00:00Z", "someday"] {
+            assert_eq!(breach_time(unknown), None, "{unknown}");
+        }
+    }
 }

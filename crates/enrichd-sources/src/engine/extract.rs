@@ -149,9 +149,8 @@ fn locate(l: &Locator, parsed: &Parsed, raw: &str) -> Option<String> {
 }
 
 /// Parses the forms sources use for times: RFC 3339, a date, Unix seconds or
-/// milliseconds. A time before [`EARLIEST`] is no account's: APIs write 0
-/// (1970-01-01) or 0001-01-01 for "unknown", and read as a date it would
-/// make the person's oldest account decades old, which lowers their risk.
+/// milliseconds; none before 1990 (`is_online_era`: "unknown" as APIs
+/// write it).
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
     let t = if let Ok(t) = DateTime::parse_from_rfc3339(s) {
@@ -163,11 +162,8 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
         let secs = if n > 1e11 { n / 1000.0 } else { n };
         Utc.timestamp_opt(secs as i64, 0).single()?
     };
-    (t.timestamp() >= EARLIEST).then_some(t)
+    enrichd_core::model::is_online_era(t).then_some(t)
 }
-
-/// 1990-01-01T00:00:00Z: before the web, and before any source's site.
-const EARLIEST: i64 = 631_152_000;
 
 /// Parses counts: "1234", "1,234", "1.2k", "3M".
 pub fn parse_count(s: &str) -> Option<i64> {
