@@ -240,8 +240,9 @@ pub struct Prober {
     budget: Budget,
     busy: moka::sync::Cache<String, Arc<tokio::sync::Semaphore>>,
     catch_all: moka::sync::Cache<String, Probe>,
-    /// What exchangers said of addresses, by the person's keyed hash.
-    said: moka::sync::Cache<Slot, Probe>,
+    /// What exchangers said of addresses, by the person's keyed hash (none
+    /// with `result_ttl = "0s"`).
+    said: Option<moka::sync::Cache<Slot, Probe>>,
 }
 
 impl Prober {
@@ -271,14 +272,12 @@ impl Prober {
                 .max_capacity(DOMAINS_KEPT)
                 .time_to_live(config.catch_all_ttl)
                 .build(),
-            said: moka::sync::Cache::builder()
-                .max_capacity(if config.result_ttl.is_zero() {
-                    0
-                } else {
-                    ANSWERS_KEPT
-                })
-                .time_to_live(config.result_ttl.max(Duration::from_secs(1)))
-                .build(),
+            said: (!config.result_ttl.is_zero()).then(|| {
+                moka::sync::Cache::builder()
+                    .max_capacity(ANSWERS_KEPT)
+                    .time_to_live(config.result_ttl)
+                    .build()
+            }),
             config,
         }
     }
@@ -348,16 +347,20 @@ impl Prober {
     /// What an exchanger said of the person's address (`subject`: their
     /// keyed hash) within `smtp.result_ttl`, if it said something.
     pub fn known(&self, subject: &str) -> Option<Probe> {
-        self.said.get(&slot(subject))
+        self.said.as_ref()?.get(&slot(subject))
     }
 
     /// Drops what exchangers said of the person's address (an erasure).
     pub fn forget(&self, subject: &str) {
-        self.said.invalidate(&slot(subject));
+        if let Some(said) = &self.said {
+            said.invalidate(&slot(subject));
+        }
     }
 
     pub fn forget_all(&self) {
-        self.said.invalidate_all();
+        if let Some(said) = &self.said {
+            said.invalidate_all();
+        }
     }
 
     /// What the domain's exchangers (`exchangers`: name and addresses,
@@ -371,8 +374,10 @@ impl Prober {
         exchangers: &[(String, Vec<IpAddr>)],
     ) -> Probe {
         let said = self.ask(address, domain, exchangers).await;
-        if said.status.is_known() {
-            self.said.insert(slot(subject), said.clone());
+        if let Some(kept) = &self.said
+            && said.status.is_known()
+        {
+            kept.insert(slot(subject), said.clone());
         }
         said
     }
@@ -770,6 +775,19 @@ mod tests {
         assert_eq!(prober.known(&bob), None);
         prober.forget(&ann);
         assert_eq!(prober.known(&ann), None, "erased");
+
+        // `result_ttl = "0s"`: nothing is kept.
+        let never = Prober::new(
+            SmtpConfig {
+                result_ttl: Duration::ZERO,
+                ..prober.config.clone()
+            },
+            None,
+        );
+        never
+            .check(&ann, "alice@example.test", "example.test", &exchangers)
+            .await;
+        assert_eq!(never.known(&ann), None);
     }
 
     /// An exchanger that greets with one line that never ends, as fast as
