@@ -506,6 +506,9 @@ impl Enricher {
         };
         let Some(id) = id else {
             self.memos.forget(&subject.hash);
+            if let Some(prober) = self.verifier.prober() {
+                prober.forget(&subject.hash);
+            }
             self.engine.drop_entries(&merged.cache_keys).await;
             let ground = disclosed.compliance.ground;
             return Box::pin(self.answer_suppressed(query, ground, &subject.hash, now)).await;
@@ -527,6 +530,11 @@ impl Enricher {
             prober.forget(subject);
         }
         self.engine.forget(subject).await
+    }
+
+    /// How many people's mailbox answers this process keeps.
+    pub fn kept_smtp_answers(&self) -> u64 {
+        self.verifier.prober().map_or(0, |prober| prober.held())
     }
 
     /// What a mail exchanger said of the person's address, if this process

@@ -256,6 +256,69 @@ async fn a_probe_still_under_way_at_the_call_s_deadline_leaves_the_answer_to_com
     assert_eq!(running.seen.lock().unwrap().tries["grey@mail.test"], 1);
 }
 
+#[tokio::test]
+async fn an_erasure_during_the_probe_leaves_nothing_of_its_answer() {
+    let dns = zone().await;
+    let gate = common::Gate::default();
+    let gated = common::dns::gated(dns.addr(), gate.clone()).await;
+    let running = exchanger::start(&["alice"]).await.unwrap();
+    let app = TestApp::spawn(&format!(
+        "[dns]\nnameservers = [\"{gated}\"]\n[smtp]\nenabled = true\nallow_private = true\n\
+         helo_name = \"probe.enrichd.test\"\nmail_from = \"verify@enrichd.test\"\n\
+         port = {}\n",
+        running.addr.port()
+    ))
+    .await;
+    let mut caller = app.client().await;
+    let call = tokio::spawn(async move {
+        caller
+            .enrich(common::email_request("alice@mail.test"))
+            .await
+    });
+    // The call's MX lookup is held; the person is erased meanwhile.
+    gate.arrived.notified().await;
+    let mut officer = app.client().await;
+    officer
+        .erase(pb::EraseRequest {
+            identifier: Some(pb::erase_request::Identifier::Email(
+                "alice@mail.test".into(),
+            )),
+            kind: pb::erase_request::Kind::Erasure.into(),
+            reference: "DSR-R".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Then its lookups go on (the MX, then the exchanger's address), and
+    // the exchanger is asked after the erasure.
+    let releases = tokio::spawn(async move {
+        loop {
+            gate.release.notify_one();
+            gate.arrived.notified().await;
+        }
+    });
+    let answer = call.await.unwrap().unwrap().into_inner();
+    releases.abort();
+    assert!(
+        answer.compliance.unwrap().identifier_suppressed,
+        "the erasure won"
+    );
+    assert_eq!(running.seen.lock().unwrap().connections, 1, "it was asked");
+    assert_eq!(app.enricher.kept_smtp_answers(), 0, "nothing kept");
+    let report = officer
+        .access(pb::AccessRequest {
+            identifier: Some(pb::access_request::Identifier::Email(
+                "alice@mail.test".into(),
+            )),
+            reference: "DSR-R".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(report.smtp.is_none(), "nothing kept of what it said");
+}
+
 /// Waits (bounded) until the replica shares through Redis.
 async fn until_shared(app: &TestApp) {
     use tonic_health::pb::health_check_response::ServingStatus;

@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::Address;
-
-use crate::cache::{Slot, slot};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
+
+use crate::cache::{Slot, slot};
 
 pub mod exchanger;
 mod proxy;
@@ -229,8 +229,9 @@ enum Budget {
 
 /// Domains whose budget, concurrency or catch-all answer is held at once.
 const DOMAINS_KEPT: u64 = 100_000;
-/// Addresses whose probe's answer is kept (about 150 bytes each).
-const ANSWERS_KEPT: u64 = 200_000;
+/// Addresses whose probe's answer is kept (about 300 bytes each with the
+/// cache's own: 30 MB at most).
+const ANSWERS_KEPT: u64 = 100_000;
 
 /// Probes within their limits: the never-probe list, a budget and a
 /// concurrency per domain, public exchangers only unless allowed; a
@@ -361,6 +362,14 @@ impl Prober {
         if let Some(said) = &self.said {
             said.invalidate_all();
         }
+    }
+
+    /// How many people's answers are kept.
+    pub fn held(&self) -> u64 {
+        self.said.as_ref().map_or(0, |said| {
+            said.run_pending_tasks();
+            said.entry_count()
+        })
     }
 
     /// What the domain's exchangers (`exchangers`: name and addresses,

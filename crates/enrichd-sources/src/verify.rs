@@ -133,14 +133,14 @@ impl Verifier {
         })
     }
 
-    /// Probes mailboxes over SMTP as `config` says (when it is on), with
-    /// the per-domain budget shared through `cluster` when there is one.
     /// The mailbox prober, when `[smtp]` is on (an erasure drops what it
     /// keeps of the person).
     pub fn prober(&self) -> Option<Arc<crate::smtp::Prober>> {
         self.smtp.clone()
     }
 
+    /// Probes mailboxes over SMTP as `config` says (when it is on), with
+    /// the per-domain budget shared through `cluster` when there is one.
     pub fn with_smtp(
         mut self,
         config: &crate::smtp::SmtpConfig,
