@@ -76,6 +76,24 @@ fn smtp_of(answer: &pb::EnrichResponse) -> Option<pb::SmtpCheck> {
     }
 }
 
+/// A privacy officer's requests about `email`.
+fn access(email: &str) -> pb::AccessRequest {
+    pb::AccessRequest {
+        identifier: Some(pb::access_request::Identifier::Email(email.into())),
+        reference: "DSR-S".into(),
+        ..Default::default()
+    }
+}
+
+fn erasure(email: &str) -> pb::EraseRequest {
+    pb::EraseRequest {
+        identifier: Some(pb::erase_request::Identifier::Email(email.into())),
+        kind: pb::erase_request::Kind::Erasure.into(),
+        reference: "DSR-S".into(),
+        ..Default::default()
+    }
+}
+
 /// `app`'s answer for alice@mail.test.
 async fn alice(app: &TestApp) -> pb::EnrichResponse {
     app.client()
@@ -128,11 +146,6 @@ async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed
     assert_eq!(seen.lock().unwrap().connections, asked, "not asked again");
     // What is kept is the person's: their access report shows it, and
     // their erasure removes it.
-    let access = |email: &str| pb::AccessRequest {
-        identifier: Some(pb::access_request::Identifier::Email(email.into())),
-        reference: "DSR-S".into(),
-        ..Default::default()
-    };
     let mut officer = on.client().await;
     let report = officer
         .access(access("alice@mail.test"))
@@ -208,16 +221,7 @@ async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed
         "no probe while off"
     );
 
-    let erased = officer
-        .erase(pb::EraseRequest {
-            identifier: Some(pb::erase_request::Identifier::Email(
-                "alice@mail.test".into(),
-            )),
-            kind: pb::erase_request::Kind::Erasure.into(),
-            reference: "DSR-S".into(),
-            ..Default::default()
-        })
-        .await;
+    let erased = officer.erase(erasure("alice@mail.test")).await;
     assert!(erased.is_ok(), "{erased:?}");
     let report = officer
         .access(access("alice@mail.test"))
@@ -278,17 +282,7 @@ async fn an_erasure_during_the_probe_leaves_nothing_of_its_answer() {
     // The call's MX lookup is held; the person is erased meanwhile.
     gate.arrived.notified().await;
     let mut officer = app.client().await;
-    officer
-        .erase(pb::EraseRequest {
-            identifier: Some(pb::erase_request::Identifier::Email(
-                "alice@mail.test".into(),
-            )),
-            kind: pb::erase_request::Kind::Erasure.into(),
-            reference: "DSR-R".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    officer.erase(erasure("alice@mail.test")).await.unwrap();
     // Then its lookups go on (the MX, then the exchanger's address), and
     // the exchanger is asked after the erasure.
     let releases = tokio::spawn(async move {
@@ -306,13 +300,7 @@ async fn an_erasure_during_the_probe_leaves_nothing_of_its_answer() {
     assert_eq!(running.seen.lock().unwrap().connections, 1, "it was asked");
     assert_eq!(app.enricher.kept_smtp_answers(), 0, "nothing kept");
     let report = officer
-        .access(pb::AccessRequest {
-            identifier: Some(pb::access_request::Identifier::Email(
-                "alice@mail.test".into(),
-            )),
-            reference: "DSR-R".into(),
-            ..Default::default()
-        })
+        .access(access("alice@mail.test"))
         .await
         .unwrap()
         .into_inner();
