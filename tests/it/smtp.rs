@@ -76,15 +76,20 @@ fn smtp_of(answer: &pb::EnrichResponse) -> Option<pb::SmtpCheck> {
     }
 }
 
-/// A privacy officer's requests about `email`.
-fn access(email: &str) -> pb::AccessRequest {
-    pb::AccessRequest {
+/// What the access report of `email` says is kept of its mailbox check.
+async fn kept_for(
+    officer: &mut pb::enrichment_client::EnrichmentClient<tonic::transport::Channel>,
+    email: &str,
+) -> Option<pb::SmtpCheck> {
+    let request = pb::AccessRequest {
         identifier: Some(pb::access_request::Identifier::Email(email.into())),
         reference: "DSR-S".into(),
         ..Default::default()
-    }
+    };
+    officer.access(request).await.unwrap().into_inner().smtp
 }
 
+/// A privacy officer's erasure of `email`.
 fn erasure(email: &str) -> pb::EraseRequest {
     pb::EraseRequest {
         identifier: Some(pb::erase_request::Identifier::Email(email.into())),
@@ -147,22 +152,17 @@ async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed
     // What is kept is the person's: their access report shows it, and
     // their erasure removes it.
     let mut officer = on.client().await;
-    let report = officer
-        .access(access("alice@mail.test"))
+    let kept = kept_for(&mut officer, "alice@mail.test")
         .await
-        .unwrap()
-        .into_inner();
-    let kept = report.smtp.expect("the kept answer");
+        .expect("the kept answer");
     assert_eq!(
         (kept.status(), kept.host.as_str()),
         (D::Deliverable, "mx.mail.test")
     );
-    let other = officer
-        .access(access("bob@mail.test"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(other.smtp.is_none(), "only the person's own");
+    assert!(
+        kept_for(&mut officer, "bob@mail.test").await.is_none(),
+        "only the person's own"
+    );
 
     let (answer, check) = ask("nobody@mail.test").await;
     assert_eq!((check.status(), check.code), (D::Undeliverable, 550));
@@ -223,12 +223,10 @@ async fn the_four_outcomes_reach_the_answer_and_nothing_is_probed_unless_allowed
 
     let erased = officer.erase(erasure("alice@mail.test")).await;
     assert!(erased.is_ok(), "{erased:?}");
-    let report = officer
-        .access(access("alice@mail.test"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(report.smtp.is_none(), "erased with the person");
+    assert!(
+        kept_for(&mut officer, "alice@mail.test").await.is_none(),
+        "erased with the person"
+    );
 }
 
 #[tokio::test]
@@ -299,12 +297,10 @@ async fn an_erasure_during_the_probe_leaves_nothing_of_its_answer() {
     );
     assert_eq!(running.seen.lock().unwrap().connections, 1, "it was asked");
     assert_eq!(app.enricher.kept_smtp_answers(), 0, "nothing kept");
-    let report = officer
-        .access(access("alice@mail.test"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(report.smtp.is_none(), "nothing kept of what it said");
+    assert!(
+        kept_for(&mut officer, "alice@mail.test").await.is_none(),
+        "nothing kept of what it said"
+    );
 }
 
 /// Waits (bounded) until the replica shares through Redis.
