@@ -50,7 +50,15 @@ timeout = "500ms"
         ("bomb", "text", ""),
         ("waf", "html", ""),
         ("nopresence", "html", "present = [\"profile-card\"]"),
-        ("deep", "html", ""),
+        // Read through a CSS selector: the page's tree is built, and bounded.
+        (
+            "deep",
+            "html",
+            "[source.extract]\nbio = { css = \"p.bio\" }",
+        ),
+        // Presence markers only: the page is never parsed as HTML, so its
+        // nesting costs nothing and does not matter.
+        ("deepmarked", "html", "present = [\"<div><div>\"]"),
         ("to-loopback", "text", ""),
         ("to-metadata", "text", ""),
         ("found", "json", "json_pointer = \"/user\""),
@@ -139,7 +147,8 @@ async fn every_hostile_site_ends_as_the_right_outcome() {
         )),
         Mock::given(path_regex("^/nopresence/")).respond_with(text(200, "<html>Welcome!</html>")),
         // 1 MiB of nested elements: minutes of html5ever's time, unbounded.
-        Mock::given(path_regex("^/deep/")).respond_with(text(200, &"<div>".repeat(200_000))),
+        Mock::given(path_regex("^/deep(marked)?/"))
+            .respond_with(text(200, &"<div>".repeat(200_000))),
         Mock::given(path_regex("^/to-loopback/")).respond_with(
             ResponseTemplate::new(302).insert_header("Location", "http://127.0.0.1:9/admin"),
         ),
@@ -185,6 +194,7 @@ async fn every_hostile_site_ends_as_the_right_outcome() {
         ("waf", Outcome::Error, "bot wall"),
         ("nopresence", Outcome::Error, "presence"),
         ("deep", Outcome::Error, "nests more than 512 elements"),
+        ("deepmarked", Outcome::Found, ""),
         ("to-loopback", Outcome::Blocked, "blocked"),
         ("to-metadata", Outcome::Blocked, "blocked"),
         ("unallowed", Outcome::Blocked, "blocked"),
@@ -209,7 +219,13 @@ async fn every_hostile_site_ends_as_the_right_outcome() {
     // Without Retry-After: retried once, then the source cools down (1 s first).
     assert_eq!(bare.retry_after, Some(Duration::from_secs(1).into()));
     assert!(bare.detail.contains("after 1 retries"), "{}", bare.detail);
-    assert_eq!(resp.profiles.len(), 1, "only the honest site is a finding");
+    let mut found: Vec<_> = resp.profiles.iter().map(|p| p.source_id.as_str()).collect();
+    found.sort_unstable();
+    assert_eq!(
+        found,
+        ["deepmarked", "found"],
+        "only the honest sites are findings"
+    );
 
     // Nothing ever reached the private targets of the redirects.
     let requests = server.received_requests().await.unwrap();

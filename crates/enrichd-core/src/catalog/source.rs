@@ -92,6 +92,24 @@ pub struct Extract {
     pub breaches: Option<BreachesExtract>,
 }
 
+impl Extract {
+    /// Whether any of it is a CSS selector, so the page must be parsed as
+    /// HTML: a source that only detects (status, markers) or reads with
+    /// regexes never builds the page's tree.
+    pub fn reads_markup(&self) -> bool {
+        let css = |l: &Locator| matches!(l, Locator::Css { .. });
+        self.fields.values().any(css)
+            || self.extra.values().any(css)
+            || self.accounts.as_ref().is_some_and(|a| {
+                css(&a.each)
+                    || [&a.platform, &a.url, &a.username]
+                        .into_iter()
+                        .flatten()
+                        .any(css)
+            })
+    }
+}
+
 /// What a pivot takes from a finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PivotFrom {

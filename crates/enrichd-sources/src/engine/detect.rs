@@ -9,7 +9,9 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use crate::fetch::Fetched;
 use enrichd_core::catalog::source::{BodyFormat, Detect};
 
-/// A response body, parsed per the source's declared format.
+/// A response body, parsed per the source's declared format. Detection
+/// leaves HTML as text: the tree is built only for a source that reads it
+/// with CSS selectors, and off the runtime's threads (`engine::http`).
 pub enum Parsed {
     Json(serde_json::Value),
     Html(scraper::Html),
@@ -90,11 +92,7 @@ pub fn detect(
             }
             Err(e) => return Verdict::Error(format!("invalid JSON: {e}")),
         },
-        BodyFormat::Html => match super::html::parse(&text) {
-            Ok(html) => Parsed::Html(html),
-            Err(why) => return Verdict::Error(why),
-        },
-        BodyFormat::Text => Parsed::Text,
+        BodyFormat::Html | BodyFormat::Text => Parsed::Text,
     };
     if let (Some(pointer), Parsed::Json(value)) = (&d.json_pointer, &parsed)
         && value
