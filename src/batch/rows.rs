@@ -260,6 +260,120 @@ fn unicode_text<R: std::io::Read>(input: R) -> encoding_rs_io::DecodeReaderBytes
         .build(input)
 }
 
+/// The next line of a list into `line` (without its `\n`): `Ok(())`, or
+/// the line's length in bytes when it is longer than a row may be (then it
+/// is skipped as it is read, never held: a file with no newline is one
+/// such line, however large); `None` at the end.
+fn next_line(
+    input: &mut impl BufRead,
+    line: &mut Vec<u8>,
+) -> std::io::Result<Option<Result<(), usize>>> {
+    line.clear();
+    let (mut read, mut any) = (0usize, false);
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        any = true;
+        let (text, used) = match buf.iter().position(|&b| b == b'\n') {
+            Some(end) => (&buf[..end], end + 1),
+            None => (buf, buf.len()),
+        };
+        read += text.len();
+        // One byte more for a `\r` before the newline.
+        if read <= MAX_ROW_BYTES + 1 {
+            line.extend_from_slice(text);
+        } else {
+            line.clear();
+        }
+        let ended = used > text.len();
+        input.consume(used);
+        if ended {
+            break;
+        }
+    }
+    let line_or_length = if read > MAX_ROW_BYTES + 1 {
+        Err(read)
+    } else {
+        Ok(())
+    };
+    Ok(any.then_some(line_or_length))
+}
+
+/// A CSV list's records, read by csv_core (the csv crate's own parser)
+/// into buffers of a bounded size: a record longer than that is skipped as
+/// it is read and comes out as its length alone. csv's reader grows a
+/// record to whatever the file holds (a 200 MB line took 760 MB).
+struct CsvRecords<R> {
+    core: csv_core::Reader,
+    input: R,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl<R: BufRead> CsvRecords<R> {
+    /// The most bytes of a record read before it is skipped: a row's cells
+    /// (`MAX_ROW_BYTES`, counted after reading) and as many again for
+    /// their quotes and delimiters, and a line ending.
+    const HELD: usize = 2 * MAX_ROW_BYTES + 2;
+
+    fn new(delimiter: u8, input: R) -> Self {
+        CsvRecords {
+            core: csv_core::ReaderBuilder::new().delimiter(delimiter).build(),
+            input,
+            // Each byte read writes at most one byte and ends at most one cell.
+            out: vec![0; Self::HELD],
+            ends: vec![0; Self::HELD + 1],
+        }
+    }
+
+    /// The next record's cells (rows may have fewer or more than the
+    /// header), or its length in bytes when it is too long; `None` at the end.
+    fn next(&mut self) -> std::io::Result<Option<Result<Vec<String>, usize>>> {
+        use csv_core::ReadRecordResult as Read;
+        let (mut read, mut written, mut ended) = (0, 0, 0);
+        let (mut spare_out, mut spare_ends) = ([0u8; 1024], [0usize; 256]);
+        loop {
+            let buf = self.input.fill_buf()?;
+            let held = read < Self::HELD;
+            let (result, used, out, ends) = if held {
+                // Never more than fits: an empty input would mean the end.
+                let room = buf.len().min(Self::HELD - read);
+                self.core.read_record(
+                    &buf[..room],
+                    &mut self.out[written..],
+                    &mut self.ends[ended..],
+                )
+            } else {
+                self.core.read_record(buf, &mut spare_out, &mut spare_ends)
+            };
+            self.input.consume(used);
+            read += used;
+            if held {
+                (written, ended) = (written + out, ended + ends);
+            }
+            match result {
+                Read::InputEmpty | Read::OutputFull | Read::OutputEndsFull => {}
+                Read::Record if !held => return Ok(Some(Err(read))),
+                Read::Record => {
+                    let mut start = 0;
+                    let cells = self.ends[..ended]
+                        .iter()
+                        .map(|&end| {
+                            let cell = cell_text(&self.out[start..end]);
+                            start = end;
+                            cell
+                        })
+                        .collect();
+                    return Ok(Some(Ok(cells)));
+                }
+                Read::End => return Ok(None),
+            }
+        }
+    }
+}
+
 /// The reader of a CSV list (rows may have fewer or more cells than the
 /// header).
 fn csv_reader<R: std::io::Read>(delimiter: u8, input: R) -> csv::Reader<R> {
@@ -334,14 +448,23 @@ pub fn read_rows_from(
     match format {
         // Lines as bytes: one that is not UTF-8 is read as Windows-1252,
         // as a CSV cell is, and stays that row's, not the run's, problem.
-        Format::Jsonl => BufReader::new(input)
-            .split(b'\n')
-            .enumerate()
-            .map(|(i, line)| {
+        Format::Jsonl => {
+            let mut input = BufReader::new(input);
+            let (mut rows, mut line) = (Vec::new(), Vec::new());
+            while let Some(read) = next_line(&mut input, &mut line)? {
+                let i = rows.len();
                 if max_rows.is_some_and(|max| i >= max) {
                     return Err(too_many(i));
                 }
-                let mut line = line?;
+                let number = i as u64 + 1;
+                if let Err(bytes) = read {
+                    rows.push(Row::new(
+                        number,
+                        Err(oversized(bytes)),
+                        serde_json::Map::new(),
+                    ));
+                    continue;
+                }
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
@@ -349,7 +472,8 @@ pub fn read_rows_from(
                 let number = i as u64 + 1;
                 if line.len() > MAX_ROW_BYTES {
                     let why = oversized(line.len());
-                    return Ok(Row::new(number, Err(why), serde_json::Map::new()));
+                    rows.push(Row::new(number, Err(why), serde_json::Map::new()));
+                    continue;
                 }
                 let parsed = serde_json::from_str::<Value>(&line);
                 let input = match &parsed {
@@ -373,9 +497,10 @@ pub fn read_rows_from(
                     }
                     Err(e) => Err(format!("not a JSON object: {e}")),
                 };
-                Ok(Row::new(number, identifier, input))
-            })
-            .collect(),
+                rows.push(Row::new(number, identifier, input));
+            }
+            Ok(rows)
+        }
         Format::Csv => {
             // The header line says how fields are separated: read first
             // (a decoder may hand it over a few bytes at a time), then put
@@ -385,8 +510,14 @@ pub fn read_rows_from(
             std::io::Read::take(&mut input, MAX_ROW_BYTES as u64).read_until(b'\n', &mut head)?;
             let delimiter = csv_delimiter(&head);
             let input = std::io::Read::chain(std::io::Cursor::new(head), input);
-            let mut reader = csv_reader(delimiter, input);
-            let original: Vec<String> = reader.byte_headers()?.iter().map(cell_text).collect();
+            let mut records = CsvRecords::new(delimiter, BufReader::new(input));
+            let original = match records.next()? {
+                None => Vec::new(),
+                Some(Ok(cells)) => cells,
+                Some(Err(bytes)) => anyhow::bail!(
+                    "{source}: the header is {bytes} bytes; a row holds at most {MAX_ROW_BYTES}"
+                ),
+            };
             let headers: Vec<String> = original.iter().map(|h| column_key(h)).collect();
             let find = |chosen: &Option<String>, names: &[&str]| -> Option<usize> {
                 match chosen {
@@ -409,17 +540,17 @@ pub fn read_rows_from(
                 );
             }
             let mut rows = Vec::new();
-            for (i, record) in reader.byte_records().enumerate() {
+            while let Some(record) = records.next()? {
+                let i = rows.len();
                 if max_rows.is_some_and(|max| i >= max) {
                     return Err(too_many(i));
                 }
                 let number = i as u64 + 1;
                 // Bounded as read and as text: a Windows-1252 byte may
                 // take three as UTF-8.
-                let record = record.map(|r| r.iter().map(cell_text).collect::<Vec<_>>());
-                if let Ok(cells) = &record {
-                    let bytes = cells.iter().map(String::len).sum::<usize>();
-                    if bytes > MAX_ROW_BYTES {
+                let cells = match record {
+                    Ok(cells) => cells,
+                    Err(bytes) => {
                         rows.push(Row::new(
                             number,
                             Err(oversized(bytes)),
@@ -427,28 +558,31 @@ pub fn read_rows_from(
                         ));
                         continue;
                     }
-                }
-                let input = record.as_ref().map_or_else(
-                    |_| serde_json::Map::new(),
-                    |r| {
-                        original
-                            .iter()
-                            .zip(r.iter())
-                            .map(|(h, v)| (h.clone(), Value::String(v.clone())))
-                            .collect()
-                    },
-                );
-                let cell = |r: &[String], column: Option<usize>| {
-                    column.and_then(|c| r.get(c)).map(String::to_owned)
                 };
-                let identifier = match record {
-                    Ok(r) if r.len() != headers.len() => Err(format!(
+                let bytes = cells.iter().map(String::len).sum::<usize>();
+                if bytes > MAX_ROW_BYTES {
+                    rows.push(Row::new(
+                        number,
+                        Err(oversized(bytes)),
+                        serde_json::Map::new(),
+                    ));
+                    continue;
+                }
+                let input = original
+                    .iter()
+                    .zip(cells.iter())
+                    .map(|(h, v)| (h.clone(), Value::String(v.clone())))
+                    .collect();
+                let cell =
+                    |column: Option<usize>| column.and_then(|c| cells.get(c)).map(String::as_str);
+                let identifier = if cells.len() == headers.len() {
+                    identifier(cell(email), cell(phone))
+                } else {
+                    Err(format!(
                         "{} columns where the header has {}",
-                        r.len(),
+                        cells.len(),
                         headers.len()
-                    )),
-                    Ok(r) => identifier(cell(&r, email).as_deref(), cell(&r, phone).as_deref()),
-                    Err(e) => Err(format!("unreadable CSV row: {e}")),
+                    ))
                 };
                 rows.push(Row::new(number, identifier, input));
             }
@@ -490,6 +624,80 @@ mod tests {
 
     fn csv_rows(list: &[u8]) -> Vec<Row> {
         rows_of(list, Format::Csv)
+    }
+
+    fn email_of(row: &Row) -> String {
+        match &row.identifier {
+            Ok(crate::proto::v1::enrich_request::Identifier::Email(e)) => e.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_row_too_long_is_its_own_error_and_the_list_goes_on() {
+        let long = "x".repeat(3 << 20);
+        let at_most = "a row holds at most 65536";
+        let jsonl =
+            format!("{{\"email\":\"a@example.com\"}}\n{long}\n{{\"email\":\"b@example.com\"}}");
+        let rows = rows_of(jsonl.as_bytes(), Format::Jsonl);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(email_of(&rows[0]), "a@example.com");
+        let why = rows[1].identifier.as_ref().unwrap_err();
+        assert!(
+            why.contains("the row is 3145728 bytes") && why.contains(at_most),
+            "{why}"
+        );
+        assert_eq!(email_of(&rows[2]), "b@example.com");
+        // Skipped as read, not held.
+        let mut line = Vec::new();
+        let text = format!("{long}\nnext");
+        let mut input = std::io::BufReader::new(text.as_bytes());
+        let read = super::next_line(&mut input, &mut line).unwrap();
+        assert_eq!(read, Some(Err(3 << 20)));
+        assert!(line.capacity() <= 2 * super::MAX_ROW_BYTES, "{}", line.capacity());
+        assert_eq!(super::next_line(&mut input, &mut line).unwrap(), Some(Ok(())));
+        assert_eq!(line, b"next");
+
+        // A quoted cell over many lines is one record, however long.
+        let lines = "y\n".repeat(1 << 20);
+        let csv = format!(
+            "email,note\na@example.com,\"{long}\"\nb@example.com,\"{lines}\"\nc@example.com,n\n"
+        );
+        let rows = csv_rows(csv.as_bytes());
+        assert_eq!(rows.len(), 3);
+        for (row, bytes) in [(&rows[0], long.len() + 17), (&rows[1], lines.len() + 17)] {
+            let why = row.identifier.as_ref().unwrap_err();
+            assert!(why.contains(&format!("the row is {bytes} bytes")), "{why}");
+        }
+        assert_eq!(email_of(&rows[2]), "c@example.com");
+    }
+
+    #[test]
+    fn a_row_of_the_most_bytes_a_row_may_hold_is_read() {
+        // Cells of 65536 bytes in all, with a delimiter, quotes, escaped
+        // quotes and a CRLF around them.
+        let email = "a@example.com";
+        let quotes = "\"".repeat(100);
+        let pad = "p".repeat(super::MAX_ROW_BYTES - email.len() - quotes.len());
+        let escaped = quotes.replace('"', "\"\"");
+        for (extra, fits) in [("", true), ("p", false)] {
+            let list = format!("email,pad\r\n{email},\"{escaped}{pad}{extra}\"\r\n");
+            let rows = csv_rows(list.as_bytes());
+            assert_eq!(rows.len(), 1);
+            if fits {
+                assert_eq!(email_of(&rows[0]), email);
+                assert_eq!(rows[0].input["pad"].as_str().unwrap().len(), 65536 - 13);
+            } else {
+                let why = rows[0].identifier.as_ref().unwrap_err();
+                assert!(why.contains("the row is 65537 bytes"), "{why}");
+            }
+            let jsonl = format!(
+                "{{\"email\":\"{email}\",\"p\":\"{}{extra}\"}}\r\n",
+                "p".repeat(super::MAX_ROW_BYTES - 19 - email.len())
+            );
+            let rows = rows_of(jsonl.as_bytes(), Format::Jsonl);
+            assert_eq!(rows[0].identifier.is_ok(), fits, "{:?}", rows[0].identifier);
+        }
     }
 
     #[test]
