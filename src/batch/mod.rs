@@ -20,7 +20,9 @@ use tonic::Status;
 use crate::proto::v1 as pb;
 
 use checkpoint::{Checkpoint, checkpoint_path, resume};
-pub use rows::{Columns, Format, Row, list_dialect, read_rows, read_rows_from};
+pub use rows::{
+    Columns, Format, Row, RowReader, count_rows, list_dialect, read_rows, read_rows_from,
+};
 use summary::code_name;
 pub use summary::{Summary, outcome_of};
 
@@ -110,6 +112,38 @@ pub struct Run {
     pub window: usize,
 }
 
+/// A row's number, its input and its request.
+type Ready = (u64, serde_json::Map<String, Value>, pb::EnrichRequest);
+
+/// The rows still to send, read as they are sent.
+struct Feed<'a> {
+    rows: RowReader<'static>,
+    /// Rows a previous run answered.
+    done: std::collections::HashSet<u64>,
+    template: &'a pb::EnrichRequest,
+}
+
+impl Feed<'_> {
+    /// The next row to send, with its input; `None` when none is left.
+    /// The invalid rows on the way are given to `invalid`, as lines.
+    fn next_request(
+        &mut self,
+        mut invalid: impl FnMut(Value) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Option<Ready>> {
+        for row in self.rows.by_ref() {
+            let row = row?;
+            if self.done.contains(&row.number) {
+                continue;
+            }
+            match row.request(self.template) {
+                Some(request) => return Ok(Some((row.number, row.input, request))),
+                None => invalid(invalid_row_line(&row))?,
+            }
+        }
+        Ok(None)
+    }
+}
+
 impl Run {
     /// Runs the list. `start` turns a stream of requests into answers.
     pub async fn execute(
@@ -120,12 +154,15 @@ impl Run {
         interrupt: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<Summary> {
         let started = crate::clock::Stopwatch::start();
-        let rows = read_rows(&self.input, Format::of(&self.input), &self.columns)?;
+        // The list is read twice, a row at a time: counted first (for the
+        // checkpoint and the progress bar), then sent.
+        let format = Format::of(&self.input);
+        let rows_in = count_rows(&self.input, format, &self.columns)?;
         let checkpoint = Checkpoint {
             input: std::fs::canonicalize(&self.input).unwrap_or_else(|_| self.input.clone()),
             input_bytes: std::fs::metadata(&self.input)?.len(),
             purpose: self.template.purpose.clone(),
-            rows: rows.len() as u64,
+            rows: rows_in,
         };
         let cp_path = checkpoint_path(&self.output);
         let fresh = !self.output.exists();
@@ -147,13 +184,14 @@ impl Run {
             false,
         )?;
         let mut summary = Summary {
-            rows_in: rows.len() as u64,
+            rows_in,
             ..Summary::default()
         };
         let (mut out, done) = resume(&self.output, |line| summary.count(line))?;
+        let resumed_at = out.metadata()?.len();
         summary.already_done = done.len() as u64;
         let bar = if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(rows.len() as u64);
+            let bar = indicatif::ProgressBar::new(rows_in);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
                     "{bar:30} {pos}/{len} rows · {per_sec} · ETA {eta} · {msg}",
@@ -194,46 +232,35 @@ impl Run {
             Ok(())
         };
 
-        // Invalid rows are answered here (written once the first answer
-        // shows the run itself is accepted); the rest go to the pipeline.
+        // Invalid rows are answered here, as they are read; the rest go to
+        // the pipeline, at most `window` ahead of their answers: a transport
+        // that reads the whole request stream at once (in process, or a
+        // large HTTP/2 window) still has only `window` rows started, so
+        // Ctrl-C stops within the rows in flight.
         let mut finished = done.len() as u64;
-        let mut requests = Vec::new();
-        let mut held = Vec::new();
+        let mut answered = 0_u64;
+        let mut feed = Feed {
+            rows: read_rows(&self.input, format, &self.columns)?,
+            done,
+            template: &self.template,
+        };
         let mut inputs = std::collections::HashMap::new();
-        for row in rows.into_iter().filter(|r| !done.contains(&r.number)) {
-            match row.request(&self.template) {
-                None => {
-                    let line = invalid_row_line(&row);
-                    summary.count(&line);
-                    held.push(line);
-                    finished += 1;
-                }
-                Some(request) => {
-                    inputs.insert(row.number, row.input);
-                    requests.push(request);
-                }
-            }
-        }
-        if requests.is_empty() {
-            for line in held.drain(..) {
-                write(line)?;
-            }
-        }
-        progress(&summary, finished);
-
-        // Requests go out as answers come back, at most `window` ahead: a
-        // transport that reads the whole request stream at once (in process,
-        // or a large HTTP/2 window) still has only `window` rows started,
-        // so Ctrl-C stops within the rows in flight.
-        let window = self.window.max(1);
         let (feed_tx, feed_rx) = tokio::sync::mpsc::unbounded_channel::<pb::EnrichRequest>();
-        let mut queue: std::collections::VecDeque<pb::EnrichRequest> = requests.into();
-        for request in queue.drain(..window.min(queue.len())) {
+        let window = self.window.max(1);
+        while inputs.len() < window
+            && let Some((number, input, request)) = feed.next_request(|line| {
+                summary.count(&line);
+                finished += 1;
+                write(line)
+            })?
+        {
+            inputs.insert(number, input);
             let _ = feed_tx.send(request);
         }
+        progress(&summary, finished);
         // Dropped (closing the stream) when no request is left to send or
         // the run is interrupted.
-        let mut feed = (!queue.is_empty()).then_some(feed_tx);
+        let mut feed_tx = (inputs.len() == window).then_some(feed_tx);
         let requests = tokio_stream::wrappers::UnboundedReceiverStream::new(feed_rx);
         let mut answers = start(Box::pin(requests)).await?;
         tokio::pin!(interrupt);
@@ -243,16 +270,25 @@ impl Run {
                 () = &mut interrupt, if !interrupted => {
                     // Stop sending; the requests in flight still finish and are written.
                     interrupted = true;
-                    feed = None;
+                    feed_tx = None;
                     bar.println("interrupted: finishing the rows in flight");
                 }
                 next = answers.next() => match next {
                     Some(Ok(answer)) => {
                         if let Some(err) = answer.error.as_ref().filter(|e| refuses_the_run(e.code)) {
                             bar.abandon();
-                            if fresh && finished == summary.already_done + held.len() as u64 {
-                                let _ = std::fs::remove_file(&self.output);
-                                let _ = std::fs::remove_file(&cp_path);
+                            // Nothing of a run refused at its first answer
+                            // stays (the invalid rows' lines are taken back).
+                            if answered == 0 {
+                                if fresh {
+                                    let _ = std::fs::remove_file(&self.output);
+                                    let _ = std::fs::remove_file(&cp_path);
+                                } else {
+                                    std::fs::OpenOptions::new()
+                                        .write(true)
+                                        .open(&self.output)?
+                                        .set_len(resumed_at)?;
+                                }
                             }
                             return Err(RunRefused {
                                 code: code_name(err.code).to_owned(),
@@ -270,16 +306,19 @@ impl Run {
                             }
                             .into());
                         }
-                        for line in held.drain(..) {
-                            write(line)?;
-                        }
                         // One answer in, one more request out.
-                        if let Some(sender) = &feed {
-                            match queue.pop_front() {
-                                Some(next) => {
-                                    let _ = sender.send(next);
+                        if let Some(sender) = &feed_tx {
+                            let next = feed.next_request(|line| {
+                                summary.count(&line);
+                                finished += 1;
+                                write(line)
+                            })?;
+                            match next {
+                                Some((number, input, request)) => {
+                                    inputs.insert(number, input);
+                                    let _ = sender.send(request);
                                 }
-                                None => feed = None,
+                                None => feed_tx = None,
                             }
                         }
                         let row: u64 = answer.request_id.parse().unwrap_or(0);
@@ -288,6 +327,7 @@ impl Run {
                         summary.count(&line);
                         write(line)?;
                         finished += 1;
+                        answered += 1;
                         progress(&summary, finished);
                     }
                     Some(Err(status)) => {

@@ -165,12 +165,17 @@ fn shown(headers: &[String]) -> String {
     shown.join(", ")
 }
 
-/// Reads every row of the input (rows are small; a million fit in memory
-/// as identifiers, and reading ahead lets the bar show a total).
-pub fn read_rows(path: &Path, format: Format, columns: &Columns) -> anyhow::Result<Vec<Row>> {
+/// The rows of the list at `path`, read one at a time as they are taken:
+/// a list of any length is held a row at a time (a million rows read whole
+/// took 1.3 GB).
+pub fn read_rows(
+    path: &Path,
+    format: Format,
+    columns: &Columns,
+) -> anyhow::Result<RowReader<'static>> {
     let file =
         File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-    read_rows_from(
+    RowReader::new(
         file,
         &path.display().to_string(),
         format,
@@ -178,6 +183,11 @@ pub fn read_rows(path: &Path, format: Format, columns: &Columns) -> anyhow::Resu
         "--email-column or --phone-column",
         None,
     )
+}
+
+/// How many rows the list at `path` has, read as `read_rows` reads them.
+pub fn count_rows(path: &Path, format: Format, columns: &Columns) -> anyhow::Result<u64> {
+    read_rows(path, format, columns)?.try_fold(0, |n, row| row.map(|_| n + 1))
 }
 
 /// The most bytes one row may hold (a CSV record, an NDJSON line): a row is
@@ -429,10 +439,10 @@ pub fn refuse_more_than(
     Ok(())
 }
 
-/// `read_rows` over any reader; `source` names it in errors, `choose` says
-/// how a caller names the identifier column. With `max_rows`, the reading
-/// stops at the first row past it: a list too long is refused without
-/// being held whole.
+/// `read_rows` over any reader, whole; `source` names it in errors,
+/// `choose` says how a caller names the identifier column. With
+/// `max_rows`, the reading stops at the first row past it: a list too long
+/// is refused without being held whole.
 pub fn read_rows_from(
     input: impl std::io::Read,
     source: &str,
@@ -441,154 +451,222 @@ pub fn read_rows_from(
     choose: &str,
     max_rows: Option<usize>,
 ) -> anyhow::Result<Vec<Row>> {
-    let input = unicode_text(input);
-    let too_many = |max: usize| too_many_rows(source, max);
-    let oversized =
-        |bytes: usize| format!("the row is {bytes} bytes; a row holds at most {MAX_ROW_BYTES}");
-    match format {
-        // Lines as bytes: one that is not UTF-8 is read as Windows-1252,
-        // as a CSV cell is, and stays that row's, not the run's, problem.
-        Format::Jsonl => {
-            let mut input = BufReader::new(input);
-            let (mut rows, mut line) = (Vec::new(), Vec::new());
-            while let Some(read) = next_line(&mut input, &mut line)? {
-                let i = rows.len();
-                if max_rows.is_some_and(|max| i >= max) {
-                    return Err(too_many(i));
-                }
-                let number = i as u64 + 1;
-                if let Err(bytes) = read {
-                    rows.push(Row::new(
-                        number,
-                        Err(oversized(bytes)),
-                        serde_json::Map::new(),
-                    ));
-                    continue;
-                }
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                let line = cell_text(&line);
-                let number = i as u64 + 1;
-                if line.len() > MAX_ROW_BYTES {
-                    let why = oversized(line.len());
-                    rows.push(Row::new(number, Err(why), serde_json::Map::new()));
-                    continue;
-                }
-                let parsed = serde_json::from_str::<Value>(&line);
-                let input = match &parsed {
-                    Ok(Value::Object(m)) => m.clone(),
-                    _ => serde_json::Map::new(),
+    RowReader::new(input, source, format, columns, choose, max_rows)?.collect()
+}
+
+/// A list's rows, read as they are taken (an `Iterator`); the first error
+/// (reading the input, or a row past `max_rows`) ends it.
+pub struct RowReader<'a> {
+    source: String,
+    max_rows: Option<usize>,
+    read: usize,
+    failed: bool,
+    list: List<'a>,
+}
+
+enum List<'a> {
+    Jsonl {
+        input: Box<dyn BufRead + 'a>,
+        line: Vec<u8>,
+        columns: Columns,
+    },
+    Csv {
+        records: Box<CsvRecords<Box<dyn BufRead + 'a>>>,
+        /// The header's names, as written.
+        original: Vec<String>,
+        email: Option<usize>,
+        phone: Option<usize>,
+    },
+}
+
+fn oversized(bytes: usize) -> String {
+    format!("the row is {bytes} bytes; a row holds at most {MAX_ROW_BYTES}")
+}
+
+impl<'a> RowReader<'a> {
+    /// Starts reading: a CSV list's header is read (and refused when it
+    /// names no identifier column) before any row.
+    pub fn new(
+        input: impl std::io::Read + 'a,
+        source: &str,
+        format: Format,
+        columns: &Columns,
+        choose: &str,
+        max_rows: Option<usize>,
+    ) -> anyhow::Result<Self> {
+        let input = unicode_text(input);
+        let list = match format {
+            Format::Jsonl => List::Jsonl {
+                input: Box::new(BufReader::new(input)),
+                line: Vec::new(),
+                columns: columns.clone(),
+            },
+            Format::Csv => {
+                // The header line says how fields are separated: read first
+                // (a decoder may hand it over a few bytes at a time), then
+                // put back in front of the rest.
+                let mut input = BufReader::with_capacity(MAX_ROW_BYTES, input);
+                let mut head = Vec::new();
+                std::io::Read::take(&mut input, MAX_ROW_BYTES as u64)
+                    .read_until(b'\n', &mut head)?;
+                let delimiter = csv_delimiter(&head);
+                let input = std::io::Read::chain(std::io::Cursor::new(head), input);
+                let mut records: CsvRecords<Box<dyn BufRead + 'a>> =
+                    CsvRecords::new(delimiter, Box::new(BufReader::new(input)));
+                let original = match records.next()? {
+                    None => Vec::new(),
+                    Some(Ok(cells)) => cells,
+                    Some(Err(bytes)) => anyhow::bail!(
+                        "{source}: the header is {bytes} bytes; a row holds at most {MAX_ROW_BYTES}"
+                    ),
                 };
-                let identifier = match parsed {
-                    Ok(v) => {
-                        let field = |names: &[&str], chosen: &Option<String>| {
-                            let object = v.as_object()?;
-                            match chosen {
-                                Some(c) => named(object, &[column_key(c).as_str()]),
-                                None => named(object, names),
-                            }
-                            .map(str::to_owned)
-                        };
-                        identifier(
-                            field(EMAIL_NAMES, &columns.email).as_deref(),
-                            field(PHONE_NAMES, &columns.phone).as_deref(),
-                        )
-                    }
-                    Err(e) => Err(format!("not a JSON object: {e}")),
-                };
-                rows.push(Row::new(number, identifier, input));
-            }
-            Ok(rows)
-        }
-        Format::Csv => {
-            // The header line says how fields are separated: read first
-            // (a decoder may hand it over a few bytes at a time), then put
-            // back in front of the rest.
-            let mut input = BufReader::with_capacity(MAX_ROW_BYTES, input);
-            let mut head = Vec::new();
-            std::io::Read::take(&mut input, MAX_ROW_BYTES as u64).read_until(b'\n', &mut head)?;
-            let delimiter = csv_delimiter(&head);
-            let input = std::io::Read::chain(std::io::Cursor::new(head), input);
-            let mut records = CsvRecords::new(delimiter, BufReader::new(input));
-            let original = match records.next()? {
-                None => Vec::new(),
-                Some(Ok(cells)) => cells,
-                Some(Err(bytes)) => anyhow::bail!(
-                    "{source}: the header is {bytes} bytes; a row holds at most {MAX_ROW_BYTES}"
-                ),
-            };
-            let headers: Vec<String> = original.iter().map(|h| column_key(h)).collect();
-            let find = |chosen: &Option<String>, names: &[&str]| -> Option<usize> {
-                match chosen {
-                    Some(c) => headers.iter().position(|h| *h == column_key(c)),
-                    None => headers.iter().position(|h| names.contains(&h.as_str())),
-                }
-            };
-            if headers.len() > MAX_HEADER_COLUMNS {
-                anyhow::bail!(
-                    "{source}: the header names {} columns; a list has at most {MAX_HEADER_COLUMNS}",
-                    headers.len()
-                );
-            }
-            let email = find(&columns.email, EMAIL_NAMES);
-            let phone = find(&columns.phone, PHONE_NAMES);
-            if email.is_none() && phone.is_none() {
-                anyhow::bail!(
-                    "{source}: no email or phone column in the header ({}); name one with {choose}",
-                    shown(&original)
-                );
-            }
-            let mut rows = Vec::new();
-            while let Some(record) = records.next()? {
-                let i = rows.len();
-                if max_rows.is_some_and(|max| i >= max) {
-                    return Err(too_many(i));
-                }
-                let number = i as u64 + 1;
-                // Bounded as read and as text: a Windows-1252 byte may
-                // take three as UTF-8.
-                let cells = match record {
-                    Ok(cells) => cells,
-                    Err(bytes) => {
-                        rows.push(Row::new(
-                            number,
-                            Err(oversized(bytes)),
-                            serde_json::Map::new(),
-                        ));
-                        continue;
+                let headers: Vec<String> = original.iter().map(|h| column_key(h)).collect();
+                let find = |chosen: &Option<String>, names: &[&str]| -> Option<usize> {
+                    match chosen {
+                        Some(c) => headers.iter().position(|h| *h == column_key(c)),
+                        None => headers.iter().position(|h| names.contains(&h.as_str())),
                     }
                 };
-                let bytes = cells.iter().map(String::len).sum::<usize>();
-                if bytes > MAX_ROW_BYTES {
-                    rows.push(Row::new(
-                        number,
-                        Err(oversized(bytes)),
-                        serde_json::Map::new(),
-                    ));
-                    continue;
-                }
-                let input = original
-                    .iter()
-                    .zip(cells.iter())
-                    .map(|(h, v)| (h.clone(), Value::String(v.clone())))
-                    .collect();
-                let cell =
-                    |column: Option<usize>| column.and_then(|c| cells.get(c)).map(String::as_str);
-                let identifier = if cells.len() == headers.len() {
-                    identifier(cell(email), cell(phone))
-                } else {
-                    Err(format!(
-                        "{} columns where the header has {}",
-                        cells.len(),
+                if headers.len() > MAX_HEADER_COLUMNS {
+                    anyhow::bail!(
+                        "{source}: the header names {} columns; a list has at most {MAX_HEADER_COLUMNS}",
                         headers.len()
-                    ))
-                };
-                rows.push(Row::new(number, identifier, input));
+                    );
+                }
+                let email = find(&columns.email, EMAIL_NAMES);
+                let phone = find(&columns.phone, PHONE_NAMES);
+                if email.is_none() && phone.is_none() {
+                    anyhow::bail!(
+                        "{source}: no email or phone column in the header ({}); name one with {choose}",
+                        shown(&original)
+                    );
+                }
+                List::Csv {
+                    records: Box::new(records),
+                    original,
+                    email,
+                    phone,
+                }
             }
-            Ok(rows)
-        }
+        };
+        Ok(RowReader {
+            source: source.to_owned(),
+            max_rows,
+            read: 0,
+            failed: false,
+            list,
+        })
     }
+
+    fn next_row(&mut self) -> anyhow::Result<Option<Row>> {
+        let number = self.read as u64 + 1;
+        let row = match &mut self.list {
+            List::Jsonl {
+                input,
+                line,
+                columns,
+            } => match next_line(input, line)? {
+                None => return Ok(None),
+                Some(Err(bytes)) => Row::new(number, Err(oversized(bytes)), serde_json::Map::new()),
+                Some(Ok(())) => jsonl_row(number, line, columns),
+            },
+            List::Csv {
+                records,
+                original,
+                email,
+                phone,
+            } => match records.next()? {
+                None => return Ok(None),
+                Some(Err(bytes)) => Row::new(number, Err(oversized(bytes)), serde_json::Map::new()),
+                Some(Ok(cells)) => csv_row(number, cells, original, *email, *phone),
+            },
+        };
+        if self.max_rows.is_some_and(|max| self.read >= max) {
+            return Err(too_many_rows(&self.source, self.read));
+        }
+        self.read += 1;
+        Ok(Some(row))
+    }
+}
+
+impl Iterator for RowReader<'_> {
+    type Item = anyhow::Result<Row>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let next = self.next_row().transpose();
+        self.failed = matches!(next, Some(Err(_)));
+        next
+    }
+}
+
+/// One NDJSON line as a row. Lines as bytes: one that is not UTF-8 is read
+/// as Windows-1252, as a CSV cell is, and stays that row's, not the run's,
+/// problem.
+fn jsonl_row(number: u64, line: &mut Vec<u8>, columns: &Columns) -> Row {
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    let line = cell_text(line);
+    if line.len() > MAX_ROW_BYTES {
+        return Row::new(number, Err(oversized(line.len())), serde_json::Map::new());
+    }
+    let parsed = serde_json::from_str::<Value>(&line);
+    let identifier = match &parsed {
+        Ok(v) => {
+            let field = |names: &[&str], chosen: &Option<String>| {
+                let object = v.as_object()?;
+                match chosen {
+                    Some(c) => named(object, &[column_key(c).as_str()]),
+                    None => named(object, names),
+                }
+            };
+            identifier(
+                field(EMAIL_NAMES, &columns.email),
+                field(PHONE_NAMES, &columns.phone),
+            )
+        }
+        Err(e) => Err(format!("not a JSON object: {e}")),
+    };
+    let input = match parsed {
+        Ok(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    Row::new(number, identifier, input)
+}
+
+/// One CSV record as a row, its cells named by the header's columns.
+fn csv_row(
+    number: u64,
+    cells: Vec<String>,
+    original: &[String],
+    email: Option<usize>,
+    phone: Option<usize>,
+) -> Row {
+    // Bounded as read and as text: a Windows-1252 byte may take three as
+    // UTF-8.
+    let bytes = cells.iter().map(String::len).sum::<usize>();
+    if bytes > MAX_ROW_BYTES {
+        return Row::new(number, Err(oversized(bytes)), serde_json::Map::new());
+    }
+    let cell = |column: Option<usize>| column.and_then(|c| cells.get(c)).map(String::as_str);
+    let identifier = if cells.len() == original.len() {
+        identifier(cell(email), cell(phone))
+    } else {
+        Err(format!(
+            "{} columns where the header has {}",
+            cells.len(),
+            original.len()
+        ))
+    };
+    let input = original
+        .iter()
+        .cloned()
+        .zip(cells.into_iter().map(Value::String))
+        .collect();
+    Row::new(number, identifier, input)
 }
 
 #[cfg(test)]
@@ -654,8 +732,15 @@ mod tests {
         let mut input = std::io::BufReader::new(text.as_bytes());
         let read = super::next_line(&mut input, &mut line).unwrap();
         assert_eq!(read, Some(Err(3 << 20)));
-        assert!(line.capacity() <= 2 * super::MAX_ROW_BYTES, "{}", line.capacity());
-        assert_eq!(super::next_line(&mut input, &mut line).unwrap(), Some(Ok(())));
+        assert!(
+            line.capacity() <= 2 * super::MAX_ROW_BYTES,
+            "{}",
+            line.capacity()
+        );
+        assert_eq!(
+            super::next_line(&mut input, &mut line).unwrap(),
+            Some(Ok(()))
+        );
         assert_eq!(line, b"next");
 
         // A quoted cell over many lines is one record, however long.
@@ -670,6 +755,32 @@ mod tests {
             assert!(why.contains(&format!("the row is {bytes} bytes")), "{why}");
         }
         assert_eq!(email_of(&rows[2]), "c@example.com");
+    }
+
+    #[test]
+    fn rows_are_read_as_they_are_taken() {
+        // A list that never ends, and says so if read past 1 MiB.
+        struct Endless(usize);
+        impl std::io::Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let row = b"someone@example.com\n";
+                let n = buf.len().min(row.len());
+                buf[..n].copy_from_slice(&row[..n]);
+                self.0 += n;
+                assert!(self.0 < 1 << 20, "the list was read ahead of its rows");
+                Ok(n)
+            }
+        }
+        for format in [Format::Csv, Format::Jsonl] {
+            let head: &[u8] = match format {
+                Format::Csv => b"email\n",
+                Format::Jsonl => b"",
+            };
+            let list = std::io::Read::chain(head, Endless(0));
+            let rows = super::RowReader::new(list, "list", format, &Columns::default(), "", None);
+            let taken = rows.unwrap().take(1000).count();
+            assert_eq!(taken, 1000);
+        }
     }
 
     #[test]

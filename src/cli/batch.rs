@@ -158,7 +158,7 @@ pub(crate) fn slow_budget_note(config: &Config, args: &BatchArgs) -> anyhow::Res
     else {
         return Ok(());
     };
-    let rows = crate::batch::read_rows(
+    let rows = crate::batch::count_rows(
         &args.input,
         crate::batch::Format::of(&args.input),
         &crate::batch::Columns {
@@ -166,8 +166,7 @@ pub(crate) fn slow_budget_note(config: &Config, args: &BatchArgs) -> anyhow::Res
             phone: args.phone_column.clone(),
         },
     )
-    .map(|r| r.len())
-    .unwrap_or(0);
+    .unwrap_or(0) as usize;
     let rate = slowest.limits.rate_limit;
     let beyond = rows.saturating_sub(rate.burst as usize) as f64;
     let seconds = beyond / rate.per_second.max(f64::MIN_POSITIVE);

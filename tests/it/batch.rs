@@ -348,7 +348,10 @@ fn a_run_refused_as_a_whole_writes_nothing_and_names_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("list.csv");
     let mut rows = String::from("email,customer_id\n");
-    for i in 0..50 {
+    // Invalid rows first and last: the first is read (and its line
+    // written) before the refusal comes, and taken back with the rest.
+    rows.push_str("not-an-address,C0\n");
+    for i in 1..50 {
         rows.push_str(&format!("p{i}@example.test,C{i}\n"));
     }
     rows.push_str("not-an-address,C50\n");
@@ -388,7 +391,11 @@ fn a_run_refused_as_a_whole_writes_nothing_and_names_the_flag() {
     assert!(done.status.success(), "{err}");
     assert!(!err.contains("interrupted"), "{err}");
     let lines = std::fs::read_to_string(&output).unwrap();
-    assert_eq!(lines.lines().count(), 51, "every row once, the bad one too");
+    assert_eq!(
+        lines.lines().count(),
+        51,
+        "every row once, the bad ones too"
+    );
     // Each line carries its row's columns, the bad row's too.
     for line in lines.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
