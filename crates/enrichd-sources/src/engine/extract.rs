@@ -191,32 +191,36 @@ fn typed(field: Field, text: String) -> Option<Value> {
 
 fn accounts(a: &AccountsExtract, parsed: &Parsed, raw: &str) -> Vec<AccountHit> {
     let selector = a.each.describe();
-    let hit = |platform, url, username| AccountHit {
-        platform,
-        url,
-        username,
-        selector: selector.clone(),
+    // An account is a link or a name; the first `MAX_ACCOUNTS` are kept,
+    // and nothing is made for the items after them.
+    let hit = |platform, url: Option<String>, username: Option<String>| {
+        (url.is_some() || username.is_some()).then(|| AccountHit {
+            platform,
+            url,
+            username,
+            selector: selector.clone(),
+        })
     };
     match (&a.each, parsed) {
         (Locator::Json(p), Parsed::Json(v)) => {
             let items = v
                 .pointer(p)
                 .and_then(|v| v.as_array())
-                .cloned()
-                .unwrap_or_default();
+                .map_or(&[][..], Vec::as_slice);
             let sub = |l: &Option<Locator>, item: &serde_json::Value| match l {
                 Some(Locator::Json(p)) => item.pointer(p).and_then(json_text),
                 _ => None,
             };
             items
                 .iter()
-                .map(|item| {
+                .filter_map(|item| {
                     hit(
                         sub(&a.platform, item),
                         sub(&a.url, item),
                         sub(&a.username, item),
                     )
                 })
+                .take(MAX_ACCOUNTS)
                 .collect()
         }
         (Locator::Css { selector: each, .. }, Parsed::Html(html)) => {
@@ -228,13 +232,14 @@ fn accounts(a: &AccountsExtract, parsed: &Parsed, raw: &str) -> Vec<AccountHit> 
                 _ => None,
             };
             html.select(each)
-                .map(|el| hit(sub(&a.platform, el), sub(&a.url, el), sub(&a.username, el)))
+                .filter_map(|el| hit(sub(&a.platform, el), sub(&a.url, el), sub(&a.username, el)))
+                .take(MAX_ACCOUNTS)
                 .collect()
         }
         (Locator::Regex { regex, group }, _) => regex
             .captures_iter(raw)
             .filter_map(|c| c.get(*group))
-            .map(|m| {
+            .filter_map(|m| {
                 let text = clean(m.as_str());
                 let sub = |l: &Option<Locator>| match l {
                     Some(Locator::Item { .. }) => text.clone(),
@@ -246,13 +251,10 @@ fn accounts(a: &AccountsExtract, parsed: &Parsed, raw: &str) -> Vec<AccountHit> 
                 };
                 hit(sub(&a.platform), sub(&a.url), sub(&a.username))
             })
+            .take(MAX_ACCOUNTS)
             .collect(),
         _ => Vec::new(),
     }
-    .into_iter()
-    .filter(|h| h.url.is_some() || h.username.is_some())
-    .take(MAX_ACCOUNTS)
-    .collect()
 }
 
 pub fn extract(e: &Extract, parsed: &Parsed, raw: &str) -> Extracted {
