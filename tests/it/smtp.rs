@@ -382,4 +382,17 @@ async fn two_replicas_keep_to_one_probe_budget_per_domain_and_share_catch_all_do
         3,
         "a known catch-all domain is not asked again"
     );
+
+    // An erasure on B reaches what A keeps of the person's mailbox.
+    let kept = a.enricher.kept_smtp_answers();
+    assert!(kept >= 1, "A keeps what alice's exchanger said");
+    b.client()
+        .await
+        .erase(erasure("alice@mail.test"))
+        .await
+        .unwrap();
+    common::eventually("A drops what it kept of alice's mailbox", || async {
+        (a.enricher.kept_smtp_answers() == kept - 1).then_some(())
+    })
+    .await;
 }
