@@ -49,13 +49,8 @@ pub fn write_table(
     csv: &std::path::Path,
     dialect: table::Dialect,
 ) -> anyhow::Result<()> {
-    use std::io::BufRead;
     let file = std::fs::File::open(output)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", output.display()))?;
-    let lines = std::io::BufReader::new(file)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str(&l).ok());
     // The summary columns are personal data: private to the operator, like
     // the answers beside them.
     let mut options = std::fs::OpenOptions::new();
@@ -65,7 +60,11 @@ pub fn write_table(
     let out = options
         .open(csv)
         .map_err(|e| anyhow::anyhow!("--csv: cannot create {}: {e}", csv.display()))?;
-    table::write_csv(lines, std::io::BufWriter::new(out), dialect)
+    table::write_csv_of(
+        std::io::BufReader::new(file),
+        std::io::BufWriter::new(out),
+        dialect,
+    )
 }
 
 /// The output line of a row that has no usable identifier.

@@ -6,7 +6,7 @@
 //! Cells that a spreadsheet would run as a formula (starting with `=`, `+`,
 //! `-`, `@`, a tab or a carriage return: OWASP's CSV injection) are
 //! prefixed with `'`: names and bios come from sites anyone can edit.
-use std::io::Write;
+use std::io::{BufRead, Seek, SeekFrom, Write};
 
 use serde_json::Value;
 
@@ -139,33 +139,58 @@ where
 }
 
 /// Writes `lines` (output lines of `enrichd batch` or a job's results) as
-/// CSV in `dialect`, sorted by row. Each line is brought down to its cells as it comes:
-/// a full answer is tens of kilobytes, a row's cells a few hundred bytes.
+/// CSV in `dialect`, sorted by row: `write_csv_of` over them as JSONL.
 pub fn write_csv(
     lines: impl IntoIterator<Item = Value>,
+    out: impl Write,
+    dialect: Dialect,
+) -> anyhow::Result<()> {
+    let mut text = Vec::new();
+    for line in lines {
+        serde_json::to_writer(&mut text, &line)?;
+        text.push(b'\n');
+    }
+    write_csv_of(std::io::Cursor::new(text), out, dialect)
+}
+
+/// Writes the JSONL output of `enrichd batch` (lines in the order the rows
+/// finished) as CSV in `dialect`, sorted by row. The output is read twice:
+/// once for the rows' own columns and where each row's line starts, then a
+/// line at a time in row order, so what is held is 16 bytes a row (a
+/// million rows' cells, held to be sorted, took about a gigabyte).
+/// Lines that are not JSON (a line cut short) are left out.
+pub fn write_csv_of(
+    mut output: impl BufRead + Seek,
     mut out: impl Write,
     dialect: Dialect,
 ) -> anyhow::Result<()> {
-    let delimiter = dialect.delimiter;
     let mut inputs = InputColumns::default();
-    let mut rows: Vec<(u64, Value, Vec<String>)> = Vec::new();
-    for mut line in lines {
-        inputs.add(&line["input"]);
-        let answer = answer_cells(&line);
-        rows.push((
-            line["row"].as_u64().unwrap_or(0),
-            line["input"].take(),
-            answer,
-        ));
+    let (mut starts, mut line, mut at) = (Vec::new(), Vec::new(), 0_u64);
+    loop {
+        line.clear();
+        let read = output.read_until(b'\n', &mut line)?;
+        if read == 0 {
+            break;
+        }
+        if let Ok(value) = serde_json::from_slice::<Value>(&line) {
+            inputs.add(&value["input"]);
+            starts.push((value["row"].as_u64().unwrap_or(0), at));
+        }
+        at += read as u64;
     }
-    rows.sort_by_key(|(row, _, _)| *row);
+    starts.sort_unstable();
     out.write_all(dialect.preamble())?;
-    out.write_all(&csv_text(delimiter, [inputs.header()])?)?;
-    for chunk in rows.chunks(256) {
-        let records = chunk
-            .iter()
-            .map(|(_, input, answer)| inputs.record(input, answer.clone()));
-        out.write_all(&csv_text(delimiter, records)?)?;
+    out.write_all(&csv_text(dialect.delimiter, [inputs.header()])?)?;
+    for chunk in starts.chunks(256) {
+        let mut records = Vec::with_capacity(chunk.len());
+        for &(_, start) in chunk {
+            output.seek(SeekFrom::Start(start))?;
+            line.clear();
+            output.read_until(b'\n', &mut line)?;
+            let value: Value = serde_json::from_slice(&line)?;
+            records.push(inputs.record(&value["input"], answer_cells(&value)));
+        }
+        out.write_all(&csv_text(dialect.delimiter, records)?)?;
     }
     out.flush()?;
     Ok(())
