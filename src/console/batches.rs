@@ -215,7 +215,7 @@ pub async fn show(
         Err(refused) => return refused.page("Batch", &s),
     };
     let table = match c
-        .call(
+        .call_streamed(
             &s,
             Method::GET,
             &format!("/v1/batches/{id}/results?format=csv"),
@@ -224,24 +224,13 @@ pub async fn show(
         )
         .await
     {
-        Ok((_, bytes)) => bytes,
+        Ok((_, body)) => body,
         Err(refused) => return refused.page("Batch", &s),
     };
-    let mut reader = csv::Reader::from_reader(table.as_ref());
-    let header: Vec<String> = reader
-        .headers()
-        .map(|h| h.iter().map(str::to_owned).collect())
-        .unwrap_or_default();
-    let status_column = header.iter().position(|h| h == "status");
-    let rows: Vec<csv::StringRecord> = reader
-        .records()
-        .filter_map(Result::ok)
-        .filter(|r| {
-            filter.status.is_empty()
-                || status_column.and_then(|i| r.get(i)) == Some(filter.status.as_str())
-        })
-        .take(SHOWN_ROWS)
-        .collect();
+    let (header, rows) = match first_rows(table, filter.status.clone()).await {
+        Ok(shown) => shown,
+        Err(refused) => return refused.page("Batch", &s),
+    };
     let state = job["state"].as_str().unwrap_or_default();
     let done = job["rowsDone"].as_i64().unwrap_or(0);
     let total = job["rowsTotal"].as_i64().unwrap_or(0).max(1);
@@ -267,9 +256,9 @@ pub async fn show(
             }
         }
         form.filter method="get" action=(format!("/console/batches/{id}")) {
-            label for="status" { "Show rows whose status is" }
+            label for="status" { "Show rows whose outcome is" }
             select #status name="status" {
-                @for option in ["", "found", "not_found", "incomplete", "suppressed", "invalid", "error"] {
+                @for option in ["", "enriched", "not_found", "incomplete", "suppressed", "invalid", "erased", "error"] {
                     option value=(option) selected[option == filter.status] { (if option.is_empty() { "any" } else { option }) }
                 }
             }
@@ -282,6 +271,43 @@ pub async fn show(
         @if rows.len() == SHOWN_ROWS { p.hint { "The first " (SHOWN_ROWS) " rows; the download has them all." } }
     };
     respond(pages::page("Batch", &s, body))
+}
+
+/// The header of a job's results table and its first `SHOWN_ROWS` rows
+/// whose outcome is `status` (any, when empty), read as the table comes: a
+/// page does not wait for, or hold, the table of a 100,000-row job.
+async fn first_rows(
+    table: Body,
+    status: String,
+) -> Result<(Vec<String>, Vec<csv::StringRecord>), super::Refusal> {
+    use futures::TryStreamExt;
+    let stream = table.into_data_stream().map_err(std::io::Error::other);
+    let input = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+    let read = tokio::task::spawn_blocking(move || {
+        let mut reader = csv::Reader::from_reader(input);
+        let header: Vec<String> = reader
+            .headers()
+            .map(|h| h.iter().map(str::to_owned).collect())
+            .unwrap_or_default();
+        // The table's `outcome`: `error` stands for every `error:<CODE>`.
+        let outcome = header.iter().position(|h| h == "outcome");
+        let shown = |r: &csv::StringRecord| match outcome.and_then(|i| r.get(i)) {
+            _ if status.is_empty() => true,
+            Some(cell) => cell == status || (status == "error" && cell.starts_with("error:")),
+            None => false,
+        };
+        let rows = reader
+            .records()
+            .map_while(Result::ok)
+            .filter(shown)
+            .take(SHOWN_ROWS)
+            .collect();
+        (header, rows)
+    });
+    read.await.map_err(|e| super::Refusal {
+        code: StatusCode::INTERNAL_SERVER_ERROR,
+        message: e.to_string(),
+    })
 }
 
 /// `GET /console/batches/{id}/progress`: the job's view as JSON, for the
@@ -321,16 +347,18 @@ pub async fn download(
         (false, _) => format!("/v1/batches/{id}/results"),
     };
     match c
-        .call(&s, Method::GET, &path, Body::empty(), "application/json")
+        .call_streamed(&s, Method::GET, &path, Body::empty(), "application/json")
         .await
     {
-        Ok((headers, bytes)) => {
+        Ok((headers, body)) => {
             let kind = headers.get(header::CONTENT_TYPE).cloned();
             let name = format!(
                 "attachment; filename=\"{id}.{}\"",
                 if csv { "csv" } else { "jsonl" }
             );
-            let mut response = bytes.into_response();
+            // Passed on as it comes: a 100,000-row job's answers are
+            // gigabytes.
+            let mut response = body.into_response();
             if let Some(kind) = kind {
                 response.headers_mut().insert(header::CONTENT_TYPE, kind);
             }
@@ -463,4 +491,42 @@ pub async fn audience(
         }
     };
     respond(pages::page("Audience", &s, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    /// A results table whose reading fails after 1,200 rows, alternately
+    /// failed and enriched: a reader that waits for the whole table gets
+    /// only the failure.
+    fn failing_table() -> Body {
+        let header = futures::stream::once(async { Ok("email,row,outcome\n".to_owned()) });
+        let rows = futures::stream::iter(1_u64..=1_200).map(|n| {
+            let outcome = if n % 2 == 0 {
+                "enriched"
+            } else {
+                "error:UNAVAILABLE"
+            };
+            Ok(format!("p{n}@example.com,{n},{outcome}\n"))
+        });
+        let broken = futures::stream::once(async { Err(std::io::Error::other("connection lost")) });
+        Body::from_stream(header.chain(rows).chain(broken))
+    }
+
+    #[tokio::test]
+    async fn the_first_rows_are_read_as_the_table_comes_and_filtered_by_outcome() {
+        for (status, first) in [("", "1"), ("enriched", "2"), ("error", "1")] {
+            let (header, rows) = first_rows(failing_table(), status.to_owned())
+                .await
+                .unwrap_or_else(|r| panic!("{}", r.message));
+            assert_eq!(header, ["email", "row", "outcome"]);
+            assert_eq!(rows.len(), SHOWN_ROWS, "{status:?}");
+            assert_eq!(&rows[0][1], first, "{status:?}");
+            if !status.is_empty() {
+                assert!(rows.iter().all(|r| r[2].starts_with(status)), "{status:?}");
+            }
+        }
+    }
 }

@@ -334,8 +334,13 @@ impl Refusal {
     }
 }
 
+/// The most of an API answer the console reads whole (an access report's
+/// page stays under 4 MiB; a job's results are passed on or read as they
+/// come, never held).
+const MAX_ANSWER_BYTES: usize = 32 << 20;
+
 impl Console {
-    /// Calls the JSON API as the session's caller.
+    /// Calls the JSON API as the session's caller and reads its answer.
     async fn call(
         &self,
         session: &Session,
@@ -344,6 +349,28 @@ impl Console {
         body: Body,
         content_type: &str,
     ) -> Result<(HeaderMap, Bytes), Refusal> {
+        let (headers, body) = self
+            .call_streamed(session, method, path, body, content_type)
+            .await?;
+        let bytes = axum::body::to_bytes(body, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| Refusal {
+                code: StatusCode::BAD_GATEWAY,
+                message: e.to_string(),
+            })?;
+        Ok((headers, bytes))
+    }
+
+    /// Calls the JSON API as the session's caller; a successful answer's
+    /// body is left to be read as it comes.
+    async fn call_streamed(
+        &self,
+        session: &Session,
+        method: Method,
+        path: &str,
+        body: Body,
+        content_type: &str,
+    ) -> Result<(HeaderMap, Body), Refusal> {
         use tower::ServiceExt;
         let mut request = Request::builder()
             .method(method)
@@ -364,15 +391,12 @@ impl Console {
             Err(never) => match never {},
         };
         let (parts, body) = response.into_parts();
-        let bytes = axum::body::to_bytes(body, usize::MAX)
-            .await
-            .map_err(|e| Refusal {
-                code: StatusCode::BAD_GATEWAY,
-                message: e.to_string(),
-            })?;
         if parts.status.is_success() {
-            return Ok((parts.headers, bytes));
+            return Ok((parts.headers, body));
         }
+        let bytes = axum::body::to_bytes(body, MAX_ANSWER_BYTES)
+            .await
+            .unwrap_or_default();
         let message = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
