@@ -169,6 +169,14 @@ async fn submit_batch(
     {
         return error_response(&bad_field("webhookUrl", &why));
     }
+    // Read and stored one of `batch.max_concurrent_uploads` at a time
+    // (a 100,000-row list holds about 200 MB while it is).
+    let Ok(_uploading) = batches.jobs.uploads.clone().try_acquire_owned() else {
+        return error_response(&Status::resource_exhausted(
+            "as many lists as batch.max_concurrent_uploads are being read and stored: \
+             send this one again when one of them is",
+        ));
+    };
     let body = match <WholeBody as axum::extract::FromRequest<()>>::from_request(upload, &()).await
     {
         Ok(WholeBody(body)) => body,

@@ -216,6 +216,10 @@ pub struct BatchConfig {
     /// Batch jobs that run at once on this server; later ones wait their
     /// turn (RUNNING, no row done yet).
     pub max_running_jobs: usize,
+    /// Uploaded lists read and stored at once on this server (each holds
+    /// a few hundred megabytes while it is: 100,000 rows took 200 MB);
+    /// more are refused with 429 until one is stored.
+    pub max_concurrent_uploads: usize,
     /// A finished job and its rows (personal data) are deleted this long
     /// after it finished.
     #[serde(with = "humantime_serde")]
@@ -235,6 +239,7 @@ impl Default for BatchConfig {
             max_job_rows: 100_000,
             max_upload_bytes: 16 << 20,
             max_running_jobs: 4,
+            max_concurrent_uploads: 4,
             job_retention: Duration::from_secs(7 * 86_400),
             webhook_private_origins: Vec::new(),
         }

@@ -27,6 +27,9 @@ impl Config {
         if b.max_running_jobs == 0 {
             p.push("batch.max_running_jobs: must be at least 1".into());
         }
+        if b.max_concurrent_uploads == 0 {
+            p.push("batch.max_concurrent_uploads: must be at least 1".into());
+        }
         if b.max_upload_bytes < 1024 {
             p.push("batch.max_upload_bytes: must be at least 1024".into());
         }

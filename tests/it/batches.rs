@@ -1052,3 +1052,46 @@ async fn a_job_s_rows_are_counted_as_batch_job_calls() {
         "{metrics}"
     );
 }
+
+/// Lists are read and stored `batch.max_concurrent_uploads` at a time: one
+/// more gets 429 naming the setting, and the slot is free again when the
+/// upload holding it ends (here, its client going away mid-body).
+#[tokio::test]
+async fn uploads_beyond_max_concurrent_uploads_are_refused_until_one_ends() {
+    use tokio::io::AsyncWriteExt;
+    let (_site, catalog) = one_source(
+        "email",
+        FAST,
+        ResponseTemplate::new(200).set_body_string(r#"{"user": {"name": "Ann"}}"#),
+    )
+    .await;
+    let config = format!("{HTTP}request_timeout = \"5m\"\n[batch]\nmax_concurrent_uploads = 1\n");
+    let app = TestApp::with_catalog(&config, catalog).await;
+    // An upload whose body stops coming after its header row.
+    let mut slow = tokio::net::TcpStream::connect(app.http_addr.unwrap())
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/batches?{CLAIM} HTTP/1.1\r\nHost: localhost\r\ncontent-type: text/csv\r\n\
+         content-length: 1000000\r\n\r\ncustomer_id,email\r\n"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let refused = common::eventually("the second upload is refused", || async {
+        let (status, body) = submit(&app, CLAIM, &list(2), None).await;
+        (status == 429).then_some(body)
+    })
+    .await;
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("batch.max_concurrent_uploads"),
+        "{refused}"
+    );
+
+    drop(slow);
+    let (status, body) = common::eventually("an upload is taken again", || async {
+        let (status, body) = submit(&app, CLAIM, &list(2), None).await;
+        (status != 429).then_some((status, body))
+    })
+    .await;
+    assert_eq!(status, 202, "{body}");
+}

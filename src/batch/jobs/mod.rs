@@ -41,6 +41,9 @@ pub struct Jobs {
     tasks: Mutex<tokio::task::JoinSet<()>>,
     /// `batch.max_running_jobs` turns: a job runs holding one.
     turns: Arc<tokio::sync::Semaphore>,
+    /// `batch.max_concurrent_uploads`: an upload is read and stored
+    /// holding one.
+    pub(crate) uploads: Arc<tokio::sync::Semaphore>,
     /// Charges each row to its caller's quota, as a stream's items are.
     quotas: Option<Arc<crate::auth::layer::Authenticator>>,
     /// How audience reports are made (`[audience]`).
@@ -71,6 +74,9 @@ impl Jobs {
             stop: CancellationToken::new(),
             tasks: Mutex::new(tokio::task::JoinSet::new()),
             turns: Arc::new(tokio::sync::Semaphore::new(config.max_running_jobs.max(1))),
+            uploads: Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_uploads.max(1),
+            )),
             config,
             quotas: None,
             audience: crate::audience::AudienceConfig::default(),
