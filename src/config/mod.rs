@@ -217,7 +217,7 @@ pub struct BatchConfig {
     /// turn (RUNNING, no row done yet).
     pub max_running_jobs: usize,
     /// Uploaded lists read and stored at once on this server (each holds
-    /// a few hundred megabytes while it is: 100,000 rows took 200 MB);
+    /// about a hundred megabytes while it is: 100,000 rows took 110 MB);
     /// more are refused with 429 until one is stored.
     pub max_concurrent_uploads: usize,
     /// A finished job and its rows (personal data) are deleted this long
