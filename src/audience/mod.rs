@@ -180,6 +180,10 @@ pub struct Inputs<'a> {
     /// Art. 9 interest ids.
     pub special: &'a dyn Fn(&str) -> bool,
     pub now_ms: i64,
+    /// Where the noise comes from (with `epsilon`): the same seed and rows
+    /// give the same report. A job's report is asked for again and again;
+    /// fresh noise each time would let the asker average it away.
+    pub noise_seed: [u8; 32],
 }
 
 /// A cell before it is shown: key, label, tier path, people.
@@ -188,16 +192,29 @@ type Count = (String, String, Vec<String>, u64);
 /// Counts as shown: with noise when configured, and none under `k`.
 struct Counter<'a> {
     config: &'a AudienceConfig,
+    /// The noise's draws, in the order the report is built.
+    draws: std::cell::RefCell<rand_xoshiro::Xoshiro256PlusPlus>,
 }
 
-impl Counter<'_> {
+impl<'a> Counter<'a> {
+    fn new(config: &'a AudienceConfig, seed: [u8; 32]) -> Self {
+        use rand_xoshiro::rand_core::SeedableRng;
+        let draws = rand_xoshiro::Xoshiro256PlusPlus::from_seed(seed);
+        Self {
+            config,
+            draws: std::cell::RefCell::new(draws),
+        }
+    }
+
     fn noisy(&self, n: u64) -> u64 {
+        use rand_xoshiro::rand_core::RngCore;
         let Some(epsilon) = self.config.epsilon else {
             return n;
         };
         // Laplace(0, 1/epsilon) by inverse transform: each person moves a
-        // count by one at most.
-        let u: f64 = rand::random::<f64>() - 0.5;
+        // count by one at most. 53 random bits, uniform in [-0.5, 0.5).
+        let bits = self.draws.borrow_mut().next_u64() >> 11;
+        let u = bits as f64 / (1_u64 << 53) as f64 - 0.5;
         let noise = -u.signum() * (1.0 - 2.0 * u.abs()).max(f64::MIN_POSITIVE).ln() / epsilon;
         (n as f64 + noise).round().max(0.0) as u64
     }
@@ -212,7 +229,8 @@ impl Counter<'_> {
         let mut table = Table::default();
         let mut folded = 0;
         for (key, label, path, n) in counts {
-            match self.shown(n) {
+            // No noisy count above the rows it is a count of.
+            match self.shown(n).map(|people| people.min(total)) {
                 Some(people) => table.cells.push(Cell {
                     key,
                     label,
@@ -280,7 +298,7 @@ fn columns(people: &[&Features], counter: &Counter<'_>) -> (Vec<String>, Vec<Str
 /// Builds the report; also each answered row's shown segment (by the index
 /// of `inputs.people`; `None` for the not found and the folded).
 pub fn build(inputs: &Inputs<'_>, config: &AudienceConfig) -> (Report, Vec<Option<usize>>) {
-    let counter = Counter { config };
+    let counter = Counter::new(config, inputs.noise_seed);
     let total = inputs.rows;
     let outcomes = counter.table(
         inputs
@@ -579,6 +597,7 @@ mod tests {
             taxonomy: &taxonomy,
             special: &|id: &str| id == "466",
             now_ms: 0,
+            noise_seed: [7; 32],
         };
         let (report, _) = build(&inputs, &AudienceConfig::default());
         let keys: Vec<&str> = report
@@ -605,12 +624,26 @@ mod tests {
     }
 
     #[test]
+    fn the_noise_is_the_seed_s() {
+        let config = AudienceConfig {
+            epsilon: Some(0.5),
+            ..AudienceConfig::default()
+        };
+        let draws = |seed| {
+            let counter = Counter::new(&config, seed);
+            (0..100).map(|_| counter.noisy(1000)).collect::<Vec<_>>()
+        };
+        assert_eq!(draws([1; 32]), draws([1; 32]));
+        assert_ne!(draws([1; 32]), draws([2; 32]));
+    }
+
+    #[test]
     fn laplace_noise_moves_counts_by_about_one_over_epsilon() {
         let config = AudienceConfig {
             epsilon: Some(0.5),
             ..AudienceConfig::default()
         };
-        let counter = Counter { config: &config };
+        let counter = Counter::new(&config, rand::random());
         let draws: Vec<f64> = (0..4000)
             .map(|_| counter.noisy(1000) as f64 - 1000.0)
             .collect();

@@ -133,6 +133,8 @@ fn audience_report(
         taxonomy: &scoring.nodes,
         special: &|id: &str| scoring.is_special(id),
         now_ms: crate::clock::SharedClock::system().utc().timestamp_millis(),
+        // One report a run, for the operator who holds every answer.
+        noise_seed: rand::random(),
     };
     let (report, _) = crate::audience::build(&inputs, &config.audience);
     crate::privacy::write_private(path, &serde_json::to_string_pretty(&report)?, false)

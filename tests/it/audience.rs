@@ -112,7 +112,8 @@ fn adjusted_rand(a: &[String], b: &[String]) -> f64 {
 async fn the_crowd_s_segments_are_its_archetypes_and_the_report_names_no_one() {
     let sandbox = enrichd::sandbox::Sandbox::start().await.unwrap();
     let config = format!(
-        "[server]\nhttp_listen = \"127.0.0.1:0\"\n[dns]\nnameservers = [\"{}\"]\n[batch]\nmax_in_flight = 64\n",
+        "[server]\nhttp_listen = \"127.0.0.1:0\"\n[dns]\nnameservers = [\"{}\"]\n[batch]\nmax_in_flight = 64\n\
+         [audience]\nepsilon = 1.0\n",
         sandbox.dns_addr()
     );
     let app = TestApp::with_catalog(&config, crowd_catalog(&sandbox)).await;
@@ -128,6 +129,13 @@ async fn the_crowd_s_segments_are_its_archetypes_and_the_report_names_no_one() {
     let (status, text) = api.get(&format!("/v1/batches/{id}/audience")).await;
     assert_eq!(status, 200, "{text}");
     let report: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["noise"]["epsilon"], 1.0, "{text}");
+    // Asked again, the same noise: fresh noise on every asking could be
+    // averaged away.
+    let (_, again) = api.get(&format!("/v1/batches/{id}/audience")).await;
+    let mut again: Value = serde_json::from_str(&again).unwrap();
+    again["generatedAt"] = report["generatedAt"].clone();
+    assert_eq!(again, report, "the same report on every asking");
     // No identifier of the list, no name.
     for line in csv.lines().skip(1) {
         let mut cols = line.split(',');

@@ -303,6 +303,7 @@ pub(crate) async fn audience(args: &Args) -> serde_json::Value {
         taxonomy: &taxonomy,
         special: &|_| false,
         now_ms: 1_765_000_000_000,
+        noise_seed: [0; 32],
     };
     let started = std::time::Instant::now();
     let (report, _) = build(&inputs, &AudienceConfig::default());

@@ -79,6 +79,15 @@ impl Jobs {
         }
         let (enricher, config) = (self.enricher.clone(), self.audience_config().clone());
         let (total, now_ms) = (u64::try_from(job.rows_total).unwrap_or(0), self.now_ms());
+        // The job's own noise, the same on every asking (keyed: no one
+        // without the server's key can tell it).
+        let mut noise_seed = [0; 32];
+        let seed = self
+            .enricher
+            .hasher()
+            .root_hash(&format!("audience noise {id}"));
+        hex::decode_to_slice(&seed[..64], &mut noise_seed)
+            .map_err(|e| Status::internal(format!("the noise's seed: {e}")))?;
         // Clustering 50,000 people is seconds of CPU: off the runtime.
         let (report, membership) = tokio::task::spawn_blocking(move || {
             let special = |id: &str| enricher.is_special_interest(id);
@@ -89,6 +98,7 @@ impl Jobs {
                 taxonomy: taxonomy(),
                 special: &special,
                 now_ms,
+                noise_seed,
             };
             audience::build(&inputs, &config)
         })
