@@ -20,9 +20,7 @@ use tonic::Status;
 use crate::proto::v1 as pb;
 
 use checkpoint::{Checkpoint, checkpoint_path, resume};
-pub use rows::{
-    Columns, Format, Row, RowReader, count_rows, list_dialect, read_rows, read_rows_from,
-};
+pub use rows::{Columns, Format, Row, RowReader, count_rows, list_dialect, read_rows};
 use summary::code_name;
 pub use summary::{Summary, outcome_of};
 

@@ -439,21 +439,6 @@ pub fn refuse_more_than(
     Ok(())
 }
 
-/// `read_rows` over any reader, whole; `source` names it in errors,
-/// `choose` says how a caller names the identifier column. With
-/// `max_rows`, the reading stops at the first row past it: a list too long
-/// is refused without being held whole.
-pub fn read_rows_from(
-    input: impl std::io::Read,
-    source: &str,
-    format: Format,
-    columns: &Columns,
-    choose: &str,
-    max_rows: Option<usize>,
-) -> anyhow::Result<Vec<Row>> {
-    RowReader::new(input, source, format, columns, choose, max_rows)?.collect()
-}
-
 /// A list's rows, read as they are taken (an `Iterator`); the first error
 /// (reading the input, or a row past `max_rows`) ends it.
 pub struct RowReader<'a> {
@@ -671,7 +656,19 @@ fn csv_row(
 
 #[cfg(test)]
 mod tests {
-    use super::{Columns, Format, Row, csv_delimiter, read_rows_from, refuse_more_than};
+    use super::{Columns, Format, Row, csv_delimiter, refuse_more_than};
+
+    /// The rows of `input`, all of them.
+    fn read_rows_from(
+        input: impl std::io::Read,
+        source: &str,
+        format: Format,
+        columns: &Columns,
+        choose: &str,
+        max_rows: Option<usize>,
+    ) -> anyhow::Result<Vec<Row>> {
+        super::RowReader::new(input, source, format, columns, choose, max_rows)?.collect()
+    }
 
     /// The first row's email address when the caller names the column
     /// "work e-mail".
