@@ -107,6 +107,9 @@ pub struct Run {
     pub template: pb::EnrichRequest,
     /// Rows sent ahead of their answers (`--concurrency`).
     pub window: usize,
+    /// How many rows the list has (`count_rows`: the list is counted once,
+    /// then read as rows are sent), for the checkpoint and the progress bar.
+    pub rows_in: u64,
 }
 
 /// A row's number, its input and its request.
@@ -151,10 +154,7 @@ impl Run {
         interrupt: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<Summary> {
         let started = crate::clock::Stopwatch::start();
-        // The list is read twice, a row at a time: counted first (for the
-        // checkpoint and the progress bar), then sent.
-        let format = Format::of(&self.input);
-        let rows_in = count_rows(&self.input, format, &self.columns)?;
+        let (format, rows_in) = (Format::of(&self.input), self.rows_in);
         let checkpoint = Checkpoint {
             input: std::fs::canonicalize(&self.input).unwrap_or_else(|_| self.input.clone()),
             input_bytes: std::fs::metadata(&self.input)?.len(),

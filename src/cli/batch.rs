@@ -35,18 +35,23 @@ pub(crate) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
+    let columns = crate::batch::Columns {
+        email: args.email_column.clone(),
+        phone: args.phone_column.clone(),
+    };
+    // Counted once (read again, a row at a time, as rows are sent).
+    let rows_in =
+        crate::batch::count_rows(&args.input, crate::batch::Format::of(&args.input), &columns)?;
     let run = crate::batch::Run {
         input: args.input.clone(),
         output: args.output.clone(),
-        columns: crate::batch::Columns {
-            email: args.email_column.clone(),
-            phone: args.phone_column.clone(),
-        },
+        columns,
         template,
         window: args.concurrency.max(1),
+        rows_in,
     };
     if args.remote.remote.is_none() && !args.sandbox {
-        slow_budget_note(&config, &args)?;
+        slow_budget_note(&config, &args, rows_in)?;
     }
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -144,7 +149,7 @@ fn audience_report(
 /// Real sources allow a few requests a minute, not a second: before a run
 /// on them, say how long its slowest budget makes it, at worst, so a
 /// five-row list that takes minutes is no surprise.
-pub(crate) fn slow_budget_note(config: &Config, args: &BatchArgs) -> anyhow::Result<()> {
+pub(crate) fn slow_budget_note(config: &Config, args: &BatchArgs, rows: u64) -> anyhow::Result<()> {
     let catalog = startup::configured_catalog(config)?;
     let purpose = args.claim.purpose.as_str();
     let Some(slowest) = catalog
@@ -160,17 +165,8 @@ pub(crate) fn slow_budget_note(config: &Config, args: &BatchArgs) -> anyhow::Res
     else {
         return Ok(());
     };
-    let rows = crate::batch::count_rows(
-        &args.input,
-        crate::batch::Format::of(&args.input),
-        &crate::batch::Columns {
-            email: args.email_column.clone(),
-            phone: args.phone_column.clone(),
-        },
-    )
-    .unwrap_or(0) as usize;
     let rate = slowest.limits.rate_limit;
-    let beyond = rows.saturating_sub(rate.burst as usize) as f64;
+    let beyond = rows.saturating_sub(u64::from(rate.burst)) as f64;
     let seconds = beyond / rate.per_second.max(f64::MIN_POSITIVE);
     if seconds >= 60.0 {
         eprintln!(
