@@ -214,6 +214,15 @@ fn batch_operation(operation_id: &str, summary: &str, responses: Value) -> Value
         parameters.push(json!({ "name": "bom", "in": "query", "required": false,
                                 "description": "Start the CSV table with UTF-8's byte-order mark, which Excel needs to read it as UTF-8 (format=csv).",
                                 "schema": { "type": "boolean" } }));
+        parameters.push(json!({ "name": "outcome", "in": "query", "required": false,
+                                "description": "Only the rows of this outcome (`error` holds every `error:<CODE>`).",
+                                "schema": { "type": "string", "enum": crate::batch::jobs::OUTCOMES } }));
+        parameters.push(json!({ "name": "after", "in": "query", "required": false,
+                                "description": "Only the rows after this row number (the last row of the previous page).",
+                                "schema": { "type": "integer", "minimum": 0, "maximum": i64::MAX } }));
+        parameters.push(json!({ "name": "limit", "in": "query", "required": false,
+                                "description": "At most this many rows.",
+                                "schema": { "type": "integer", "minimum": 1, "maximum": i64::MAX } }));
     }
     json!({
         "operationId": operation_id,

@@ -298,13 +298,22 @@ async fn batch_status(
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    batch_read(&batches, &headers, &id, false).await
+    let (caller, _held) = match batch_caller(&batches, &headers).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    match batches.jobs.status(&caller, &id).await {
+        Ok(view) => Json(view).into_response(),
+        Err(status) => error_response(&status),
+    }
 }
 
 /// `GET /v1/batches/{id}/results`: the answered rows as NDJSON.
 /// With `?format=csv`, the summary columns as CSV (a spreadsheet's view),
 /// its fields separated by `delimiter` (`comma`, the default, `semicolon`
 /// or `tab`), with a byte-order mark first for `bom=true` (for Excel).
+/// Either holds the rows after row `after`, of one `outcome`, at most
+/// `limit` of them, when asked.
 async fn batch_results(
     State(batches): State<Batches>,
     headers: HeaderMap,
@@ -317,6 +326,7 @@ async fn batch_results(
         Err(refused) => return refused,
     };
     let (mut csv, mut dialect) = (false, crate::batch::table::Dialect::default());
+    let mut selection = crate::batch::jobs::Selection::default();
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match &*key {
             "format" => match &*value {
@@ -335,16 +345,41 @@ async fn batch_results(
                 "false" => dialect.bom = false,
                 _ => return error_response(&bad_field("bom", "is true or false")),
             },
+            "outcome" => match crate::batch::jobs::OUTCOMES.iter().find(|o| **o == value) {
+                Some(named) => selection.outcome = Some((*named).to_owned()),
+                None => {
+                    let named = crate::batch::jobs::OUTCOMES.join(", ");
+                    return error_response(&bad_field("outcome", &format!("is one of {named}")));
+                }
+            },
+            "after" => match value.parse::<i64>() {
+                Ok(row) if row >= 0 => selection.after = row,
+                _ => return error_response(&bad_field("after", "is a row number (0 or more)")),
+            },
+            "limit" => match value.parse::<i64>() {
+                Ok(n) if n >= 1 => selection.limit = Some(n),
+                _ => return error_response(&bad_field("limit", "is a number of rows (1 or more)")),
+            },
             _ => {}
         }
     }
-    if !csv {
-        return read_as(&batches, caller, held, &id, true).await;
-    }
-    match batches.jobs.results_table(&caller, &id, dialect).await {
-        Ok(table) => (
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            axum::body::Body::from_stream(holding(table, held)),
+    let (kind, rows) = if csv {
+        let table = batches
+            .jobs
+            .results_table(&caller, &id, dialect, selection)
+            .await;
+        (
+            "text/csv; charset=utf-8",
+            table.map(futures::StreamExt::boxed),
+        )
+    } else {
+        let lines = batches.jobs.results(&caller, &id, selection).await;
+        ("application/x-ndjson", lines.map(futures::StreamExt::boxed))
+    };
+    match rows {
+        Ok(rows) => (
+            [(header::CONTENT_TYPE, kind)],
+            axum::body::Body::from_stream(holding(rows, held)),
         )
             .into_response(),
         Err(status) => error_response(&status),
@@ -381,40 +416,6 @@ async fn batch_members(
         Ok(lines) => ([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response(),
         Err(status) => error_response(&status),
     }
-}
-
-/// A job's view, or its results, for its owner.
-async fn batch_read(batches: &Batches, headers: &HeaderMap, id: &str, results: bool) -> Response {
-    match batch_caller(batches, headers).await {
-        Ok((caller, held)) => read_as(batches, caller, held, id, results).await,
-        Err(refused) => refused,
-    }
-}
-
-/// A job's status, or its results as NDJSON, for an admitted caller.
-async fn read_as(
-    batches: &Batches,
-    caller: crate::auth::Caller,
-    held: Held,
-    id: &str,
-    results: bool,
-) -> Response {
-    let answer = if results {
-        batches.jobs.results(&caller, id).await.map(|lines| {
-            (
-                [(header::CONTENT_TYPE, "application/x-ndjson")],
-                axum::body::Body::from_stream(holding(lines, held)),
-            )
-                .into_response()
-        })
-    } else {
-        batches
-            .jobs
-            .status(&caller, id)
-            .await
-            .map(|view| Json(view).into_response())
-    };
-    answer.unwrap_or_else(|status| error_response(&status))
 }
 
 /// Puts `value` at the dotted `key` of a JSON object ("evidence.consentRef");

@@ -175,6 +175,12 @@ test("a batch: upload, watch it finish, the results table", async () => {
   const rows = await page.$$("#results tbody tr");
   assert.equal(rows.length, 3);
   assert.match(await page.textContent("#results"), /invalid/);
+  // Filtered by outcome: the API picks the rows.
+  await page.selectOption("#status", "invalid");
+  await Promise.all([page.waitForNavigation(), page.click("form.filter button[type=submit]")]);
+  assert.equal((await page.$$("#results tbody tr")).length, 1);
+  assert.match(await page.textContent("#results tbody"), /not-an-address/);
+  assert.equal(await page.inputValue("#status"), "invalid");
   // The download for a spreadsheet where the comma is the decimal mark.
   const href = await page.getAttribute('a:has-text("CSV with semicolons")', "href");
   const body = await (await page.request.get(base + href)).body();

@@ -568,10 +568,16 @@ async fn sweeps_a_large_job(store: Store) {
     store.finish_job("done", "done", "", 2_000).await.unwrap();
     assert_eq!(store.sweep_jobs(3_000).await.unwrap(), 1);
     assert!(store.job("done").await.unwrap().is_none());
-    assert!(store.job_rows("done", -1, 2_000).await.unwrap().is_empty());
+    assert!(
+        store
+            .job_rows("done", -1, 2_000, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.job("busy").await.unwrap().is_some());
     assert_eq!(
-        store.job_rows("busy", -1, 2_000).await.unwrap().len(),
+        store.job_rows("busy", -1, 2_000, None).await.unwrap().len(),
         1_201
     );
 }

@@ -34,6 +34,29 @@ pub(crate) fn without_row(mut line: Value) -> Value {
     line
 }
 
+/// Which of a job's answered rows its results hold: those after row
+/// `after`, of `outcome` only when named (`error` stands for every
+/// `error:<CODE>`), at most `limit` of them when given.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    pub outcome: Option<String>,
+    pub after: i64,
+    pub limit: Option<i64>,
+}
+
+/// The outcomes a selection can name: a stored row's (`error:<CODE>` as
+/// `error`; rows not answered yet are never in the results).
+pub const OUTCOMES: [&str; 8] = [
+    "enriched",
+    "not_found",
+    "incomplete",
+    "suppressed",
+    "invalid",
+    "erased",
+    "cancelled",
+    "error",
+];
+
 pub(crate) fn not_found(id: &str) -> Status {
     Status::not_found(format!("no batch job {id:?}"))
 }
@@ -105,10 +128,11 @@ impl Jobs {
         self: &Arc<Self>,
         caller: &Caller,
         id: &str,
+        selection: Selection,
     ) -> Result<impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + use<>, Status>
     {
         self.owned(caller, id).await?;
-        Ok(self.pages(id, |rows| {
+        Ok(self.pages(id, selection, |rows| {
             let mut text = String::new();
             for (number, input, result) in rows {
                 if let Some(line) = result_line(number, &input, result.as_deref()) {
@@ -120,29 +144,38 @@ impl Jobs {
         }))
     }
 
-    /// A job's rows a page at a time, each page as `render` writes it.
+    /// A job's selected rows a page at a time, each page as `render`
+    /// writes it.
     pub(crate) fn pages<R>(
         self: &Arc<Self>,
         id: &str,
+        selection: Selection,
         render: R,
     ) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + use<R>
     where
         R: Fn(Vec<crate::ledger::RowOutput>) -> anyhow::Result<Vec<u8>> + Send + Sync + 'static,
     {
         let (this, id, render) = (self.clone(), id.to_owned(), Arc::new(render));
-        futures::stream::try_unfold(0_i64, move |after| {
-            let (this, id, render) = (this.clone(), id.clone(), render.clone());
+        let outcome = Arc::new(selection.outcome);
+        let left = selection.limit.unwrap_or(i64::MAX);
+        futures::stream::try_unfold((selection.after, left), move |(after, left)| {
+            let (this, id, render, outcome) =
+                (this.clone(), id.clone(), render.clone(), outcome.clone());
             async move {
+                if left <= 0 {
+                    return Ok(None);
+                }
                 let rows = this
                     .ledger()
-                    .job_rows(&id, after, PAGE)
+                    .job_rows(&id, after, PAGE.min(left), outcome.as_deref())
                     .await
                     .map_err(std::io::Error::other)?;
                 let Some(&(last, _, _)) = rows.last() else {
                     return Ok(None);
                 };
+                let taken = rows.len() as i64;
                 let text = render(rows).map_err(std::io::Error::other)?;
-                Ok(Some((bytes::Bytes::from(text), last)))
+                Ok(Some((bytes::Bytes::from(text), (last, left - taken))))
             }
         })
     }
@@ -158,6 +191,7 @@ impl Jobs {
         caller: &Caller,
         id: &str,
         dialect: crate::batch::table::Dialect,
+        selection: Selection,
     ) -> Result<impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + use<>, Status>
     {
         use crate::batch::table::{InputColumns, answer_cells, csv_text};
@@ -183,7 +217,7 @@ impl Jobs {
         header.extend(
             csv_text(delimiter, [columns.header()]).map_err(|e| Status::internal(e.to_string()))?,
         );
-        let rows = self.pages(id, move |rows| {
+        let rows = self.pages(id, selection, move |rows| {
             csv_text(
                 delimiter,
                 rows.into_iter().filter_map(|(n, input, result)| {
