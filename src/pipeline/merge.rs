@@ -108,19 +108,17 @@ fn coverage(outcomes: &[SourceOutcome], min_coverage: f64) -> Coverage {
     }
 }
 
-/// How many sources were asked, how many of those answered from the cache,
-/// and the oldest cached answer used.
+/// How many sources answered from the cache, how many were sent a request
+/// (one refused before sending, by its rate budget, a Retry-After or an
+/// open circuit, is neither), and the oldest cached answer used.
 pub(super) fn cache_info(outcomes: &[SourceOutcome], mode: CacheMode) -> CacheInfo {
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    let asked = outcomes
-        .iter()
-        .filter(|o| !matches!(o.outcome, Outcome::Skipped(_)))
-        .count();
     let from_cache = outcomes.iter().filter(|o| o.cached).count();
+    let fetched = outcomes.iter().filter(|o| o.fetched).count();
     CacheInfo {
         policy: mode,
         sources_from_cache: count(from_cache),
-        sources_fetched: count(asked - from_cache),
+        sources_fetched: count(fetched),
         oldest_entry_age: outcomes.iter().filter_map(|o| o.cache_age).max(),
     }
 }

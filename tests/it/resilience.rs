@@ -263,6 +263,9 @@ async fn retry_after_pauses_the_source_for_every_caller_and_no_other() {
             "{wait:?}"
         );
         assert_eq!(outcome(&resp, "ok").outcome(), Outcome::Found);
+        // Only the first call sent "busy" a request: the answers say so.
+        let fetched = if i == 0 { 2 } else { 1 };
+        assert_eq!(resp.cache.as_ref().unwrap().sources_fetched, fetched, "{i}");
     }
     server.verify().await;
 }

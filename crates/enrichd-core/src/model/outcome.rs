@@ -60,6 +60,10 @@ pub struct SourceOutcome {
     pub cached: bool,
     pub cache_age: Option<Duration>,
     pub stale: bool,
+    /// A request went to the source for this answer (not a cache hit, a
+    /// fetch another call made, or a refusal before sending: the source's
+    /// rate budget, its Retry-After, an open circuit).
+    pub fetched: bool,
 }
 
 impl SourceOutcome {
@@ -76,6 +80,7 @@ impl SourceOutcome {
             cached: false,
             cache_age: None,
             stale: false,
+            fetched: false,
         }
     }
 

@@ -181,6 +181,7 @@ impl Engine {
                     self.tie(&key, &old, ctx.subject).await;
                     let mut stale = from_entry(source, input, &old, now);
                     stale.outcome.stale = true;
+                    stale.outcome.fetched = asked.outcome.fetched;
                     stale.outcome.detail = Some(format!(
                         "served a stale answer: the source failed ({})",
                         asked
@@ -250,10 +251,16 @@ impl Engine {
                             asked.outcome.cached = false;
                             asked.outcome.cache_age = None;
                             asked.outcome.latency = started.elapsed();
+                            asked.outcome.fetched = true;
                         }
                         asked
                     }
-                    Err(shared) => (*shared).clone(),
+                    Err(shared) => {
+                        let mut asked = (*shared).clone();
+                        // Another call's request, not this one's.
+                        asked.outcome.fetched &= ran;
+                        asked
+                    }
                 }
             }
         };
@@ -272,7 +279,9 @@ impl Engine {
     ) -> Asked {
         let started = enrichd_core::clock::Stopwatch::start();
         let Some(guard) = self.guards.get(&*source.id) else {
-            return self.attempt(source, input, deadline).await;
+            let mut asked = self.attempt(source, input, deadline).await;
+            asked.outcome.fetched = true;
+            return asked;
         };
         let refuse = |outcome: Outcome, retry_after: Option<Duration>, why: &str| {
             let mut o =
@@ -363,6 +372,7 @@ impl Engine {
             asked.outcome.detail = Some(format!("{detail} (after {retries} retries)"));
         }
         asked.outcome.latency = started.elapsed();
+        asked.outcome.fetched = true;
         let state = match guard.breaker.state() {
             State::Closed => 0.0,
             State::HalfOpen { .. } => 1.0,
