@@ -244,7 +244,7 @@ pub async fn show(
             progress #job-progress max=(total) value=(done) aria-label="Rows done" {}
             dl.summary {
                 @for (k, v) in job["summary"].as_object().into_iter().flatten() {
-                    @if k != "errors" { dt { (k) } dd data-count=(k) { (v) } }
+                    @if k != "errors" { dt { (words(k)) } dd data-count=(k) { (v) } }
                 }
             }
             @if state == "RUNNING" {
@@ -264,18 +264,34 @@ pub async fn show(
             select #status name="status" {
                 option value="" selected[outcome.is_none()] { "any" }
                 @for option in OUTCOMES {
-                    option value=(option) selected[Some(&option) == outcome] { (option) }
+                    option value=(option) selected[Some(&option) == outcome] { (option.replace('_', " ")) }
                 }
             }
             button type="submit" { "Filter" }
         }
-        table #results {
-            thead { tr { @for h in &header { th scope="col" { (h) } } } }
-            tbody { @for r in &rows { tr { @for cell in r.iter() { td { (cell) } } } } }
+        // Wider than the page (the table has a column per summary field):
+        // it scrolls in its own box, which the keyboard can reach.
+        div.wide tabindex="0" role="region" aria-label="Results" {
+            table #results {
+                thead { tr { @for h in &header { th scope="col" { (h) } } } }
+                tbody { @for r in &rows { tr { @for cell in r.iter() { td { (cell) } } } } }
+            }
         }
         @if rows.len() == SHOWN_ROWS { p.hint { "The first " (SHOWN_ROWS) " rows; the download has them all." } }
     };
     respond(pages::page("Batch", &s, body))
+}
+
+/// A count's name as words: `notFound` is "not found".
+fn words(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            out.push(' ');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 /// The header of a job's results table and its first `SHOWN_ROWS` rows,
@@ -500,6 +516,12 @@ mod tests {
             .map(|n| Ok(format!("p{n}@example.com,{n},enriched\n")));
         let broken = futures::stream::once(async { Err(std::io::Error::other("connection lost")) });
         Body::from_stream(header.chain(rows).chain(broken))
+    }
+
+    #[test]
+    fn counts_are_named_in_words() {
+        assert_eq!(words("notFound"), "not found");
+        assert_eq!(words("enriched"), "enriched");
     }
 
     #[tokio::test]
