@@ -21,6 +21,17 @@ const FAST: &str = "limits = { rate_limit = { per_second = 500.0, burst = 50 } }
 const CLAIM: &str = "purpose=marketing&lawfulBasis=LAWFUL_BASIS_LEGITIMATE_INTERESTS\
     &evidence.legitimateInterestAssessmentRef=LIA-1&options.view=VIEW_SUMMARY";
 
+/// An email source under a budget these tests never reach that finds no
+/// one (404).
+async fn nobody_source() -> (wiremock::MockServer, enrichd::catalog::Catalog) {
+    one_source(
+        "email",
+        FAST,
+        ResponseTemplate::new(404).set_body_string("{}"),
+    )
+    .await
+}
+
 fn base(app: &TestApp) -> String {
     format!("http://{}", app.http_addr.expect("HTTP is served"))
 }
@@ -213,12 +224,7 @@ async fn survives_a_restart(database: Option<String>) {
 
 #[tokio::test]
 async fn the_webhook_is_signed_and_retried_until_it_is_taken() {
-    let (_site, catalog) = one_source(
-        "email",
-        FAST,
-        ResponseTemplate::new(404).set_body_string("{}"),
-    )
-    .await;
+    let (_site, catalog) = nobody_source().await;
     let receiver = wiremock::MockServer::start().await;
     let calls = common::Arrivals::answering(ResponseTemplate::new(200));
     wiremock::Mock::given(wiremock::matchers::method("POST"))
@@ -275,12 +281,7 @@ async fn the_webhook_is_signed_and_retried_until_it_is_taken() {
 
 #[tokio::test]
 async fn only_the_owner_sees_a_job_and_a_refused_claim_stores_nothing() {
-    let (_site, catalog) = one_source(
-        "email",
-        FAST,
-        ResponseTemplate::new(404).set_body_string("{}"),
-    )
-    .await;
+    let (_site, catalog) = nobody_source().await;
     let app = TestApp::with_catalog(&format!("{HTTP}[auth]\nrequired = true\n"), catalog).await;
     let key = |name: &'static str, scopes: &'static [Scope]| new_key(&app, name, scopes, None);
     let owner = key("crm", &[Scope::Stream]).await;
@@ -512,12 +513,7 @@ async fn an_erasure_reaches_the_rows_of_batch_jobs() {
 
 #[tokio::test]
 async fn a_finished_job_is_deleted_after_its_retention() {
-    let (_site, catalog) = one_source(
-        "email",
-        FAST,
-        ResponseTemplate::new(404).set_body_string("{}"),
-    )
-    .await;
+    let (_site, catalog) = nobody_source().await;
     let clock = enrichd::clock::ManualClock::new();
     let config =
         format!("{HTTP}[ledger]\nsweep_every = \"20ms\"\n[batch]\njob_retention = \"7d\"\n");
@@ -679,12 +675,7 @@ async fn a_long_job_s_table_is_its_results_table() {
 /// whole job's columns. A value it does not know is refused naming it.
 #[tokio::test]
 async fn results_are_read_by_outcome_a_page_at_a_time() {
-    let (_site, catalog) = one_source(
-        "email",
-        FAST,
-        ResponseTemplate::new(404).set_body_string("{}"),
-    )
-    .await;
+    let (_site, catalog) = nobody_source().await;
     let app = TestApp::with_catalog(HTTP, catalog).await;
     // Invalid rows on both sides of the pages' seams (256, 512).
     let invalid = [7_i64, 150, 299, 300, 512, 600];
@@ -775,6 +766,50 @@ async fn results_are_read_by_outcome_a_page_at_a_time() {
     }
 }
 
+/// An audience report is built once for a job's rows as they stand and
+/// answered again (a report of 100,000 rows is a second of CPU and reads
+/// every row's facts), `generatedAt` included, until a row moves: after an
+/// erasure it is built again, without the person.
+#[tokio::test]
+async fn an_audience_report_is_kept_until_an_erasure_moves_a_row() {
+    let (_site, catalog) = nobody_source().await;
+    let clock = enrichd::clock::ManualClock::new();
+    let app = TestApp::with_clock(HTTP, catalog, clock.shared()).await;
+    let (_, job) = submit(&app, CLAIM, &list(12), None).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_for(&app, &id, |v| v["state"] == "DONE").await;
+    let report = async || {
+        let answer = get(&app, &format!("/v1/batches/{id}/audience"), None).await;
+        assert_eq!(answer.status(), 200);
+        json_of(answer).await
+    };
+    let not_found = |report: &Value| {
+        report["outcomes"]["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["key"] == "not_found")
+            .map(|c| c["people"].clone())
+    };
+
+    let first = report().await;
+    assert_eq!(not_found(&first), Some(12.into()), "{first}");
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(report().await, first, "the kept report, as it was built");
+
+    let erased = reqwest::Client::new()
+        .post(format!("{}/v1/erase", base(&app)))
+        .header("content-type", "application/json")
+        .body(r#"{"email": "person1@example.com", "reference": "DSR-8"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), 200);
+    let after = report().await;
+    assert_ne!(after["generatedAt"], first["generatedAt"], "built again");
+    assert_eq!(not_found(&after), Some(11.into()), "{after}");
+}
+
 /// Who uploads is decided before the list is read: an upload without a key
 /// is refused (401) at its headers, whether it would fit (here 16,000,000
 /// bytes, of which only the first kilobyte is ever sent) or not (17 MB; a
@@ -813,12 +848,7 @@ async fn an_upload_without_a_key_is_refused_before_its_body_is_read() {
 /// row's error, not parsed, and the job goes on with the rest.
 #[tokio::test]
 async fn a_row_bomb_is_refused_at_its_first_row_past_the_limits() {
-    let (_site, catalog) = one_source(
-        "email",
-        FAST,
-        ResponseTemplate::new(404).set_body_string("{}"),
-    )
-    .await;
+    let (_site, catalog) = nobody_source().await;
     let app = TestApp::with_catalog(&format!("{HTTP}[batch]\nmax_job_rows = 100\n"), catalog).await;
     let (status, body) = submit(&app, CLAIM, &list(5_000), None).await;
     assert_eq!(status, 400, "{body}");
@@ -853,12 +883,7 @@ async fn a_row_bomb_is_refused_at_its_first_row_past_the_limits() {
 /// than about two seconds, not one unit for the whole list.
 #[tokio::test]
 async fn a_job_s_rows_are_paced_to_the_key_s_quota() {
-    let (_site, catalog) = one_source(
-        "email",
-        FAST,
-        ResponseTemplate::new(404).set_body_string("{}"),
-    )
-    .await;
+    let (_site, catalog) = nobody_source().await;
     let app = TestApp::with_catalog(&format!("{HTTP}[auth]\nrequired = true\n"), catalog).await;
     let secret = new_key(&app, "paced", &[Scope::Stream], Some(5.0)).await;
     let started = std::time::Instant::now();

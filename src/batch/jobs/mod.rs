@@ -49,7 +49,12 @@ pub struct Jobs {
     quotas: Option<Arc<crate::auth::layer::Authenticator>>,
     /// How audience reports are made (`[audience]`).
     audience: crate::audience::AudienceConfig,
+    /// Reports built, by job and the counts they were built from.
+    reports: moka::future::Cache<String, Arc<Value>>,
 }
+
+/// How long a built audience report is answered again, at most.
+pub const KEPT_REPORTS_FOR: Duration = Duration::from_secs(600);
 
 /// What a caller submits.
 pub struct Submission {
@@ -85,6 +90,10 @@ impl Jobs {
             config,
             quotas: None,
             audience: crate::audience::AudienceConfig::default(),
+            reports: moka::future::Cache::builder()
+                .max_capacity(64)
+                .time_to_live(KEPT_REPORTS_FOR)
+                .build(),
         }
     }
 
