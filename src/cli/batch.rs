@@ -35,6 +35,22 @@ pub(crate) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
+    let outputs = [
+        ("--output", Some(&args.output)),
+        ("--csv", args.csv.as_ref()),
+        ("--audience", args.audience.as_ref()),
+    ];
+    for (flag, path) in outputs {
+        if let Some(path) = path
+            && let Err(why) = writable(path)
+        {
+            eprintln!(
+                "error: {flag}: cannot write {}: {why}; nothing was run",
+                path.display()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
     let columns = crate::batch::Columns {
         email: args.email_column.clone(),
         phone: args.phone_column.clone(),
@@ -100,6 +116,33 @@ pub(crate) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Whether a file can be written at `path`: its directory exists and takes
+/// a new file (tried with an empty one of a name of its own, removed at
+/// once), and it is not a directory itself. Found out at the end, a long
+/// run's `--csv` or `--audience` was lost (the answers were not: the same
+/// command again writes them from the output).
+fn writable(path: &std::path::Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err("it is a directory".into());
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    let probe = dir.join(format!(
+        ".enrichd-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// The audience report of a run's answers (`output`), written to `path`.

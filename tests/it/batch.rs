@@ -404,6 +404,50 @@ fn a_run_refused_as_a_whole_writes_nothing_and_names_the_flag() {
     }
 }
 
+/// An output that cannot be written (its directory missing, or a directory
+/// itself) is refused before the run, naming the flag and the path: found
+/// out at the end, a long run's table or report was lost.
+#[test]
+fn an_output_that_cannot_be_written_is_refused_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("list.csv");
+    std::fs::write(&input, "email\np1@example.test\n").unwrap();
+    let output = dir.path().join("out.jsonl");
+    let missing = dir.path().join("missing");
+    let cases = [
+        ("--output", missing.join("out.jsonl"), None),
+        ("--csv", missing.join("table.csv"), Some("--csv")),
+        (
+            "--audience",
+            missing.join("audience.json"),
+            Some("--audience"),
+        ),
+        ("--output", dir.path().join("a.jsonl"), None),
+    ];
+    std::fs::create_dir(dir.path().join("a.jsonl")).unwrap();
+    for (flag, path, extra) in cases {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_enrichd"));
+        cmd.args(["batch", "--sandbox", "--input"]).arg(&input);
+        match extra {
+            Some(extra) => cmd.arg("--output").arg(&output).arg(extra).arg(&path),
+            None => cmd.arg("--output").arg(&path),
+        };
+        let run = cmd
+            .args(["--purpose", "marketing", "--basis", "legitimate_interests"])
+            .args(["--lia-ref", "LIA-1"])
+            .env("ENRICHD__STORAGE__DATA_DIR", dir.path().join("data"))
+            .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{flag}: {err}");
+        let named = format!("{flag}: cannot write {}", path.display());
+        assert!(err.contains(&named), "{flag}: {err}");
+        assert!(!output.exists(), "{flag}: nothing was run");
+    }
+}
+
 /// Ctrl-C (SIGINT) stops sending at once: the command exits within a second
 /// plus the rows already in flight, writes those, says "interrupted", and
 /// the CSV of summary columns holds exactly the rows written, with the
