@@ -14,17 +14,17 @@ use crate::sandbox::Sandbox;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot read or create the hash key file {path}: {source}")]
+    // (The causes are in the messages, not the errors' chains: printed
+    // with its chain, an error said its cause twice.)
+    #[error("cannot read or create the hash key file {path}: {cause}")]
     HashKey {
         path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot create the data directory {path}: {source}")]
+    #[error("cannot create the data directory {path}: {cause}")]
     DataDir {
         path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "there is no ledger at {0}: enrichd has recorded nothing there. Is the data \
@@ -113,12 +113,10 @@ pub fn prepare_data_dir(config: &Config) -> Result<(), StartupError> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .map_err(|source| StartupError::DataDir {
-            path: dir.clone(),
-            source,
-        })?;
+    builder.create(dir).map_err(|cause| StartupError::DataDir {
+        path: dir.clone(),
+        cause,
+    })?;
     info!(
         data_dir = %dir.display(),
         ledger = %config.sqlite_path().map_or_else(|| "(database server)".to_owned(), |p| p.display().to_string()),
@@ -156,9 +154,9 @@ pub fn hasher(config: &Config) -> Result<KeyedHasher, StartupError> {
     key_file_dir(config)?;
     let path = &config.privacy.hash_key_file;
     let (hasher, created) =
-        KeyedHasher::load_or_create(path).map_err(|source| StartupError::HashKey {
+        KeyedHasher::load_or_create(path).map_err(|cause| StartupError::HashKey {
             path: path.clone(),
-            source,
+            cause,
         })?;
     if created {
         warn!(

@@ -290,6 +290,9 @@ impl Enricher {
                 cluster: cluster.clone(),
             },
         );
+        let scoring = ScoringData::load(&settings.scoring)?;
+        // The last step that can refuse the build: a ledger is bound to its
+        // key only by a start that goes on (a refused start leaves no key).
         let ledger =
             Ledger::open_following(&settings.ledger_url, settings.ledger_follow_every).await?;
         ledger.bind_hash_key(&hasher.fingerprint()).await?;
@@ -305,7 +308,7 @@ impl Enricher {
         standing.refresh(&ledger, settings.clock.utc()).await;
         Ok(Self {
             purposes: PurposeRegistry::new(&settings.purposes),
-            scoring: ScoringData::load(&settings.scoring)?,
+            scoring,
             verifier,
             engine,
             ledger,

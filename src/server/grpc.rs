@@ -61,9 +61,9 @@ pub(super) async fn drain_expired(began: tokio::sync::oneshot::Receiver<()>, tim
 /// still call with an API key).
 fn tls_config(tls: &TlsConfig) -> Result<ServerTlsConfig, ServerError> {
     let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|source| ServerError::TlsFile {
+        std::fs::read(path).map_err(|cause| ServerError::TlsFile {
             path: path.to_owned(),
-            source,
+            cause,
         })
     };
     let mut config =

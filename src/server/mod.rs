@@ -31,11 +31,13 @@ use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot bind {addr}: {source}")]
+    /// (The cause is in the message, not the error's chain: printed with
+    /// its chain, it said it twice.)
+    #[error("cannot bind {addr} ({setting}): {cause}")]
     Bind {
         addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
+        setting: &'static str,
+        cause: std::io::Error,
     },
     #[error(transparent)]
     Build(#[from] BuildError),
@@ -45,11 +47,10 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error("TLS: {0}")]
     Tls(tonic::transport::Error),
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     TlsFile {
         path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("refusing to start: {0}")]
     Anonymous(String),
@@ -66,25 +67,84 @@ pub struct Application {
     enricher: Arc<Enricher>,
 }
 
+/// The server's listeners, bound before anything else is made.
+struct Bound {
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    http: Option<TcpListener>,
+}
+
+impl Bound {
+    async fn bind(config: &Config) -> Result<Self, ServerError> {
+        if let Some(problem) = config.anonymous_problem() {
+            return Err(ServerError::Anonymous(problem));
+        }
+        let addr = config.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|cause| ServerError::Bind {
+                addr,
+                setting: "server.listen, --listen",
+                cause,
+            })?;
+        let metrics_listener =
+            match config.server.metrics_listen {
+                Some(addr) => Some(telemetry::bind_metrics(addr).await.map_err(|cause| {
+                    ServerError::Bind {
+                        addr,
+                        setting: "server.metrics_listen, --metrics-listen",
+                        cause,
+                    }
+                })?),
+                None => None,
+            };
+        let http_listener = match config.server.http_listen {
+            Some(addr) => {
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|cause| ServerError::Bind {
+                            addr,
+                            setting: "server.http_listen, --http-listen",
+                            cause,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        Ok(Self {
+            listener,
+            metrics: metrics_listener,
+            http: http_listener,
+        })
+    }
+}
+
 impl Application {
     /// Builds the server around `catalog` (see `startup::catalog`).
+    /// What can refuse the start (anonymous callers on a public address, an
+    /// address taken) is tried before the ledger is opened: a refused start
+    /// leaves no ledger bound to a key it made.
     pub async fn build(
         config: Config,
         hasher: KeyedHasher,
         catalog: Catalog,
     ) -> Result<Self, ServerError> {
+        let bound = Bound::bind(&config).await?;
         let settings = Settings::from_config(&config);
         let enricher = Arc::new(Enricher::build(settings, hasher, catalog).await?);
-        Self::with_enricher(config, enricher).await
+        Ok(Self::around(config, enricher, bound))
     }
 
     pub async fn with_enricher(
         config: Config,
         enricher: Arc<Enricher>,
     ) -> Result<Self, ServerError> {
-        if let Some(problem) = config.anonymous_problem() {
-            return Err(ServerError::Anonymous(problem));
-        }
+        let bound = Bound::bind(&config).await?;
+        Ok(Self::around(config, enricher, bound))
+    }
+
+    fn around(config: Config, enricher: Arc<Enricher>, bound: Bound) -> Self {
         enricher.follow_standing();
         if !config.auth.required {
             warn!(
@@ -92,40 +152,20 @@ impl Application {
                 "auth.required = false: anyone who can reach this loopback address may call enrichd"
             );
         }
-        let addr = config.server.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let metrics_listener = match config.server.metrics_listen {
-            Some(addr) => Some(
-                telemetry::bind_metrics(addr)
-                    .await
-                    .map_err(|source| ServerError::Bind { addr, source })?,
-            ),
-            None => None,
-        };
-        let http_listener = match config.server.http_listen {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ServerError::Bind { addr, source })?,
-            ),
-            None => None,
-        };
         let service = EnrichmentService::new(enricher.clone(), config.sources.deadline)
             .with_batch(config.batch.clone())
             .with_stream_limits(StreamLimits {
                 idle: config.server.stream_idle_timeout,
                 max_duration: config.server.stream_max_duration,
             });
-        Ok(Self {
-            listener,
-            metrics_listener,
-            http_listener,
+        Self {
+            listener: bound.listener,
+            metrics_listener: bound.metrics,
+            http_listener: bound.http,
             service,
             enricher,
             config,
-        })
+        }
     }
 
     /// The gRPC address actually bound (useful with port 0).

@@ -428,33 +428,75 @@ async fn serve_refuses_anonymous_callers_on_a_public_address() {
     );
 }
 
-/// A refused start leaves nothing behind: the key file it would have
-/// created for a data directory that had none is gone again.
+/// A refused start leaves nothing behind: not the key file it would have
+/// created for a data directory that had none, nor a ledger bound to that
+/// key (the next start, with its own key, was refused: "the ledger was
+/// written with another hash key"). Refused for anonymous callers on a
+/// public address, and for an address taken, named with its setting.
 #[tokio::test]
 async fn a_refused_start_leaves_no_key_file_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_enrichd"))
-        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
-        .arg(dir.path())
-        .env("ENRICHD__AUTH__REQUIRED", "false")
-        .env_remove("ENRICHD__PRIVACY__HASH_KEY")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = common::KillOnDrop(child);
-    let status = common::eventually("serve refuses to start", || {
-        let exited = child.0.try_wait().unwrap();
-        async move { exited }
-    })
-    .await;
-    assert!(!status.success());
-    let left: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("hash"))
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let refusals = [
+        (["--listen", "0.0.0.0:0"], "auth.required"),
+        (["--listen", taken.as_str()], "server.listen, --listen"),
+    ];
+    for (listen, named) in refusals {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+            .arg("serve")
+            .args(listen)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("ENRICHD__AUTH__REQUIRED", "false")
+            .env_remove("ENRICHD__PRIVACY__HASH_KEY")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut child = common::KillOnDrop(child);
+        let status = common::eventually("serve refuses to start", || {
+            let exited = child.0.try_wait().unwrap();
+            async move { exited }
+        })
+        .await;
+        assert!(!status.success());
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(err.contains(named), "{named}: {err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("hash"))
+            .collect();
+        assert!(left.is_empty(), "{named}: left behind: {left:?}");
+
+        // The next run on the directory makes its own key and works.
+        let next = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+            .args(["enrich", "--email", "ann@example.test"])
+            .args([
+                "--purpose",
+                "fraud_prevention",
+                "--basis",
+                "legitimate_interests",
+            ])
+            .args(["--lia-ref", "LIA-1", "--data-dir"])
+            .arg(dir.path())
+            .env("ENRICHD__DNS__ENABLED", "false")
+            .env_remove("ENRICHD__PRIVACY__HASH_KEY")
+            .env(
+                "ENRICHD__SOURCES__CATALOG",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/disabled-catalog"
+                ),
+            )
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&next.stderr);
+        assert!(next.status.success(), "{named}: the next run: {err}");
+    }
 }
 
 #[test]

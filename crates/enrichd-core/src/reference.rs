@@ -21,11 +21,12 @@ pub struct ReferencePaths {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read reference list {path}: {source}")]
+/// (The cause is in the message, not the error's chain: printed with its
+/// chain, it said it twice.)
+#[error("cannot read reference list {path}: {cause}")]
 pub struct ReferenceError {
     pub path: PathBuf,
-    #[source]
-    pub source: std::io::Error,
+    pub cause: std::io::Error,
 }
 
 /// The loaded lists. Lookups are case-insensitive (entries are stored lowercased).
@@ -99,9 +100,9 @@ impl DomainLists {
 fn read_list(path: &Path) -> Result<HashSet<String>, ReferenceError> {
     std::fs::read_to_string(path)
         .map(|text| parse_list(&text))
-        .map_err(|source| ReferenceError {
+        .map_err(|cause| ReferenceError {
             path: path.to_owned(),
-            source,
+            cause,
         })
 }
 
