@@ -402,13 +402,9 @@ async fn keys_are_created_listed_used_and_revoked_from_the_command_line() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("admin"));
 }
 
-#[tokio::test]
-async fn serve_refuses_anonymous_callers_on_a_public_address() {
-    let child = Command::new(env!("CARGO_BIN_EXE_enrichd"))
-        .args(["serve", "--listen", "0.0.0.0:0"])
-        .env("ENRICHD__AUTH__REQUIRED", "false")
-        .env("ENRICHD__LEDGER__URL", "sqlite::memory:")
-        .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY)
+/// Runs `serve` as `command` says, which must refuse to start; its stderr.
+async fn refused_start(command: &mut Command) -> String {
+    let child = command
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -421,7 +417,20 @@ async fn serve_refuses_anonymous_callers_on_a_public_address() {
     .await;
     let mut err = String::new();
     std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(!status.success());
+    assert!(!status.success(), "{err}");
+    err
+}
+
+#[tokio::test]
+async fn serve_refuses_anonymous_callers_on_a_public_address() {
+    let err = refused_start(
+        Command::new(env!("CARGO_BIN_EXE_enrichd"))
+            .args(["serve", "--listen", "0.0.0.0:0"])
+            .env("ENRICHD__AUTH__REQUIRED", "false")
+            .env("ENRICHD__LEDGER__URL", "sqlite::memory:")
+            .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY),
+    )
+    .await;
     assert!(
         err.contains("auth.required = false") && err.contains("loopback"),
         "{err}"
@@ -443,26 +452,16 @@ async fn a_refused_start_leaves_no_key_file_behind() {
     ];
     for (listen, named) in refusals {
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_enrichd"))
-            .arg("serve")
-            .args(listen)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("ENRICHD__AUTH__REQUIRED", "false")
-            .env_remove("ENRICHD__PRIVACY__HASH_KEY")
-            .stderr(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut child = common::KillOnDrop(child);
-        let status = common::eventually("serve refuses to start", || {
-            let exited = child.0.try_wait().unwrap();
-            async move { exited }
-        })
+        let err = refused_start(
+            Command::new(env!("CARGO_BIN_EXE_enrichd"))
+                .arg("serve")
+                .args(listen)
+                .arg("--data-dir")
+                .arg(dir.path())
+                .env("ENRICHD__AUTH__REQUIRED", "false")
+                .env_remove("ENRICHD__PRIVACY__HASH_KEY"),
+        )
         .await;
-        assert!(!status.success());
-        let mut err = String::new();
-        std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut err).unwrap();
         assert!(err.contains(named), "{named}: {err}");
         let left: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
