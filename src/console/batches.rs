@@ -235,6 +235,14 @@ pub async fn show(
         Ok(shown) => shown,
         Err(refused) => return refused.page("Batch", &s),
     };
+    // With a filter, the downloads hold its rows too.
+    let (only, of) = match outcome {
+        Some(outcome) => (
+            format!("&status={outcome}"),
+            format!(" ({} rows)", outcome.replace('_', " ")),
+        ),
+        None => (String::new(), String::new()),
+    };
     let state = job["state"].as_str().unwrap_or_default();
     let done = job["rowsDone"].as_i64().unwrap_or(0);
     let total = job["rowsTotal"].as_i64().unwrap_or(0).max(1);
@@ -253,9 +261,9 @@ pub async fn show(
                 }
             }
             p {
-                a href=(format!("/console/batches/{id}/results?format=csv")) download { "Download CSV" } " · "
-                a href=(format!("/console/batches/{id}/results?format=csv&delimiter=semicolon")) download { "CSV with semicolons" } " · "
-                a href=(format!("/console/batches/{id}/results")) download { "Download NDJSON" }
+                a href=(format!("/console/batches/{id}/results?format=csv{only}")) download { "Download CSV" (of) } " · "
+                a href=(format!("/console/batches/{id}/results?format=csv&delimiter=semicolon{only}")) download { "CSV with semicolons" (of) } " · "
+                a href=(format!("/console/batches/{id}/results?format=ndjson{only}")) download { "Download NDJSON" (of) }
                 @if state == "DONE" { " · " a href=(format!("/console/batches/{id}/audience")) { "Audience report" } }
             }
         }
@@ -349,13 +357,18 @@ pub async fn download(
     let csv = filter.format == "csv";
     // A download is for a person's spreadsheet: with the byte-order mark
     // Excel needs to read UTF-8 as UTF-8.
-    let path = match (csv, filter.delimiter.as_str()) {
+    let mut path = match (csv, filter.delimiter.as_str()) {
         (true, named @ ("semicolon" | "tab")) => {
             format!("/v1/batches/{id}/results?format=csv&bom=true&delimiter={named}")
         }
         (true, _) => format!("/v1/batches/{id}/results?format=csv&bom=true"),
-        (false, _) => format!("/v1/batches/{id}/results"),
+        (false, _) => format!("/v1/batches/{id}/results?format=ndjson"),
     };
+    // The rows of one outcome (the page's filter: the errors, to run again).
+    let outcome = OUTCOMES.iter().find(|o| **o == filter.status);
+    if let Some(outcome) = outcome {
+        path.push_str(&format!("&outcome={outcome}"));
+    }
     match c
         .call_streamed(&s, Method::GET, &path, Body::empty(), "application/json")
         .await
@@ -363,7 +376,8 @@ pub async fn download(
         Ok((headers, body)) => {
             let kind = headers.get(header::CONTENT_TYPE).cloned();
             let name = format!(
-                "attachment; filename=\"{id}.{}\"",
+                "attachment; filename=\"{id}{}.{}\"",
+                outcome.map(|o| format!("-{o}")).unwrap_or_default(),
                 if csv { "csv" } else { "jsonl" }
             );
             // Passed on as it comes: a 100,000-row job's answers are

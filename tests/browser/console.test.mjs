@@ -190,6 +190,10 @@ test("a batch: upload, watch it finish, the results table", async () => {
   assert.equal((await page.$$("#results tbody tr")).length, 1);
   assert.match(await page.textContent("#results tbody"), /not-an-address/);
   assert.equal(await page.inputValue("#status"), "invalid");
+  // ... and so do the downloads.
+  const only = await page.getAttribute('a:has-text("Download NDJSON")', "href");
+  const lines = (await (await page.request.get(base + only)).text()).trim().split("\n");
+  assert.deepEqual(lines.map((l) => JSON.parse(l).row), [3], only);
 });
 
 test("a list's audience: segments and charts, no one named", async () => {
