@@ -7,7 +7,8 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+use super::summary::Counted;
 
 /// What the checkpoint beside the output remembers, to refuse resuming a
 /// different run into the same output.
@@ -30,7 +31,7 @@ pub(super) fn checkpoint_path(output: &Path) -> PathBuf {
 /// summary counts the whole output, not only what this run adds).
 pub(super) fn resume(
     output: &Path,
-    mut each: impl FnMut(&Value),
+    mut each: impl FnMut(&Counted),
 ) -> anyhow::Result<(File, HashSet<u64>)> {
     let mut done = HashSet::new();
     let mut good_len = 0u64;
@@ -43,13 +44,13 @@ pub(super) fn resume(
             if n == 0 || !line.ends_with('\n') {
                 break;
             }
-            let Ok(value) = serde_json::from_str::<Value>(&line) else {
+            let Some(counted) = Counted::read(&line) else {
                 break;
             };
-            let Some(row) = value.get("row").and_then(Value::as_u64) else {
+            let Some(row) = counted.row else {
                 break;
             };
-            each(&value);
+            each(&counted);
             done.insert(row);
             good_len += n as u64;
         }

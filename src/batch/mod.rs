@@ -184,7 +184,7 @@ impl Run {
             rows_in,
             ..Summary::default()
         };
-        let (mut out, done) = resume(&self.output, |line| summary.count(line))?;
+        let (mut out, done) = resume(&self.output, |line| summary.add(line))?;
         let resumed_at = out.metadata()?.len();
         summary.already_done = done.len() as u64;
         let bar = if std::io::stderr().is_terminal() {
