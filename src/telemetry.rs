@@ -1,7 +1,6 @@
 //! Logs and metrics. Log lines carry structured fields and never a raw
 //! identifier (see `privacy::Pii`); metric labels are method names and status
 //! codes, never request data.
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -132,10 +131,10 @@ pub fn metrics_router() -> Option<axum::Router> {
     ))
 }
 
-pub async fn bind_metrics(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+pub fn listen_metrics(socket: tokio::net::TcpSocket) -> std::io::Result<tokio::net::TcpListener> {
     // Make sure the recorder exists before the first call is counted.
     let _ = prometheus();
-    tokio::net::TcpListener::bind(addr).await
+    socket.listen(crate::server::BACKLOG)
 }
 
 /// Records one finished call: a counter by method, caller and gRPC code, and

@@ -67,55 +67,79 @@ pub struct Application {
     enricher: Arc<Enricher>,
 }
 
-/// The server's listeners, bound before anything else is made.
+/// Connections a listener holds before they are accepted (as tokio's
+/// `TcpListener::bind`).
+pub(crate) const BACKLOG: u32 = 1024;
+
+/// The server's addresses, bound (so an address taken refuses the start)
+/// before anything else is made, and listened on only once the server is
+/// built: a connection before that is refused, not held unanswered.
 struct Bound {
-    listener: TcpListener,
-    metrics: Option<TcpListener>,
-    http: Option<TcpListener>,
+    listener: Reserved,
+    metrics: Option<Reserved>,
+    http: Option<Reserved>,
+}
+
+/// An address bound and not yet listened on, with the setting that names it.
+struct Reserved {
+    socket: tokio::net::TcpSocket,
+    addr: SocketAddr,
+    setting: &'static str,
+}
+
+impl Reserved {
+    fn bind(addr: SocketAddr, setting: &'static str) -> Result<Self, ServerError> {
+        let fail = |cause| ServerError::Bind {
+            addr,
+            setting,
+            cause,
+        };
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(fail)?;
+        // As `TcpListener::bind`: a restart need not wait out TIME_WAIT.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true).map_err(fail)?;
+        socket.bind(addr).map_err(fail)?;
+        Ok(Self {
+            socket,
+            addr,
+            setting,
+        })
+    }
+
+    fn listen(
+        self,
+        how: impl FnOnce(tokio::net::TcpSocket) -> std::io::Result<TcpListener>,
+    ) -> Result<TcpListener, ServerError> {
+        let (addr, setting) = (self.addr, self.setting);
+        how(self.socket).map_err(|cause| ServerError::Bind {
+            addr,
+            setting,
+            cause,
+        })
+    }
 }
 
 impl Bound {
-    async fn bind(config: &Config) -> Result<Self, ServerError> {
+    fn bind(config: &Config) -> Result<Self, ServerError> {
         if let Some(problem) = config.anonymous_problem() {
             return Err(ServerError::Anonymous(problem));
         }
-        let addr = config.server.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|cause| ServerError::Bind {
-                addr,
-                setting: "server.listen, --listen",
-                cause,
-            })?;
-        let metrics_listener =
-            match config.server.metrics_listen {
-                Some(addr) => Some(telemetry::bind_metrics(addr).await.map_err(|cause| {
-                    ServerError::Bind {
-                        addr,
-                        setting: "server.metrics_listen, --metrics-listen",
-                        cause,
-                    }
-                })?),
-                None => None,
-            };
-        let http_listener = match config.server.http_listen {
-            Some(addr) => {
-                Some(
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|cause| ServerError::Bind {
-                            addr,
-                            setting: "server.http_listen, --http-listen",
-                            cause,
-                        })?,
-                )
-            }
-            None => None,
-        };
+        let server = &config.server;
         Ok(Self {
-            listener,
-            metrics: metrics_listener,
-            http: http_listener,
+            listener: Reserved::bind(server.listen, "server.listen, --listen")?,
+            metrics: server
+                .metrics_listen
+                .map(|a| Reserved::bind(a, "server.metrics_listen, --metrics-listen"))
+                .transpose()?,
+            http: server
+                .http_listen
+                .map(|a| Reserved::bind(a, "server.http_listen, --http-listen"))
+                .transpose()?,
         })
     }
 }
@@ -130,21 +154,28 @@ impl Application {
         hasher: KeyedHasher,
         catalog: Catalog,
     ) -> Result<Self, ServerError> {
-        let bound = Bound::bind(&config).await?;
+        let bound = Bound::bind(&config)?;
         let settings = Settings::from_config(&config);
         let enricher = Arc::new(Enricher::build(settings, hasher, catalog).await?);
-        Ok(Self::around(config, enricher, bound))
+        Self::around(config, enricher, bound)
     }
 
     pub async fn with_enricher(
         config: Config,
         enricher: Arc<Enricher>,
     ) -> Result<Self, ServerError> {
-        let bound = Bound::bind(&config).await?;
-        Ok(Self::around(config, enricher, bound))
+        let bound = Bound::bind(&config)?;
+        Self::around(config, enricher, bound)
     }
 
-    fn around(config: Config, enricher: Arc<Enricher>, bound: Bound) -> Self {
+    fn around(config: Config, enricher: Arc<Enricher>, bound: Bound) -> Result<Self, ServerError> {
+        let listen = |socket: tokio::net::TcpSocket| socket.listen(BACKLOG);
+        let listener = bound.listener.listen(listen)?;
+        let metrics_listener = bound
+            .metrics
+            .map(|m| m.listen(telemetry::listen_metrics))
+            .transpose()?;
+        let http_listener = bound.http.map(|h| h.listen(listen)).transpose()?;
         enricher.follow_standing();
         if !config.auth.required {
             warn!(
@@ -158,14 +189,14 @@ impl Application {
                 idle: config.server.stream_idle_timeout,
                 max_duration: config.server.stream_max_duration,
             });
-        Self {
-            listener: bound.listener,
-            metrics_listener: bound.metrics,
-            http_listener: bound.http,
+        Ok(Self {
+            listener,
+            metrics_listener,
+            http_listener,
             service,
             enricher,
             config,
-        }
+        })
     }
 
     /// The gRPC address actually bound (useful with port 0).
