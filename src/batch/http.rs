@@ -345,8 +345,8 @@ async fn batch_results(
                 "false" => dialect.bom = false,
                 _ => return error_response(&bad_field("bom", "is true or false")),
             },
-            "outcome" => match crate::batch::jobs::OUTCOMES.iter().find(|o| **o == value) {
-                Some(named) => selection.outcome = Some((*named).to_owned()),
+            "outcome" => match crate::batch::jobs::outcome_named(&value) {
+                Some(named) => selection.outcome = Some(named.to_owned()),
                 None => {
                     let named = crate::batch::jobs::OUTCOMES.join(", ");
                     return error_response(&bad_field("outcome", &format!("is one of {named}")));

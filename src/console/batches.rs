@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::pages;
 use super::session::{Session, csrf_matches};
 use super::{Console, Refusal, html as respond};
-use crate::batch::jobs::OUTCOMES;
+use crate::batch::jobs::{OUTCOMES, outcome_named};
 
 /// Rows shown on a job's page (the download has them all).
 const SHOWN_ROWS: usize = 500;
@@ -217,7 +217,7 @@ pub async fn show(
     };
     // The API picks the rows: a page filtered by a rare outcome does not
     // read a 100,000-row job's table to find them.
-    let outcome = OUTCOMES.iter().find(|o| **o == filter.status);
+    let outcome = outcome_named(&filter.status);
     let path = match outcome {
         Some(outcome) => {
             format!("/v1/batches/{id}/results?format=csv&limit={SHOWN_ROWS}&outcome={outcome}")
@@ -272,7 +272,7 @@ pub async fn show(
             select #status name="status" {
                 option value="" selected[outcome.is_none()] { "any" }
                 @for option in OUTCOMES {
-                    option value=(option) selected[Some(&option) == outcome] { (option.replace('_', " ")) }
+                    option value=(option) selected[Some(option) == outcome] { (option.replace('_', " ")) }
                 }
             }
             button type="submit" { "Filter" }
@@ -365,7 +365,7 @@ pub async fn download(
         (false, _) => format!("/v1/batches/{id}/results?format=ndjson"),
     };
     // The rows of one outcome (the page's filter: the errors, to run again).
-    let outcome = OUTCOMES.iter().find(|o| **o == filter.status);
+    let outcome = outcome_named(&filter.status);
     if let Some(outcome) = outcome {
         path.push_str(&format!("&outcome={outcome}"));
     }

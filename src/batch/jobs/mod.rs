@@ -26,7 +26,7 @@ use crate::config::BatchConfig;
 use crate::ledger::{JobRow, JobRowInput, Ledger};
 use crate::pipeline::Enricher;
 use crate::proto::v1 as pb;
-pub use reading::{OUTCOMES, Selection};
+pub use reading::{OUTCOMES, Selection, outcome_named};
 use reading::{PAGE, without_row};
 pub use webhook::sign;
 

@@ -57,6 +57,11 @@ pub const OUTCOMES: [&str; 8] = [
     "error",
 ];
 
+/// The outcome `name` names, if it is one of [`OUTCOMES`].
+pub fn outcome_named(name: &str) -> Option<&'static str> {
+    OUTCOMES.iter().copied().find(|o| *o == name)
+}
+
 pub(crate) fn not_found(id: &str) -> Status {
     Status::not_found(format!("no batch job {id:?}"))
 }
