@@ -9,13 +9,21 @@ fn enrichd(args: &[&str]) -> Output {
 
 /// The binary with its ledger at `ledger_url` (and the test servers' hash key).
 fn enrichd_on(ledger_url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_enrichd"))
+    offline()
         .args(args)
-        .env("ENRICHD__DNS__ENABLED", "false")
         .env("ENRICHD__LEDGER__URL", ledger_url)
         .env("ENRICHD__PRIVACY__HASH_KEY", common::TEST_HASH_KEY)
+        .output()
+        .expect("runs")
+}
+
+/// The binary with no DNS and no real source (none is ever asked from a
+/// test), no API key and no log filter from the environment.
+fn offline() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_enrichd"));
+    command
+        .env("ENRICHD__DNS__ENABLED", "false")
         .env_remove("ENRICHD_API_KEY")
-        // No real source is ever asked from a test.
         .env(
             "ENRICHD__SOURCES__CATALOG",
             concat!(
@@ -23,9 +31,8 @@ fn enrichd_on(ledger_url: &str, args: &[&str]) -> Output {
                 "/tests/fixtures/disabled-catalog"
             ),
         )
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("runs")
+        .env_remove("RUST_LOG");
+    command
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -185,7 +192,7 @@ fn bad_state_paths_are_named_before_anything_is_created() {
     let file = tmp.path().join("file");
     std::fs::write(&file, "not a directory").expect("write");
     let data = tmp.path().join("state");
-    let out = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+    let out = offline()
         .args([
             "enrich",
             "--email",
@@ -196,20 +203,12 @@ fn bad_state_paths_are_named_before_anything_is_created() {
         .args(["--basis", "legitimate_interests", "--lia-ref", "LIA-1"])
         .arg("--data-dir")
         .arg(&data)
-        .env("ENRICHD__DNS__ENABLED", "false")
         .env(
             "ENRICHD__LEDGER__URL",
             format!("sqlite://{}/ledger.db?mode=rwc", file.display()),
         )
         .env("ENRICHD__PRIVACY__HASH_KEY_FILE", file.join("hash.key"))
         .env_remove("ENRICHD__PRIVACY__HASH_KEY")
-        .env(
-            "ENRICHD__SOURCES__CATALOG",
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/disabled-catalog"
-            ),
-        )
         .output()
         .expect("runs");
     assert!(!out.status.success());
@@ -471,7 +470,7 @@ async fn a_refused_start_leaves_no_key_file_behind() {
         assert!(left.is_empty(), "{named}: left behind: {left:?}");
 
         // The next run on the directory makes its own key and works.
-        let next = Command::new(env!("CARGO_BIN_EXE_enrichd"))
+        let next = offline()
             .args(["enrich", "--email", "ann@example.test"])
             .args([
                 "--purpose",
@@ -481,16 +480,7 @@ async fn a_refused_start_leaves_no_key_file_behind() {
             ])
             .args(["--lia-ref", "LIA-1", "--data-dir"])
             .arg(dir.path())
-            .env("ENRICHD__DNS__ENABLED", "false")
             .env_remove("ENRICHD__PRIVACY__HASH_KEY")
-            .env(
-                "ENRICHD__SOURCES__CATALOG",
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/tests/fixtures/disabled-catalog"
-                ),
-            )
-            .env_remove("RUST_LOG")
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&next.stderr);
